@@ -1,0 +1,39 @@
+# Two commands for a new user: `make demo` (sets up, then runs the live demo) and `make test`.
+# Setup is incremental: every step below is a file that is remade only when its inputs change.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMPS := $(VENV)/.stamps
+# Tests keep DDS on loopback and in a domain of their own, so parallel runs do not meet.
+TEST_DOMAIN_ID ?= $(shell echo $$(( ($$$$ % 80) + 10 )))
+
+.PHONY: setup test demo bench lint check-tools clean
+
+setup: $(STAMPS)/project
+
+check-tools:
+	@PYTHON=$(PYTHON) tools/check_tools.sh
+
+$(STAMPS)/requirements: requirements.txt | check-tools
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) tools/fix_ros_wheel_paths.py $(VENV)
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/msgs: $(STAMPS)/requirements prgcn_msgs/CMakeLists.txt prgcn_msgs/package.xml $(wildcard prgcn_msgs/msg/*.msg)
+	tools/build_msgs.sh $(VENV) build/prgcn_msgs
+	@touch $@
+
+$(STAMPS)/project: $(STAMPS)/msgs setup.py setup.cfg package.xml $(wildcard launch/*.py config/*.yaml models/*)
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+test: setup
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$(TEST_DOMAIN_ID) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check prgcn_ros test bench tools launch
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,55 @@
+"""Where the package's shared files and the skeleton data live, from a source checkout or an install."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+PACKAGE = "prgcn_ros"
+DATA_ENV = "PRGCN_DATA"
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def source_root() -> Path | None:
+    """The repository root when running from a source checkout (or an editable install)."""
+    return _SOURCE_ROOT if (_SOURCE_ROOT / "package.xml").is_file() else None
+
+
+def share_dir() -> Path:
+    """share/prgcn_ros: the source checkout, else the ament index, else this interpreter's prefix."""
+    root = source_root()
+    if root is not None:
+        return root
+    if os.environ.get("AMENT_PREFIX_PATH"):
+        try:
+            from ament_index_python.packages import (
+                PackageNotFoundError,
+                get_package_share_directory,
+            )
+            try:
+                return Path(get_package_share_directory(PACKAGE))
+            except PackageNotFoundError:
+                pass
+        except ImportError:
+            pass
+    return Path(sys.prefix) / "share" / PACKAGE
+
+
+def share_file(*parts: str) -> Path:
+    """A file under share/prgcn_ros, e.g. share_file("config", "recognizer.yaml")."""
+    return share_dir().joinpath(*parts)
+
+
+def data_dir() -> Path:
+    """The real skeleton data: $PRGCN_DATA, else ../shared/data next to the source checkout."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    root = source_root() or Path.cwd()
+    return (root.parent / "shared" / "data").resolve()
+
+
+def missing_data_message(what: Path) -> str:
+    """One message that says where the data was looked for and how to point at it."""
+    return (f"skeleton data not found: looked for {what}. Put the data there or set "
+            f"{DATA_ENV}=/path/to/data (the folder holding msr_action3d/, ntu_samples/, "
+            f"kinetics_skeleton/).")

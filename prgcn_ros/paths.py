@@ -1,4 +1,4 @@
-"""Where the package's shared files and the skeleton data live, from a source checkout or an install."""
+"""Where the package's shared files and the skeleton data live (checkout or install)."""
 from __future__ import annotations
 
 import os
@@ -16,7 +16,7 @@ def source_root() -> Path | None:
 
 
 def share_dir() -> Path:
-    """share/prgcn_ros: the source checkout, else the ament index, else this interpreter's prefix."""
+    """share/prgcn_ros: the source checkout, else the ament index, else sys.prefix/share."""
     root = source_root()
     if root is not None:
         return root

@@ -1,0 +1,35 @@
+"""Shared fixtures: a ROS context per test that needs one, the real data location."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Keep DDS traffic on loopback even when pytest is run without `make test`.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 80 + 10))
+
+
+@pytest.fixture
+def ros_context():
+    """rclpy initialised for one test, shut down after it."""
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    from prgcn_ros.paths import data_dir as find_data_dir
+    from prgcn_ros.paths import missing_data_message
+
+    path = find_data_dir()
+    if not path.is_dir():
+        pytest.skip(missing_data_message(path))
+    return path

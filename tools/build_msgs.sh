@@ -4,6 +4,7 @@
 set -euo pipefail
 venv=$(cd "${1:-.venv}" && pwd)
 build=${2:-build/prgcn_msgs}
+mkdir -p "$(dirname "$build")"
 export PATH="$venv/bin:$PATH" AMENT_PREFIX_PATH="$venv"
 cmake -S prgcn_msgs -B "$build" -DCMAKE_INSTALL_PREFIX="$venv" -DCMAKE_BUILD_TYPE=Release \
   -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF > "$build.configure.log" 2>&1 \

@@ -1,0 +1,79 @@
+"""Training-time augmentation on preprocessed model input.
+
+Applied after the shared preprocessing (so after centring and scaling), on tensors laid out as the
+model takes them, ``(N, C, T, V, M)``; the first ``dims`` channels are coordinates, any further
+channel (the confidence of 2D input) is left alone. Missing joints (confidence 0) stay exactly
+where preprocessing put them. All randomness comes from the ``torch.Generator`` passed in, so a
+seed gives the same augmentation on every run.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=gen, dtype=torch.float64)
+
+
+def _axis_rotation(angle: torch.Tensor, axis: int) -> torch.Tensor:
+    """(N, 3, 3) rotations by ``angle`` (radians) about coordinate ``axis``."""
+    n = angle.shape[0]
+    c, s = torch.cos(angle), torch.sin(angle)
+    rot = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
+    i, j = [a for a in range(3) if a != axis]
+    # Right-handed rotation about `axis`, acting on the plane (i, j) in cyclic order.
+    if axis == 1:
+        i, j = j, i  # about y the cyclic plane is (z, x)
+    rot[:, i, i], rot[:, i, j] = c, -s
+    rot[:, j, i], rot[:, j, j] = s, c
+    return rot
+
+
+def random_transforms(n: int, dims: int, aug: dict, gen: torch.Generator
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-clip linear maps (N, dims, dims) and offsets (N, dims) drawn from the ``augment`` config.
+
+    3D: a rotation of +-rotate_deg about the vertical axis, then +-tilt_deg about each horizontal
+    axis, an isotropic scale and a translation. 2D: an in-plane rotation of +-rotate_deg, scale and
+    translation.
+    """
+    rotate = math.radians(float(aug.get("rotate_deg", 0.0)))
+    tilt = math.radians(float(aug.get("tilt_deg", 0.0)))
+    lo, hi = (float(v) for v in aug.get("scale", (1.0, 1.0)))
+    shift = float(aug.get("translate", 0.0))
+    if dims == 3:
+        vertical = int(aug.get("vertical_axis", 1))
+        mat = _axis_rotation(_uniform(n, -rotate, rotate, gen), vertical)
+        if tilt > 0:
+            for axis in (a for a in range(3) if a != vertical):
+                mat = _axis_rotation(_uniform(n, -tilt, tilt, gen), axis) @ mat
+    elif dims == 2:
+        angle = _uniform(n, -rotate, rotate, gen)
+        c, s = torch.cos(angle), torch.sin(angle)
+        mat = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    else:
+        raise ValueError(f"augmentation needs 2 or 3 coordinate channels, got {dims}")
+    mat = mat * _uniform(n, lo, hi, gen)[:, None, None]
+    offset = _uniform(n * dims, -shift, shift, gen).reshape(n, dims)
+    return mat.float(), offset.float()
+
+
+def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
+            gen: torch.Generator) -> torch.Tensor:
+    """Randomly rotated/scaled/translated copy of model input ``x`` (N, C, T, V, M).
+
+    ``present`` (N, T, V, M) is true where a joint was observed; other joints are not moved.
+    """
+    if x.shape[1] < dims:
+        raise ValueError(f"input has {x.shape[1]} channels, fewer than {dims} coordinates")
+    n = x.shape[0]
+    mat, offset = random_transforms(n, dims, aug, gen)
+    coords = x[:, :dims]
+    moved = torch.einsum("nij,njtvm->nitvm", mat.to(x.dtype), coords)
+    moved = moved + offset.to(x.dtype)[:, :, None, None, None]
+    keep = present[:, None].to(torch.bool)
+    out = x.clone()
+    out[:, :dims] = torch.where(keep, moved, coords)
+    return out

@@ -1,0 +1,113 @@
+"""Training checkpoints without pickle: tensors in safetensors, everything else in JSON.
+
+``<dir>/checkpoint.safetensors`` holds the model's state (``model.*``) and the optimizer's
+per-parameter buffers (``optim.<param index>.<name>``, e.g. SGD's momentum buffers);
+``<dir>/checkpoint.json`` holds the epoch count, the optimizer's hyper-parameters, the config and
+the training history. Both are written to a temporary name and renamed, so a run killed while
+saving leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+WEIGHTS = "checkpoint.safetensors"
+STATE = "checkpoint.json"
+FORMAT = "prgcn_ros.training.checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from; the message names the file."""
+
+
+def _tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    tensors = {f"model.{k}": v.detach().contiguous().clone()
+               for k, v in model.state_dict().items()}
+    for index, state in optimizer.state_dict()["state"].items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{index}.{name}"] = value.detach().contiguous().clone()
+    return tensors
+
+
+def _optimizer_json(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    sd = optimizer.state_dict()
+    groups = [{k: v for k, v in g.items() if isinstance(v, (int, float, bool, str, list))
+               or v is None} for g in sd["param_groups"]]
+    scalars = {str(i): {k: v for k, v in s.items() if not isinstance(v, torch.Tensor)}
+               for i, s in sd["state"].items()}
+    return {"param_groups": groups, "scalar_state": scalars}
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> Path:
+    """Write the checkpoint; ``state`` (JSON-able) must hold ``epoch`` = epochs completed."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = _tensors(model, optimizer)
+    _write_atomic(directory / WEIGHTS,
+                  lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    doc = {"format": FORMAT, **state, "optimizer": _optimizer_json(optimizer)}
+    _write_atomic(directory / STATE, lambda p: p.write_text(json.dumps(doc, indent=1)))
+    return directory / STATE
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint JSON for a run folder or a checkpoint file (either of the pair)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / STATE
+    elif path.suffix == ".safetensors":
+        path = path.with_suffix(".json")
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint to resume from at {path}")
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
+    """Restore model (and optimizer) in place; returns the JSON state."""
+    state_path = find_checkpoint(path)
+    weights_path = state_path.with_suffix(".safetensors")
+    try:
+        doc = json.loads(state_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{state_path}: unreadable checkpoint state ({exc})") from exc
+    if doc.get("format") != FORMAT:
+        raise CheckpointError(f"{state_path}: not a prgcn_ros training checkpoint")
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: checkpoint weights missing")
+    tensors = load_file(str(weights_path))
+    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(model_state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{weights_path}: does not fit the model ({exc})") from exc
+    if optimizer is not None:
+        opt = doc["optimizer"]
+        per_param: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                per_param.setdefault(int(index), {})[name] = value
+        for index, scalars in opt.get("scalar_state", {}).items():
+            per_param.setdefault(int(index), {}).update(scalars)
+        current = optimizer.state_dict()
+        if len(current["param_groups"]) != len(opt["param_groups"]):
+            raise CheckpointError(f"{state_path}: optimizer groups do not match the model")
+        groups = []
+        for mine, saved in zip(current["param_groups"], opt["param_groups"]):
+            groups.append({**mine, **{k: v for k, v in saved.items() if k != "params"}})
+        optimizer.load_state_dict({"state": per_param, "param_groups": groups})
+    return doc

@@ -1,0 +1,169 @@
+"""Training configuration: one YAML file per benchmark, merged over documented defaults.
+
+The data location comes from the config (``data.dir``) unless ``$PRGCN_DATA`` is set, which
+always wins; with neither, the data lives in ``../shared/data`` next to the source checkout
+(:func:`prgcn_ros.paths.data_dir`).
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prgcn_ros import paths
+
+DEFAULTS: dict[str, Any] = {
+    "name": "prgcn",
+    "seed": 1,
+    "data": {
+        # "msr_action3d": text files + cross-subject split; "stgcn_arrays": N,C,T,V,M .npy + .pkl.
+        "kind": "msr_action3d",
+        # Folder holding the datasets; null: $PRGCN_DATA, else ../shared/data next to the checkout.
+        "dir": None,
+        "root": "msr_action3d",
+        "file_list": "files_used_in_cvpr12_paper.txt",
+        "train_subjects": [1, 3, 5, 7, 9],
+        "test_subjects": [2, 4, 6, 8, 10],
+        # stgcn_arrays: paths relative to root.
+        "train_data": None, "train_label": None, "test_data": None, "test_label": None,
+        "class_names": None,   # a list, or a text file (one name a line) relative to root
+    },
+    "layout": "kinect20",
+    "fps": 15.0,
+    "window": {
+        # "resample": the whole clip (or, in training, a random part of it) linearly resampled
+        # to `length` frames; "crop": `length` consecutive frames (random start in training,
+        # the start in evaluation), zero-padded when the clip is shorter.
+        "mode": "resample",
+        "length": 48,
+        # Training only: the random window covers this fraction of the clip (resample mode).
+        "train_fraction": [1.0, 1.0],
+    },
+    # Passed to prgcn_ros.skeleton.preprocess.PreprocessConfig.from_dict (the live node uses
+    # the same settings, read back from the model's metadata).
+    "preprocess": {"center": "first_frame", "scale": "torso", "align_view": False},
+    "augment": {
+        "rotate_deg": 0.0,        # uniform in +-rotate_deg about the vertical axis
+        "tilt_deg": 0.0,          # uniform in +-tilt_deg about the two horizontal axes
+        "scale": [1.0, 1.0],      # uniform isotropic scale range
+        "translate": 0.0,         # uniform +-translate per axis, same offset for the whole clip
+        "vertical_axis": 1,       # channel index of the vertical axis (y)
+    },
+    "model": {
+        "arch": "prgcn",          # prgcn | stgcn
+        "in_channels": 3,
+        "use_prm": True,
+        "use_tam": True,
+        "fusion": "parallel",     # parallel | sequential
+    },
+    "optim": {
+        "lr": 0.01,
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 0.0001,
+        "batch_size": 16,
+        "epochs": 100,
+        # Learning-rate decay by `gamma` at each milestone epoch (0-based epoch index at which
+        # the new rate starts). Either explicit `milestones`, or `start` + `every`: decays at
+        # start, start + every, ... (the paper's "every 10 epochs apart from the first 10").
+        "schedule": {"gamma": 0.1, "milestones": None, "start": 10, "every": 10},
+        "grad_clip": None,
+    },
+    "eval": {"batch_size": 64},
+    "output": {
+        "dir": "runs/msr_action3d",        # checkpoints and logs (relative to the cwd)
+        "model": "models/prgcn_msr_action3d.safetensors",
+        "checkpoint_every": 1,
+    },
+    "threads": 0,                          # torch threads; 0: leave torch's default
+}
+
+
+class ConfigError(ValueError):
+    """A training config that cannot be used; the message names the file and the key."""
+
+
+def _merge(base: dict, override: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if key not in base:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(base))})")
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            out[key] = _merge(base[key], value, f"{where}.{key}")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None,
+                overrides: dict | None = None) -> dict[str, Any]:
+    """The config at ``path`` (YAML) merged over :data:`DEFAULTS`, then ``overrides``."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"training config not found: {path}")
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        cfg = _merge(cfg, raw, str(path))
+        cfg["_path"] = str(path.resolve())
+    if overrides:
+        cfg = _merge({**cfg, "_path": cfg.get("_path")}, overrides, "overrides")
+    _check(cfg, cfg.get("_path") or "config")
+    return cfg
+
+
+def _check(cfg: dict, where: str) -> None:
+    if cfg["window"]["mode"] not in ("resample", "crop"):
+        raise ConfigError(f"{where}: window.mode must be 'resample' or 'crop'")
+    if int(cfg["window"]["length"]) < 1:
+        raise ConfigError(f"{where}: window.length must be at least 1")
+    if cfg["model"]["fusion"] not in ("parallel", "sequential"):
+        raise ConfigError(f"{where}: model.fusion must be 'parallel' or 'sequential'")
+    if cfg["model"]["arch"] not in ("prgcn", "stgcn"):
+        raise ConfigError(f"{where}: model.arch must be 'prgcn' or 'stgcn'")
+    if cfg["data"]["kind"] not in ("msr_action3d", "stgcn_arrays"):
+        raise ConfigError(f"{where}: data.kind must be 'msr_action3d' or 'stgcn_arrays'")
+
+
+def data_root(cfg: dict) -> Path:
+    """The dataset folder: ($PRGCN_DATA | data.dir | ../shared/data) / data.root."""
+    if os.environ.get(paths.DATA_ENV):
+        base = paths.data_dir()
+    elif cfg["data"].get("dir"):
+        base = Path(cfg["data"]["dir"]).expanduser()
+    else:
+        base = paths.data_dir()
+    root = Path(cfg["data"]["root"] or ".").expanduser()
+    return root if root.is_absolute() else base / root
+
+
+def lr_milestones(cfg: dict) -> list[int]:
+    """Epochs (0-based) at which the learning rate is multiplied by ``schedule.gamma``."""
+    sched = cfg["optim"]["schedule"]
+    epochs = int(cfg["optim"]["epochs"])
+    if sched.get("milestones") is not None:
+        return sorted(int(m) for m in sched["milestones"])
+    start, every = sched.get("start"), sched.get("every")
+    if start is None:
+        return []
+    if not every:
+        return [int(start)]
+    return list(range(int(start), epochs, int(every)))
+
+
+def learning_rate(cfg: dict, epoch: int) -> float:
+    """The learning rate used during ``epoch`` (0-based)."""
+    gamma = float(cfg["optim"]["schedule"]["gamma"])
+    decays = sum(1 for m in lr_milestones(cfg) if epoch >= m)
+    return float(cfg["optim"]["lr"]) * gamma ** decays
+
+
+def public(cfg: dict) -> dict:
+    """The config without private keys (for metadata and checkpoints)."""
+    return {k: copy.deepcopy(v) for k, v in cfg.items() if not k.startswith("_")}

@@ -143,7 +143,8 @@ AZURE32 = _layout(
      ("head", "nose"), ("head", "left_eye"), ("head", "left_ear"), ("head", "right_eye"),
      ("head", "right_ear")],
     center="spine_chest",
-    description="Azure Kinect Body Tracking SDK, 3D (the SDK reports millimetres; the ROS driver metres)")
+    description="Azure Kinect Body Tracking SDK, 3D "
+                "(the SDK reports millimetres; the ROS driver metres)")
 
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in
                               (COCO18, BODY25, COCO17, NTU25, KINECT20, AZURE32)}

@@ -1,0 +1,329 @@
+"""The one preprocessing used by training and by the live node (torch, batched, any device).
+
+Sensor coordinates (N, T, M, V, D) -> model input (N, C, T, V, M), and back with
+:meth:`Transform.inverse`. Steps, per sample n and person m:
+
+1. **axis**: the model always sees y up. ``y_up`` (Kinect v1/v2, MSR, NTU) is left alone.
+   ``y_down`` (camera optical frames, Azure Kinect; image keypoints): 3D points are turned
+   180 degrees about the depth axis, (x, y, z) -> (-x, -y, z), which keeps the frame
+   right-handed so left and right stay where a Kinect would put them; 2D image points are
+   flipped, (x, y) -> (x, -y), so the person stands upright.
+2. **center**: subtract the person's root: the hip centre (kinect20 ``hip_center``, ntu25
+   ``spine_base``, azure32 ``pelvis``, body25 ``mid_hip``, coco18/coco17 the midpoint of the
+   hips). ``first_frame``: the root in the first frame where it is confident. ``per_frame``:
+   the root of each frame (a frame whose root is missing uses the last confident one, frames
+   before the first confident one use that one). A person without a confident root is centred
+   on the mean of its confident joints in the first frame that has any; with none at all, not
+   moved. ``none``: no centring.
+3. **align_view** (3D only): rotate about the vertical (y) axis so that the left->right
+   ``hips`` or ``shoulders`` line, averaged over the frames where both joints are confident,
+   points along +x (the person faces the sensor). ``none`` by default.
+4. **scale** ``torso``: divide by the mean root-to-shoulder-centre length over the frames
+   where both are confident (shoulder centre: kinect20 ``shoulder_center``, ntu25
+   ``spine_shoulder``, body25/coco18 ``neck``, azure32/coco17 midpoint of the shoulders).
+   Without such a frame the scale is 1.
+5. **missing** joints (confidence 0): ``zero`` sets them to 0, i.e. onto the root after
+   centring (ST-GCN's convention for absent joints and bodies); ``previous`` repeats the joint's
+   last confident value in the model's frame (0 before the first one).
+
+Channels: C = 3, (x, y, z) for D = 3 and (x, y, confidence) for D = 2.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from .layouts import Layout, get_layout
+from .sequence import SkeletonSequence
+
+_CHOICES = {
+    "center": ("first_frame", "per_frame", "none"),
+    "scale": ("torso", "none"),
+    "align_view": ("none", "hips", "shoulders"),
+    "axis": ("y_up", "y_down"),
+    "missing": ("zero", "previous"),
+}
+
+# Anchor points by joint name; a list means the midpoint of those joints.
+_ROOT = {"kinect20": ["hip_center"], "ntu25": ["spine_base"], "azure32": ["pelvis"],
+         "body25": ["mid_hip"], "coco18": ["left_hip", "right_hip"],
+         "coco17": ["left_hip", "right_hip"]}
+_SHOULDER_CENTER = {"kinect20": ["shoulder_center"], "ntu25": ["spine_shoulder"],
+                    "azure32": ["left_shoulder", "right_shoulder"], "body25": ["neck"],
+                    "coco18": ["neck"], "coco17": ["left_shoulder", "right_shoulder"]}
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Preprocessing settings; plain data, stored in a model's metadata via :meth:`to_dict`.
+
+    ``axis`` describes the input sensor (the model always sees y up); the other fields
+    describe what the model was trained with.
+    """
+
+    center: str = "first_frame"
+    scale: str = "torso"
+    align_view: str = "none"
+    axis: str = "y_up"
+    missing: str = "zero"
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"preprocess {name}={getattr(self, name)!r}; expected one of "
+                                 f"{', '.join(allowed)}")
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
+        """Inverse of :meth:`to_dict`; absent keys take defaults, unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown preprocess settings {sorted(unknown)}; known: "
+                             f"{sorted(known)}")
+        return cls(**data)
+
+
+def _anchor(layout: Layout, names: list[str], coords: torch.Tensor, conf: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Midpoint of the named joints (N, T, M, D) and whether all of them are confident."""
+    index = torch.tensor([layout.index(n) for n in names], device=coords.device)
+    point = coords.index_select(3, index).mean(3)
+    ok = (conf.index_select(3, index) > 0).all(3)
+    return point, ok
+
+
+def _first_true(ok: torch.Tensor) -> torch.Tensor:
+    """Index along dim 1 of the first True (0 when none)."""
+    return torch.argmax(ok.to(torch.int8), dim=1)
+
+
+def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values (N, T, M, *rest) gathered along T with index (N, T', M) -> (N, T', M, *rest)."""
+    extra = values.shape[3:]
+    index = index.reshape(*index.shape, *([1] * len(extra))).expand(*index.shape, *extra)
+    return torch.gather(values, 1, index)
+
+
+def _last_true_index(ok: torch.Tensor) -> torch.Tensor:
+    """Per position along dim 1, the index of the latest True at or before it (-1 if none)."""
+    t = torch.arange(ok.shape[1], device=ok.device).view(1, -1, *([1] * (ok.dim() - 2)))
+    marked = torch.where(ok, t, torch.full_like(t, -1))
+    return torch.cummax(marked, dim=1).values
+
+
+@dataclass
+class Transform:
+    """What :func:`preprocess` did to each sample and person, to map model space back.
+
+    axis_sign (D,), origin (N, T or 1, M, D), cos/sin (N, M) of the view rotation (None when
+    not aligned), scale (N, M); all on the input's device and dtype.
+    """
+
+    axis_sign: torch.Tensor
+    origin: torch.Tensor
+    cos: torch.Tensor | None
+    sin: torch.Tensor | None
+    scale: torch.Tensor
+    num_frames: int
+
+    @property
+    def dims(self) -> int:
+        return int(self.axis_sign.numel())
+
+    def _linear_inverse(self, points: torch.Tensor) -> torch.Tensor:
+        """points (N, T, M, V, D) in model space -> sensor axes (no translation)."""
+        points = points * self.scale[:, None, :, None, None]
+        if self.cos is not None:
+            c, s = self.cos[:, None, :, None], self.sin[:, None, :, None]
+            x, y, z = points.unbind(-1)
+            points = torch.stack((c * x - s * z, y, s * x + c * z), dim=-1)
+        return points
+
+    def _to_points(self, model: torch.Tensor) -> torch.Tensor:
+        if model.dim() != 5 or model.shape[1] < self.dims:
+            raise ValueError(f"expected model-space (N, C>={self.dims}, T, V, M), got "
+                             f"{tuple(model.shape)}")
+        return model[:, : self.dims].permute(0, 2, 4, 3, 1)  # (N, T, M, V, D)
+
+    def inverse(self, model_coords: torch.Tensor,
+                frames: Sequence[int] | slice | None = None) -> torch.Tensor:
+        """Model-space (N, C, T', V, M) -> sensor coordinates (N, T', M, V, D).
+
+        The first D channels are used (for 2D the confidence channel is ignored). ``frames``
+        says which of the original T frames the T' model frames are (e.g. ``[-1]`` for the
+        newest frame alone); needed only with per-frame centring when T' != T.
+        """
+        points = self._linear_inverse(self._to_points(model_coords))
+        origin = self.origin
+        if origin.shape[1] != 1:
+            if frames is not None:
+                origin = origin[:, frames]
+            if origin.shape[1] != points.shape[1]:
+                raise ValueError(f"{points.shape[1]} model frames for per-frame centring of "
+                                 f"{self.num_frames} frames; pass frames=")
+        points = points + origin[:, :, :, None, :]
+        return points * self.axis_sign
+
+    def inverse_offsets(self, model_offsets: torch.Tensor) -> torch.Tensor:
+        """Displacements (N, C, T, V, M) in model space -> sensor units/axes (N, T, M, V, D)."""
+        return self._linear_inverse(self._to_points(model_offsets)) * self.axis_sign
+
+
+def preprocess(coords: torch.Tensor, confidence: torch.Tensor, layout: str | Layout,
+               config: PreprocessConfig) -> tuple[torch.Tensor, Transform]:
+    """Sensor coords (N, T, M, V, D), confidence (N, T, M, V) -> model input (N, C, T, V, M)
+    and the :class:`Transform` that maps model-space points back (see the module docstring).
+
+    Works on any device and floating dtype; C = 3: (x, y, z) for D = 3, (x, y, conf) for D = 2.
+    """
+    layout = get_layout(layout)
+    if coords.dim() != 5 or coords.shape[-1] not in (2, 3):
+        raise ValueError(f"coords must be (N, T, M, V, D) with D = 2 or 3, got "
+                         f"{tuple(coords.shape)}")
+    if tuple(confidence.shape) != tuple(coords.shape[:4]):
+        raise ValueError(f"confidence {tuple(confidence.shape)} does not match coords "
+                         f"{tuple(coords.shape)}")
+    if coords.shape[3] != layout.num_joints:
+        raise ValueError(f"layout {layout.name!r} has {layout.num_joints} joints, got "
+                         f"{coords.shape[3]}")
+    if not coords.is_floating_point():
+        coords = coords.float()
+    n, t, m, _, d = coords.shape
+    if d == 2 and config.align_view != "none":
+        raise ValueError("align_view needs 3D joints (it rotates about the vertical axis)")
+    confidence = confidence.to(coords.dtype)
+    ok = confidence > 0
+
+    sign = [1.0, -1.0] if d == 2 else [-1.0, -1.0, 1.0]
+    axis_sign = torch.tensor(sign if config.axis == "y_down" else [1.0] * d,
+                             dtype=coords.dtype, device=coords.device)
+    x = coords * axis_sign
+
+    # --- centre
+    root, root_ok = _anchor(layout, _ROOT[layout.name], x, confidence)
+    weight = ok.to(x.dtype)[..., None]
+    count = weight.sum(3)
+    centroid = (x * weight).sum(3) / count.clamp(min=1)          # (N, T, M, D)
+    centroid_ok = count[..., 0] > 0
+    fallback = torch.where(centroid_ok.any(1)[:, None, :, None],
+                           _take(centroid, _first_true(centroid_ok)[:, None]),
+                           torch.zeros_like(centroid[:, :1]))
+    has_root = root_ok.any(1)[:, None, :, None]                   # (N, 1, M, 1)
+    first = _first_true(root_ok)                                  # (N, M)
+    if config.center == "none":
+        origin = torch.zeros_like(x[:, :1, :, 0])
+    elif config.center == "first_frame":
+        origin = torch.where(has_root, _take(root, first[:, None]), fallback)
+    else:
+        last = _last_true_index(root_ok)
+        last = torch.where(last < 0, first[:, None], last)
+        origin = torch.where(has_root, _take(root, last), fallback)
+    y = x - origin[:, :, :, None, :]
+
+    # --- view alignment about the vertical axis
+    cos = sin = None
+    if config.align_view != "none":
+        part = config.align_view[:-1]                             # "hip" / "shoulder"
+        left, right = layout.index(f"left_{part}"), layout.index(f"right_{part}")
+        v = y[:, :, :, right] - y[:, :, :, left]                  # (N, T, M, 3)
+        v_xz = torch.stack((v[..., 0], v[..., 2]), -1)
+        norm = v_xz.norm(dim=-1, keepdim=True)
+        pair_ok = (ok[..., left] & ok[..., right] & (norm[..., 0] > _EPS)).to(y.dtype)
+        mean = (v_xz / norm.clamp(min=_EPS) * pair_ok[..., None]).sum(1)  # (N, M, 2)
+        length = mean.norm(dim=-1)
+        good = length > _EPS
+        cos = torch.where(good, mean[..., 0] / length.clamp(min=_EPS), torch.ones_like(length))
+        sin = torch.where(good, mean[..., 1] / length.clamp(min=_EPS), torch.zeros_like(length))
+        c, s = cos[:, None, :, None], sin[:, None, :, None]
+        px, py, pz = y.unbind(-1)
+        y = torch.stack((c * px + s * pz, py, -s * px + c * pz), dim=-1)
+
+    # --- scale
+    scale = torch.ones((n, m), dtype=y.dtype, device=y.device)
+    if config.scale == "torso":
+        top, top_ok = _anchor(layout, _SHOULDER_CENTER[layout.name], x, confidence)
+        both = (top_ok & root_ok).to(y.dtype)
+        torso = ((top - root).norm(dim=-1) * both).sum(1)
+        frames = both.sum(1)
+        mean = torso / frames.clamp(min=1)
+        scale = torch.where((frames > 0) & (mean > _EPS), mean, scale)
+        y = y / scale[:, None, :, None, None]
+
+    # --- missing joints
+    if config.missing == "zero":
+        y = y * weight
+    else:
+        last = _last_true_index(ok)                               # (N, T, M, V)
+        filled = torch.gather(y, 1, last.clamp(min=0)[..., None].expand_as(y))
+        y = torch.where((last >= 0)[..., None], filled, torch.zeros_like(y))
+
+    if d == 2:
+        y = torch.cat((y, confidence[..., None]), dim=-1)
+    out = y.permute(0, 4, 1, 3, 2).contiguous()                   # (N, C, T, V, M)
+    transform = Transform(axis_sign=axis_sign, origin=origin, cos=cos, sin=sin, scale=scale,
+                          num_frames=t)
+    return out, transform
+
+
+def preprocess_sequence(seq: SkeletonSequence, config: PreprocessConfig,
+                        device: str | torch.device = "cpu") -> tuple[np.ndarray, Transform]:
+    """One sequence through :func:`preprocess`: returns (C, T, V, M) numpy and the Transform
+    (for a batch of one)."""
+    coords = torch.from_numpy(np.ascontiguousarray(seq.coords))[None].to(device)
+    conf = torch.from_numpy(np.ascontiguousarray(seq.confidence))[None].to(device)
+    out, transform = preprocess(coords, conf, seq.layout, config)
+    return out[0].cpu().numpy(), transform
+
+
+# --------------------------------------------------------------------------- windows
+def uniform_indices(num_frames: int, length: int) -> np.ndarray:
+    """``length`` frame indices spread evenly over ``num_frames`` (the middle of each of
+    ``length`` equal segments); shorter sequences repeat frames."""
+    if num_frames < 1 or length < 1:
+        raise ValueError(f"need at least one frame (num_frames={num_frames}, length={length})")
+    return np.minimum(((np.arange(length) + 0.5) * num_frames / length).astype(np.int64),
+                      num_frames - 1)
+
+
+def random_window_indices(num_frames: int, length: int, rng: np.random.Generator,
+                          min_fraction: float = 0.8) -> np.ndarray:
+    """Random crop keeping a uniform fraction in [min_fraction, 1] of the frames at a random
+    start, resampled to ``length`` indices (training's random window choice)."""
+    if not 0 < min_fraction <= 1:
+        raise ValueError(f"min_fraction {min_fraction} outside (0, 1]")
+    keep = max(1, int(round(num_frames * rng.uniform(min_fraction, 1.0))))
+    start = int(rng.integers(0, num_frames - keep + 1))
+    return start + uniform_indices(keep, length)
+
+
+def resample_window(seq: SkeletonSequence, length: int) -> SkeletonSequence:
+    """The sequence resampled to exactly ``length`` frames, evenly spread (nearest frame)."""
+    return seq.select_frames(uniform_indices(seq.num_frames, length))
+
+
+def random_window(seq: SkeletonSequence, length: int, rng: np.random.Generator,
+                  min_fraction: float = 0.8) -> SkeletonSequence:
+    """A random crop of the sequence resampled to ``length`` frames; see
+    :func:`random_window_indices`."""
+    return seq.select_frames(random_window_indices(seq.num_frames, length, rng, min_fraction))
+
+
+def drop_empty_frames(seq: SkeletonSequence) -> SkeletonSequence:
+    """The sequence without frames in which no joint is confident (e.g. MSR's lost frames);
+    unchanged when every frame is empty."""
+    keep = np.flatnonzero((seq.confidence > 0).any(axis=(1, 2)))
+    return seq if len(keep) in (0, seq.num_frames) else seq.select_frames(keep)
+
+
+__all__ = ["PreprocessConfig", "Transform", "preprocess", "preprocess_sequence",
+           "uniform_indices", "random_window_indices", "resample_window", "random_window",
+           "drop_empty_frames"]

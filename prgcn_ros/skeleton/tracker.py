@@ -1,0 +1,139 @@
+"""Person tracking for sources without ids (OpenPose): frame-to-frame association.
+
+Each frame's people are matched to the live tracks by the Hungarian algorithm on the mean
+distance between joints confident in both (in the source's units: metres, pixels or
+normalised image coordinates); a pair farther apart than ``gate`` is never matched. People
+left over start new tracks; :meth:`Tracker.expire` ends tracks unseen for ``timeout_s``.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+_UNMATCHABLE = 1e18  # finite stand-in for "no common joint / beyond the gate"
+
+
+@dataclass
+class _Track:
+    coords: np.ndarray       # (V, D): the latest confident position of every joint
+    seen: np.ndarray         # (V,) bool: the joint has been confident at least once
+    last_stamp_s: float
+
+
+class Tracker:
+    """Assigns a stable track id to every person of every frame.
+
+    ``update`` returns one id per input person. When the source gives ids they are kept as they
+    are (an id < 0 means "unknown" and is associated like an id-less person). Fresh ids count up
+    from 0 and skip ids in use. A person without a single joint at ``min_confidence`` cannot be
+    associated and gets -1 (no track is started for it).
+    """
+
+    def __init__(self, gate: float, timeout_s: float, min_confidence: float = 0.1) -> None:
+        if gate <= 0 or timeout_s <= 0:
+            raise ValueError(f"gate ({gate}) and timeout_s ({timeout_s}) must be positive")
+        self.gate = float(gate)
+        self.timeout_s = float(timeout_s)
+        self.min_confidence = float(min_confidence)
+        self._tracks: dict[int, _Track] = {}
+        self._ids = itertools.count()
+
+    @property
+    def active_ids(self) -> list[int]:
+        return list(self._tracks)
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def _fresh_id(self) -> int:
+        while True:
+            candidate = next(self._ids)
+            if candidate not in self._tracks:
+                return candidate
+
+    def _refresh(self, track_id: int, coords: np.ndarray, ok: np.ndarray, stamp_s: float
+                 ) -> None:
+        track = self._tracks.get(track_id)
+        if track is None:
+            self._tracks[track_id] = _Track(np.where(ok[:, None], coords, 0.0), ok.copy(),
+                                            stamp_s)
+            return
+        # Joints not seen in this frame keep their last position: occluded limbs still help.
+        track.coords = np.where(ok[:, None], coords, track.coords)
+        track.seen |= ok
+        track.last_stamp_s = max(track.last_stamp_s, stamp_s)
+
+    def cost_matrix(self, coords: np.ndarray, ok: np.ndarray, track_ids: Sequence[int]
+                    ) -> np.ndarray:
+        """(P, K) mean joint distance between each person and each track over the joints
+        confident in both; inf where they share no joint."""
+        if not track_ids or not len(coords):
+            return np.zeros((len(coords), len(track_ids)))
+        tracks = [self._tracks[i] for i in track_ids]
+        track_xy = np.stack([t.coords for t in tracks])                  # (K, V, D)
+        track_ok = np.stack([t.seen for t in tracks])                    # (K, V)
+        dist = np.linalg.norm(coords[:, None] - track_xy[None], axis=-1)  # (P, K, V)
+        both = ok[:, None] & track_ok[None]
+        shared = both.sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cost = np.where(both, dist, 0.0).sum(-1) / shared
+        return np.where(shared > 0, cost, np.inf)
+
+    def update(self, coords: np.ndarray, confidence: np.ndarray, stamp_s: float,
+               ids: Sequence[int] | None = None) -> list[int]:
+        """Associate one frame: coords (P, V, D), confidence (P, V) -> a track id per person.
+
+        Given ``ids`` (>= 0) are returned unchanged and refresh their tracks' last-seen time.
+        """
+        coords = np.asarray(coords, dtype=np.float64)
+        confidence = np.asarray(confidence, dtype=np.float64)
+        if coords.ndim != 3 or confidence.shape != coords.shape[:2]:
+            raise ValueError(f"expected coords (P, V, D) and confidence (P, V), got "
+                             f"{coords.shape} and {confidence.shape}")
+        people = len(coords)
+        if ids is not None and len(ids) != people:
+            raise ValueError(f"{len(ids)} ids for {people} people")
+        ok = confidence >= self.min_confidence
+        result: list[int | None] = [None] * people
+        if ids is not None:
+            for p, given in enumerate(ids):
+                if given is not None and int(given) >= 0:
+                    result[p] = int(given)
+                    self._refresh(int(given), coords[p], ok[p], stamp_s)
+        todo = [p for p in range(people) if result[p] is None]
+        if todo:
+            claimed = {r for r in result if r is not None}
+            candidates = [i for i in self._tracks if i not in claimed]
+            cost = self.cost_matrix(coords[todo], ok[todo], candidates)
+            allowed = cost <= self.gate
+            if allowed.any():
+                rows, cols = linear_sum_assignment(np.where(allowed, cost, _UNMATCHABLE))
+                for r, c in zip(rows, cols):
+                    if allowed[r, c]:
+                        result[todo[r]] = candidates[c]
+            for p in todo:
+                if result[p] is None:
+                    if not ok[p].any():
+                        result[p] = -1
+                        continue
+                    result[p] = self._fresh_id()
+                self._refresh(result[p], coords[p], ok[p], stamp_s)
+        return [int(r) for r in result]  # type: ignore[arg-type]
+
+    def expire(self, stamp_s: float) -> list[int]:
+        """Remove and return the tracks not seen for more than ``timeout_s`` before
+        ``stamp_s``."""
+        gone = [i for i, t in self._tracks.items() if stamp_s - t.last_stamp_s > self.timeout_s]
+        for i in gone:
+            del self._tracks[i]
+        return gone
+
+    def remove(self, track_id: int) -> None:
+        self._tracks.pop(track_id, None)
+
+    def last_seen_s(self, track_id: int) -> float:
+        return self._tracks[track_id].last_stamp_s

@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
         # stgcn_arrays: paths relative to root.
         "train_data": None, "train_label": None, "test_data": None, "test_label": None,
         "class_names": None,   # a list, or a text file (one name a line) relative to root
+        "max_persons": 1,      # person slots M of the model input
     },
     "layout": "kinect20",
     "fps": 15.0,
@@ -39,12 +40,14 @@ DEFAULTS: dict[str, Any] = {
         # the start in evaluation), zero-padded when the clip is shorter.
         "mode": "resample",
         "length": 48,
-        # Training only: the random window covers this fraction of the clip (resample mode).
-        "train_fraction": [1.0, 1.0],
+        # Training only (resample mode): the random window keeps a uniform fraction in
+        # [train_min_fraction, 1] of the clip at a random start (1.0: always the whole clip).
+        "train_min_fraction": 1.0,
     },
     # Passed to prgcn_ros.skeleton.preprocess.PreprocessConfig.from_dict (the live node uses
     # the same settings, read back from the model's metadata).
-    "preprocess": {"center": "first_frame", "scale": "torso", "align_view": False},
+    "preprocess": {"center": "first_frame", "scale": "torso", "align_view": "none",
+                   "axis": "y_up", "missing": "zero"},
     "augment": {
         "rotate_deg": 0.0,        # uniform in +-rotate_deg about the vertical axis
         "tilt_deg": 0.0,          # uniform in +-tilt_deg about the two horizontal axes
@@ -72,7 +75,10 @@ DEFAULTS: dict[str, Any] = {
         "schedule": {"gamma": 0.1, "milestones": None, "start": 10, "every": 10},
         "grad_clip": None,
     },
-    "eval": {"batch_size": 64},
+    "eval": {
+        "batch_size": 64,
+        "confusion_png": None,             # prgcn-eval's picture; null: <output.dir>/confusion.png
+    },
     "output": {
         "dir": "runs/msr_action3d",        # checkpoints and logs (relative to the cwd)
         "model": "models/prgcn_msr_action3d.safetensors",

@@ -109,38 +109,24 @@ def msr_action3d(root: Path, file_list: str | None, subjects: Sequence[int],
                            description or f"MSR Action3D subjects {sorted(wanted)}")
 
 
-def stgcn_arrays(data: Path, label: Path, class_names: Sequence[str],
-                 description: str = "") -> SequenceDataset:
+def stgcn_arrays(data: Path, label: Path, class_names: Sequence[str], layout: str | None = None,
+                 fps: float = 30.0, description: str = "") -> SequenceDataset:
     """ST-GCN preprocessed arrays (N, C, T, V, M ``.npy`` + ``.pkl`` labels), memory-mapped."""
     from prgcn_ros.skeleton.readers import read_stgcn_arrays
 
     for path in (data, label):
         if not path.is_file():
             raise FileNotFoundError(paths.missing_data_message(path))
-    arrays = read_stgcn_arrays(data, label)
+    arrays = read_stgcn_arrays(data, label, layout=layout, fps=fps, label_names=class_names)
 
     def loader(i: int):
         return lambda: arrays[i]
 
-    labels = _array_labels(arrays)
-    names = _array_names(arrays)
+    labels = [int(v) for v in arrays.labels]
+    names = [str(v) for v in arrays.sample_names]
     # Memory-mapped: items are cheap to re-read, and a full NTU set does not fit in memory.
     return SequenceDataset([loader(i) for i in range(len(arrays))], labels, names, class_names,
                            description or f"ST-GCN arrays {data}", cache=False)
-
-
-def _array_labels(arrays) -> list[int]:
-    for attr in ("labels", "label"):
-        if hasattr(arrays, attr):
-            return [int(v) for v in getattr(arrays, attr)]
-    return [int(arrays[i].label) for i in range(len(arrays))]
-
-
-def _array_names(arrays) -> list[str]:
-    for attr in ("sample_names", "names", "sample_name"):
-        if hasattr(arrays, attr):
-            return [str(v) for v in getattr(arrays, attr)]
-    return [f"sample{i}" for i in range(len(arrays))]
 
 
 def class_names(cfg: dict) -> list[str]:
@@ -182,7 +168,8 @@ def build_dataset(cfg: dict, split: str) -> SequenceDataset:
     npy, pkl = Path(npy).expanduser(), Path(pkl).expanduser()
     return stgcn_arrays(npy if npy.is_absolute() else root / npy,
                         pkl if pkl.is_absolute() else root / pkl, class_names(cfg),
-                        f"ST-GCN arrays {split} ({npy.name})")
+                        layout=cfg["layout"], fps=float(cfg["fps"]),
+                        description=f"ST-GCN arrays {split} ({npy.name})")
 
 
 def split_description(cfg: dict) -> dict:

@@ -1,0 +1,97 @@
+"""Sequences -> model input batches, with the skeleton layer's windowing and preprocessing.
+
+Training and evaluation both go through :func:`make_batch`; the windows and the normalisation
+come from :mod:`prgcn_ros.skeleton.preprocess`, the functions the live node uses, with the
+settings stored in the model's metadata. Only training adds a random window choice and the
+augmentation of :mod:`prgcn_ros.training.augment`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from prgcn_ros.skeleton.preprocess import (
+    PreprocessConfig,
+    drop_empty_frames,
+    preprocess,
+    random_window,
+    resample_window,
+)
+from prgcn_ros.skeleton.sequence import SkeletonSequence
+
+from .augment import augment
+
+
+def preprocess_config(cfg: dict) -> PreprocessConfig:
+    return PreprocessConfig.from_dict(dict(cfg["preprocess"]))
+
+
+def max_persons(cfg: dict) -> int:
+    return int(cfg["data"].get("max_persons") or 1)
+
+
+def crop_window(seq: SkeletonSequence, length: int, rng: np.random.Generator | None
+                ) -> SkeletonSequence:
+    """``length`` consecutive frames (a random start when ``rng`` is given, else the first),
+    padded with empty frames (confidence 0) when the sequence is shorter (ST-GCN's windows)."""
+    start = 0
+    if rng is not None and seq.num_frames > length:
+        start = int(rng.integers(0, seq.num_frames - length + 1))
+    index = np.arange(start, min(start + length, seq.num_frames))
+    out = seq.select_frames(index)
+    pad = length - out.num_frames
+    if pad > 0:
+        t, m, v, d = out.coords.shape
+        out = SkeletonSequence(
+            coords=np.concatenate([out.coords, np.zeros((pad, m, v, d), np.float32)]),
+            confidence=np.concatenate([out.confidence, np.zeros((pad, m, v), np.float32)]),
+            layout=out.layout, fps=out.fps, label=out.label, label_name=out.label_name,
+            person_ids=out.person_ids, source=out.source)
+    return out
+
+
+def window(seq: SkeletonSequence, cfg: dict, rng: np.random.Generator | None
+           ) -> SkeletonSequence:
+    """The model's window of a clip: random in training (``rng`` given), fixed otherwise."""
+    length = int(cfg["window"]["length"])
+    seq = drop_empty_frames(seq)
+    if cfg["window"]["mode"] == "crop":
+        return crop_window(seq, length, rng)
+    if rng is None:
+        return resample_window(seq, length)
+    return random_window(seq, length, rng,
+                         min_fraction=float(cfg["window"].get("train_min_fraction", 1.0)))
+
+
+def make_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
+               generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model input (N, C, T, V, M) float32 and labels (N,) int64 for a list of clips.
+
+    ``train``: random window choice and augmentation, drawn from ``generator``.
+    """
+    if not seqs:
+        raise ValueError("empty batch")
+    rng = None
+    if train:
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,), generator=gen)))
+    persons = max_persons(cfg)
+    windows = [window(s.main_persons(persons), cfg, rng) for s in seqs]
+    coords = torch.from_numpy(np.stack([w.coords for w in windows]))
+    conf = torch.from_numpy(np.stack([w.confidence for w in windows]))
+    x, _ = preprocess(coords, conf, cfg["layout"], preprocess_config(cfg))
+    if train and _augments(cfg["augment"]):
+        present = (conf > 0).permute(0, 1, 3, 2)                 # (N, T, V, M)
+        x = augment(x, present, coords.shape[-1], cfg["augment"], gen)
+    labels = torch.tensor([-1 if s.label is None else int(s.label) for s in seqs],
+                          dtype=torch.int64)
+    return x.float(), labels
+
+
+def _augments(aug: dict) -> bool:
+    lo, hi = (float(v) for v in aug.get("scale", (1.0, 1.0)))
+    return bool(float(aug.get("rotate_deg", 0)) or float(aug.get("tilt_deg", 0))
+                or float(aug.get("translate", 0)) or lo != 1.0 or hi != 1.0)

@@ -1,0 +1,90 @@
+"""prgcn-export: a model file as ONNX or TorchScript, with its metadata beside it.
+
+    prgcn-export --model models/prgcn_msr_action3d.safetensors --format onnx
+      -> models/prgcn_msr_action3d.onnx + models/prgcn_msr_action3d.onnx.json
+
+The example input has the model's own window length, channels, joints and person slots (from
+its metadata); the metadata JSON written beside the export is the model's, plus what the export
+expects as input and returns.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prgcn_ros.skeleton.layouts import get_layout
+
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+def example_input(metadata: dict[str, Any], batch: int = 1, frames: int | None = None
+                  ) -> torch.Tensor:
+    """A zero (N, C, T, V, M) tensor shaped like the model's input."""
+    channels = int(metadata.get("in_channels", 3))
+    length = int(frames or metadata.get("window_length")
+                 or (metadata.get("window") or {}).get("length") or 48)
+    joints = get_layout(metadata["layout"]).num_joints
+    persons = int(metadata.get("max_persons", 1))
+    return torch.zeros(batch, channels, length, joints, persons)
+
+
+def default_output(model_path: Path, fmt: str) -> Path:
+    return model_path.with_suffix(SUFFIX[fmt])
+
+
+def export(model_path: str | Path, fmt: str, output: str | Path | None = None,
+           frames: int | None = None) -> dict[str, Any]:
+    """Export ``model_path`` to ``fmt``; returns where the files went."""
+    from prgcn_ros.model.export import export_model
+    from prgcn_ros.model.io import load_model
+
+    if fmt not in SUFFIX:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of {sorted(SUFFIX)}")
+    model_path = Path(model_path)
+    model, metadata = load_model(model_path, device="cpu")
+    model.eval()
+    out = Path(output) if output else default_output(model_path, fmt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    x = example_input(metadata, frames=frames)
+    export_model(model, out, fmt, x)
+    meta_path = out.with_name(out.name + ".json")
+    doc = dict(metadata)
+    doc["export"] = {
+        "format": fmt,
+        "source": model_path.name,
+        "input": {"name": "x", "shape": list(x.shape),
+                  "layout": "N, C, T, V, M (batch, channels, frames, joints, persons)",
+                  "preprocessing": "prgcn_ros.skeleton.preprocess with metadata 'preprocess'"},
+        "outputs": ["logits (N, classes)", "refined poses (N, C, T, V, M)"]
+        if doc.get("architecture", {}).get("name", "prgcn") == "prgcn"
+        else ["logits (N, classes)"],
+    }
+    meta_path.write_text(json.dumps(doc, indent=1) + "\n")
+    return {"model": str(out), "metadata": str(meta_path), "format": fmt,
+            "input_shape": list(x.shape)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="prgcn-export", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="model file (.safetensors)")
+    parser.add_argument("--format", required=True, choices=sorted(SUFFIX))
+    parser.add_argument("--output", help="exported file (default: beside the model, .onnx/.pt)")
+    parser.add_argument("--frames", type=int,
+                        help="window length of the example input (default: the model's)")
+    args = parser.parse_args(argv)
+    try:
+        result = export(args.model, args.format, args.output, args.frames)
+    except (FileNotFoundError, OSError, RuntimeError, ValueError) as exc:
+        print(f"prgcn-export: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""prgcn-train: train PR-GCN (or a variant, or ST-GCN) from a YAML config.
+
+    prgcn-train --config config/train_msr_action3d.yaml
+    prgcn-train --config config/train_msr_action3d.yaml --resume          # continue the run
+    prgcn-train --config config/train_msr_action3d.yaml --set model.use_prm=false \\
+                --output runs/no_prm/model.safetensors                    # an ablation
+
+Repeatable: the seed fixes the initial weights, and every epoch draws its shuffling, windows,
+augmentation and dropout from generators seeded by (seed, epoch), so a run resumed from a
+checkpoint continues exactly as the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from prgcn_ros import paths
+
+from . import batching
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ConfigError, learning_rate, load_config, lr_milestones, public
+from .datasets import SequenceDataset, build_dataset, class_names, split_description
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of everything random in one epoch (independent of earlier epochs)."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2 ** 63)
+
+
+def set_threads(cfg: dict) -> None:
+    threads = int(cfg.get("threads") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def build_model(cfg: dict, num_classes: int) -> nn.Module:
+    """The network the config's ``model`` section describes."""
+    spec = cfg["model"]
+    if spec["arch"] == "stgcn":
+        from prgcn_ros.model.stgcn import STGCN
+        return STGCN(num_classes, cfg["layout"], in_channels=int(spec["in_channels"]))
+    from prgcn_ros.model.prgcn import PRGCN
+    return PRGCN(num_classes, cfg["layout"], in_channels=int(spec["in_channels"]),
+                 use_prm=bool(spec["use_prm"]), use_tam=bool(spec["use_tam"]),
+                 fusion=spec["fusion"])
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """PR-GCN returns (logits, refined poses); ST-GCN the logits alone."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def code_version() -> str:
+    """``git describe`` of the source checkout, else the installed package version."""
+    root = paths.source_root()
+    if root is not None and (root / ".git").exists():
+        try:
+            out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=root,
+                                 capture_output=True, text=True, timeout=10, check=True)
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root,
+                                    capture_output=True, text=True, timeout=10, check=True)
+            return f"{out.stdout.strip()} ({commit.stdout.strip()})"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        from importlib.metadata import version
+        return f"prgcn_ros {version('prgcn_ros')}"
+    except Exception:  # noqa: BLE001 - any failure: unknown version
+        return "unknown"
+
+
+class Trainer:
+    """One training run: model, optimizer and data, stepped epoch by epoch."""
+
+    def __init__(self, cfg: dict, train_set: SequenceDataset | None = None,
+                 log: Callable[[str], None] | None = None):
+        self.cfg = cfg
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        set_threads(cfg)
+        self.train_set = train_set if train_set is not None else build_dataset(cfg, "train")
+        self.class_names = class_names(cfg) if cfg["data"]["kind"] != "msr_action3d" \
+            else list(self.train_set.class_names)
+        torch.manual_seed(int(cfg["seed"]))
+        self.model = build_model(cfg, len(self.class_names))
+        opt = cfg["optim"]
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=float(opt["lr"]), momentum=float(opt["momentum"]),
+            nesterov=bool(opt["nesterov"]), weight_decay=float(opt["weight_decay"]))
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.epoch = 0            # epochs completed
+        self.steps = 0
+        self.history: list[dict[str, Any]] = []
+        self.train_time_s = 0.0
+
+    # ------------------------------------------------------------------ one step / one epoch
+    def step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
+        self.model.train()
+        out = logits_of(self.model(x))
+        loss = self.loss_fn(out, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.cfg["optim"].get("grad_clip")
+        if clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
+        self.optimizer.step()
+        self.steps += 1
+        return float(loss.detach())
+
+    def train_epoch(self, progress: bool = True, max_steps: int | None = None
+                    ) -> dict[str, Any]:
+        """Train one epoch (or ``max_steps`` steps of it); returns its statistics."""
+        epoch = self.epoch
+        seed = epoch_seed(self.cfg["seed"], epoch)
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)               # dropout and anything else using the global RNG
+        lr = learning_rate(self.cfg, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch_size = int(self.cfg["optim"]["batch_size"])
+        order = torch.randperm(len(self.train_set), generator=gen).tolist()
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        if max_steps is not None:
+            batches = batches[:max_steps]
+        total_loss, seen = 0.0, 0
+        started = time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.cfg['optim']['epochs']}",
+                   disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
+        for index in bar:
+            x, labels = batching.make_batch([self.train_set[i] for i in index], self.cfg,
+                                            train=True, generator=gen)
+            loss = self.step(x, labels)
+            total_loss += loss * len(index)
+            seen += len(index)
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}")
+        elapsed = time.perf_counter() - started
+        self.train_time_s += elapsed
+        self.epoch += 1
+        stats = {"epoch": self.epoch, "lr": lr, "loss": total_loss / max(seen, 1),
+                 "clips": seen, "time_s": round(elapsed, 2)}
+        self.history.append(stats)
+        return stats
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "steps": self.steps, "history": self.history,
+                "train_time_s": self.train_time_s, "config": public(self.cfg)}
+
+    def save(self, directory: str | os.PathLike) -> None:
+        save_checkpoint(directory, self.model, self.optimizer, self.state())
+
+    def resume(self, path: str | os.PathLike) -> None:
+        doc = load_checkpoint(path, self.model, self.optimizer)
+        saved = doc.get("config", {})
+        for key in ("seed", "model", "layout", "window", "preprocess", "augment"):
+            if key in saved and saved[key] != public(self.cfg).get(key):
+                raise ConfigError(f"cannot resume from {path}: its {key!r} settings differ "
+                                  f"from the config's ({saved[key]} vs {self.cfg.get(key)})")
+        self.epoch = int(doc["epoch"])
+        self.steps = int(doc.get("steps", 0))
+        self.history = list(doc.get("history", []))
+        self.train_time_s = float(doc.get("train_time_s", 0.0))
+
+    # ------------------------------------------------------------------ the model file
+    def metadata(self, accuracy: dict[str, Any] | None) -> dict[str, Any]:
+        cfg = self.cfg
+        arch = dict(getattr(self.model, "arch", {}) or {})
+        return {
+            "architecture": arch,
+            "layout": cfg["layout"],
+            "in_channels": int(cfg["model"]["in_channels"]),
+            "num_classes": len(self.class_names),
+            "class_names": list(self.class_names),
+            "preprocess": batching.preprocess_config(cfg).to_dict(),
+            "window": {"length": int(cfg["window"]["length"]), "mode": cfg["window"]["mode"]},
+            "window_length": int(cfg["window"]["length"]),
+            "fps": float(cfg["fps"]),
+            "max_persons": batching.max_persons(cfg),
+            "training": {
+                "data": split_description(cfg),
+                "train_clips": len(self.train_set),
+                "epochs": self.epoch,
+                "seed": int(cfg["seed"]),
+                "optimizer": {k: cfg["optim"][k] for k in
+                              ("lr", "momentum", "nesterov", "weight_decay", "batch_size")},
+                "lr_milestones": lr_milestones(cfg),
+                "lr_gamma": float(cfg["optim"]["schedule"]["gamma"]),
+                "augment": cfg["augment"],
+                "train_time_s": round(self.train_time_s, 1),
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                           f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+                "final_loss": self.history[-1]["loss"] if self.history else None,
+                "config": public(cfg),
+            },
+            "accuracy": accuracy,
+            "code_version": code_version(),
+        }
+
+
+def save_trained_model(path: str | os.PathLike, trainer: Trainer,
+                       accuracy: dict[str, Any] | None) -> Path:
+    from prgcn_ros.model.io import save_model
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(path, trainer.model, trainer.metadata(accuracy))
+    return path
+
+
+def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = True,
+          max_steps: int | None = None, evaluate_at_end: bool = True,
+          log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run (or continue) the training the config describes; returns a summary."""
+    trainer = Trainer(cfg, log=log)
+    out_dir = Path(cfg["output"]["dir"])
+    if resume is not None:
+        trainer.resume(resume)
+        trainer.log(f"resumed from {resume} after epoch {trainer.epoch}")
+    epochs = int(cfg["optim"]["epochs"])
+    every = max(int(cfg["output"].get("checkpoint_every") or 1), 1)
+    trainer.log(f"training {cfg['name']}: {len(trainer.train_set)} clips "
+                f"({trainer.train_set.description}), {epochs} epochs, lr {cfg['optim']['lr']} "
+                f"x{cfg['optim']['schedule']['gamma']} at epochs {lr_milestones(cfg)}")
+    bar = tqdm(total=epochs, initial=trainer.epoch, desc=cfg["name"], disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    while trainer.epoch < epochs:
+        stats = trainer.train_epoch(progress=progress, max_steps=max_steps)
+        if not math.isfinite(stats["loss"]):
+            raise FloatingPointError(f"training diverged at epoch {stats['epoch']} "
+                                     f"(loss {stats['loss']})")
+        bar.update(1)
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2g}")
+        if not progress:
+            trainer.log(json.dumps(stats))
+        if trainer.epoch % every == 0 or trainer.epoch == epochs:
+            trainer.save(out_dir)
+    bar.close()
+    accuracy = None
+    if evaluate_at_end:
+        from .evaluate import evaluate_model
+        test_set = build_dataset(cfg, "test")
+        result = evaluate_model(trainer.model, test_set, cfg, progress=progress)
+        accuracy = {"split": test_set.description, "top1": result["top1"],
+                    "top5": result["top5"], "n": result["n"]}
+        trainer.log(f"test: top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f} "
+                    f"on {result['n']} clips")
+    model_path = save_trained_model(cfg["output"]["model"], trainer, accuracy)
+    trainer.log(f"wrote {model_path} (training {trainer.train_time_s / 60:.1f} min)")
+    return {"model": str(model_path), "epochs": trainer.epoch, "accuracy": accuracy,
+            "train_time_s": trainer.train_time_s, "history": trainer.history}
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["model.use_prm=false", "seed=3"]`` -> nested overrides (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def _merge_overrides(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge_overrides(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="prgcn-train", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="training config (YAML)")
+    parser.add_argument("--resume", nargs="?", const="", default=None, metavar="CHECKPOINT",
+                        help="continue from a checkpoint (default: the config's output.dir)")
+    parser.add_argument("--seed", type=int, help="override the config's seed")
+    parser.add_argument("--epochs", type=int, help="override optim.epochs")
+    parser.add_argument("--out-dir", help="override output.dir (checkpoints)")
+    parser.add_argument("--output", help="override output.model (the trained model file)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, e.g. --set model.use_tam=false")
+    parser.add_argument("--threads", type=int, help="torch threads (default: config)")
+    parser.add_argument("--max-steps", type=int, help="at most this many steps per epoch")
+    parser.add_argument("--no-eval", action="store_true", help="skip the final test evaluation")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars; one JSON line per epoch instead")
+    args = parser.parse_args(argv)
+    try:
+        overrides = parse_set(args.set)
+        for key, value in (("seed", args.seed), ("threads", args.threads)):
+            if value is not None:
+                overrides[key] = value
+        if args.epochs is not None:
+            overrides = _merge_overrides(overrides, {"optim": {"epochs": args.epochs}})
+        if args.out_dir:
+            overrides = _merge_overrides(overrides, {"output": {"dir": args.out_dir}})
+        if args.output:
+            overrides = _merge_overrides(overrides, {"output": {"model": args.output}})
+        cfg = load_config(args.config, overrides)
+        resume = None
+        if args.resume is not None:
+            resume = args.resume or cfg["output"]["dir"]
+        summary = train(cfg, resume=resume, progress=not args.no_progress,
+                        max_steps=args.max_steps, evaluate_at_end=not args.no_eval)
+    except (ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError) as exc:
+        print(f"prgcn-train: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

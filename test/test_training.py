@@ -1,0 +1,200 @@
+"""Training: data split, schedule, augmentation, a few real steps, seeds, checkpoints, resume."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from test_training_util import MSR_CONFIG, msr_split, small_cfg, subset
+
+from prgcn_ros.training import batching
+from prgcn_ros.training.augment import augment
+from prgcn_ros.training.config import (
+    ConfigError,
+    data_root,
+    learning_rate,
+    load_config,
+    lr_milestones,
+)
+from prgcn_ros.training.datasets import (
+    SequenceDataset,
+    msr_file_list,
+    parse_msr_name,
+)
+from prgcn_ros.training.train import Trainer, parse_set
+
+
+@pytest.fixture(scope="module")
+def msr_train():
+    return msr_split("train")
+
+
+# --------------------------------------------------------------------------- config
+def test_config_defaults_and_unknown_keys(tmp_path):
+    cfg = load_config(MSR_CONFIG)
+    assert cfg["layout"] == "kinect20" and cfg["model"]["in_channels"] == 3
+    assert cfg["window"]["length"] == 48 and cfg["optim"]["momentum"] == 0.9
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="learning_rate"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_data_location_from_config_and_env(tmp_path, monkeypatch):
+    monkeypatch.delenv("PRGCN_DATA", raising=False)
+    cfg = load_config(MSR_CONFIG, {"data": {"dir": str(tmp_path / "cfgdata")}})
+    assert data_root(cfg) == tmp_path / "cfgdata" / "msr_action3d"
+    monkeypatch.setenv("PRGCN_DATA", str(tmp_path / "env"))
+    assert data_root(cfg) == tmp_path / "env" / "msr_action3d"
+    monkeypatch.delenv("PRGCN_DATA")
+    default = load_config(MSR_CONFIG)
+    assert data_root(default).parent.name == "data"        # ../shared/data by default
+
+
+def test_lr_schedule_forms():
+    cfg = load_config(MSR_CONFIG, parse_set(["optim.epochs=40", "optim.lr=0.01",
+                                             "optim.schedule.milestones=null",
+                                             "optim.schedule.start=10",
+                                             "optim.schedule.every=10"]))
+    assert lr_milestones(cfg) == [10, 20, 30]
+    assert learning_rate(cfg, 9) == pytest.approx(0.01)
+    assert learning_rate(cfg, 10) == pytest.approx(0.001)
+    assert learning_rate(cfg, 35) == pytest.approx(1e-5)
+    cfg = load_config(MSR_CONFIG, parse_set(["optim.schedule.milestones=[50, 80]"]))
+    assert [learning_rate(cfg, e) for e in (49, 50, 80)] == pytest.approx([0.01, 1e-3, 1e-4])
+
+
+# --------------------------------------------------------------------------- data
+def test_msr_names_and_cross_subject_split():
+    clip = parse_msr_name("a12_s03_e02_skeleton3D.txt")
+    assert (clip.action, clip.subject, clip.repetition, clip.label) == (12, 3, 2, 11)
+    with pytest.raises(ValueError):
+        parse_msr_name("a12_s03.txt")
+    cfg = load_config(MSR_CONFIG)
+    msr_split("train")
+    listed = msr_file_list(data_root(cfg), "files_used_in_cvpr12_paper.txt")
+    assert len(listed) == 557
+    train, test = msr_split("train"), msr_split("test")
+    assert len(train) + len(test) == 557
+    assert (len(train), len(test)) == (284, 273)
+    subjects = {n: parse_msr_name(n).subject for n in train.names + test.names}
+    assert {subjects[n] for n in train.names} == {1, 3, 5, 7, 9}
+    assert {subjects[n] for n in test.names} == {2, 4, 6, 8, 10}
+    assert sorted(set(train.labels)) == list(range(20)) == sorted(set(test.labels))
+    assert train.class_names[0] == "high arm wave" and len(train.class_names) == 20
+    seq = train[0]
+    assert seq.layout == "kinect20" and seq.label == train.labels[0]
+
+
+def test_batches_use_shared_preprocessing(msr_train):
+    cfg = load_config(MSR_CONFIG)
+    clips = [msr_train[i] for i in range(4)]
+    x, y = batching.make_batch(clips, cfg, train=False)
+    assert x.shape == (4, 3, 48, 20, 1) and x.dtype == torch.float32
+    assert y.tolist() == [c.label for c in clips]
+    # First-frame centring: the hip centre of the first frame is the origin.
+    hip = 6
+    assert torch.allclose(x[:, :, 0, hip, 0], torch.zeros(4, 3), atol=1e-5)
+    # Torso-length scale: mean hip-centre -> shoulder-centre distance is 1.
+    torso = (x[:, :, :, 2, 0] - x[:, :, :, hip, 0]).norm(dim=1).mean(1)
+    assert torch.allclose(torso, torch.ones(4), atol=0.05)
+    again, _ = batching.make_batch(clips, cfg, train=False)
+    assert torch.equal(x, again)                       # evaluation is deterministic
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    a, _ = batching.make_batch(clips, cfg, train=True, generator=g1)
+    b, _ = batching.make_batch(clips, cfg, train=True, generator=g2)
+    assert torch.equal(a, b) and not torch.equal(a, x)
+
+
+def test_augment_rotates_about_vertical_and_keeps_missing_joints():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 5, 4, 1)
+    present = torch.ones(6, 5, 4, 1, dtype=torch.bool)
+    present[:, :, 3] = False
+    x[:, :, :, 3] = 0.0
+    out = augment(x, present, 3, {"rotate_deg": 20, "vertical_axis": 1}, gen)
+    assert torch.allclose(out[:, 1], x[:, 1])          # heights unchanged
+    horizontal = lambda t: t[:, [0, 2]].norm(dim=1)    # noqa: E731
+    assert torch.allclose(horizontal(out), horizontal(x), atol=1e-5)
+    assert not torch.allclose(out, x)
+    assert torch.equal(out[:, :, :, 3], x[:, :, :, 3])  # missing joints not moved
+    # At most 20 degrees.
+    cos = (out[:, [0, 2]] * x[:, [0, 2]]).sum(1) / (horizontal(out) * horizontal(x)).clamp(1e-6)
+    assert cos[:, :, :3].min() >= math.cos(math.radians(20)) - 1e-4
+    moved = augment(x, present, 3, {"translate": 0.1}, torch.Generator().manual_seed(1))
+    shift = moved - x
+    assert shift[:, :, :, :3].abs().max() <= 0.1 + 1e-6
+    assert torch.equal(shift[:, :, :, 3], torch.zeros_like(shift[:, :, :, 3]))
+    two_d = torch.randn(2, 3, 5, 4, 1)                 # x, y, confidence
+    out2 = augment(two_d, torch.ones(2, 5, 4, 1, dtype=torch.bool), 2, {"rotate_deg": 10},
+                   torch.Generator().manual_seed(2))
+    assert torch.equal(out2[:, 2], two_d[:, 2])        # confidence channel untouched
+
+
+# --------------------------------------------------------------------------- training
+def test_a_few_steps_lower_the_loss(msr_train):
+    cfg = small_cfg(seed=3)
+    trainer = Trainer(cfg, train_set=subset(msr_train, 12), log=lambda m: None)
+    clips = [trainer.train_set[i] for i in range(len(trainer.train_set))]
+    x, y = batching.make_batch(clips, cfg, train=False)
+    losses = [trainer.step(x, y) for _ in range(8)]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_fixed_seed_is_repeatable(msr_train):
+    data = subset(msr_train, 8)
+
+    def run(seed):
+        trainer = Trainer(small_cfg(seed=seed), train_set=data, log=lambda m: None)
+        stats = trainer.train_epoch(progress=False)
+        return stats["loss"], {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    loss_a, a = run(1)
+    loss_b, b = run(1)
+    loss_c, c = run(2)
+    assert loss_a == loss_b
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def test_checkpoint_resume_continues_exactly(msr_train, tmp_path):
+    data = subset(msr_train, 8)
+    cfg = small_cfg(seed=4, epochs=2)
+    straight = Trainer(cfg, train_set=data, log=lambda m: None)
+    straight.train_epoch(progress=False)
+    straight.train_epoch(progress=False)
+
+    first = Trainer(cfg, train_set=data, log=lambda m: None)
+    first.train_epoch(progress=False)
+    first.save(tmp_path / "run")
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == ["checkpoint.json", "checkpoint.safetensors"]  # no pickle
+    state = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert state["epoch"] == 1 and state["optimizer"]["param_groups"][0]["momentum"] == 0.9
+
+    resumed = Trainer(cfg, train_set=data, log=lambda m: None)
+    resumed.resume(tmp_path / "run")
+    assert resumed.epoch == 1
+    resumed.train_epoch(progress=False)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.history[-1]["loss"] == straight.history[-1]["loss"]
+
+    other = Trainer(small_cfg(seed=5, epochs=2), train_set=data, log=lambda m: None)
+    with pytest.raises(ConfigError, match="seed"):
+        other.resume(tmp_path / "run")
+
+
+def test_sequence_dataset_caches(msr_train):
+    calls = []
+
+    def load():
+        calls.append(1)
+        return msr_train[0]
+
+    ds = SequenceDataset([load], [msr_train.labels[0]], ["x"], msr_train.class_names, "one")
+    assert ds[0] is ds[0] and len(calls) == 1

@@ -25,6 +25,9 @@ setup(
     python_requires=">=3.11",
     entry_points={
         "console_scripts": [
+            "prgcn-train = prgcn_ros.training.train:main",
+            "prgcn-eval = prgcn_ros.training.evaluate:main",
+            "prgcn-export = prgcn_ros.training.export:main",
         ],
     },
 )

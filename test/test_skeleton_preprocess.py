@@ -1,0 +1,233 @@
+"""The shared preprocessing: round trips on real data, each setting's effect, windows."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from prgcn_ros.skeleton.layouts import get_layout
+from prgcn_ros.skeleton.preprocess import (
+    PreprocessConfig,
+    drop_empty_frames,
+    preprocess,
+    preprocess_sequence,
+    random_window,
+    random_window_indices,
+    resample_window,
+    uniform_indices,
+)
+from prgcn_ros.skeleton.readers import read_kinetics_json, read_msr_action3d, read_ntu_skeleton
+
+CENTER = ("first_frame", "per_frame", "none")
+SCALE = ("torso", "none")
+ALIGN = ("none", "hips", "shoulders")
+MISSING = ("zero", "previous")
+
+
+@pytest.fixture(scope="module")
+def msr_batch(data_dir):
+    """Five real MSR clips (one with lost frames) resampled to 40 frames: (N, T, 1, 20, 3)."""
+    names = ["a01_s01_e01", "a05_s02_e02", "a13_s06_e01", "a16_s08_e03", "a20_s02_e01"]
+    seqs = [resample_window(read_msr_action3d(data_dir / "msr_action3d" /
+                                              f"{n}_skeleton3D.txt"), 40) for n in names]
+    coords = torch.from_numpy(np.stack([s.coords for s in seqs]))
+    conf = torch.from_numpy(np.stack([s.confidence for s in seqs]))
+    assert (conf == 0).all(-1).any()   # a13_s06_e01 has lost frames
+    return coords, conf
+
+
+@pytest.fixture(scope="module")
+def ntu(data_dir):
+    return read_ntu_skeleton(data_dir / "ntu_samples" / "S001C003P008R002A058.skeleton")
+
+
+@pytest.fixture(scope="module")
+def kinetics(data_dir):
+    return read_kinetics_json(data_dir / "kinetics_skeleton" / "--33Lscn6sk.json")
+
+
+def _to_optical(coords: torch.Tensor) -> torch.Tensor:
+    """Kinect (x left, y up, z forward) -> camera optical frame (x right, y down, z forward)."""
+    return coords * torch.tensor([-1.0, -1.0, 1.0], dtype=coords.dtype)
+
+
+def _round_trip(coords, conf, layout, config) -> float:
+    model, transform = preprocess(coords, conf, layout, config)
+    assert model.shape == (coords.shape[0], 3, coords.shape[1], coords.shape[3], coords.shape[2])
+    back = transform.inverse(model)
+    assert back.shape == coords.shape
+    return float((back - coords).abs()[conf > 0].max())
+
+
+@pytest.mark.parametrize("axis", ["y_up", "y_down"])
+def test_round_trip_real_3d(axis, msr_batch, ntu):
+    sets = [(msr_batch[0], msr_batch[1], "kinect20"),
+            (torch.from_numpy(ntu.coords)[None], torch.from_numpy(ntu.confidence)[None],
+             "ntu25")]
+    for coords, conf, layout in sets:
+        if axis == "y_down":
+            coords = _to_optical(coords)       # the same people seen by an optical-frame camera
+        for center, scale, align, missing in itertools.product(CENTER, SCALE, ALIGN, MISSING):
+            config = PreprocessConfig(center, scale, align, axis, missing)
+            assert _round_trip(coords, conf, layout, config) < 1e-5, config
+
+
+@pytest.mark.parametrize("axis", ["y_up", "y_down"])
+def test_round_trip_real_2d(axis, kinetics):
+    coords = torch.from_numpy(kinetics.coords)[None]
+    conf = torch.from_numpy(kinetics.confidence)[None]
+    for center, scale, missing in itertools.product(CENTER, SCALE, MISSING):
+        config = PreprocessConfig(center, scale, "none", axis, missing)
+        assert _round_trip(coords, conf, "coco18", config) < 1e-5, config
+        model, _ = preprocess(coords, conf, "coco18", config)
+        assert torch.equal(model[:, 2], conf.permute(0, 1, 3, 2))   # channel 3 = confidence
+
+
+def test_y_down_input_gives_the_same_model_input(msr_batch, kinetics):
+    coords, conf = msr_batch
+    for center, scale, align in itertools.product(CENTER, SCALE, ALIGN):
+        up, _ = preprocess(coords, conf, "kinect20", PreprocessConfig(center, scale, align))
+        down, _ = preprocess(_to_optical(coords), conf, "kinect20",
+                             PreprocessConfig(center, scale, align, axis="y_down"))
+        assert torch.allclose(up, down, atol=1e-5)
+    xy = torch.from_numpy(kinetics.coords)[None]
+    model, _ = preprocess(xy, torch.from_numpy(kinetics.confidence)[None], "coco18",
+                          PreprocessConfig(center="none", scale="none", axis="y_down"))
+    ok = kinetics.confidence > 0
+    # image y grows down; the model's y grows up: the nose is above the neck
+    nose_above = (model[0, 1, :, 0] > model[0, 1, :, 1]).numpy()[ok[:, :, 0] & ok[:, :, 1]]
+    assert nose_above.mean() > 0.95
+
+
+def test_centre_scale_and_alignment(msr_batch, ntu):
+    coords, conf = msr_batch
+    layout = get_layout("kinect20")
+    hip, top = layout.index("hip_center"), layout.index("shoulder_center")
+    model, tr = preprocess(coords, conf, layout, PreprocessConfig())
+    for n in range(coords.shape[0]):
+        first = int(torch.nonzero(conf[n, :, 0, hip] > 0)[0])
+        assert torch.allclose(model[n, :, first, hip, 0], torch.zeros(3), atol=1e-6)
+        both = (conf[n, :, 0, hip] > 0) & (conf[n, :, 0, top] > 0)
+        torso = (model[n, :, :, top, 0] - model[n, :, :, hip, 0]).norm(dim=0)[both]
+        assert torso.mean() == pytest.approx(1.0, abs=1e-5)
+        assert 0.3 < float(tr.scale[n, 0]) < 0.7     # metres, an adult torso
+    model, _ = preprocess(coords, conf, layout, PreprocessConfig(center="per_frame"))
+    ok = conf[:, :, 0, hip] > 0
+    assert model[:, :, :, hip, 0].permute(0, 2, 1)[ok].abs().max() < 1e-6
+
+    x = torch.from_numpy(ntu.coords)[None]
+    k = torch.from_numpy(ntu.confidence)[None]
+    ntu_layout = get_layout("ntu25")
+    for part in ("hips", "shoulders"):
+        model, tr = preprocess(x, k, ntu_layout, PreprocessConfig(align_view=part))
+        left = ntu_layout.index(f"left_{part[:-1]}")
+        right = ntu_layout.index(f"right_{part[:-1]}")
+        v = model[0, :, :, right] - model[0, :, :, left]             # (3, T, M)
+        both = (k[0, :, :, left] > 0) & (k[0, :, :, right] > 0)
+        direction = torch.stack((v[0], v[2]))[:, both]
+        direction = direction / direction.norm(dim=0)
+        mean = direction.mean(1)
+        assert mean[0] > 0.9 and abs(float(mean[1])) < 1e-4        # along +x, no z
+        assert torch.allclose(tr.cos**2 + tr.sin**2, torch.ones(1, 2))
+
+
+def test_missing_joints(ntu):
+    x = torch.from_numpy(ntu.coords)[None].clone()
+    k = torch.from_numpy(ntu.confidence)[None].clone()
+    k[0, 5:9, 0, 7] = 0                        # left hand lost for four frames
+    x[0, 5:9, 0, 7] = 0
+    model, _ = preprocess(x, k, "ntu25", PreprocessConfig(missing="zero"))
+    assert not model[0, :, 5:9, 7, 0].any()
+    model, _ = preprocess(x, k, "ntu25", PreprocessConfig(missing="previous"))
+    for t in range(5, 9):
+        assert torch.equal(model[0, :, t, 7, 0], model[0, :, 4, 7, 0])
+    # a person with no confident joint at all comes out as zeros, not NaN
+    k[0, :, 1] = 0
+    model, tr = preprocess(x, k, "ntu25", PreprocessConfig(align_view="hips"))
+    assert torch.isfinite(model).all() and not model[..., 1].any()
+    assert torch.isfinite(tr.inverse(model)).all()
+
+
+def test_batch_equals_one_by_one(msr_batch):
+    coords, conf = msr_batch
+    config = PreprocessConfig(center="per_frame", align_view="shoulders", missing="previous")
+    batched, _ = preprocess(coords, conf, "kinect20", config)
+    for n in range(coords.shape[0]):
+        single, _ = preprocess(coords[n:n + 1], conf[n:n + 1], "kinect20", config)
+        assert torch.allclose(batched[n:n + 1], single, atol=1e-6)
+
+
+def test_inverse_of_selected_frames_and_offsets(ntu):
+    x = torch.from_numpy(ntu.coords)[None]
+    k = torch.from_numpy(ntu.confidence)[None]
+    model, tr = preprocess(x, k, "ntu25", PreprocessConfig(center="per_frame",
+                                                           align_view="hips", axis="y_down"))
+    newest = tr.inverse(model[:, :, -1:], frames=[-1])
+    assert torch.allclose(newest, tr.inverse(model)[:, -1:], atol=1e-6)
+    with pytest.raises(ValueError, match="frames="):
+        tr.inverse(model[:, :, -1:])
+    offsets = torch.zeros_like(model)
+    offsets[:, 0] = 0.1                        # +0.1 torso lengths along the model's x
+    moved = tr.inverse(model + offsets) - tr.inverse(model)
+    assert torch.allclose(moved, tr.inverse_offsets(offsets), atol=1e-5)
+    # one torso length in model space is the person's torso length in metres
+    assert torch.allclose(tr.inverse_offsets(offsets).norm(dim=-1),
+                          0.1 * tr.scale[:, None, :, None].expand(-1, x.shape[1], -1, 25),
+                          atol=1e-5)
+
+
+def test_sequence_helper_and_dtypes(kinetics, ntu):
+    out, tr = preprocess_sequence(kinetics, PreprocessConfig(axis="y_down"))
+    assert out.shape == (3, 189, 18, 3) and out.dtype == np.float32
+    with pytest.raises(ValueError, match="3D"):
+        preprocess_sequence(kinetics, PreprocessConfig(align_view="hips"))
+    x = torch.from_numpy(ntu.coords).double()[None]
+    model, tr = preprocess(x, torch.from_numpy(ntu.confidence)[None], "ntu25",
+                           PreprocessConfig())
+    assert model.dtype == torch.float64 and tr.inverse(model).dtype == torch.float64
+    with pytest.raises(ValueError, match="20 joints, got 25"):
+        preprocess(x, torch.ones(x.shape[:4]), "kinect20", PreprocessConfig())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_matches_cpu(ntu):
+    x = torch.from_numpy(ntu.coords)[None]
+    k = torch.from_numpy(ntu.confidence)[None]
+    config = PreprocessConfig(center="per_frame", align_view="hips", missing="previous")
+    cpu, _ = preprocess(x, k, "ntu25", config)
+    gpu, tr = preprocess(x.cuda(), k.cuda(), "ntu25", config)
+    assert torch.allclose(cpu, gpu.cpu(), atol=1e-5)
+    assert float((tr.inverse(gpu).cpu() - x).abs()[k > 0].max()) < 1e-5
+
+
+def test_config_is_plain_data():
+    config = PreprocessConfig(center="per_frame", scale="none", align_view="hips",
+                              axis="y_down", missing="previous")
+    stored = json.loads(json.dumps(config.to_dict()))
+    assert PreprocessConfig.from_dict(stored) == config
+    assert PreprocessConfig.from_dict({}) == PreprocessConfig()
+    with pytest.raises(ValueError, match="center='middle'"):
+        PreprocessConfig(center="middle")
+    with pytest.raises(ValueError, match="unknown preprocess settings"):
+        PreprocessConfig.from_dict({"centre": "none"})
+
+
+def test_windows(data_dir):
+    assert uniform_indices(10, 5).tolist() == [1, 3, 5, 7, 9]
+    assert uniform_indices(3, 6).tolist() == [0, 0, 1, 1, 2, 2]
+    assert uniform_indices(1, 4).tolist() == [0, 0, 0, 0]
+    rng = np.random.default_rng(1)
+    for frames in (1, 13, 39, 936):
+        for _ in range(20):
+            idx = random_window_indices(frames, 48, rng, min_fraction=0.5)
+            assert len(idx) == 48 and idx.min() >= 0 and idx.max() < frames
+            assert np.all(np.diff(idx) >= 0)
+            assert idx.max() - idx.min() + 1 >= min(frames, 48) * 0.5 - 1
+    seq = read_msr_action3d(data_dir / "msr_action3d" / "a13_s06_e01_skeleton3D.txt")
+    assert resample_window(seq, 48).num_frames == 48
+    assert random_window(seq, 32, rng).coords.shape == (32, 1, 20, 3)
+    kept = drop_empty_frames(seq)
+    assert kept.num_frames == seq.num_frames - 15 and (kept.confidence > 0).any(axis=(1, 2)).all()

@@ -1,0 +1,114 @@
+"""Tracker: association on real two-person data, tracks starting and ending, given ids."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from prgcn_ros.skeleton.readers import read_kinetics_json, read_ntu_skeleton
+from prgcn_ros.skeleton.tracker import Tracker
+
+FPS = 30.0
+
+
+@pytest.fixture(scope="module")
+def handshake(data_dir):
+    seq = read_ntu_skeleton(data_dir / "ntu_samples" / "S001C003P008R002A058.skeleton")
+    assert seq.num_persons == 2
+    return seq
+
+
+def _track_shuffled(seq, tracker: Tracker, seed: int) -> np.ndarray:
+    """Feed every frame with the people in random order and no ids; (T, M) track per person."""
+    rng = np.random.default_rng(seed)
+    out = np.full((seq.num_frames, seq.num_persons), -2)
+    for t in range(seq.num_frames):
+        order = rng.permutation(seq.num_persons)
+        ids = tracker.update(seq.coords[t, order], seq.confidence[t, order], t / FPS)
+        out[t, order] = ids
+    return out
+
+
+def _frames_on_own_track(assigned: np.ndarray) -> float:
+    """Share of frames in which every person carries the track that is theirs (their most
+    frequent one) and no two people share a track."""
+    own = [Counter(assigned[:, m]).most_common(1)[0][0] for m in range(assigned.shape[1])]
+    assert len(set(own)) == assigned.shape[1]
+    return float(np.mean(np.all(assigned == np.array(own)[None], axis=1)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a058_shuffled_people_keep_their_tracks(handshake, seed):
+    tracker = Tracker(gate=0.3, timeout_s=0.5)
+    assigned = _track_shuffled(handshake, tracker, seed)
+    assert _frames_on_own_track(assigned) >= 0.99
+    assert sorted(tracker.active_ids) == sorted(set(assigned.ravel()))
+
+
+def test_people_appearing_and_leaving(handshake):
+    tracker = Tracker(gate=0.3, timeout_s=0.5)
+    history = []
+    started, ended = set(), {}
+    for t in range(handshake.num_frames + 30):
+        people = [m for m, (a, b) in enumerate(((0, 40), (20, 70))) if a <= t < b]
+        stamp = t / FPS
+        ids = tracker.update(handshake.coords[t, people], handshake.confidence[t, people],
+                             stamp) if people else []
+        history.append(dict(zip(people, ids)))
+        started.update(ids)
+        for gone in tracker.expire(stamp):
+            ended[gone] = t
+    first, second = history[0][0], history[20][1]
+    assert first != second and started == {first, second}
+    assert all(h[0] == first for h in history[:40]) and all(h[1] == second for h in history[20:70])
+    # Unseen from frame 40 (person 0) and 70 (person 1): ended just after the 0.5 s timeout.
+    assert ended == {first: 40 + 15, second: 70 + 15}
+    assert tracker.active_ids == []
+    # Coming back after being dropped starts a new track.
+    again = tracker.update(handshake.coords[0, :1], handshake.confidence[0, :1], 200 / FPS)
+    assert again[0] not in (first, second)
+
+
+def test_given_ids_kept_and_refreshed(handshake):
+    tracker = Tracker(gate=0.3, timeout_s=1.0)
+    ids = handshake.person_ids
+    for t in range(10):
+        assert tracker.update(handshake.coords[t], handshake.confidence[t], t / FPS,
+                              ids=ids) == ids
+    assert sorted(tracker.active_ids) == sorted(ids)
+    assert tracker.last_seen_s(ids[0]) == pytest.approx(9 / FPS)
+    assert tracker.expire(9 / FPS + 0.99) == []
+    assert sorted(tracker.expire(9 / FPS + 1.01)) == sorted(ids)
+    # -1 means "unknown": associated like an id-less person; fresh ids avoid ids in use.
+    tracker.update(handshake.coords[0, :1], handshake.confidence[0, :1], 0.0, ids=[0])
+    got = tracker.update(handshake.coords[1], handshake.confidence[1], 1 / FPS, ids=[-1, -1])
+    assert got[0] == 0 and got[1] not in (0, -1)
+
+
+def test_gate_and_unusable_people(handshake):
+    tracker = Tracker(gate=0.3, timeout_s=1.0)
+    first = tracker.update(handshake.coords[0, :1], handshake.confidence[0, :1], 0.0)
+    moved = handshake.coords[1, :1] + np.array([0.5, 0.0, 0.0], np.float32)  # 0.5 m jump
+    second = tracker.update(moved, handshake.confidence[1, :1], 1 / FPS)
+    assert second != first and len(tracker) == 2
+    blank = tracker.update(np.zeros((1, 25, 3)), np.zeros((1, 25)), 2 / FPS)
+    assert blank == [-1] and len(tracker) == 2
+    assert tracker.update(np.zeros((0, 25, 3)), np.zeros((0, 25)), 3 / FPS) == []
+    with pytest.raises(ValueError):
+        tracker.update(np.zeros((2, 25, 3)), np.zeros((2, 24)), 4 / FPS)
+
+
+def test_two_d_openpose_clip_runs(data_dir):
+    """On the Kinetics clip (OpenPose, people unordered, 2D in [0, 1]) the main person, present
+    in 163 frames, keeps one track through almost all of them."""
+    seq = read_kinetics_json(data_dir / "kinetics_skeleton" / "--33Lscn6sk.json")
+    tracker = Tracker(gate=0.05, timeout_s=0.5)   # normalised image units
+    seen = Counter()
+    for t in range(seq.num_frames):
+        present = [m for m in range(seq.num_persons) if (seq.confidence[t, m] > 0.1).any()]
+        for track in tracker.update(seq.coords[t, present], seq.confidence[t, present],
+                                    t / FPS):
+            seen[track] += 1
+        tracker.expire(t / FPS)
+    assert seen.most_common(1)[0][1] >= 150

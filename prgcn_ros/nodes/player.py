@@ -1,0 +1,218 @@
+"""prgcn-player: replays skeleton recordings onto /skeletons as prgcn_msgs/SkeletonArray.
+
+Reads MSR Action3D ``.txt``, NTU ``.skeleton``, Kinetics-skeleton ``.json`` and OpenPose
+``--write_json`` directories, and publishes them at their native frame rate (times ``--rate``)
+with current stamps and the ``frame_id`` parameter. Recording k's person slot m is person id
+``100 * k + m`` (sources without ids, OpenPose, send -1 and the recognizer's tracker assigns
+them). ``--parallel K`` plays K recordings at once, as K people in the same messages.
+``--follow DIR`` publishes each OpenPose frame file as it appears (OpenPose running live).
+
+Run: ``prgcn-player a01_s02_e01_skeleton3D.txt ... [--rate 2] [--loop]
+--ros-args -p frame_id:=kinect``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_msgs.msg import Header
+
+from prgcn_msgs.msg import SkeletonArray
+from prgcn_ros.nodes.conversions import skeleton_array_msg
+from prgcn_ros.skeleton.readers import RecordingError, read_recording
+from prgcn_ros.skeleton.sequence import SkeletonSequence
+
+IDS_PER_RECORDING = 100
+
+
+@dataclass
+class _Playing:
+    index: int                 # position in the argument list: person ids 100 * index + slot
+    seq: SkeletonSequence
+    step: float                # frames of this recording per tick of the player's clock
+    phase: float = 0.0
+    next_frame: int = 0
+
+
+def person_ids(index: int, seq: SkeletonSequence) -> list[int]:
+    """Ids of a recording's person slots; -1 (tracker assigns) when the source has none."""
+    if seq.person_ids is None:
+        return [-1] * seq.num_persons
+    return [IDS_PER_RECORDING * index + m for m in range(seq.num_persons)]
+
+
+def frame_people(seq: SkeletonSequence, t: int, ids: list[int]
+                 ) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The people present in frame t (a slot with no confident joint is nobody)."""
+    present = [m for m in range(seq.num_persons) if (seq.confidence[t, m] > 0).any()]
+    return ([ids[m] for m in present], seq.coords[t, present], seq.confidence[t, present])
+
+
+class PlayerNode(Node):
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__("prgcn_player")
+        self.args = args
+        self.frame_id = self.declare_parameter("frame_id", "camera").value
+        self.publisher = self.create_publisher(SkeletonArray, args.topic, 10)
+
+    def wait_for_subscribers(self) -> None:
+        """Messages published before discovery matches a subscriber are lost: wait a little."""
+        deadline = time.monotonic() + self.args.wait
+        while (self.publisher.get_subscription_count() < 1 and time.monotonic() < deadline
+               and rclpy.ok()):
+            rclpy.spin_once(self, timeout_sec=0.05)
+        # Give the subscriber's own side of the match a moment too.
+        if self.publisher.get_subscription_count():
+            time.sleep(0.2)
+
+    def publish(self, layout: str, ids: list[int], coords: np.ndarray, conf: np.ndarray
+                ) -> None:
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        self.publisher.publish(skeleton_array_msg(header, layout, ids, coords, conf))
+
+    def play(self, recordings: list[SkeletonSequence]) -> None:
+        """Play every recording, up to --parallel at once, on one clock: frames due on the
+        same tick share a message (one per layout), as one sensor seeing several people."""
+        tick_hz = max(seq.fps for seq in recordings) * self.args.rate
+        period = 1.0 / tick_hz
+        while rclpy.ok():
+            queue = deque(enumerate(recordings))
+            playing: list[_Playing] = []
+            next_tick = time.monotonic()
+            while (queue or playing) and rclpy.ok():
+                while queue and len(playing) < self.args.parallel:
+                    index, seq = queue.popleft()
+                    step = seq.fps * self.args.rate / tick_hz
+                    playing.append(_Playing(index, seq, step, phase=1.0 - step))
+                    if not self.args.quiet:
+                        print(f"playing {Path(seq.source).name}: {seq.num_frames} frames at "
+                              f"{seq.fps:g} fps as person(s) {person_ids(index, seq)}",
+                              flush=True)
+                delay = next_tick - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                groups: dict[str, tuple[list, list, list]] = {}
+                for p in playing:
+                    p.phase += p.step
+                    if p.phase < 1.0 - 1e-9:
+                        continue
+                    p.phase -= 1.0
+                    ids, coords, conf = frame_people(p.seq, p.next_frame,
+                                                     person_ids(p.index, p.seq))
+                    if ids:
+                        group = groups.setdefault(p.seq.layout, ([], [], []))
+                        group[0].extend(ids)
+                        group[1].append(_xyz(coords))
+                        group[2].append(conf)
+                    p.next_frame += 1
+                for layout, (ids, coords, conf) in groups.items():
+                    self.publish(layout, ids, np.concatenate(coords), np.concatenate(conf))
+                playing = [p for p in playing if p.next_frame < p.seq.num_frames]
+                # Behind schedule (busy machine): play on late rather than in a burst, so
+                # messages never come closer than 3/4 of a tick (the recognizer drops floods).
+                next_tick = max(next_tick + period, time.monotonic() + 0.75 * period)
+            if not self.args.loop:
+                return
+
+    def follow(self, directory: Path) -> None:
+        """Publish each new OpenPose frame file as it appears (files there before are skipped)."""
+        seen = set(directory.glob("*.json"))
+        retries: dict[Path, int] = {}
+        print(f"following {directory}: {len(seen)} existing frame files skipped", flush=True)
+        while rclpy.ok():
+            fresh = sorted(set(directory.glob("*.json")) - seen, key=_natural_key)
+            for path in fresh:
+                try:
+                    seq = read_recording(path)
+                except (RecordingError, json.JSONDecodeError) as error:
+                    # OpenPose may still be writing it: retry a few polls, then skip it.
+                    retries[path] = retries.get(path, 0) + 1
+                    if retries[path] >= 5:
+                        print(f"skipping {path.name}: {error}", file=sys.stderr, flush=True)
+                        seen.add(path)
+                    break
+                seen.add(path)
+                retries.pop(path, None)
+                ids, coords, conf = frame_people(seq, 0, [-1] * seq.num_persons)
+                if ids:
+                    self.publish(seq.layout, ids, _xyz(coords), conf)
+            time.sleep(self.args.poll)
+
+
+def _xyz(coords: np.ndarray) -> np.ndarray:
+    if coords.shape[-1] == 3:
+        return coords
+    return np.concatenate([coords, np.zeros(coords.shape[:-1] + (1,), coords.dtype)], -1)
+
+
+def _natural_key(path: Path) -> tuple:
+    return tuple(int(s) if s.isdigit() else s for s in re.split(r"(\d+)", path.name))
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="prgcn-player", description=__doc__.split("\n\n")[0],
+        epilog="ROS parameters: frame_id (default 'camera'), e.g. --ros-args -p frame_id:=kinect")
+    parser.add_argument("recordings", nargs="*", type=Path,
+                        help="recording files or OpenPose JSON directories, played in order")
+    parser.add_argument("--follow", type=Path, metavar="DIR",
+                        help="publish OpenPose frame files as they appear in DIR")
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="speed factor over the native frame rate (default 1)")
+    parser.add_argument("--loop", action="store_true", help="start again after the last one")
+    parser.add_argument("--parallel", type=int, default=1, metavar="K",
+                        help="play K recordings at once, as K people (default 1)")
+    parser.add_argument("--topic", default="/skeletons", help="default /skeletons")
+    parser.add_argument("--wait", type=float, default=5.0, metavar="S",
+                        help="wait up to S seconds for a subscriber before playing (default 5)")
+    parser.add_argument("--poll", type=float, default=0.01, help=argparse.SUPPRESS)
+    parser.add_argument("--quiet", action="store_true", help="no line per recording")
+    args = parser.parse_args(argv)
+    if not args.recordings and not args.follow:
+        parser.error("give recordings to play, or --follow DIR")
+    if args.rate <= 0 or args.parallel < 1 or args.wait < 0:
+        parser.error("--rate must be positive, --parallel at least 1, --wait not negative")
+    if args.follow and not args.follow.is_dir():
+        parser.error(f"--follow {args.follow}: not a directory")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv if argv is None else argv
+    args = parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    recordings = []
+    for path in args.recordings:
+        try:
+            recordings.append(read_recording(path))
+        except (RecordingError, OSError) as error:
+            print(f"prgcn-player: {error}", file=sys.stderr)
+            return 1
+    rclpy.init(args=argv)
+    node = PlayerNode(args)
+    try:
+        node.wait_for_subscribers()
+        if args.follow:
+            node.follow(args.follow)
+        else:
+            node.play(recordings)
+            time.sleep(0.2)   # let the last messages leave before the process goes
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""The ROS-free live pipeline: parameters, validation with drop reasons, batching, outputs,
+and agreement with the offline evaluation path on real MSR Action3D clips."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from rosutil import REPO
+
+from prgcn_ros.model.prgcn import PRGCN
+from prgcn_ros.recognition import (
+    DROP_REASONS,
+    InputFrame,
+    ParameterError,
+    Recognizer,
+    RecognizerParams,
+)
+from prgcn_ros.skeleton.layouts import get_layout
+from prgcn_ros.skeleton.mapping import map_joints
+
+CLASSES = ["wave", "punch", "kick"]
+KINECT20 = get_layout("kinect20")
+
+
+def tiny_recognizer(window: int = 8, use_prm: bool = True, **params) -> Recognizer:
+    torch.manual_seed(0)
+    model = PRGCN(len(CLASSES), "kinect20", use_prm=use_prm)
+    metadata = {"architecture": model.arch, "class_names": CLASSES,
+                "preprocess": {"center": "first_frame", "scale": "torso"},
+                "window": {"mode": "resample", "length": window}}
+    values = {"window": 16, "min_frames": 4, "top_k": 2, **params}
+    return Recognizer(model, metadata, RecognizerParams.from_dict(values), "cpu")
+
+
+def pose(offset: float = 0.0, seed: int = 0) -> np.ndarray:
+    """A plausible standing kinect20 skeleton (metres, y up) plus a little noise."""
+    rng = np.random.default_rng(seed)
+    base = {"hip_center": (0, 0, 2), "spine": (0, 0.2, 2), "shoulder_center": (0, 0.45, 2),
+            "head": (0, 0.65, 2), "left_shoulder": (-0.18, 0.42, 2),
+            "right_shoulder": (0.18, 0.42, 2), "left_elbow": (-0.25, 0.15, 2),
+            "right_elbow": (0.25, 0.15, 2), "left_wrist": (-0.27, -0.1, 2),
+            "right_wrist": (0.27, -0.1, 2), "left_hand": (-0.28, -0.15, 2),
+            "right_hand": (0.28, -0.15, 2), "left_hip": (-0.1, -0.05, 2),
+            "right_hip": (0.1, -0.05, 2), "left_knee": (-0.1, -0.5, 2),
+            "right_knee": (0.1, -0.5, 2), "left_ankle": (-0.1, -0.9, 2),
+            "right_ankle": (0.1, -0.9, 2), "left_foot": (-0.1, -0.95, 1.9),
+            "right_foot": (0.1, -0.95, 1.9)}
+    xyz = np.array([base[j] for j in KINECT20.joints], dtype=np.float64)
+    return xyz + offset + rng.normal(0, 0.01, xyz.shape)
+
+
+def frame(t: int, people: dict[int, np.ndarray] | None = None, layout: str = "kinect20",
+          source: str = "skeletons", arrival: float | None = None, **kw) -> InputFrame:
+    people = {0: pose(seed=t)} if people is None else people
+    return InputFrame(stamp_ns=1_000_000_000 + t * 33_000_000, frame_id="kinect", layout=layout,
+                      ids=list(people), coords=list(people.values()),
+                      confidence=[np.ones(len(p)) for p in people.values()], source=source,
+                      arrival=100.0 + t / 30 if arrival is None else arrival, **kw)
+
+
+# ---------------------------------------------------------------------------- parameters
+def test_shipped_yaml_holds_exactly_the_known_parameters():
+    doc = yaml.safe_load((REPO / "config" / "recognizer.yaml").read_text())
+    values = doc["prgcn_recognizer"]["ros__parameters"]
+    assert sorted(values) == sorted(RecognizerParams.names())
+    params = RecognizerParams.from_dict(values)
+    assert params.model_path().name == "prgcn_msr_action3d.safetensors"
+    assert params.model_path().is_absolute()
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"windw": 10}, ["unknown parameter 'windw'"]),
+    ({"window": "48"}, ["window must be int"]),
+    ({"window": True}, ["window must be int"]),
+    ({"window": 0}, ["window must be at least 1"]),
+    ({"min_frames": 50, "window": 10}, ["min_frames must be between 1 and window"]),
+    ({"max_rate_hz": -1.0}, ["max_rate_hz must be positive"]),
+    ({"max_rate_hz": float("nan")}, ["max_rate_hz"]),
+    ({"device": "tpu"}, ["device must be auto, cpu or cuda"]),
+    ({"input_layout": "coco19"}, ["input_layout 'coco19' is not a known layout"]),
+    ({"axis": "z_up"}, ["axis must be y_up, y_down"]),
+    ({"smoothing": 0, "top_k": 0}, ["smoothing", "top_k"]),
+    ({"skeleton_topic": "", "azure_kinect": False}, ["no input"]),
+])
+def test_invalid_parameters_are_refused_with_every_problem_named(values, words):
+    with pytest.raises(ParameterError) as error:
+        RecognizerParams.from_dict(values)
+    for word in words:
+        assert word in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_integers_are_accepted_for_float_parameters():
+    assert RecognizerParams.from_dict({"max_rate_hz": 10}).max_rate_hz == 10.0
+
+
+def test_cuda_requested_without_cuda_is_refused():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ParameterError, match="CUDA is not available"):
+        RecognizerParams(device="cuda").torch_device()
+
+
+# ---------------------------------------------------------------------------- pipeline
+def test_every_ready_person_is_recognised_in_one_batch():
+    rec = tiny_recognizer()
+    for t in range(6):
+        assert rec.ingest(frame(t, {3: pose(0, t), 7: pose(1.0, t + 50)})) == []
+    result = rec.infer()
+    assert result is not None and rec.inferences == 1
+    assert sorted(p.person_id for p in result.people) == [3, 7]
+    assert result.stamp_ns == 1_000_000_000 + 5 * 33_000_000
+    assert result.frame_id == "kinect" and result.layout == "kinect20"
+    for person in result.people:
+        assert person.label in CLASSES and person.label == CLASSES[person.class_index]
+        assert person.top_labels[0] == person.label and len(person.top_labels) == 2
+        assert person.top_scores == sorted(person.top_scores, reverse=True)
+        assert person.confidence == pytest.approx(person.top_scores[0])
+        assert person.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+        assert person.num_frames == 6
+        assert (person.window_start_ns, person.window_end_ns) == (1_000_000_000,
+                                                                  result.stamp_ns)
+        assert person.refined.shape == (20, 3) and person.offsets.shape == (20, 3)
+        np.testing.assert_allclose(person.refined - person.offsets,
+                                   pose(1.0 if person.person_id == 7 else 0.0,
+                                        5 + (50 if person.person_id == 7 else 0)), atol=1e-5)
+    # Nothing new: nothing to do; one new frame for one person: only that person.
+    assert rec.infer() is None
+    rec.ingest(frame(6, {7: pose(1.0, 56)}))
+    assert [p.person_id for p in rec.infer().people] == [7]
+
+
+def test_people_below_min_frames_wait():
+    rec = tiny_recognizer(min_frames=5)
+    for t in range(4):
+        rec.ingest(frame(t))
+    assert rec.infer() is None
+    rec.ingest(frame(4))
+    assert rec.infer().people[0].num_frames == 5
+
+
+def test_refined_pose_is_the_input_in_sensor_space_when_nothing_is_refined():
+    """Without the PRM the refined pose must come back as the newest input, through the
+    mapping and the y-down axis handling (the Azure Kinect path)."""
+    rec = tiny_recognizer(use_prm=False)
+    rng = np.random.default_rng(1)
+    azure = get_layout("azure32")
+    newest = None
+    for t in range(5):
+        xyz = rng.normal(0, 0.3, (32, 3)) + (0, 0, 2)
+        rec.ingest(frame(t, {1: xyz}, layout="azure32", source="azure_kinect"))
+        newest = xyz
+    person = rec.infer().people[0]
+    mapped, conf = map_joints(newest.astype(np.float32), np.ones(azure.num_joints, np.float32),
+                              "azure32", "kinect20")
+    assert person.axis == "y_down"
+    np.testing.assert_allclose(person.refined, mapped, atol=1e-5)
+    np.testing.assert_allclose(person.offsets, 0, atol=1e-6)
+    np.testing.assert_array_equal(person.joint_confidence, conf)
+
+
+BAD_FRAMES = {
+    "unknown_layout": lambda t: frame(t, layout="kinect21"),
+    "wrong_joint_count": lambda t: frame(t, {0: pose(seed=t)[:15]}),
+    "non_finite": lambda t: frame(t, {0: np.where(np.arange(20)[:, None] == 3, np.nan,
+                                                  pose(seed=t))}),
+    "empty": lambda t: frame(t, {}),
+    "stamp_backwards": lambda t: frame(t - 3),
+    "stamp_repeated": lambda t: frame(t - 1),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_FRAMES))
+def test_bad_input_is_dropped_counted_reported_once_and_recognition_goes_on(reason):
+    rec = tiny_recognizer()
+    t = 0
+    for t in range(5):
+        rec.ingest(frame(t))
+    first = rec.ingest(BAD_FRAMES[reason](t + 1))
+    again = rec.ingest(BAD_FRAMES[reason](t + 1))
+    assert first == [reason] and again == []
+    assert rec.dropped[reason] == 2
+    assert sum(rec.dropped.values()) == 2
+    assert rec.stats()[f"dropped_{reason}"] == 2
+    rec.ingest(frame(t + 2))
+    assert rec.infer().people[0].num_frames == 6
+
+
+def test_zero_confidence_skeleton_is_dropped_but_its_neighbours_are_kept():
+    rec = tiny_recognizer()
+    for t in range(5):
+        f = frame(t, {0: pose(seed=t), 1: pose(1.0, t)})
+        f.confidence[1] = np.zeros(20)
+        assert rec.ingest(f) == (["no_confidence"] if t == 0 else [])
+    assert rec.dropped["no_confidence"] == 5
+    assert [p.person_id for p in rec.infer().people] == [0]
+
+
+def test_a_1khz_burst_is_thinned_to_max_input_hz():
+    rec = tiny_recognizer(max_input_hz=100.0)
+    for i in range(1000):   # one second at 1 kHz
+        f = frame(0)
+        f.stamp_ns = 1_000_000_000 + i * 1_000_000
+        rec.ingest(f)
+    assert rec.frames == 100
+    assert rec.dropped["flood"] == 900
+
+
+def test_foreign_marker_counts_from_the_conversion_are_counted():
+    rec = tiny_recognizer()
+    f = frame(0, layout="azure32", people={1: np.zeros((32, 3)) + (0, 0, 2)},
+              source="azure_kinect", dropped={"foreign_marker_id": 3})
+    assert rec.ingest(f) == ["foreign_marker_id"]
+    assert rec.dropped["foreign_marker_id"] == 3
+    assert rec.frames == 1
+
+
+def test_a_person_who_vanishes_is_expired_and_their_memory_freed():
+    rec = tiny_recognizer(track_timeout_s=0.5)
+    for t in range(5):
+        rec.ingest(frame(t, {0: pose(seed=t), 9: pose(1.0, t)}, arrival=100.0 + t * 0.03))
+    for t in range(5, 30):
+        rec.ingest(frame(t, {0: pose(seed=t)}, arrival=100.0 + t * 0.03))
+    assert rec.expire(now=100.0 + 30 * 0.03) == [9]
+    assert rec.people_tracked == 1 and 9 not in rec.buffer and len(rec.buffer) == 1
+    assert rec.tracks_expired == 1
+    assert rec.expire(now=1000.0) == [0]
+    assert len(rec.buffer) == 0
+
+
+def test_smoothing_averages_the_last_inferences():
+    rec = tiny_recognizer(smoothing=3)
+    raw = tiny_recognizer(smoothing=1)
+    history = []
+    for t in range(8):
+        for r in (rec, raw):
+            r.ingest(frame(t, {0: pose(seed=t) * (1 + 0.3 * t)}))
+        if t >= 3:
+            history.append(raw.infer().people[0].probabilities)
+            smoothed = rec.infer().people[0].probabilities
+            np.testing.assert_allclose(smoothed, np.mean(history[-3:], axis=0), atol=1e-6)
+
+
+def test_latency_counts_each_message_once_from_arrival_to_publication():
+    rec = tiny_recognizer()
+    for t in range(6):
+        rec.ingest(frame(t, arrival=10.0 + t))
+    result = rec.infer()
+    assert result.arrivals == [15.0]          # warm-up frames do not count
+    rec.mark_published(result, now=15.5)
+    for t in range(6, 8):
+        rec.ingest(frame(t, arrival=10.0 + t))
+    result = rec.infer()
+    assert result.arrivals == [16.0, 17.0]
+    rec.mark_published(result, now=17.25)
+    assert len(rec.latency) == 3
+    assert rec.stats()["latency_p50_ms"] == pytest.approx(500.0)
+
+
+def test_all_drop_reasons_appear_in_the_statistics():
+    stats = tiny_recognizer().stats()
+    for reason in DROP_REASONS:
+        assert stats[f"dropped_{reason}"] == 0
+    for key in ("input_rate_hz", "inference_rate_hz", "latency_p50_ms", "latency_p99_ms",
+                "people_tracked"):
+        assert key in stats
+
+
+# ---------------------------------------------------------------------------- live == offline
+def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir):
+    """The frames streamed one by one give the scores prgcn-eval's batching gives the clip."""
+    from prgcn_ros.skeleton.readers import read_msr_action3d
+    from prgcn_ros.training import batching
+
+    model = tiny_recognizer().model
+    cfg = {"layout": "kinect20", "preprocess": {"center": "first_frame", "scale": "torso"},
+           "window": {"mode": "resample", "length": 48}, "data": {"max_persons": 1},
+           "augment": {}}
+    names = ["a01_s02_e01", "a13_s04_e02", "a20_s10_e03"]
+    clips = [read_msr_action3d(data_dir / "msr_action3d" / f"{n}_skeleton3D.txt")
+             for n in names]
+    rec = Recognizer(model, {"architecture": model.arch, "class_names": CLASSES,
+                                 "preprocess": cfg["preprocess"], "window": cfg["window"]},
+                     RecognizerParams(window=96, min_frames=1), "cpu")
+    for k, clip in enumerate(clips):
+        for t in range(clip.num_frames):
+            rec.ingest(InputFrame(stamp_ns=(k * 1000 + t + 1) * 10**7, frame_id="kinect",
+                                  layout="kinect20", ids=[k], coords=[clip.coords[t, 0]],
+                                  confidence=[clip.confidence[t, 0]], source=f"clip{k}"))
+    live = {p.person_id: p.probabilities for p in rec.infer().people}
+    x, _ = batching.make_batch(clips, cfg, train=False)
+    with torch.no_grad():
+        offline = torch.softmax(rec.model(x)[0], dim=1).numpy()
+    for k in range(len(clips)):
+        np.testing.assert_allclose(live[k], offline[k], atol=1e-4)

@@ -39,8 +39,11 @@ class DeviceRingBuffer:
     def _allocate(self, capacity: int) -> None:
         self.pool = torch.empty((capacity, self.window, self.num_joints, self.channels),
                                 dtype=self.dtype, device=self.device)
-        self._head = np.zeros(capacity, np.int64)     # next write position in the ring
-        self._count = np.zeros(capacity, np.int64)    # frames appended since the slot was taken
+        # Frame k of slot s is row s * window + k of this view: one integer index per append
+        # and one index_select per gather (far cheaper than 2-D advanced indexing).
+        self._rows = self.pool.view(capacity * self.window, self.num_joints, self.channels)
+        self._head = [0] * capacity                    # next write position in each ring
+        self._count = [0] * capacity                   # frames appended since the slot was taken
         self._stamps = np.zeros((capacity, self.window), np.int64)
         self._free = list(range(capacity - 1, -1, -1))
 
@@ -51,12 +54,12 @@ class DeviceRingBuffer:
         live = list(self._slot.items())
         self._allocate(capacity)
         if live:
-            old = torch.tensor([s for _, s in live], device=self.device)
-            self.pool[: len(live)] = old_pool.index_select(0, old)
-            old_np = np.array([s for _, s in live])
-            self._head[: len(live)] = old_head[old_np]
-            self._count[: len(live)] = old_count[old_np]
-            self._stamps[: len(live)] = old_stamps[old_np]
+            old = [s for _, s in live]
+            self.pool[: len(live)] = old_pool.index_select(
+                0, torch.tensor(old, device=self.device))
+            for new, slot in enumerate(old):
+                self._head[new], self._count[new] = old_head[slot], old_count[slot]
+            self._stamps[: len(live)] = old_stamps[old]
         self._slot = {track: i for i, (track, _) in enumerate(live)}
         self._free = list(range(capacity - 1, len(live) - 1, -1))
 
@@ -81,11 +84,11 @@ class DeviceRingBuffer:
 
     def num_frames(self, track_id: int) -> int:
         """Frames held for the track (at most ``window``)."""
-        return int(min(self._count[self._slot[track_id]], self.window))
+        return min(self._count[self._slot[track_id]], self.window)
 
     def total_frames(self, track_id: int) -> int:
         """Frames appended to the track since it started."""
-        return int(self._count[self._slot[track_id]])
+        return self._count[self._slot[track_id]]
 
     def last_stamp_ns(self, track_id: int) -> int:
         slot = self._slot[track_id]
@@ -108,9 +111,9 @@ class DeviceRingBuffer:
                 self._slot[track_id] = slot
                 self._head[slot] = 0
                 self._count[slot] = 0
-            pos = int(self._head[slot])
-            self.pool[slot, pos].copy_(frame)
-            self._stamps[slot, pos] = int(stamp_ns)
+            pos = self._head[slot]
+            self._rows[slot * self.window + pos].copy_(frame)
+            self._stamps[slot, pos] = stamp_ns
             self._head[slot] = (pos + 1) % self.window
             self._count[slot] += 1
 
@@ -158,14 +161,16 @@ class DeviceRingBuffer:
                 empty = self.pool.new_empty((0, length, self.num_joints, self.channels))
                 return empty, [], [], []
             slot_np = np.array(slots)
-            used = np.minimum(np.minimum(self._count[slot_np], self.window), length)  # (N,)
+            count = np.array([self._count[s] for s in slots])
+            head = np.array([self._head[s] for s in slots])
+            used = np.minimum(np.minimum(count, self.window), length)               # (N,)
             # Output position j shows the frame `back` steps before the newest one; positions
             # before the oldest held frame repeat it.
             back = np.minimum(length - 1 - np.arange(length)[None], used[:, None] - 1)
-            ring = (self._head[slot_np][:, None] - 1 - back) % self.window        # (N, length)
-            index = torch.from_numpy(np.stack((np.broadcast_to(slot_np[:, None], ring.shape),
-                                               ring))).to(self.device)
-            batch = self.pool[index[0], index[1]]                                   # one op
+            ring = (head[:, None] - 1 - back) % self.window                         # (N, length)
+            rows = torch.from_numpy((slot_np[:, None] * self.window + ring).reshape(-1))
+            batch = self._rows.index_select(0, rows.to(self.device)).view(
+                len(ids), length, self.num_joints, self.channels)
             first = self._stamps[slot_np, ring[:, 0]]
             last = self._stamps[slot_np, ring[:, -1]]
         return (batch, ids, [(int(a), int(b)) for a, b in zip(first, last)],

@@ -1,0 +1,142 @@
+"""Device ring buffer: gathered windows equal what was appended; memory follows live tracks."""
+from __future__ import annotations
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from prgcn_ros.skeleton.ring_buffer import DeviceRingBuffer
+
+V, C = 25, 3
+
+
+def _frame(track: int, k: int) -> np.ndarray:
+    """A frame whose values say which track and which append it was."""
+    frame = np.full((V, C), track * 100_000 + k, np.float32)
+    frame[:, 1] = np.arange(V)
+    return frame
+
+
+def test_gather_returns_the_last_frames_in_order():
+    window = 16
+    buf = DeviceRingBuffer(window, V, C, "cpu", initial_capacity=2)
+    appended: dict[int, list[np.ndarray]] = {}
+    rng = np.random.default_rng(0)
+    for step in range(400):
+        track = int(rng.integers(0, 7))
+        appended.setdefault(track, []).append(_frame(track, len(appended.get(track, []))))
+        buf.append(track, appended[track][-1], stamp_ns=1_000 * step)
+        if step % 37 == 0:
+            for length in (1, 5, window):
+                batch, ids, stamps, used = buf.gather(length=length)
+                assert batch.shape == (len(ids), length, V, C)
+                assert sorted(ids) == sorted(appended)
+                for row, track in enumerate(ids):
+                    frames = appended[track][-length:]
+                    assert used[row] == len(frames)
+                    # fewer frames than asked: the oldest one repeats in front
+                    expect = [frames[0]] * (length - len(frames)) + frames
+                    assert np.array_equal(batch[row].numpy(), np.stack(expect))
+                    assert stamps[row][1] == buf.last_stamp_ns(track)
+    assert buf.capacity == 8 and len(buf) == 7
+
+
+def test_min_frames_subsets_and_stamps():
+    buf = DeviceRingBuffer(8, V, C)
+    for k in range(12):
+        buf.append(1, _frame(1, k), stamp_ns=100 + k)
+    for k in range(3):
+        buf.append(2, torch.from_numpy(_frame(2, k)), stamp_ns=500 + k)
+    batch, ids, stamps, used = buf.gather(min_frames=4)
+    assert ids == [1] and used == [8] and stamps == [(104, 111)]
+    assert batch[0, :, 0, 0].tolist() == [100_000 + k for k in range(4, 12)]
+    batch, ids, stamps, used = buf.gather(track_ids=[2, 99], length=5)
+    assert ids == [2] and used == [3] and stamps == [(500, 502)]
+    assert batch[0, :, 0, 0].tolist() == [200_000] * 3 + [200_001, 200_002]
+    assert buf.num_frames(1) == 8 and buf.total_frames(1) == 12 and buf.num_frames(2) == 3
+    empty, ids, _, _ = buf.gather(track_ids=[])
+    assert empty.shape == (0, 8, V, C) and ids == []
+    with pytest.raises(ValueError, match="frame shape"):
+        buf.append(3, np.zeros((V, C + 1), np.float32), 0)
+    with pytest.raises(ValueError, match="length 9"):
+        buf.gather(length=9)
+    # float64 input is converted on the single copy into the buffer's dtype
+    buf.append(3, np.ones((V, C)), 7)
+    assert buf.gather([3])[0].dtype == torch.float32
+
+
+def test_remove_frees_and_restarts():
+    buf = DeviceRingBuffer(4, V, C, initial_capacity=1)
+    for track in range(5):
+        buf.append(track, _frame(track, 0), 0)
+    assert buf.capacity == 8
+    for track in range(4):
+        buf.remove(track)
+    assert len(buf) == 1 and buf.capacity <= 4         # shrank with the tracks gone
+    batch, ids, _, _ = buf.gather()
+    assert ids == [4] and batch[0, -1, 0, 0] == 400_000  # survived the move
+    buf.append(4, _frame(4, 1), 1)
+    buf.remove(4)
+    buf.append(4, _frame(4, 9), 9)
+    assert buf.num_frames(4) == 1 and buf.last_stamp_ns(4) == 9
+    buf.remove(12345)                                  # unknown: nothing to do
+
+
+def _churn(buf: DeviceRingBuffer, frames: int, max_tracks: int, seed: int) -> dict:
+    """People coming and going: up to ``max_tracks`` at a time, lifetimes of 20-400 frames."""
+    rng = np.random.default_rng(seed)
+    live: dict[int, int] = {}
+    next_id, peak_bytes, peak_capacity, started = 0, 0, 0, 0
+    frame = np.ones((buf.num_joints, buf.channels), np.float32)
+    for t in range(frames):
+        for track, end in list(live.items()):
+            if end <= t:
+                buf.remove(track)
+                del live[track]
+        while len(live) < max_tracks and rng.random() < 0.3:
+            live[next_id] = t + int(rng.integers(20, 400))
+            next_id += 1
+            started += 1
+        for track in live:
+            buf.append(track, frame, t)
+        if t % 50 == 0:   # the node gathers too; keep it light here (2 cores, shared)
+            batch, ids, _, _ = buf.gather(length=buf.window, min_frames=buf.window // 2)
+            assert batch.shape[0] == len(ids) == sum(buf.num_frames(i) >= buf.window // 2
+                                                     for i in live)
+        peak_bytes = max(peak_bytes, buf.memory_bytes())
+        peak_capacity = max(peak_capacity, buf.capacity)
+    end_bytes = buf.memory_bytes()
+    for track in live:                                  # everyone leaves at the end
+        buf.remove(track)
+    return {"peak_bytes": peak_bytes, "peak_capacity": peak_capacity, "started": started,
+            "end_bytes": end_bytes}
+
+
+@pytest.mark.slow
+def test_memory_bounded_with_tracks_coming_and_going():
+    buf = DeviceRingBuffer(48, V, C, "cpu")
+    process = psutil.Process()
+    _churn(buf, 1_000, 20, seed=1)                     # warm up allocator and caches
+    rss_before = process.memory_info().rss
+    stats = _churn(buf, 10_000, 20, seed=2)
+    rss_growth = process.memory_info().rss - rss_before
+    slot_bytes = 48 * V * C * 4
+    assert stats["started"] > 150                      # many tracks came and went
+    assert stats["peak_capacity"] <= 32                # never more than 20 live + doubling
+    assert stats["peak_bytes"] <= 32 * slot_bytes
+    assert rss_growth < 8 * 2**20, f"resident memory grew by {rss_growth / 2**20:.1f} MiB"
+    assert len(buf) == 0 and buf.memory_bytes() <= 4 * slot_bytes
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_buffer_memory_and_device():
+    buf = DeviceRingBuffer(48, V, C, "cuda")
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    stats = _churn(buf, 10_000, 20, seed=3)
+    batch, ids, _, _ = buf.gather()
+    assert batch.device.type == "cuda"
+    del batch
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() - base <= stats["peak_bytes"] + 2**20

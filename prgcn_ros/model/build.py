@@ -1,0 +1,36 @@
+"""Build a network from its plain-dict architecture (the "architecture" entry of a model file)."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from prgcn_ros.model.prgcn import PRGCN
+from prgcn_ros.model.stgcn import STGCN
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"prgcn": PRGCN, "stgcn": STGCN}
+
+
+def build_model(arch: dict[str, Any]) -> nn.Module:
+    """``{"name": "prgcn" | "stgcn", "num_classes": ..., "layout": ..., ...}`` -> a fresh network.
+
+    Every key but "name" is a constructor argument; unknown names and arguments raise ValueError.
+    """
+    if not isinstance(arch, dict):
+        raise ValueError(f"architecture must be a dict, not {type(arch).__name__}")
+    name = arch.get("name")
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
+    kwargs = {key: value for key, value in arch.items() if key != "name"}
+    try:
+        return ARCHITECTURES[name](**kwargs)
+    except TypeError as error:
+        raise ValueError(f"bad arguments for architecture {name!r}: {error}") from None
+
+
+def model_arch(model: nn.Module) -> dict[str, Any]:
+    """The dict that rebuilds ``model`` with build_model (a copy)."""
+    arch = getattr(model, "arch", None)
+    if not isinstance(arch, dict):
+        raise ValueError(f"{type(model).__name__} has no architecture dict (.arch)")
+    return dict(arch)

@@ -1,0 +1,109 @@
+"""Gradual fusion module, GFM (paper Sec. III-E, Figs. 5 and 6), and the sequential variant.
+
+Parallel: a motion flow (TCN s1, TCN s2, GCN, TCN s1, TCN s3) on M_t = P_t - P_{t-1} and a position
+flow of five GCNs; each position GCN sees its own features concatenated with the current motion
+features, after temporal max-pooling of the position features whenever the motion flow has just
+been strided. Sequential (Table II): one flow on [P, M] interleaving the same temporal and graph
+layers.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from prgcn_ros.model.gcn import GraphConv
+from prgcn_ros.model.tcn import TemporalConv
+
+# (motion layer, its stride) per fusion step; "gcn" is the motion flow's graph convolution.
+MOTION_FLOW = (("tcn", 1), ("tcn", 2), ("gcn", 1), ("tcn", 1), ("tcn", 3))
+POSITION_CHANNELS = (64, 64, 64, 64, 128)
+WIDTH = 64
+OUT_CHANNELS = POSITION_CHANNELS[-1]
+
+
+def temporal_motion(p: torch.Tensor) -> torch.Tensor:
+    """Eq. (3): M_t = P_t - P_{t-1} along dim 2, with M_0 = 0 (defined for any T >= 1)."""
+    return torch.cat([torch.zeros_like(p[:, :, :1]), p[:, :, 1:] - p[:, :, :-1]], dim=2)
+
+
+def temporal_max_pool(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Max over non-overlapping windows of ``stride`` frames; T -> ceil(T / stride), the length a
+    strided TCN gives, for any T >= 1 (the last, partial window repeats its last frame).
+
+    Written as elementwise maxima of strided slices: an order of magnitude faster on CPU than
+    max_pool2d with a (stride x 1) kernel, and exports to ONNX as plain Max nodes.
+    """
+    n, c, t, v = x.shape
+    pad = (stride - t % stride) % stride
+    # Unconditional (pad may be 0): keeps exported graphs valid for every T, not just the example's.
+    x = torch.cat([x, x[:, :, -1:].expand(n, c, pad, v)], dim=2)
+    x = x.reshape(n, c, (t + pad) // stride, stride * v)
+    out = torch.maximum(x[..., :v], x[..., v:2 * v])
+    for i in range(2, stride):
+        out = torch.maximum(out, x[..., i * v:(i + 1) * v])
+    return out
+
+
+def _motion_layer(kind: str, stride: int, adjacency: torch.Tensor) -> nn.Module:
+    if kind == "gcn":
+        return GraphConv(WIDTH, WIDTH, adjacency)
+    return TemporalConv(WIDTH, WIDTH, stride)
+
+
+class FusionStep(nn.Module):
+    """One step of Fig. 6: advance the motion flow, pool the position flow to its length, fuse."""
+
+    def __init__(self, motion: nn.Module, stride: int, position: nn.Module) -> None:
+        super().__init__()
+        self.motion = motion
+        self.stride = stride
+        self.position = position
+
+    def forward(self, fp: torch.Tensor, fm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fm = self.motion(fm)
+        if self.stride > 1:
+            fp = temporal_max_pool(fp, self.stride)
+        return self.position(torch.cat([fp, fm], dim=1)), fm
+
+
+class GFM(nn.Module):
+    """Parallel position/motion flows; (N, C, T, V) poses -> (N, 128, ceil(ceil(T/2)/3), V)."""
+
+    def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True) -> None:
+        super().__init__()
+        # Table II "position only": both flows are fed P instead of P and M.
+        self.use_motion = use_motion
+        self.position_in = TemporalConv(in_channels, WIDTH)
+        self.motion_in = TemporalConv(in_channels, WIDTH)
+        steps = []
+        channels = WIDTH
+        for (kind, stride), out in zip(MOTION_FLOW, POSITION_CHANNELS):
+            steps.append(FusionStep(_motion_layer(kind, stride, adjacency), stride,
+                                    GraphConv(channels + WIDTH, out, adjacency)))
+            channels = out
+        self.steps = nn.ModuleList(steps)
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        fm = self.motion_in(temporal_motion(p) if self.use_motion else p)
+        fp = self.position_in(p)
+        for step in self.steps:
+            fp, fm = step(fp, fm)
+        return fp
+
+
+class SequentialGFM(nn.Module):
+    """Single-flow variant of Table II: [P, M] through the same layers, interleaved."""
+
+    def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True) -> None:
+        super().__init__()
+        self.use_motion = use_motion
+        layers: list[nn.Module] = [TemporalConv(in_channels * (2 if use_motion else 1), WIDTH)]
+        channels = WIDTH
+        for (kind, stride), out in zip(MOTION_FLOW, POSITION_CHANNELS):
+            layers += [_motion_layer(kind, stride, adjacency), GraphConv(channels, out, adjacency)]
+            channels = out
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([p, temporal_motion(p)], dim=1) if self.use_motion else p
+        return self.layers(x)

@@ -1,0 +1,92 @@
+"""Skeleton graph: ST-GCN spatial partition and the normalised adjacency of the paper's eq. (2).
+
+For a target joint i its 1-hop neighbourhood (i itself included) is split into K = 3 groups by the
+neighbour's hop distance to the layout's centre: the same distance as i (i itself), closer to the
+centre, farther from it. Each group's binary adjacency A_k is normalised as
+Λ_k^-1/2 A_k Λ_k^-1/2 with Λ_k^ii = Σ_j A_k^ij + α, α = 0.001.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from prgcn_ros.skeleton.layouts import Layout, get_layout
+
+NUM_PARTITIONS = 3
+ALPHA = 0.001
+
+
+def hop_distances(num_joints: int, bones: tuple[tuple[int, int], ...] | list,
+                  source: int) -> np.ndarray:
+    """Hop distance along bones from ``source`` to every joint (inf where unreachable)."""
+    neighbours: list[list[int]] = [[] for _ in range(num_joints)]
+    for a, b in bones:
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    dist = np.full(num_joints, np.inf)
+    dist[source] = 0
+    frontier = [source]
+    while frontier:
+        nxt = []
+        for i in frontier:
+            for j in neighbours[i]:
+                if dist[j] == np.inf:
+                    dist[j] = dist[i] + 1
+                    nxt.append(j)
+        frontier = nxt
+    return dist
+
+
+def spatial_partition(layout: str | Layout) -> np.ndarray:
+    """Binary (K, V, V) of the spatial partition; [k, i, j] = 1: j feeds i in group k."""
+    layout = get_layout(layout)
+    v = layout.num_joints
+    to_centre = hop_distances(v, layout.bones, layout.center)
+    neighbours = np.eye(v, dtype=bool)
+    for a, b in layout.bones:
+        neighbours[a, b] = neighbours[b, a] = True
+    groups = np.zeros((NUM_PARTITIONS, v, v))
+    for i in range(v):
+        for j in np.flatnonzero(neighbours[i]):
+            if to_centre[j] == to_centre[i]:
+                groups[0, i, j] = 1.0
+            elif to_centre[j] < to_centre[i]:
+                groups[1, i, j] = 1.0
+            else:
+                groups[2, i, j] = 1.0
+    return groups
+
+
+def normalized_adjacency(layout: str | Layout, alpha: float = ALPHA) -> np.ndarray:
+    """Eq. (2): Λ_k^-1/2 A_k Λ_k^-1/2 per group, float32 (K, V, V); rows are target joints."""
+    groups = spatial_partition(layout)
+    degree = groups.sum(axis=2) + alpha  # (K, V): Λ_k^ii
+    scale = degree ** -0.5
+    return (scale[:, :, None] * groups * scale[:, None, :]).astype(np.float32)
+
+
+def layout_spec(layout: str | Layout) -> str | dict:
+    """How a model's arch dict names its layout: the registry name, or the full layout if custom."""
+    layout = get_layout(layout)
+    try:
+        if get_layout(layout.name) == layout:
+            return layout.name
+    except ValueError:
+        pass
+    return {"name": layout.name, "joints": list(layout.joints),
+            "bones": [list(bone) for bone in layout.bones], "center": layout.center}
+
+
+def layout_from_spec(spec: str | dict | Layout) -> Layout:
+    """Inverse of layout_spec."""
+    if isinstance(spec, dict):
+        return Layout(name=str(spec["name"]), joints=tuple(spec["joints"]),
+                      bones=tuple((int(a), int(b)) for a, b in spec["bones"]),
+                      center=int(spec["center"]))
+    return get_layout(spec)
+
+
+def layout_name(spec: str | dict | Layout) -> str:
+    """The layout's name, whatever form the spec has."""
+    if isinstance(spec, dict):
+        return str(spec["name"])
+    return get_layout(spec).name

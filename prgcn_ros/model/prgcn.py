@@ -1,0 +1,67 @@
+"""PR-GCN (Li, Yi, Abu Farha, Gall, RA-L 2021): PRM -> GFM -> TAM -> classifier (paper Fig. 1)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from prgcn_ros.model.gfm import GFM, OUT_CHANNELS, SequentialGFM
+from prgcn_ros.model.graph import layout_from_spec, layout_spec, normalized_adjacency
+from prgcn_ros.model.norm import DataNorm
+from prgcn_ros.model.prm import PRM
+from prgcn_ros.model.tam import TAM
+from prgcn_ros.skeleton.layouts import Layout
+
+FUSIONS = ("parallel", "sequential")
+
+
+class PRGCN(nn.Module):
+    """Input (N, C, T, V, M); returns (logits (N, classes), refined poses (N, C, T, V, M)).
+
+    The refined poses are in the input's coordinates: refined = x + offset on the first
+    ``refine_channels`` channels (the rest, e.g. 2D confidence, pass through). The network then
+    normalises the refined poses itself (data BN over C·V, persons folded into the batch).
+    """
+
+    def __init__(self, num_classes: int, layout: str | Layout | dict, in_channels: int = 3,
+                 refine_channels: int | None = None, use_prm: bool = True, use_tam: bool = True,
+                 fusion: str = "parallel", use_motion: bool = True) -> None:
+        super().__init__()
+        layout = layout_from_spec(layout)
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
+        refine = in_channels if refine_channels is None else int(refine_channels)
+        if not 1 <= refine <= in_channels:
+            raise ValueError(f"refine_channels must be in 1..{in_channels}, not {refine}")
+        self.arch = {"name": "prgcn", "num_classes": int(num_classes),
+                     "layout": layout_spec(layout), "in_channels": int(in_channels),
+                     "refine_channels": refine, "use_prm": bool(use_prm),
+                     "use_tam": bool(use_tam), "fusion": fusion, "use_motion": bool(use_motion)}
+        self.layout = layout
+        self.refine_channels = refine
+        adjacency = torch.from_numpy(normalized_adjacency(layout))
+        self.prm = PRM(in_channels, refine, adjacency) if use_prm else None
+        self.data_norm = DataNorm(in_channels, layout.num_joints)
+        gfm = GFM if fusion == "parallel" else SequentialGFM
+        self.gfm = gfm(in_channels, adjacency, use_motion)
+        self.tam = TAM(OUT_CHANNELS, adjacency) if use_tam else None
+        features = self.tam.out_channels if self.tam is not None else OUT_CHANNELS
+        self.classifier = nn.Linear(features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, c, t, v, m = x.shape
+        poses = x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)
+        refined = x
+        if self.prm is not None:
+            offset = self.prm(poses)
+            if self.refine_channels < c:
+                poses = torch.cat([poses[:, :self.refine_channels] + offset,
+                                   poses[:, self.refine_channels:]], dim=1)
+            else:
+                poses = poses + offset
+            refined = poses.view(n, m, c, t, v).permute(0, 2, 3, 4, 1)
+        f = self.gfm(self.data_norm(poses))
+        if self.tam is not None:
+            f = self.tam(f)
+        # Global average pooling, then the most active person: (N·M, F, T', V) -> (N, F).
+        f = f.mean(dim=(2, 3)).view(n, m, -1).amax(dim=1)
+        return self.classifier(f), refined

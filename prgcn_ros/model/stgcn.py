@@ -1,0 +1,73 @@
+"""ST-GCN baseline (Yan, Xiong, Lin, AAAI 2018): ten spatial-temporal blocks, learnable edge
+importance, for speed and size comparisons with PR-GCN (same graph and graph-conv code)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from prgcn_ros.model.gcn import SpatialConv
+from prgcn_ros.model.graph import layout_from_spec, layout_spec, normalized_adjacency
+from prgcn_ros.model.norm import DataNorm
+from prgcn_ros.skeleton.layouts import Layout
+
+# (out channels, temporal stride) of the ten blocks; the first has no residual.
+BLOCKS = ((64, 1), (64, 1), (64, 1), (64, 1), (128, 2), (128, 1), (128, 1), (256, 2), (256, 1),
+          (256, 1))
+TEMPORAL_KERNEL = 9
+
+
+class STGCNBlock(nn.Module):
+    """Graph conv, then BN, ReLU, (9 x 1) temporal conv, BN; residual; ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, adjacency: torch.Tensor,
+                 stride: int = 1, residual: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.gcn = SpatialConv(in_channels, out_channels, adjacency)
+        pad = (TEMPORAL_KERNEL - 1) // 2
+        self.tcn = nn.Sequential(
+            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, (TEMPORAL_KERNEL, 1), (stride, 1), (pad, 0)),
+            nn.BatchNorm2d(out_channels), nn.Dropout(dropout, inplace=True))
+        if not residual:
+            self.residual: nn.Module | None = None
+        elif in_channels == out_channels and stride == 1:
+            self.residual = nn.Identity()
+        else:
+            self.residual = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=(stride, 1)),
+                nn.BatchNorm2d(out_channels))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.tcn(self.gcn(x))
+        if self.residual is not None:
+            y = y + self.residual(x)
+        return self.relu(y)
+
+
+class STGCN(nn.Module):
+    """Input (N, C, T, V, M); returns logits (N, classes). Persons are averaged, as in ST-GCN."""
+
+    def __init__(self, num_classes: int, layout: str | Layout | dict, in_channels: int = 3,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        layout = layout_from_spec(layout)
+        self.arch = {"name": "stgcn", "num_classes": int(num_classes),
+                     "layout": layout_spec(layout), "in_channels": int(in_channels),
+                     "dropout": float(dropout)}
+        self.layout = layout
+        adjacency = torch.from_numpy(normalized_adjacency(layout))
+        self.data_norm = DataNorm(in_channels, layout.num_joints)
+        blocks = []
+        channels = in_channels
+        for i, (out, stride) in enumerate(BLOCKS):
+            blocks.append(STGCNBlock(channels, out, adjacency, stride, residual=i > 0,
+                                     dropout=0.0 if i == 0 else dropout))
+            channels = out
+        self.blocks = nn.Sequential(*blocks)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, t, v, m = x.shape
+        f = self.blocks(self.data_norm(x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)))
+        return self.classifier(f.mean(dim=(2, 3)).view(n, m, -1).mean(dim=1))

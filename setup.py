@@ -28,6 +28,7 @@ setup(
             "prgcn-train = prgcn_ros.training.train:main",
             "prgcn-eval = prgcn_ros.training.evaluate:main",
             "prgcn-export = prgcn_ros.training.export:main",
+            "prgcn-profile = prgcn_ros.model.profile:main",
             "prgcn-recognizer = prgcn_ros.nodes.recognizer:main",
             "prgcn-player = prgcn_ros.nodes.player:main",
         ],

@@ -347,10 +347,14 @@ class Recognizer:
     @classmethod
     def from_params(cls, params: RecognizerParams) -> Recognizer:
         """Load the model the parameters name; ModelFileError / ParameterError otherwise."""
-        from prgcn_ros.model.io import load_model
+        from prgcn_ros.model.io import ModelFileError, load_model
 
         device = params.torch_device()
-        model, metadata = load_model(params.model_path(), device)
+        path = params.model_path()
+        model, metadata = load_model(path, device)
+        problem = metadata_problem(metadata)
+        if problem:
+            raise ModelFileError(f"model {path}: {problem}")
         return cls(model, metadata, params, device)
 
     # ------------------------------------------------------------------ ingestion
@@ -604,3 +608,28 @@ def _model_window(window: Any) -> tuple[str, int]:
     if window is None:
         return "resample", 48
     return "resample", int(window)
+
+
+def metadata_problem(metadata: Mapping[str, Any]) -> str | None:
+    """What in a model's metadata the live node cannot work with, or None."""
+    arch = metadata.get("architecture") or {}
+    try:
+        name = layout_name(arch.get("layout"))
+    except (ValueError, KeyError, TypeError):
+        name = None
+    if name not in LAYOUTS:
+        return (f"layout {arch.get('layout')!r} is not a known layout "
+                f"({', '.join(sorted(LAYOUTS))})")
+    names = metadata.get("class_names")
+    outputs = arch.get("num_classes")
+    if not isinstance(names, list) or len(names) != outputs:
+        count = len(names) if isinstance(names, list) else "no"
+        return f"metadata has {count} class names for {outputs} model outputs"
+    try:
+        PreprocessConfig.from_dict(dict(metadata.get("preprocess") or {}))
+        mode, length = _model_window(metadata.get("window"))
+    except (ValueError, TypeError) as error:
+        return f"metadata preprocessing/window settings are invalid ({error})"
+    if mode not in ("resample", "crop") or length < 1:
+        return f"metadata window {metadata.get('window')!r} is invalid"
+    return None

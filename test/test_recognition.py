@@ -294,3 +294,25 @@ def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir):
         offline = torch.softmax(rec.model(x)[0], dim=1).numpy()
     for k in range(len(clips)):
         np.testing.assert_allclose(live[k], offline[k], atol=1e-4)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda m: m.update(class_names=CLASSES[:2]), "2 class names for 3 model outputs"),
+    (lambda m: m.pop("class_names"), "no class names"),
+    (lambda m: m.update(preprocess={"center": "sideways"}), "preprocessing/window"),
+    (lambda m: m.update(window={"mode": "shuffle", "length": 8}), "window"),
+    (lambda m: m["architecture"].update(layout="kinect21"), "unknown skeleton layout"),
+])
+def test_model_metadata_the_node_cannot_use_is_refused_naming_the_file(tmp_path, change, words):
+    from prgcn_ros.model.io import ModelFileError, save_model
+
+    model = PRGCN(len(CLASSES), "kinect20")
+    meta = {"class_names": CLASSES, "preprocess": {}, "window": {"mode": "resample", "length": 8}}
+    path = tmp_path / "m.safetensors"
+    save_model(path, model, meta)
+    doc = yaml.safe_load(path.with_suffix(".json").read_text())   # JSON is YAML
+    change(doc)
+    path.with_suffix(".json").write_text(__import__("json").dumps(doc))
+    with pytest.raises(ModelFileError) as error:
+        Recognizer.from_params(RecognizerParams(model=str(path), device="cpu"))
+    assert str(path) in str(error.value) and words in str(error.value)

@@ -1,0 +1,360 @@
+"""prgcn-recognizer across processes over real DDS: test publisher -> recognizer -> test
+subscriber (no mocks). One recognizer process serves the whole module; each test uses its own
+person ids and reads counters as differences, so the tests do not depend on their order."""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+import torch
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Point
+from rclpy.node import Node
+from rosutil import (
+    REPO,
+    process_log,
+    spin_until,
+    start_process,
+    stop_process,
+    wait_for_subscribers,
+)
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from prgcn_msgs.msg import ActionArray, Keypoint, RefinedSkeletonArray, Skeleton, SkeletonArray
+from prgcn_ros.model.build import build_model
+from prgcn_ros.model.io import save_model
+from prgcn_ros.skeleton.layouts import get_layout
+
+pytestmark = pytest.mark.ros
+
+CLASSES = ["wave", "punch", "kick", "bow"]
+PARAMS_FILE = REPO / "config" / "recognizer.yaml"
+FRAME_ID = "kinect_test"
+_person_ids = itertools.count(1000, 10)
+
+
+def make_tiny_model(path: Path, layout: str = "kinect20", window: int = 8) -> Path:
+    """A small random PR-GCN model file, so tests do not depend on the shipped model."""
+    torch.manual_seed(0)
+    model = build_model({"name": "prgcn", "num_classes": len(CLASSES), "layout": layout})
+    save_model(path, model, {"class_names": CLASSES,
+                             "preprocess": {"center": "first_frame", "scale": "torso"},
+                             "window": {"mode": "resample", "length": window}, "fps": 30.0})
+    return path
+
+
+def recognizer_args(model: Path, *overrides: str) -> list[str]:
+    args = ["-m", "prgcn_ros.nodes.recognizer", "--ros-args", "--params-file", str(PARAMS_FILE),
+            "-p", f"model:={model}"]
+    for override in overrides:
+        args += ["-p", override]
+    return args
+
+
+def standing(seed: int, layout: str = "kinect20", offset: float = 0.0) -> np.ndarray:
+    """A person-sized random skeleton (metres) around 2 m in front of the sensor."""
+    rng = np.random.default_rng(seed)
+    v = get_layout(layout).num_joints
+    return rng.normal(0, 0.25, (v, 3)) + (offset, 0.0, 2.0)
+
+
+def skeleton_array(stamp: Time, people: dict[int, np.ndarray], layout: str = "kinect20",
+                   confidence: float = 1.0) -> SkeletonArray:
+    msg = SkeletonArray(header=Header(stamp=stamp, frame_id=FRAME_ID), layout=layout)
+    for pid, xyz in people.items():
+        msg.skeletons.append(Skeleton(id=pid, keypoints=[
+            Keypoint(position=Point(x=float(x), y=float(y), z=float(z)), confidence=confidence)
+            for x, y, z in xyz]))
+    return msg
+
+
+def azure_markers(stamp: Time, bodies: dict[int, np.ndarray], extra_ids=()) -> MarkerArray:
+    """What the Azure Kinect ROS driver publishes: one sphere per joint, id = body*100+joint."""
+    out = MarkerArray()
+    for body, xyz in bodies.items():
+        for joint, (x, y, z) in enumerate(xyz):
+            marker = Marker(header=Header(stamp=stamp, frame_id="depth_camera_link"),
+                            id=body * 100 + joint, type=Marker.SPHERE, action=Marker.ADD)
+            marker.pose.position = Point(x=float(x), y=float(y), z=float(z))
+            out.markers.append(marker)
+    for marker_id in extra_ids:
+        out.markers.append(Marker(header=Header(stamp=stamp, frame_id="depth_camera_link"),
+                                  id=marker_id, type=Marker.SPHERE, action=Marker.ADD))
+    return out
+
+
+class Probe:
+    """The test's side of the graph: input publishers and output subscribers."""
+
+    def __init__(self) -> None:
+        self.node = Node("recognizer_probe")
+        self.skeletons = self.node.create_publisher(SkeletonArray, "/skeletons", 10)
+        self.azure = self.node.create_publisher(MarkerArray, "/body_tracking_data", 10)
+        self.actions: list[ActionArray] = []
+        self.refined: list[RefinedSkeletonArray] = []
+        self.markers: list[MarkerArray] = []
+        self.diagnostics: list[dict[str, str]] = []
+        self.node.create_subscription(ActionArray, "/action", self.actions.append, 100)
+        self.node.create_subscription(RefinedSkeletonArray, "/refined_poses",
+                                      self.refined.append, 100)
+        self.node.create_subscription(MarkerArray, "/refined_poses/markers",
+                                      self.markers.append, 100)
+        self.node.create_subscription(
+            DiagnosticArray, "/diagnostics",
+            lambda m: self.diagnostics.append({kv.key: kv.value for kv in m.status[0].values}),
+            10)
+
+    def now(self) -> Time:
+        return self.node.get_clock().now().to_msg()
+
+    def spin(self, seconds: float) -> None:
+        spin_until(self.node, lambda: False, seconds)
+
+    def play(self, people: dict[int, np.ndarray], frames: int, layout: str = "kinect20",
+             hz: float = 30.0) -> Time:
+        """Publish `frames` frames of moving people; returns the last stamp."""
+        stamp = None
+        for t in range(frames):
+            stamp = self.now()
+            moved = {pid: xyz + 0.01 * t for pid, xyz in people.items()}
+            self.skeletons.publish(skeleton_array(stamp, moved, layout))
+            self.spin(1.0 / hz)
+        return stamp
+
+    def actions_for(self, pid: int) -> list[tuple[ActionArray, object]]:
+        return [(m, a) for m in self.actions for a in m.actions if a.person_id == pid]
+
+    def wait_action(self, pid: int, timeout_s: float = 15.0, stamp: Time | None = None):
+        """The first /action for person pid (with window_end == stamp when given)."""
+        def found():
+            return [(m, a) for m, a in self.actions_for(pid)
+                    if stamp is None or a.window_end == stamp]
+        assert spin_until(self.node, lambda: bool(found()), timeout_s), \
+            f"no /action for person {pid}" + (f" ending at {stamp}" if stamp else "")
+        return found()[-1]
+
+    def wait_diagnostics(self, done, timeout_s: float = 10.0) -> dict[str, str]:
+        start = len(self.diagnostics)
+        assert spin_until(self.node, lambda: any(done(d) for d in self.diagnostics[start:]),
+                          timeout_s), f"diagnostics never matched; last: {self.diagnostics[-1:]}"
+        return next(d for d in self.diagnostics[start:] if done(d))
+
+    def counter(self, key: str) -> int:
+        """The latest value of a diagnostics counter (waits for one message)."""
+        return int(self.wait_diagnostics(lambda d: key in d)[key])
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def recognizer(model_file, tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("recognizer")
+    proc = start_process(recognizer_args(
+        model_file, "azure_kinect:=true", "min_frames:=4", "window:=16",
+        "track_timeout_s:=0.6", "diagnostics_period_s:=0.25", "smoothing:=1",
+        "max_input_hz:=100.0"), log_dir / "recognizer.log")
+    yield proc
+    code = stop_process(proc)
+    assert code == 0, process_log(proc)
+
+
+@pytest.fixture(scope="module")
+def probe(recognizer):
+    rclpy.init()
+    probe = Probe()
+    try:
+        wait_for_subscribers(probe.node, probe.skeletons, timeout_s=60)
+        wait_for_subscribers(probe.node, probe.azure, timeout_s=10)
+        assert recognizer.poll() is None, process_log(recognizer)
+        yield probe
+    finally:
+        probe.node.destroy_node()
+        rclpy.try_shutdown()
+
+
+# ---------------------------------------------------------------------------- outputs
+def test_labels_carry_the_input_stamp_and_frame_id(probe):
+    pid = next(_person_ids)
+    last = probe.play({pid: standing(1)}, 10)
+    msg, action = probe.wait_action(pid, stamp=last)
+    assert msg.header.stamp == last and msg.header.frame_id == FRAME_ID
+    assert action.label in CLASSES and action.label == CLASSES[action.class_index]
+    assert list(action.top_labels)[0] == action.label and len(action.top_labels) == 4
+    assert math.isclose(action.confidence, action.top_scores[0], rel_tol=1e-6)
+    assert action.num_frames == 10 and action.window_end == last
+    assert (action.window_start.sec, action.window_start.nanosec) < (last.sec, last.nanosec)
+
+
+def test_refined_poses_have_the_layout_joint_count(probe):
+    pid = next(_person_ids)
+    last = probe.play({pid: standing(2)}, 6)
+    probe.wait_action(pid, stamp=last)
+    assert spin_until(probe.node, lambda: any(
+        m.header.stamp == last and any(s.person_id == pid for s in m.skeletons)
+        for m in probe.refined), 5)
+    msg = next(m for m in probe.refined if m.header.stamp == last)
+    assert msg.layout == "kinect20" and msg.header.frame_id == FRAME_ID
+    person = next(s for s in msg.skeletons if s.person_id == pid)
+    assert len(person.keypoints) == 20 and len(person.offsets) == 20
+    # Refined = input + offset, in the input's frame and units (metres around z = 2).
+    xyz = np.array([[k.position.x, k.position.y, k.position.z] for k in person.keypoints])
+    offsets = np.array([[o.x, o.y, o.z] for o in person.offsets])
+    np.testing.assert_allclose(xyz - offsets, standing(2) + 0.01 * 5, atol=1e-4)
+
+
+def test_markers_show_joints_bones_and_label_and_are_deleted_when_the_person_leaves(probe):
+    pid = next(_person_ids)
+    last = probe.play({pid: standing(3)}, 6)
+    _, action = probe.wait_action(pid, stamp=last)
+
+    def ours(action_kind):
+        return [mk for m in probe.markers for mk in m.markers
+                if mk.id == pid and mk.action == action_kind]
+    assert spin_until(probe.node, lambda: len({m.ns for m in ours(Marker.ADD)}) == 3, 5)
+    added = {m.ns: m for m in ours(Marker.ADD)}
+    assert added["joints"].type == Marker.SPHERE_LIST and len(added["joints"].points) == 20
+    assert added["bones"].type == Marker.LINE_LIST
+    assert len(added["bones"].points) == 2 * len(get_layout("kinect20").bones)
+    assert added["label"].type == Marker.TEXT_VIEW_FACING and action.label in added["label"].text
+    assert added["label"].header.frame_id == FRAME_ID
+    assert added["joints"].color == added["bones"].color == added["label"].color
+    # Above the head: higher (y up) than every joint.
+    assert added["label"].pose.position.y > max(p.y for p in added["joints"].points)
+    # Gone for track_timeout_s: every marker of the person is deleted.
+    assert spin_until(probe.node, lambda: len({m.ns for m in ours(Marker.DELETE)}) == 3, 5)
+
+
+def test_diagnostics_report_rates_latency_and_people(probe):
+    pid = next(_person_ids)
+    probe.play({pid: standing(4), pid + 1: standing(5, offset=1.5)}, 12)
+    stats = probe.wait_diagnostics(lambda d: float(d["inference_rate_hz"]) > 0)
+    for key in ("input_rate_hz", "latency_p50_ms", "latency_p99_ms", "people_tracked",
+                "dropped_total", "dropped_non_finite", "dropped_flood"):
+        assert key in stats
+    assert float(stats["input_rate_hz"]) > 0
+    assert 0 < float(stats["latency_p50_ms"]) < 5000
+
+
+def test_azure_kinect_markers_with_32_joints_are_recognised(probe):
+    body = 7
+    stamp = None
+    for t in range(6):
+        stamp = probe.now()
+        probe.azure.publish(azure_markers(stamp, {body: standing(6, "azure32") + 0.01 * t}))
+        probe.spin(1 / 30)
+    msg, action = probe.wait_action(body, stamp=stamp)
+    assert msg.header.frame_id == "depth_camera_link" and action.num_frames == 6
+    assert spin_until(probe.node, lambda: any(m.header.stamp == stamp for m in probe.refined), 5)
+    refined = next(m for m in probe.refined if m.header.stamp == stamp)
+    person = next(s for s in refined.skeletons if s.person_id == body)
+    assert refined.layout == "kinect20" and len(person.keypoints) == 20
+    assert refined.header.frame_id == "depth_camera_link"
+
+
+# ---------------------------------------------------------------------------- bad input
+def _bad_skeletons(probe, kind: str) -> SkeletonArray:
+    pid = 900
+    good = standing(9)
+    if kind == "wrong_joint_count":
+        return skeleton_array(probe.now(), {pid: good[:12]})
+    if kind == "unknown_layout":
+        return skeleton_array(probe.now(), {pid: good}, layout="kinect21")
+    if kind == "non_finite":
+        bad = good.copy()
+        bad[2, 0], bad[5, 1] = np.nan, np.inf
+        return skeleton_array(probe.now(), {pid: bad})
+    if kind == "empty":
+        return skeleton_array(probe.now(), {})
+    if kind == "no_confidence":
+        return skeleton_array(probe.now(), {pid: good}, confidence=0.0)
+    raise ValueError(kind)
+
+
+def _check_recovers_and_logged_once(probe, recognizer, reason: str, before: int, sent: int):
+    """Counted in /diagnostics, logged once, the next valid messages recognised."""
+    key = f"dropped_{reason}"
+    probe.wait_diagnostics(lambda d: int(d[key]) >= before + sent)
+    pid = next(_person_ids)
+    last = probe.play({pid: standing(10)}, 5)
+    probe.wait_action(pid, stamp=last)
+    assert recognizer.poll() is None
+    assert process_log(recognizer).count(f"dropped_{reason} in /diagnostics") == 1
+
+
+@pytest.mark.parametrize("kind", ["wrong_joint_count", "unknown_layout", "non_finite",
+                                  "empty", "no_confidence"])
+def test_bad_skeleton_messages_are_dropped_counted_and_logged_once(probe, recognizer, kind):
+    before = probe.counter(f"dropped_{kind}")
+    for _ in range(3):
+        probe.skeletons.publish(_bad_skeletons(probe, kind))
+        probe.spin(0.05)
+    _check_recovers_and_logged_once(probe, recognizer, kind, before, 3)
+
+
+@pytest.mark.parametrize("reason", ["stamp_backwards", "stamp_repeated"])
+def test_stamps_going_backwards_or_repeating_are_dropped(probe, recognizer, reason):
+    before = probe.counter(f"dropped_{reason}")
+    pid = next(_person_ids)
+    first = probe.now()
+    probe.spin(0.05)
+    second = probe.now()
+    probe.skeletons.publish(skeleton_array(second, {pid: standing(11)}))
+    probe.spin(0.05)
+    for _ in range(2):
+        probe.skeletons.publish(skeleton_array(first if reason == "stamp_backwards" else second,
+                                               {pid: standing(11)}))
+        probe.spin(0.05)
+    _check_recovers_and_logged_once(probe, recognizer, reason, before, 2)
+
+
+def test_a_1khz_burst_is_thinned_and_the_node_keeps_up(probe, recognizer):
+    before = probe.counter("dropped_flood")
+    pid = next(_person_ids)
+    start = time.monotonic()
+    sent = 0
+    while time.monotonic() - start < 0.5:
+        probe.skeletons.publish(skeleton_array(probe.now(), {pid: standing(12)}))
+        sent += 1
+        deadline = start + sent / 1000.0
+        while time.monotonic() < deadline:
+            pass
+    assert sent >= 400
+    stats = probe.wait_diagnostics(lambda d: int(d["dropped_flood"]) > before + 100)
+    assert int(stats["dropped_flood"]) - before <= sent
+    _check_recovers_and_logged_once(probe, recognizer, "flood", before, 1)
+
+
+def test_a_person_who_vanishes_is_dropped_and_the_others_go_on(probe):
+    stay, leave = next(_person_ids), next(_person_ids)
+    expired = probe.counter("tracks_expired")
+    probe.play({stay: standing(13), leave: standing(14, offset=1.5)}, 5)
+    last = probe.play({stay: standing(13)}, 25)
+    probe.wait_action(stay, stamp=last)
+    probe.wait_diagnostics(lambda d: int(d["tracks_expired"]) >= expired + 1)
+    assert spin_until(probe.node, lambda: any(
+        mk.id == leave and mk.action == Marker.DELETE for m in probe.markers
+        for mk in m.markers), 5)
+
+
+def test_foreign_marker_ids_are_dropped_and_the_bodies_kept(probe, recognizer):
+    before = probe.counter("dropped_foreign_marker_id")
+    body = 8
+    stamp = None
+    for t in range(5):
+        stamp = probe.now()
+        probe.azure.publish(azure_markers(stamp, {body: standing(15, "azure32") + 0.01 * t},
+                                          extra_ids=(body * 100 + 45, -3)))
+        probe.spin(1 / 30)
+    probe.wait_action(body, stamp=stamp)
+    probe.wait_diagnostics(lambda d: int(d["dropped_foreign_marker_id"]) >= before + 10)
+    assert process_log(recognizer).count("dropped_foreign_marker_id in /diagnostics") == 1

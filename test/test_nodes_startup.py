@@ -1,0 +1,78 @@
+"""prgcn-recognizer refuses to start, with one line naming the problem and a non-zero exit code,
+on bad parameters and on missing, corrupt or mismatched model files."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from rosutil import process_log, start_process, stop_process
+from test_nodes import make_tiny_model, recognizer_args
+
+pytestmark = pytest.mark.ros
+
+
+def corrupt(path):
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 3])
+    return path
+
+
+def wrong_classes(path):
+    meta = path.with_suffix(".json")
+    doc = json.loads(meta.read_text())
+    doc["architecture"]["num_classes"] = 7
+    meta.write_text(json.dumps(doc))
+    return path
+
+
+# name -> (how to spoil the model file or None, extra parameters, words the line must hold)
+CASES = {
+    "unknown_parameter": (None, ["windoww:=10"], ["unknown parameter 'windoww'"]),
+    "invalid_value": (None, ["window:=0", "device:=tpu"], ["window must be at least 1",
+                                                          "device must be auto"]),
+    "missing_model": ("missing", [], ["missing"]),
+    "corrupt_model": (corrupt, [], ["corrupt"]),
+    "mismatched_model": (wrong_classes, [], ["do not match"]),
+}
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory):
+    """Start every bad configuration at once (start-up is mostly the torch import)."""
+    procs = {}
+    for name, (spoil, overrides, _) in CASES.items():
+        folder = tmp_path_factory.mktemp(name)
+        model = folder / "model.safetensors"
+        if spoil == "missing":
+            model = folder / "no_such_model.safetensors"
+        else:
+            make_tiny_model(model)
+            if spoil is not None:
+                spoil(model)
+        procs[name] = (model, start_process(recognizer_args(model, *overrides),
+                                            folder / "log.txt"))
+    deadline = time.monotonic() + 120
+    for _, proc in procs.values():
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    out = {}
+    for name, (model, proc) in procs.items():
+        running = proc.poll() is None
+        log = process_log(proc)
+        code = stop_process(proc)
+        out[name] = (model, None if running else code, log)
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_start_up_is_refused_with_one_line(refusals, case):
+    model, code, log = refusals[case]
+    assert code is not None, f"still running after 120 s:\n{log}"
+    assert code != 0
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert len(lines) == 1, log
+    assert lines[0].startswith("prgcn-recognizer: ")
+    for word in CASES[case][2]:
+        assert word in lines[0], lines[0]
+    if CASES[case][0] is not None:
+        assert str(model) in lines[0]

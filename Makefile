@@ -32,6 +32,9 @@ $(STAMPS)/project: $(STAMPS)/msgs setup.py setup.cfg package.xml $(wildcard laun
 test: setup
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$(TEST_DOMAIN_ID) $(PY) -m pytest $(PYTEST_ARGS)
 
+bench: setup
+	$(PY) bench/ring_buffer.py
+
 lint: setup
 	$(VENV)/bin/ruff check prgcn_ros test bench tools launch
 

@@ -134,6 +134,23 @@ class DeviceRingBuffer:
             self._allocate(self._min_capacity)
 
     # ------------------------------------------------------------------ reading
+    # torch's CPU kernels split work over threads above 32768 elements; on a small, busy CPU
+    # that split made one gather take ~10 ms instead of ~0.1 ms (bench/ring_buffer.py), so CPU
+    # gathers copy in chunks below it, which run on the calling thread.
+    _CPU_CHUNK_ELEMENTS = 32768
+
+    def _select(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.device.type != "cpu":
+            return self._rows.index_select(0, rows)
+        chunk = max(1, self._CPU_CHUNK_ELEMENTS // (self.num_joints * self.channels))
+        if len(rows) <= chunk:
+            return self._rows.index_select(0, rows)
+        out = self._rows.new_empty((len(rows), self.num_joints, self.channels))
+        for start in range(0, len(rows), chunk):
+            torch.index_select(self._rows, 0, rows[start:start + chunk],
+                               out=out[start:start + chunk])
+        return out
+
     def gather(self, track_ids: Sequence[int] | None = None, length: int | None = None,
                min_frames: int = 1
                ) -> tuple[torch.Tensor, list[int], list[tuple[int, int]], list[int]]:
@@ -169,7 +186,7 @@ class DeviceRingBuffer:
             back = np.minimum(length - 1 - np.arange(length)[None], used[:, None] - 1)
             ring = (head[:, None] - 1 - back) % self.window                         # (N, length)
             rows = torch.from_numpy((slot_np[:, None] * self.window + ring).reshape(-1))
-            batch = self._rows.index_select(0, rows.to(self.device)).view(
+            batch = self._select(rows.to(self.device)).view(
                 len(ids), length, self.num_joints, self.channels)
             first = self._stamps[slot_np, ring[:, 0]]
             last = self._stamps[slot_np, ring[:, -1]]

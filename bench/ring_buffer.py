@@ -1,0 +1,155 @@
+"""Microbenchmark of the device ring buffer: append and gather cost per frame, memory over churn.
+
+    .venv/bin/python bench/ring_buffer.py [--quick]
+
+Writes its figures into bench/results.json under "ring_buffer" (other keys are kept).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from prgcn_ros.skeleton.ring_buffer import DeviceRingBuffer  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def _median_us(fn, repeats: int, per: int) -> float:
+    """Median over ``repeats`` runs of ``fn`` (which does ``per`` operations), in us per op."""
+    fn()  # warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) / per * 1e6)
+    return round(statistics.median(times), 2)
+
+
+def append_cost(device: str, tracks: int, window: int, joints: int, frames: int,
+                repeats: int) -> float:
+    buf = DeviceRingBuffer(window, joints, 3, device)
+    data = [np.random.default_rng(t).normal(size=(joints, 3)).astype(np.float32)
+            for t in range(tracks)]
+
+    def run():
+        for k in range(frames):
+            track = k % tracks
+            buf.append(track, data[track], k)
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    return _median_us(run, repeats, frames)
+
+
+def gather_cost(device: str, tracks: int, window: int, joints: int, calls: int,
+                repeats: int) -> dict:
+    buf = DeviceRingBuffer(window, joints, 3, device)
+    frame = np.ones((joints, 3), np.float32)
+    for k in range(window * tracks):
+        buf.append(k % tracks, frame, k)
+
+    def run():
+        for _ in range(calls):
+            buf.gather(length=window)
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    per_call = _median_us(run, repeats, calls)
+    return {"per_call_us": per_call, "per_frame_us": round(per_call / (tracks * window), 4)}
+
+
+def churn_memory(device: str, frames: int, max_tracks: int, window: int, joints: int) -> dict:
+    """Tracks coming and going (up to ``max_tracks`` at once); memory before and after."""
+    rng = np.random.default_rng(0)
+    buf = DeviceRingBuffer(window, joints, 3, device)
+    frame = np.ones((joints, 3), np.float32)
+    process = psutil.Process()
+    live: dict[int, int] = {}
+    next_id = started = peak_bytes = peak_capacity = 0
+    rss = []
+    for t in range(frames):
+        for track, end in list(live.items()):
+            if end <= t:
+                buf.remove(track)
+                del live[track]
+        while len(live) < max_tracks and rng.random() < 0.3:
+            live[next_id] = t + int(rng.integers(20, 400))
+            next_id += 1
+            started += 1
+        for track in live:
+            buf.append(track, frame, t)
+        if t % 10 == 0:
+            buf.gather(length=window, min_frames=window // 2)
+        peak_bytes = max(peak_bytes, buf.memory_bytes())
+        peak_capacity = max(peak_capacity, buf.capacity)
+        if t in (frames // 10, frames - 1):
+            rss.append(process.memory_info().rss)
+    out = {"frames": frames, "max_live_tracks": max_tracks, "tracks_started": started,
+           "peak_capacity_slots": peak_capacity, "peak_buffer_bytes": peak_bytes,
+           "rss_growth_after_first_10pct_bytes": rss[1] - rss[0]}
+    if device != "cpu":
+        out["cuda_allocated_bytes_end"] = torch.cuda.memory_allocated()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (for smoke tests)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 7
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    default_threads = torch.get_num_threads()
+    results: dict = {
+        "what": "DeviceRingBuffer (prgcn_ros/skeleton/ring_buffer.py): append one (V, 3) float32 "
+                "numpy frame; gather the last `window` frames of every track into one batch",
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
+                    "platform": platform.platform(),
+                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+                    "cuda": torch.cuda.get_device_name(0) if "cuda" in devices else None},
+        "devices": {},
+    }
+    for device in devices:
+        figures: dict = {}
+        for threads in sorted({default_threads, 1}, reverse=True):
+            torch.set_num_threads(threads)
+            key = f"torch_threads_{threads}"
+            figures[key] = {
+                "append_us_per_frame": {
+                    f"V{v}_window{w}_tracks{n}": append_cost(device, n, w, v, 2000, repeats)
+                    for v, w, n in ((20, 48, 10), (25, 300, 20))},
+                "gather": {
+                    f"V{v}_window{w}_tracks{n}": gather_cost(device, n, w, v, 20, repeats)
+                    for v, w, n in ((20, 48, 1), (20, 48, 10), (25, 48, 20), (25, 300, 20))},
+            }
+        torch.set_num_threads(default_threads)
+        figures["memory_churn"] = churn_memory(device, 1_000 if args.quick else 10_000, 20,
+                                               48, 25)
+        results["devices"][device] = figures
+    merged = {}
+    if args.out.is_file():
+        try:
+            merged = json.loads(args.out.read_text())
+        except json.JSONDecodeError:
+            merged = {}
+    merged["ring_buffer"] = results
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(merged, indent=2) + "\n")
+    os.replace(tmp, args.out)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

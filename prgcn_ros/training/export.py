@@ -40,7 +40,7 @@ def default_output(model_path: Path, fmt: str) -> Path:
 def export(model_path: str | Path, fmt: str, output: str | Path | None = None,
            frames: int | None = None) -> dict[str, Any]:
     """Export ``model_path`` to ``fmt``; returns where the files went."""
-    from prgcn_ros.model.export import export_model
+    from prgcn_ros.model.export import INPUT_NAME, export_model, output_names
     from prgcn_ros.model.io import load_model
 
     if fmt not in SUFFIX:
@@ -57,12 +57,11 @@ def export(model_path: str | Path, fmt: str, output: str | Path | None = None,
     doc["export"] = {
         "format": fmt,
         "source": model_path.name,
-        "input": {"name": "x", "shape": list(x.shape),
+        "input": {"name": INPUT_NAME, "shape": list(x.shape),
                   "layout": "N, C, T, V, M (batch, channels, frames, joints, persons)",
                   "preprocessing": "prgcn_ros.skeleton.preprocess with metadata 'preprocess'"},
-        "outputs": ["logits (N, classes)", "refined poses (N, C, T, V, M)"]
-        if doc.get("architecture", {}).get("name", "prgcn") == "prgcn"
-        else ["logits (N, classes)"],
+        "outputs": {"logits": "(N, classes)", "refined": "refined poses (N, C, T, V, M)"}
+        if "refined" in output_names(model) else {"logits": "(N, classes)"},
     }
     meta_path.write_text(json.dumps(doc, indent=1) + "\n")
     return {"model": str(out), "metadata": str(meta_path), "format": fmt,

@@ -1,0 +1,207 @@
+"""prgcn-train / prgcn-eval / prgcn-export end to end on real data, the ST-GCN array path, and
+the shipped model's file."""
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_training_util import MSR_CONFIG, REPO, msr_split, require_data, small_cfg, subset
+
+from prgcn_ros.training import evaluate as evaluate_cli
+from prgcn_ros.training import export as export_cli
+from prgcn_ros.training import train as train_cli
+from prgcn_ros.training.config import load_config
+from prgcn_ros.training.train import Trainer, save_trained_model
+
+SHIPPED = REPO / "models" / "prgcn_msr_action3d.safetensors"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A model file trained for two steps on a few real clips (its metadata is real)."""
+    train = msr_split("train")
+    trainer = Trainer(small_cfg(seed=7), train_set=subset(train, 8), log=lambda m: None)
+    trainer.train_epoch(progress=False)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    return save_trained_model(path, trainer, {"split": "none", "top1": 0.0, "top5": 0.0,
+                                              "n": 0})
+
+
+def _one_subject_config(tmp_path: Path) -> Path:
+    """The MSR config restricted to one test subject, writing into tmp_path."""
+    text = MSR_CONFIG.read_text()
+    text = text.replace("test_subjects: [2, 4, 6, 8, 10]", "test_subjects: [2]")
+    text = text.replace("confusion_png: docs/confusion_msr_action3d.png",
+                        f"confusion_png: {tmp_path / 'confusion.png'}")
+    text = text.replace("dir: runs/msr_action3d", f"dir: {tmp_path / 'run'}")
+    cfg = tmp_path / "msr.yaml"
+    cfg.write_text(text)
+    return cfg
+
+
+def test_model_file_metadata(tiny_model):
+    from prgcn_ros.model.io import ModelFileError, load_model
+
+    meta = json.loads(tiny_model.with_suffix(".json").read_text())
+    assert meta["layout"] == "kinect20" and meta["in_channels"] == 3
+    assert len(meta["class_names"]) == 20 and meta["class_names"][12] == "bend"
+    assert meta["window_length"] == 48 and meta["fps"] == 15
+    assert meta["preprocess"]["center"] == "first_frame"
+    assert meta["preprocess"]["scale"] == "torso"
+    assert meta["training"]["data"]["train_subjects"] == [1, 3, 5, 7, 9]
+    assert meta["training"]["data"]["test_subjects"] == [2, 4, 6, 8, 10]
+    assert meta["code_version"] and "accuracy" in meta
+    model, loaded = load_model(tiny_model, device="cpu", expected_layout="kinect20",
+                               expected_channels=3)
+    assert loaded["class_names"] == meta["class_names"]
+    with pytest.raises(ModelFileError, match="tiny.safetensors"):
+        load_model(tiny_model, device="cpu", expected_layout="ntu25", expected_channels=3)
+    with pytest.raises(ModelFileError, match="tiny.safetensors"):
+        load_model(tiny_model, device="cpu", expected_layout="kinect20", expected_channels=2)
+
+
+def test_eval_json(tiny_model, tmp_path, capsys):
+    require_data()
+    cfg = _one_subject_config(tmp_path)
+    assert evaluate_cli.main(["--model", str(tiny_model), "--config", str(cfg), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"top1", "top5", "n", "per_class", "confusion", "class_names"} <= set(result)
+    assert result["n"] == sum(row["n"] for row in result["per_class"].values()) > 40
+    assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
+    assert len(result["per_class"]) == 20
+    assert np.asarray(result["confusion"]).sum() == result["n"]
+    assert Path(result["confusion_png"]).stat().st_size > 10_000
+
+
+def test_eval_metrics_by_hand():
+    scores = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6]])
+    labels = np.array([0, 1, 1, 2])
+    result = evaluate_cli.metrics(scores, labels, ["a", "b", "c"])
+    assert result["top1"] == 0.5 and result["top5"] == 1.0 and result["n"] == 4
+    assert result["per_class"]["b"] == {"n": 2, "accuracy": 0.0}
+    assert result["confusion"] == [[1, 0, 0], [1, 0, 1], [0, 0, 1]]
+
+
+def test_train_cli_and_resume(tmp_path, capsys):
+    require_data()
+    cfg = _one_subject_config(tmp_path)
+    out = tmp_path / "model.safetensors"
+    args = ["--config", str(cfg), "--epochs", "2", "--max-steps", "1", "--no-eval",
+            "--no-progress", "--output", str(out), "--set", "optim.batch_size=4"]
+    assert train_cli.main([*args[:2], "--epochs", "1", *args[4:]]) == 0
+    state = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert state["epoch"] == 1
+    assert train_cli.main([*args, "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().err
+    state = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["training"]["epochs"] == 2
+    assert train_cli.main(["--config", str(tmp_path / "nope.yaml")]) == 2
+
+
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "torchscript"])
+def test_export_cli(tiny_model, tmp_path, fmt):
+    out = tmp_path / f"exported.{'onnx' if fmt == 'onnx' else 'pt'}"
+    assert export_cli.main(["--model", str(tiny_model), "--format", fmt,
+                            "--output", str(out)]) == 0
+    assert out.stat().st_size > 100_000
+    meta = json.loads(out.with_name(out.name + ".json").read_text())
+    assert meta["layout"] == "kinect20" and meta["export"]["format"] == fmt
+    assert meta["export"]["input"]["shape"] == [1, 3, 48, 20, 1]
+    assert meta["class_names"] == json.loads(tiny_model.with_suffix(".json").read_text())[
+        "class_names"]
+    # The export computes what the model file computes.
+    from prgcn_ros.model.io import load_model
+    model, _ = load_model(tiny_model)
+    x = torch.randn(2, 3, 48, 20, 1)
+    with torch.no_grad():
+        expected = model(x)[0].numpy()
+    if fmt == "onnx":
+        import onnxruntime
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    else:
+        got = torch.jit.load(str(out))(x)[0].detach().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- ST-GCN arrays
+def _ntu_arrays(root: Path, data_dir: Path) -> list[int]:
+    """Tiny ST-GCN release arrays (N, 3, 64, 25, 2) + pickle labels from the real NTU files."""
+    from prgcn_ros.skeleton.readers import read_ntu_skeleton
+
+    files = sorted((data_dir / "ntu_samples").glob("*.skeleton"))
+    assert len(files) == 5
+    data = np.zeros((len(files), 3, 64, 25, 2), np.float32)
+    labels = []
+    for i, path in enumerate(files):
+        seq = read_ntu_skeleton(path).main_persons(2)
+        t = min(seq.num_frames, 64)
+        data[i, :, :t] = seq.coords[:t].transpose(3, 0, 2, 1)
+        labels.append(int(seq.label))
+    root.mkdir(parents=True)
+    for split in ("train", "val"):
+        np.save(root / f"{split}_data.npy", data)
+        with open(root / f"{split}_label.pkl", "wb") as f:
+            pickle.dump(([p.stem for p in files], labels), f)
+    return labels
+
+
+def test_stgcn_array_path(tmp_path):
+    data_dir = require_data()
+    if not (data_dir / "ntu_samples").is_dir():
+        pytest.skip("no NTU samples")
+    labels = _ntu_arrays(tmp_path / "NTU-RGB-D" / "xsub", data_dir)
+    cfg = load_config(REPO / "config" / "train_ntu60_xsub.yaml",
+                      {"data": {"dir": str(tmp_path)}, "window": {"length": 32},
+                       "optim": {"batch_size": 5, "epochs": 1},
+                       "output": {"dir": str(tmp_path / "run"),
+                                  "model": str(tmp_path / "ntu.safetensors")}})
+    summary = train_cli.train(cfg, progress=False, log=lambda m: None)
+    assert summary["accuracy"]["n"] == 5
+    meta = json.loads((tmp_path / "ntu.json").read_text())
+    assert meta["layout"] == "ntu25" and meta["max_persons"] == 2
+    assert meta["class_names"][labels[0]] and len(meta["class_names"]) == 60
+    from prgcn_ros.training.batching import make_batch
+    from prgcn_ros.training.datasets import build_dataset
+    test = build_dataset(cfg, "test")
+    x, y = make_batch([test[i] for i in range(5)], cfg, train=False)
+    assert x.shape == (5, 3, 32, 25, 2) and y.tolist() == labels
+    assert torch.isfinite(x).all()
+
+
+# --------------------------------------------------------------------------- shipped model
+def test_shipped_model_metadata():
+    if not SHIPPED.is_file():
+        pytest.skip(f"{SHIPPED} not trained yet")
+    meta = json.loads(SHIPPED.with_suffix(".json").read_text())
+    assert meta["layout"] == "kinect20" and meta["in_channels"] == 3
+    assert meta["architecture"]["use_prm"] and meta["architecture"]["use_tam"]
+    assert len(meta["class_names"]) == 20
+    acc = meta["accuracy"]
+    assert acc["n"] == 273 and 0.0 < acc["top1"] <= acc["top5"] <= 1.0
+    assert meta["training"]["train_time_s"] < 30 * 60
+    assert meta["training"]["data"]["file_list"] == "files_used_in_cvpr12_paper.txt"
+
+
+@pytest.mark.slow
+def test_shipped_model_accuracy_matches_metadata():
+    require_data()
+    if not SHIPPED.is_file():
+        pytest.skip(f"{SHIPPED} not trained yet")
+    from prgcn_ros.model.io import load_model
+    from prgcn_ros.training.datasets import build_dataset
+
+    cfg = load_config(MSR_CONFIG)
+    model, meta = load_model(SHIPPED, device="cpu", expected_layout="kinect20",
+                             expected_channels=3)
+    cfg = evaluate_cli.config_for_model(cfg, meta)
+    result = evaluate_cli.evaluate_model(model, build_dataset(cfg, "test"), cfg)
+    assert result["n"] == 273
+    assert result["top1"] == pytest.approx(meta["accuracy"]["top1"], abs=1e-9)
+    assert result["top5"] == pytest.approx(meta["accuracy"]["top5"], abs=1e-9)

@@ -383,7 +383,10 @@ class Recognizer:
                 if not frame.dropped:   # a MarkerArray of foreign markers only is not "empty"
                     self._drop("empty", new)
                 return new
-            stream = self._streams.setdefault(frame.source, _Stream())
+            # One stream per input and layout: a player mixing recordings of two layouts on
+            # one topic is two sensors, each with its own stamps and people.
+            stream_key = f"{frame.source}:{layout.name}"
+            stream = self._streams.setdefault(stream_key, _Stream())
             if stream.last_stamp_ns is not None:
                 gap = frame.stamp_ns - stream.last_stamp_ns
                 if gap < 0 or gap == 0 or gap < 1e9 / self.params.max_input_hz:
@@ -410,7 +413,7 @@ class Recognizer:
             stream.last_stamp_ns = frame.stamp_ns
             coords_np = np.stack(coords).astype(np.float32)
             conf_np = np.stack(conf).astype(np.float32)
-            track_ids = self._tracker(frame.source, layout.name).update(
+            track_ids = self._tracker(stream_key, layout.name).update(
                 coords_np, conf_np, frame.arrival, ids)
             mapped, mapped_conf = map_joints(coords_np, conf_np, layout.name, self.layout.name)
             frames = torch.from_numpy(np.concatenate([mapped, mapped_conf[..., None]], -1))
@@ -421,9 +424,9 @@ class Recognizer:
                 if tid < 0:
                     self._drop("no_confidence", new)
                     continue
-                key = self._keys.get((frame.source, tid))
+                key = self._keys.get((stream_key, tid))
                 if key is None:
-                    key = self._keys[(frame.source, tid)] = self._next_key
+                    key = self._keys[(stream_key, tid)] = self._next_key
                     self._next_key += 1
                     self._tracks[key] = _Track(person_id=tid, source=frame.source, axis=axis,
                                                history=deque(maxlen=self.params.smoothing))
@@ -443,12 +446,12 @@ class Recognizer:
             self._reported.add(reason)
             new.append(reason)
 
-    def _tracker(self, source: str, layout: str):
-        tracker = self._trackers.get(source)
+    def _tracker(self, stream: str, layout: str):
+        tracker = self._trackers.get(stream)
         if tracker is None:
             # Metres for 3D sensors, pixels for image keypoints, unless the user says.
             gate = self.params.track_gate or (80.0 if layout in TWO_D_LAYOUTS else 0.5)
-            tracker = self._trackers[source] = Tracker(gate, self.params.track_timeout_s)
+            tracker = self._trackers[stream] = Tracker(gate, self.params.track_timeout_s)
         return tracker
 
     def expire(self, now: float | None = None) -> list[int]:
@@ -456,9 +459,9 @@ class Recognizer:
         now = time.monotonic() if now is None else now
         gone = []
         with self._lock:
-            for source, tracker in self._trackers.items():
+            for stream, tracker in self._trackers.items():
                 for tid in tracker.expire(now):
-                    key = self._keys.pop((source, tid), None)
+                    key = self._keys.pop((stream, tid), None)
                     if key is None:
                         continue
                     self.buffer.remove(key)

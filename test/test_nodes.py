@@ -175,6 +175,8 @@ def probe(recognizer):
     try:
         wait_for_subscribers(probe.node, probe.skeletons, timeout_s=60)
         wait_for_subscribers(probe.node, probe.azure, timeout_s=10)
+        # Our side has matched; give the recognizer's side a moment too (first frames count).
+        probe.spin(1.0)
         assert recognizer.poll() is None, process_log(recognizer)
         yield probe
     finally:
@@ -358,3 +360,28 @@ def test_foreign_marker_ids_are_dropped_and_the_bodies_kept(probe, recognizer):
     probe.wait_action(body, stamp=stamp)
     probe.wait_diagnostics(lambda d: int(d["dropped_foreign_marker_id"]) >= before + 10)
     assert process_log(recognizer).count("dropped_foreign_marker_id in /diagnostics") == 1
+
+
+# ---------------------------------------------------------------------------- the player
+@pytest.mark.slow
+def test_player_replays_recordings_to_the_recognizer(probe, recognizer, data_dir, tmp_path):
+    """prgcn-player process -> recognizer process -> this test: MSR Action3D and NTU (two
+    bodies) recordings played at once, each recording with its own person ids."""
+    msr = data_dir / "msr_action3d"
+    recordings = [msr / "a05_s02_e01_skeleton3D.txt", msr / "a14_s04_e02_skeleton3D.txt",
+                  data_dir / "ntu_samples" / "S001C003P008R002A058.skeleton"]
+    player = start_process(["-m", "prgcn_ros.nodes.player", *map(str, recordings),
+                            "--parallel", "3", "--rate", "2", "--ros-args", "-p",
+                            "frame_id:=kinect_player"], tmp_path / "player.log")
+    try:
+        expected = {0: "kinect_player", 100: "kinect_player", 200: "kinect_player",
+                    201: "kinect_player"}
+        assert spin_until(probe.node, lambda: all(probe.actions_for(pid) for pid in expected),
+                          60), process_log(player)
+        assert player.wait(timeout=30) == 0, process_log(player)
+    finally:
+        stop_process(player)
+    for pid in expected:
+        msg, action = probe.actions_for(pid)[-1]
+        assert msg.header.frame_id == "kinect_player"
+        assert action.label in CLASSES and 4 <= action.num_frames <= 16

@@ -1,0 +1,94 @@
+"""prgcn-player on its own: every recording format onto /skeletons, and --follow on a folder
+that OpenPose writes into."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from rosutil import process_log, spin_until, start_process, stop_process
+
+from prgcn_msgs.msg import SkeletonArray
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture
+def listener(ros_context):
+    node = Node("player_listener")
+    received: list[SkeletonArray] = []
+    node.create_subscription(SkeletonArray, "/player_test", received.append,
+                             qos_profile_sensor_data)
+    yield node, received
+    node.destroy_node()
+
+
+def test_player_publishes_every_format_with_its_layout_and_ids(listener, data_dir, tmp_path):
+    node, received = listener
+    recordings = [data_dir / "ntu_samples" / "S001C003P008R002A058.skeleton",
+                  data_dir / "kinetics_skeleton" / "--33Lscn6sk.json",
+                  data_dir / "msr_action3d" / "a01_s01_e01_skeleton3D.txt"]
+    player = start_process(["-m", "prgcn_ros.nodes.player", *map(str, recordings),
+                            "--topic", "/player_test", "--parallel", "3", "--rate", "4",
+                            "--ros-args", "-p", "frame_id:=cam7"], tmp_path / "player.log")
+    try:
+        assert spin_until(node, lambda: player.poll() is not None, 60), process_log(player)
+        spin_until(node, lambda: False, 0.3)
+    finally:
+        code = stop_process(player)
+    assert code == 0, process_log(player)
+    by_layout: dict[str, list[SkeletonArray]] = {}
+    for msg in received:
+        by_layout.setdefault(msg.layout, []).append(msg)
+    assert set(by_layout) == {"ntu25", "coco18", "kinect20"}
+    assert {msg.header.frame_id for msg in received} == {"cam7"}
+    ntu_ids = {s.id for m in by_layout["ntu25"] for s in m.skeletons}
+    assert ntu_ids == {0, 1}                         # recording 0, two bodies
+    assert {s.id for m in by_layout["coco18"] for s in m.skeletons} == {-1}   # no ids: tracker
+    assert {s.id for m in by_layout["kinect20"] for s in m.skeletons} == {200}
+    assert {len(s.keypoints) for m in by_layout["ntu25"] for s in m.skeletons} == {25}
+    # Image keypoints: z = 0; at least one frame for most of the 189 (a few may be empty).
+    assert all(k.position.z == 0 for m in by_layout["coco18"] for s in m.skeletons
+               for k in s.keypoints)
+    # Best effort over loopback: nearly every frame arrives, stamps strictly increase.
+    assert len(by_layout["ntu25"]) >= 60 and len(by_layout["kinect20"]) >= 20
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in by_layout["ntu25"]]
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+
+
+def openpose_frame(people: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"version": 1.3, "people": [
+        {"person_id": [-1], "pose_keypoints_2d": [
+            float(v) for _ in range(25) for v in (*rng.uniform(100, 500, 2), 0.8)]}
+        for _ in range(people)]}
+
+
+def test_player_follows_a_folder_openpose_writes_into(listener, tmp_path):
+    node, received = listener
+    folder = tmp_path / "openpose"
+    folder.mkdir()
+    (folder / "old_000000000000_keypoints.json").write_text(json.dumps(openpose_frame(1, 0)))
+    player = start_process(["-m", "prgcn_ros.nodes.player", "--follow", str(folder),
+                            "--topic", "/player_test"], tmp_path / "player.log")
+    try:
+        assert spin_until(node, lambda: node.count_subscribers("/player_test") >= 1
+                          and node.count_publishers("/player_test") >= 1, 30)
+        assert spin_until(node, lambda: "following" in process_log(player), 30)
+        spin_until(node, lambda: False, 0.5)
+        for i in range(3):
+            path = folder / f"live_{i:012d}_keypoints.json"
+            # OpenPose writes a file, then it is complete: write elsewhere, then move in.
+            tmp = tmp_path / "partial.json"
+            tmp.write_text(json.dumps(openpose_frame(2, i + 1)))
+            tmp.rename(path)
+            assert spin_until(node, lambda n=i: len(received) >= n + 1, 10), process_log(player)
+            time.sleep(0.05)
+    finally:
+        stop_process(player)
+    assert len(received) == 3                        # the old file was skipped
+    assert all(m.layout == "body25" and len(m.skeletons) == 2 for m in received)
+    assert all(s.id == -1 and len(s.keypoints) == 25 for m in received for s in m.skeletons)

@@ -16,7 +16,7 @@ from launch import LaunchDescription
 
 PACKAGE = "prgcn_ros"
 EXECUTABLE = "prgcn-recognizer"
-PARAMS_FILE = os.path.join("config", "recognizer.yaml")
+PARAMS_FILE = "config/recognizer.yaml"
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -49,7 +49,7 @@ def test_every_msr_file(msr_files):
         assert seq.coords.shape[1:] == (1, 20, 3) and seq.layout == "kinect20"
         assert seq.coords.dtype == np.float32 and seq.confidence.dtype == np.float32
         assert seq.label == name.action - 1 and seq.label_name == MSR_ACTION3D_CLASSES[seq.label]
-        assert seq.fps == 15.0 and seq.source == str(path)
+        assert seq.fps == 15.0 and seq.source == str(path) and seq.person_ids is None
         lengths.append(seq.num_frames)
         lost += int((seq.confidence == 0).all(axis=(1, 2)).sum())
         # Column 2 is vertical (y up): the head is above the ankles whenever both are there.

@@ -108,9 +108,6 @@ def mapping_figure(data_dir):
     Joints are numbered in their layout's order; left joints are filled dots, right joints
     hollow; missing joints are not drawn. 3D frames are drawn as the sensor sees them (x
     negated: Kinect's x points to the sensor's left)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     from .mapping import map_joints
@@ -143,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m prgcn_ros.skeleton.plot OUT.png``: write the mapping figure."""
     import argparse
 
+    import matplotlib
+
+    matplotlib.use("Agg")  # a file is all we write
     from prgcn_ros.paths import data_dir
 
     parser = argparse.ArgumentParser(description=main.__doc__)

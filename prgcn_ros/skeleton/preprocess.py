@@ -30,6 +30,7 @@ Channels: C = 3, (x, y, z) for D = 3 and (x, y, confidence) for D = 2.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -92,10 +93,16 @@ class PreprocessConfig:
         return cls(**data)
 
 
+@functools.lru_cache(maxsize=64)
+def _joint_index(layout: Layout, names: tuple[str, ...], device: torch.device) -> torch.Tensor:
+    # Cached so the live node does not copy the same few integers to the GPU every window.
+    return torch.tensor([layout.index(n) for n in names], device=device)
+
+
 def _anchor(layout: Layout, names: list[str], coords: torch.Tensor, conf: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Midpoint of the named joints (N, T, M, D) and whether all of them are confident."""
-    index = torch.tensor([layout.index(n) for n in names], device=coords.device)
+    index = _joint_index(layout, tuple(names), coords.device)
     point = coords.index_select(3, index).mean(3)
     ok = (conf.index_select(3, index) > 0).all(3)
     return point, ok

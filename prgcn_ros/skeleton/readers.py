@@ -119,7 +119,8 @@ def read_msr_action3d(path: str | Path,
     """MSR Action3D ``aAA_sSS_eEE_skeleton3D.txt``: rows ``x y z c``, 20 rows per frame.
 
     Returns (T, 1, 20, 3) in metres, layout ``kinect20``, y up (column 2 is vertical), 15 fps,
-    label = action - 1 with its name.
+    label = action - 1 with its name; no person ids (one person). All-zero frames (the sensor
+    lost the person) come out as missing.
 
     ``confidence="presence"`` (default) gives 1 to every joint with coordinates, because the
     file's ``c`` column is not a detection confidence: it is 0 for the hip centre, spine and
@@ -161,7 +162,7 @@ def read_msr_action3d(path: str | Path,
     return SkeletonSequence(coords=coords, confidence=conf, layout="kinect20", fps=MSR_FPS,
                             label=label,
                             label_name=None if label is None else MSR_ACTION3D_CLASSES[label],
-                            person_ids=[0], source=str(path))
+                            person_ids=None, source=str(path))
 
 
 # --------------------------------------------------------------------------- NTU RGB+D

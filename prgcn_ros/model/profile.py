@@ -7,6 +7,7 @@ pooling) is not, as in the usual MAC figures.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from typing import Any
@@ -24,16 +25,15 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
-    """MACs of one eval-mode forward on zeros of ``input_shape``; also MACs per operator."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    """MACs of one eval-mode forward of ``input_shape``; also MACs per operator.
+
+    Runs on a copy on the "meta" device: only shapes are computed, so counting a long clip is
+    instant and the model itself is untouched.
+    """
+    shadow = copy.deepcopy(model).to("meta").eval()
     counter = FlopCounterMode(display=False)
-    try:
-        with torch.no_grad(), counter:
-            model(torch.zeros(input_shape, device=device))
-    finally:
-        model.train(was_training)
+    with torch.no_grad(), counter:
+        shadow(torch.zeros(input_shape, device="meta"))
     per_op = {str(op): int(flops) // 2 for op, flops in counter.get_flop_counts()["Global"].items()}
     return int(counter.get_total_flops()) // 2, per_op
 

@@ -1,0 +1,82 @@
+"""Export parity: TorchScript and ONNX (run with onnxruntime) give eager mode's outputs."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from prgcn_ros.model import PRGCN, STGCN
+from prgcn_ros.model.export import export_model
+
+SHAPES = [(1, 1), (1, 7), (3, 30), (2, 48), (1, 64), (4, 100)]  # (N, T)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_intra_op_thread():
+    threads = torch.get_num_threads()  # see test_model_prgcn.py
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _trained_like(model: torch.nn.Module, joints: int, persons: int = 1) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(4, 3, 40, joints, persons))
+    return model.eval()
+
+
+def _max_diff(expected, actual) -> float:
+    return max(float(np.abs(e.detach().numpy() - a).max()) for e, a in zip(expected, actual))
+
+
+@pytest.mark.parametrize("make", [lambda: PRGCN(20, "kinect20"),
+                                  lambda: PRGCN(60, "coco18", refine_channels=2,
+                                                fusion="sequential", use_tam=False),
+                                  lambda: STGCN(20, "kinect20")])
+def test_torchscript_parity(tmp_path, make):
+    model = _trained_like(make(), make().layout.num_joints)
+    joints = model.layout.num_joints
+    path = export_model(model, tmp_path / "m.pt", "torchscript",
+                        torch.randn(1, 3, 48, joints, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.load(str(path))
+    with torch.no_grad():
+        for n, t in SHAPES:
+            x = torch.randn(n, 3, t, joints, 1)
+            expected = model(x)
+            actual = scripted(x)
+            if isinstance(expected, torch.Tensor):
+                expected, actual = (expected,), (actual,)
+            assert _max_diff(expected, [a.numpy() for a in actual]) <= 1e-4, (n, t)
+
+
+@pytest.fixture(scope="module")
+def onnx_export(tmp_path_factory):
+    model = _trained_like(PRGCN(20, "kinect20"), 20, persons=2)
+    path = tmp_path_factory.mktemp("onnx") / "prgcn.onnx"
+    export_model(model, path, "onnx", torch.randn(2, 3, 48, 20, 2))
+    return model, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_onnx_parity_with_dynamic_batch_frames_and_persons(onnx_export):
+    model, session = onnx_export
+    assert [i.name for i in session.get_inputs()] == ["skeletons"]
+    assert [o.name for o in session.get_outputs()] == ["logits", "refined"]
+    with torch.no_grad():
+        for (n, t), m in zip(SHAPES, (1, 2, 1, 2, 1, 3)):
+            x = torch.randn(n, 3, t, 20, m)
+            actual = session.run(None, {"skeletons": x.numpy()})
+            assert actual[0].shape == (n, 20) and actual[1].shape == tuple(x.shape)
+            assert _max_diff(model(x), actual) <= 1e-4, (n, t, m)
+
+
+def test_unknown_format(tmp_path):
+    with pytest.raises(ValueError, match="unknown export format"):
+        export_model(PRGCN(2, "kinect20"), tmp_path / "m.x", "tflite", torch.zeros(1))

@@ -1,0 +1,136 @@
+"""Model files: safetensors weights + JSON metadata; every failure is one clear ModelFileError."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from prgcn_ros.model import PRGCN, STGCN, ModelFileError, load_model, save_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_intra_op_thread():
+    threads = torch.get_num_threads()  # see test_model_prgcn.py
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+META = {"class_names": [f"a{i:02d}" for i in range(20)], "window": 48, "fps": 15}
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    torch.manual_seed(0)
+    model = PRGCN(20, "kinect20")
+    model.train()(torch.randn(3, 3, 20, 20, 1))  # non-default BN statistics must survive too
+    path = tmp_path / "msr.safetensors"
+    save_model(path, model.eval(), META)
+    return path, model
+
+
+def test_round_trip(saved):
+    path, model = saved
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["architecture"] == model.arch and meta["class_names"] == META["class_names"]
+    loaded, loaded_meta = load_model(path, device="cpu", expected_layout="kinect20",
+                                     expected_channels=3)
+    assert not loaded.training and loaded_meta["window"] == 48
+    x = torch.randn(2, 3, 30, 20, 1)
+    with torch.no_grad():
+        for a, b in zip(model(x), loaded(x)):
+            assert torch.equal(a, b)
+
+
+def test_stgcn_round_trip(tmp_path):
+    model = STGCN(5, "ntu25").eval()
+    save_model(tmp_path / "st.safetensors", model, {})
+    loaded, meta = load_model(str(tmp_path / "st.safetensors"))
+    assert isinstance(loaded, STGCN) and meta["architecture"]["name"] == "stgcn"
+
+
+def _error(path, **kwargs) -> str:
+    with pytest.raises(ModelFileError) as info:
+        load_model(path, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_missing_file(tmp_path):
+    assert "missing" in _error(tmp_path / "none.safetensors")
+
+
+def test_missing_metadata(saved):
+    path, _ = saved
+    path.with_suffix(".json").unlink()
+    assert "metadata" in _error(path) and "missing" in _error(path)
+
+
+@pytest.mark.parametrize("cut", [0, 7, 200, -100])
+def test_corrupt_or_truncated_weights(saved, cut):
+    path, _ = saved
+    data = path.read_bytes()
+    path.write_bytes(data[:cut] if cut >= 0 else data[:cut])
+    assert "corrupt or truncated" in _error(path)
+
+
+def test_garbage_weights(saved):
+    path, _ = saved
+    path.write_bytes(b"\x00" * 64 + b"not a safetensors file")
+    assert "corrupt or truncated" in _error(path)
+
+
+def test_invalid_metadata(saved):
+    path, _ = saved
+    path.with_suffix(".json").write_text("{not json")
+    assert "not valid JSON" in _error(path)
+    path.with_suffix(".json").write_text("[1, 2]")
+    assert "not a JSON object" in _error(path)
+    path.with_suffix(".json").write_text(json.dumps({"class_names": []}))
+    assert "architecture" in _error(path)
+
+
+def test_unknown_architecture(saved):
+    path, _ = saved
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["architecture"]["name"] = "transformer"
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    assert "unknown architecture 'transformer'" in _error(path)
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"num_classes": 60}, "wrong shape"),
+    ({"use_tam": False}, "unexpected"),
+    ({"fusion": "sequential"}, "missing"),
+])
+def test_weights_not_matching_architecture(saved, change, words):
+    path, _ = saved
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["architecture"].update(change)
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    message = _error(path)
+    assert "do not match the architecture" in message and words in message
+
+
+def test_layout_mismatch(saved):
+    path, _ = saved
+    message = _error(path, expected_layout="coco18")
+    assert message == (f"model {path} is for layout 'kinect20', the node is configured for "
+                       f"'coco18'")
+
+
+def test_channel_mismatch(saved):
+    path, _ = saved
+    assert "3 input channels" in _error(path, expected_channels=2)
+
+
+def test_load_never_unpickles(monkeypatch, saved):
+    path, _ = saved
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("torch.load must not be used")
+
+    monkeypatch.setattr(torch, "load", forbidden)
+    load_model(path)

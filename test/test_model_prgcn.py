@@ -1,0 +1,169 @@
+"""PR-GCN behaviour: every window length and batch size, refined poses, gradients, switches."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prgcn_ros.model import PRGCN, STGCN, build_model, model_arch
+from prgcn_ros.model.gfm import temporal_max_pool
+from prgcn_ros.skeleton.layouts import Layout
+
+FRAMES = [*range(1, 65), 150, 300]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_intra_op_thread():
+    # On 2 shared cores, a second intra-op thread stalls every op whenever the other core is
+    # busy (10-40x slower here); one thread keeps these tests fast and their timing stable.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _calibrate(model: torch.nn.Module, shape: tuple[int, ...]) -> torch.nn.Module:
+    """Give BN realistic running statistics (as after training), then eval mode."""
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(shape))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def kinect_model() -> PRGCN:
+    torch.manual_seed(0)
+    return _calibrate(PRGCN(20, "kinect20"), (4, 3, 40, 20, 1))
+
+
+def test_every_window_length_in_eval(kinect_model):
+    with torch.inference_mode():
+        for t in FRAMES:
+            x = torch.randn(1, 3, t, 20, 2)
+            logits, refined = kinect_model(x)
+            assert logits.shape == (1, 20) and refined.shape == x.shape, t
+            assert torch.isfinite(logits).all() and torch.isfinite(refined).all(), t
+
+
+def test_every_window_length_in_training_with_one_sample():
+    torch.manual_seed(1)
+    model = PRGCN(5, "ntu25").train()  # N·M = 1: BN sees one sample (the reference code crashes)
+    for t in (1, 2, 3, 5, 7, 13, 31, 64):
+        x = torch.randn(1, 3, t, 25, 1)
+        logits, refined = model(x)
+        F.cross_entropy(logits, torch.tensor([1])).backward()
+        assert torch.isfinite(logits).all() and refined.shape == x.shape, t
+
+
+@pytest.mark.parametrize("n,m", [(1, 1), (2, 1), (1, 3), (3, 2)])
+def test_batches_and_persons(kinect_model, n, m):
+    x = torch.randn(n, 3, 17, 20, m)
+    with torch.inference_mode():
+        logits, refined = kinect_model(x)
+        assert logits.shape == (n, 20) and refined.shape == x.shape
+        # Samples are independent in eval mode: batching does not change a sample's output.
+        alone, _ = kinect_model(x[-1:])
+    torch.testing.assert_close(logits[-1:], alone, atol=1e-4, rtol=1e-4)
+
+
+def test_refined_poses_are_input_plus_offset_in_input_units():
+    model = PRGCN(20, "kinect20").eval()
+    offset = torch.tensor([0.25, -1.5, 3.0])
+    with torch.no_grad():
+        model.prm.offset.weight.zero_()
+        model.prm.offset.bias.copy_(offset)
+    x = 1000.0 * torch.randn(2, 3, 9, 20, 2)  # millimetres: far from the normalised range
+    _, refined = model(x)
+    assert torch.equal(refined, x + offset.view(1, 3, 1, 1, 1))
+
+
+def test_2d_input_refines_x_y_and_passes_confidence_through():
+    model = PRGCN(400, "coco18", refine_channels=2).eval()
+    with torch.no_grad():
+        model.prm.offset.weight.zero_()
+        model.prm.offset.bias.copy_(torch.tensor([4.0, -2.0]))
+    x = torch.rand(1, 3, 11, 18, 2) * torch.tensor([1920.0, 1080.0, 1.0]).view(1, 3, 1, 1, 1)
+    _, refined = model(x)
+    assert torch.equal(refined[:, 0], x[:, 0] + 4.0) and torch.equal(refined[:, 1], x[:, 1] - 2.0)
+    assert torch.equal(refined[:, 2], x[:, 2])
+
+
+def test_without_prm_the_refined_poses_are_the_input():
+    model = PRGCN(10, "ntu25", use_prm=False, use_tam=False).eval()
+    x = torch.randn(2, 3, 8, 25, 1)
+    _, refined = model(x)
+    assert torch.equal(refined, x)
+
+
+def test_classification_loss_reaches_every_prm_parameter():
+    torch.manual_seed(2)
+    model = PRGCN(20, "kinect20").train()
+    logits, _ = model(torch.randn(4, 3, 30, 20, 1))
+    F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
+    for name, parameter in model.prm.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all() and parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("kwargs", [dict(fusion="sequential"), dict(use_motion=False),
+                                    dict(fusion="sequential", use_motion=False),
+                                    dict(use_tam=False), dict(use_prm=False, use_tam=False)])
+def test_ablation_variants_run(kwargs):
+    model = PRGCN(7, "coco18", **kwargs).eval()
+    with torch.inference_mode():
+        for t in (1, 5, 64):
+            logits, refined = model(torch.randn(2, 3, t, 18, 1))
+            assert logits.shape == (2, 7) and torch.isfinite(logits).all()
+
+
+def test_stgcn_runs_for_any_length():
+    model = STGCN(20, "kinect20").eval()
+    with torch.inference_mode():
+        for t in (1, 2, 3, 4, 9, 31, 64):
+            logits = model(torch.randn(2, 3, t, 20, 2))
+            assert logits.shape == (2, 20) and torch.isfinite(logits).all()
+    model.train()(torch.randn(1, 3, 1, 20, 1)).sum().backward()  # N·M = T = 1 in training
+
+
+def test_fusion_pooling_matches_strided_lengths():
+    for t in range(1, 40):
+        x = torch.randn(1, 2, t, 3)
+        for stride in (2, 3):
+            expected = F.max_pool2d(x, (stride, 1), (stride, 1), ceil_mode=True)
+            assert torch.equal(temporal_max_pool(x, stride), expected), (t, stride)
+
+
+def test_build_model_rebuilds_from_arch():
+    arch = {"name": "prgcn", "num_classes": 20, "layout": "kinect20", "in_channels": 3,
+            "refine_channels": 3, "use_prm": True, "use_tam": True, "fusion": "parallel"}
+    model = build_model(arch)
+    assert isinstance(model, PRGCN) and {**model_arch(model), **arch} == model_arch(model)
+    again = build_model(model_arch(model))
+    assert again.state_dict().keys() == model.state_dict().keys()
+    stgcn = build_model({"name": "stgcn", "num_classes": 5, "layout": "ntu25"})
+    assert isinstance(stgcn, STGCN) and build_model(model_arch(stgcn)).arch == stgcn.arch
+    for bad in ({"name": "resnet"}, {"name": "prgcn", "num_classes": 2, "layout": "kinect20",
+                                     "colour": 1}, {"name": "prgcn", "num_classes": 2,
+                                                    "layout": "kinect20", "fusion": "serial"}):
+        with pytest.raises(ValueError):
+            build_model(bad)
+
+
+def test_custom_layout_model():
+    stick = Layout(name="stick4", joints=("a", "b", "c", "d"), bones=((0, 1), (1, 2), (2, 3)),
+                   center=1)
+    model = PRGCN(3, stick)
+    rebuilt = build_model(model.arch)
+    assert rebuilt.layout == stick
+    logits, _ = rebuilt.eval()(torch.randn(1, 3, 6, 4, 1))
+    assert logits.shape == (1, 3)
+
+
+def test_device_agnostic_on_meta_device():
+    # Nothing is created on a fixed device: the whole forward runs on "meta" tensors.
+    for model in (PRGCN(20, "ntu25"), STGCN(20, "ntu25")):
+        model = model.to("meta").eval()
+        out = model(torch.zeros(2, 3, 33, 25, 2, device="meta"))
+        logits = out[0] if isinstance(out, tuple) else out
+        assert logits.device.type == "meta" and logits.shape == (2, 20)

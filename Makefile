@@ -40,3 +40,8 @@ lint: setup
 
 clean:
 	rm -rf build $(VENV)
+
+# The live demo: recognizer and player as two processes over DDS on loopback, held-out MSR
+# Action3D clips, live table, live vs offline accuracy, latency, docs/demo.png (< 3 minutes).
+demo: setup
+	$(PY) tools/demo.py $(DEMO_ARGS)

@@ -3,8 +3,9 @@
 Reads MSR Action3D ``.txt``, NTU ``.skeleton``, Kinetics-skeleton ``.json`` and OpenPose
 ``--write_json`` directories, and publishes them at their native frame rate (times ``--rate``)
 with current stamps and the ``frame_id`` parameter. Recording k's person slot m is person id
-``100 * k + m`` (sources without ids, OpenPose, send -1 and the recognizer's tracker assigns
-them). ``--parallel K`` plays K recordings at once, as K people in the same messages.
+``100 * k + m`` (several people without ids, as OpenPose and Kinetics-skeleton write them,
+send -1 and the recognizer's tracker assigns ids). ``--parallel K`` plays K recordings at
+once, as K people in the same messages.
 ``--follow DIR`` publishes each OpenPose frame file as it appears (OpenPose running live).
 
 Run: ``prgcn-player a01_s02_e01_skeleton3D.txt ... [--rate 2] [--loop]
@@ -45,8 +46,9 @@ class _Playing:
 
 
 def person_ids(index: int, seq: SkeletonSequence) -> list[int]:
-    """Ids of a recording's person slots; -1 (tracker assigns) when the source has none."""
-    if seq.person_ids is None:
+    """Ids of a recording's person slots. A source without ids whose slots do not follow one
+    person (OpenPose, Kinetics-skeleton) sends -1: the recognizer's tracker assigns them."""
+    if seq.person_ids is None and seq.num_persons > 1:
         return [-1] * seq.num_persons
     return [IDS_PER_RECORDING * index + m for m in range(seq.num_persons)]
 
@@ -68,8 +70,8 @@ class PlayerNode(Node):
     def wait_for_subscribers(self) -> None:
         """Messages published before discovery matches a subscriber are lost: wait a little."""
         deadline = time.monotonic() + self.args.wait
-        while (self.publisher.get_subscription_count() < 1 and time.monotonic() < deadline
-               and rclpy.ok()):
+        while (self.publisher.get_subscription_count() < self.args.subscribers
+               and time.monotonic() < deadline and rclpy.ok()):
             rclpy.spin_once(self, timeout_sec=0.05)
         # Give the subscriber's own side of the match a moment too.
         if self.publisher.get_subscription_count():
@@ -175,6 +177,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--topic", default="/skeletons", help="default /skeletons")
     parser.add_argument("--wait", type=float, default=5.0, metavar="S",
                         help="wait up to S seconds for a subscriber before playing (default 5)")
+    parser.add_argument("--subscribers", type=int, default=1, metavar="N",
+                        help="the number of subscribers to wait for (default 1)")
     parser.add_argument("--poll", type=float, default=0.01, help=argparse.SUPPRESS)
     parser.add_argument("--quiet", action="store_true", help="no line per recording")
     args = parser.parse_args(argv)
@@ -205,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             node.follow(args.follow)
         else:
             node.play(recordings)
-            time.sleep(0.2)   # let the last messages leave before the process goes
+            # Let the last messages leave before the process goes (a busy machine is slow).
+            time.sleep(1.0)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -198,3 +198,18 @@ def test_sequence_dataset_caches(msr_train):
 
     ds = SequenceDataset([load], [msr_train.labels[0]], ["x"], msr_train.class_names, "one")
     assert ds[0] is ds[0] and len(calls) == 1
+
+
+def test_mirror_swaps_sides_and_negates_x():
+    from prgcn_ros.skeleton.layouts import get_layout
+    lay = get_layout("kinect20")
+    x = torch.randn(8, 3, 4, 20, 1)
+    present = torch.ones(8, 4, 20, 1, dtype=torch.bool)
+    out = augment(x, present, 3, {"mirror": 1.0}, torch.Generator().manual_seed(0),
+                  layout="kinect20")
+    lw, rw, head = lay.index("left_wrist"), lay.index("right_wrist"), lay.index("head")
+    assert torch.allclose(out[:, 0, :, lw], -x[:, 0, :, rw])
+    assert torch.allclose(out[:, 1:, :, lw], x[:, 1:, :, rw])
+    assert torch.allclose(out[:, 0, :, head], -x[:, 0, :, head])
+    with pytest.raises(ValueError, match="layout"):
+        augment(x, present, 3, {"mirror": 0.5}, torch.Generator())

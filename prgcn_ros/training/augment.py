@@ -12,6 +12,19 @@ import math
 
 import torch
 
+from prgcn_ros.skeleton.layouts import get_layout
+
+
+def mirror_permutation(layout: str) -> list[int]:
+    """Joint order of the mirror image: each ``left_*`` joint swapped with its ``right_*``."""
+    lay = get_layout(layout)
+    perm = list(range(lay.num_joints))
+    for i, name in enumerate(lay.joints):
+        for a, b in (("left_", "right_"), ("right_", "left_")):
+            if name.startswith(a) and lay.has(b + name[len(a):]):
+                perm[i] = lay.index(b + name[len(a):])
+    return perm
+
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, generator=gen, dtype=torch.float64)
@@ -61,15 +74,29 @@ def random_transforms(n: int, dims: int, aug: dict, gen: torch.Generator
 
 
 def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
-            gen: torch.Generator) -> torch.Tensor:
-    """Randomly rotated/scaled/translated copy of model input ``x`` (N, C, T, V, M).
+            gen: torch.Generator, layout: str | None = None) -> torch.Tensor:
+    """Randomly rotated/scaled/translated (and, with ``mirror`` > 0, mirrored) copy of model
+    input ``x`` (N, C, T, V, M).
 
     ``present`` (N, T, V, M) is true where a joint was observed; other joints are not moved.
+    Mirroring (probability ``aug["mirror"]``, needs ``layout``) negates x and swaps left and
+    right joints: the same action performed with the other hand.
     """
     if x.shape[1] < dims:
         raise ValueError(f"input has {x.shape[1]} channels, fewer than {dims} coordinates")
     n = x.shape[0]
     mat, offset = random_transforms(n, dims, aug, gen)
+    p_mirror = float(aug.get("mirror", 0.0))
+    if p_mirror > 0:
+        if layout is None:
+            raise ValueError("mirroring needs the layout (which joints are left and right)")
+        flip = torch.rand(n, generator=gen) < p_mirror
+        perm = torch.tensor(mirror_permutation(layout))
+        x = torch.where(flip[:, None, None, None, None], x[:, :, :, perm], x)
+        present = torch.where(flip[:, None, None, None], present[:, :, perm], present)
+        sign = torch.ones(n, dims)
+        sign[flip, 0] = -1.0
+        mat = mat * sign[:, None, :]       # negate x before rotating
     coords = x[:, :dims]
     moved = torch.einsum("nij,njtvm->nitvm", mat.to(x.dtype), coords)
     moved = moved + offset.to(x.dtype)[:, :, None, None, None]

@@ -85,7 +85,7 @@ def make_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
     x, _ = preprocess(coords, conf, cfg["layout"], preprocess_config(cfg))
     if train and _augments(cfg["augment"]):
         present = (conf > 0).permute(0, 1, 3, 2)                 # (N, T, V, M)
-        x = augment(x, present, coords.shape[-1], cfg["augment"], gen)
+        x = augment(x, present, coords.shape[-1], cfg["augment"], gen, layout=cfg["layout"])
     labels = torch.tensor([-1 if s.label is None else int(s.label) for s in seqs],
                           dtype=torch.int64)
     return x.float(), labels
@@ -94,4 +94,5 @@ def make_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
 def _augments(aug: dict) -> bool:
     lo, hi = (float(v) for v in aug.get("scale", (1.0, 1.0)))
     return bool(float(aug.get("rotate_deg", 0)) or float(aug.get("tilt_deg", 0))
-                or float(aug.get("translate", 0)) or lo != 1.0 or hi != 1.0)
+                or float(aug.get("translate", 0)) or float(aug.get("mirror", 0))
+                or lo != 1.0 or hi != 1.0)

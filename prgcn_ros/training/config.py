@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
         "scale": [1.0, 1.0],      # uniform isotropic scale range
         "translate": 0.0,         # uniform +-translate per axis, same offset for the whole clip
         "vertical_axis": 1,       # channel index of the vertical axis (y)
+        "mirror": 0.0,            # probability of the mirror image (x negated, left <-> right)
     },
     "model": {
         "arch": "prgcn",          # prgcn | stgcn
@@ -74,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
         # start, start + every, ... (the paper's "every 10 epochs apart from the first 10").
         "schedule": {"gamma": 0.1, "milestones": None, "start": 10, "every": 10},
         "grad_clip": None,
+        "label_smoothing": 0.0,
     },
     "eval": {
         "batch_size": 64,

@@ -100,7 +100,8 @@ class Trainer:
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=float(opt["lr"]), momentum=float(opt["momentum"]),
             nesterov=bool(opt["nesterov"]), weight_decay=float(opt["weight_decay"]))
-        self.loss_fn = nn.CrossEntropyLoss()
+        self.loss_fn = nn.CrossEntropyLoss(
+            label_smoothing=float(opt.get("label_smoothing") or 0.0))
         self.epoch = 0            # epochs completed
         self.steps = 0
         self.history: list[dict[str, Any]] = []

@@ -316,3 +316,25 @@ def test_model_metadata_the_node_cannot_use_is_refused_naming_the_file(tmp_path,
     with pytest.raises(ModelFileError) as error:
         Recognizer.from_params(RecognizerParams(model=str(path), device="cpu"))
     assert str(path) in str(error.value) and words in str(error.value)
+
+
+def test_a_2d_model_takes_openpose_keypoints_in_pixels():
+    """A COCO-18 model (Kinetics-style, x, y, confidence) fed OpenPose BODY_25 in pixels."""
+    torch.manual_seed(0)
+    model = PRGCN(len(CLASSES), "coco18")
+    meta = {"architecture": model.arch, "class_names": CLASSES,
+            "preprocess": {"center": "first_frame", "scale": "torso", "axis": "y_down"},
+            "window": {"mode": "resample", "length": 8}}
+    rec = Recognizer(model, meta, RecognizerParams(window=16, min_frames=3), "cpu")
+    rng = np.random.default_rng(0)
+    people = {-1: rng.uniform(200, 400, (25, 3)) * (1, 1, 0)}
+    for t in range(4):
+        f = frame(t, {k: v + t for k, v in people.items()}, layout="body25")
+        f.confidence = [np.full(25, 0.7)]
+        assert rec.ingest(f) == []
+    person = rec.infer().people[0]
+    assert person.person_id == 0                    # assigned by the tracker
+    assert person.refined.shape == (18, 2) and person.axis == "y_down"
+    mapped, _ = map_joints(people[-1][:, :2].astype(np.float32) + 3, np.ones(25, np.float32),
+                           "body25", "coco18")
+    np.testing.assert_allclose(person.refined - person.offsets, mapped, atol=1e-3)

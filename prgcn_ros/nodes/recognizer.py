@@ -166,8 +166,20 @@ class RecognizerNode(Node):
                 result, lifetime_s=2 * self.params.track_timeout_s))
 
 
+USAGE = """usage: prgcn-recognizer [--help] --ros-args --params-file config/recognizer.yaml
+                        [-p name:=value ...]
+
+Recognises actions live from skeleton topics; the parameters are documented in
+config/recognizer.yaml (installed in share/prgcn_ros/config)."""
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    argv = sys.argv if args is None else args
+    extra = rclpy.utilities.remove_ros_args(argv)[1:]
+    if extra:   # everything else is a ROS argument; --help or a typo
+        print(USAGE, file=sys.stdout if extra in (["-h"], ["--help"]) else sys.stderr)
+        return 0 if extra in (["-h"], ["--help"]) else 2
+    rclpy.init(args=argv)
     try:
         node = RecognizerNode()
     except StartupError as error:

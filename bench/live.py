@@ -1,0 +1,89 @@
+"""Live latency and throughput: 1, 4 and 10 people at 30 Hz through the running recognizer.
+
+    .venv/bin/python bench/live.py [--repeats 3] [--duration 12] [--quick] [--no-results]
+
+One recognizer process (config/recognizer.yaml, as a user starts it), one skeleton source and
+one action sink (bench/peers/), over real DDS on loopback. Each person replays a different
+MSR Action3D recording, looped, at 30 Hz, stamped with the time of sending. The phases
+alternate 1, 4, 10 people, repeated; between phases the source pauses long enough for every
+track to time out and the diagnostics to settle. Per phase: latency of each input (stamp ->
+first /action covering it) p50/p99 after a warm-up, dropped frames (not buffered by the
+recognizer + never covered by an action; the recognizer's drop counters by reason), /action
+rate. Figures are medians over the repeats (dropped frames: the sum).
+
+Writes "live" (and "meta") into bench/results.json; other keys are kept.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import livekit  # noqa: E402
+
+PERSONS = (1, 4, 10)
+RATE_HZ = 30.0
+GAP_S = 2.5          # > track_timeout_s (1 s) + expiry period + two diagnostics periods
+WARMUP_S = 2.0       # per phase, not measured
+
+
+def scenario(repeats: int, duration_s: float) -> dict:
+    phases = [{"name": "warmup", "persons": 10, "rate_hz": RATE_HZ, "duration_s": 4.0,
+               "stamps": "now", "late": "reanchor", "id_base": 100, "gap_after_s": GAP_S}]
+    for r in range(repeats):
+        for n in PERSONS:
+            phases.append({"name": f"persons_{n}_run{r}", "persons": n, "rate_hz": RATE_HZ,
+                           "duration_s": duration_s, "stamps": "now", "late": "reanchor",
+                           "id_base": 1000 * (len(phases) + 1), "gap_after_s": GAP_S})
+    return {"topic": "/skeletons", "frame_id": "bench", "spacing_m": 1.2, "seed": 0,
+            "recordings": [str(p) for p in livekit.msr_recordings(max(PERSONS))],
+            "phases": phases}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=12.0, help="seconds per phase")
+    parser.add_argument("--quick", action="store_true", help="1 repeat of 6 s (smoke test)")
+    parser.add_argument("--no-results", action="store_true", help="print only")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.duration = 1, 6.0
+    model, model_kind = livekit.model_file()
+    load_start = livekit.load_average()
+    run = livekit.run_scenario("live", scenario(args.repeats, args.duration), model)
+    out: dict = {
+        "what": "SkeletonArray at 30 Hz with N people (MSR Action3D recordings, one per person, "
+                "looped) -> prgcn-recognizer (config/recognizer.yaml) -> /action, three "
+                "processes over DDS on loopback; latency = stamp of an input -> receipt of the "
+                "first /action whose window for that person reaches it",
+        "date": livekit.today(), "machine": livekit.machine(),
+        "load_average_start": load_start, "load_average_end": livekit.load_average(),
+        "model": str(model.relative_to(livekit.REPO) if model.is_relative_to(livekit.REPO)
+                     else model), "model_kind": model_kind,
+        "torch_threads": run.torch_threads, "repeats": args.repeats,
+        "phase_s": args.duration, "warmup_s": WARMUP_S, "recognizer_alive": run.alive,
+    }
+    for n in PERSONS:
+        runs = [run.phase_figures(f"persons_{n}_run{r}", WARMUP_S) for r in range(args.repeats)]
+        out[f"persons_{n}"] = {
+            "p50_ms": livekit.median(r["p50_ms"] for r in runs),
+            "p99_ms": livekit.median(r["p99_ms"] for r in runs),
+            "dropped_frames": sum(r["dropped_frames"] for r in runs),
+            "inference_hz": livekit.median(r["inference_hz"] for r in runs),
+            "runs": runs,
+        }
+    summary = {f"persons_{n}": {k: out[f"persons_{n}"][k] for k in
+                                ("p50_ms", "p99_ms", "dropped_frames", "inference_hz")}
+               for n in PERSONS}
+    print(json.dumps({"live": summary, "load_average": [load_start, out["load_average_end"]],
+                      "model": model_kind}, indent=2))
+    if not args.no_results:
+        livekit.update_results({"live": out, **livekit.meta_update(run.torch_threads)})
+    return 0 if run.alive else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,6 +34,11 @@ test: setup
 
 bench: setup
 	$(PY) bench/ring_buffer.py
+	$(PY) bench/live.py
+	$(PY) bench/soak.py
+	$(PY) bench/flood.py
+	bench/gpu_check.sh
+	$(PY) bench/report.py
 
 lint: setup
 	$(VENV)/bin/ruff check prgcn_ros test bench tools launch

@@ -238,7 +238,7 @@ def rss_growth(times_ns: np.ndarray, rss: np.ndarray, pub_ns: np.ndarray,
     if span <= 0:
         raise ValueError(f"{total} person-frames is not more than the warm-up {warmup_frames}")
     first = rss[(progress >= warmup_frames) & (progress < warmup_frames + span)]
-    last = rss[progress >= total - span]
+    last = rss[progress > total - span]
     if not len(first) or not len(last):
         raise ValueError("too few memory samples in the first or last tenth")
     a, b = float(np.median(first)), float(np.median(last))

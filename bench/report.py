@@ -1,0 +1,98 @@
+"""Print bench/results.json as the README's table: each figure next to its goal.
+
+    .venv/bin/python bench/report.py [results.json]
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def get(data: dict, path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def verdict(value: Any, ok) -> str:
+    if value is None:
+        return "not measured"
+    return "met" if ok(value) else "**missed**"
+
+
+def fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        value = f"{value:g}"
+    return f"{value}{unit}"
+
+
+def rows(data: dict) -> list[tuple[str, str, str, str]]:
+    out = []
+    ratio = get(data, "model.speed_ratio_stgcn_over_prgcn")
+    out.append(("ST-GCN / PR-GCN time per (3, 300, 18, 2) clip, CPU", "≥ 3.5", fmt(ratio, "×"),
+                verdict(ratio, lambda v: v >= 3.5)))
+    ring = get(data, "ring_buffer.devices.cpu")
+    if ring:
+        threads = next((k for k in ring if k.startswith("torch_threads_")), None)
+        append = get(ring, f"{threads}.append_us_per_frame.V20_window48_tracks10")
+        gather = get(ring, f"{threads}.gather.V20_window48_tracks10.per_call_us")
+        churn = get(ring, "memory_churn.rss_growth_after_first_10pct_bytes")
+        out.append(("Ring buffer append, one (20, 3) frame", "O(1), one copy",
+                    fmt(append, " µs"), "—"))
+        out.append(("Ring buffer gather, 10 tracks × 48 frames", "one indexing op",
+                    fmt(gather, " µs"), "—"))
+        if churn is not None:
+            out.append(("Ring buffer RSS growth over 10,000 frames of churn", "flat",
+                        fmt(round(churn / 1024), " KiB"), "—"))
+    for n in (1, 4, 10):
+        base = f"live.persons_{n}"
+        p50, p99 = get(data, f"{base}.p50_ms"), get(data, f"{base}.p99_ms")
+        dropped, hz = get(data, f"{base}.dropped_frames"), get(data, f"{base}.inference_hz")
+        goal = n == 10
+        out.append((f"Live, {n} {'person' if n == 1 else 'people'} at 30 Hz: latency p50 / p99",
+                    "p99 < 100 ms" if goal else "—", f"{fmt(p50)} / {fmt(p99)} ms",
+                    verdict(p99, lambda v: v < 100) if goal else "—"))
+        out.append((f"Live, {n} {'person' if n == 1 else 'people'}: dropped frames; /action rate",
+                    "0 dropped" if goal else "—", f"{fmt(dropped)}; {fmt(hz)} Hz",
+                    verdict(dropped, lambda v: v == 0) if goal else "—"))
+    growth = get(data, "soak.rss_growth_pct")
+    frames = get(data, "soak.person_frames")
+    out.append((f"Soak, {fmt(frames)} person-frames, people coming and going: RSS growth",
+                "≤ 5 %", fmt(growth, " %"), verdict(growth, lambda v: v <= 5)))
+    alive = get(data, "flood.alive")
+    out.append((f"Flood, {fmt(get(data, 'flood.flood_input_hz'))} Hz for 10 s: alive and "
+                "labelling afterwards", "alive", fmt(alive), verdict(alive, bool)))
+    kept = get(data, "flood.kept_latency_p99_ms")
+    reasons = get(data, "flood.dropped_by_reason") or {}
+    lost = get(data, "flood.not_received_messages")
+    out.append(("Flood: latency p99 of kept frames; drops by reason", "bounded, by reason",
+                f"{fmt(kept)} ms; " + ", ".join(f"{k} {v}" for k, v in reasons.items())
+                + (f", never received (DDS queue) {lost}" if lost else ""), "—"))
+    return out
+
+
+def main() -> int:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS
+    data = json.loads(path.read_text())
+    print("| Figure | Goal | Measured | |")
+    print("| --- | --- | --- | --- |")
+    for row in rows(data):
+        print("| " + " | ".join(row) + " |")
+    meta = data.get("meta") or {}
+    machine = meta.get("machine") or {}
+    print(f"\nMeasured {meta.get('date', '?')} on {machine.get('cpu_model', '?')}, "
+          f"{machine.get('cores', '?')} cores; recognizer torch threads: "
+          f"{meta.get('recognizer_torch_threads', '?')}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The live benchmarks' analysis on synthetic data (bench/livekit.py): no processes, no ROS."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import livekit  # noqa: E402
+
+MS = 1_000_000
+
+
+def test_latency_is_time_to_the_first_action_whose_window_reaches_the_input():
+    # Person 7 sends every 33 ms; actions arrive at irregular times covering up to some stamp.
+    stamps = np.arange(10) * 33 * MS
+    # (recv, window_start, window_end): the first action is received at 100 ms and covers
+    # stamps up to 66 ms, the next (received at 180 ms) up to 165 ms, the last up to 264 ms.
+    acts = np.array([[100, 0, 66], [180, 0, 165], [300, 0, 264]]) * MS
+    latency, warm = livekit.cover_latencies(
+        np.full(10, 7), stamps, np.full(3, 7), acts[:, 0], acts[:, 1], acts[:, 2])
+    expected_recv = [100, 100, 100, 180, 180, 180, 300, 300, 300]
+    assert np.allclose(latency[:9] / MS, np.array(expected_recv) - stamps[:9] / MS)
+    assert np.isnan(latency[9])              # stamp 297 ms: no action reached it
+    assert warm.tolist() == [True, True] + [False] * 8   # before the first label (66 ms)
+
+
+def test_latency_uses_receive_order_people_apart_and_window_start():
+    stamps = np.array([0, 50, 0, 50]) * MS
+    people = np.array([1, 1, 2, 2])
+    # Out of order in the arrays; person 2's only action starts after its first input.
+    acts = np.array([[1, 200, 0, 50], [1, 120, 0, 10], [2, 90, 40, 60]])
+    latency, _ = livekit.cover_latencies(people, stamps, acts[:, 0], acts[:, 1] * MS,
+                                         acts[:, 2] * MS, acts[:, 3] * MS)
+    assert latency[0] / MS == 120 and latency[1] / MS == 200 - 50
+    assert np.isnan(latency[2])              # left the window before any action used it
+    assert latency[3] / MS == 40
+
+
+def test_people_without_actions_are_not_covered():
+    latency, warm = livekit.cover_latencies(np.array([3, 3]), np.array([0, 1]), np.array([4]),
+                                            np.array([5]), np.array([0]), np.array([9]))
+    assert np.isnan(latency).all() and not warm.any()
+
+
+def test_flood_rule_keeps_messages_at_least_a_period_apart():
+    stamps = np.array([0, 1, 5, 9, 10, 18, 30]) * MS
+    keep = livekit.kept_by_rate_limit(stamps, 120.0)   # 8.33 ms
+    assert keep.tolist() == [True, False, False, True, False, True, True]
+
+
+def test_rss_growth_compares_the_last_tenth_with_the_first_after_warm_up():
+    # 110 messages of 10 people; memory grows 1 MB per message during warm-up, then 0.1 %.
+    pub = np.arange(110) * 10 * MS
+    people = np.full(110, 10)
+    t = pub + 5 * MS
+    rss = np.where(np.arange(110) < 10, 100 + np.arange(110), 110) * 2.0**20
+    rss = rss * (1 + 0.00001 * np.arange(110))
+    out = livekit.rss_growth(t, rss, pub, people, warmup_frames=100)
+    assert 0 < out["rss_growth_pct"] < 0.2
+    assert out["samples_first_tenth"] == out["samples_last_tenth"] == 10
+
+
+def test_update_results_keeps_other_keys(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"model": {"speed_ratio_stgcn_over_prgcn": 4.0},
+                                "meta": {"other": 1}}))
+    livekit.update_results({"live": {"persons_1": {"p99_ms": 20.0}}, "meta": {"date": "d"}},
+                           path)
+    data = json.loads(path.read_text())
+    assert data["model"] == {"speed_ratio_stgcn_over_prgcn": 4.0}
+    assert data["live"]["persons_1"]["p99_ms"] == 20.0
+    assert data["meta"] == {"other": 1, "date": "d"}

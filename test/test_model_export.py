@@ -11,7 +11,7 @@ import torch
 from prgcn_ros.model import PRGCN, STGCN
 from prgcn_ros.model.export import export_model
 
-SHAPES = [(1, 1), (1, 7), (3, 30), (2, 48), (1, 64), (4, 100)]  # (N, T)
+SHAPES = [(1, 1), (2, 2), (1, 3), (2, 5), (1, 7), (3, 30), (2, 48), (1, 64), (4, 100)]  # (N, T)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -70,7 +70,7 @@ def test_onnx_parity_with_dynamic_batch_frames_and_persons(onnx_export):
     assert [i.name for i in session.get_inputs()] == ["skeletons"]
     assert [o.name for o in session.get_outputs()] == ["logits", "refined"]
     with torch.no_grad():
-        for (n, t), m in zip(SHAPES, (1, 2, 1, 2, 1, 3)):
+        for (n, t), m in zip(SHAPES, (1, 2, 1, 3, 2, 1, 2, 1, 3)):
             x = torch.randn(n, 3, t, 20, m)
             actual = session.run(None, {"skeletons": x.numpy()})
             assert actual[0].shape == (n, 20) and actual[1].shape == tuple(x.shape)

@@ -62,7 +62,8 @@ def test_stgcn_figures():
     params = count_parameters(model)
     assert 3.1e6 <= params <= 3.5e6, params
     coco, _ = count_macs(model, KINETICS_CLIP)
-    assert coco == _stgcn_macs_by_hand(300, 18, 2)  # 12.13 G: every layer is counted
+    # 12.13 G: every layer is counted (plus ~0.1 M for folding BNs into weights in eval mode).
+    assert coco == pytest.approx(_stgcn_macs_by_hand(300, 18, 2), rel=1e-4)
     # The 16.0 G reference is met by the same network on 25 joints (17.1 G); on 18 joints the
     # standard ST-GCN is 12.1 G (see README, model section).
     ntu, _ = count_macs(STGCN(400, "ntu25"), (1, 3, 300, 25, 2))

@@ -5,6 +5,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.fx.experimental._config as fx_config
 from torch import nn
 
 FORMATS = ("torchscript", "onnx")
@@ -19,11 +20,16 @@ def output_names(model: nn.Module) -> list[str]:
 
 def export_model(model: nn.Module, path: str | Path, fmt: str,
                  example_input: torch.Tensor) -> Path:
-    """Write ``model`` (put in eval mode) to ``path`` as "torchscript" (scripted, any input shape)
-    or "onnx" (input "skeletons" (N, C, T, V, M) with N and T dynamic, and M too when the example
-    has two or more persons; outputs "logits" and, for PR-GCN, "refined"). Returns the path."""
+    """Write ``model`` (put in eval mode) to ``path``; returns the path.
+
+    "torchscript": scripted, takes any input shape. "onnx": input "skeletons" (N, C, T, V, M) with
+    N, T and M dynamic (any T >= 1), outputs "logits" and, for PR-GCN, "refined". The example
+    input gives C, V, dtype and device; the graph is traced on a window of that kind.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
+    if example_input.dim() != 5:
+        raise ValueError(f"example input must be (N, C, T, V, M), got {tuple(example_input.shape)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -38,22 +44,18 @@ def export_model(model: nn.Module, path: str | Path, fmt: str,
 
 
 def _export_onnx(model: nn.Module, path: Path, example: torch.Tensor) -> None:
-    if example.dim() != 5:
-        raise ValueError(f"example input must be (N, C, T, V, M), got shape {tuple(example.shape)}")
-    # torch.export fixes a dimension whose example size is 1; trace with at least 2 samples and
-    # frames so those axes stay dynamic (the values do not matter, only the shapes).
-    example = example.detach()
-    if example.shape[0] < 2:
-        example = example.expand(2, -1, -1, -1, -1)
-    if example.shape[2] < 2:
-        example = example.expand(-1, -1, 2, -1, -1)
-    example = example.contiguous()
-    axes = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("frames", min=1)}
-    if example.shape[4] >= 2:
-        axes[4] = torch.export.Dim("persons", min=1)
-    with warnings.catch_warnings():
+    # Trace on N = M = 2, T = 48: an axis of size 1 in the example (or one that shrinks to 1 after
+    # the strides) would be fixed by torch.export. Values do not matter, only shapes.
+    _, c, _, v, _ = example.shape
+    trace_input = torch.zeros(2, c, 48, v, 2, dtype=example.dtype, device=example.device)
+    auto = torch.export.Dim.AUTO
+    # Size-oblivious reasoning: without it torch.export guards on layout details of size-1 axes
+    # (channels-last strides, view-ability) and demands T >= 7, although the graph is the same
+    # for every T. Exporting here, not inside torch.onnx.export, also stops the ONNX exporter from
+    # silently falling back to a graph fixed to the example's T.
+    with fx_config.patch(backed_size_oblivious=True), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=[INPUT_NAME],
-                          output_names=output_names(model), dynamic_shapes={"x": axes},
-                          verbose=False)
+        program = torch.export.export(model, (trace_input,),
+                                      dynamic_shapes={"x": {0: auto, 2: auto, 4: auto}})
+        torch.onnx.export(program, (trace_input,), str(path), input_names=[INPUT_NAME],
+                          output_names=output_names(model), verbose=False)

@@ -4,11 +4,16 @@ SpatialConv is the bare operation f_out = Σ_k (Â_k ⊙ M_k) f_in W_k, shared w
 Â_k is the normalised spatial-partition adjacency (a buffer), M_k a learned attention map per layer
 (initialised to ones, so training starts from the graph itself). GraphConv is PR-GCN's layer: the
 operation, BN, a residual (identity, or 1x1 conv + BN when the channel count changes), ReLU.
+
+In eval mode the BNs and the residual projection are folded into the operation's two matrix
+products (same parameters, same result up to rounding): fewer passes over memory on the CPU.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from prgcn_ros.model.norm import FoldableBatchNorm2d
 
 
 class SpatialConv(nn.Module):
@@ -21,17 +26,50 @@ class SpatialConv(nn.Module):
         self.out_channels = out_channels
         # Not saved with the weights: rebuilt from the layout, so model files stay layout-checked.
         self.register_buffer("adjacency", adjacency.clone(), persistent=False)
+        self.register_buffer("identity", torch.eye(v).unsqueeze(0), persistent=False)
         self.attention = nn.Parameter(torch.ones(k, v, v))
         self.conv = nn.Conv2d(in_channels, out_channels * k, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, t, v = x.shape
-        y = self.conv(x)  # (N, K·C_out, T, V)
-        # One matmul over (group, source joint): (N, C_out·T, K·V) @ (K·V, V).
-        y = y.view(n, self.groups, self.out_channels, t, v).permute(0, 2, 3, 1, 4)
-        y = y.reshape(n, self.out_channels * t, self.groups * v)
-        weights = (self.adjacency * self.attention).permute(0, 2, 1).reshape(self.groups * v, v)
-        return torch.matmul(y, weights).view(n, self.out_channels, t, v)
+        return self.fused(x, None, None, None, None)
+
+    def fused(self, x: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None,
+              extra_weight: torch.Tensor | None, extra_bias: torch.Tensor | None) -> torch.Tensor:
+        """scale * op(x) + shift (+ x W_e^T + b_e): the op with a per-channel affine map after it
+        (an eval-mode BN) and an extra 1x1 conv of the same input (a folded residual) added."""
+        n, c, t, v = x.shape
+        k, out = self.groups, self.out_channels
+        conv_bias = self.conv.bias
+        assert conv_bias is not None
+        weight = self.conv.weight.view(k, out, c)
+        bias = conv_bias.view(k, out)
+        adjacency = self.adjacency * self.attention  # [k, target i, source j]
+        if scale is not None:
+            weight = weight * scale.view(1, out, 1)
+            bias = bias * scale
+        # The conv bias is applied before the aggregation, as in ST-GCN: after it, it is a
+        # (V, C_out) term, row sums of each group times that group's bias.
+        total_bias = adjacency.sum(dim=2).t().matmul(bias)
+        if shift is not None:
+            total_bias = total_bias + shift
+        weight = weight.reshape(k * out, c)
+        blocks = k
+        if extra_weight is not None:
+            # One more group whose adjacency is the identity carries the residual projection.
+            weight = torch.cat([weight, extra_weight], dim=0)
+            adjacency = torch.cat([adjacency, self.identity], dim=0)
+            blocks = k + 1
+            if extra_bias is not None:
+                total_bias = total_bias + extra_bias
+        # Channels-last layout (N, T, V, C): the 1x1 conv is one GEMM whose output rows (n, t) hold
+        # (source joint j, group k, channel) in that order, so the sum over j and k is a single
+        # matmul with no transpose copy: out[nt] = A' (V, V·K) @ Y[nt] (V·K, C_out) with
+        # A'[i, (j, k)] = (Â_k ⊙ M_k)[i, j]. Channels-last inputs make every reshape here a view.
+        rows = x.permute(0, 2, 3, 1).reshape(n * t * v, c)
+        y = torch.mm(rows, weight.t()).view(n * t, v * blocks, out)
+        a = adjacency.permute(1, 2, 0).reshape(v, v * blocks)
+        y = torch.baddbmm(total_bias.expand(n * t, v, out), a.expand(n * t, v, v * blocks), y)
+        return y.view(n, t, v, out).permute(0, 3, 1, 2)
 
 
 class GraphConv(nn.Module):
@@ -41,18 +79,33 @@ class GraphConv(nn.Module):
                  residual: bool = True) -> None:
         super().__init__()
         self.gcn = SpatialConv(in_channels, out_channels, adjacency)
-        self.bn = nn.BatchNorm2d(out_channels)
-        if not residual:
-            self.residual: nn.Module | None = None
-        elif in_channels == out_channels:
-            self.residual = nn.Identity()
+        self.bn = FoldableBatchNorm2d(out_channels)
+        self.identity_residual = residual and in_channels == out_channels
+        if residual and in_channels != out_channels:
+            self.residual: nn.Sequential | None = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1), FoldableBatchNorm2d(out_channels))
         else:
-            self.residual = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1),
-                                          nn.BatchNorm2d(out_channels))
+            self.residual = None
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn(self.gcn(x))
-        if self.residual is not None:
-            y = y + self.residual(x)
+        if self.training:
+            y = self.bn(self.gcn(x))
+            if self.residual is not None:
+                y = y + self.residual(x)
+        else:
+            scale, shift = self.bn.scale_shift()
+            extra_weight: torch.Tensor | None = None
+            extra_bias: torch.Tensor | None = None
+            if self.residual is not None:
+                conv, bn = self.residual[0], self.residual[1]
+                res_scale, res_shift = bn.scale_shift()
+                extra_weight = conv.weight.flatten(1) * res_scale.unsqueeze(1)
+                extra_bias = res_shift
+                res_bias = conv.bias
+                if res_bias is not None:
+                    extra_bias = res_bias * res_scale + res_shift
+            y = self.gcn.fused(x, scale, shift, extra_weight, extra_bias)
+        if self.identity_residual:
+            y = y + x
         return self.relu(y)

@@ -25,4 +25,23 @@ class DataNorm(nn.Module):
                              self.bn.bias, False, 0.0, self.bn.eps)
         else:
             y = self.bn(y)
-        return y.reshape(nm, c, v, t).permute(0, 1, 3, 2)
+        # Channels-last from here on: the layout the graph convolutions work in without copies.
+        y = y.reshape(nm, c, v, t).permute(0, 1, 3, 2)
+        return y.contiguous(memory_format=torch.channels_last)
+
+
+class FoldableBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that can hand its eval-mode transform to the layer before it for folding."""
+
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode BN as y = scale * x + shift, per channel."""
+        mean, var = self.running_mean, self.running_var
+        weight, bias = self.weight, self.bias
+        assert mean is not None and var is not None
+        scale = torch.rsqrt(var + self.eps)
+        if weight is not None:
+            scale = scale * weight
+        shift = -mean * scale
+        if bias is not None:
+            shift = shift + bias
+        return scale, shift

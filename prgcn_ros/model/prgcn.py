@@ -58,7 +58,7 @@ class PRGCN(nn.Module):
                                    poses[:, self.refine_channels:]], dim=1)
             else:
                 poses = poses + offset
-            refined = poses.view(n, m, c, t, v).permute(0, 2, 3, 4, 1)
+            refined = poses.reshape(n, m, c, t, v).permute(0, 2, 3, 4, 1)
         f = self.gfm(self.data_norm(poses))
         if self.tam is not None:
             f = self.tam(f)

@@ -3,11 +3,13 @@ importance, for speed and size comparisons with PR-GCN (same graph and graph-con
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from prgcn_ros.model.gcn import SpatialConv
 from prgcn_ros.model.graph import layout_from_spec, layout_spec, normalized_adjacency
-from prgcn_ros.model.norm import DataNorm
+from prgcn_ros.model.norm import DataNorm, FoldableBatchNorm2d
+from prgcn_ros.model.tcn import fold_bn
 from prgcn_ros.skeleton.layouts import Layout
 
 # (out channels, temporal stride) of the ten blocks; the first has no residual.
@@ -17,31 +19,49 @@ TEMPORAL_KERNEL = 9
 
 
 class STGCNBlock(nn.Module):
-    """Graph conv, then BN, ReLU, (9 x 1) temporal conv, BN; residual; ReLU."""
+    """Graph conv, then BN, ReLU, (9 x 1) temporal conv, BN; residual; ReLU.
+
+    Eval mode folds every BN into the layer before it, as GraphConv does for PR-GCN, so the two
+    networks are timed with the same inference treatment.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, adjacency: torch.Tensor,
                  stride: int = 1, residual: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
         self.gcn = SpatialConv(in_channels, out_channels, adjacency)
-        pad = (TEMPORAL_KERNEL - 1) // 2
+        self.stride = stride
+        self.pad = pad = (TEMPORAL_KERNEL - 1) // 2
         self.tcn = nn.Sequential(
-            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+            FoldableBatchNorm2d(out_channels), nn.ReLU(inplace=True),
             nn.Conv2d(out_channels, out_channels, (TEMPORAL_KERNEL, 1), (stride, 1), (pad, 0)),
-            nn.BatchNorm2d(out_channels), nn.Dropout(dropout, inplace=True))
-        if not residual:
-            self.residual: nn.Module | None = None
-        elif in_channels == out_channels and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = nn.Sequential(
+            FoldableBatchNorm2d(out_channels), nn.Dropout(dropout, inplace=True))
+        self.identity_residual = residual and in_channels == out_channels and stride == 1
+        if residual and not self.identity_residual:
+            self.residual: nn.Sequential | None = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride=(stride, 1)),
-                nn.BatchNorm2d(out_channels))
+                FoldableBatchNorm2d(out_channels))
+        else:
+            self.residual = None
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.tcn(self.gcn(x))
-        if self.residual is not None:
-            y = y + self.residual(x)
+        if self.training:
+            y = self.tcn(self.gcn(x))
+            if self.residual is not None:
+                y = y + self.residual(x)
+        else:
+            scale, shift = self.tcn[0].scale_shift()
+            h = torch.relu(self.gcn.fused(x, scale, shift, None, None))
+            scale, shift = self.tcn[3].scale_shift()
+            weight, bias = fold_bn(self.tcn[2].weight, self.tcn[2].bias, scale, shift)
+            y = F.conv2d(h, weight, bias, (self.stride, 1), (self.pad, 0))
+            if self.residual is not None:
+                scale, shift = self.residual[1].scale_shift()
+                weight, bias = fold_bn(self.residual[0].weight, self.residual[0].bias, scale,
+                                       shift)
+                y = y + F.conv2d(x, weight, bias, (self.stride, 1))
+        if self.identity_residual:
+            y = y + x
         return self.relu(y)
 
 

@@ -2,7 +2,30 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from prgcn_ros.model.norm import FoldableBatchNorm2d
+
+
+def subsample_frames(x: torch.Tensor, stride: int, offset: int = 0) -> torch.Tensor:
+    """Frames offset, offset + stride, ... of (N, C, T, V) x, clamped to the last frame; as many
+    as a stride-``stride`` 'same' convolution outputs: (T - 1) // stride + 1.
+
+    A gather instead of x[:, :, ::stride]: the same length expression as the convolution's, so
+    shape-tracing exporters see equal lengths for every T, and fast for channels-last input.
+    """
+    t = x.shape[2]
+    index = torch.arange((t - 1) // stride + 1, device=x.device) * stride + offset
+    frames = x.permute(0, 2, 3, 1).index_select(1, index.clamp(max=t - 1))
+    return frames.permute(0, 3, 1, 2)
+
+
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor,
+            shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights of a conv followed by an eval-mode BN (scale, shift), as one conv."""
+    folded_bias = shift if bias is None else bias * scale + shift
+    return weight * scale.view(-1, 1, 1, 1), folded_bias
 
 
 class TemporalConv(nn.Module):
@@ -17,15 +40,22 @@ class TemporalConv(nn.Module):
                  kernel_size: int = 3) -> None:
         super().__init__()
         self.stride = stride
+        self.pad = (kernel_size - 1) // 2
         self.bn_in = nn.BatchNorm2d(in_channels)
         self.conv = nn.Conv2d(in_channels, out_channels, (kernel_size, 1), stride=(stride, 1),
                               padding=((kernel_size - 1) // 2, 0))
-        self.bn_out = nn.BatchNorm2d(out_channels)
+        self.bn_out = FoldableBatchNorm2d(out_channels)
         self.residual = in_channels == out_channels
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn_out(self.conv(self.bn_in(x)))
+        if self.training:
+            y = self.bn_out(self.conv(self.bn_in(x)))
+        else:
+            # bn_in stays a pass of its own: folding it would change the zero padding's meaning.
+            scale, shift = self.bn_out.scale_shift()
+            weight, bias = fold_bn(self.conv.weight, self.conv.bias, scale, shift)
+            y = F.conv2d(self.bn_in(x), weight, bias, (self.stride, 1), (self.pad, 0))
         if self.residual:
-            y = y + (x[:, :, ::self.stride] if self.stride > 1 else x)
+            y = y + (subsample_frames(x, self.stride) if self.stride > 1 else x)
         return self.relu(y)

@@ -1,0 +1,130 @@
+"""PR-GCN against ST-GCN on this CPU: inference time per forward, the two models alternating.
+
+    .venv/bin/python bench/model_speed.py [--repeats R] [--quick] [--threads N ...]
+
+Cases: one Kinetics clip (N=1, C=3, T=300, V=18 coco18, M=2, 400 classes) and streaming windows
+(N = 1, 4, 10; C=3, T=64, V=25 ntu25, M=1, 60 classes). Each repeat times both models back to
+back (the order alternates), so load from other processes hits both alike; medians are reported.
+The headline runs with torch's default thread count (recorded); ``--threads 1`` adds a run with one
+intra-op thread, which is far steadier on a shared 2-core machine.
+
+Writes its figures into bench/results.json under "model" (other keys are kept).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from prgcn_ros.model import PRGCN, STGCN  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+# name, layout, classes, input shape (N, C, T, V, M)
+CASES = [
+    ("clip_300x18x2", "coco18", 400, (1, 3, 300, 18, 2)),
+    ("window_64x25_n1", "ntu25", 60, (1, 3, 64, 25, 1)),
+    ("window_64x25_n4", "ntu25", 60, (4, 3, 64, 25, 1)),
+    ("window_64x25_n10", "ntu25", 60, (10, 3, 64, 25, 1)),
+]
+
+
+def time_pair(prgcn: torch.nn.Module, stgcn: torch.nn.Module, x: torch.Tensor,
+              repeats: int) -> tuple[list[float], list[float]]:
+    """Seconds per forward of each model, measured in alternating order."""
+    with torch.inference_mode():
+        for _ in range(3):  # warm up allocators and kernels
+            prgcn(x)
+            stgcn(x)
+        times: dict[str, list[float]] = {"prgcn": [], "stgcn": []}
+        models = {"prgcn": prgcn, "stgcn": stgcn}
+        for r in range(repeats):
+            for name in (("prgcn", "stgcn") if r % 2 == 0 else ("stgcn", "prgcn")):
+                start = time.perf_counter()
+                models[name](x)
+                times[name].append(time.perf_counter() - start)
+    return times["prgcn"], times["stgcn"]
+
+
+def run(threads: int, repeats: int) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cases = {}
+    for name, layout, classes, shape in CASES:
+        prgcn = PRGCN(classes, layout).eval()
+        stgcn = STGCN(classes, layout).eval()
+        x = torch.randn(shape)
+        # The long clip costs ST-GCN ~0.3-1 s a forward: fewer repeats there.
+        reps = max(5, repeats // 2) if shape[2] >= 300 else repeats
+        tp, ts = time_pair(prgcn, stgcn, x, reps)
+        mp, ms = statistics.median(tp) * 1e3, statistics.median(ts) * 1e3
+        cases[name] = {"input_shape": list(shape), "layout": layout, "classes": classes,
+                       "repeats": reps, "prgcn_ms": round(mp, 2), "stgcn_ms": round(ms, 2),
+                       "prgcn_ms_min": round(min(tp) * 1e3, 2),
+                       "stgcn_ms_min": round(min(ts) * 1e3, 2),
+                       "ratio_stgcn_over_prgcn": round(ms / mp, 2)}
+        print(f"  threads={threads} {name:18s} PR-GCN {mp:8.2f} ms  ST-GCN {ms:8.2f} ms  "
+              f"ratio {ms / mp:5.2f}x", flush=True)
+    return cases
+
+
+def merge_results(key: str, value: dict) -> None:
+    """Replace ``key`` in bench/results.json, keeping what other benches wrote."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results[key] = value
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="few repeats, for a smoke test")
+    parser.add_argument("--threads", type=int, nargs="*", default=[1],
+                        help="extra runs with these intra-op thread counts (default: 1)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    repeats = 4 if args.quick else args.repeats
+    default_threads = torch.get_num_threads()
+    load_start = os.getloadavg()
+    print(f"PR-GCN vs ST-GCN, torch {torch.__version__}, {os.cpu_count()} CPUs, default "
+          f"threads {default_threads}, load average {load_start[0]:.2f}")
+    runs = {f"threads_{default_threads}": run(default_threads, repeats)}
+    for threads in args.threads:
+        if f"threads_{threads}" not in runs:
+            runs[f"threads_{threads}"] = run(threads, repeats)
+    torch.set_num_threads(default_threads)
+    headline = runs[f"threads_{default_threads}"]
+    result = {
+        "what": "PR-GCN vs ST-GCN eval-mode forward time, alternating in one process, medians",
+        "date": datetime.date.today().isoformat(),
+        "machine": {"description": f"{os.cpu_count()}-core CPU", "cpus": os.cpu_count(),
+                    "processor": platform.processor() or platform.machine(),
+                    "platform": platform.platform(), "torch": torch.__version__,
+                    "default_threads": default_threads,
+                    "load_average_at_start": [round(v, 2) for v in load_start],
+                    "load_average_at_end": [round(v, 2) for v in os.getloadavg()]},
+        "speed_ratio_stgcn_over_prgcn": headline["clip_300x18x2"]["ratio_stgcn_over_prgcn"],
+        "goal_ratio": 3.5,
+        "ratios": {name: case["ratio_stgcn_over_prgcn"] for name, case in headline.items()},
+        "cases": headline,
+        "runs": runs,
+    }
+    ratio = result["speed_ratio_stgcn_over_prgcn"]
+    print(f"per-clip speed ratio ST-GCN / PR-GCN: {ratio:.2f}x (goal >= 3.5x, "
+          f"{default_threads} threads)")
+    if not args.no_write and not args.quick:
+        merge_results("model", result)
+        print(f"written to {RESULTS} under 'model'")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -42,18 +42,38 @@ def scenario(repeats: int, duration_s: float) -> dict:
             "phases": phases}
 
 
+def profile(model: Path, duration_s: float, params: dict) -> int:
+    plan = scenario(1, duration_s)
+    plan["phases"] = [p for p in plan["phases"] if p["name"] in ("warmup", "persons_10_run0")]
+    run = livekit.run_scenario("live_profile", plan, model, params, profile=True)
+    figures = run.phase_figures("persons_10_run0", WARMUP_S)
+    print(json.dumps({"persons_10 (under py-spy)": figures,
+                      "profile": livekit.profile_summary(run.workdir / "profile.txt")},
+                     indent=1))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--duration", type=float, default=12.0, help="seconds per phase")
     parser.add_argument("--quick", action="store_true", help="1 repeat of 6 s (smoke test)")
     parser.add_argument("--no-results", action="store_true", help="print only")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="recognizer parameter over config/recognizer.yaml (experiments; "
+                             "recorded with the results)")
+    parser.add_argument("--profile", action="store_true",
+                        help="only 10 people, sampled with py-spy; prints where the "
+                             "recognizer's threads spend their time (writes no results)")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.duration = 1, 6.0
     model, model_kind = livekit.model_file()
+    params = dict(p.split(":=", 1) for p in args.param)
+    if args.profile:
+        return profile(model, args.duration, params)
     load_start = livekit.load_average()
-    run = livekit.run_scenario("live", scenario(args.repeats, args.duration), model)
+    run = livekit.run_scenario("live", scenario(args.repeats, args.duration), model, params)
     out: dict = {
         "what": "SkeletonArray at 30 Hz with N people (MSR Action3D recordings, one per person, "
                 "looped) -> prgcn-recognizer (config/recognizer.yaml) -> /action, three "
@@ -63,7 +83,8 @@ def main() -> int:
         "load_average_start": load_start, "load_average_end": livekit.load_average(),
         "model": str(model.relative_to(livekit.REPO) if model.is_relative_to(livekit.REPO)
                      else model), "model_kind": model_kind,
-        "torch_threads": run.torch_threads, "repeats": args.repeats,
+        "torch_threads": run.torch_threads, "parameter_overrides": params,
+        "repeats": args.repeats,
         "phase_s": args.duration, "warmup_s": WARMUP_S, "recognizer_alive": run.alive,
     }
     for n in PERSONS:

@@ -355,8 +355,10 @@ class Run:
             "dropped_by_reason": reasons,
             "input_hz": round(published_msgs / max((last_pub - start) / NS, 1e-9), 2),
             "node_latency_p99_ms": _last(diag_during, "latency_p99_ms"),
-            "node_inference_p50_ms": median(d.get("inference_p50_ms") for d in diag_during),
             "recognizer_cpu_pct": cpu,
+            # Recognizer CPU time (every thread: ingestion, executor, forward) per /action.
+            "cpu_ms_per_inference": None if cpu is None or not inference_hz else
+            round(10 * cpu / inference_hz, 1),
             "source_late_ticks": self.phases[phase].get("late_ticks"),
         }
         if max_input_hz is not None:
@@ -388,6 +390,27 @@ class Run:
 def _last(diags: Sequence[Mapping[str, float]], key: str) -> float | None:
     values = [d[key] for d in diags if key in d]
     return values[-1] if values else None
+
+
+def profile_summary(path: Path, top: int = 25) -> dict[str, Any]:
+    """py-spy's collapsed stacks (idle samples excluded) as: per thread, its share of the
+    busy samples and the functions that share is spent in (inclusive), largest first."""
+    threads: dict[str, dict[str, int]] = {}
+    totals: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        name = re.sub(r"\(\d+\)", "", frames[0]).strip()
+        n = int(count)
+        totals[name] = totals.get(name, 0) + n
+        funcs = threads.setdefault(name, {})
+        for frame in set(frames[1:]):
+            funcs[frame] = funcs.get(frame, 0) + n
+    busy = sum(totals.values()) or 1
+    return {name: {"busy_share_pct": round(100 * totals[name] / busy, 1),
+                   "functions_pct": {f: round(100 * c / totals[name], 1) for f, c in
+                                     sorted(funcs.items(), key=lambda x: -x[1])[:top]}}
+            for name, funcs in sorted(threads.items(), key=lambda x: -totals[x[0]])}
 
 
 class _Sampler(threading.Thread):
@@ -457,8 +480,9 @@ def run_scenario(name: str, scenario: dict[str, Any], model: Path,
                  workdir: Path | None = None, profile: bool = False) -> Run:
     """Start recognizer, sink and source; play the scenario; collect everything.
 
-    ``profile``: sample the recognizer with py-spy (every thread, native frames too) while the
-    source plays; collapsed stacks go to WORKDIR/profile.txt (see :func:`profile_summary`).
+    ``profile``: sample the recognizer with py-spy (every thread, Python frames, without
+    pausing it) while the source plays; collapsed stacks go to WORKDIR/profile.txt (see
+    :func:`profile_summary`).
     """
     rosutil = _rosutil()
     workdir = workdir or Path("/tmp/prgcn_bench") / name
@@ -485,7 +509,7 @@ def run_scenario(name: str, scenario: dict[str, Any], model: Path,
         if profile:
             spy = subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(rec.pid),
-                 "--rate", "100", "--threads", "--native", "--format", "raw",
+                 "--rate", "100", "--threads", "--nonblocking", "--format", "raw",
                  "--output", str(workdir / "profile.txt")],
                 stdout=subprocess.DEVNULL, stderr=open(workdir / "py-spy.log", "w"))  # noqa: SIM115
         try:

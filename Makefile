@@ -34,6 +34,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/ring_buffer.py
+	$(PY) bench/model_speed.py
 	$(PY) bench/live.py
 	$(PY) bench/soak.py
 	$(PY) bench/flood.py

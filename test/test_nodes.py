@@ -40,11 +40,13 @@ FRAME_ID = "kinect_test"
 _person_ids = itertools.count(1000, 10)
 
 
-def make_tiny_model(path: Path, layout: str = "kinect20", window: int = 8) -> Path:
+def make_tiny_model(path: Path, layout: str = "kinect20", window: int = 8,
+                    classes: list[str] | None = None) -> Path:
     """A small random PR-GCN model file, so tests do not depend on the shipped model."""
     torch.manual_seed(0)
-    model = build_model({"name": "prgcn", "num_classes": len(CLASSES), "layout": layout})
-    save_model(path, model, {"class_names": CLASSES,
+    classes = classes or CLASSES
+    model = build_model({"name": "prgcn", "num_classes": len(classes), "layout": layout})
+    save_model(path, model, {"class_names": classes,
                              "preprocess": {"center": "first_frame", "scale": "torso"},
                              "window": {"mode": "resample", "length": window}, "fps": 30.0})
     return path

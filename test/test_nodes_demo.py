@@ -1,0 +1,52 @@
+"""tools/demo.py (make demo): its messages without data or model, and a short run end to end
+with a small model the test makes (the shipped model is not needed)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from rosutil import REPO
+from test_nodes import make_tiny_model
+
+pytestmark = pytest.mark.ros
+DEMO = REPO / "tools" / "demo.py"
+
+
+def run_demo(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
+    return subprocess.run([sys.executable, str(DEMO), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_without_data_the_demo_says_where_it_looked(tmp_path):
+    result = run_demo(env={"PRGCN_DATA": str(tmp_path / "nowhere")})
+    assert result.returncode == 2
+    assert str(tmp_path / "nowhere" / "msr_action3d") in result.stderr
+    assert "PRGCN_DATA" in result.stderr
+
+
+def test_without_the_model_the_demo_says_which_file(data_dir, tmp_path):
+    result = run_demo("--model", str(tmp_path / "none.safetensors"))
+    assert result.returncode == 2
+    assert str(tmp_path / "none.safetensors") in result.stderr and "missing" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_short_demo_runs_end_to_end(data_dir, tmp_path):
+    from prgcn_ros.skeleton.labels import MSR_ACTION3D_CLASSES
+
+    model = make_tiny_model(tmp_path / "msr.safetensors", window=48,
+                            classes=list(MSR_ACTION3D_CLASSES))
+    figure = tmp_path / "demo.png"
+    result = run_demo("--model", str(model), "--clips-per-action", "1", "--rate", "6",
+                      "--figure", str(figure))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "20 held-out MSR Action3D clips" in out
+    for name in ("a01_s02_e01", "a20_s02_e01"):   # one row per clip
+        assert sum(line.split()[1:2] == [name] or line.split()[:1] == [name]
+                   for line in out.splitlines()) == 1, out
+    assert "live accuracy" in out and "offline accuracy" in out and "p99" in out
+    assert "live == offline   20 of 20 clips" in out
+    assert figure.stat().st_size > 10_000

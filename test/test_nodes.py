@@ -249,6 +249,20 @@ def test_diagnostics_report_rates_latency_and_people(probe):
     assert 0 < float(stats["latency_p50_ms"]) < 5000
 
 
+def test_ten_people_at_30_hz_lose_no_frame_while_inference_runs(probe):
+    """Ingestion never waits for a forward pass: every frame of every person is buffered."""
+    ids = [next(_person_ids) for _ in range(10)]
+    before = probe.counter("frames_buffered")
+    dropped = probe.counter("dropped_total")
+    people = {pid: standing(20 + k, offset=1.5 * k) for k, pid in enumerate(ids)}
+    last = probe.play(people, 60)
+    for pid in ids:
+        probe.wait_action(pid, stamp=last, timeout_s=20)
+    stats = probe.wait_diagnostics(lambda d: int(d["frames_buffered"]) >= before + 600)
+    assert int(stats["frames_buffered"]) == before + 600
+    assert int(stats["dropped_total"]) == dropped
+
+
 def test_azure_kinect_markers_with_32_joints_are_recognised(probe):
     body = 7
     stamp = None

@@ -300,6 +300,7 @@ def main() -> int:
     stage = Stage(clips, names, window)
     recognizer = start(["-m", "prgcn_ros.nodes.recognizer", "--ros-args", "--params-file",
                         str(paths.share_file("config", "recognizer.yaml")), "-p",
+                        # Each clip's label from its own last window, as offline.
                         f"model:={model}", "-p", "smoothing:=1"], logs / "recognizer.log")
     player = None
     code = 0

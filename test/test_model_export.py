@@ -7,19 +7,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from test_model_prgcn import _one_intra_op_thread  # noqa: F401  (autouse fixture)
 
 from prgcn_ros.model import PRGCN, STGCN
 from prgcn_ros.model.export import export_model
 
 SHAPES = [(1, 1), (2, 2), (1, 3), (2, 5), (1, 7), (3, 30), (2, 48), (1, 64), (4, 100)]  # (N, T)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    threads = torch.get_num_threads()  # see test_model_prgcn.py
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _trained_like(model: torch.nn.Module, joints: int, persons: int = 1) -> torch.nn.Module:

@@ -5,17 +5,9 @@ import json
 
 import pytest
 import torch
+from test_model_prgcn import _one_intra_op_thread  # noqa: F401  (autouse fixture)
 
 from prgcn_ros.model import PRGCN, STGCN, ModelFileError, load_model, save_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    threads = torch.get_num_threads()  # see test_model_prgcn.py
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 META = {"class_names": [f"a{i:02d}" for i in range(20)], "window": 48, "fps": 15}
 

@@ -27,9 +27,10 @@ def wrong_classes(path):
 
 # name -> (how to spoil the model file or None, extra parameters, words the line must hold)
 CASES = {
-    "unknown_parameter": (None, ["windoww:=10"], ["unknown parameter 'windoww'"]),
-    "invalid_value": (None, ["window:=0", "device:=tpu"], ["window must be at least 1",
-                                                          "device must be auto"]),
+    # Every problem in one line: unknown names and invalid values together.
+    "bad_parameters": (None, ["windoww:=10", "window:=0", "device:=tpu"],
+                       ["unknown parameter 'windoww'", "window must be at least 1",
+                        "device must be auto"]),
     "missing_model": ("missing", [], ["missing"]),
     "corrupt_model": (corrupt, [], ["corrupt"]),
     "mismatched_model": (wrong_classes, [], ["do not match"]),

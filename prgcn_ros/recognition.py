@@ -314,7 +314,7 @@ class Recognizer:
         self.layout = get_layout(layout_name(arch["layout"]))
         self.class_names = [str(n) for n in metadata["class_names"]]
         self.dims = 2 if self.layout.name in TWO_D_LAYOUTS else 3
-        self.window_mode, self.window_length = _model_window(metadata.get("window"))
+        self.window_mode, self.window_length = _window_setting(metadata.get("window"))
         pre = dict(metadata.get("preprocess") or {})
         self.model_axis = pre.get("axis", "y_up")
         # The model's settings with the input's axis convention (preprocessing turns it y up).
@@ -604,7 +604,7 @@ class Recognizer:
         return out
 
 
-def _model_window(window: Any) -> tuple[str, int]:
+def _window_setting(window: Any) -> tuple[str, int]:
     """The metadata's window: {"mode": "resample"|"crop", "length": T} or a plain T."""
     if isinstance(window, Mapping):
         return str(window.get("mode", "resample")), int(window.get("length", 48))
@@ -630,7 +630,7 @@ def metadata_problem(metadata: Mapping[str, Any]) -> str | None:
         return f"metadata has {count} class names for {outputs} model outputs"
     try:
         PreprocessConfig.from_dict(dict(metadata.get("preprocess") or {}))
-        mode, length = _model_window(metadata.get("window"))
+        mode, length = _window_setting(metadata.get("window"))
     except (ValueError, TypeError) as error:
         return f"metadata preprocessing/window settings are invalid ({error})"
     if mode not in ("resample", "crop") or length < 1:

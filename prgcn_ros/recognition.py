@@ -40,7 +40,8 @@ DROP_REASONS: dict[str, str] = {
     "non_finite": "NaN or inf in a skeleton's coordinates or confidences",
     "empty": "a message with no skeletons",
     "no_confidence": "a skeleton whose every joint has confidence 0",
-    "stamp_backwards": "a message stamped earlier than the previous one on its input",
+    "stamp_backwards": "a message stamped earlier than the previous one on its input (a jump "
+                       "back by more than track_timeout_s restarts the input instead)",
     "stamp_repeated": "a message stamped the same as the previous one on its input",
     "flood": "messages closer in time than 1/max_input_hz on one input",
     "foreign_marker_id": "MarkerArray markers whose id is not body_id*100 + joint 0..31",
@@ -331,6 +332,7 @@ class Recognizer:
         self._next_key = 0
         self._seq = 0
         self._arrivals: dict[int, float] = {}           # message seq -> arrival, until used
+        self._ended: list[int] = []                     # person ids ended, for expire()
         # Counters and figures for /diagnostics.
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._reported: set[str] = set()
@@ -339,6 +341,7 @@ class Recognizer:
         self.inferences = 0
         self.tracks_started = 0
         self.tracks_expired = 0
+        self.clock_resets = 0
         self._input_rate = RateMeter()
         self._inference_rate = RateMeter()
         self.latency = Percentiles()
@@ -389,7 +392,12 @@ class Recognizer:
             stream = self._streams.setdefault(stream_key, _Stream())
             if stream.last_stamp_ns is not None:
                 gap = frame.stamp_ns - stream.last_stamp_ns
-                if gap < 0 or gap == 0 or gap < 1e9 / self.params.max_input_hz:
+                if -gap > 1e9 * self.params.track_timeout_s:
+                    # Not jitter: the source's clock jumped back (a bag played again, a
+                    # driver restarted). Its people start over rather than wait forever.
+                    self._end_stream(stream_key)
+                    self.clock_resets += 1
+                elif gap < 0 or gap == 0 or gap < 1e9 / self.params.max_input_hz:
                     self._drop("stamp_backwards" if gap < 0 else
                                "stamp_repeated" if gap == 0 else "flood", new)
                     return new
@@ -440,6 +448,21 @@ class Recognizer:
                 self.frames += 1
             return new
 
+    def _end_stream(self, stream_key: str) -> None:
+        """End every track of one input (under the lock); expire() reports them."""
+        tracker = self._trackers.get(stream_key)
+        if tracker is None:
+            return
+        for tid in tracker.active_ids:
+            tracker.remove(tid)
+            self._remove_track(stream_key, tid)
+
+    def _remove_track(self, stream_key: str, tid: int) -> None:
+        key = self._keys.pop((stream_key, tid), None)
+        if key is not None:
+            self.buffer.remove(key)
+            self._ended.append(self._tracks.pop(key).person_id)
+
     def _drop(self, reason: str, new: list[str], count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
         if reason not in self._reported:
@@ -457,15 +480,11 @@ class Recognizer:
     def expire(self, now: float | None = None) -> list[int]:
         """End the tracks unseen for track_timeout_s; returns their person ids (free memory)."""
         now = time.monotonic() if now is None else now
-        gone = []
         with self._lock:
             for stream, tracker in self._trackers.items():
                 for tid in tracker.expire(now):
-                    key = self._keys.pop((stream, tid), None)
-                    if key is None:
-                        continue
-                    self.buffer.remove(key)
-                    gone.append(self._tracks.pop(key).person_id)
+                    self._remove_track(stream, tid)
+            gone, self._ended = self._ended, []
             self.tracks_expired += len(gone)
             # Messages whose people never became ready are never used: forget them.
             horizon = 2 * self.params.track_timeout_s
@@ -598,6 +617,7 @@ class Recognizer:
                 "inferences": self.inferences,
                 "tracks_started": self.tracks_started,
                 "tracks_expired": self.tracks_expired,
+                "clock_resets": self.clock_resets,
                 "dropped_total": sum(self.dropped.values()),
             }
             out.update({f"dropped_{k}": v for k, v in self.dropped.items()})

@@ -338,3 +338,19 @@ def test_a_2d_model_takes_openpose_keypoints_in_pixels():
     mapped, _ = map_joints(people[-1][:, :2].astype(np.float32) + 3, np.ones(25, np.float32),
                            "body25", "coco18")
     np.testing.assert_allclose(person.refined - person.offsets, mapped, atol=1e-3)
+
+
+def test_a_clock_jumping_back_restarts_the_input_instead_of_stalling_it():
+    """A bag played again or a restarted driver: stamps far in the past are a new start."""
+    rec = tiny_recognizer(track_timeout_s=1.0)
+    for t in range(5):
+        rec.ingest(frame(t))
+    assert rec.infer().people[0].num_frames == 5
+    for t in range(5):                       # 5 s earlier than before: not jitter
+        f = frame(t)
+        f.stamp_ns -= 5_000_000_000
+        assert rec.ingest(f) == []
+    assert rec.clock_resets == 1 and rec.dropped["stamp_backwards"] == 0
+    assert rec.expire(now=0.0) == [0]        # the old track ended (its markers go)
+    person = rec.infer().people[0]
+    assert person.num_frames == 5 and person.window_start_ns == 1_000_000_000 - 5_000_000_000

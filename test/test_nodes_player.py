@@ -92,3 +92,19 @@ def test_player_follows_a_folder_openpose_writes_into(listener, tmp_path):
     assert len(received) == 3                        # the old file was skipped
     assert all(m.layout == "body25" and len(m.skeletons) == 2 for m in received)
     assert all(s.id == -1 and len(s.keypoints) == 25 for m in received for s in m.skeletons)
+
+
+def test_player_loops_with_fresh_stamps(listener, data_dir, tmp_path):
+    node, received = listener
+    clip = data_dir / "msr_action3d" / "a01_s01_e01_skeleton3D.txt"
+    from prgcn_ros.skeleton.readers import read_recording
+    frames = read_recording(clip).num_frames
+    player = start_process(["-m", "prgcn_ros.nodes.player", str(clip), "--loop", "--rate", "8",
+                            "--topic", "/player_test", "--quiet"], tmp_path / "player.log")
+    try:
+        assert spin_until(node, lambda: len(received) >= frames + 10, 60), process_log(player)
+    finally:
+        stop_process(player)
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in received]
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    assert {s.id for m in received for s in m.skeletons} == {0}

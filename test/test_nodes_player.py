@@ -12,6 +12,7 @@ from rclpy.qos import qos_profile_sensor_data
 from rosutil import process_log, spin_until, start_process, stop_process
 
 from prgcn_msgs.msg import SkeletonArray
+from prgcn_ros.skeleton.readers import read_recording
 
 pytestmark = pytest.mark.ros
 
@@ -97,7 +98,6 @@ def test_player_follows_a_folder_openpose_writes_into(listener, tmp_path):
 def test_player_loops_with_fresh_stamps(listener, data_dir, tmp_path):
     node, received = listener
     clip = data_dir / "msr_action3d" / "a01_s01_e01_skeleton3D.txt"
-    from prgcn_ros.skeleton.readers import read_recording
     frames = read_recording(clip).num_frames
     player = start_process(["-m", "prgcn_ros.nodes.player", str(clip), "--loop", "--rate", "8",
                             "--topic", "/player_test", "--quiet"], tmp_path / "player.log")

@@ -6,6 +6,8 @@ each trained with the same recipe and seeds, evaluated on the same test split.
 
 Results are merged into ``--out`` as each run finishes (a run already there is not repeated),
 so the study can be stopped and continued. Model files go to ``runs/ablations/`` (not shipped).
+``--baseline-model`` takes the full model's result for its seed from a model file trained with
+the same config (e.g. the shipped one) instead of training it again.
 """
 from __future__ import annotations
 
@@ -37,14 +39,55 @@ def _summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_study(config: str | Path, variants: list[str], seeds: list[int], out: Path,
-              work_dir: Path, progress: bool = False) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
+def _recipe(cfg: dict) -> dict[str, Any]:
+    return {k: cfg[k] for k in ("data", "layout", "window", "preprocess", "augment", "optim")}
+
+
+def baseline_from_model(config: str | Path, model: Path) -> tuple[int, dict[str, Any]]:
+    """(seed, run entry) of a full PR-GCN model file trained with ``config``'s recipe."""
+    meta = json.loads(model.with_suffix(".json").read_text())
+    trained = meta["training"]["config"]
+    seed = int(meta["training"]["seed"])
+    cfg = load_config(config, {"seed": seed})
+    arch = meta["architecture"]
+    if _recipe(trained) != _recipe(cfg) or not (arch.get("use_prm") and arch.get("use_tam")
+                                                and arch.get("fusion") == "parallel"):
+        raise ValueError(f"{model} was not trained as the full model with {config}'s recipe")
+    acc = meta["accuracy"]
+    return seed, {"top1": acc["top1"], "top5": acc["top5"], "n": acc["n"],
+                  "train_time_s": meta["training"]["train_time_s"], "model": str(model)}
+
+
+def _load(out: Path) -> dict[str, Any]:
+    doc = json.loads(out.read_text()) if out.is_file() else {}
     doc.setdefault("variants", {})
+    return doc
+
+
+def _record(out: Path, name: str, seed: int, run: dict[str, Any],
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge one run into the file as it is on disk now (another study may share it)."""
+    doc = _load(out)
+    entry = doc["variants"].setdefault(name, {"model": VARIANTS[name], "runs": {}})
+    entry["runs"][str(seed)] = run
+    entry["summary"] = _summary(entry["runs"])
+    doc.update(extra or {})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(out)
+    return doc
+
+
+def run_study(config: str | Path, variants: list[str], seeds: list[int], out: Path,
+              work_dir: Path, progress: bool = False,
+              baseline_model: Path | None = None) -> dict[str, Any]:
+    if baseline_model is not None:
+        seed, run = baseline_from_model(config, baseline_model)
+        _record(out, "PR-GCN", seed, run)
     for seed in seeds:
         for name in variants:
-            entry = doc["variants"].setdefault(name, {"model": VARIANTS[name], "runs": {}})
-            if str(seed) in entry["runs"]:
+            if str(seed) in _load(out)["variants"].get(name, {}).get("runs", {}):
                 continue
             slug = name.replace(" ", "_").lower()
             cfg = load_config(config, {
@@ -54,18 +97,14 @@ def run_study(config: str | Path, variants: list[str], seeds: list[int], out: Pa
                            "checkpoint_every": 10}})
             result = train(cfg, progress=progress)
             acc = result["accuracy"]
-            entry["runs"][str(seed)] = {"top1": acc["top1"], "top5": acc["top5"], "n": acc["n"],
-                                        "train_time_s": round(result["train_time_s"], 1)}
-            entry["summary"] = _summary(entry["runs"])
-            doc.update({"config": str(config), "split": acc["split"],
-                        "recipe": {k: cfg[k] for k in ("window", "preprocess", "augment",
-                                                       "optim")},
-                        "code_version": code_version()})
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(doc, indent=1) + "\n")
+            run = {"top1": acc["top1"], "top5": acc["top5"], "n": acc["n"],
+                   "train_time_s": round(result["train_time_s"], 1)}
+            _record(out, name, seed, run, {"config": str(config), "split": acc["split"],
+                                           "recipe": _recipe(cfg),
+                                           "code_version": code_version()})
             print(f"{name} seed {seed}: top-1 {acc['top1']:.4f} top-5 {acc['top5']:.4f}",
                   file=sys.stderr, flush=True)
-    return doc
+    return _load(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,10 +115,12 @@ def main(argv: list[str] | None = None) -> int:
                         choices=list(VARIANTS))
     parser.add_argument("--out", required=True, help="results JSON (merged)")
     parser.add_argument("--work-dir", default="runs/ablations")
+    parser.add_argument("--baseline-model", type=Path,
+                        help="a full PR-GCN model trained with --config: its seed is not rerun")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     doc = run_study(args.config, args.variants, args.seeds, Path(args.out), Path(args.work_dir),
-                    progress=args.progress)
+                    progress=args.progress, baseline_model=args.baseline_model)
     for name, entry in doc["variants"].items():
         if "summary" in entry:
             s = entry["summary"]

@@ -126,7 +126,11 @@ def test_export_cli(tiny_model, tmp_path, fmt):
         session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     else:
-        got = torch.jit.load(str(out))(x)[0].detach().numpy()
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.load(str(out))
+        got = scripted(x)[0].detach().numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 

@@ -5,8 +5,9 @@
 Cases: one Kinetics clip (N=1, C=3, T=300, V=18 coco18, M=2, 400 classes) and streaming windows
 (N = 1, 4, 10; C=3, T=64, V=25 ntu25, M=1, 60 classes). Each repeat times both models back to
 back (the order alternates), so load from other processes hits both alike; medians are reported.
-The headline runs with torch's default thread count (recorded); ``--threads 1`` adds a run with one
-intra-op thread, which is far steadier on a shared 2-core machine.
+The headline runs with torch's default thread count (recorded); a second run uses one intra-op
+thread (``--threads``), far steadier on a shared 2-core machine: with two threads every parallel op
+waits for a core that other processes may hold (OMP_WAIT_POLICY=PASSIVE softens that).
 
 Writes its figures into bench/results.json under "model" (other keys are kept).
 """
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                     "processor": platform.processor() or platform.machine(),
                     "platform": platform.platform(), "torch": torch.__version__,
                     "default_threads": default_threads,
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
                     "load_average_at_start": [round(v, 2) for v in load_start],
                     "load_average_at_end": [round(v, 2) for v in os.getloadavg()]},
         "speed_ratio_stgcn_over_prgcn": headline["clip_300x18x2"]["ratio_stgcn_over_prgcn"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import colorsys
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
@@ -24,8 +25,10 @@ from prgcn_msgs.msg import (
     Skeleton,
     SkeletonArray,
 )
-from prgcn_ros.recognition import InferenceResult, InputFrame
 from prgcn_ros.skeleton.layouts import get_layout
+
+if TYPE_CHECKING:   # the player needs none of it, and it brings torch (seconds to import)
+    from prgcn_ros.recognition import InferenceResult, InputFrame
 
 # Azure Kinect ROS driver body tracking: marker id = body_id * 100 + joint, 32 joints.
 AZURE_LAYOUT = "azure32"
@@ -48,6 +51,8 @@ def ns_to_stamp(ns: int) -> Time:
 def skeleton_array_to_frame(msg: SkeletonArray, arrival: float, source: str = "skeletons"
                             ) -> InputFrame:
     """One SkeletonArray as plain arrays; joint counts are checked later, by the pipeline."""
+    from prgcn_ros.recognition import InputFrame
+
     ids, coords, conf = [], [], []
     for skeleton in msg.skeletons:
         # One flat list per skeleton: attribute access is the cost here, not numpy.
@@ -70,6 +75,8 @@ def azure_markers_to_frame(msg: MarkerArray, arrival: float, source: str = "azur
     ignored. Joints a body lacks get confidence 0. The stamp and frame_id are the first body
     marker's (the driver stamps every marker of a frame alike).
     """
+    from prgcn_ros.recognition import InputFrame
+
     bodies: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     header = None
     foreign = 0

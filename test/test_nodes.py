@@ -338,15 +338,17 @@ def test_stamps_going_backwards_or_repeating_are_dropped(probe, recognizer, reas
 def test_a_1khz_burst_is_thinned_and_the_node_keeps_up(probe, recognizer):
     before = probe.counter("dropped_flood")
     pid = next(_person_ids)
+    msg = skeleton_array(probe.now(), {pid: standing(12)})   # built once: only stamps change
     start = time.monotonic()
     sent = 0
     while time.monotonic() - start < 0.5:
-        probe.skeletons.publish(skeleton_array(probe.now(), {pid: standing(12)}))
+        msg.header.stamp = probe.now()
+        probe.skeletons.publish(msg)
         sent += 1
         deadline = start + sent / 1000.0
         while time.monotonic() < deadline:
             pass
-    assert sent >= 400
+    assert sent >= 250          # about 1 kHz (a busy machine slows this process down too)
     stats = probe.wait_diagnostics(lambda d: int(d["dropped_flood"]) > before + 100)
     assert int(stats["dropped_flood"]) - before <= sent
     _check_recovers_and_logged_once(probe, recognizer, "flood", before, 1)

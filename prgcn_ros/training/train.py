@@ -106,6 +106,7 @@ class Trainer:
         self.steps = 0
         self.history: list[dict[str, Any]] = []
         self.train_time_s = 0.0
+        self.code_version = code_version()     # the code this run starts from
 
     # ------------------------------------------------------------------ one step / one epoch
     def step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
@@ -207,7 +208,7 @@ class Trainer:
                 "config": public(cfg),
             },
             "accuracy": accuracy,
-            "code_version": code_version(),
+            "code_version": self.code_version,
         }
 
 

@@ -235,36 +235,36 @@ def _figure_clips(clips: list[Clip]) -> list[Clip]:
 
 
 def draw_figure(path: Path, clips: list[Clip], names: list[str]) -> None:
+    """Per clip, at its last labelled frame: the input (grey) and the refined pose (green when
+    recognised correctly, red otherwise) side by side, with the labels."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from prgcn_ros.skeleton.plot import plot_skeletons
 
-    shown = [c for c in _figure_clips(clips) if c.refined]
+    shown = [c for c in _figure_clips(clips) if set(c.refined) & set(c.inputs)]
     cols = 4
     rows = max(1, (len(shown) + cols - 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.6 * rows), dpi=110)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.4 * rows), dpi=110)
     for ax in np.ravel(axes):
         ax.axis("off")
     for ax, clip in zip(np.ravel(axes), shown):
-        stamps = sorted(clip.refined)
-        # Three moments of the clip side by side: its start, middle and end.
-        picks = [stamps[0], stamps[len(stamps) // 2], stamps[-1]]
-        for k, stamp in enumerate(picks):
-            shift = np.array([0.7 * k, 0.0, 0.0])
-            refined = clip.refined[stamp]
-            if stamp in clip.inputs:
-                raw = clip.inputs[stamp]
-                plot_skeletons(ax, raw[:, :3] + shift, raw[:, 3], "kinect20", color="0.75",
-                               size=6)
-            ok = clip.live == clip.label
-            plot_skeletons(ax, refined[:, :3] + shift, refined[:, 3], "kinect20",
-                           color="tab:green" if ok else "tab:red", size=10)
-        ax.set_title(f"{clip.name}\ntrue: {names[clip.label]}\nlive: {names[clip.live]} "
-                     f"({clip.live_conf:.2f})", fontsize=8)
-    fig.suptitle("Live PR-GCN on held-out MSR Action3D clips: refined poses (colour; grey: "
-                 "input) at start, middle, end;\ngreen = recognised correctly", fontsize=9)
+        stamp = max(set(clip.refined) & set(clip.inputs))
+        raw, refined = clip.inputs[stamp], clip.refined[stamp]
+        seen = raw[:, 3] > 0
+        width = np.ptp(np.concatenate([raw[seen, 0], refined[seen, 0]]))
+        shift = np.array([1.2 * width + 0.3, 0.0, 0.0])
+        plot_skeletons(ax, raw[:, :3], raw[:, 3], "kinect20", color="0.6", size=8)
+        ok = clip.live == clip.label
+        plot_skeletons(ax, refined[:, :3] + shift, refined[:, 3], "kinect20",
+                       color="tab:green" if ok else "tab:red", size=8)
+        moved = np.linalg.norm(refined[seen, :3] - raw[seen, :3], axis=1).mean()
+        ax.set_title(f"{clip.name}: true {names[clip.label]}\nlive: {names[clip.live]} "
+                     f"({clip.live_conf:.2f}); mean PRM offset {100 * moved:.0f} cm",
+                     fontsize=8)
+    fig.suptitle("Live PR-GCN on held-out MSR Action3D clips, last labelled frame: input "
+                 "(grey) and refined pose (green: recognised correctly, red: not)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

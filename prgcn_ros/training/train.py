@@ -159,7 +159,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "steps": self.steps, "history": self.history,
-                "train_time_s": self.train_time_s, "config": public(self.cfg)}
+                "train_time_s": self.train_time_s, "config": public(self.cfg),
+                "code_version": self.code_version}
 
     def save(self, directory: str | os.PathLike) -> None:
         save_checkpoint(directory, self.model, self.optimizer, self.state())
@@ -175,6 +176,7 @@ class Trainer:
         self.steps = int(doc.get("steps", 0))
         self.history = list(doc.get("history", []))
         self.train_time_s = float(doc.get("train_time_s", 0.0))
+        self.code_version = doc.get("code_version", self.code_version)
 
     # ------------------------------------------------------------------ the model file
     def metadata(self, accuracy: dict[str, Any] | None) -> dict[str, Any]:

@@ -4,8 +4,9 @@ each trained with the same recipe and seeds, evaluated on the same test split.
     python -m prgcn_ros.training.ablations --config config/train_msr_action3d.yaml \\
         --seeds 1 2 3 --out docs/ablations_msr_action3d.json
 
-Results are merged into ``--out`` as each run finishes (a run already there is not repeated),
-so the study can be stopped and continued. Model files go to ``runs/ablations/`` (not shipped).
+Results are merged into ``--out`` as each run finishes (a run already there is not repeated,
+a run that was stopped resumes from its checkpoint), so the study can be stopped and continued.
+Model files go to ``runs/ablations/`` (not shipped).
 ``--baseline-model`` takes the full model's result for its seed from a model file trained with
 the same config (e.g. the shipped one) instead of training it again.
 """
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import STATE
 from .config import load_config
 from .train import code_version, train
 
@@ -95,7 +97,10 @@ def run_study(config: str | Path, variants: list[str], seeds: list[int], out: Pa
                 "output": {"dir": str(work_dir / f"{slug}_seed{seed}"),
                            "model": str(work_dir / f"{slug}_seed{seed}.safetensors"),
                            "checkpoint_every": 10}})
-            result = train(cfg, progress=progress)
+            # A run that was stopped continues from its last checkpoint (exactly: see train.py).
+            run_dir = Path(cfg["output"]["dir"])
+            resume = run_dir if (run_dir / STATE).is_file() else None
+            result = train(cfg, resume=resume, progress=progress)
             acc = result["accuracy"]
             run = {"top1": acc["top1"], "top5": acc["top5"], "n": acc["n"],
                    "train_time_s": round(result["train_time_s"], 1)}

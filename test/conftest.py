@@ -33,3 +33,19 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(missing_data_message(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def ntu(data_dir: Path):
+    """The two-person NTU sample (A058, handshaking)."""
+    from prgcn_ros.skeleton.readers import read_ntu_skeleton
+
+    return read_ntu_skeleton(data_dir / "ntu_samples" / "S001C003P008R002A058.skeleton")
+
+
+@pytest.fixture(scope="session")
+def kinetics(data_dir: Path):
+    """The original Kinetics-skeleton clip (COCO-18, 2D, up to 3 people)."""
+    from prgcn_ros.skeleton.readers import read_kinetics_json
+
+    return read_kinetics_json(data_dir / "kinetics_skeleton" / "--33Lscn6sk.json")

@@ -13,17 +13,6 @@ from prgcn_ros.skeleton.mapping import (
     map_joints,
 )
 from prgcn_ros.skeleton.plot import _by_name, mapping_examples, mapping_figure
-from prgcn_ros.skeleton.readers import read_kinetics_json, read_ntu_skeleton
-
-
-@pytest.fixture(scope="module")
-def ntu(data_dir):
-    return read_ntu_skeleton(data_dir / "ntu_samples" / "S001C003P008R002A058.skeleton")
-
-
-@pytest.fixture(scope="module")
-def kinetics(data_dir):
-    return read_kinetics_json(data_dir / "kinetics_skeleton" / "--33Lscn6sk.json")
 
 
 def test_ntu25_to_kinect20_keeps_hands_elbows_head(ntu):

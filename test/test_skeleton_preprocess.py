@@ -19,7 +19,7 @@ from prgcn_ros.skeleton.preprocess import (
     resample_window,
     uniform_indices,
 )
-from prgcn_ros.skeleton.readers import read_kinetics_json, read_msr_action3d, read_ntu_skeleton
+from prgcn_ros.skeleton.readers import read_msr_action3d
 
 CENTER = ("first_frame", "per_frame", "none")
 SCALE = ("torso", "none")
@@ -37,16 +37,6 @@ def msr_batch(data_dir):
     conf = torch.from_numpy(np.stack([s.confidence for s in seqs]))
     assert (conf == 0).all(-1).any()   # a13_s06_e01 has lost frames
     return coords, conf
-
-
-@pytest.fixture(scope="module")
-def ntu(data_dir):
-    return read_ntu_skeleton(data_dir / "ntu_samples" / "S001C003P008R002A058.skeleton")
-
-
-@pytest.fixture(scope="module")
-def kinetics(data_dir):
-    return read_kinetics_json(data_dir / "kinetics_skeleton" / "--33Lscn6sk.json")
 
 
 def _to_optical(coords: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rosutil import process_log, spin_until, start_process, stop_process
 
 from prgcn_msgs.msg import SkeletonArray
@@ -21,8 +21,11 @@ pytestmark = pytest.mark.ros
 def listener(ros_context):
     node = Node("player_listener")
     received: list[SkeletonArray] = []
-    node.create_subscription(SkeletonArray, "/player_test", received.append,
-                             qos_profile_sensor_data)
+    # Sensor-data QoS as a user would subscribe, with a queue deep enough that a test spinning
+    # on a busy machine does not lose the player's bursts (the default depth is 5).
+    qos = QoSProfile(depth=1000, reliability=qos_profile_sensor_data.reliability,
+                     durability=qos_profile_sensor_data.durability)
+    node.create_subscription(SkeletonArray, "/player_test", received.append, qos)
     yield node, received
     node.destroy_node()
 

@@ -31,7 +31,8 @@ def _max_diff(expected, actual) -> float:
 @pytest.mark.parametrize("make", [lambda: PRGCN(20, "kinect20"),
                                   lambda: PRGCN(60, "coco18", refine_channels=2,
                                                 fusion="sequential", use_tam=False),
-                                  lambda: STGCN(20, "kinect20")])
+                                  lambda: STGCN(20, "kinect20"),
+                                  lambda: STGCN(20, "kinect20", variant="prgcn_table1")])
 def test_torchscript_parity(tmp_path, make):
     model = _trained_like(make(), make().layout.num_joints)
     joints = model.layout.num_joints

@@ -117,8 +117,9 @@ def test_ablation_variants_run(kwargs):
             assert logits.shape == (2, 7) and torch.isfinite(logits).all()
 
 
-def test_stgcn_runs_for_any_length():
-    model = STGCN(20, "kinect20").eval()
+@pytest.mark.parametrize("variant", ["yan2018", "prgcn_table1"])
+def test_stgcn_runs_for_any_length(variant):
+    model = STGCN(20, "kinect20", variant=variant).eval()
     with torch.inference_mode():
         for t in (1, 2, 3, 4, 9, 31, 64):
             logits = model(torch.randn(2, 3, t, 20, 2))

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from prgcn_ros.model.build import build_model
+from prgcn_ros.model.stgcn import VARIANTS
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-prm", action="store_true", help="PR-GCN without the PRM")
     parser.add_argument("--no-tam", action="store_true", help="PR-GCN without the TAM")
     parser.add_argument("--fusion", choices=("parallel", "sequential"), default="parallel")
+    parser.add_argument("--stgcn-variant", choices=VARIANTS, default=VARIANTS[0],
+                        help="ST-GCN: the standard network (yan2018) or the one behind the "
+                             "PR-GCN paper's Table I (prgcn_table1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     for name in ("classes", "frames", "persons", "batch", "channels"):
@@ -73,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.model == "prgcn":
         arch.update(refine_channels=args.refine_channels, use_prm=not args.no_prm,
                     use_tam=not args.no_tam, fusion=args.fusion)
+    else:
+        arch["variant"] = args.stgcn_variant
     try:
         result = profile(arch, args.frames, args.persons, args.batch)
     except ValueError as error:

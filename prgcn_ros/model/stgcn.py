@@ -1,5 +1,15 @@
 """ST-GCN baseline (Yan, Xiong, Lin, AAAI 2018): ten spatial-temporal blocks, learnable edge
-importance, for speed and size comparisons with PR-GCN (same graph and graph-conv code)."""
+importance, for speed and size comparisons with PR-GCN (same graph and graph-conv code).
+
+Two variants:
+- ``yan2018``: the standard network of the ST-GCN paper (the speed baseline).
+- ``prgcn_table1``: the network behind the ST-GCN row of the PR-GCN paper's Table I (3.5 M
+  parameters) and the 16.0 GMAC reference: in the authors' repository their ST-GCN class adds a
+  front-end to it. A pose shift (1x1 conv C->64, ST-GCN blocks 64->128->128, 1x1 conv ->C) is
+  added to the normalised input, then position and motion (M_t = P_t - P_{t-1}) go through 1x1
+  convs C->64 each and are fused by a 1x1 conv 128->64 into the other nine blocks (the first
+  C->64 block is left out).
+"""
 from __future__ import annotations
 
 import torch
@@ -7,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prgcn_ros.model.gcn import SpatialConv
+from prgcn_ros.model.gfm import temporal_motion
 from prgcn_ros.model.graph import layout_from_spec, layout_spec, normalized_adjacency
 from prgcn_ros.model.norm import DataNorm, FoldableBatchNorm2d
 from prgcn_ros.model.tcn import fold_bn
@@ -16,6 +27,7 @@ from prgcn_ros.skeleton.layouts import Layout
 BLOCKS = ((64, 1), (64, 1), (64, 1), (64, 1), (128, 2), (128, 1), (128, 1), (256, 2), (256, 1),
           (256, 1))
 TEMPORAL_KERNEL = 9
+VARIANTS = ("yan2018", "prgcn_table1")
 
 
 class STGCNBlock(nn.Module):
@@ -69,25 +81,44 @@ class STGCN(nn.Module):
     """Input (N, C, T, V, M); returns logits (N, classes). Persons are averaged, as in ST-GCN."""
 
     def __init__(self, num_classes: int, layout: str | Layout | dict, in_channels: int = 3,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, variant: str = "yan2018") -> None:
         super().__init__()
         layout = layout_from_spec(layout)
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
         self.arch = {"name": "stgcn", "num_classes": int(num_classes),
                      "layout": layout_spec(layout), "in_channels": int(in_channels),
-                     "dropout": float(dropout)}
+                     "dropout": float(dropout), "variant": variant}
         self.layout = layout
         adjacency = torch.from_numpy(normalized_adjacency(layout))
         self.data_norm = DataNorm(in_channels, layout.num_joints)
+        width = BLOCKS[0][0]
+        self.front: nn.ModuleDict | None = None
+        if variant == "prgcn_table1":
+            self.front = nn.ModuleDict({
+                "shift": nn.Sequential(nn.Conv2d(in_channels, width, 1),
+                                       STGCNBlock(width, 2 * width, adjacency),
+                                       STGCNBlock(2 * width, 2 * width, adjacency),
+                                       nn.Conv2d(2 * width, in_channels, 1)),
+                "position": nn.Conv2d(in_channels, width, 1),
+                "motion": nn.Conv2d(in_channels, width, 1),
+                "fuse": nn.Conv2d(2 * width, width, 1)})
         blocks = []
-        channels = in_channels
-        for i, (out, stride) in enumerate(BLOCKS):
-            blocks.append(STGCNBlock(channels, out, adjacency, stride, residual=i > 0,
-                                     dropout=0.0 if i == 0 else dropout))
+        channels = in_channels if self.front is None else width
+        for i, (out, stride) in enumerate(BLOCKS[0 if self.front is None else 1:]):
+            first = i == 0 and self.front is None
+            blocks.append(STGCNBlock(channels, out, adjacency, stride, residual=not first,
+                                     dropout=0.0 if first else dropout))
             channels = out
         self.blocks = nn.Sequential(*blocks)
         self.classifier = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, t, v, m = x.shape
-        f = self.blocks(self.data_norm(x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)))
+        x = self.data_norm(x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v))
+        if self.front is not None:
+            x = x + self.front["shift"](x)
+            x = self.front["fuse"](torch.cat([self.front["position"](x),
+                                              self.front["motion"](temporal_motion(x))], dim=1))
+        f = self.blocks(x)
         return self.classifier(f.mean(dim=(2, 3)).view(n, m, -1).mean(dim=1))

@@ -18,7 +18,8 @@ fi
 status=0
 # The tests that run only where CUDA exists (each is skipped without it).
 timeout 150 "$PY" -m pytest -q -rs -k cuda \
-    test/test_skeleton_ring_buffer.py test/test_skeleton_preprocess.py || status=1
+    test/test_skeleton_ring_buffer.py test/test_skeleton_preprocess.py \
+    test/test_recognition.py || status=1
 timeout 150 "$PY" bench/gpu_check.py --device cuda --json "$OUT" || status=1
 echo "gpu_check: figures in $OUT; $([ $status = 0 ] && echo passed || echo FAILED)"
 exit $status

@@ -56,6 +56,12 @@ AXES = ("y_up", "y_down")
 
 DEFAULT_MODEL = "models/prgcn_msr_action3d.safetensors"
 
+# People per forward pass on a CPU when max_batch is 0. A pass costs about linearly in people
+# there, and a frame waits for the pass under way before its own: capped passes, oldest frames
+# first, shorten that wait (README, "How it keeps up"). A GPU's pass costs about the same for
+# 1 or 10 people, so there every ready person goes into one pass.
+CPU_MAX_BATCH = 4
+
 
 class ParameterError(ValueError):
     """Invalid or unknown recognizer parameters; the message lists every problem."""
@@ -71,6 +77,7 @@ class RecognizerParams:
     window: int = 96
     min_frames: int = 10
     max_rate_hz: float = 30.0
+    max_batch: int = 0
     skeleton_topic: str = "/skeletons"
     azure_kinect: bool = False
     azure_topic: str = "/body_tracking_data"
@@ -123,6 +130,7 @@ class RecognizerParams:
                   ("min_frames", 1 <= self.min_frames <= max(self.window, 1),
                    f"between 1 and window ({self.window})"),
                   ("max_rate_hz", self.max_rate_hz > 0, "positive"),
+                  ("max_batch", self.max_batch >= 0, "0 (automatic) or positive"),
                   ("track_timeout_s", self.track_timeout_s > 0, "positive"),
                   ("track_gate", self.track_gate >= 0, "0 (automatic) or positive"),
                   ("top_k", self.top_k >= 1, "at least 1"),
@@ -233,7 +241,7 @@ class InferenceResult:
     frame_id: str
     layout: str                    # the model's layout (refined skeletons)
     people: list[PersonResult]
-    arrivals: list[float]          # monotonic arrival of every message used for the first time
+    arrivals: list[float]          # monotonic arrivals of the person-frames used for the first time
     forward_s: float
 
 
@@ -293,7 +301,8 @@ class _Track:
     last_stamp_ns: int = 0
     new_frames: int = 0
     labelled: bool = False
-    pending: list[int] = field(default_factory=list)       # message seqs not yet used
+    last_inferred: float = -math.inf                        # monotonic start of its last pass
+    pending: list[float] = field(default_factory=list)     # arrivals of frames not yet used
     history: deque = field(default_factory=deque)           # probabilities, for smoothing
 
 
@@ -304,6 +313,10 @@ class Recognizer:
     Thread-safe: :meth:`ingest` (ingestion thread) and :meth:`infer` (inference thread) only
     share state under a short lock; the forward pass runs outside it, so ingestion never
     waits for inference.
+
+    Scheduling: a person is due when they have new frames, at least ``min_frames`` and their
+    last pass started at least 1/``max_rate_hz`` ago. A pass takes the due people whose oldest
+    unused frame arrived first, at most ``max_batch`` of them.
     """
 
     def __init__(self, model: torch.nn.Module, metadata: Mapping[str, Any],
@@ -322,6 +335,10 @@ class Recognizer:
         self._preprocess = {axis: PreprocessConfig.from_dict({**pre, "axis": axis})
                             for axis in AXES}
         self.top_k = min(params.top_k, len(self.class_names))
+        # People per pass; None: every person due.
+        self.max_batch: int | None = params.max_batch or (
+            CPU_MAX_BATCH if self.device.type == "cpu" else None)
+        self._min_period_s = 1.0 / params.max_rate_hz
         self.buffer = DeviceRingBuffer(params.window, self.layout.num_joints, self.dims + 1,
                                        self.device)
         self._lock = threading.Lock()
@@ -330,8 +347,6 @@ class Recognizer:
         self._tracks: dict[int, _Track] = {}            # internal key -> track
         self._keys: dict[tuple[str, int], int] = {}     # (source, tracker id) -> internal key
         self._next_key = 0
-        self._seq = 0
-        self._arrivals: dict[int, float] = {}           # message seq -> arrival, until used
         self._ended: list[int] = []                     # person ids ended, for expire()
         # Counters and figures for /diagnostics.
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
@@ -425,8 +440,6 @@ class Recognizer:
                 coords_np, conf_np, frame.arrival, ids)
             mapped, mapped_conf = map_joints(coords_np, conf_np, layout.name, self.layout.name)
             frames = torch.from_numpy(np.concatenate([mapped, mapped_conf[..., None]], -1))
-            self._seq += 1
-            self._arrivals[self._seq] = frame.arrival
             axis = self.axis_for(frame.source)
             for p, tid in enumerate(track_ids):
                 if tid < 0:
@@ -444,7 +457,7 @@ class Recognizer:
                 track.frame_id = frame.frame_id
                 track.last_stamp_ns = frame.stamp_ns
                 track.new_frames += 1
-                track.pending.append(self._seq)
+                track.pending.append(frame.arrival)
                 self.frames += 1
             return new
 
@@ -486,37 +499,44 @@ class Recognizer:
                     self._remove_track(stream, tid)
             gone, self._ended = self._ended, []
             self.tracks_expired += len(gone)
-            # Messages whose people never became ready are never used: forget them.
-            horizon = 2 * self.params.track_timeout_s
-            stale = [s for s, t in self._arrivals.items() if now - t > horizon]
-            for seq in stale:
-                del self._arrivals[seq]
         return gone
 
     # ------------------------------------------------------------------ inference
-    def has_work(self) -> bool:
-        with self._lock:
-            return any(t.new_frames for t in self._tracks.values())
+    def _waiting(self) -> list[int]:
+        """Tracks with new frames and enough of them (under the lock)."""
+        return [k for k, t in self._tracks.items()
+                if t.new_frames and self.buffer.total_frames(k) >= self.params.min_frames]
 
-    def infer(self) -> InferenceResult | None:
-        """One batched forward over every person with new frames and at least min_frames."""
-        start = time.monotonic()
+    def next_due(self, now: float | None = None) -> float | None:
+        """Seconds until :meth:`infer` has a person to recognise (0: now); None: nobody waits."""
+        now = time.monotonic() if now is None else now
         with self._lock:
-            ready = [k for k, t in self._tracks.items() if t.new_frames]
-            batch, keys, stamps, counts = self.buffer.gather(
-                ready, min_frames=self.params.min_frames)
+            due_at = [self._tracks[k].last_inferred + self._min_period_s
+                      for k in self._waiting()]
+        return max(0.0, min(due_at) - now) if due_at else None
+
+    def infer(self, now: float | None = None) -> InferenceResult | None:
+        """One batched forward over the people due (see the class docstring)."""
+        began = time.monotonic()
+        start = began if now is None else now
+        with self._lock:
+            due = [k for k in self._waiting()
+                   if self._tracks[k].last_inferred + self._min_period_s <= start]
+            due.sort(key=lambda k: self._tracks[k].pending[0])
+            batch, keys, stamps, counts = self.buffer.gather(due[: self.max_batch])
             if not keys:
                 return None
             tracks = [self._tracks[k] for k in keys]
             snapshot = [(t.person_id, t.frame_id, t.last_stamp_ns, t.axis) for t in tracks]
-            # Latency counts from a message to the first /action that used it; before a
-            # person's first label only the newest message counts (the rest were warm-up).
-            used = {seq for t in tracks for seq in (t.pending if t.labelled else t.pending[-1:])}
-            arrivals = [self._arrivals.pop(s) for s in sorted(used) if s in self._arrivals]
+            # Latency counts from a person's frame to the first /action that used it; before
+            # a person's first label only the newest frame counts (the rest were warm-up).
+            arrivals = sorted(a for t in tracks for a in (t.pending if t.labelled
+                                                          else t.pending[-1:]))
             for t in tracks:
                 t.new_frames = 0
                 t.pending.clear()
                 t.labelled = True
+                t.last_inferred = start
 
         x = self._model_window(batch, counts)                     # (N, T, V, C)
         coords, conf = x[..., : self.dims], x[..., self.dims]
@@ -546,10 +566,10 @@ class Recognizer:
         done = time.monotonic()
         self.inferences += 1
         self._inference_rate.tick(done)
-        self.forward_time.add([done - start])
+        self.forward_time.add([done - began])
         return InferenceResult(stamp_ns=snapshot[newest][2], frame_id=snapshot[newest][1],
                                layout=self.layout.name, people=people, arrivals=arrivals,
-                               forward_s=done - start)
+                               forward_s=done - began)
 
     def _model_window(self, batch: torch.Tensor, counts: list[int]) -> torch.Tensor:
         """The frames the model sees, as training and evaluation chose them.
@@ -593,7 +613,7 @@ class Recognizer:
             joint_confidence=joint_conf, probabilities=probs)
 
     def mark_published(self, result: InferenceResult, now: float | None = None) -> None:
-        """Record each used message's latency, arrival to publication of its /action."""
+        """Record each used person-frame's latency, arrival to publication of its /action."""
         now = time.monotonic() if now is None else now
         self.latency.add(now - a for a in result.arrivals)
 

@@ -30,6 +30,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from prgcn_msgs.msg import ActionArray, Keypoint, RefinedSkeletonArray, Skeleton, SkeletonArray
 from prgcn_ros.model.build import build_model
 from prgcn_ros.model.io import save_model
+from prgcn_ros.recognition import CPU_MAX_BATCH
 from prgcn_ros.skeleton.layouts import get_layout
 
 pytestmark = pytest.mark.ros
@@ -255,9 +256,13 @@ def test_ten_people_at_30_hz_lose_no_frame_while_inference_runs(probe):
     before = probe.counter("frames_buffered")
     dropped = probe.counter("dropped_total")
     people = {pid: standing(20 + k, offset=1.5 * k) for k, pid in enumerate(ids)}
+    first = len(probe.actions)
     last = probe.play(people, 60)
     for pid in ids:
         probe.wait_action(pid, stamp=last, timeout_s=20)
+    # max_batch 0 (automatic): a pass takes at most CPU_MAX_BATCH people on the CPU, all on CUDA.
+    sizes = [len(m.actions) for m in probe.actions[first:]]
+    assert max(sizes) == (10 if torch.cuda.is_available() else CPU_MAX_BATCH), sizes
     stats = probe.wait_diagnostics(lambda d: int(d["frames_buffered"]) >= before + 600)
     assert int(stats["frames_buffered"]) == before + 600
     assert int(stats["dropped_total"]) == dropped

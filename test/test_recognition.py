@@ -10,6 +10,7 @@ from rosutil import REPO
 
 from prgcn_ros.model.prgcn import PRGCN
 from prgcn_ros.recognition import (
+    CPU_MAX_BATCH,
     DROP_REASONS,
     InputFrame,
     ParameterError,
@@ -29,7 +30,8 @@ def tiny_recognizer(window: int = 8, use_prm: bool = True, **params) -> Recogniz
     metadata = {"architecture": model.arch, "class_names": CLASSES,
                 "preprocess": {"center": "first_frame", "scale": "torso"},
                 "window": {"mode": "resample", "length": window}}
-    values = {"window": 16, "min_frames": 4, "top_k": 2, **params}
+    # Passes here follow each other within microseconds: no per-person rate limit unless asked.
+    values = {"window": 16, "min_frames": 4, "top_k": 2, "max_rate_hz": 1e9, **params}
     return Recognizer(model, metadata, RecognizerParams.from_dict(values), "cpu")
 
 
@@ -131,11 +133,61 @@ def test_every_ready_person_is_recognised_in_one_batch():
     assert [p.person_id for p in rec.infer().people] == [7]
 
 
+def test_passes_take_at_most_max_batch_people_whose_frames_waited_longest():
+    rec = tiny_recognizer(max_batch=4)
+    people = {pid: pose(pid, pid) for pid in range(6)}
+    for t in range(5):
+        rec.ingest(frame(t, people))
+    assert [p.person_id for p in rec.infer().people] == [0, 1, 2, 3]
+    rec.ingest(frame(5, people))
+    # 4 and 5 still hold frames from t = 0..4: they go first, then the oldest of the rest.
+    assert [p.person_id for p in rec.infer().people] == [4, 5, 0, 1]
+    assert [p.person_id for p in rec.infer().people] == [2, 3]
+    assert rec.infer() is None and rec.next_due() is None
+
+
+def test_max_batch_is_automatic_by_device():
+    assert tiny_recognizer().max_batch == CPU_MAX_BATCH
+    assert tiny_recognizer(max_batch=10).max_batch == 10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_on_cuda_every_person_due_goes_into_one_pass():
+    torch.manual_seed(0)
+    model = PRGCN(len(CLASSES), "kinect20")
+    metadata = {"architecture": model.arch, "class_names": CLASSES,
+                "window": {"mode": "resample", "length": 8}}
+    rec = Recognizer(model, metadata, RecognizerParams.from_dict(
+        {"window": 16, "min_frames": 4, "device": "cuda"}), "cuda")
+    assert rec.max_batch is None
+    people = {pid: pose(pid, pid) for pid in range(10)}
+    for t in range(5):
+        rec.ingest(frame(t, people))
+    assert len(rec.infer().people) == 10
+
+
+def test_each_person_is_inferred_at_most_max_rate_hz():
+    rec = tiny_recognizer(max_rate_hz=10.0)
+    for t in range(5):
+        rec.ingest(frame(t))
+    assert rec.next_due(now=200.0) == 0.0
+    assert rec.infer(now=200.0).people[0].num_frames == 5
+    rec.ingest(frame(5))
+    assert rec.infer(now=200.04) is None
+    assert rec.next_due(now=200.04) == pytest.approx(0.06)
+    # A newcomer is not held back by the others' limit.
+    rec.ingest(frame(6, {0: pose(seed=6), 1: pose(1.0, 6)}))
+    for t in range(7, 10):
+        rec.ingest(frame(t, {1: pose(1.0, t)}))
+    assert [p.person_id for p in rec.infer(now=200.05).people] == [1]
+    assert [p.person_id for p in rec.infer(now=200.1).people] == [0]
+
+
 def test_people_below_min_frames_wait():
     rec = tiny_recognizer(min_frames=5)
     for t in range(4):
         rec.ingest(frame(t))
-    assert rec.infer() is None
+    assert rec.infer() is None and rec.next_due() is None   # nothing to wake up for
     rec.ingest(frame(4))
     assert rec.infer().people[0].num_frames == 5
 

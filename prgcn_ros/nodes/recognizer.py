@@ -93,15 +93,15 @@ class RecognizerNode(Node):
         # One timer for track expiry and diagnostics: fewer entities, cheaper wake-ups.
         self.create_timer(HOUSEKEEPING_PERIOD_S, self._on_housekeeping, callback_group=ingestion)
         self._next_diagnostics = time.monotonic() + p.diagnostics_period_s
-        self._min_period_s = 1.0 / p.max_rate_hz
-        self._last_start = 0.0
         self._last_frame_id = ""
         self._last_dropped = 0
+        per_pass = (f"at most {rec.max_batch} people" if rec.max_batch
+                    else "every person due")
         self.get_logger().info(
             f"model {p.model_path().name}: layout {rec.layout.name}, "
             f"{len(rec.class_names)} classes, window {p.window} frames resampled to "
             f"{rec.window_length}, device {rec.device}, {torch.get_num_threads()} torch "
-            f"thread(s); inputs: {p.skeleton_topic or '-'}"
+            f"thread(s), {per_pass} per pass; inputs: {p.skeleton_topic or '-'}"
             + (f", {p.azure_topic} (Azure Kinect)" if p.azure_kinect else ""))
 
     def _read_parameters(self) -> RecognizerParams:
@@ -162,11 +162,16 @@ class RecognizerNode(Node):
 
     # ------------------------------------------------------------------ inference
     def _on_wake(self) -> None:
-        wait = self._last_start + self._min_period_s - time.monotonic()
-        if wait > 0:   # at most max_rate_hz; this thread only, ingestion goes on
+        wait = self.recognizer.next_due()
+        if wait is None:
+            return
+        if wait > 0:   # each person at most max_rate_hz; this thread only, ingestion goes on
             time.sleep(wait)
-        self._last_start = time.monotonic()
         result = self.recognizer.infer()
+        # People left waiting (more than max_batch were due): the next pass, without waiting
+        # for a new frame to wake it.
+        if self.recognizer.next_due() is not None:
+            self._wake.trigger()
         if result is None:
             return
         self.action_pub.publish(conversions.action_array_msg(result))

@@ -44,7 +44,7 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
         threads = next((k for k in ring if k.startswith("torch_threads_")), None)
         append = get(ring, f"{threads}.append_us_per_frame.V20_window48_tracks10")
         gather = get(ring, f"{threads}.gather.V20_window48_tracks10.per_call_us")
-        churn = get(ring, "memory_churn.rss_growth_after_first_10pct_bytes")
+        churn = get(ring, "memory_churn.rss_growth_after_warmup_bytes")
         out.append(("Ring buffer append, one (20, 3) frame", "O(1), one copy",
                     fmt(append, " µs"), "—"))
         out.append(("Ring buffer gather, 10 tracks × 48 frames", "one indexing op",

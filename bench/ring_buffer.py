@@ -13,6 +13,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,15 +70,19 @@ def gather_cost(device: str, tracks: int, window: int, joints: int, calls: int,
     return {"per_call_us": per_call, "per_frame_us": round(per_call / (tracks * window), 4)}
 
 
-def churn_memory(device: str, frames: int, max_tracks: int, window: int, joints: int) -> dict:
-    """Tracks coming and going (up to ``max_tracks`` at once); memory before and after."""
-    rng = np.random.default_rng(0)
-    buf = DeviceRingBuffer(window, joints, 3, device)
-    frame = np.ones((joints, 3), np.float32)
-    process = psutil.Process()
+def churn(buf: DeviceRingBuffer, frames: int, max_tracks: int, seed: int,
+          gather_every: int = 10,
+          check: Callable[[torch.Tensor, list[int], list[int]], None] | None = None) -> dict:
+    """People coming and going: up to ``max_tracks`` at a time, lifetimes of 20-400 frames,
+    a gather of the half-full tracks every ``gather_every`` frames as the node does (``check``
+    sees each batch, its ids and the live tracks); everyone leaves at the end.
+
+    The one churn simulation: this benchmark and test/test_skeleton_ring_buffer.py run it.
+    """
+    rng = np.random.default_rng(seed)
     live: dict[int, int] = {}
     next_id = started = peak_bytes = peak_capacity = 0
-    rss = []
+    frame = np.ones((buf.num_joints, buf.channels), np.float32)
     for t in range(frames):
         for track, end in list(live.items()):
             if end <= t:
@@ -89,15 +94,29 @@ def churn_memory(device: str, frames: int, max_tracks: int, window: int, joints:
             started += 1
         for track in live:
             buf.append(track, frame, t)
-        if t % 10 == 0:
-            buf.gather(length=window, min_frames=window // 2)
+        if t % gather_every == 0:
+            batch, ids, _, _ = buf.gather(length=buf.window, min_frames=buf.window // 2)
+            if check is not None:
+                check(batch, ids, list(live))
         peak_bytes = max(peak_bytes, buf.memory_bytes())
         peak_capacity = max(peak_capacity, buf.capacity)
-        if t in (frames // 10, frames - 1):
-            rss.append(process.memory_info().rss)
-    out = {"frames": frames, "max_live_tracks": max_tracks, "tracks_started": started,
-           "peak_capacity_slots": peak_capacity, "peak_buffer_bytes": peak_bytes,
-           "rss_growth_after_first_10pct_bytes": rss[1] - rss[0]}
+    end_bytes = buf.memory_bytes()
+    for track in live:
+        buf.remove(track)
+    return {"frames": frames, "max_live_tracks": max_tracks, "tracks_started": started,
+            "peak_capacity_slots": peak_capacity, "peak_buffer_bytes": peak_bytes,
+            "end_buffer_bytes": end_bytes}
+
+
+def churn_memory(device: str, frames: int, max_tracks: int, window: int, joints: int) -> dict:
+    """The churn simulation's figures, and resident memory growth over it after a warm-up of
+    a tenth as many frames (allocator and caches)."""
+    buf = DeviceRingBuffer(window, joints, 3, device)
+    process = psutil.Process()
+    churn(buf, frames // 10, max_tracks, seed=1)
+    rss = process.memory_info().rss
+    out = churn(buf, frames, max_tracks, seed=0)
+    out["rss_growth_after_warmup_bytes"] = process.memory_info().rss - rss
     if device != "cpu":
         out["cuda_allocated_bytes_end"] = torch.cuda.memory_allocated()
     return out

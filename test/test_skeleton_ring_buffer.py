@@ -1,12 +1,18 @@
 """Device ring buffer: gathered windows equal what was appended; memory follows live tracks."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import psutil
 import pytest
 import torch
 
 from prgcn_ros.skeleton.ring_buffer import DeviceRingBuffer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from ring_buffer import churn  # noqa: E402  (the churn simulation bench/ring_buffer.py runs)
 
 V, C = 25, 3
 
@@ -83,48 +89,25 @@ def test_remove_frees_and_restarts():
     buf.remove(12345)                                  # unknown: nothing to do
 
 
-def _churn(buf: DeviceRingBuffer, frames: int, max_tracks: int, seed: int) -> dict:
-    """People coming and going: up to ``max_tracks`` at a time, lifetimes of 20-400 frames."""
-    rng = np.random.default_rng(seed)
-    live: dict[int, int] = {}
-    next_id, peak_bytes, peak_capacity, started = 0, 0, 0, 0
-    frame = np.ones((buf.num_joints, buf.channels), np.float32)
-    for t in range(frames):
-        for track, end in list(live.items()):
-            if end <= t:
-                buf.remove(track)
-                del live[track]
-        while len(live) < max_tracks and rng.random() < 0.3:
-            live[next_id] = t + int(rng.integers(20, 400))
-            next_id += 1
-            started += 1
-        for track in live:
-            buf.append(track, frame, t)
-        if t % 50 == 0:   # the node gathers too; keep it light here (2 cores, shared)
-            batch, ids, _, _ = buf.gather(length=buf.window, min_frames=buf.window // 2)
-            assert batch.shape[0] == len(ids) == sum(buf.num_frames(i) >= buf.window // 2
-                                                     for i in live)
-        peak_bytes = max(peak_bytes, buf.memory_bytes())
-        peak_capacity = max(peak_capacity, buf.capacity)
-    end_bytes = buf.memory_bytes()
-    for track in live:                                  # everyone leaves at the end
-        buf.remove(track)
-    return {"peak_bytes": peak_bytes, "peak_capacity": peak_capacity, "started": started,
-            "end_bytes": end_bytes}
+def _check_gather(batch: torch.Tensor, ids: list[int], live: list[int], buf) -> None:
+    ready = sum(buf.num_frames(i) >= buf.window // 2 for i in live)
+    assert batch.shape[0] == len(ids) == ready
 
 
 @pytest.mark.slow
 def test_memory_bounded_with_tracks_coming_and_going():
     buf = DeviceRingBuffer(48, V, C, "cpu")
     process = psutil.Process()
-    _churn(buf, 1_000, 20, seed=1)                     # warm up allocator and caches
+    churn(buf, 1_000, 20, seed=1)                      # warm up allocator and caches
     rss_before = process.memory_info().rss
-    stats = _churn(buf, 10_000, 20, seed=2)
+    # The node gathers too; every 50 frames keeps it light here (2 cores, shared).
+    stats = churn(buf, 10_000, 20, seed=2, gather_every=50,
+                  check=lambda b, ids, live: _check_gather(b, ids, live, buf))
     rss_growth = process.memory_info().rss - rss_before
     slot_bytes = 48 * V * C * 4
-    assert stats["started"] > 150                      # many tracks came and went
-    assert stats["peak_capacity"] <= 32                # never more than 20 live + doubling
-    assert stats["peak_bytes"] <= 32 * slot_bytes
+    assert stats["tracks_started"] > 150               # many tracks came and went
+    assert stats["peak_capacity_slots"] <= 32          # never more than 20 live + doubling
+    assert stats["peak_buffer_bytes"] <= 32 * slot_bytes
     assert rss_growth < 8 * 2**20, f"resident memory grew by {rss_growth / 2**20:.1f} MiB"
     assert len(buf) == 0 and buf.memory_bytes() <= 4 * slot_bytes
 
@@ -134,9 +117,10 @@ def test_cuda_buffer_memory_and_device():
     buf = DeviceRingBuffer(48, V, C, "cuda")
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
-    stats = _churn(buf, 10_000, 20, seed=3)
+    stats = churn(buf, 10_000, 20, seed=3,
+                  check=lambda b, ids, live: _check_gather(b, ids, live, buf))
     batch, ids, _, _ = buf.gather()
     assert batch.device.type == "cuda"
     del batch
     torch.cuda.synchronize()
-    assert torch.cuda.memory_allocated() - base <= stats["peak_bytes"] + 2**20
+    assert torch.cuda.memory_allocated() - base <= stats["peak_buffer_bytes"] + 2**20

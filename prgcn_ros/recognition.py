@@ -76,7 +76,7 @@ class RecognizerParams:
     device: str = "auto"
     window: int = 96
     min_frames: int = 10
-    max_rate_hz: float = 30.0
+    max_rate_hz: float = 60.0
     max_batch: int = 0
     skeleton_topic: str = "/skeletons"
     azure_kinect: bool = False

@@ -26,6 +26,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import livekit  # noqa: E402
+
 from prgcn_ros.model import PRGCN, STGCN  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "PR-GCN vs ST-GCN eval-mode forward time, alternating in one process, medians",
         "date": datetime.date.today().isoformat(),
         "machine": {"description": f"{os.cpu_count()}-core CPU", "cpus": os.cpu_count(),
+                    "cpu_model": livekit.cpu_model(),
                     "processor": platform.processor() or platform.machine(),
                     "platform": platform.platform(), "torch": torch.__version__,
                     "default_threads": default_threads,

@@ -316,7 +316,7 @@ class Recognizer:
 
     Scheduling: a person is due when they have new frames, at least ``min_frames`` and their
     last pass started at least 1/``max_rate_hz`` ago. A pass takes the due people whose oldest
-    unused frame arrived first, at most ``max_batch`` of them.
+    unused frame arrived first (then those recognised least recently), at most ``max_batch``.
     """
 
     def __init__(self, model: torch.nn.Module, metadata: Mapping[str, Any],
@@ -522,7 +522,8 @@ class Recognizer:
         with self._lock:
             due = [k for k in self._waiting()
                    if self._tracks[k].last_inferred + self._min_period_s <= start]
-            due.sort(key=lambda k: self._tracks[k].pending[0])
+            # Ties (people of one message) go to the person recognised least recently.
+            due.sort(key=lambda k: (self._tracks[k].pending[0], self._tracks[k].last_inferred))
             batch, keys, stamps, counts = self.buffer.gather(due[: self.max_batch])
             if not keys:
                 return None

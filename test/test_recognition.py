@@ -144,6 +144,10 @@ def test_passes_take_at_most_max_batch_people_whose_frames_waited_longest():
     assert [p.person_id for p in rec.infer().people] == [4, 5, 0, 1]
     assert [p.person_id for p in rec.infer().people] == [2, 3]
     assert rec.infer() is None and rec.next_due() is None
+    # Frames of one message: those recognised longest ago go first, not the same four again.
+    rec.ingest(frame(6, people))
+    assert [p.person_id for p in rec.infer().people] == [0, 1, 4, 5]
+    assert [p.person_id for p in rec.infer().people] == [2, 3]
 
 
 def test_max_batch_is_automatic_by_device():

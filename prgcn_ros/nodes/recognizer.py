@@ -26,6 +26,7 @@ from prgcn_msgs.msg import ActionArray, RefinedSkeletonArray, SkeletonArray
 from prgcn_ros.nodes import conversions
 from prgcn_ros.recognition import (
     DROP_REASONS,
+    InferenceResult,
     ParameterError,
     Recognizer,
     RecognizerParams,
@@ -162,18 +163,25 @@ class RecognizerNode(Node):
 
     # ------------------------------------------------------------------ inference
     def _on_wake(self) -> None:
-        wait = self.recognizer.next_due()
-        if wait is None:
-            return
-        if wait > 0:   # each person at most max_rate_hz; this thread only, ingestion goes on
-            time.sleep(wait)
-        result = self.recognizer.infer()
-        # People left waiting (more than max_batch were due): the next pass, without waiting
-        # for a new frame to wake it.
-        if self.recognizer.next_due() is not None:
-            self._wake.trigger()
-        if result is None:
-            return
+        # Passes while people are due (more than max_batch: back to back), in this callback:
+        # a trigger per pass would cost an executor wake-up each.
+        while self.context.ok():
+            wait = self.recognizer.next_due()
+            if wait is None:
+                return
+            if wait > 0:   # each person at most max_rate_hz; this thread only
+                time.sleep(wait)
+            result = self.recognizer.infer()
+            if result is None:
+                continue
+            try:
+                self._publish_result(result)
+            except Exception:
+                if self.context.ok():
+                    raise
+                return   # shut down during the pass: nothing to publish to
+
+    def _publish_result(self, result: InferenceResult) -> None:
         self.action_pub.publish(conversions.action_array_msg(result))
         self.recognizer.mark_published(result)
         self._last_frame_id = result.frame_id

@@ -110,4 +110,7 @@ def test_player_loops_with_fresh_stamps(listener, data_dir, tmp_path):
         stop_process(player)
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in received]
     assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    # The new round starts a tick after the last frame, not at once (a flood to the node).
+    tick_ns = 1e9 / (15 * 8)
+    assert stamps[frames] - stamps[frames - 1] > 0.5 * tick_ns
     assert {s.id for m in received for s in m.skeletons} == {0}

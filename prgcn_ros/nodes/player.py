@@ -87,10 +87,12 @@ class PlayerNode(Node):
         same tick share a message (one per layout), as one sensor seeing several people."""
         tick_hz = max(seq.fps for seq in recordings) * self.args.rate
         period = 1.0 / tick_hz
+        # One clock across --loop rounds: a new round's first frame comes a tick after the
+        # last one, not at once (the recognizer would drop it as a flood).
+        next_tick = time.monotonic()
         while rclpy.ok():
             queue = deque(enumerate(recordings))
             playing: list[_Playing] = []
-            next_tick = time.monotonic()
             while (queue or playing) and rclpy.ok():
                 while queue and len(playing) < self.args.parallel:
                     index, seq = queue.popleft()

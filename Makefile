@@ -36,6 +36,7 @@ bench: setup
 	$(PY) bench/ring_buffer.py
 	$(PY) bench/model_speed.py
 	$(PY) bench/live.py
+	$(PY) bench/schedule.py
 	$(PY) bench/soak.py
 	$(PY) bench/flood.py
 	bench/gpu_check.sh

@@ -69,6 +69,13 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
         out.append((f"Live, {who}: dropped frames", "0",
                     f"{fmt(dropped)} (/action at {fmt(hz)} Hz)",
                     verdict(dropped, lambda v: v == 0)))
+    capped, one = get(data, "schedule.capped"), get(data, "schedule.one_pass")
+    if capped and one:
+        out.append(("Live, 10 people: passes of max_batch (auto) vs one pass of everyone: "
+                    "p50 / p99; updates per person", "—",
+                    f"{fmt(capped['p50_ms'])} / {fmt(capped['p99_ms'])} ms, "
+                    f"{fmt(capped['person_update_hz'])} Hz vs {fmt(one['p50_ms'])} / "
+                    f"{fmt(one['p99_ms'])} ms, {fmt(one['person_update_hz'])} Hz", "—"))
     growth = get(data, "soak.rss_growth_pct")
     frames = get(data, "soak.person_frames")
     out.append((f"Soak, {fmt(frames)} person-frames, people coming and going: RSS growth",

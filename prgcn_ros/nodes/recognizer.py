@@ -163,23 +163,23 @@ class RecognizerNode(Node):
 
     # ------------------------------------------------------------------ inference
     def _on_wake(self) -> None:
-        # Passes while people are due (more than max_batch: back to back), in this callback:
-        # a trigger per pass would cost an executor wake-up each.
-        while self.context.ok():
-            wait = self.recognizer.next_due()
-            if wait is None:
-                return
-            if wait > 0:   # each person at most max_rate_hz; this thread only
-                time.sleep(wait)
-            result = self.recognizer.infer()
-            if result is None:
-                continue
-            try:
-                self._publish_result(result)
-            except Exception:
-                if self.context.ok():
-                    raise
-                return   # shut down during the pass: nothing to publish to
+        wait = self.recognizer.next_due()
+        if wait is None:
+            return
+        if wait > 0:   # each person at most max_rate_hz; this thread only, ingestion goes on
+            time.sleep(wait)
+        result = self.recognizer.infer()
+        # People left waiting (more than max_batch were due): the next pass, without waiting
+        # for a new frame to wake it. (A loop here instead made the soak's memory grow.)
+        if self.recognizer.next_due() is not None:
+            self._wake.trigger()
+        if result is None:
+            return
+        try:
+            self._publish_result(result)
+        except Exception:
+            if self.context.ok():
+                raise   # shut down during the pass: nothing to publish to, else a real error
 
     def _publish_result(self, result: InferenceResult) -> None:
         self.action_pub.publish(conversions.action_array_msg(result))

@@ -42,11 +42,33 @@ def scenario(repeats: int, duration_s: float) -> dict:
             "phases": phases}
 
 
-def profile(model: Path, duration_s: float, params: dict) -> int:
+def one_phase(persons: int, duration_s: float) -> tuple[dict, str]:
+    """The scenario's warm-up and one phase of ``persons`` people; (scenario, phase name)."""
     plan = scenario(1, duration_s)
-    plan["phases"] = [p for p in plan["phases"] if p["name"] in ("warmup", "persons_10_run0")]
+    name = f"persons_{persons}_run0"
+    plan["phases"] = [p for p in plan["phases"] if p["name"] in ("warmup", name)]
+    return plan, name
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--repeats, --duration, --quick, --no-results (bench/schedule.py takes them too)."""
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=12.0, help="seconds per phase")
+    parser.add_argument("--quick", action="store_true", help="1 repeat of 6 s (smoke test)")
+    parser.add_argument("--no-results", action="store_true", help="print only")
+
+
+def parse_run_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.duration = 1, 6.0
+    return args
+
+
+def profile(model: Path, duration_s: float, params: dict) -> int:
+    plan, phase = one_phase(10, duration_s)
     run = livekit.run_scenario("live_profile", plan, model, params, profile=True)
-    figures = run.phase_figures("persons_10_run0", WARMUP_S)
+    figures = run.phase_figures(phase, WARMUP_S)
     print(json.dumps({"persons_10 (under py-spy)": figures,
                       "profile": livekit.profile_summary(run.workdir / "profile.txt")},
                      indent=1))
@@ -55,19 +77,14 @@ def profile(model: Path, duration_s: float, params: dict) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=12.0, help="seconds per phase")
-    parser.add_argument("--quick", action="store_true", help="1 repeat of 6 s (smoke test)")
-    parser.add_argument("--no-results", action="store_true", help="print only")
+    add_run_arguments(parser)
     parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                         help="recognizer parameter over config/recognizer.yaml (experiments; "
                              "recorded with the results)")
     parser.add_argument("--profile", action="store_true",
                         help="only 10 people, sampled with py-spy; prints where the "
                              "recognizer's threads spend their time (writes no results)")
-    args = parser.parse_args()
-    if args.quick:
-        args.repeats, args.duration = 1, 6.0
+    args = parse_run_arguments(parser)
     model, model_kind = livekit.model_file()
     params = dict(p.split(":=", 1) for p in args.param)
     if args.profile:

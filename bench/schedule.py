@@ -28,17 +28,10 @@ SETTINGS = {"capped": {}, "one_pass": {"max_batch": 1000}}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=12.0, help="seconds per run")
-    parser.add_argument("--quick", action="store_true", help="1 repeat of 6 s (smoke test)")
-    parser.add_argument("--no-results", action="store_true", help="print only")
-    args = parser.parse_args()
-    if args.quick:
-        args.repeats, args.duration = 1, 6.0
+    live.add_run_arguments(parser)
+    args = live.parse_run_arguments(parser)
     model, model_kind = livekit.model_file()
-    plan = live.scenario(1, args.duration)
-    phase = f"persons_{PERSONS}_run0"
-    plan["phases"] = [p for p in plan["phases"] if p["name"] in ("warmup", phase)]
+    plan, phase = live.one_phase(PERSONS, args.duration)
     load_start = livekit.load_average()
     runs: dict[str, list[dict]] = {name: [] for name in SETTINGS}
     for repeat in range(args.repeats):

@@ -302,7 +302,7 @@ class _Track:
     new_frames: int = 0
     labelled: bool = False
     last_inferred: float = -math.inf                        # monotonic start of its last pass
-    pending: list[float] = field(default_factory=list)     # arrivals of frames not yet used
+    pending: deque = field(default_factory=deque)           # arrivals of frames not yet used
     history: deque = field(default_factory=deque)           # probabilities, for smoothing
 
 
@@ -449,8 +449,10 @@ class Recognizer:
                 if key is None:
                     key = self._keys[(stream_key, tid)] = self._next_key
                     self._next_key += 1
+                    # Frames older than the window can no longer be used: not kept waiting.
                     self._tracks[key] = _Track(person_id=tid, source=frame.source, axis=axis,
-                                               history=deque(maxlen=self.params.smoothing))
+                                               history=deque(maxlen=self.params.smoothing),
+                                               pending=deque(maxlen=self.params.window))
                     self.tracks_started += 1
                 self.buffer.append(key, frames[p], frame.stamp_ns)
                 track = self._tracks[key]
@@ -532,7 +534,7 @@ class Recognizer:
             # Latency counts from a person's frame to the first /action that used it; before
             # a person's first label only the newest frame counts (the rest were warm-up).
             arrivals = sorted(a for t in tracks for a in (t.pending if t.labelled
-                                                          else t.pending[-1:]))
+                                                          else [t.pending[-1]]))
             for t in tracks:
                 t.new_frames = 0
                 t.pending.clear()

@@ -312,6 +312,10 @@ def test_latency_counts_each_message_once_from_arrival_to_publication():
     rec.mark_published(result, now=17.25)
     assert len(rec.latency) == 3
     assert rec.stats()["latency_p50_ms"] == pytest.approx(500.0)
+    # Frames that left the window (16) before a pass used them are not waited for.
+    for t in range(8, 48):
+        rec.ingest(frame(t, arrival=10.0 + t))
+    assert rec.infer().arrivals == [10.0 + t for t in range(32, 48)]
 
 
 def test_all_drop_reasons_appear_in_the_statistics():

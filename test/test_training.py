@@ -139,8 +139,8 @@ def test_a_few_steps_lower_the_loss(msr_train):
     cfg = small_cfg(seed=3)
     trainer = Trainer(cfg, train_set=subset(msr_train, 12), log=lambda m: None)
     clips = [trainer.train_set[i] for i in range(len(trainer.train_set))]
-    x, y = batching.make_batch(clips, cfg, train=False)
-    losses = [trainer.step(x, y) for _ in range(8)]
+    batch = batching.build_batch(clips, cfg, train=False)
+    losses = [trainer.step(batch, torch.Generator().manual_seed(0))["loss"] for _ in range(8)]
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.7 * losses[0], losses
 

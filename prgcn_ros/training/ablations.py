@@ -23,12 +23,18 @@ from .checkpoint import STATE
 from .config import load_config
 from .train import code_version, train
 
+# Config overrides of each variant.
 VARIANTS: dict[str, dict[str, Any]] = {
     "PR-GCN": {},
-    "without PRM": {"use_prm": False},
-    "without TAM": {"use_tam": False},
-    "sequential fusion": {"fusion": "sequential"},
-    "without PRM and TAM": {"use_prm": False, "use_tam": False},
+    "without PRM": {"model": {"use_prm": False}},
+    "without TAM": {"model": {"use_tam": False}},
+    "sequential fusion": {"model": {"fusion": "sequential"}},
+    "without PRM and TAM": {"model": {"use_prm": False, "use_tam": False}},
+    # The paper's PRM: trained by the classification loss alone, on clean windows.
+    "classification-only PRM": {"refine": {"objective": "classification"}},
+    # The paper's baseline: no PRM, clean windows.
+    "without PRM, clean training": {"model": {"use_prm": False},
+                                    "refine": {"objective": "classification"}},
 }
 
 
@@ -42,7 +48,8 @@ def _summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _recipe(cfg: dict) -> dict[str, Any]:
-    return {k: cfg[k] for k in ("data", "layout", "window", "preprocess", "augment", "optim")}
+    return {k: cfg[k] for k in ("data", "layout", "window", "preprocess", "augment", "optim",
+                                "refine")}
 
 
 def baseline_from_model(config: str | Path, model: Path) -> tuple[int, dict[str, Any]]:
@@ -70,7 +77,7 @@ def _record(out: Path, name: str, seed: int, run: dict[str, Any],
             extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Merge one run into the file as it is on disk now (another study may share it)."""
     doc = _load(out)
-    entry = doc["variants"].setdefault(name, {"model": VARIANTS[name], "runs": {}})
+    entry = doc["variants"].setdefault(name, {"overrides": VARIANTS[name], "runs": {}})
     entry["runs"][str(seed)] = run
     entry["summary"] = _summary(entry["runs"])
     doc.update(extra or {})
@@ -93,7 +100,7 @@ def run_study(config: str | Path, variants: list[str], seeds: list[int], out: Pa
                 continue
             slug = name.replace(" ", "_").lower()
             cfg = load_config(config, {
-                "seed": seed, "model": VARIANTS[name],
+                "seed": seed, **VARIANTS[name],
                 "output": {"dir": str(work_dir / f"{slug}_seed{seed}"),
                            "model": str(work_dir / f"{slug}_seed{seed}.safetensors"),
                            "checkpoint_every": 10}})

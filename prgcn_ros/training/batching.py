@@ -8,6 +8,7 @@ augmentation of :mod:`prgcn_ros.training.augment`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -65,10 +66,19 @@ def window(seq: SkeletonSequence, cfg: dict, rng: np.random.Generator | None
                          min_fraction=float(cfg["window"].get("train_min_fraction", 1.0)))
 
 
-def make_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
-               generator: torch.Generator | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Model input (N, C, T, V, M) float32 and labels (N,) int64 for a list of clips.
+class Batch(NamedTuple):
+    """A batch of model input with what the refinement objective needs besides it."""
+
+    x: torch.Tensor          # (N, C, T, V, M) float32, preprocessed (and augmented in training)
+    labels: torch.Tensor     # (N,) int64, -1 where a clip has no label
+    present: torch.Tensor    # (N, T, V, M) bool, joints observed in the input
+    scale: torch.Tensor      # (N, M) sensor units per model unit (the preprocessing scale)
+    dims: int                # coordinate channels: 3 for (x, y, z), 2 for (x, y, confidence)
+
+
+def build_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
+                generator: torch.Generator | None = None) -> Batch:
+    """The :class:`Batch` of a list of clips.
 
     ``train``: random window choice and augmentation, drawn from ``generator``.
     """
@@ -82,13 +92,22 @@ def make_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
     windows = [window(s.main_persons(persons), cfg, rng) for s in seqs]
     coords = torch.from_numpy(np.stack([w.coords for w in windows]))
     conf = torch.from_numpy(np.stack([w.confidence for w in windows]))
-    x, _ = preprocess(coords, conf, cfg["layout"], preprocess_config(cfg))
+    x, transform = preprocess(coords, conf, cfg["layout"], preprocess_config(cfg))
+    present = (conf > 0).permute(0, 1, 3, 2)                     # (N, T, V, M)
     if train and _augments(cfg["augment"]):
-        present = (conf > 0).permute(0, 1, 3, 2)                 # (N, T, V, M)
         x = augment(x, present, coords.shape[-1], cfg["augment"], gen, layout=cfg["layout"])
     labels = torch.tensor([-1 if s.label is None else int(s.label) for s in seqs],
                           dtype=torch.int64)
-    return x.float(), labels
+    return Batch(x.float(), labels, present, transform.scale.float(), int(coords.shape[-1]))
+
+
+def make_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
+               generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model input (N, C, T, V, M) float32 and labels (N,) int64 for a list of clips
+    (:func:`build_batch` without the extras)."""
+    batch = build_batch(seqs, cfg, train, generator)
+    return batch.x, batch.labels
 
 
 def _augments(aug: dict) -> bool:

@@ -7,6 +7,7 @@ always wins; with neither, the data lives in ``../shared/data`` next to the sour
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,31 @@ DEFAULTS: dict[str, Any] = {
         "vertical_axis": 1,       # channel index of the vertical axis (y)
         "mirror": 0.0,            # probability of the mirror image (x negated, left <-> right)
     },
-    "model": {
-        "arch": "prgcn",          # prgcn | stgcn
-        "in_channels": 3,
-        "use_prm": True,
-        "use_tam": True,
-        "fusion": "parallel",     # parallel | sequential
+    # Exactly the architecture dict of prgcn_ros.model.build.build_model (and of the model
+    # file's metadata), less "num_classes" and "layout", which come from the data and `layout`.
+    # "name": prgcn | stgcn; any other key is that network's constructor argument
+    # (prgcn: in_channels, refine_channels, use_prm, use_tam, fusion, use_motion;
+    # stgcn: in_channels, dropout, variant). Unset keys take the constructor's defaults.
+    "model": {"name": "prgcn"},
+    # The PRM's training objective. "restore" (default): besides the classification loss, the
+    # PRM learns to undo a driver noise model (prgcn_ros.training.noise): a fraction
+    # `corrupt_prob` of the training windows is corrupted, the classifier sees the corrupted
+    # window, and the refined window is pulled towards the clean one by a smooth-L1 loss
+    # (`restore_weight`, `restore_beta` in model units, i.e. torso lengths) over the clean
+    # window's joints, plus `offset_weight` x mean |offset|. "classification": the paper's PRM,
+    # trained by the classification loss alone (no corruption, no reconstruction loss).
+    "refine": {
+        "objective": "restore",
+        "corrupt_prob": 0.5,
+        "restore_weight": 10.0,
+        "restore_beta": 0.05,
+        "offset_weight": 0.1,
+        # Levels in sensor units (metres for 3D): prgcn_ros.training.noise.NoiseConfig.
+        "noise": {"jitter": 0.02, "drop_prob": 0.01, "drop_frames": 5, "spike_prob": 0.02,
+                  "spike_range": [0.2, 0.5], "swap_prob": 0.0, "bone_noise": 0.03,
+                  "strength": 1.0},
+        # The strengths `prgcn-eval --refinement` measures at (1: the training noise).
+        "eval_strengths": [1.0, 2.0],
     },
     "optim": {
         "lr": 0.01,
@@ -94,13 +114,51 @@ class ConfigError(ValueError):
     """A training config that cannot be used; the message names the file and the key."""
 
 
-def _merge(base: dict, override: dict, where: str) -> dict:
+# Sections whose keys are not fixed by DEFAULTS (checked in _check instead).
+_OPEN_SECTIONS = ("model",)
+_FIXED_BY_DATA = ("num_classes", "layout")
+
+
+def _merge(base: dict, override: dict, where: str, top: bool = True) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if key not in base:
+        if top and key in _OPEN_SECTIONS and isinstance(value, dict):
+            # Another network starts from its own defaults, not from this one's arguments.
+            same = value.get("name", out[key].get("name")) == out[key].get("name")
+            out[key] = {**(out[key] if same else {}), **copy.deepcopy(value)}
+        elif key not in base:
             raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(base))})")
-        if isinstance(base[key], dict) and isinstance(value, dict):
-            out[key] = _merge(base[key], value, f"{where}.{key}")
+        elif isinstance(base[key], dict) and isinstance(value, dict):
+            out[key] = _merge(base[key], value, f"{where}.{key}", top=False)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping, with its ``base:`` file (relative to it) merged underneath."""
+    if not path.is_file():
+        raise ConfigError(f"training config not found: {path}")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'base' files include each other")
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    base_path = Path(base).expanduser()
+    base_path = base_path if base_path.is_absolute() else path.parent / base_path
+    under = _read(base_path, (*seen, path.resolve()))
+    return _deep_update(under, raw)
+
+
+def _deep_update(under: dict, over: dict) -> dict:
+    out = copy.deepcopy(under)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_update(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -108,17 +166,12 @@ def _merge(base: dict, override: dict, where: str) -> dict:
 
 def load_config(path: str | os.PathLike | None = None,
                 overrides: dict | None = None) -> dict[str, Any]:
-    """The config at ``path`` (YAML) merged over :data:`DEFAULTS`, then ``overrides``."""
+    """The config at ``path`` (YAML; a ``base:`` key names a config it builds on) merged over
+    :data:`DEFAULTS`, then ``overrides``."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"training config not found: {path}")
-        with open(path) as f:
-            raw = yaml.safe_load(f) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        cfg = _merge(cfg, raw, str(path))
+        cfg = _merge(cfg, _read(path), str(path))
         cfg["_path"] = str(path.resolve())
     if overrides:
         cfg = _merge({**cfg, "_path": cfg.get("_path")}, overrides, "overrides")
@@ -131,12 +184,37 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: window.mode must be 'resample' or 'crop'")
     if int(cfg["window"]["length"]) < 1:
         raise ConfigError(f"{where}: window.length must be at least 1")
-    if cfg["model"]["fusion"] not in ("parallel", "sequential"):
-        raise ConfigError(f"{where}: model.fusion must be 'parallel' or 'sequential'")
-    if cfg["model"]["arch"] not in ("prgcn", "stgcn"):
-        raise ConfigError(f"{where}: model.arch must be 'prgcn' or 'stgcn'")
     if cfg["data"]["kind"] not in ("msr_action3d", "stgcn_arrays"):
         raise ConfigError(f"{where}: data.kind must be 'msr_action3d' or 'stgcn_arrays'")
+    if cfg["refine"]["objective"] not in ("restore", "classification"):
+        raise ConfigError(f"{where}: refine.objective must be 'restore' or 'classification'")
+    from prgcn_ros.model.build import ARCHITECTURES
+    spec = cfg["model"]
+    if spec.get("name") not in ARCHITECTURES:
+        raise ConfigError(f"{where}: model.name must be one of {', '.join(ARCHITECTURES)}")
+    accepted = set(inspect.signature(ARCHITECTURES[spec["name"]]).parameters)
+    for key in spec:
+        if key in _FIXED_BY_DATA:
+            raise ConfigError(f"{where}: model.{key} comes from the data and 'layout', not "
+                              f"the model section")
+        if key != "name" and key not in accepted:
+            raise ConfigError(f"{where}: model.{key} is not an argument of {spec['name']} "
+                              f"(known: {', '.join(sorted(accepted - set(_FIXED_BY_DATA)))})")
+
+
+def model_spec(cfg: dict, num_classes: int) -> dict[str, Any]:
+    """The architecture dict for :func:`prgcn_ros.model.build.build_model`: the config's
+    ``model`` section with the class count and the layout."""
+    return {**cfg["model"], "num_classes": int(num_classes), "layout": cfg["layout"]}
+
+
+def in_channels(cfg: dict) -> int:
+    """Input channels of the configured network (its constructor's default when unset)."""
+    from prgcn_ros.model.build import ARCHITECTURES
+    if "in_channels" in cfg["model"]:
+        return int(cfg["model"]["in_channels"])
+    default = inspect.signature(ARCHITECTURES[cfg["model"]["name"]]).parameters["in_channels"]
+    return int(default.default)
 
 
 def data_root(cfg: dict) -> Path:

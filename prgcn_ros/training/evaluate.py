@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from . import batching
-from .config import ConfigError, load_config
+from .config import ConfigError, in_channels, load_config
 from .datasets import SequenceDataset, build_dataset
 
 
@@ -81,6 +81,145 @@ def evaluate_model(model: torch.nn.Module, dataset: SequenceDataset, cfg: dict,
     return metrics(scores, labels, list(dataset.class_names))
 
 
+# 3D layouts whose recordings are in metres (the noise levels of the configs assume it).
+_METRIC_LAYOUTS = ("kinect20", "ntu25", "azure32")
+
+
+def _bone_cv(p: torch.Tensor, present: torch.Tensor, bones: list[tuple[int, int]]
+             ) -> torch.Tensor:
+    """Coefficient of variation over time of each bone's length, per (clip, bone, person) where
+    the bone is seen in at least 3 frames: (K,) values. ``p`` (N, D, T, V, M) in sensor units."""
+    out = []
+    for a, b in bones:
+        length = (p[:, :, :, a] - p[:, :, :, b]).norm(dim=1)                # (N, T, M)
+        seen = (present[:, :, a] & present[:, :, b]).to(length.dtype)
+        count = seen.sum(1)
+        mean = (length * seen).sum(1) / count.clamp(min=1)
+        var = (((length - mean[:, None]) ** 2) * seen).sum(1) / count.clamp(min=1)
+        ok = (count >= 3) & (mean > 1e-6)
+        out.append((var.sqrt() / mean.clamp(min=1e-6))[ok])
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def _acceleration(p: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """|p[t+1] - 2 p[t] + p[t-1]| of every joint seen in three consecutive frames (sensor
+    units per frame squared), flattened."""
+    acc = (p[:, :, 2:] - 2 * p[:, :, 1:-1] + p[:, :, :-2]).norm(dim=1)     # (N, T-2, V, M)
+    seen = present[:, 2:] & present[:, 1:-1] & present[:, :-2]
+    return acc[seen]
+
+
+def savgol(x: torch.Tensor, dims: int, window: int = 7, order: int = 2) -> torch.Tensor:
+    """The Savitzky-Golay baseline: scipy's filter over time, per joint and axis, on the first
+    ``dims`` channels of (N, C, T, V, M) windows (the rest passes through)."""
+    from scipy.signal import savgol_filter
+    if x.shape[2] < window:
+        return x.clone()
+    out = x.clone()
+    smooth = savgol_filter(x[:, :dims].double().numpy(), window, order, axis=2, mode="interp")
+    out[:, :dims] = torch.from_numpy(smooth).to(x.dtype)
+    return out
+
+
+@torch.no_grad()
+def evaluate_refinement(model: torch.nn.Module, dataset: SequenceDataset, cfg: dict,
+                        strengths: list[float] | None = None, spikes_per_clip: int = 5,
+                        spike_size: float = 0.5, seed: int = 0) -> dict[str, Any]:
+    """What the PRM does to poses, on the dataset's evaluation windows.
+
+    Clean windows: mean |offset| (cm when the input is in metres), bone-length coefficient of
+    variation and mean joint acceleration of the refined vs the input window. Corrupted windows
+    (the config's noise model at each strength, the same draws for every model with the same
+    seed): MPJPE of the refined window against the clean one divided by the corrupted input's
+    (``mpjpe_ratio``), the same for a Savitzky-Golay filter (window 7, order 2), and top-1.
+    Label stability: the fraction of windows whose label changes when one frame gets a
+    ``spike_size`` jump on one joint. Errors and offsets are in sensor units.
+    """
+    from prgcn_ros.skeleton.layouts import get_layout
+
+    from .noise import corrupt, mpjpe, noise_config
+
+    model.eval()
+    layout = get_layout(cfg["layout"])
+    strengths = list(strengths if strengths is not None else cfg["refine"]["eval_strengths"])
+    batch_size = int(cfg.get("eval", {}).get("batch_size", 64))
+    gen = torch.Generator().manual_seed(seed)
+    has_prm = getattr(model, "prm", None) is not None
+    offsets, cv_in, cv_out, acc_in, acc_out = [], [], [], [], []
+    correct_clean = changed = spiked = 0
+    per_strength = {s: {"err_in": 0.0, "err_ref": 0.0, "err_sg": 0.0, "correct": 0, "n": 0}
+                    for s in strengths}
+    n_total = 0
+    for start in range(0, len(dataset), batch_size):
+        clips = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        b = batching.build_batch(clips, cfg, train=False)
+        d, n = b.dims, b.x.shape[0]
+        n_total += n
+        unit = b.scale[:, None, None, None, :]                 # model -> sensor units
+        logits, refined = model(b.x)
+        pred = logits.argmax(1)
+        correct_clean += int((pred == b.labels).sum())
+        sensor_in, sensor_ref = b.x[:, :d] * unit, refined[:, :d] * unit
+        offset = (sensor_ref - sensor_in).norm(dim=1)                          # (N, T, V, M)
+        offsets.append(offset[b.present])
+        cv_in.append(_bone_cv(sensor_in, b.present, list(layout.bones)))
+        cv_out.append(_bone_cv(sensor_ref, b.present, list(layout.bones)))
+        acc_in.append(_acceleration(sensor_in, b.present))
+        acc_out.append(_acceleration(sensor_ref, b.present))
+        for s in strengths:
+            noisy, _ = corrupt(b.x, b.present, b.scale, layout, noise_config(cfg, s), gen, dims=d)
+            out_logits, out_ref = model(noisy)
+            row = per_strength[s]
+            weight = b.present.to(torch.float32).sum((1, 2, 3))
+            scale = b.scale.mean(1)
+            for key, value in (("err_in", noisy), ("err_ref", out_ref),
+                               ("err_sg", savgol(noisy, d))):
+                row[key] += float((mpjpe(value, b.x, b.present, d) * scale * weight).sum())
+            row["weight"] = row.get("weight", 0.0) + float(weight.sum())
+            row["correct"] += int((out_logits.argmax(1) == b.labels).sum())
+            row["n"] += n
+        # Label stability: one joint of one frame jumps by spike_size (sensor units).
+        t, v = b.x.shape[2], b.x.shape[3]
+        for _ in range(spikes_per_clip):
+            x = b.x.clone()
+            frame = torch.randint(0, t, (n,), generator=gen)
+            joint = torch.randint(0, v, (n,), generator=gen)
+            direction = torch.randn((n, d), generator=gen)
+            direction = direction / direction.norm(dim=1, keepdim=True).clamp(min=1e-6)
+            jump = direction * spike_size / b.scale[:, :1]          # person 0, model units
+            idx = torch.arange(n)
+            x[idx, :d, frame, joint, 0] += jump
+            changed += int((model(x)[0].argmax(1) != pred).sum())
+            spiked += n
+    mean = (lambda parts: float(torch.cat(parts).mean()) if parts and
+            torch.cat(parts).numel() else float("nan"))
+    result: dict[str, Any] = {
+        "has_prm": has_prm,
+        "n": n_total,
+        "top1_clean": correct_clean / max(n_total, 1),
+        "clean": {
+            "mean_offset": mean(offsets),
+            "bone_cv_input": mean(cv_in), "bone_cv_refined": mean(cv_out),
+            "acceleration_input": mean(acc_in), "acceleration_refined": mean(acc_out),
+        },
+        "label_change_one_spike": changed / max(spiked, 1),
+        "spike_size": spike_size,
+        "corrupted": {},
+    }
+    for s, row in per_strength.items():
+        w = max(row.get("weight", 0.0), 1.0)
+        err_in, err_ref, err_sg = row["err_in"] / w, row["err_ref"] / w, row["err_sg"] / w
+        result["corrupted"][f"{s:g}"] = {
+            "strength": s, "mpjpe_input": err_in, "mpjpe_refined": err_ref,
+            "mpjpe_savgol": err_sg, "mpjpe_ratio": err_ref / err_in if err_in else float("nan"),
+            "savgol_ratio": err_sg / err_in if err_in else float("nan"),
+            "top1": row["correct"] / max(row["n"], 1),
+        }
+    result["noise"] = noise_config(cfg).to_dict()
+    result["units"] = "m" if cfg["layout"] in _METRIC_LAYOUTS else "input units"
+    return result
+
+
 def plot_confusion(result: dict[str, Any], path: str | Path, title: str) -> Path:
     """Row-normalised confusion matrix as a PNG (counts written in the cells)."""
     import matplotlib
@@ -134,11 +273,12 @@ def config_for_model(cfg: dict, metadata: dict[str, Any]) -> dict:
 
 
 def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str | None = None,
-        device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+        device: str = "cpu", progress: bool = True, refinement: bool = False
+        ) -> dict[str, Any]:
     from prgcn_ros.model.io import load_model
 
     model, metadata = load_model(model_path, device=device, expected_layout=cfg["layout"],
-                                 expected_channels=int(cfg["model"]["in_channels"]))
+                                 expected_channels=in_channels(cfg))
     cfg = config_for_model(cfg, metadata)
     dataset = build_dataset(cfg, split)
     names = metadata.get("class_names")
@@ -152,6 +292,8 @@ def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str |
         png = cfg["eval"]["confusion_png"]
     result["confusion_png"] = str(plot_confusion(result, png, f"{Path(model_path).name} on "
                                                  f"{dataset.description}"))
+    if refinement:
+        result["refinement"] = evaluate_refinement(model.cpu(), dataset, cfg)
     return result
 
 
@@ -163,12 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confusion", help="confusion-matrix PNG to write "
                         "(default: the config's eval.confusion_png, else output.dir)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--refinement", action="store_true",
+                        help="also measure the PRM: offsets, jitter and bone lengths on clean "
+                             "windows, MPJPE on windows corrupted by the config's noise model "
+                             "(against a Savitzky-Golay filter), label changes after one spike")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config)
         result = run(args.model, cfg, split=args.split, confusion=args.confusion,
-                     device=args.device, progress=not args.json)
+                     device=args.device, progress=not args.json, refinement=args.refinement)
     except (ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError) as exc:
         print(f"prgcn-eval: error: {exc}", file=sys.stderr)
         return 2
@@ -182,7 +328,26 @@ def main(argv: list[str] | None = None) -> int:
         acc = "   -" if row["accuracy"] is None else f"{100 * row['accuracy']:5.1f} %"
         print(f"  {name:<{width}}  {acc}  ({row['n']} clips)")
     print(f"confusion matrix: {result['confusion_png']}")
+    if "refinement" in result:
+        print(format_refinement(result["refinement"]))
     return 0
+
+
+def format_refinement(r: dict[str, Any]) -> str:
+    """The refinement measurement as a few lines of text."""
+    c, u = r["clean"], r["units"]
+    lines = [f"refinement on {r['n']} clean windows: mean |offset| {c['mean_offset']:.4f} {u}, "
+             f"bone-length CV {c['bone_cv_refined']:.4f} (input {c['bone_cv_input']:.4f}), "
+             f"acceleration {c['acceleration_refined']:.4f} (input "
+             f"{c['acceleration_input']:.4f}) {u}/frame^2",
+             f"one {r['spike_size']:g} {u} spike changes {100 * r['label_change_one_spike']:.1f} "
+             f"% of labels"]
+    for key, row in r["corrupted"].items():
+        lines.append(f"noise x{key}: MPJPE input {row['mpjpe_input']:.4f}, refined "
+                     f"{row['mpjpe_refined']:.4f} (ratio {row['mpjpe_ratio']:.3f}), "
+                     f"Savitzky-Golay {row['mpjpe_savgol']:.4f} (ratio "
+                     f"{row['savgol_ratio']:.3f}) {u}; top-1 {100 * row['top1']:.1f} %")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,17 @@ from tqdm import tqdm
 
 from prgcn_ros import paths
 
-from . import batching
+from . import batching, noise
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ConfigError, learning_rate, load_config, lr_milestones, public
+from .config import (
+    ConfigError,
+    in_channels,
+    learning_rate,
+    load_config,
+    lr_milestones,
+    model_spec,
+    public,
+)
 from .datasets import SequenceDataset, build_dataset, class_names, split_description
 
 
@@ -48,15 +56,13 @@ def set_threads(cfg: dict) -> None:
 
 
 def build_model(cfg: dict, num_classes: int) -> nn.Module:
-    """The network the config's ``model`` section describes."""
-    spec = cfg["model"]
-    if spec["arch"] == "stgcn":
-        from prgcn_ros.model.stgcn import STGCN
-        return STGCN(num_classes, cfg["layout"], in_channels=int(spec["in_channels"]))
-    from prgcn_ros.model.prgcn import PRGCN
-    return PRGCN(num_classes, cfg["layout"], in_channels=int(spec["in_channels"]),
-                 use_prm=bool(spec["use_prm"]), use_tam=bool(spec["use_tam"]),
-                 fusion=spec["fusion"])
+    """The network the config's ``model`` section describes (the one builder path:
+    :func:`prgcn_ros.model.build.build_model` on the architecture dict)."""
+    from prgcn_ros.model.build import build_model as build
+    try:
+        return build(model_spec(cfg, num_classes))
+    except ValueError as error:
+        raise ConfigError(f"model section: {error}") from None
 
 
 def logits_of(output: Any) -> torch.Tensor:
@@ -102,6 +108,7 @@ class Trainer:
             nesterov=bool(opt["nesterov"]), weight_decay=float(opt["weight_decay"]))
         self.loss_fn = nn.CrossEntropyLoss(
             label_smoothing=float(opt.get("label_smoothing") or 0.0))
+        self.noise = noise.noise_config(cfg)
         self.epoch = 0            # epochs completed
         self.steps = 0
         self.history: list[dict[str, Any]] = []
@@ -109,10 +116,41 @@ class Trainer:
         self.code_version = code_version()     # the code this run starts from
 
     # ------------------------------------------------------------------ one step / one epoch
-    def step(self, x: torch.Tensor, labels: torch.Tensor) -> float:
+    def step(self, batch: batching.Batch, generator: torch.Generator | None = None
+             ) -> dict[str, float]:
+        """One optimiser step on ``batch``; returns its losses (``loss`` is their sum).
+
+        With the "restore" objective a random part of the batch is corrupted by the driver
+        noise model first (drawn from ``generator``), and the refined window is pulled towards
+        the clean one.
+        """
         self.model.train()
-        out = logits_of(self.model(x))
-        loss = self.loss_fn(out, labels)
+        refine = self.cfg["refine"]
+        x = batch.x
+        # "restore": corrupted windows for every network (for one without a PRM they are plain
+        # augmentation), and the reconstruction loss where there is a PRM to learn it.
+        corrupted = refine["objective"] == "restore" and float(refine["corrupt_prob"]) > 0
+        restore = corrupted and getattr(self.model, "prm", None) is not None
+        if corrupted:
+            gen = generator if generator is not None else torch.Generator().manual_seed(self.steps)
+            noisy, _ = noise.corrupt(x, batch.present, batch.scale, self.cfg["layout"],
+                                     self.noise, gen, dims=batch.dims)
+            pick = torch.rand(x.shape[0], generator=gen) < float(refine["corrupt_prob"])
+            x = torch.where(pick[:, None, None, None, None], noisy, x)
+        output = self.model(x)
+        losses = {"classification": self.loss_fn(logits_of(output), batch.labels)}
+        if restore:
+            dims = batch.dims
+            refined = output[1][:, :dims]
+            clean = batch.x[:, :dims]
+            weight = batch.present[:, None].to(refined.dtype)
+            error = nn.functional.smooth_l1_loss(refined, clean, reduction="none",
+                                                 beta=float(refine["restore_beta"]))
+            losses["restore"] = float(refine["restore_weight"]) * (
+                (error * weight).sum() / (weight.sum() * dims).clamp(min=1.0))
+            offset = (refined - x[:, :dims]).abs()
+            losses["offset"] = float(refine["offset_weight"]) * offset.mean()
+        loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip = self.cfg["optim"].get("grad_clip")
@@ -120,7 +158,9 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
         self.optimizer.step()
         self.steps += 1
-        return float(loss.detach())
+        out = {name: float(value.detach()) for name, value in losses.items()}
+        out["loss"] = float(loss.detach())
+        return out
 
     def train_epoch(self, progress: bool = True, max_steps: int | None = None
                     ) -> dict[str, Any]:
@@ -137,22 +177,26 @@ class Trainer:
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         if max_steps is not None:
             batches = batches[:max_steps]
-        total_loss, seen = 0.0, 0
+        totals: dict[str, float] = {}
+        seen = 0
         started = time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.cfg['optim']['epochs']}",
                    disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
         for index in bar:
-            x, labels = batching.make_batch([self.train_set[i] for i in index], self.cfg,
-                                            train=True, generator=gen)
-            loss = self.step(x, labels)
-            total_loss += loss * len(index)
+            batch = batching.build_batch([self.train_set[i] for i in index], self.cfg,
+                                         train=True, generator=gen)
+            losses = self.step(batch, gen)
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + value * len(index)
             seen += len(index)
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}")
+            bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2g}")
         elapsed = time.perf_counter() - started
         self.train_time_s += elapsed
         self.epoch += 1
-        stats = {"epoch": self.epoch, "lr": lr, "loss": total_loss / max(seen, 1),
+        stats = {"epoch": self.epoch, "lr": lr,
+                 **{name: value / max(seen, 1) for name, value in totals.items()},
                  "clips": seen, "time_s": round(elapsed, 2)}
+        stats.setdefault("loss", 0.0)
         self.history.append(stats)
         return stats
 
@@ -168,7 +212,7 @@ class Trainer:
     def resume(self, path: str | os.PathLike) -> None:
         doc = load_checkpoint(path, self.model, self.optimizer)
         saved = doc.get("config", {})
-        for key in ("seed", "model", "layout", "window", "preprocess", "augment"):
+        for key in ("seed", "model", "layout", "window", "preprocess", "augment", "refine"):
             if key in saved and saved[key] != public(self.cfg).get(key):
                 raise ConfigError(f"cannot resume from {path}: its {key!r} settings differ "
                                   f"from the config's ({saved[key]} vs {self.cfg.get(key)})")
@@ -185,7 +229,7 @@ class Trainer:
         return {
             "architecture": arch,
             "layout": cfg["layout"],
-            "in_channels": int(cfg["model"]["in_channels"]),
+            "in_channels": in_channels(cfg),
             "num_classes": len(self.class_names),
             "class_names": list(self.class_names),
             "preprocess": batching.preprocess_config(cfg).to_dict(),
@@ -203,6 +247,7 @@ class Trainer:
                 "lr_milestones": lr_milestones(cfg),
                 "lr_gamma": float(cfg["optim"]["schedule"]["gamma"]),
                 "augment": cfg["augment"],
+                "refine": cfg["refine"],
                 "train_time_s": round(self.train_time_s, 1),
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                            f"torch {torch.__version__} ({torch.get_num_threads()} threads)",

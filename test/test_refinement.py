@@ -1,0 +1,248 @@
+"""The PRM as a refiner: the driver noise model, the restore objective, the refinement
+measurement, the one builder path, and the shipped model's goals (evaluated, not read)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_training_util import MSR_CONFIG, REPO, msr_split, require_data, small_cfg, subset
+
+from prgcn_ros.model import PRGCN, build_model
+from prgcn_ros.skeleton.layouts import get_layout
+from prgcn_ros.training import batching
+from prgcn_ros.training import evaluate as evaluate_cli
+from prgcn_ros.training.config import ConfigError, load_config, model_spec
+from prgcn_ros.training.noise import NoiseConfig, corrupt, mpjpe
+from prgcn_ros.training.train import Trainer
+
+SHIPPED = REPO / "models" / "prgcn_msr_action3d.safetensors"
+ONLY = {"jitter": 0.0, "drop_prob": 0.0, "spike_prob": 0.0, "swap_prob": 0.0, "bone_noise": 0.0}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_intra_op_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def clean_batch() -> batching.Batch:
+    cfg = load_config(MSR_CONFIG)
+    clips = subset(msr_split("test"), 12)
+    return batching.build_batch([clips[i] for i in range(len(clips))], cfg, train=False)
+
+
+def _noise(**levels) -> NoiseConfig:
+    return NoiseConfig.from_dict({**ONLY, **levels})
+
+
+def _corrupt(batch: batching.Batch, seed: int = 0, **levels):
+    return corrupt(batch.x, batch.present, batch.scale, "kinect20", _noise(**levels),
+                   torch.Generator().manual_seed(seed), dims=3)
+
+
+# --------------------------------------------------------------------------- noise model
+def test_noise_is_repeatable_and_leaves_missing_joints_alone(clean_batch):
+    levels = NoiseConfig().to_dict()
+    a, present_a = _corrupt(clean_batch, 3, **levels)
+    b, present_b = _corrupt(clean_batch, 3, **levels)
+    assert torch.equal(a, b) and torch.equal(present_a, present_b)
+    c, _ = _corrupt(clean_batch, 4, **levels)
+    assert not torch.equal(a, c)
+    missing = ~clean_batch.present
+    assert torch.equal(a.permute(0, 2, 3, 4, 1)[missing], clean_batch.x.permute(0, 2, 3, 4, 1)[missing])
+    assert not (present_a & missing).any()                     # nothing reappears
+
+
+def test_jitter_has_its_level_in_sensor_units(clean_batch):
+    noisy, _ = _corrupt(clean_batch, jitter=0.02)
+    diff = (noisy - clean_batch.x) * clean_batch.scale[:, None, None, None, :]   # metres
+    values = diff.permute(0, 2, 3, 4, 1)[clean_batch.present]
+    assert float(values.std()) == pytest.approx(0.02, rel=0.05)
+
+
+def test_spikes_move_one_joint_of_one_frame_by_their_range(clean_batch):
+    noisy, _ = _corrupt(clean_batch, spike_prob=0.2, spike_range=[0.2, 0.5])
+    jump = ((noisy - clean_batch.x) * clean_batch.scale[:, None, None, None, :]).norm(dim=1)
+    moved = jump > 1e-6                                          # (N, T, V, M)
+    assert moved.any()
+    assert int(moved.sum(2).max()) == 1                          # one joint per frame
+    assert float(jump[moved].min()) >= 0.2 - 1e-4 and float(jump[moved].max()) <= 0.5 + 1e-4
+
+
+def test_dropped_joints_are_zero_and_not_present(clean_batch):
+    noisy, present = _corrupt(clean_batch, drop_prob=0.05, drop_frames=3)
+    dropped = clean_batch.present & ~present
+    assert 0.03 < float(dropped.sum() / clean_batch.present.sum()) < 0.3
+    assert float(noisy.permute(0, 2, 3, 4, 1)[dropped].abs().max()) == 0.0
+
+
+def test_bone_noise_changes_lengths_and_keeps_the_root(clean_batch):
+    noisy, _ = _corrupt(clean_batch, bone_noise=0.05)
+    layout = get_layout("kinect20")
+    assert torch.equal(noisy[:, :, :, layout.center], clean_batch.x[:, :, :, layout.center])
+    a, b = layout.index("left_elbow"), layout.index("left_wrist")
+    ratio = ((noisy[:, :, :, a] - noisy[:, :, :, b]).norm(dim=1)
+             / (clean_batch.x[:, :, :, a] - clean_batch.x[:, :, :, b]).norm(dim=1).clamp(min=1e-6))
+    per_clip = ratio[:, :, 0].median(dim=1).values            # constant over a clip
+    assert float((per_clip - 1).abs().max()) > 0.01
+    assert float((ratio[:, :, 0] - per_clip[:, None]).abs().median()) < 1e-4
+
+
+def test_limb_swap_exchanges_left_and_right():
+    x = torch.randn(1, 3, 6, 18, 1)
+    x[:, 2] = 1.0                                                # 2D: x, y, confidence
+    present = torch.ones(1, 6, 18, 1, dtype=torch.bool)
+    noisy, _ = corrupt(x, present, torch.ones(1, 1), "coco18", _noise(swap_prob=1.0),
+                       torch.Generator().manual_seed(0), dims=2)
+    lay = get_layout("coco18")
+    pairs = [(lay.index(f"left_{p}"), lay.index(f"right_{p}")) for p in ("elbow", "wrist", "knee")]
+    swapped = [torch.equal(noisy[0, :2, t, left], x[0, :2, t, right])
+               for t in range(6) for left, right in pairs]
+    assert sum(swapped) >= 6                                     # one limb in every frame
+    assert torch.equal(noisy[:, 2], x[:, 2])                     # confidence untouched
+
+
+# --------------------------------------------------------------------------- one builder path
+def test_model_section_is_the_architecture_dict(tmp_path):
+    cfg = load_config(MSR_CONFIG)
+    model = build_model(model_spec(cfg, 20))
+    assert {k: model.arch[k] for k in cfg["model"]} == cfg["model"]
+    cfg2 = load_config(MSR_CONFIG, {"model": {"refine_channels": 2, "use_motion": False}})
+    arch = Trainer(cfg2, train_set=subset(msr_split("train"), 2), log=lambda m: None).model.arch
+    assert arch["refine_channels"] == 2 and arch["use_motion"] is False
+    with pytest.raises(ConfigError, match="not an argument"):
+        load_config(MSR_CONFIG, {"model": {"depth": 3}})
+    with pytest.raises(ConfigError, match="comes from the data"):
+        load_config(MSR_CONFIG, {"model": {"num_classes": 3}})
+    stgcn = load_config(MSR_CONFIG, {"model": {"name": "stgcn", "variant": "prgcn_table1"}})
+    assert build_model(model_spec(stgcn, 20)).arch["variant"] == "prgcn_table1"
+
+
+def test_ntu_configs_share_a_base():
+    xsub = load_config(REPO / "config" / "train_ntu60_xsub.yaml")
+    xview = load_config(REPO / "config" / "train_ntu60_xview.yaml")
+    differ = {k for k in xsub if k != "_path" and xsub[k] != xview[k]}
+    assert differ == {"name", "data", "output"}
+    assert xview["data"]["root"] == "NTU-RGB-D/xview" and xview["layout"] == "ntu25"
+
+
+def test_2d_config_refines_x_and_y_and_passes_the_confidence_through():
+    cfg = load_config(REPO / "config" / "train_kinetics.yaml")
+    model = build_model(model_spec(cfg, 400))
+    x = torch.randn(2, 3, 12, 18, 2)
+    with torch.no_grad():
+        model.prm.offset.weight.normal_(std=0.5)                 # a PRM that moves things
+        _, refined = model.eval()(x)
+    assert torch.equal(refined[:, 2], x[:, 2])
+    assert not torch.allclose(refined[:, :2], x[:, :2])
+
+
+def _unfolded(model: torch.nn.Module) -> torch.nn.Module:
+    """The same network computing BN and residuals as separate ops: eval-mode BNs, every other
+    module on its training-mode path (no dropout in PR-GCN)."""
+    for module in model.modules():
+        if not isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.training = True
+    return model
+
+
+def test_folded_eval_network_equals_the_unfolded_one():
+    torch.manual_seed(0)
+    model = PRGCN(20, "kinect20")
+    with torch.no_grad():
+        for _ in range(3):                                       # realistic running statistics
+            model.train()(torch.randn(8, 3, 32, 20, 1))
+    x = torch.randn(3, 3, 32, 20, 2)
+    with torch.no_grad():
+        folded = model.eval()(x)
+        unfolded = _unfolded(model.eval())(x)
+    for a, b in zip(folded, unfolded):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-5), float((a - b).abs().max())
+
+
+# --------------------------------------------------------------------------- objective
+def test_restore_objective_teaches_the_prm_to_remove_noise():
+    """A few hundred steps on a few clips: the PRM's output is closer to the clean windows
+    than the corrupted input is (a goal, measured with the noise model)."""
+    cfg = small_cfg(seed=5, refine={"corrupt_prob": 1.0}, optim={"batch_size": 8, "lr": 0.01})
+    train = subset(msr_split("train"), 8)
+    trainer = Trainer(cfg, train_set=train, log=lambda m: None)
+    batch = batching.build_batch([train[i] for i in range(len(train))], cfg, train=False)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        losses = trainer.step(batch, gen)
+    assert set(losses) == {"classification", "restore", "offset", "loss"}
+    noisy, _ = corrupt(batch.x, batch.present, batch.scale, "kinect20", trainer.noise,
+                       torch.Generator().manual_seed(99), dims=3)
+    with torch.no_grad():
+        _, refined = trainer.model.eval()(noisy)
+    before = mpjpe(noisy, batch.x, batch.present, 3).mean()
+    after = mpjpe(refined, batch.x, batch.present, 3).mean()
+    assert after < 0.8 * before, (float(after), float(before))
+
+
+def test_classification_objective_is_the_papers_prm():
+    cfg = small_cfg(seed=5, refine={"objective": "classification"})
+    train = subset(msr_split("train"), 4)
+    trainer = Trainer(cfg, train_set=train, log=lambda m: None)
+    batch = batching.build_batch([train[i] for i in range(4)], cfg, train=False)
+    assert set(trainer.step(batch)) == {"classification", "loss"}
+
+
+# --------------------------------------------------------------------------- measurement
+def test_refinement_measurement_of_an_identity_and_of_savitzky_golay(tmp_path):
+    require_data()
+    cfg = load_config(MSR_CONFIG)
+    test = subset(msr_split("test"), 16)
+    model = PRGCN(20, "kinect20", use_prm=False).eval()
+    r = evaluate_cli.evaluate_refinement(model, test, cfg, strengths=[1.0], spikes_per_clip=1)
+    assert r["clean"]["mean_offset"] == 0.0
+    assert r["clean"]["acceleration_refined"] == pytest.approx(r["clean"]["acceleration_input"])
+    row = r["corrupted"]["1"]
+    assert row["mpjpe_ratio"] == pytest.approx(1.0)
+    assert 0.01 < row["mpjpe_input"] < 0.2                       # metres, a few cm
+    # Pure jitter: the filter a user would write removes part of it.
+    jitter = load_config(MSR_CONFIG, {"refine": {"noise": {**ONLY, "jitter": 0.03}}})
+    r2 = evaluate_cli.evaluate_refinement(model, test, jitter, strengths=[1.0],
+                                          spikes_per_clip=1)
+    assert r2["corrupted"]["1"]["savgol_ratio"] < 0.8
+
+
+# --------------------------------------------------------------------------- the shipped model
+@pytest.fixture(scope="module")
+def shipped():
+    require_data()
+    if not SHIPPED.is_file():
+        pytest.skip(f"{SHIPPED} not trained yet")
+    from prgcn_ros.model.io import load_model
+    from prgcn_ros.training.datasets import build_dataset
+
+    model, meta = load_model(SHIPPED, device="cpu", expected_layout="kinect20",
+                             expected_channels=3)
+    cfg = evaluate_cli.config_for_model(load_config(MSR_CONFIG), meta)
+    return model, meta, cfg, build_dataset(cfg, "test")
+
+
+@pytest.mark.slow
+def test_shipped_model_top1_reaches_the_goal(shipped):
+    model, _, cfg, test = shipped
+    result = evaluate_cli.evaluate_model(model, test, cfg)
+    assert result["n"] == 273 and result["top1"] >= 0.90, result["top1"]
+
+
+@pytest.mark.slow
+def test_shipped_model_refines_without_moving_clean_poses(shipped):
+    model, meta, cfg, test = shipped
+    assert meta["training"]["refine"]["objective"] == "restore"
+    r = evaluate_cli.evaluate_refinement(model, test, cfg, strengths=[1.0], spikes_per_clip=1)
+    clean = r["clean"]
+    assert clean["mean_offset"] <= 0.02, clean                   # metres
+    assert clean["acceleration_refined"] <= clean["acceleration_input"], clean
+    assert clean["bone_cv_refined"] <= clean["bone_cv_input"], clean
+    row = r["corrupted"]["1"]
+    assert row["mpjpe_ratio"] <= 0.6 and row["mpjpe_ratio"] < row["savgol_ratio"], row
+    json.dumps(r)                                                # serialisable for bench/

@@ -65,6 +65,23 @@ def build_model(cfg: dict, num_classes: int) -> nn.Module:
         raise ConfigError(f"model section: {error}") from None
 
 
+def param_groups(model: nn.Module, lr: float, prm_lr_scale: float) -> list[dict[str, Any]]:
+    """The PRM's parameters (learning rate x ``prm_lr_scale``) and the rest (x 1).
+
+    The PRM's last layer writes offsets straight into the input's units: at the classifier's
+    learning rate one SGD step moves every offset by a tenth of a torso, which the restore loss
+    then spends epochs undoing.
+    """
+    prm = getattr(model, "prm", None)
+    prm_ids = {id(p) for p in prm.parameters()} if prm is not None else set()
+    rest = [p for p in model.parameters() if id(p) not in prm_ids]
+    groups = [{"params": rest, "lr": lr, "lr_scale": 1.0}]
+    if prm_ids:
+        groups.append({"params": list(prm.parameters()), "lr": lr * prm_lr_scale,
+                       "lr_scale": float(prm_lr_scale)})
+    return groups
+
+
 def logits_of(output: Any) -> torch.Tensor:
     """PR-GCN returns (logits, refined poses); ST-GCN the logits alone."""
     return output[0] if isinstance(output, (tuple, list)) else output
@@ -104,8 +121,10 @@ class Trainer:
         self.model = build_model(cfg, len(self.class_names))
         opt = cfg["optim"]
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=float(opt["lr"]), momentum=float(opt["momentum"]),
-            nesterov=bool(opt["nesterov"]), weight_decay=float(opt["weight_decay"]))
+            param_groups(self.model, float(opt["lr"]), float(cfg["refine"]["prm_lr_scale"])),
+            lr=float(opt["lr"]),
+            momentum=float(opt["momentum"]), nesterov=bool(opt["nesterov"]),
+            weight_decay=float(opt["weight_decay"]))
         self.loss_fn = nn.CrossEntropyLoss(
             label_smoothing=float(opt.get("label_smoothing") or 0.0))
         self.noise = noise.noise_config(cfg)
@@ -171,7 +190,7 @@ class Trainer:
         torch.manual_seed(seed)               # dropout and anything else using the global RNG
         lr = learning_rate(self.cfg, epoch)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         batch_size = int(self.cfg["optim"]["batch_size"])
         order = torch.randperm(len(self.train_set), generator=gen).tolist()
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]

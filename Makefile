@@ -35,6 +35,7 @@ test: setup
 bench: setup
 	$(PY) bench/ring_buffer.py
 	$(PY) bench/model_speed.py
+	$(PY) bench/refinement.py
 	$(PY) bench/live.py
 	$(PY) bench/schedule.py
 	$(PY) bench/soak.py

@@ -89,6 +89,23 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
     out.append(("Flood: latency p99 of kept frames; drops by reason", "bounded, by reason",
                 f"{fmt(kept)} ms; " + ", ".join(f"{k} {v}" for k, v in reasons.items())
                 + (f", never received (DDS queue) {lost}" if lost else ""), "—"))
+    ratio, sg = get(data, "refine.mpjpe_ratio"), get(data, "refine.savgol_ratio")
+    if ratio is not None:
+        out.append(("Refinement, corrupted test windows: MPJPE refined / corrupted "
+                    "(Savitzky-Golay's)", "≤ 0.6 and below the filter's",
+                    f"{ratio:.3f} ({sg:.3f})", verdict(ratio, lambda v: v <= 0.6 and v < sg)))
+        offset = get(data, "refine.clean_mean_offset_cm")
+        out.append(("Refinement, clean test windows: mean |offset|", "≤ 2 cm",
+                    fmt(round(offset, 2), " cm"), verdict(offset, lambda v: v <= 2)))
+        spikes = get(data, "refine.label_change_one_spike.default")
+        out.append(("One 0.5 m spike in one frame: windows whose label changes", "≤ 10 %",
+                    fmt(round(100 * spikes, 1), " %"), verdict(spikes, lambda v: v <= 0.1)))
+        corrupted = get(data, "refine.top1_corrupted") or {}
+        default, no_prm = (get(corrupted, f"{k}.1") for k in ("default", "no_prm"))
+        if default is not None and no_prm is not None:
+            out.append(("Top-1 on corrupted test windows: default vs no PRM", "≥ +2 points",
+                        f"{100 * default:.1f} vs {100 * no_prm:.1f} %",
+                        verdict(default - no_prm, lambda v: v >= 0.02)))
     return out
 
 

@@ -30,8 +30,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "without TAM": {"model": {"use_tam": False}},
     "sequential fusion": {"model": {"fusion": "sequential"}},
     "without PRM and TAM": {"model": {"use_prm": False, "use_tam": False}},
-    # The paper's PRM: trained by the classification loss alone, on clean windows.
-    "classification-only PRM": {"refine": {"objective": "classification"}},
+    # The paper's PRM: trained by the classification loss alone, on clean windows, at the
+    # network's learning rate.
+    "classification-only PRM": {"refine": {"objective": "classification", "prm_lr_scale": 1.0}},
     # The paper's baseline: no PRM, clean windows.
     "without PRM, clean training": {"model": {"use_prm": False},
                                     "refine": {"objective": "classification"}},

@@ -27,11 +27,18 @@ _DIRECT: dict[tuple[str, str], dict[str, _Rule]] = {
                             "hip_center": "spine_base"},
     ("azure32", "ntu25"): {"spine_base": "pelvis", "spine_mid": "spine_navel",
                            "spine_shoulder": "spine_chest"},
+    # OpenNI's "foot" is at the ankle, its "torso" midway between shoulders and hips.
+    ("kinect20", "openni15"): {"neck": "shoulder_center",
+                               "torso": ("shoulder_center", "hip_center"),
+                               "left_foot": "left_ankle", "right_foot": "right_ankle"},
+    ("ntu25", "openni15"): {"neck": "spine_shoulder", "torso": "spine_mid",
+                            "left_foot": "left_ankle", "right_foot": "right_ankle"},
 }
 
 # Routes through other layouts (each hop is a direct table).
 _COMPOSED: dict[tuple[str, str], tuple[str, ...]] = {
     ("azure32", "kinect20"): ("azure32", "ntu25", "kinect20"),
+    ("azure32", "openni15"): ("azure32", "ntu25", "openni15"),
 }
 
 

@@ -67,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
         "use_prm": True,
         "use_tam": True,
         "fusion": "parallel",     # parallel | sequential
+        "variant": "yan2018",     # stgcn only: yan2018 (the ST-GCN paper) | prgcn_table1
     },
     "optim": {
         "lr": 0.01,
@@ -148,6 +149,8 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: model.fusion must be 'parallel' or 'sequential'")
     if cfg["model"]["arch"] not in ("prgcn", "stgcn"):
         raise ConfigError(f"{where}: model.arch must be 'prgcn' or 'stgcn'")
+    if cfg["model"].get("variant") not in ("yan2018", "prgcn_table1"):
+        raise ConfigError(f"{where}: model.variant must be 'yan2018' or 'prgcn_table1'")
     if cfg["data"]["kind"] not in DATA_KINDS:
         raise ConfigError(f"{where}: data.kind must be one of {', '.join(DATA_KINDS)}")
 

@@ -654,7 +654,7 @@ def read_utd_mhad(path: str | Path) -> SkeletonSequence:
     metres, y up, 30 fps; label = action - 1.
     """
     path = Path(path)
-    from scipy.io import loadmat   # heavy; only this reader needs it
+    from scipy.io import loadmat  # heavy; only this reader needs it
 
     try:
         mat = loadmat(str(path))

@@ -256,6 +256,10 @@ def save_trained_model(path: str | os.PathLike, trainer: Trainer,
     return path
 
 
+def _silent(msg: str) -> None:
+    """The log of ranks other than 0 under torchrun."""
+
+
 def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = True,
           max_steps: int | None = None, evaluate_at_end: bool = True,
           log: Callable[[str], None] | None = None, force: bool = False,
@@ -270,7 +274,7 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
 
     where = distributed.info()
     if not where.is_main:
-        log = (lambda msg: None)
+        log = _silent
         progress = False
     cfg = resolve_outputs(cfg, force=force,
                           log=log or (lambda msg: print(msg, file=sys.stderr, flush=True)))

@@ -63,6 +63,9 @@ def split_indices(dataset: SequenceDataset, cfg: dict) -> tuple[list[int], list[
             held.extend(int(i) for i in rng.choice(members, size=min(take, len(members) - 1),
                                                    replace=False))
         held.sort()
+        if not held:
+            raise ValueError(f"calibration.fraction {fraction:g} leaves no clip for "
+                             f"calibration: every class has a single training clip")
     held_set = set(held)
     rest = [i for i in range(n) if i not in held_set]
     if not rest:

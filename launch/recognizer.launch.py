@@ -1,6 +1,6 @@
 """Start prgcn-recognizer with config/recognizer.yaml (robots with a ROS 2 install).
 
-    ros2 launch prgcn_ros recognizer.launch.py [model:=NAME|PATH] [device:=cpu] \
+    ros2 launch prgcn_ros recognizer.launch.py [model:=NAME|PATH] [device:=cpu] \\
         [input_topic:=/skeletons]
 
 Without launch_ros (pip-installed rclpy) the same node and file start with

@@ -64,6 +64,26 @@ def test_new_configs_use_the_standard_protocol(name, kind, sizes):
         assert cfg["data"]["max_persons"] == 2 and cfg["layout"] == "openni15"
 
 
+@pytest.mark.parametrize("name", ["nw_ucla", "utd_mhad", "sbu_interaction"])
+def test_new_configs_train_and_evaluate(name, tmp_path):
+    """One step on real clips, then the evaluation code on a few test clips (SBU: both people
+    of each interaction in one (N, 3, T, 15, 2) sample)."""
+    _data(name)
+    cfg = load_config(CONFIG / f"train_{name}.yaml",
+                      {"optim": {"batch_size": 4},
+                       "output": {"dir": str(tmp_path / "run"), "model": None}})
+    trainer = Trainer(cfg, train_set=subset(build_dataset(cfg, "train"), 4), log=lambda m: None)
+    stats = trainer.train_epoch(progress=False, max_steps=1)
+    assert np.isfinite(stats["loss"]) and stats["clips"] == 4
+    model = save_trained_model(tmp_path / "m.safetensors", trainer, None)
+    meta = json.loads(model.with_suffix(".json").read_text())
+    assert meta["max_persons"] == (2 if name == "sbu_interaction" else 1)
+    assert meta["layout"] == cfg["layout"] and meta["class_names"] == trainer.class_names
+    net, meta = load_model(model)
+    result = evaluate_cli.evaluate_model(net, subset(build_dataset(cfg, "test"), 6), cfg)
+    assert result["n"] == 6 and len(result["per_class"]) == len(trainer.class_names)
+
+
 def test_sbu_five_folds_cover_every_sequence_once():
     _data("sbu_interaction")
     seen: list[str] = []

@@ -138,7 +138,8 @@ def _tracked_digests() -> dict[str, str]:
             for n in names if n and (REPO / n).is_file()}
 
 
-def test_protected_destinations(tmp_path):
+def test_protected_destinations(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)           # the config's relative paths, from the repository root
     assert protection(REPO / "README.md") is not None                  # tracked by git
     shipped = REPO / "models" / "prgcn_msr_action3d.safetensors"
     if shipped.is_file():

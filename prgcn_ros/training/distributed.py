@@ -90,11 +90,6 @@ def sum_all(values: list[float], where: DistInfo) -> list[float]:
     return [float(v) for v in tensor.cpu()]
 
 
-def barrier(where: DistInfo) -> None:
-    if where.enabled:
-        dist.barrier()
-
-
 def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -313,7 +313,8 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
     bar.close()
     accuracy = None
     if not where.is_main:
-        distributed.barrier(where)       # rank 0 evaluates and writes the model file
+        # Rank 0 evaluates and writes the model file alone: no collective follows, so the
+        # others are done (no barrier that a long evaluation could time out).
         return {"model": cfg["output"]["model"], "epochs": trainer.epoch, "accuracy": None,
                 "train_time_s": trainer.train_time_s, "history": trainer.history}
     if evaluate_at_end:
@@ -331,7 +332,6 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
                     f" -> {trainer.calibration['ece_after']:.3f}")
     model_path = save_trained_model(cfg["output"]["model"], trainer, accuracy)
     trainer.log(f"wrote {model_path} (training {trainer.train_time_s / 60:.1f} min)")
-    distributed.barrier(where)
     return {"model": str(model_path), "epochs": trainer.epoch, "accuracy": accuracy,
             "calibration": trainer.calibration, "train_time_s": trainer.train_time_s,
             "history": trainer.history}

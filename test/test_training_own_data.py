@@ -82,6 +82,9 @@ def test_new_configs_train_and_evaluate(name, tmp_path):
     net, meta = load_model(model)
     result = evaluate_cli.evaluate_model(net, subset(build_dataset(cfg, "test"), 6), cfg)
     assert result["n"] == 6 and len(result["per_class"]) == len(trainer.class_names)
+    if name == "sbu_interaction":     # evaluated on the fold it was trained without
+        meta["training"]["data"]["fold"] = 3
+        assert evaluate_cli.config_for_model(cfg, meta)["data"]["fold"] == 3
 
 
 def test_sbu_five_folds_cover_every_sequence_once():

@@ -145,6 +145,10 @@ def config_for_model(cfg: dict, metadata: dict[str, Any]) -> dict:
             cfg["window"][key] = window[key]
     if metadata.get("max_persons"):
         cfg["data"]["max_persons"] = int(metadata["max_persons"])
+    # A cross-validated model (SBU) is tested on the fold it was trained without.
+    trained_on = (metadata.get("training") or {}).get("data") or {}
+    if cfg["data"].get("kind") == "sbu_interaction" and trained_on.get("fold"):
+        cfg["data"]["fold"] = int(trained_on["fold"])
     return cfg
 
 

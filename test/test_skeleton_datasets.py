@@ -244,15 +244,39 @@ def test_sbu_units_axes_and_sides(sbu):
     assert len(shares) > 200 and np.mean(np.array(shares) > 0.5) > 0.9
 
 
-def test_sbu_maps_from_live_layouts(sbu):
+def test_live_layouts_map_into_openni15(sbu, utd):
     # A Kinect v2 / Azure / Kinect v1 skeleton reaches the SBU model's layout with every joint.
     for source in ("ntu25", "azure32", "kinect20"):
         assert None not in describe_mapping(source, "openni15"), source
-    # kinect20 -> openni15 of a kinect20 skeleton made from an SBU one round-trips the joints
-    # kinect20 and openni15 share by name.
-    seq = sbu[0]
-    coords, conf = map_joints(seq.coords, seq.confidence, "openni15", "openni15")
-    assert np.array_equal(coords, seq.coords)
+    # Kinect v1 skeletons (UTD-MHAD) mapped into openni15 have SBU's proportions: the neck
+    # between the shoulders, the torso half way down the trunk, and knee -> foot as long,
+    # relative to the thigh, as SBU's (an ankle taken for OpenNI's foot would be 17 % short).
+    mapped = []
+    for seq in utd[::10]:
+        coords, conf = map_joints(seq.coords, seq.confidence, "kinect20", "openni15")
+        mapped.append(type(seq)(coords=coords, confidence=conf, layout="openni15", fps=seq.fps))
+
+    def trunk_position(seqs) -> float:
+        neck = _joints(seqs, "openni15", "neck")
+        torso = _joints(seqs, "openni15", "torso")
+        hips = (_joints(seqs, "openni15", "left_hip") + _joints(seqs, "openni15", "right_hip")) / 2
+        return float(np.median(np.linalg.norm(torso - neck, axis=-1)
+                               / np.linalg.norm(hips - neck, axis=-1)))
+
+    def neck_off_shoulders(seqs) -> float:
+        neck = _joints(seqs, "openni15", "neck")
+        shoulders = (_joints(seqs, "openni15", "left_shoulder")
+                     + _joints(seqs, "openni15", "right_shoulder")) / 2
+        return float(np.median(np.linalg.norm(neck - shoulders, axis=-1)))
+
+    def shank(seqs) -> float:
+        return float(np.median(_bone_lengths(seqs, "openni15", "left_knee", "left_foot"))
+                     / np.median(_bone_lengths(seqs, "openni15", "left_hip", "left_knee")))
+
+    # Measured: torso at 0.63 (Kinect v1 spine) vs 0.50 of neck -> hips; shank 0.93 vs 0.96.
+    assert abs(trunk_position(mapped) - trunk_position(sbu)) < 0.15
+    assert neck_off_shoulders(mapped) < 0.02 and neck_off_shoulders(sbu) < 0.02
+    assert abs(shank(mapped) - shank(sbu)) / shank(sbu) < 0.08, (shank(mapped), shank(sbu))
 
 
 # --------------------------------------------------------------------------- dispatch, errors

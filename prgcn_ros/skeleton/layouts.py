@@ -146,9 +146,10 @@ AZURE32 = _layout(
     description="Azure Kinect Body Tracking SDK, 3D "
                 "(the SDK reports millimetres; the ROS driver metres)")
 
-# OpenNI / NiTE user tracker (SBU Kinect Interaction). Its "neck" sits between the shoulders
-# (Kinect v1's shoulder centre), its "torso" midway down the trunk, and its "foot" where the
-# ankle is (SBU: knee -> foot is a shank's length, ~0.4 m).
+# OpenNI / NiTE user tracker (SBU Kinect Interaction). Its "neck" is the midpoint of the
+# shoulders, its "torso" midway between the neck and the hips; no wrists or ankles: SBU's
+# knee -> foot is 0.96 thigh lengths, like Kinect v1's knee -> foot (0.93), not its
+# knee -> ankle (0.80).
 OPENNI15 = _layout(
     "openni15",
     ["head", "neck", "torso", "left_shoulder", "left_elbow", "left_hand", "right_shoulder",

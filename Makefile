@@ -41,6 +41,7 @@ bench: setup
 	$(PY) bench/soak.py
 	$(PY) bench/flood.py
 	bench/gpu_check.sh
+	$(PY) bench/unknown.py
 	$(PY) bench/report.py
 
 lint: setup

@@ -1,6 +1,7 @@
 """Start prgcn-recognizer with config/recognizer.yaml (robots with a ROS 2 install).
 
-    ros2 launch prgcn_ros recognizer.launch.py [model:=PATH] [device:=cpu] [input_topic:=/skeletons]
+    ros2 launch prgcn_ros recognizer.launch.py [model:=NAME|PATH] [device:=cpu] \\
+        [input_topic:=/skeletons]
 
 Without launch_ros (pip-installed rclpy) the same node and file start with
 ``prgcn-recognizer --ros-args --params-file config/recognizer.yaml``.
@@ -24,7 +25,9 @@ def generate_launch_description() -> LaunchDescription:
     arguments = [
         DeclareLaunchArgument(
             "model", default_value="models/prgcn_msr_action3d.safetensors",
-            description="model file; relative paths resolve in the package's share directory"),
+            description="a shipped model's name (msr_action3d, nw_ucla, utd_mhad, "
+                        "sbu_interaction) or a model file; relative paths resolve in the "
+                        "package's share directory"),
         DeclareLaunchArgument("device", default_value="auto",
                               description="auto, cpu, cuda or cuda:N"),
         DeclareLaunchArgument("input_topic", default_value="/skeletons",

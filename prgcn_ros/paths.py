@@ -52,4 +52,4 @@ def missing_data_message(what: Path) -> str:
     """One message that says where the data was looked for and how to point at it."""
     return (f"skeleton data not found: looked for {what}. Put the data there or set "
             f"{DATA_ENV}=/path/to/data (the folder holding msr_action3d/, ntu_samples/, "
-            f"kinetics_skeleton/).")
+            f"kinetics_skeleton/, nw_ucla/, utd_mhad/, sbu_interaction/).")

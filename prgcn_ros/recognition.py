@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from prgcn_ros import paths
 from prgcn_ros.model.graph import layout_name
 from prgcn_ros.skeleton.layouts import LAYOUTS, get_layout
 from prgcn_ros.skeleton.mapping import has_mapping, map_joints
@@ -161,11 +160,10 @@ class RecognizerParams:
         return out
 
     def model_path(self) -> Path:
-        """An absolute path as given; a relative one from the cwd, else the share directory."""
-        path = Path(self.model).expanduser()
-        if path.is_absolute() or path.exists():
-            return path.resolve()
-        return paths.share_file(*path.parts)
+        """A shipped model's name, or a path (absolute; relative: from the cwd, else the share
+        directory); ModelFileError listing the shipped names when neither exists."""
+        from prgcn_ros.model.io import resolve_model
+        return resolve_model(self.model)
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":

@@ -48,7 +48,11 @@ def test_data_location_from_config_and_env(tmp_path, monkeypatch):
     cfg = load_config(MSR_CONFIG, {"data": {"dir": str(tmp_path / "cfgdata")}})
     assert data_root(cfg) == tmp_path / "cfgdata" / "msr_action3d"
     monkeypatch.setenv("PRGCN_DATA", str(tmp_path / "env"))
-    assert data_root(cfg) == tmp_path / "env" / "msr_action3d"
+    # An absolute data.dir is the config's explicit choice and wins; a relative one does not.
+    assert data_root(cfg) == tmp_path / "cfgdata" / "msr_action3d"
+    relative = load_config(MSR_CONFIG, {"data": {"dir": "somewhere"}})
+    assert data_root(relative) == tmp_path / "env" / "msr_action3d"
+    assert data_root(load_config(MSR_CONFIG)) == tmp_path / "env" / "msr_action3d"
     monkeypatch.delenv("PRGCN_DATA")
     default = load_config(MSR_CONFIG)
     assert data_root(default).parent.name == "data"        # ../shared/data by default

@@ -61,7 +61,7 @@ class Clip:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None,
-                        help="model file (default: the shipped models/prgcn_msr_action3d)")
+                        help="model file or shipped model name (default: msr_action3d)")
     parser.add_argument("--clips-per-action", type=int, default=0, metavar="N",
                         help="held-out clips per action (default 0: all 273)")
     parser.add_argument("--parallel", type=int, default=4, metavar="K",
@@ -277,13 +277,14 @@ def main() -> int:
     root = paths.data_dir() / "msr_action3d"
     if not (root / "files_used_in_cvpr12_paper.txt").is_file():
         fail(paths.missing_data_message(root))
+    from prgcn_ros.model.io import ModelFileError, resolve_model
     from prgcn_ros.recognition import RecognizerParams
 
-    model = Path(args.model).resolve() if args.model else RecognizerParams().model_path()
-    if not model.is_file():
-        fail(f"model file {model} is missing: the shipped model comes with the repository "
-             f"(models/), or train one with prgcn-train --config config/train_msr_action3d.yaml "
-             f"and pass --model")
+    try:
+        model = resolve_model(args.model) if args.model else RecognizerParams().model_path()
+    except ModelFileError as error:
+        fail(f"{error}: the shipped model comes with the repository (models/), or train one "
+             f"with prgcn-train --config config/train_msr_action3d.yaml and pass --model")
 
     clips = select_clips(root, args.clips_per_action)
     names = offline_predictions(model, clips)

@@ -13,14 +13,72 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from prgcn_ros import paths
 from prgcn_ros.model.build import build_model, model_arch
 from prgcn_ros.model.graph import layout_name
 
 FORMAT = "prgcn_ros-model/1"
 
+# Models the package ships, by name: models/prgcn_<name>.safetensors (+ .json).
+SHIPPED_MODELS: tuple[str, ...] = ("msr_action3d", "nw_ucla", "utd_mhad", "sbu_interaction")
+
 
 class ModelFileError(ValueError):
     """A model file (weights or metadata) that is missing, unreadable or does not fit."""
+
+
+def shipped_model_file(name: str) -> Path | None:
+    """The file of shipped model ``name`` (source checkout first, then the installed share
+    directory), or None when it is not there."""
+    relative = Path("models") / f"prgcn_{name}.safetensors"
+    candidates = [paths.share_dir() / relative]
+    root = paths.source_root()
+    if root is not None:
+        candidates.insert(0, root / relative)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _shipped_listing() -> str:
+    return ", ".join(f"{name}{'' if shipped_model_file(name) else ' (not installed)'}"
+                     for name in SHIPPED_MODELS)
+
+
+def is_model_name(spec: str | Path) -> bool:
+    """True for a bare name (no folder, no suffix) such as ``nw_ucla``: a shipped model."""
+    text = str(spec).strip()
+    return bool(text) and "/" not in text and "\\" not in text and Path(text).suffix == ""
+
+
+def resolve_model(spec: str | Path) -> Path:
+    """The model file ``spec`` means: a shipped model's name (``msr_action3d``, ``nw_ucla``,
+    ``utd_mhad``, ``sbu_interaction``) or a path (absolute; relative to the working
+    directory, else to the package's share directory). ModelFileError, listing the shipped
+    names, when neither exists."""
+    text = str(spec).strip()
+    if is_model_name(text):
+        found = shipped_model_file(text)
+        if found is not None:
+            return found.resolve()
+        if text in SHIPPED_MODELS:
+            raise ModelFileError(f"model {text!r}: a shipped model that is missing here (looked "
+                                 f"for models/prgcn_{text}.safetensors in "
+                                 f"{paths.source_root() or paths.share_dir()}); shipped models: "
+                                 f"{_shipped_listing()}")
+        if not Path(text).exists():
+            raise ModelFileError(f"model {text!r}: neither a shipped model name nor a file; "
+                                 f"shipped models: {_shipped_listing()}")
+    path = Path(text).expanduser()
+    if path.is_absolute() or path.exists():
+        if not path.exists():
+            raise ModelFileError(f"model {path}: file is missing (give a model file or the "
+                                 f"name of a shipped model: {_shipped_listing()})")
+        return path.resolve()
+    shared = paths.share_file(*path.parts)
+    if shared.exists():
+        return shared
+    raise ModelFileError(f"model {path}: file is missing (looked in {Path.cwd()} and "
+                         f"{paths.share_dir()}; give a model file or the name of a shipped "
+                         f"model: {_shipped_listing()})")
 
 
 def metadata_path(path: str | Path) -> Path:
@@ -43,6 +101,9 @@ def save_model(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(weights, str(path), metadata={"format": FORMAT})
     metadata_path(path).write_text(text + "\n")
+    # World-readable like any installed file: a node running as another user must load it.
+    for written in (path, metadata_path(path)):
+        written.chmod(0o644)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """prgcn-player: replays skeleton recordings onto /skeletons as prgcn_msgs/SkeletonArray.
 
-Reads MSR Action3D ``.txt``, NTU ``.skeleton``, Kinetics-skeleton ``.json`` and OpenPose
-``--write_json`` directories, and publishes them at their native frame rate (times ``--rate``)
-with current stamps and the ``frame_id`` parameter. Recording k's person slot m is person id
-``100 * k + m`` (several people without ids, as OpenPose and Kinetics-skeleton write them,
+Reads MSR Action3D ``.txt``, NTU ``.skeleton``, Kinetics-skeleton ``.json``, OpenPose
+``--write_json`` directories, NW-UCLA ``.json``, UTD-MHAD ``.mat`` and SBU Kinect Interaction
+``skeleton_pos.txt`` (two people, layout ``openni15``), and publishes them at their native
+frame rate (times ``--rate``) with current stamps and the ``frame_id`` parameter. Recording
+k's person slot m is person id ``100 * k + m`` (an SBU recording's two people are ``100 * k``
+and ``100 * k + 1``; several people without ids, as OpenPose and Kinetics-skeleton write them,
 send -1 and the recognizer's tracker assigns ids). ``--parallel K`` plays K recordings at
 once, as K people in the same messages.
 ``--follow DIR`` publishes each OpenPose frame file as it appears (OpenPose running live).

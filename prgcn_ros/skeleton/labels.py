@@ -30,7 +30,35 @@ NTU60_CLASSES: tuple[str, ...] = (
     "walking towards each other", "walking apart from each other",
 )
 
+# NW-UCLA Multiview Action3D: the file names skip a07 and a10; class k is the k-th action number.
+NW_UCLA_ACTIONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)
+NW_UCLA_CLASSES: tuple[str, ...] = (
+    "pick up with one hand", "pick up with two hands", "drop trash", "walk around",
+    "sit down", "stand up", "donning", "doffing", "throw", "carry",
+)
+
+# UTD-MHAD, action aA in the file name is class A - 1.
+UTD_MHAD_CLASSES: tuple[str, ...] = (
+    "right arm swipe to the left", "right arm swipe to the right", "right hand wave",
+    "two hand front clap", "right arm throw", "cross arms in the chest", "basketball shoot",
+    "right hand draw x", "right hand draw circle (clockwise)",
+    "right hand draw circle (counter-clockwise)", "draw triangle", "bowling (right hand)",
+    "front boxing", "baseball swing from right", "tennis right hand forehand swing",
+    "arm curl (two arms)", "tennis serve", "two hand push", "right hand knock on door",
+    "right hand catch an object", "right hand pick up and throw", "jogging in place",
+    "walking in place", "sit to stand", "stand to sit", "forward lunge (left foot forward)",
+    "squat (two arms stretch out)",
+)
+
+# SBU Kinect Interaction, class folder CC is class CC - 1.
+SBU_INTERACTION_CLASSES: tuple[str, ...] = (
+    "approaching", "departing", "kicking", "punching", "pushing", "hugging",
+    "shaking hands", "exchanging",
+)
+
 assert len(MSR_ACTION3D_CLASSES) == 20 and len(NTU60_CLASSES) == 60
+assert len(NW_UCLA_CLASSES) == len(NW_UCLA_ACTIONS) == 10
+assert len(UTD_MHAD_CLASSES) == 27 and len(SBU_INTERACTION_CLASSES) == 8
 
 
 def ntu_class_name(label: int) -> str | None:

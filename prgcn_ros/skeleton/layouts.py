@@ -146,8 +146,25 @@ AZURE32 = _layout(
     description="Azure Kinect Body Tracking SDK, 3D "
                 "(the SDK reports millimetres; the ROS driver metres)")
 
+# OpenNI / NiTE user tracker (SBU Kinect Interaction). Its "neck" is the midpoint of the
+# shoulders, its "torso" midway between the neck and the hips; no wrists or ankles: SBU's
+# knee -> foot is 0.96 thigh lengths, like Kinect v1's knee -> foot (0.93), not its
+# knee -> ankle (0.80).
+OPENNI15 = _layout(
+    "openni15",
+    ["head", "neck", "torso", "left_shoulder", "left_elbow", "left_hand", "right_shoulder",
+     "right_elbow", "right_hand", "left_hip", "left_knee", "left_foot", "right_hip",
+     "right_knee", "right_foot"],
+    [("head", "neck"), ("neck", "torso"), ("neck", "left_shoulder"),
+     ("left_shoulder", "left_elbow"), ("left_elbow", "left_hand"), ("neck", "right_shoulder"),
+     ("right_shoulder", "right_elbow"), ("right_elbow", "right_hand"), ("torso", "left_hip"),
+     ("left_hip", "left_knee"), ("left_knee", "left_foot"), ("torso", "right_hip"),
+     ("right_hip", "right_knee"), ("right_knee", "right_foot")],
+    center="torso",
+    description="OpenNI / NiTE 15 joints (SBU Kinect Interaction), 3D, metres")
+
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in
-                              (COCO18, BODY25, COCO17, NTU25, KINECT20, AZURE32)}
+                              (COCO18, BODY25, COCO17, NTU25, KINECT20, AZURE32, OPENNI15)}
 
 
 def get_layout(name: str | Layout) -> Layout:

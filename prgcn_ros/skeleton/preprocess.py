@@ -52,10 +52,11 @@ _CHOICES = {
 # Anchor points by joint name; a list means the midpoint of those joints.
 _ROOT = {"kinect20": ["hip_center"], "ntu25": ["spine_base"], "azure32": ["pelvis"],
          "body25": ["mid_hip"], "coco18": ["left_hip", "right_hip"],
-         "coco17": ["left_hip", "right_hip"]}
+         "coco17": ["left_hip", "right_hip"], "openni15": ["left_hip", "right_hip"]}
 _SHOULDER_CENTER = {"kinect20": ["shoulder_center"], "ntu25": ["spine_shoulder"],
                     "azure32": ["left_shoulder", "right_shoulder"], "body25": ["neck"],
-                    "coco18": ["neck"], "coco17": ["left_shoulder", "right_shoulder"]}
+                    "coco18": ["neck"], "coco17": ["left_shoulder", "right_shoulder"],
+                    "openni15": ["neck"]}
 _EPS = 1e-6
 
 

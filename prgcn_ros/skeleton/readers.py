@@ -17,19 +17,48 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .labels import MSR_ACTION3D_CLASSES, NTU60_CLASSES, ntu_class_name
+from .labels import (
+    MSR_ACTION3D_CLASSES,
+    NTU60_CLASSES,
+    NW_UCLA_ACTIONS,
+    NW_UCLA_CLASSES,
+    SBU_INTERACTION_CLASSES,
+    UTD_MHAD_CLASSES,
+    ntu_class_name,
+)
 from .layouts import get_layout
 from .sequence import SkeletonSequence
 
 MSR_FPS = 15.0
 NTU_FPS = 30.0
 KINETICS_FPS = 30.0
+UTD_FPS = 30.0
+SBU_FPS = 15.0
+# The NW-UCLA files do not state a rate; walking there moves the hip centre a median 6 cm per
+# frame, which is a walking pace (~0.9 m/s) at 15 fps and twice that at 30.
+NW_UCLA_FPS = 15.0
 
 # Kinect v2 tracking state -> confidence: tracked, inferred (estimated, still usable), not tracked.
 NTU_STATE_CONFIDENCE = {2: 1.0, 1: 0.5, 0: 0.0}
 
 _MSR_NAME = re.compile(r"a(\d+)_s(\d+)_e(\d+)", re.IGNORECASE)
 _NTU_NAME = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
+_NW_UCLA_NAME = re.compile(r"a(\d+)_s(\d+)_e(\d+)_v(\d+)", re.IGNORECASE)
+_UTD_NAME = re.compile(r"a(\d+)_s(\d+)_t(\d+)", re.IGNORECASE)
+_SBU_PAIR = re.compile(r"^s(\d\d)s(\d\d)$")
+
+# Joint orders of the Kinect v1 files that are not MSR Action3D's (kinect20), by kinect20 name;
+# the readers reorder them into kinect20 so every Kinect v1 dataset shares one layout.
+KINECT_SDK20_ORDER: tuple[str, ...] = (
+    "hip_center", "spine", "shoulder_center", "head", "left_shoulder", "left_elbow",
+    "left_wrist", "left_hand", "right_shoulder", "right_elbow", "right_wrist", "right_hand",
+    "left_hip", "left_knee", "left_ankle", "left_foot", "right_hip", "right_knee",
+    "right_ankle", "right_foot")
+UTD_MHAD_ORDER: tuple[str, ...] = (
+    "head", "shoulder_center", "spine", "hip_center", "left_shoulder", "left_elbow",
+    "left_wrist", "left_hand", "right_shoulder", "right_elbow", "right_wrist", "right_hand",
+    "left_hip", "left_knee", "left_ankle", "left_foot", "right_hip", "right_knee",
+    "right_ankle", "right_foot")
 
 
 class RecordingError(ValueError):
@@ -58,6 +87,51 @@ class NtuName:
     performer: int
     replication: int
     action: int      # 1-based, as in the file name
+
+
+@dataclass(frozen=True)
+class NwUclaName:
+    action: int      # 1-based action number as in the file name (a01..a12, no a07/a10)
+    subject: int
+    episode: int
+    view: int
+
+
+@dataclass(frozen=True)
+class UtdName:
+    action: int      # 1-based, as in the file name
+    subject: int
+    trial: int
+
+
+@dataclass(frozen=True)
+class SbuName:
+    pair: str        # subject pair folder, e.g. "s01s02"
+    action: int      # 1-based class folder
+    repetition: int
+
+
+def parse_nw_ucla_name(path: str | Path) -> NwUclaName | None:
+    """Action, subject, episode, view from ``aAA_sSS_eEE_vVV``; None when the name differs."""
+    match = _NW_UCLA_NAME.search(Path(path).name)
+    return NwUclaName(*(int(g) for g in match.groups())) if match else None
+
+
+def parse_utd_name(path: str | Path) -> UtdName | None:
+    """Action, subject, trial from ``aA_sS_tT_skeleton.mat``; None when the name differs."""
+    match = _UTD_NAME.search(Path(path).name)
+    return UtdName(*(int(g) for g in match.groups())) if match else None
+
+
+def parse_sbu_path(path: str | Path) -> SbuName | None:
+    """Pair, class, repetition from ``.../sXXsYY/CC/NNN/skeleton_pos.txt``; None otherwise."""
+    parts = Path(path).parts
+    if len(parts) < 4 or not _SBU_PAIR.match(parts[-4]):
+        return None
+    try:
+        return SbuName(parts[-4], int(parts[-3]), int(parts[-2]))
+    except ValueError:
+        return None
 
 
 def parse_msr_name(path: str | Path) -> MsrName | None:
@@ -422,7 +496,8 @@ def read_openpose_dir(path: str | Path, layout: str | None = None,
 
 
 # --------------------------------------------------------------------------- ST-GCN arrays
-_STGCN_LAYOUTS = {18: "coco18", 25: "ntu25", 20: "kinect20", 17: "coco17", 32: "azure32"}
+_STGCN_LAYOUTS = {18: "coco18", 25: "ntu25", 20: "kinect20", 17: "coco17", 32: "azure32",
+                  15: "openni15"}
 _TWO_D = {"coco18", "coco17", "body25"}
 
 
@@ -527,10 +602,148 @@ def read_stgcn_arrays(npy_path: str | Path, pkl_path: str | Path, layout: str | 
     return StgcnArrays(npy_path, pkl_path, layout=layout, fps=fps, label_names=label_names)
 
 
+# --------------------------------------------------------------------------- Kinect v1 orders
+def _to_kinect20(coords: np.ndarray, order: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 1, 20, 3) in a file's joint order -> kinect20 order, confidence = presence."""
+    index = [order.index(name) for name in get_layout("kinect20").joints]
+    coords = coords[:, :, index].astype(np.float32)
+    return coords, _present(coords).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- NW-UCLA
+def read_nw_ucla(path: str | Path) -> SkeletonSequence:
+    """NW-UCLA Multiview Action3D JSON ``{"file_name", "skeletons": T x 20 x 3, "label"}``.
+
+    Kinect v1 SDK joint order, reordered into ``kinect20``: (T, 1, 20, 3) metres, y up,
+    15 fps (see :data:`NW_UCLA_FPS`). Label: the class of the file name's action (a01..a12
+    without a07, a10 -> 0..9), else the file's 1-based ``label``.
+    """
+    path = Path(path)
+    return _nw_ucla_from_obj(path, _load_json(path))
+
+
+def _nw_ucla_from_obj(path: Path, obj: Any) -> SkeletonSequence:
+    if not isinstance(obj, dict) or "skeletons" not in obj:
+        raise RecordingError(path, "top level", "not an NW-UCLA clip (no 'skeletons')")
+    try:
+        values = np.asarray(obj["skeletons"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RecordingError(path, "skeletons", "not a T x 20 x 3 list of numbers") from None
+    if values.ndim != 3 or values.shape[1:] != (20, 3) or len(values) == 0:
+        raise RecordingError(path, "skeletons", f"shape {values.shape}, expected (T, 20, 3)")
+    if not np.isfinite(values).all():
+        raise RecordingError(path, "skeletons", "non-finite coordinate")
+    coords, conf = _to_kinect20(values[:, None], KINECT_SDK20_ORDER)
+    name = parse_nw_ucla_name(path) or parse_nw_ucla_name(str(obj.get("file_name", "")))
+    label = None
+    if name is not None and name.action in NW_UCLA_ACTIONS:
+        label = NW_UCLA_ACTIONS.index(name.action)
+    elif isinstance(obj.get("label"), int) and 1 <= obj["label"] <= len(NW_UCLA_CLASSES):
+        label = obj["label"] - 1
+    return SkeletonSequence(coords=coords, confidence=conf, layout="kinect20", fps=NW_UCLA_FPS,
+                            label=label,
+                            label_name=None if label is None else NW_UCLA_CLASSES[label],
+                            person_ids=None, source=str(path))
+
+
+# --------------------------------------------------------------------------- UTD-MHAD
+def read_utd_mhad(path: str | Path) -> SkeletonSequence:
+    """UTD-MHAD ``aA_sS_tT_skeleton.mat`` (MATLAB v5, ``d_skel`` of shape (20, 3, T)).
+
+    The file's own joint order (head first), reordered into ``kinect20``: (T, 1, 20, 3)
+    metres, y up, 30 fps; label = action - 1.
+    """
+    path = Path(path)
+    from scipy.io import loadmat  # heavy; only this reader needs it
+
+    try:
+        mat = loadmat(str(path))
+    except OSError as exc:
+        raise RecordingError(path, "", f"cannot read: {exc.strerror or exc}") from None
+    except Exception as exc:  # scipy raises several types for damaged files
+        raise RecordingError(path, "", f"not a MATLAB file ({type(exc).__name__}: "
+                             f"{exc})") from None
+    if "d_skel" not in mat:
+        raise RecordingError(path, "", "no variable 'd_skel'")
+    values = np.asarray(mat["d_skel"])
+    if values.ndim == 2 and values.shape == (20, 3):
+        values = values[..., None]
+    if values.ndim != 3 or values.shape[:2] != (20, 3) or values.shape[2] == 0:
+        raise RecordingError(path, "d_skel", f"shape {values.shape}, expected (20, 3, T)")
+    if not np.isfinite(values).all():
+        raise RecordingError(path, "d_skel", "non-finite coordinate")
+    coords, conf = _to_kinect20(values.transpose(2, 0, 1)[:, None].astype(np.float64),
+                                UTD_MHAD_ORDER)
+    name = parse_utd_name(path)
+    label = name.action - 1 if name and 1 <= name.action <= len(UTD_MHAD_CLASSES) else None
+    return SkeletonSequence(coords=coords, confidence=conf, layout="kinect20", fps=UTD_FPS,
+                            label=label,
+                            label_name=None if label is None else UTD_MHAD_CLASSES[label],
+                            person_ids=None, source=str(path))
+
+
+# --------------------------------------------------------------------------- SBU
+def sbu_to_metres(normalised: np.ndarray) -> np.ndarray:
+    """The SBU README's formula (X = 1280 - 2560 x, Y = 960 - 1920 y, Z = z * 10000 / 7.8125,
+    millimetres) in metres: x to the sensor's left, y up, z depth, as Kinect camera space."""
+    out = np.empty(normalised.shape, np.float64)
+    out[..., 0] = 1280.0 - 2560.0 * normalised[..., 0]
+    out[..., 1] = 960.0 - 1920.0 * normalised[..., 1]
+    out[..., 2] = normalised[..., 2] * 10000.0 / 7.8125
+    return out / 1000.0
+
+
+def read_sbu_interaction(path: str | Path) -> SkeletonSequence:
+    """SBU Kinect Interaction ``skeleton_pos.txt``: per line a frame index and two people's
+    15 joints x (x, y, z), normalised.
+
+    Returns (T, 2, 15, 3) metres (:func:`sbu_to_metres`), layout ``openni15``, 15 fps,
+    person ids [1, 2] (the file's two people keep their slots). Label: class folder - 1.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    lines = text.splitlines()
+    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+    if not numbered:
+        raise RecordingError(path, "", "empty file: no frames")
+    joints = get_layout("openni15").num_joints
+    columns = 1 + 2 * joints * 3
+    rows = []
+    for lineno, line in numbered:
+        parts = line.replace(",", " ").split()
+        if len(parts) != columns:
+            raise RecordingError(path, f"line {lineno}", f"expected {columns} comma-separated "
+                                 f"numbers (frame, 2 x 15 joints x 3), found {len(parts)}")
+        try:
+            values = [float(v) for v in parts]
+        except ValueError:
+            raise RecordingError(path, f"line {lineno}",
+                                 f"not a number in {line.strip()[:40]!r}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise RecordingError(path, f"line {lineno}", "non-finite number")
+        rows.append(values)
+    normalised = np.asarray(rows)[:, 1:].reshape(-1, 2, joints, 3)
+    conf = _present(normalised).astype(np.float32)    # (0, 0, 0) is the missing mark
+    coords = (sbu_to_metres(normalised) * conf[..., None]).astype(np.float32)
+    name = parse_sbu_path(path)
+    label = name.action - 1 if name and 1 <= name.action <= len(SBU_INTERACTION_CLASSES) \
+        else None
+    return SkeletonSequence(coords=coords, confidence=conf, layout="openni15", fps=SBU_FPS,
+                            label=label,
+                            label_name=None if label is None else SBU_INTERACTION_CLASSES[label],
+                            person_ids=[1, 2], source=str(path))
+
+
+def _is_sbu_text(text_start: str) -> bool:
+    first = text_start.lstrip().split("\n", 1)[0]
+    return first.count(",") == 2 * 15 * 3
+
+
 # --------------------------------------------------------------------------- dispatch
 def read_recording(path: str | Path) -> SkeletonSequence:
     """Read any single recording by its type: a directory of OpenPose frames, ``.skeleton``
-    (NTU), ``.txt`` (MSR Action3D), ``.json`` (Kinetics-skeleton clip, or one OpenPose frame).
+    (NTU), ``.txt`` (MSR Action3D, or SBU's comma-separated ``skeleton_pos.txt``), ``.mat``
+    (UTD-MHAD), ``.json`` (NW-UCLA clip, Kinetics-skeleton clip, or one OpenPose frame).
     """
     path = Path(path)
     if path.is_dir():
@@ -539,9 +752,18 @@ def read_recording(path: str | Path) -> SkeletonSequence:
     if suffix == ".skeleton":
         return read_ntu_skeleton(path)
     if suffix == ".txt":
-        return read_msr_action3d(path)
+        try:
+            with path.open("rb") as fh:
+                start = fh.read(4096).decode("ascii", errors="replace")
+        except OSError as exc:
+            raise RecordingError(path, "", f"cannot read: {exc.strerror or exc}") from None
+        return read_sbu_interaction(path) if _is_sbu_text(start) else read_msr_action3d(path)
+    if suffix == ".mat":
+        return read_utd_mhad(path)
     if suffix == ".json":
         obj = _load_json(path)
+        if isinstance(obj, dict) and "skeletons" in obj:
+            return _nw_ucla_from_obj(path, obj)
         if isinstance(obj, dict) and "people" in obj:
             people = _openpose_frame(path, obj, None)
             joints = len(people[0][0]) if people else 25
@@ -555,4 +777,4 @@ def read_recording(path: str | Path) -> SkeletonSequence:
         raise RecordingError(path, "", "an ST-GCN array holds many samples: open it with "
                              "read_stgcn_arrays(npy_path, pkl_path)")
     raise RecordingError(path, "", f"unknown recording type {suffix or '(no suffix)'!r}; "
-                         f"expected a directory, .skeleton, .txt or .json")
+                         f"expected a directory, .skeleton, .txt, .mat or .json")

@@ -1,8 +1,8 @@
 """Training configuration: one YAML file per benchmark, merged over documented defaults.
 
-The data location comes from the config (``data.dir``) unless ``$PRGCN_DATA`` is set, which
-always wins; with neither, the data lives in ``../shared/data`` next to the source checkout
-(:func:`prgcn_ros.paths.data_dir`).
+The data location: an absolute ``data.dir`` in the config wins; else ``$PRGCN_DATA``; else a
+relative ``data.dir``; with neither, the data lives in ``../shared/data`` next to the source
+checkout (:func:`prgcn_ros.paths.data_dir`). Errors about missing data say which one was used.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ DEFAULTS: dict[str, Any] = {
     "name": "prgcn",
     "seed": 1,
     "data": {
-        # "msr_action3d": text files + cross-subject split; "stgcn_arrays": N,C,T,V,M .npy + .pkl.
+        # "msr_action3d": text files + cross-subject split; "stgcn_arrays": N,C,T,V,M .npy + .pkl;
+        # "nw_ucla", "utd_mhad", "sbu_interaction": those datasets' files and standard protocol.
         "kind": "msr_action3d",
         # Folder holding the datasets; null: $PRGCN_DATA, else ../shared/data next to the checkout.
         "dir": None,
@@ -31,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
         # stgcn_arrays: paths relative to root.
         "train_data": None, "train_label": None, "test_data": None, "test_label": None,
         "class_names": None,   # a list, or a text file (one name a line) relative to root
+        # nw_ucla: cross-view (views 1, 2 train; 3 test).
+        "train_views": [1, 2], "test_views": [3],
+        # sbu_interaction: the official fold (1-5) held out for testing; report the mean of 5.
+        "fold": 1,
         "max_persons": 1,      # person slots M of the model input
     },
     "layout": "kinect20",
@@ -99,6 +104,11 @@ DEFAULTS: dict[str, Any] = {
         "grad_clip": None,
         "label_smoothing": 0.0,
     },
+    # Confidence calibration (temperature scaling, prgcn_ros.training.calibration): a validation
+    # split taken out of the training data, either the clips of these training `subjects`
+    # (SBU: subject pairs), or else this `fraction` of each class (drawn with `seed`); the
+    # fitted temperature goes into the model's metadata. Neither: no calibration.
+    "calibration": {"subjects": None, "fraction": 0.0, "seed": 0},
     "eval": {
         "batch_size": 64,
         "confusion_png": None,             # prgcn-eval's picture; null: <output.dir>/confusion.png
@@ -110,6 +120,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "threads": 0,                          # torch threads; 0: leave torch's default
 }
+
+
+DATA_KINDS = ("msr_action3d", "stgcn_arrays", "nw_ucla", "utd_mhad", "sbu_interaction")
 
 
 class ConfigError(ValueError):
@@ -186,8 +199,8 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: window.mode must be 'resample' or 'crop'")
     if int(cfg["window"]["length"]) < 1:
         raise ConfigError(f"{where}: window.length must be at least 1")
-    if cfg["data"]["kind"] not in ("msr_action3d", "stgcn_arrays"):
-        raise ConfigError(f"{where}: data.kind must be 'msr_action3d' or 'stgcn_arrays'")
+    if cfg["data"]["kind"] not in DATA_KINDS:
+        raise ConfigError(f"{where}: data.kind must be one of {', '.join(DATA_KINDS)}")
     if cfg["refine"]["objective"] not in ("restore", "classification"):
         raise ConfigError(f"{where}: refine.objective must be 'restore' or 'classification'")
     from prgcn_ros.model.build import ARCHITECTURES
@@ -219,16 +232,26 @@ def in_channels(cfg: dict) -> int:
     return int(default.default)
 
 
-def data_root(cfg: dict) -> Path:
-    """The dataset folder: ($PRGCN_DATA | data.dir | ../shared/data) / data.root."""
+def data_base(cfg: dict) -> tuple[Path, str]:
+    """The folder holding the datasets and what chose it: an absolute ``data.dir`` (the
+    config's own, explicit choice), else ``$PRGCN_DATA``, else a relative ``data.dir`` (from the
+    working directory), else ../shared/data next to the checkout."""
+    given = cfg["data"].get("dir")
+    if given and Path(given).expanduser().is_absolute():
+        return Path(given).expanduser(), "data.dir of the config"
     if os.environ.get(paths.DATA_ENV):
-        base = paths.data_dir()
-    elif cfg["data"].get("dir"):
-        base = Path(cfg["data"]["dir"]).expanduser()
-    else:
-        base = paths.data_dir()
+        return paths.data_dir(), f"${paths.DATA_ENV}"
+    if given:
+        return Path(given).expanduser(), "data.dir of the config"
+    return paths.data_dir(), "the default next to the checkout"
+
+
+def data_root(cfg: dict) -> Path:
+    """The dataset folder: :func:`data_base` / data.root (an absolute data.root wins)."""
+    base, _ = data_base(cfg)
     root = Path(cfg["data"]["root"] or ".").expanduser()
     return root if root.is_absolute() else base / root
+
 
 
 def lr_milestones(cfg: dict) -> list[int]:

@@ -1,4 +1,5 @@
-"""Datasets for training and evaluation: MSR Action3D (cross-subject) and ST-GCN arrays.
+"""Datasets for training and evaluation, each with its standard protocol: MSR Action3D and
+UTD-MHAD (cross-subject), NW-UCLA (cross-view), SBU Kinect Interaction (5 folds), ST-GCN arrays.
 
 Every dataset yields :class:`prgcn_ros.skeleton.sequence.SkeletonSequence` items with a 0-based
 ``label``; windowing, the shared preprocessing and augmentation happen in
@@ -12,10 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prgcn_ros import paths
-from prgcn_ros.skeleton.labels import MSR_ACTION3D_CLASSES, NTU60_CLASSES
+from prgcn_ros.skeleton.labels import (
+    MSR_ACTION3D_CLASSES,
+    NTU60_CLASSES,
+    NW_UCLA_ACTIONS,
+    NW_UCLA_CLASSES,
+    SBU_INTERACTION_CLASSES,
+    UTD_MHAD_CLASSES,
+)
 from prgcn_ros.skeleton.sequence import SkeletonSequence
 
-from .config import ConfigError, data_root
+from .config import ConfigError, data_base, data_root
 
 _MSR_NAME = re.compile(r"^a(\d+)_s(\d+)_e(\d+)$")
 
@@ -129,6 +137,105 @@ def stgcn_arrays(data: Path, label: Path, class_names: Sequence[str], layout: st
                            description or f"ST-GCN arrays {data}", cache=False)
 
 
+# SBU Kinect Interaction's official 5 folds of subject pairs (data.fold k tests on fold k).
+SBU_FOLDS: tuple[tuple[str, ...], ...] = (
+    ("s01s02", "s03s04", "s05s02", "s06s04"), ("s02s03", "s02s07", "s03s05", "s05s03"),
+    ("s01s03", "s01s07", "s07s01", "s07s03"), ("s02s01", "s02s06", "s03s02", "s03s06"),
+    ("s04s02", "s04s03", "s04s06", "s06s02", "s06s03"))
+
+# Dataset kinds read from their own files, with their class names.
+_KIND_CLASSES: dict[str, tuple[str, ...]] = {
+    "msr_action3d": MSR_ACTION3D_CLASSES, "nw_ucla": NW_UCLA_CLASSES,
+    "utd_mhad": UTD_MHAD_CLASSES, "sbu_interaction": SBU_INTERACTION_CLASSES}
+
+
+def _need_dir(root: Path) -> None:
+    if not root.is_dir():
+        raise FileNotFoundError(paths.missing_data_message(root))
+
+
+def _from_files(files: Sequence[Path], reader, labels: Sequence[int], class_list: Sequence[str],
+                description: str, what: str, root: Path) -> SequenceDataset:
+    if not files:
+        raise ConfigError(f"no {what} clips under {root} for {description}")
+
+    def loader(path: Path):
+        return lambda: reader(path)
+
+    # A clip's name: the file stem, or for SBU its folders (pair/class/repetition).
+    names = [str(Path(*Path(f).parts[-4:-1])) if Path(f).name == "skeleton_pos.txt"
+             else Path(f).stem for f in files]
+    return SequenceDataset([loader(f) for f in files], labels, names, class_list, description)
+
+
+def nw_ucla(root: Path, views: Sequence[int], subjects: Sequence[int] | None = None,
+            description: str = "") -> SequenceDataset:
+    """NW-UCLA clips ``aAA_sSS_eEE_vVV.json`` of the given views (and subjects, if given)."""
+    from prgcn_ros.skeleton.readers import parse_nw_ucla_name, read_nw_ucla
+
+    _need_dir(root)
+    wanted = {int(v) for v in views}
+    people = None if subjects is None else {int(s) for s in subjects}
+    files, labels = [], []
+    for path in sorted(root.glob("a*_s*_e*_v*.json")):
+        name = parse_nw_ucla_name(path)
+        if (name is None or name.view not in wanted or name.action not in NW_UCLA_ACTIONS
+                or (people is not None and name.subject not in people)):
+            continue
+        files.append(path)
+        labels.append(NW_UCLA_ACTIONS.index(name.action))
+    return _from_files(files, read_nw_ucla, labels, NW_UCLA_CLASSES,
+                       description or f"NW-UCLA views {sorted(wanted)}", "NW-UCLA", root)
+
+
+def utd_mhad(root: Path, subjects: Sequence[int], description: str = "") -> SequenceDataset:
+    """UTD-MHAD clips ``aA_sS_tT_skeleton.mat`` of the given subjects."""
+    from prgcn_ros.skeleton.readers import parse_utd_name, read_utd_mhad
+
+    _need_dir(root)
+    wanted = {int(s) for s in subjects}
+    files, labels = [], []
+    for path in sorted(root.glob("a*_s*_t*_skeleton.mat")):
+        name = parse_utd_name(path)
+        if name is None or name.subject not in wanted \
+                or not 1 <= name.action <= len(UTD_MHAD_CLASSES):
+            continue
+        files.append(path)
+        labels.append(name.action - 1)
+    return _from_files(files, read_utd_mhad, labels, UTD_MHAD_CLASSES,
+                       description or f"UTD-MHAD subjects {sorted(wanted)}", "UTD-MHAD", root)
+
+
+def sbu_pairs(fold: int, split: str, folds: Sequence[Sequence[str]] = SBU_FOLDS) -> list[str]:
+    """The subject pairs of SBU ``split`` ('train' or 'test') when fold ``fold`` (1-based) is
+    held out."""
+    if not 1 <= int(fold) <= len(folds):
+        raise ConfigError(f"data.fold must be 1..{len(folds)}, got {fold!r}")
+    held = [str(p) for p in folds[int(fold) - 1]]
+    if split == "test":
+        return held
+    return [str(p) for i, f in enumerate(folds) if i != int(fold) - 1 for p in f]
+
+
+def sbu_interaction(root: Path, pairs: Sequence[str], description: str = ""
+                    ) -> SequenceDataset:
+    """SBU Kinect Interaction sequences ``sXXsYY/CC/NNN/skeleton_pos.txt`` of the given pairs."""
+    from prgcn_ros.skeleton.readers import parse_sbu_path, read_sbu_interaction
+
+    _need_dir(root)
+    wanted = set(pairs)
+    files, labels = [], []
+    for path in sorted(root.glob("s*s*/*/*/skeleton_pos.txt")):
+        name = parse_sbu_path(path)
+        if name is None or name.pair not in wanted \
+                or not 1 <= name.action <= len(SBU_INTERACTION_CLASSES):
+            continue
+        files.append(path)
+        labels.append(name.action - 1)
+    return _from_files(files, read_sbu_interaction, labels, SBU_INTERACTION_CLASSES,
+                       description or f"SBU pairs {sorted(wanted)}", "SBU", root)
+
+
 def class_names(cfg: dict) -> list[str]:
     """The class names the config names: a list, a file under the data root, or a known set."""
     names = cfg["data"].get("class_names")
@@ -144,14 +251,23 @@ def class_names(cfg: dict) -> list[str]:
         if not path.is_file():
             raise FileNotFoundError(paths.missing_data_message(path))
         return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if cfg["data"]["kind"] == "msr_action3d":
-        return list(MSR_ACTION3D_CLASSES)
+    if cfg["data"]["kind"] in _KIND_CLASSES:
+        return list(_KIND_CLASSES[cfg["data"]["kind"]])
     raise ConfigError("data.class_names is required for ST-GCN arrays (a list, 'ntu60', or a "
                       "file with one name a line)")
 
 
 def build_dataset(cfg: dict, split: str) -> SequenceDataset:
-    """The ``train`` or ``test`` split the config describes."""
+    """The ``train`` or ``test`` split the config describes; a missing-data error says which
+    setting chose the data folder."""
+    try:
+        return _build_dataset(cfg, split)
+    except FileNotFoundError as error:
+        _, via = data_base(cfg)
+        raise FileNotFoundError(f"{error} (data folder chosen by {via})") from None
+
+
+def _build_dataset(cfg: dict, split: str) -> SequenceDataset:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     data = cfg["data"]
@@ -161,6 +277,18 @@ def build_dataset(cfg: dict, split: str) -> SequenceDataset:
         return msr_action3d(root, data.get("file_list"), subjects,
                             f"MSR Action3D cross-subject {split} (subjects "
                             f"{', '.join(str(s) for s in subjects)})")
+    if data["kind"] == "utd_mhad":
+        subjects = data[f"{split}_subjects"]
+        return utd_mhad(root, subjects, f"UTD-MHAD cross-subject {split} (subjects "
+                        f"{', '.join(str(s) for s in subjects)})")
+    if data["kind"] == "nw_ucla":
+        views = data[f"{split}_views"]
+        return nw_ucla(root, views, description=f"NW-UCLA cross-view {split} (views "
+                       f"{', '.join(str(v) for v in views)})")
+    if data["kind"] == "sbu_interaction":
+        fold = int(data["fold"])
+        return sbu_interaction(root, sbu_pairs(fold, split),
+                               f"SBU Kinect Interaction fold {fold} {split}")
     npy, pkl = data.get(f"{split}_data"), data.get(f"{split}_label")
     if not npy or not pkl:
         raise ConfigError(f"data.{split}_data and data.{split}_label are required for ST-GCN "
@@ -180,6 +308,19 @@ def split_description(cfg: dict) -> dict:
                 "file_list": data.get("file_list"),
                 "train_subjects": list(data["train_subjects"]),
                 "test_subjects": list(data["test_subjects"])}
+    if data["kind"] == "utd_mhad":
+        return {"dataset": "UTD-MHAD", "protocol": "cross-subject",
+                "train_subjects": list(data["train_subjects"]),
+                "test_subjects": list(data["test_subjects"])}
+    if data["kind"] == "nw_ucla":
+        return {"dataset": "NW-UCLA", "protocol": "cross-view",
+                "train_views": list(data["train_views"]),
+                "test_views": list(data["test_views"])}
+    if data["kind"] == "sbu_interaction":
+        fold = int(data["fold"])
+        return {"dataset": "SBU Kinect Interaction", "protocol": "5-fold cross-validation",
+                "fold": fold, "test_pairs": sbu_pairs(fold, "test"),
+                "train_pairs": sbu_pairs(fold, "train")}
     return {"dataset": cfg.get("name"), "protocol": "ST-GCN arrays",
             "train": [data.get("train_data"), data.get("train_label")],
             "test": [data.get("test_data"), data.get("test_label")]}

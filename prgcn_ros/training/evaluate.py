@@ -2,6 +2,7 @@
 
     prgcn-eval --model models/prgcn_msr_action3d.safetensors \\
                --config config/train_msr_action3d.yaml --json
+    prgcn-eval --model nw_ucla --json      # a shipped model by name, with its own config
 
 The windowing and preprocessing settings come from the model's metadata (exactly what the model
 was trained with, and what the live node uses); the config only says where the data is and
@@ -256,6 +257,20 @@ def plot_confusion(result: dict[str, Any], path: str | Path, title: str) -> Path
     return path
 
 
+def calibration_report(scores: np.ndarray, labels: np.ndarray, metadata: dict[str, Any]
+                       ) -> dict[str, Any]:
+    """ECE and confidence of the clips before and after the model's temperature (from its
+    metadata; none: T = 1, only the "before" figures mean anything)."""
+    from .calibration import report
+
+    stored = metadata.get("calibration") or {}
+    temperature = stored.get("temperature")
+    out = report(scores, labels, float(temperature) if temperature else 1.0)
+    out["temperature"] = temperature
+    out["fitted_on"] = stored.get("split")
+    return out
+
+
 def config_for_model(cfg: dict, metadata: dict[str, Any]) -> dict:
     """The config with the model's own windowing/preprocessing (its metadata wins)."""
     cfg = copy.deepcopy(cfg)
@@ -269,14 +284,19 @@ def config_for_model(cfg: dict, metadata: dict[str, Any]) -> dict:
             cfg["window"][key] = window[key]
     if metadata.get("max_persons"):
         cfg["data"]["max_persons"] = int(metadata["max_persons"])
+    # A cross-validated model (SBU) is tested on the fold it was trained without.
+    trained_on = (metadata.get("training") or {}).get("data") or {}
+    if cfg["data"].get("kind") == "sbu_interaction" and trained_on.get("fold"):
+        cfg["data"]["fold"] = int(trained_on["fold"])
     return cfg
 
 
 def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str | None = None,
         device: str = "cpu", progress: bool = True, refinement: bool = False
         ) -> dict[str, Any]:
-    from prgcn_ros.model.io import load_model
+    from prgcn_ros.model.io import load_model, resolve_model
 
+    model_path = resolve_model(model_path)
     model, metadata = load_model(model_path, device=device, expected_layout=cfg["layout"],
                                  expected_channels=in_channels(cfg))
     cfg = config_for_model(cfg, metadata)
@@ -285,7 +305,9 @@ def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str |
     if names and list(names) != list(dataset.class_names):
         raise ConfigError(f"{model_path}: the model's class names do not match the dataset's "
                           f"({len(names)} vs {len(dataset.class_names)} classes)")
-    result = evaluate_model(model, dataset, cfg, progress=progress)
+    scores, labels = predict(model, dataset, cfg, progress=progress)
+    result = metrics(scores, labels, list(dataset.class_names))
+    result["calibration"] = calibration_report(scores, labels, metadata)
     result = {"model": str(model_path), "split": dataset.description, **result}
     png = confusion or str(Path(cfg["output"]["dir"]) / "confusion.png")
     if cfg.get("eval", {}).get("confusion_png") and confusion is None:
@@ -297,10 +319,36 @@ def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str |
     return result
 
 
+def _config_path(model: str, config: str | None) -> Path:
+    """The config given, else the shipped config of a shipped model's name."""
+    from prgcn_ros import paths
+    from prgcn_ros.model.io import SHIPPED_MODELS, is_model_name
+
+    if config:
+        return Path(config)
+    if is_model_name(model) and model in SHIPPED_MODELS:
+        return paths.share_file("config", f"train_{model}.yaml")
+    raise ConfigError("--config is required unless --model is a shipped model's name "
+                      f"({', '.join(SHIPPED_MODELS)})")
+
+
+def _safe_png(png: str, cfg: dict, force: bool) -> Path:
+    from .outputs import safe_destination
+    return safe_destination(png, cfg["output"]["dir"], force, "confusion PNG",
+                            lambda msg: print(f"prgcn-eval: {msg}", file=sys.stderr))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prgcn-eval", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="model file (.safetensors)")
-    parser.add_argument("--config", required=True, help="training config naming the data")
+    parser.add_argument("--model", required=True,
+                        help="model file (.safetensors) or a shipped model's name "
+                             "(msr_action3d, nw_ucla, utd_mhad, sbu_interaction)")
+    parser.add_argument("--config", help="training config naming the data (default for a "
+                        "shipped model's name: its config/train_<name>.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set data.fold=2")
+    parser.add_argument("--force", action="store_true",
+                        help="let the confusion PNG overwrite a file tracked by git")
     parser.add_argument("--split", default="test", choices=("test", "train"))
     parser.add_argument("--confusion", help="confusion-matrix PNG to write "
                         "(default: the config's eval.confusion_png, else output.dir)")
@@ -312,7 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config)
+        from .train import parse_set
+        cfg = load_config(_config_path(args.model, args.config), parse_set(args.set) or None)
+        if args.confusion is None:
+            png = cfg.get("eval", {}).get("confusion_png") or \
+                str(Path(cfg["output"]["dir"]) / "confusion.png")
+            args.confusion = str(_safe_png(png, cfg, args.force))
         result = run(args.model, cfg, split=args.split, confusion=args.confusion,
                      device=args.device, progress=not args.json, refinement=args.refinement)
     except (ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError) as exc:
@@ -323,6 +376,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"{result['model']} on {result['split']}: {result['n']} clips")
     print(f"top-1 {100 * result['top1']:.2f} %   top-5 {100 * result['top5']:.2f} %")
+    cal = result["calibration"]
+    if cal["temperature"]:
+        print(f"confidence: temperature {cal['temperature']:.3f}, ECE {cal['ece_before']:.3f} "
+              f"-> {cal['ece_after']:.3f}, mean top-1 confidence "
+              f"{cal['mean_confidence_before']:.3f} -> {cal['mean_confidence_after']:.3f}")
+    else:
+        print(f"confidence: not calibrated (no temperature in the metadata), ECE "
+              f"{cal['ece_before']:.3f}")
     width = max(len(name) for name in result["per_class"])
     for name, row in result["per_class"].items():
         acc = "   -" if row["accuracy"] is None else f"{100 * row['accuracy']:5.1f} %"

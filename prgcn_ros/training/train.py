@@ -4,6 +4,12 @@
     prgcn-train --config config/train_msr_action3d.yaml --resume          # continue the run
     prgcn-train --config config/train_msr_action3d.yaml --set model.use_prm=false \\
                 --output runs/no_prm/model.safetensors                    # an ablation
+    prgcn-train --config my.yaml --init msr_action3d                      # fine-tune
+    torchrun --nproc_per_node 2 $(which prgcn-train) --config ...        # 2 processes (DDP)
+
+The model file goes to ``output.model`` (null: ``<output.dir>/<name>.safetensors``); a shipped
+model or a file tracked by git is never overwritten without ``--force`` (the run writes under
+its run directory instead).
 
 Repeatable: the seed fixes the initial weights, and every epoch draws its shuffling, windows,
 augmentation and dropout from generators seeded by (seed, epoch), so a run resumed from a
@@ -30,7 +36,7 @@ from tqdm import tqdm
 
 from prgcn_ros import paths
 
-from . import batching, noise
+from . import batching, calibration, distributed, noise
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import (
     ConfigError,
@@ -115,6 +121,10 @@ class Trainer:
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         set_threads(cfg)
         self.train_set = train_set if train_set is not None else build_dataset(cfg, "train")
+        # The config's calibration split leaves the training set here (see .calibration).
+        self.train_set, self.calibration_set = calibration.split_training_set(self.train_set,
+                                                                              cfg)
+        self.calibration: dict[str, Any] | None = None
         self.class_names = class_names(cfg) if cfg["data"]["kind"] != "msr_action3d" \
             else list(self.train_set.class_names)
         torch.manual_seed(int(cfg["seed"]))
@@ -128,11 +138,17 @@ class Trainer:
         self.loss_fn = nn.CrossEntropyLoss(
             label_smoothing=float(opt.get("label_smoothing") or 0.0))
         self.noise = noise.noise_config(cfg)
+        # Under torchrun: this process's rank, and the model wrapped in DDP for forward/backward
+        # (self.model stays the plain network for checkpoints and the model file).
+        self.dist = distributed.info()
+        self.model.to(self.dist.device)
+        self.net = distributed.wrap(self.model, self.dist)
         self.epoch = 0            # epochs completed
         self.steps = 0
         self.history: list[dict[str, Any]] = []
         self.train_time_s = 0.0
         self.code_version = code_version()     # the code this run starts from
+        self.init: dict[str, Any] | None = None  # --init: the model file it started from
 
     # ------------------------------------------------------------------ one step / one epoch
     def step(self, batch: batching.Batch, generator: torch.Generator | None = None
@@ -156,7 +172,7 @@ class Trainer:
                                      self.noise, gen, dims=batch.dims)
             pick = torch.rand(x.shape[0], generator=gen) < float(refine["corrupt_prob"])
             x = torch.where(pick[:, None, None, None, None], noisy, x)
-        output = self.model(x)
+        output = self.net(x)
         losses = {"classification": self.loss_fn(logits_of(output), batch.labels)}
         if restore:
             dims = batch.dims
@@ -196,6 +212,15 @@ class Trainer:
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         if max_steps is not None:
             batches = batches[:max_steps]
+        if self.dist.enabled:
+            # Every rank has the same global batches; each takes its shard of each and draws
+            # its windows and augmentation from a generator of its own.
+            # A last batch smaller than the group would leave a rank without a step (DDP needs
+            # every rank in every step): it is left out.
+            batches = [distributed.shard(b, self.dist) for b in batches
+                       if len(b) >= self.dist.world]
+            gen = torch.Generator().manual_seed(seed + 7_919 * self.dist.rank)
+            progress = progress and self.dist.is_main
         totals: dict[str, float] = {}
         seen = 0
         started = time.perf_counter()
@@ -204,12 +229,19 @@ class Trainer:
         for index in bar:
             batch = batching.build_batch([self.train_set[i] for i in index], self.cfg,
                                          train=True, generator=gen)
+            device = self.dist.device
+            batch = batch._replace(x=batch.x.to(device), labels=batch.labels.to(device),
+                                   present=batch.present.to(device), scale=batch.scale.to(device))
             losses = self.step(batch, gen)
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + value * len(index)
             seen += len(index)
             bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2g}")
         elapsed = time.perf_counter() - started
+        if self.dist.enabled:
+            names = sorted(totals)
+            *sums, seen = distributed.sum_all([totals[n] for n in names] + [seen], self.dist)
+            totals, seen = dict(zip(names, sums)), int(seen)
         self.train_time_s += elapsed
         self.epoch += 1
         stats = {"epoch": self.epoch, "lr": lr,
@@ -271,9 +303,12 @@ class Trainer:
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                            f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
                 "final_loss": self.history[-1]["loss"] if self.history else None,
+                "init": self.init,
+                "processes": self.dist.world,
                 "config": public(cfg),
             },
             "accuracy": accuracy,
+            "calibration": self.calibration,
             "code_version": self.code_version,
         }
 
@@ -287,12 +322,39 @@ def save_trained_model(path: str | os.PathLike, trainer: Trainer,
     return path
 
 
+def _silent(msg: str) -> None:
+    """The log of ranks other than 0 under torchrun."""
+
+
 def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = True,
           max_steps: int | None = None, evaluate_at_end: bool = True,
-          log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run (or continue) the training the config describes; returns a summary."""
+          log: Callable[[str], None] | None = None, force: bool = False,
+          init: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run (or continue) the training the config describes; returns a summary.
+
+    ``force``: the model file may overwrite a shipped model or a tracked file (see
+    :mod:`.outputs`). ``init``: a model file (or shipped model name) to start from.
+    Under torchrun only rank 0 logs and writes files.
+    """
+    from .outputs import resolve_outputs
+
+    where = distributed.info()
+    if not where.is_main:
+        log = _silent
+        progress = False
+    cfg = resolve_outputs(cfg, force=force,
+                          log=log or (lambda msg: print(msg, file=sys.stderr, flush=True)))
     trainer = Trainer(cfg, log=log)
     out_dir = Path(cfg["output"]["dir"])
+    if init is not None and resume is None:
+        from prgcn_ros.model.io import resolve_model
+
+        from .finetune import init_from_model
+        done = init_from_model(trainer.model, resolve_model(init), trainer.class_names)
+        trainer.init = done
+        trainer.log(f"initialised from {done['init']}: {done['copied']} tensors copied"
+                    + (f", classifier replaced ({done['source_classes']} -> "
+                       f"{len(trainer.class_names)} classes)" if done["replaced"] else ""))
     if resume is not None:
         trainer.resume(resume)
         trainer.log(f"resumed from {resume} after epoch {trainer.epoch}")
@@ -312,10 +374,15 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
         bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2g}")
         if not progress:
             trainer.log(json.dumps(stats))
-        if trainer.epoch % every == 0 or trainer.epoch == epochs:
+        if (trainer.epoch % every == 0 or trainer.epoch == epochs) and where.is_main:
             trainer.save(out_dir)
     bar.close()
     accuracy = None
+    if not where.is_main:
+        # Rank 0 evaluates and writes the model file alone: no collective follows, so the
+        # others are done (no barrier that a long evaluation could time out).
+        return {"model": cfg["output"]["model"], "epochs": trainer.epoch, "accuracy": None,
+                "train_time_s": trainer.train_time_s, "history": trainer.history}
     if evaluate_at_end:
         from .evaluate import evaluate_model
         test_set = build_dataset(cfg, "test")
@@ -324,10 +391,16 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
                     "top5": result["top5"], "n": result["n"]}
         trainer.log(f"test: top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f} "
                     f"on {result['n']} clips")
+    if trainer.calibration_set is not None:
+        trainer.calibration = calibration.calibrate(trainer.model, trainer.calibration_set, cfg)
+        trainer.log(f"calibration: temperature {trainer.calibration['temperature']:.3f} on "
+                    f"{trainer.calibration['n']} clips, ECE {trainer.calibration['ece_before']:.3f}"
+                    f" -> {trainer.calibration['ece_after']:.3f}")
     model_path = save_trained_model(cfg["output"]["model"], trainer, accuracy)
     trainer.log(f"wrote {model_path} (training {trainer.train_time_s / 60:.1f} min)")
     return {"model": str(model_path), "epochs": trainer.epoch, "accuracy": accuracy,
-            "train_time_s": trainer.train_time_s, "history": trainer.history}
+            "calibration": trainer.calibration, "train_time_s": trainer.train_time_s,
+            "history": trainer.history}
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -368,7 +441,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-eval", action="store_true", help="skip the final test evaluation")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars; one JSON line per epoch instead")
+    parser.add_argument("--init", metavar="MODEL",
+                        help="start from this model file or shipped model name (fine-tuning; "
+                             "the classifier is replaced when the classes differ)")
+    parser.add_argument("--force", action="store_true",
+                        help="let the model file overwrite a shipped model or a tracked file")
     args = parser.parse_args(argv)
+    where = distributed.setup()
     try:
         overrides = parse_set(args.set)
         for key, value in (("seed", args.seed), ("threads", args.threads)):
@@ -385,11 +464,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume is not None:
             resume = args.resume or cfg["output"]["dir"]
         summary = train(cfg, resume=resume, progress=not args.no_progress,
-                        max_steps=args.max_steps, evaluate_at_end=not args.no_eval)
+                        max_steps=args.max_steps, evaluate_at_end=not args.no_eval,
+                        force=args.force, init=args.init)
     except (ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError) as exc:
         print(f"prgcn-train: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+    finally:
+        distributed.teardown()
+    if where.is_main:
+        print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
     return 0
 
 

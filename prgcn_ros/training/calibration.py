@@ -1,0 +1,167 @@
+"""Confidence calibration: temperature scaling (Guo et al., ICML 2017) on a held-out split.
+
+The ``calibration:`` section of a training config takes a validation split out of the training
+data before training: the clips of the named training ``subjects`` (MSR Action3D, UTD-MHAD,
+NW-UCLA: subjects; SBU: subject pairs such as ``s01s02``), or else a ``fraction`` of the
+training clips (per class, drawn with ``seed``). After training one temperature T is fitted on
+that split (minimum negative log-likelihood of softmax(logits / T)) and stored in the model's
+metadata as ``calibration.temperature``; calibrated confidences are softmax(logits / T).
+Nothing here changes which class wins: only how sure the model says it is.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+from .datasets import SequenceDataset
+
+ECE_BINS = 15
+_GROUP = {
+    "msr_action3d": re.compile(r"_s(\d+)_e"), "utd_mhad": re.compile(r"_s(\d+)_t"),
+    "nw_ucla": re.compile(r"_s(\d+)_e"), "sbu_interaction": re.compile(r"^(s\d\ds\d\d)"),
+}
+
+
+def enabled(cfg: dict) -> bool:
+    cal = cfg.get("calibration") or {}
+    return bool(cal.get("subjects")) or float(cal.get("fraction") or 0.0) > 0.0
+
+
+def _group(name: str, kind: str) -> str | None:
+    pattern = _GROUP.get(kind)
+    match = pattern.search(name) if pattern else None
+    if match is None:
+        return None
+    value = match.group(1)
+    return str(int(value)) if value.isdigit() else value
+
+
+def split_indices(dataset: SequenceDataset, cfg: dict) -> tuple[list[int], list[int]]:
+    """(training indices, calibration indices) of the training split."""
+    cal = cfg.get("calibration") or {}
+    kind = cfg["data"]["kind"]
+    n = len(dataset)
+    if cal.get("subjects"):
+        wanted = {str(s) if not str(s).isdigit() else str(int(s)) for s in cal["subjects"]}
+        held = [i for i in range(n) if _group(dataset.names[i], kind) in wanted]
+        if not held:
+            raise ValueError(f"calibration.subjects {sorted(wanted)}: no training clip of "
+                             f"those subjects in {dataset.description}")
+    else:
+        fraction = float(cal.get("fraction") or 0.0)
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"calibration.fraction must be in (0, 1), got {fraction}")
+        rng = np.random.default_rng(int(cal.get("seed") or 0))
+        held = []
+        labels = np.asarray(dataset.labels)
+        for label in np.unique(labels):
+            members = np.flatnonzero(labels == label)
+            take = max(1, int(round(fraction * len(members))))
+            held.extend(int(i) for i in rng.choice(members, size=min(take, len(members) - 1),
+                                                   replace=False))
+        held.sort()
+        if not held:
+            raise ValueError(f"calibration.fraction {fraction:g} leaves no clip for "
+                             f"calibration: every class has a single training clip")
+    held_set = set(held)
+    rest = [i for i in range(n) if i not in held_set]
+    if not rest:
+        raise ValueError("calibration split leaves no training clip")
+    return rest, held
+
+
+def subset(dataset: SequenceDataset, index: list[int], description: str) -> SequenceDataset:
+    """The clips ``index`` of ``dataset`` (loaded through it, so its cache is shared)."""
+    def loader(i: int):
+        return lambda: dataset[i]
+
+    return SequenceDataset([loader(i) for i in index], [dataset.labels[i] for i in index],
+                           [dataset.names[i] for i in index], dataset.class_names, description,
+                           cache=False)
+
+
+def split_training_set(dataset: SequenceDataset, cfg: dict
+                       ) -> tuple[SequenceDataset, SequenceDataset | None]:
+    """(the clips to train on, the calibration clips or None when the config has none)."""
+    if not enabled(cfg):
+        return dataset, None
+    rest, held = split_indices(dataset, cfg)
+    cal = cfg["calibration"]
+    how = (f"subjects {', '.join(str(s) for s in cal['subjects'])}" if cal.get("subjects")
+           else f"{cal['fraction']:g} of each class, seed {cal.get('seed') or 0}")
+    return (subset(dataset, rest, f"{dataset.description} without the calibration split"),
+            subset(dataset, held, f"calibration split of {dataset.description} ({how})"))
+
+
+def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / T) from softmax(logits): p^(1/T), renormalised (shift-invariant)."""
+    logp = np.log(np.clip(probs, 1e-30, None)) / float(temperature)
+    logp -= logp.max(axis=1, keepdims=True)
+    out = np.exp(logp)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-30, None))))
+
+
+def ece(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error: |accuracy - confidence| over equal-width confidence bins,
+    weighted by the share of clips in each bin."""
+    if len(labels) == 0:
+        return 0.0
+    conf = probs.max(axis=1)
+    right = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            total += inside.mean() * abs(right[inside].mean() - conf[inside].mean())
+    return float(total)
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The T > 0 of least NLL: golden-section search on log T in [1/20, 20] (NLL of a
+    temperature is smooth and unimodal in log T for these models)."""
+    lo, hi = math.log(0.05), math.log(20.0)
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
+
+    def cost(log_t: float) -> float:
+        return nll(scaled(probs, math.exp(log_t)), labels)
+
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = cost(a), cost(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = cost(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = cost(b)
+    return float(math.exp((lo + hi) / 2))
+
+
+def report(probs: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, Any]:
+    """Confidence figures before and after scaling with ``temperature``."""
+    after = scaled(probs, temperature)
+    return {"temperature": float(temperature), "n": int(len(labels)),
+            "ece_before": ece(probs, labels), "ece_after": ece(after, labels),
+            "nll_before": nll(probs, labels), "nll_after": nll(after, labels),
+            "mean_confidence_before": float(probs.max(1).mean()) if len(labels) else 0.0,
+            "mean_confidence_after": float(after.max(1).mean()) if len(labels) else 0.0}
+
+
+def calibrate(model, dataset: SequenceDataset, cfg: dict) -> dict[str, Any]:
+    """Fit the temperature of ``model`` on ``dataset``; the metadata's ``calibration``."""
+    from .evaluate import predict
+
+    probs, labels = predict(model, dataset, cfg)
+    temperature = fit_temperature(probs, labels)
+    return {**report(probs, labels, temperature), "split": dataset.description,
+            "method": "temperature scaling, minimum NLL"}

@@ -1,0 +1,94 @@
+"""Where training and evaluation write, so that they never overwrite what the package ships.
+
+A run writes under its run directory (``output.dir``) by default. A destination that is a
+file tracked by git (a shipped model, a figure under ``docs/``), a shipped model file, or a file
+in the installed share directory is *protected*: without ``--force`` the run writes the same
+file name under its run directory instead and says so.
+"""
+from __future__ import annotations
+
+import copy
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from prgcn_ros import paths
+
+
+def _existing_parent(path: Path) -> Path:
+    for parent in path.parents:
+        if parent.is_dir():
+            return parent
+    return Path("/")
+
+
+def is_git_tracked(path: str | Path) -> bool:
+    """True when ``path`` is a file tracked by the git checkout that holds it."""
+    path = Path(path).expanduser().absolute()
+    try:
+        done = subprocess.run(["git", "-C", str(_existing_parent(path)), "ls-files",
+                               "--error-unmatch", "--", str(path)],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def protection(path: str | Path) -> str | None:
+    """Why writing ``path`` (or the metadata JSON beside it) would overwrite something the
+    package ships, or None when it is free to write."""
+    path = Path(path).expanduser().absolute()
+    from prgcn_ros.model.io import SHIPPED_MODELS, shipped_model_file
+
+    shipped = {shipped_model_file(name) for name in SHIPPED_MODELS} - {None}
+    for candidate in {path, path.with_suffix(".json")}:
+        resolved = candidate.resolve()
+        if any(resolved == s.resolve() or resolved == s.with_suffix(".json").resolve()
+               for s in shipped):
+            return f"{candidate} is a shipped model"
+        share = paths.share_dir().resolve()
+        if paths.source_root() is None and share in resolved.parents:
+            return f"{candidate} is an installed file of the package"
+        if candidate.exists() and is_git_tracked(candidate):
+            return f"{candidate} is a file tracked by git"
+    return None
+
+
+def default_model_path(cfg: dict) -> Path:
+    """``<output.dir>/<name>.safetensors``: where a run's model goes when nothing else is said."""
+    return Path(cfg["output"]["dir"]) / f"{cfg['name']}.safetensors"
+
+
+def safe_destination(path: str | Path | None, fallback_dir: str | Path, force: bool,
+                     what: str, log: Callable[[str], None]) -> Path:
+    """``path`` when it is free to write (or ``force``); else the same name under
+    ``fallback_dir``, with one line saying so."""
+    fallback_dir = Path(fallback_dir)
+    if path is None:
+        raise ValueError("no destination")
+    path = Path(path).expanduser()
+    reason = None if force else protection(path)
+    if reason is None:
+        return path
+    moved = fallback_dir / path.name
+    if protection(moved):
+        raise ValueError(f"{what}: {reason}, and so is {moved}; pass --force or choose another "
+                         f"path")
+    log(f"{what}: {reason}; writing {moved} instead (--force overwrites it)")
+    return moved
+
+
+def resolve_outputs(cfg: dict, force: bool = False,
+                    log: Callable[[str], None] = print) -> dict:
+    """The config with ``output.model`` and ``eval.confusion_png`` made safe to write:
+    null means the run directory; a protected file moves to the run directory unless
+    ``force``."""
+    cfg = copy.deepcopy(cfg)
+    out_dir = Path(cfg["output"]["dir"]).expanduser()
+    model = cfg["output"].get("model") or default_model_path(cfg)
+    cfg["output"]["model"] = str(safe_destination(model, out_dir, force, "output.model", log))
+    png = (cfg.get("eval") or {}).get("confusion_png")
+    if png:
+        cfg["eval"]["confusion_png"] = str(safe_destination(png, out_dir, force,
+                                                            "eval.confusion_png", log))
+    return cfg

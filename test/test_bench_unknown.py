@@ -1,0 +1,23 @@
+"""bench/unknown.py's sweep on hand-made scores (no model, no data)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import unknown  # noqa: E402
+
+
+def test_sweep_counts_foreign_unknown_and_correct_in_domain_kept():
+    # In-domain: right answers with confidence 0.9, 0.6, 0.6; wrong ones (0.6, 0.95) ignored.
+    in_probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.4, 0.6], [0.05, 0.95], [0.6, 0.4]])
+    labels = np.array([0, 1, 0, 0, 0])
+    foreign = np.array([[0.5, 0.5], [0.7, 0.3], [0.2, 0.8], [0.45, 0.55]])
+    rows = {r["threshold"]: r for r in unknown.sweep(in_probs, labels, foreign, [0.5, 0.65])}
+    # Right answers: 0.9, 0.6, 0.6 -> kept at 0.5: 3/3, at 0.65: 1/3.
+    assert rows[0.5]["in_domain_kept"] == 1.0
+    assert abs(rows[0.65]["in_domain_kept"] - 1 / 3) < 1e-12
+    # Foreign top confidences 0.5, 0.7, 0.8, 0.55: below 0.5 none, below 0.65 two.
+    assert rows[0.5]["foreign_unknown"] == 0.0 and rows[0.65]["foreign_unknown"] == 0.5

@@ -1,0 +1,312 @@
+"""Training on a user's own data and choosing models: the new datasets' standard splits,
+shipped-model names, protected outputs (a copied config run from the repository root leaves
+every tracked file untouched), world-readable model files, --init fine-tuning, the ST-GCN
+variant from the config, the data folder's precedence, and temperature calibration."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_training_util import MSR_CONFIG, REPO, msr_split, require_data, small_cfg, subset
+
+from prgcn_ros.model.io import SHIPPED_MODELS, ModelFileError, load_model, resolve_model
+from prgcn_ros.training import calibration
+from prgcn_ros.training import evaluate as evaluate_cli
+from prgcn_ros.training import train as train_cli
+from prgcn_ros.training.config import ConfigError, load_config
+from prgcn_ros.training.datasets import build_dataset
+from prgcn_ros.training.finetune import init_from_model
+from prgcn_ros.training.outputs import protection, resolve_outputs
+from prgcn_ros.training.train import Trainer, save_trained_model
+
+CONFIG = REPO / "config"
+
+
+def _data(name: str) -> None:
+    path = require_data() / name
+    if not path.is_dir():
+        pytest.skip(f"{path} missing")
+
+
+@pytest.fixture(scope="module")
+def msr_model(tmp_path_factory) -> Path:
+    """A 20-class MSR model file after one step on a few real clips."""
+    trainer = Trainer(small_cfg(seed=3), train_set=subset(msr_split("train"), 8),
+                      log=lambda m: None)
+    trainer.train_epoch(progress=False, max_steps=1)
+    path = tmp_path_factory.mktemp("msr") / "msr.safetensors"
+    return save_trained_model(path, trainer, None)
+
+
+# --------------------------------------------------------------------------- standard splits
+@pytest.mark.parametrize("name, kind, sizes", [
+    ("nw_ucla", "nw_ucla", (1020, 464)),
+    ("utd_mhad", "utd_mhad", (431, 430)),
+    ("sbu_interaction", "sbu_interaction", (227, 55)),
+])
+def test_new_configs_use_the_standard_protocol(name, kind, sizes):
+    _data(name)
+    cfg = load_config(CONFIG / f"train_{name}.yaml")
+    assert cfg["data"]["kind"] == kind
+    train, test = build_dataset(cfg, "train"), build_dataset(cfg, "test")
+    assert (len(train), len(test)) == sizes
+    assert not set(train.names) & set(test.names)
+    assert train.class_names == test.class_names and len(set(train.labels)) == \
+        len(train.class_names)
+    if kind == "sbu_interaction":
+        assert cfg["data"]["max_persons"] == 2 and cfg["layout"] == "openni15"
+
+
+@pytest.mark.parametrize("name", ["nw_ucla", "utd_mhad", "sbu_interaction"])
+def test_new_configs_train_and_evaluate(name, tmp_path):
+    """One step on real clips, then the evaluation code on a few test clips (SBU: both people
+    of each interaction in one (N, 3, T, 15, 2) sample)."""
+    _data(name)
+    cfg = load_config(CONFIG / f"train_{name}.yaml",
+                      {"optim": {"batch_size": 4},
+                       "output": {"dir": str(tmp_path / "run"), "model": None}})
+    trainer = Trainer(cfg, train_set=subset(build_dataset(cfg, "train"), 4), log=lambda m: None)
+    stats = trainer.train_epoch(progress=False, max_steps=1)
+    assert np.isfinite(stats["loss"]) and stats["clips"] == 4
+    model = save_trained_model(tmp_path / "m.safetensors", trainer, None)
+    meta = json.loads(model.with_suffix(".json").read_text())
+    assert meta["max_persons"] == (2 if name == "sbu_interaction" else 1)
+    assert meta["layout"] == cfg["layout"] and meta["class_names"] == trainer.class_names
+    net, meta = load_model(model)
+    result = evaluate_cli.evaluate_model(net, subset(build_dataset(cfg, "test"), 6), cfg)
+    assert result["n"] == 6 and len(result["per_class"]) == len(trainer.class_names)
+    if name == "sbu_interaction":     # evaluated on the fold it was trained without
+        meta["training"]["data"]["fold"] = 3
+        assert evaluate_cli.config_for_model(cfg, meta)["data"]["fold"] == 3
+
+
+def test_sbu_five_folds_cover_every_sequence_once():
+    _data("sbu_interaction")
+    seen: list[str] = []
+    for fold in range(1, 6):
+        cfg = load_config(CONFIG / "train_sbu_interaction.yaml", {"data": {"fold": fold}})
+        test, train = build_dataset(cfg, "test"), build_dataset(cfg, "train")
+        assert len(test) + len(train) == 282
+        seen += test.names
+    assert len(seen) == len(set(seen)) == 282
+    with pytest.raises(ConfigError, match="fold"):
+        build_dataset(load_config(CONFIG / "train_sbu_interaction.yaml",
+                                  {"data": {"fold": 6}}), "test")
+
+
+# --------------------------------------------------------------------------- model names
+def test_models_by_name_or_path(tmp_path, monkeypatch):
+    shipped = REPO / "models" / "prgcn_msr_action3d.safetensors"
+    if not shipped.is_file():
+        pytest.skip("the shipped MSR model is not there")
+    assert resolve_model("msr_action3d") == shipped.resolve()
+    assert resolve_model(str(shipped)) == shipped.resolve()
+    monkeypatch.chdir(tmp_path)          # relative paths: the cwd, else the share directory
+    assert resolve_model("models/prgcn_msr_action3d.safetensors") == shipped
+    with pytest.raises(ModelFileError) as error:
+        resolve_model("no_such_model")
+    assert all(name in str(error.value) for name in SHIPPED_MODELS)
+    with pytest.raises(ModelFileError, match="file is missing.*msr_action3d"):
+        resolve_model(tmp_path / "gone.safetensors")
+    for name in SHIPPED_MODELS:
+        if not (REPO / "models" / f"prgcn_{name}.safetensors").is_file():
+            with pytest.raises(ModelFileError, match=f"{name}.*shipped models: .*msr_action3d"):
+                resolve_model(name)
+        assert (CONFIG / f"train_{name}.yaml").is_file()    # prgcn-eval --model NAME's config
+
+
+def test_recognizer_parameter_takes_a_model_name():
+    from prgcn_ros.recognition import RecognizerParams
+
+    if not (REPO / "models" / "prgcn_msr_action3d.safetensors").is_file():
+        pytest.skip("the shipped MSR model is not there")
+    assert RecognizerParams(model="msr_action3d").model_path().name == \
+        "prgcn_msr_action3d.safetensors"
+    with pytest.raises(ModelFileError, match="sbu_interaction"):
+        RecognizerParams(model="not_a_model").model_path()
+
+
+# --------------------------------------------------------------------------- protected outputs
+def _tracked_digests() -> dict[str, str]:
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    return {n: hashlib.sha256((REPO / n).read_bytes()).hexdigest()
+            for n in names if n and (REPO / n).is_file()}
+
+
+def test_protected_destinations(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)           # the config's relative paths, from the repository root
+    assert protection(REPO / "README.md") is not None                  # tracked by git
+    shipped = REPO / "models" / "prgcn_msr_action3d.safetensors"
+    if shipped.is_file():
+        assert "shipped model" in protection(shipped)
+        assert "shipped model" in protection(shipped.with_suffix(".json"))
+    assert protection(tmp_path / "mine.safetensors") is None
+    cfg = load_config(MSR_CONFIG, {"output": {"dir": str(tmp_path / "run")}})
+    lines: list[str] = []
+    safe = resolve_outputs(cfg, log=lines.append)
+    assert safe["output"]["model"] == str(tmp_path / "run" / "prgcn_msr_action3d.safetensors")
+    assert safe["eval"]["confusion_png"] == str(tmp_path / "run" / "confusion_msr_action3d.png")
+    assert len(lines) == 2 and all("--force" in line for line in lines)
+    forced = resolve_outputs(cfg, force=True, log=lines.append)
+    assert forced["output"]["model"] == "models/prgcn_msr_action3d.safetensors"
+    nothing = resolve_outputs(load_config(MSR_CONFIG, {"output": {"dir": str(tmp_path / "r"),
+                                                                  "model": None}}))
+    assert nothing["output"]["model"] == str(tmp_path / "r" / "prgcn_msr_action3d.safetensors")
+
+
+@pytest.mark.slow
+def test_copied_config_run_from_the_repository_root_touches_no_tracked_file(tmp_path):
+    """The new user's case: the MSR config copied elsewhere, unchanged (its output.model and
+    eval.confusion_png name the shipped files), trained and evaluated from the repository
+    root under a strict umask."""
+    require_data()
+    config = tmp_path / "mine.yaml"
+    config.write_text(MSR_CONFIG.read_text().replace("dir: runs/msr_action3d",
+                                                     f"dir: {tmp_path / 'run'}"))
+    before = _tracked_digests()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=600,
+                              preexec_fn=lambda: os.umask(0o077))
+
+    done = run("prgcn_ros.training.train", "--config", str(config), "--epochs", "1",
+               "--max-steps", "1", "--no-eval", "--no-progress",
+               "--set", "optim.batch_size=4", "--set", "data.test_subjects=[2]")
+    assert done.returncode == 0, done.stderr
+    model = tmp_path / "run" / "prgcn_msr_action3d.safetensors"
+    assert json.loads(done.stdout.splitlines()[-1])["model"] == str(model)
+    assert "shipped model" in done.stderr and "--force" in done.stderr
+    for path in (model, model.with_suffix(".json")):
+        assert path.stat().st_mode & 0o777 == 0o644     # readable by a node of another user
+    done = run("prgcn_ros.training.evaluate", "--model", str(model), "--config", str(config),
+               "--set", "data.test_subjects=[2]", "--json")
+    assert done.returncode == 0, done.stderr
+    png = Path(json.loads(done.stdout)["confusion_png"])
+    assert png == tmp_path / "run" / "confusion_msr_action3d.png" and png.is_file()
+    assert _tracked_digests() == before
+
+
+# --------------------------------------------------------------------------- --init
+def test_init_fine_tunes_and_replaces_a_classifier_of_other_classes(msr_model, tmp_path):
+    _data("utd_mhad")
+    source = load_model(msr_model)[0].state_dict()
+    utd_cfg = load_config(CONFIG / "train_utd_mhad.yaml",
+                          {"optim": {"batch_size": 4},
+                           "output": {"dir": str(tmp_path / "run"), "model": None}})
+    trainer = Trainer(utd_cfg, train_set=subset(build_dataset(utd_cfg, "train"), 8),
+                      log=lambda m: None)
+    done = init_from_model(trainer.model, msr_model, trainer.class_names)
+    state = trainer.model.state_dict()
+    assert done["replaced"] == ["classifier.weight", "classifier.bias"]
+    assert state["classifier.weight"].shape[0] == 27 and done["source_classes"] == 20
+    for key, value in state.items():
+        if not key.startswith("classifier."):
+            assert torch.equal(value, source[key]), key
+    # Same classes: everything, the classifier included, is the model file's.
+    same = Trainer(small_cfg(seed=9), train_set=subset(msr_split("train"), 4),
+                   log=lambda m: None)
+    assert init_from_model(same.model, msr_model, same.class_names)["replaced"] == []
+    assert torch.equal(same.model.state_dict()["classifier.weight"],
+                       source["classifier.weight"])
+    # Another architecture is an error, not a silent fresh start.
+    other = Trainer(small_cfg(model={"use_tam": False}), train_set=subset(msr_split("train"), 4),
+                    log=lambda m: None)
+    with pytest.raises(ModelFileError, match="use_tam"):
+        init_from_model(other.model, msr_model, other.class_names)
+
+
+def test_train_cli_init(msr_model, tmp_path, capsys):
+    _data("utd_mhad")
+    out = tmp_path / "utd.safetensors"
+    assert train_cli.main(["--config", str(CONFIG / "train_utd_mhad.yaml"), "--init",
+                           str(msr_model), "--epochs", "1", "--max-steps", "1", "--no-eval",
+                           "--no-progress", "--output", str(out), "--out-dir",
+                           str(tmp_path / "run"), "--set", "optim.batch_size=4"]) == 0
+    assert "classifier replaced (20 -> 27 classes)" in capsys.readouterr().err
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["training"]["init"]["init"] == str(msr_model)
+    assert meta["num_classes"] == 27 and len(meta["class_names"]) == 27
+
+
+# --------------------------------------------------------------------------- config choices
+def test_stgcn_variant_from_the_config():
+    cfg = load_config(MSR_CONFIG, {"model": {"name": "stgcn", "variant": "prgcn_table1"}})
+    from prgcn_ros.training.train import build_model
+    model = build_model(cfg, 20)
+    assert model.arch["variant"] == "prgcn_table1"
+    with pytest.raises(ConfigError, match="variant"):
+        load_config(MSR_CONFIG, {"model": {"variant": "huge"}})
+
+
+def test_missing_data_error_names_the_setting_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRGCN_DATA", str(tmp_path / "from_env"))
+    cfg = load_config(MSR_CONFIG, {"data": {"dir": str(tmp_path / "from_config")}})
+    with pytest.raises(FileNotFoundError, match="from_config.*data.dir of the config"):
+        build_dataset(cfg, "train")
+    with pytest.raises(FileNotFoundError, match=r"from_env.*\$PRGCN_DATA"):
+        build_dataset(load_config(MSR_CONFIG), "train")
+
+
+# --------------------------------------------------------------------------- calibration
+def test_temperature_recovers_a_known_overconfidence():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4000, 10))
+    true_t = 2.5
+    p_true = np.exp(logits / true_t)
+    p_true /= p_true.sum(1, keepdims=True)
+    labels = np.array([rng.choice(10, p=p) for p in p_true])
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)                 # the model's: T = 1, overconfident
+    fitted = calibration.fit_temperature(probs, labels)
+    assert fitted == pytest.approx(true_t, rel=0.1)
+    rep = calibration.report(probs, labels, fitted)
+    assert rep["ece_after"] < 0.5 * rep["ece_before"] and rep["nll_after"] < rep["nll_before"]
+    # Scaling never changes the winning class.
+    assert (calibration.scaled(probs, fitted).argmax(1) == probs.argmax(1)).all()
+
+
+def test_calibration_split_comes_from_the_training_subjects():
+    train = msr_split("train")
+    by_subject = load_config(MSR_CONFIG, {"calibration": {"subjects": [9]}})
+    rest, held = calibration.split_training_set(train, by_subject)
+    assert len(rest) + len(held) == len(train)
+    assert held.names and all("_s09_" in n for n in held.names)
+    assert not any("_s09_" in n for n in rest.names)
+    by_fraction = load_config(MSR_CONFIG, {"calibration": {"fraction": 0.2, "seed": 1}})
+    rest, held = calibration.split_training_set(train, by_fraction)
+    assert not set(rest.names) & set(held.names) and len(rest) + len(held) == len(train)
+    assert set(held.labels) == set(train.labels)        # every class in the split
+    assert 0.15 < len(held) / len(train) < 0.25
+    assert calibration.split_training_set(train, load_config(MSR_CONFIG))[1] is None
+
+
+def test_training_stores_a_temperature_and_eval_reports_ece(tmp_path, capsys):
+    require_data()
+    out = tmp_path / "cal.safetensors"
+    assert train_cli.main(["--config", str(MSR_CONFIG), "--epochs", "1", "--max-steps", "2",
+                           "--no-eval", "--no-progress", "--output", str(out), "--out-dir",
+                           str(tmp_path / "run"), "--set", "optim.batch_size=8",
+                           "--set", "calibration.subjects=[9]"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    cal = meta["calibration"]
+    assert cal["temperature"] > 0 and cal["n"] > 40 and "subjects 9" in cal["split"]
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9
+    assert meta["training"]["train_clips"] + cal["n"] == len(msr_split("train"))
+    capsys.readouterr()
+    assert evaluate_cli.main(["--model", str(out), "--config", str(MSR_CONFIG), "--json",
+                              "--set", "data.test_subjects=[2]", "--confusion",
+                              str(tmp_path / "c.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["calibration"]["temperature"] == pytest.approx(cal["temperature"])
+    assert {"ece_before", "ece_after", "mean_confidence_before",
+            "mean_confidence_after"} <= set(result["calibration"])

@@ -77,7 +77,9 @@ def workspace(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     log = ws / "colcon_build.log"
     log.write_text(build.stdout + build.stderr)
     assert build.returncode == 0, (build.stdout + build.stderr)[-4000:]
-    assert "2 packages finished" in build.stdout, build.stdout[-2000:]
+    for package in ("prgcn_msgs", "prgcn_ros"):
+        assert f"Finished <<< {package}" in build.stdout, build.stdout[-2000:]
+        assert (ws / "install" / package).is_dir()
     return ws, env
 
 

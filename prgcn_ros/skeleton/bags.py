@@ -65,7 +65,8 @@ def write_bag(path: Path, recordings: Sequence[SkeletonSequence], topic: str = "
               storage: str = "mcap", frame_id: str = "camera", start_ns: int = 0) -> int:
     """Write recordings one after another into a new rosbag2 at `path` (a directory), one
     SkeletonArray per frame at the recording's frame rate; recording k's person m is id
-    100 * k + m, as prgcn-player plays them. Returns the number of messages written."""
+    100 * k + m, as prgcn-player plays them; frames with nobody in view are left out (their time
+passes). Returns the number of messages written."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     if storage not in STORAGES:
@@ -94,6 +95,8 @@ def write_bag(path: Path, recordings: Sequence[SkeletonSequence], topic: str = "
                     skeletons.append(skeleton_t(id=100 * k + m, keypoints=[
                         keypoint_t(position=point_t(x=float(x), y=float(y), z=float(z)),
                                    confidence=float(c)) for (x, y, z), c in zip(xyz, conf)]))
+                if not skeletons:
+                    continue           # nobody in view: the player sends nothing either
                 msg = array_t(header=header_t(stamp=time_t(sec=stamp // 10**9,
                                                            nanosec=stamp % 10**9),
                                               frame_id=frame_id),

@@ -183,3 +183,28 @@ def test_launch_service_starts_the_recognizer_with_the_launch_arguments(tmp_path
         node.destroy_node()
         service.shutdown()
         runner.join(timeout=30.0)
+
+
+@pytest.mark.ros
+def test_the_launch_files_input_remapping_moves_the_recognizers_input(tmp_path, ros_context):
+    """input_topic:=X becomes the ROS argument `-r skeletons:=X`: the rule the launch file
+    passes, applied by rcl to the node as the console script starts it."""
+    from rclpy.node import Node
+    from rosutil import process_log, spin_until, start_process, stop_process
+    from test_nodes import make_tiny_model, recognizer_args
+
+    constants = _constants(ast.parse(LAUNCH_FILE.read_text()))
+    topic = "/remapped_input/skeletons"
+    model = make_tiny_model(tmp_path / "model.safetensors")
+    proc = start_process([*recognizer_args(model), "-r",
+                          f"{constants['INPUT_TOPIC']}:={topic}"], tmp_path / "log.txt")
+    node = Node("remap_probe")
+    try:
+        def subscribed() -> bool:
+            return any(i.node_name == "prgcn_recognizer"
+                       for i in node.get_subscriptions_info_by_topic(topic))
+        assert spin_until(node, subscribed, 120.0), process_log(proc)
+        assert not node.get_subscriptions_info_by_topic("/skeletons")
+    finally:
+        node.destroy_node()
+        stop_process(proc)

@@ -71,6 +71,9 @@ class RecognizerNode(Node):
         except ValueError as error:   # ModelFileError names the file and the problem
             raise StartupError(str(error)) from None
         rec = self.recognizer
+        if self.gravity.active and rec.dims == 2:
+            raise StartupError(f"input_frame_convention/gravity_frame rotate 3D skeletons; the "
+                               f"model {self.params.model_path()} is 2D ({rec.layout.name!r})")
         if self.params.input_layout and not has_mapping(self.params.input_layout,
                                                         rec.layout.name):
             raise StartupError(f"input_layout {self.params.input_layout!r} cannot be mapped to "

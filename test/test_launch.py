@@ -208,3 +208,14 @@ def test_the_launch_files_input_remapping_moves_the_recognizers_input(tmp_path, 
     finally:
         node.destroy_node()
         stop_process(proc)
+
+
+def test_the_shipped_yaml_states_the_codes_defaults():
+    """One default per parameter: the YAML a user edits says what the node does without it."""
+    doc = yaml.safe_load((REPO / "config" / "recognizer.yaml").read_text())
+    node_key = "/**" if "/**" in doc else "prgcn_recognizer"
+    values = doc[node_key]["ros__parameters"]
+    defaults = RecognizerParams()
+    drift = {name: (value, getattr(defaults, name)) for name, value in values.items()
+             if hasattr(defaults, name) and getattr(defaults, name) != value}
+    assert not drift, f"YAML value vs code default: {drift}"

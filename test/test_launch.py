@@ -8,7 +8,6 @@ import importlib
 import importlib.metadata
 import importlib.util
 import re
-import threading
 
 import pytest
 import yaml
@@ -136,41 +135,44 @@ def test_console_scripts_are_installed():
     assert {"prgcn-recognizer", "prgcn-player"} <= installed
 
 
+# Runs launch.LaunchService in a process of its own: it wants the main thread (signals).
+LAUNCH_SERVICE = """
+import sys
+import launch
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+arguments = dict(a.split(":=", 1) for a in sys.argv[2:])
+service = launch.LaunchService()
+service.include_launch_description(launch.LaunchDescription([IncludeLaunchDescription(
+    PythonLaunchDescriptionSource(sys.argv[1]), launch_arguments=arguments.items())]))
+sys.exit(service.run())
+"""
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_launch_service_starts_the_recognizer_with_the_launch_arguments(tmp_path, ros_context):
     pytest.importorskip("launch_ros", reason="launch_ros is not installable from PyPI wheels "
                         "(../shared/ros2-wheels.md); this test runs on machines with a ROS 2 "
                         "install, where `ros2 launch` is what users type")
-    from launch.actions import IncludeLaunchDescription
-    from launch.launch_description_sources import PythonLaunchDescriptionSource
     from rcl_interfaces.srv import GetParameters
     from rclpy.node import Node
-    from rosutil import spin_until
+    from rosutil import process_log, spin_until, start_process, stop_process
     from test_nodes import make_tiny_model
-
-    import launch
 
     model = make_tiny_model(tmp_path / "model.safetensors")
     namespace, topic = "prgcn_launch_test", "/prgcn_launch_test_input/skeletons"
-    service = launch.LaunchService()
-    service.include_launch_description(launch.LaunchDescription([IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
-        launch_arguments={"namespace": namespace, "model": str(model), "device": "cpu",
-                          "input_topic": topic, "log_level": "debug",
-                          "use_sim_time": "true"}.items())]))
-    runner = threading.Thread(target=service.run, kwargs={"shutdown_when_idle": False},
-                              daemon=True)
-    runner.start()
+    proc = start_process(["-c", LAUNCH_SERVICE, str(LAUNCH_FILE), f"namespace:={namespace}",
+                          f"model:={model}", "device:=cpu", f"input_topic:={topic}",
+                          "log_level:=debug", "use_sim_time:=true"], tmp_path / "launch.log")
     node = Node("launch_probe")
-    full_name = f"/{namespace}/prgcn_recognizer"
     try:
         def subscribed() -> bool:
-            infos = node.get_subscriptions_info_by_topic(topic)
             return any(i.node_name == "prgcn_recognizer" and i.node_namespace == f"/{namespace}"
-                       for i in infos)
-        assert spin_until(node, subscribed, 120.0), "the recognizer never subscribed to " + topic
-        client = node.create_client(GetParameters, f"{full_name}/get_parameters")
+                       for i in node.get_subscriptions_info_by_topic(topic))
+        assert spin_until(node, subscribed, 120.0), process_log(proc)
+        client = node.create_client(GetParameters,
+                                    f"/{namespace}/prgcn_recognizer/get_parameters")
         assert client.wait_for_service(timeout_sec=30.0)
         future = client.call_async(GetParameters.Request(
             names=["device", "model", "use_sim_time"]))
@@ -179,10 +181,10 @@ def test_launch_service_starts_the_recognizer_with_the_launch_arguments(tmp_path
         assert device.string_value == "cpu"
         assert model_value.string_value == str(model)
         assert sim_time.bool_value is True
+        assert "[DEBUG]" in process_log(proc)          # log_level reached the node
     finally:
         node.destroy_node()
-        service.shutdown()
-        runner.join(timeout=30.0)
+        stop_process(proc, timeout_s=30.0)
 
 
 @pytest.mark.ros

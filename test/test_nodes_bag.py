@@ -123,3 +123,15 @@ def test_player_names_the_bag_when_it_has_nothing_to_play(tmp_path):
     assert result.returncode == 1
     assert str(bag) in result.stderr and "/chatter (std_msgs/msg/String)" in result.stderr
     assert time.monotonic() - started < 60
+
+
+def test_write_bag_never_overwrites(data_dir, tmp_path):
+    out = tmp_path / "exists"
+    out.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "prgcn_ros.nodes.player", "--write-bag", str(out),
+         str(data_dir / "msr_action3d" / CLIP)], cwd=REPO, capture_output=True, text=True,
+        timeout=120)
+    assert result.returncode == 1
+    assert str(out) in result.stderr and "exists" in result.stderr
+    assert not any(out.iterdir())

@@ -25,8 +25,9 @@ $(STAMPS)/msgs: $(STAMPS)/requirements prgcn_msgs/CMakeLists.txt prgcn_msgs/pack
 	tools/build_msgs.sh $(VENV) build/prgcn_msgs
 	@touch $@
 
-$(STAMPS)/project: $(STAMPS)/msgs setup.py setup.cfg package.xml $(wildcard launch/*.py config/*.yaml models/*)
+$(STAMPS)/project: $(STAMPS)/msgs setup.py setup.cfg package.xml tools/register_ament.py $(wildcard launch/*.py config/*.yaml models/* rviz/*)
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	$(PY) tools/register_ament.py $(VENV)
 	@touch $@
 
 test: setup

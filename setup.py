@@ -14,6 +14,7 @@ setup(
         (f"share/{package_name}", ["package.xml"]),
         (f"share/{package_name}/launch", glob("launch/*.launch.py")),
         (f"share/{package_name}/config", glob("config/*.yaml")),
+        (f"share/{package_name}/rviz", glob("rviz/*.rviz")),
         (f"share/{package_name}/models", glob("models/*.safetensors") + glob("models/*.json")),
     ],
     install_requires=["setuptools"],
@@ -22,7 +23,7 @@ setup(
     maintainer_email="dev@prgcn-ros.invalid",
     description="Skeleton-based action recognition with PR-GCN (Li et al., RA-L 2021) for ROS 2",
     license="Apache-2.0",
-    python_requires=">=3.11",
+    python_requires=">=3.10",
     entry_points={
         "console_scripts": [
             "prgcn-train = prgcn_ros.training.train:main",

@@ -1,48 +1,81 @@
 """Start prgcn-recognizer with config/recognizer.yaml (robots with a ROS 2 install).
 
-    ros2 launch prgcn_ros recognizer.launch.py [model:=NAME|PATH] [device:=cpu] \\
-        [input_topic:=/skeletons]
+    ros2 launch prgcn_ros recognizer.launch.py [namespace:=robot1] [params_file:=my.yaml]
+        [use_sim_time:=true] [log_level:=debug] [model:=NAME|PATH] [device:=cuda]
+        [input_topic:=/camera/skeletons] [rviz:=true] [fixed_frame:=camera_link]
 
-Without launch_ros (pip-installed rclpy) the same node and file start with
+Every file is found by substitution (FindPackageShare), so the same file runs from a colcon
+install and from the project's venv (`make setup` registers the package in its ament index).
+Without launch_ros (pip-installed rclpy) the same node and YAML start with
 ``prgcn-recognizer --ros-args --params-file config/recognizer.yaml``.
 """
-import os
-
-from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
 
 PACKAGE = "prgcn_ros"
 EXECUTABLE = "prgcn-recognizer"
+NODE_NAME = "prgcn_recognizer"
 PARAMS_FILE = "config/recognizer.yaml"
+RVIZ_FILE = "rviz/prgcn.rviz"
+# The node's input topic (relative: it follows the namespace); input_topic remaps it.
+INPUT_TOPIC = "skeletons"
+
+# name -> (default, description); the defaults that name files are substitutions below.
+ARGUMENTS = {
+    "namespace": ("", "namespace of the recognizer (and RViz); topics follow it"),
+    "params_file": (None, "YAML parameter file (default: the installed config/recognizer.yaml)"),
+    "use_sim_time": ("false", "use /clock (rosbag2 playback with --clock)"),
+    "log_level": ("info", "debug, info, warn, error or fatal"),
+    "model": ("msr_action3d",
+              "a shipped model's name (msr_action3d, nw_ucla, utd_mhad, sbu_interaction) or a "
+              "model file; relative paths resolve in the package's share directory"),
+    "device": ("auto", "auto (cuda when present), cpu, cuda or cuda:N"),
+    "input_topic": ("skeletons", "prgcn_msgs/SkeletonArray input topic (remaps skeletons)"),
+    "rviz": ("false", "true: start RViz with rviz/prgcn.rviz"),
+    "fixed_frame": ("camera", "RViz fixed frame: the frame_id of the skeletons"),
+}
 
 
 def generate_launch_description() -> LaunchDescription:
-    params_file = os.path.join(get_package_share_directory(PACKAGE), PARAMS_FILE)
-    arguments = [
-        DeclareLaunchArgument(
-            "model", default_value="models/prgcn_msr_action3d.safetensors",
-            description="a shipped model's name (msr_action3d, nw_ucla, utd_mhad, "
-                        "sbu_interaction) or a model file; relative paths resolve in the "
-                        "package's share directory"),
-        DeclareLaunchArgument("device", default_value="auto",
-                              description="auto, cpu, cuda or cuda:N"),
-        DeclareLaunchArgument("input_topic", default_value="/skeletons",
-                              description="prgcn_msgs/SkeletonArray input topic"),
-    ]
+    share = FindPackageShare(PACKAGE)
+    defaults = {"params_file": PathJoinSubstitution([share, PARAMS_FILE])}
+    arguments = [DeclareLaunchArgument(name, default_value=defaults.get(name, default),
+                                       description=description)
+                 for name, (default, description) in ARGUMENTS.items()]
+
+    def arg(name: str) -> LaunchConfiguration:
+        return LaunchConfiguration(name)
+
     recognizer = Node(
         package=PACKAGE,
         executable=EXECUTABLE,
-        name="prgcn_recognizer",
+        name=NODE_NAME,
+        namespace=arg("namespace"),
         output="screen",
         # The YAML first; the launch arguments override its values.
-        parameters=[params_file, {
-            "model": LaunchConfiguration("model"),
-            "device": LaunchConfiguration("device"),
-            "skeleton_topic": LaunchConfiguration("input_topic"),
+        parameters=[arg("params_file"), {
+            "model": ParameterValue(arg("model"), value_type=str),
+            "device": ParameterValue(arg("device"), value_type=str),
+            "use_sim_time": ParameterValue(arg("use_sim_time"), value_type=bool),
         }],
+        remappings=[(INPUT_TOPIC, arg("input_topic"))],
+        arguments=["--ros-args", "--log-level", arg("log_level")],
     )
-    return LaunchDescription([*arguments, recognizer])
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="prgcn_rviz",
+        namespace=arg("namespace"),
+        arguments=["-d", PathJoinSubstitution([share, RVIZ_FILE]),
+                   "--fixed-frame", arg("fixed_frame")],
+        parameters=[{"use_sim_time": ParameterValue(arg("use_sim_time"), value_type=bool)}],
+        condition=IfCondition(arg("rviz")),
+        output="screen",
+    )
+    return LaunchDescription([*arguments, recognizer, rviz])

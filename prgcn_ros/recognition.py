@@ -89,7 +89,7 @@ class RecognizerParams:
     track_timeout_s: float = 1.0
     track_gate: float = 0.0
     top_k: int = 5
-    smoothing: int = 1
+    smoothing: int = 3
     max_input_hz: float = 120.0
     torch_threads: int = 0
     diagnostics_period_s: float = 1.0

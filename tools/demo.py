@@ -69,6 +69,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=4.0,
                         help="speed over the recordings' 15 fps (default 4)")
     parser.add_argument("--figure", type=Path, default=REPO / "docs" / "demo.png")
+    parser.add_argument("--write-bag", type=Path, metavar="OUT",
+                        help="write the selected clips, one after another, into a new rosbag2 "
+                        "OUT (SkeletonArray on /skeletons) and stop; play it with "
+                        "prgcn-player OUT")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
+                        help="--write-bag storage (default mcap)")
     return parser.parse_args()
 
 
@@ -287,6 +293,15 @@ def main() -> int:
              f"with prgcn-train --config config/train_msr_action3d.yaml and pass --model")
 
     clips = select_clips(root, args.clips_per_action)
+    if args.write_bag:
+        from prgcn_ros.skeleton.bags import write_bag
+        from prgcn_ros.skeleton.readers import read_msr_action3d
+
+        count = write_bag(args.write_bag, [read_msr_action3d(c.path) for c in clips],
+                          storage=args.storage)
+        print(f"demo: wrote {len(clips)} clips ({count} SkeletonArray messages on /skeletons) "
+              f"to {args.write_bag} ({args.storage}); play: prgcn-player {args.write_bag}")
+        return 0
     names = offline_predictions(model, clips)
     window = RecognizerParams().window
     frames = sum(c.frames for c in clips)

@@ -9,6 +9,10 @@ and ``100 * k + 1``; several people without ids, as OpenPose and Kinetics-skelet
 send -1 and the recognizer's tracker assigns ids). ``--parallel K`` plays K recordings at
 once, as K people in the same messages.
 ``--follow DIR`` publishes each OpenPose frame file as it appears (OpenPose running live).
+A rosbag2 (directory, ``.mcap`` or ``.db3``) of SkeletonArray or of the Azure Kinect driver's
+MarkerArray is played with its own timing: SkeletonArray onto ``--topic``, MarkerArray onto its
+recorded topic, restamped. ``--write-bag OUT`` writes the recordings into a rosbag2 instead
+of publishing them (no ROS needed).
 
 Run: ``prgcn-player a01_s02_e01_skeleton3D.txt ... [--rate 2] [--loop]
 --ros-args -p frame_id:=kinect``
@@ -32,6 +36,14 @@ from std_msgs.msg import Header
 
 from prgcn_msgs.msg import SkeletonArray
 from prgcn_ros.nodes.conversions import skeleton_array_msg
+from prgcn_ros.skeleton.bags import (
+    MARKER_ARRAY,
+    STORAGES,
+    BagError,
+    is_bag,
+    read_bag,
+    write_bag,
+)
 from prgcn_ros.skeleton.readers import RecordingError, read_recording
 from prgcn_ros.skeleton.sequence import SkeletonSequence
 
@@ -68,16 +80,60 @@ class PlayerNode(Node):
         self.args = args
         self.frame_id = self.declare_parameter("frame_id", "camera").value
         self.publisher = self.create_publisher(SkeletonArray, args.topic, 10)
+        self.outputs = [self.publisher]    # what wait_for_subscribers waits on
 
     def wait_for_subscribers(self) -> None:
         """Messages published before discovery matches a subscriber are lost: wait a little."""
         deadline = time.monotonic() + self.args.wait
-        while (self.publisher.get_subscription_count() < self.args.subscribers
+
+        def matched() -> int:
+            return max(p.get_subscription_count() for p in self.outputs)
+        while (matched() < self.args.subscribers
                and time.monotonic() < deadline and rclpy.ok()):
             rclpy.spin_once(self, timeout_sec=0.05)
         # Give the subscriber's own side of the match a moment too.
-        if self.publisher.get_subscription_count():
+        if matched():
             time.sleep(0.2)
+
+    def open_bag(self, bag: Path) -> list[tuple]:
+        """Read a bag's messages and make a publisher per topic (SkeletonArray: --topic)."""
+        from rclpy.serialization import deserialize_message
+        from visualization_msgs.msg import MarkerArray
+
+        messages, publishers = [], {}
+        for topic, msgtype, stamp, raw in read_bag(bag, self.args.bag_topic):
+            kind = MarkerArray if msgtype == MARKER_ARRAY else SkeletonArray
+            out = topic if kind is MarkerArray else self.args.topic
+            if out not in publishers:
+                publishers[out] = (self.publisher if kind is SkeletonArray
+                                   else self.create_publisher(kind, out, 10))
+            messages.append((stamp, publishers[out], deserialize_message(raw, kind)))
+        if not messages:
+            raise BagError(f"{bag}: its SkeletonArray/MarkerArray topics hold no message")
+        self.outputs = list(publishers.values())
+        if not self.args.quiet:
+            print(f"playing {bag}: {len(messages)} messages on "
+                  f"{', '.join(p.topic_name for p in self.outputs)}", flush=True)
+        return messages
+
+    def play_bag(self, messages: list[tuple]) -> None:
+        """Publish a bag's messages with its own timing (divided by --rate), stamped now."""
+        while rclpy.ok():
+            start, first = time.monotonic(), messages[0][0]
+            for stamp, publisher, msg in messages:
+                delay = start + (stamp - first) / 1e9 / self.args.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                now = self.get_clock().now().to_msg()
+                if isinstance(msg, SkeletonArray):
+                    msg.header.stamp = now
+                else:   # MarkerArray: every marker carries its own header
+                    for marker in msg.markers:
+                        marker.header.stamp = now
+                publisher.publish(msg)
+            if not self.args.loop:
+                return
+            time.sleep(1.0 / 30.0)   # a new round does not come at once (flood check)
 
     def publish(self, layout: str, ids: list[int], coords: np.ndarray, conf: np.ndarray
                 ) -> None:
@@ -185,6 +241,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="the number of subscribers to wait for (default 1)")
     parser.add_argument("--poll", type=float, default=0.01, help=argparse.SUPPRESS)
     parser.add_argument("--quiet", action="store_true", help="no line per recording")
+    parser.add_argument("--bag-topic", action="append", default=[], metavar="TOPIC",
+                        help="play only this topic of a rosbag2 (repeatable; default: every "
+                        "SkeletonArray and MarkerArray topic)")
+    parser.add_argument("--write-bag", type=Path, metavar="OUT",
+                        help="write the recordings into a new rosbag2 OUT (a directory) as "
+                        "SkeletonArray on --topic instead of publishing them")
+    parser.add_argument("--storage", choices=STORAGES, default="mcap",
+                        help="--write-bag storage (default mcap)")
     args = parser.parse_args(argv)
     if not args.recordings and not args.follow:
         parser.error("give recordings to play, or --follow DIR")
@@ -192,6 +256,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--rate must be positive, --parallel at least 1, --wait not negative")
     if args.follow and not args.follow.is_dir():
         parser.error(f"--follow {args.follow}: not a directory")
+    bags = [p for p in args.recordings if is_bag(p)]
+    if bags and (len(bags) > 1 or len(args.recordings) > 1 or args.follow or args.write_bag):
+        parser.error("a rosbag2 is played alone: one bag, no other recordings")
+    args.bag = bags[0] if bags else None
     return args
 
 
@@ -199,17 +267,36 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
     args = parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
     recordings = []
-    for path in args.recordings:
+    for path in [] if args.bag else args.recordings:
         try:
             recordings.append(read_recording(path))
         except (RecordingError, OSError) as error:
             print(f"prgcn-player: {error}", file=sys.stderr)
             return 1
+    if args.write_bag:
+        try:
+            count = write_bag(args.write_bag, recordings, args.topic, args.storage)
+        except Exception as error:   # rosbags' writer errors (e.g. OUT exists) and BagError
+            print(f"prgcn-player: --write-bag {args.write_bag}: {error}", file=sys.stderr)
+            return 1
+        print(f"wrote {count} SkeletonArray messages on {args.topic} to {args.write_bag} "
+              f"({args.storage})")
+        return 0
     rclpy.init(args=argv)
     node = PlayerNode(args)
     try:
+        messages = node.open_bag(args.bag) if args.bag else []
+    except BagError as error:
+        print(f"prgcn-player: {error}", file=sys.stderr)
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 1
+    try:
         node.wait_for_subscribers()
-        if args.follow:
+        if args.bag:
+            node.play_bag(messages)
+            time.sleep(1.0)
+        elif args.follow:
             node.follow(args.follow)
         else:
             node.play(recordings)

@@ -15,7 +15,11 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+
+try:
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:   # Humble: the same classes, under their old module name
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -24,6 +28,8 @@ from visualization_msgs.msg import MarkerArray
 
 from prgcn_msgs.msg import ActionArray, RefinedSkeletonArray, SkeletonArray
 from prgcn_ros.nodes import conversions
+from prgcn_ros.nodes.gravity import PARAMETERS as GRAVITY_PARAMETERS
+from prgcn_ros.nodes.gravity import Gravity, GravityError
 from prgcn_ros.recognition import (
     DROP_REASONS,
     InferenceResult,
@@ -65,6 +71,9 @@ class RecognizerNode(Node):
         except ValueError as error:   # ModelFileError names the file and the problem
             raise StartupError(str(error)) from None
         rec = self.recognizer
+        if self.gravity.active and rec.dims == 2:
+            raise StartupError(f"input_frame_convention/gravity_frame rotate 3D skeletons; the "
+                               f"model {self.params.model_path()} is 2D ({rec.layout.name!r})")
         if self.params.input_layout and not has_mapping(self.params.input_layout,
                                                         rec.layout.name):
             raise StartupError(f"input_layout {self.params.input_layout!r} cannot be mapped to "
@@ -109,10 +118,18 @@ class RecognizerNode(Node):
         given = {name: self.get_parameter(name).value
                  for name in self.list_parameters([], 0).names
                  if name not in _BUILTIN_PARAMETERS and not name.startswith("qos_overrides.")}
+        # Gravity (input_frame_convention, camera_tilt_deg, gravity_frame): nodes/gravity.py.
+        gravity = {name: given.pop(name) for name in GRAVITY_PARAMETERS if name in given}
         try:
             params = RecognizerParams.from_dict(given)
-        except ParameterError as error:
+            self.gravity = Gravity.from_parameters(gravity, node=self)
+        except (ParameterError, GravityError) as error:
             raise StartupError(str(error)) from None
+        for name, default in GRAVITY_PARAMETERS.items():
+            if not self.has_parameter(name):
+                self.declare_parameter(name, default)
+        if self.gravity.active:   # skeletons arrive rotated into the y-up convention
+            params.axis = "y_up"
         # Declare the rest with their defaults, so `ros2 param list/get` shows them all.
         for name in RecognizerParams.names():
             if not self.has_parameter(name):
@@ -124,7 +141,9 @@ class RecognizerNode(Node):
         frame = conversions.skeleton_array_to_frame(msg, time.monotonic())
         if self.params.input_layout:
             frame.layout = self.params.input_layout
-        self._ingest(frame)
+        frame = self.gravity.to_model(frame)
+        if frame is not None:   # None: tf2 has no transform for this frame_id yet
+            self._ingest(frame)
 
     def _on_azure_markers(self, msg: MarkerArray) -> None:
         self._ingest(conversions.azure_markers_to_frame(msg, time.monotonic()))
@@ -182,6 +201,9 @@ class RecognizerNode(Node):
                 raise   # shut down during the pass: nothing to publish to, else a real error
 
     def _publish_result(self, result: InferenceResult) -> None:
+        for person in result.people:   # refined poses in the input's own frame
+            person.refined = self.gravity.to_input(person.refined, result.frame_id)
+            person.offsets = self.gravity.to_input(person.offsets, result.frame_id)
         self.action_pub.publish(conversions.action_array_msg(result))
         self.recognizer.mark_published(result)
         self._last_frame_id = result.frame_id

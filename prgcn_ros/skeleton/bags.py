@@ -1,0 +1,130 @@
+"""rosbag2 recordings (sqlite3 or mcap) of skeletons, read and written without a ROS install.
+
+Uses the `rosbags` library (pure Python). Writing turns skeleton recordings (MSR Action3D,
+NTU, Kinetics-skeleton, OpenPose) into a bag of ``prgcn_msgs/msg/SkeletonArray`` messages, as
+``ros2 bag record /skeletons`` would have stored them; reading yields each message's raw CDR
+bytes, which a player deserializes with rclpy into the real message class and republishes.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from prgcn_ros.skeleton.sequence import SkeletonSequence
+
+SKELETON_ARRAY = "prgcn_msgs/msg/SkeletonArray"
+MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
+PLAYABLE = (SKELETON_ARRAY, MARKER_ARRAY)
+STORAGES = ("mcap", "sqlite3")
+# The message files of prgcn_msgs, in dependency order (each only uses those before it).
+MSG_FILES = ("Keypoint", "Skeleton", "SkeletonArray", "Action", "ActionArray",
+             "RefinedSkeleton", "RefinedSkeletonArray")
+
+
+class BagError(ValueError):
+    """A bag that cannot be read or written; the message names the bag and the problem."""
+
+
+def is_bag(path: Path) -> bool:
+    """A rosbag2 directory (metadata.yaml) or one of its storage files."""
+    path = Path(path)
+    return ((path.is_dir() and (path / "metadata.yaml").is_file())
+            or (path.is_file() and path.suffix in (".mcap", ".db3")))
+
+
+def msg_dir() -> Path:
+    """prgcn_msgs/msg: the source checkout, else share/prgcn_msgs/msg of an install prefix."""
+    here = Path(__file__).resolve().parents[2] / "prgcn_msgs" / "msg"
+    candidates = [here]
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    candidates += [Path(p) / "share" / "prgcn_msgs" / "msg" for p in [*prefixes, sys.prefix]]
+    for path in candidates:
+        if (path / "SkeletonArray.msg").is_file():
+            return path
+    raise BagError("prgcn_msgs message definitions not found (looked in "
+                   + ", ".join(str(c) for c in candidates) + ")")
+
+
+def typestore():
+    """The ROS 2 standard types plus prgcn_msgs, for serializing and bag metadata."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.LATEST)
+    folder = msg_dir()
+    for name in MSG_FILES:
+        store.register(get_types_from_msg((folder / f"{name}.msg").read_text(),
+                                          f"prgcn_msgs/msg/{name}"))
+    return store
+
+
+def write_bag(path: Path, recordings: Sequence[SkeletonSequence], topic: str = "/skeletons",
+              storage: str = "mcap", frame_id: str = "camera", start_ns: int = 0) -> int:
+    """Write recordings one after another into a new rosbag2 at `path` (a directory), one
+    SkeletonArray per frame at the recording's frame rate; recording k's person m is id
+    100 * k + m, as prgcn-player plays them; frames with nobody in view are left out (their time
+passes). Returns the number of messages written."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    if storage not in STORAGES:
+        raise BagError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    store = typestore()
+    types = store.types
+    time_t, header_t = types["builtin_interfaces/msg/Time"], types["std_msgs/msg/Header"]
+    point_t, keypoint_t = types["geometry_msgs/msg/Point"], types["prgcn_msgs/msg/Keypoint"]
+    skeleton_t, array_t = types["prgcn_msgs/msg/Skeleton"], types[SKELETON_ARRAY]
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    count, stamp = 0, start_ns
+    with Writer(Path(path), version=8, storage_plugin=plugin) as writer:
+        connection = writer.add_connection(topic, SKELETON_ARRAY, typestore=store)
+        for k, seq in enumerate(recordings):
+            period = int(round(1e9 / seq.fps))
+            for t in range(seq.num_frames):
+                stamp += period
+                skeletons = []
+                for m in range(seq.num_persons):
+                    conf = seq.confidence[t, m]
+                    if not (conf > 0).any():
+                        continue       # an empty slot is nobody
+                    xyz = seq.coords[t, m]
+                    if xyz.shape[-1] == 2:
+                        xyz = np.concatenate([xyz, np.zeros((len(xyz), 1), xyz.dtype)], -1)
+                    skeletons.append(skeleton_t(id=100 * k + m, keypoints=[
+                        keypoint_t(position=point_t(x=float(x), y=float(y), z=float(z)),
+                                   confidence=float(c)) for (x, y, z), c in zip(xyz, conf)]))
+                if not skeletons:
+                    continue           # nobody in view: the player sends nothing either
+                msg = array_t(header=header_t(stamp=time_t(sec=stamp // 10**9,
+                                                           nanosec=stamp % 10**9),
+                                              frame_id=frame_id),
+                              layout=seq.layout, skeletons=skeletons)
+                writer.write(connection, stamp, store.serialize_cdr(msg, SKELETON_ARRAY))
+                count += 1
+    return count
+
+
+def read_bag(path: Path, topics: Sequence[str] = ()
+             ) -> Iterator[tuple[str, str, int, bytes]]:
+    """(topic, message type, timestamp ns, CDR bytes) of every SkeletonArray and MarkerArray
+    message in the bag, in time order; `topics` restricts to those topics."""
+    from rosbags.rosbag2 import Reader
+
+    try:
+        with Reader(Path(path)) as reader:
+            connections = [c for c in reader.connections if c.msgtype in PLAYABLE
+                           and (not topics or c.topic in topics)]
+            if not connections:
+                found = sorted({f"{c.topic} ({c.msgtype})" for c in reader.connections})
+                raise BagError(f"{path}: no {' or '.join(PLAYABLE)} topic"
+                               + (f" among {', '.join(topics)}" if topics else "")
+                               + f"; the bag has: {', '.join(found) or 'nothing'}")
+            for connection, stamp, raw in reader.messages(connections=connections):
+                yield connection.topic, connection.msgtype, stamp, bytes(raw)
+    except BagError:
+        raise
+    except Exception as error:   # rosbags' own reader errors: one line naming the bag
+        raise BagError(f"{path}: not a readable rosbag2 ({type(error).__name__}: {error})"
+                       ) from None

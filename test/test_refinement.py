@@ -53,7 +53,9 @@ def test_noise_is_repeatable_and_leaves_missing_joints_alone(clean_batch):
     c, _ = _corrupt(clean_batch, 4, **levels)
     assert not torch.equal(a, c)
     missing = ~clean_batch.present
-    assert torch.equal(a.permute(0, 2, 3, 4, 1)[missing], clean_batch.x.permute(0, 2, 3, 4, 1)[missing])
+    channels_last = (0, 2, 3, 4, 1)
+    assert torch.equal(a.permute(channels_last)[missing],
+                       clean_batch.x.permute(channels_last)[missing])
     assert not (present_a & missing).any()                     # nothing reappears
 
 

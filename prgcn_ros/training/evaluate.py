@@ -192,8 +192,11 @@ def evaluate_refinement(model: torch.nn.Module, dataset: SequenceDataset, cfg: d
             x[idx, :d, frame, joint, 0] += jump
             changed += int((model(x)[0].argmax(1) != pred).sum())
             spiked += n
-    mean = (lambda parts: float(torch.cat(parts).mean()) if parts and
-            torch.cat(parts).numel() else float("nan"))
+
+    def mean(parts: list[torch.Tensor]) -> float:
+        values = torch.cat(parts) if parts else torch.zeros(0)
+        return float(values.mean()) if values.numel() else float("nan")
+
     result: dict[str, Any] = {
         "has_prm": has_prm,
         "n": n_total,

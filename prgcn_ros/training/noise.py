@@ -69,7 +69,7 @@ class NoiseConfig:
         return replace(self, strength=float(strength))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tree(layout_name: str) -> tuple[tuple[int, int], ...]:
     """(parent, child) pairs in breadth-first order from the layout's centre."""
     layout = get_layout(layout_name)
@@ -88,7 +88,7 @@ def _tree(layout_name: str) -> tuple[tuple[int, int], ...]:
     return tuple(order)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _limb_pairs(layout_name: str) -> tuple[tuple[tuple[int, int], ...], ...]:
     """For each limb (left/right arm, leg) the (left, right) joint index pairs it swaps."""
     layout = get_layout(layout_name)

@@ -57,7 +57,8 @@ COORDINATE_BOUND_2D_PX = 100_000.0
 # Identity rule: a person is (input, source, id), a source being one publisher's (frame_id,
 # layout) on one input. Sources are numbered in the order they are first seen (0, 1, ...);
 # the published person_id is source_number * ID_SPAN + id, so the first source keeps its
-# drivers' ids and no two sources can share one. Driver ids outside 0..ID_SPAN-1 are treated as unknown (tracked).
+# drivers' ids and no two sources can share one. Driver ids outside 0..ID_SPAN-1 are treated
+# as unknown (the tracker assigns one).
 ID_SPAN = 2**31
 
 DEFAULT_MODEL = "models/prgcn_msr_action3d.safetensors"

@@ -28,6 +28,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from prgcn_msgs.msg import ActionArray, Keypoint, RefinedSkeletonArray, Skeleton, SkeletonArray
+from prgcn_ros.live_data import local_id
 from prgcn_ros.model.build import build_model
 from prgcn_ros.model.io import save_model
 from prgcn_ros.recognition import CPU_MAX_BATCH
@@ -131,8 +132,13 @@ class Probe:
             self.spin(1.0 / hz)
         return stamp
 
-    def actions_for(self, pid: int) -> list[tuple[ActionArray, object]]:
-        return [(m, a) for m in self.actions for a in m.actions if a.person_id == pid]
+    def actions_for(self, pid: int, frame_id: str | None = None
+                    ) -> list[tuple[ActionArray, object]]:
+        """Actions of the person whose id within its source is pid (the published id adds
+        the source's number, see the identity rule), optionally of one frame_id only."""
+        return [(m, a) for m in self.actions for a in m.actions
+                if local_id(a.person_id) == pid
+                and (frame_id is None or m.header.frame_id == frame_id)]
 
     def wait_action(self, pid: int, timeout_s: float = 15.0, stamp: Time | None = None):
         """The first /action for person pid (with window_end == stamp when given)."""
@@ -152,6 +158,17 @@ class Probe:
     def counter(self, key: str) -> int:
         """The latest value of a diagnostics counter (waits for one message)."""
         return int(self.wait_diagnostics(lambda d: key in d)[key])
+
+
+def wait_for_recognizer_input(probe: Probe, timeout_s: float = 60.0) -> None:
+    """Publish empty messages until the recognizer counts one (its side of the match is up)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        probe.skeletons.publish(skeleton_array(probe.now(), {}))
+        if spin_until(probe.node, lambda: any(int(d.get("messages_received", 0)) > 0
+                                              for d in probe.diagnostics), 1.0):
+            return
+    raise TimeoutError("the recognizer never received a message")
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +195,9 @@ def probe(recognizer):
     try:
         wait_for_subscribers(probe.node, probe.skeletons, timeout_s=60)
         wait_for_subscribers(probe.node, probe.azure, timeout_s=10)
-        # Our side has matched; give the recognizer's side a moment too (first frames count).
-        probe.spin(1.0)
+        # Our side has matched; wait for the recognizer's side too (first frames count): an
+        # empty message is dropped before any source or person exists, and counted.
+        wait_for_recognizer_input(probe)
         assert recognizer.poll() is None, process_log(recognizer)
         yield probe
     finally:
@@ -205,11 +223,11 @@ def test_refined_poses_have_the_layout_joint_count(probe):
     last = probe.play({pid: standing(2)}, 6)
     probe.wait_action(pid, stamp=last)
     assert spin_until(probe.node, lambda: any(
-        m.header.stamp == last and any(s.person_id == pid for s in m.skeletons)
+        m.header.stamp == last and any(local_id(s.person_id) == pid for s in m.skeletons)
         for m in probe.refined), 5)
     msg = next(m for m in probe.refined if m.header.stamp == last)
     assert msg.layout == "kinect20" and msg.header.frame_id == FRAME_ID
-    person = next(s for s in msg.skeletons if s.person_id == pid)
+    person = next(s for s in msg.skeletons if local_id(s.person_id) == pid)
     assert len(person.keypoints) == 20 and len(person.offsets) == 20
     # Refined = input + offset, in the input's frame and units (metres around z = 2).
     xyz = np.array([[k.position.x, k.position.y, k.position.z] for k in person.keypoints])
@@ -226,7 +244,7 @@ def test_markers_show_joints_bones_and_label_and_are_deleted_when_the_person_lea
         return [mk for m in probe.markers for mk in m.markers
                 if mk.id == pid and mk.action == action_kind]
     assert spin_until(probe.node, lambda: len({m.ns for m in ours(Marker.ADD)}) == 3, 5)
-    added = {m.ns: m for m in ours(Marker.ADD)}
+    added = {m.ns.split("/")[0]: m for m in ours(Marker.ADD)}
     assert added["joints"].type == Marker.SPHERE_LIST and len(added["joints"].points) == 20
     assert added["bones"].type == Marker.LINE_LIST
     assert len(added["bones"].points) == 2 * len(get_layout("kinect20").bones)
@@ -279,7 +297,7 @@ def test_azure_kinect_markers_with_32_joints_are_recognised(probe):
     assert msg.header.frame_id == "depth_camera_link" and action.num_frames == 6
     assert spin_until(probe.node, lambda: any(m.header.stamp == stamp for m in probe.refined), 5)
     refined = next(m for m in probe.refined if m.header.stamp == stamp)
-    person = next(s for s in refined.skeletons if s.person_id == body)
+    person = next(s for s in refined.skeletons if local_id(s.person_id) == body)
     assert refined.layout == "kinect20" and len(person.keypoints) == 20
     assert refined.header.frame_id == "depth_camera_link"
 

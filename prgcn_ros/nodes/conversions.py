@@ -219,7 +219,8 @@ def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray
         top = xyz[seen][int(np.argmax(xyz[seen] @ up))] + up * extent * 0.15
         label = Marker(header=header, ns=marker_ns("label", pid), id=mid,
                        type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, color=color,
-                       lifetime=lifetime, text=f"{person.person_id}: {person.label} {person.confidence:.2f}")
+                       lifetime=lifetime,
+                       text=f"{person.person_id}: {person.label} {person.confidence:.2f}")
         label.pose.position = Point(x=top[0], y=top[1], z=top[2])
         label.pose.orientation.w = 1.0
         label.scale.z = extent * 0.08

@@ -126,6 +126,8 @@ PARAMETER_SPECS: dict[str, ParamSpec] = {
     "max_input_hz": ParamSpec("messages from one source closer in time than 1/max_input_hz "
                               "are dropped as a flood", 1e-3, 1e9),
     "torch_threads": ParamSpec("torch threads for inference (0: all cores but one)", 0, 1024),
+    "latency_window_s": ParamSpec("seconds of samples the latency percentiles cover (what is "
+                                  "happening now, not an old burst)", 0.1, 3600.0),
 }
 
 
@@ -151,6 +153,7 @@ class RecognizerParams:
     smoothing: int = 1
     max_input_hz: float = 120.0
     torch_threads: int = 0
+    latency_window_s: float = 10.0
 
     @classmethod
     def names(cls) -> list[str]:

@@ -50,8 +50,6 @@ from prgcn_ros.skeleton.preprocess import PreprocessConfig, preprocess, uniform_
 # 1 or 10 people, so there every ready person goes into one pass.
 CPU_MAX_BATCH = 4
 
-# Seconds of latency samples the percentiles cover: what is happening now, not an old burst.
-LATENCY_WINDOW_S = 10.0
 
 
 def default_torch_threads() -> int:
@@ -123,8 +121,8 @@ class Recognizer:
         self.inferences = 0
         self.outputs_suppressed = 0
         self._inference_rate = RateMeter()
-        self.latency = Percentiles(LATENCY_WINDOW_S)
-        self.forward_time = Percentiles(LATENCY_WINDOW_S, 500)
+        self.latency = Percentiles(params.latency_window_s)
+        self.forward_time = Percentiles(params.latency_window_s, 500)
 
     @classmethod
     def from_params(cls, params: RecognizerParams) -> Recognizer:

@@ -70,8 +70,8 @@ def standing(seed: int, layout: str = "kinect20", offset: float = 0.0) -> np.nda
 
 
 def skeleton_array(stamp: Time, people: dict[int, np.ndarray], layout: str = "kinect20",
-                   confidence: float = 1.0) -> SkeletonArray:
-    msg = SkeletonArray(header=Header(stamp=stamp, frame_id=FRAME_ID), layout=layout)
+                   confidence: float = 1.0, frame_id: str = FRAME_ID) -> SkeletonArray:
+    msg = SkeletonArray(header=Header(stamp=stamp, frame_id=frame_id), layout=layout)
     for pid, xyz in people.items():
         msg.skeletons.append(Skeleton(id=pid, keypoints=[
             Keypoint(position=Point(x=float(x), y=float(y), z=float(z)), confidence=confidence)
@@ -95,25 +95,35 @@ def azure_markers(stamp: Time, bodies: dict[int, np.ndarray], extra_ids=()) -> M
 
 
 class Probe:
-    """The test's side of the graph: input publishers and output subscribers."""
+    """The test's side of the graph: input publishers and output subscribers of the recognizer
+    in namespace ``ns`` (its diagnostics told apart by the status name, the node's full name).
+    Each diagnostics entry holds the values plus "level" and "message"."""
 
-    def __init__(self) -> None:
+    def __init__(self, ns: str = "", skeleton_qos=10) -> None:
         self.node = Node("recognizer_probe")
-        self.skeletons = self.node.create_publisher(SkeletonArray, "/skeletons", 10)
-        self.azure = self.node.create_publisher(MarkerArray, "/body_tracking_data", 10)
+        self.status_name = f"{ns}/prgcn_recognizer: recognition"
+        self.skeletons = self.node.create_publisher(SkeletonArray, f"{ns}/skeletons",
+                                                    skeleton_qos)
+        self.azure = self.node.create_publisher(MarkerArray, f"{ns}/body_tracking_data", 10)
         self.actions: list[ActionArray] = []
         self.refined: list[RefinedSkeletonArray] = []
         self.markers: list[MarkerArray] = []
         self.diagnostics: list[dict[str, str]] = []
-        self.node.create_subscription(ActionArray, "/action", self.actions.append, 100)
-        self.node.create_subscription(RefinedSkeletonArray, "/refined_poses",
+        self.node.create_subscription(ActionArray, f"{ns}/action", self.actions.append, 100)
+        self.node.create_subscription(RefinedSkeletonArray, f"{ns}/refined_poses",
                                       self.refined.append, 100)
-        self.node.create_subscription(MarkerArray, "/refined_poses/markers",
+        self.node.create_subscription(MarkerArray, f"{ns}/refined_poses/markers",
                                       self.markers.append, 100)
-        self.node.create_subscription(
-            DiagnosticArray, "/diagnostics",
-            lambda m: self.diagnostics.append({kv.key: kv.value for kv in m.status[0].values}),
-            10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == self.status_name:
+                values = {kv.key: kv.value for kv in status.values}
+                values.update(level=int.from_bytes(status.level, "little")
+                              if isinstance(status.level, bytes) else int(status.level),
+                              message=status.message)
+                self.diagnostics.append(values)
 
     def now(self) -> Time:
         return self.node.get_clock().now().to_msg()
@@ -122,14 +132,14 @@ class Probe:
         spin_until(self.node, lambda: False, seconds)
 
     def play(self, people: dict[int, np.ndarray], frames: int, layout: str = "kinect20",
-             hz: float = 30.0) -> Time:
+             hz: float = 30.0, frame_id: str = FRAME_ID) -> Time:
         """Publish `frames` frames of moving people; returns the last stamp."""
         stamp = None
         for t in range(frames):
             stamp = self.now()
             moved = {pid: xyz + 0.01 * t for pid, xyz in people.items()}
-            self.skeletons.publish(skeleton_array(stamp, moved, layout))
-            self.spin(1.0 / hz)
+            self.skeletons.publish(skeleton_array(stamp, moved, layout, frame_id=frame_id))
+            self.spin(1.0 / hz)   # pacing at the sensor's rate, not a wait for anything
         return stamp
 
     def actions_for(self, pid: int, frame_id: str | None = None

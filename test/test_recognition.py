@@ -13,7 +13,6 @@ from prgcn_ros.model.prgcn import PRGCN
 from prgcn_ros.recognition import (
     CPU_MAX_BATCH,
     DROP_REASONS,
-    LATENCY_WINDOW_S,
     InputFrame,
     ParameterError,
     Recognizer,
@@ -347,8 +346,8 @@ def test_latency_counts_each_message_once_from_arrival_to_publication():
     rec.mark_published(result, now=17.25)
     assert len(rec.latency) == 3
     assert rec.stats(now=17.25)["latency_p50_ms"] == pytest.approx(500.0)
-    # The percentiles cover the last LATENCY_WINDOW_S seconds only: an old burst ages out.
-    assert rec.stats(now=17.25 + LATENCY_WINDOW_S + 1)["latency_samples"] == 0
+    # The percentiles cover the last latency_window_s seconds only: an old burst ages out.
+    assert rec.stats(now=17.25 + rec.params.latency_window_s + 1)["latency_samples"] == 0
     # Frames that left the window (16) before a pass used them are not waited for.
     for t in range(8, 48):
         rec.ingest(frame(t, arrival=10.0 + t))

@@ -208,11 +208,16 @@ class RecognizerNode(Node):
         events = SubscriptionEventCallbacks(message_lost=self._on_message_lost,
                                             use_default_callbacks=False)
         inputs = []
-        # With the message info (rclpy >= Iron) each publisher is a source of its own.
-        on_skeletons, on_markers = self._on_skeletons, self._on_azure_markers
-        if not WITH_MESSAGE_INFO:
-            on_skeletons = lambda msg: self._on_skeletons(msg)  # noqa: E731
-            on_markers = lambda msg: self._on_azure_markers(msg)  # noqa: E731
+        # With the message info (rclpy >= Iron) each publisher is a source of its own. rclpy
+        # passes it to callbacks that cannot be called with the message alone.
+        if WITH_MESSAGE_INFO:
+            def on_skeletons(msg, info):
+                self._on_skeletons(msg, info)
+
+            def on_markers(msg, info):
+                self._on_azure_markers(msg, info)
+        else:
+            on_skeletons, on_markers = self._on_skeletons, self._on_azure_markers
         if p.skeleton_topic:
             sub = self.create_subscription(SkeletonArray, p.skeleton_topic, on_skeletons,
                                            qos, callback_group=ingestion,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from rosutil import REPO
 
-from prgcn_ros.recognition import RecognizerParams
+from prgcn_ros.nodes.recognizer import parameter_names
 
 LAUNCH_FILE = REPO / "launch" / "recognizer.launch.py"
 
@@ -69,10 +69,10 @@ def test_launch_file_loads_the_shipped_yaml_and_sets_known_parameters(launch_tre
     params_file = REPO / constants["PARAMS_FILE"]
     assert params_file.is_file()
     doc = yaml.safe_load(params_file.read_text())
-    assert "prgcn_recognizer" in doc           # the node name the launch file gives
+    assert "/**" in doc           # applies to the node under any name and namespace
     overrides = [d for d in ast.walk(launch_tree) if isinstance(d, ast.Dict)]
     names = {k.value for d in overrides for k in d.keys if isinstance(k, ast.Constant)}
-    assert names and names <= set(RecognizerParams.names())
+    assert names and names <= set(parameter_names())
     arguments = {ast.literal_eval(c.args[0]) for c in _calls(launch_tree, "DeclareLaunchArgument")}
     assert arguments == {"model", "device", "input_topic"}
     used = {ast.literal_eval(c.args[0]) for c in _calls(launch_tree, "LaunchConfiguration")}

@@ -45,14 +45,36 @@ SourceKey = tuple[str, str, str, bytes]
 MAX_SOURCES = 256
 
 
+# How fast (seconds per second) a source's reference offset may rise: a backlog that drained
+# must not make the next fresh message look early, yet a slow replay's stamps are followed.
+OFFSET_RELAX = 0.05
+
+
 @dataclass
 class Source:
-    """One sensor's timeline: the last accepted stamp and a held stamp jump."""
+    """One sensor's timeline: the last accepted stamp, the reference offset between the node's
+    clock and its stamps, and a held stamp jump."""
 
     number: int
     last_stamp_ns: int | None = None
     last_clock: float = 0.0                     # node clock at the last accepted message
+    # clock - stamp (s), the lowest of the accepted messages (the fastest delivery), rising at
+    # most OFFSET_RELAX per second since offset_clock.
+    offset: float = 0.0
+    offset_clock: float = 0.0
     jump: tuple[int, float] | None = None       # (stamp, clock) of a jump not yet confirmed
+
+    def reference(self, clock: float) -> float:
+        return self.offset + OFFSET_RELAX * max(0.0, clock - self.offset_clock)
+
+    def accept(self, stamp_ns: int, clock: float, restart: bool = False) -> None:
+        seen = clock - stamp_ns / 1e9
+        first = self.last_stamp_ns is None or restart
+        self.offset = seen if first else min(seen, self.reference(clock))
+        self.offset_clock = clock
+        self.last_stamp_ns = stamp_ns
+        self.last_clock = clock
+        self.jump = None
 
 
 @dataclass
@@ -137,15 +159,15 @@ class Ingestion:
                 return new
             key = (frame.source, frame.frame_id, layout.name, frame.publisher)
             source = self._source(key)
-            if not self._in_order(key, source, frame, new):
+            order = self._in_order(key, source, frame, new)
+            if order is None:
                 return new
+            restart = order == "restart"
             ids, coords, conf = self._valid_skeletons(frame, layout, new)
             if not ids:
                 return new
             # Only messages that brought a skeleton move the source on.
-            source.last_stamp_ns = frame.stamp_ns
-            source.last_clock = frame.clock
-            source.jump = None
+            source.accept(frame.stamp_ns, frame.clock, restart)
             self._buffer(frame, key, source, layout, ids, coords, conf, new)
             return new
 
@@ -166,19 +188,22 @@ class Ingestion:
             self._trackers.pop(key, None)
 
     def _in_order(self, key: SourceKey, source: Source, frame: InputFrame, new: list[str]
-                  ) -> bool:
-        """Per-source ordering, stamp-jump and flood checks; False: dropped (counted)."""
+                  ) -> str | None:
+        """Per-source ordering, stamp-jump and flood checks: "ok", "restart" (a confirmed
+        jump: the source's people ended) or None (dropped, counted)."""
         if source.last_stamp_ns is None:
-            return True
+            return "ok"
         min_gap_s = 1.0 / self.params.max_input_hz
         if not frame.stamped:
             # Stamped on arrival by the node: only the arrival can tell a flood.
             if frame.clock - source.last_clock < min_gap_s:
                 self._drop("flood", new)
-                return False
-            return True
+                return None
+            return "ok"
         gap_s = (frame.stamp_ns - source.last_stamp_ns) / 1e9
-        lead_s = gap_s - (frame.clock - source.last_clock)
+        # How much earlier than the fastest delivery seen the stamp claims the message was
+        # sent. Late delivery (a backlog, lost messages) only lowers it; a clock jump raises it.
+        lead_s = source.reference(frame.clock) - (frame.clock - frame.stamp_ns / 1e9)
         tolerance = self.params.stamp_tolerance_s
         if lead_s > tolerance or gap_s < -self.params.track_timeout_s:
             # The stamp left the source's timeline. One message alone is an outlier (dropped,
@@ -188,12 +213,17 @@ class Ingestion:
             if held is not None:
                 since_s = (frame.stamp_ns - held[0]) / 1e9
                 if 0 < since_s and since_s - (frame.clock - held[1]) <= tolerance:
-                    self._end_source(key)
+                    # Confirmed. Back in time (a bag played again, a driver restarted): the
+                    # source's people start over, their windows would run backwards. Ahead (a
+                    # clock set forward, or the first messages were taken late): the timeline
+                    # is re-anchored and the people go on.
                     self.clock_resets += 1
-                    return True
+                    if gap_s < 0:
+                        self._end_source(key)
+                    return "restart"
             source.jump = (frame.stamp_ns, frame.clock)
             self._drop("stamp_outlier", new)
-            return False
+            return None
         if gap_s < 0:
             self._drop("stamp_backwards", new)
         elif gap_s == 0:
@@ -201,8 +231,8 @@ class Ingestion:
         elif gap_s < min_gap_s:
             self._drop("flood", new)
         else:
-            return True
-        return False
+            return "ok"
+        return None
 
     def _valid_skeletons(self, frame: InputFrame, layout: Layout, new: list[str]
                          ) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:

@@ -36,7 +36,7 @@ DROP_REASONS: dict[str, str] = {
     "stamp_repeated": "a message stamped the same as the previous one from its source",
     "stamp_outlier": "a lone message whose stamp jumped from its source's timeline (ahead by "
                      "more than stamp_tolerance_s, or back by more than track_timeout_s); a "
-                     "jump the next message confirms restarts the source instead",
+                     "jump the next message confirms moves the timeline instead",
     "flood": "messages closer in time than 1/max_input_hz from one source",
     "foreign_marker_id": "MarkerArray markers whose id is not body_id*100 + joint 0..31",
 }
@@ -118,8 +118,8 @@ PARAMETER_SPECS: dict[str, ParamSpec] = {
                                  "under use_sim_time)", 1e-3, 1e6),
     "track_gate": ParamSpec("association distance for people without ids (0: 0.5 m for 3D, "
                             "80 px for 2D)", 0.0, 1e9),
-    "stamp_tolerance_s": ParamSpec("how far a message's stamp may run ahead of the time that "
-                                   "passed since its source's last message", 1e-3, 1e6),
+    "stamp_tolerance_s": ParamSpec("how far a message's stamp may run ahead of its source's "
+                                   "timeline (the fastest delivery seen)", 1e-3, 1e6),
     "top_k": ParamSpec("classes listed per person on the action topic", 1, 10_000, live=True),
     "smoothing": ParamSpec("average the class scores of a person's last N inferences (1: off)",
                            1, 1000, live=True),

@@ -541,3 +541,27 @@ def test_live_parameters_apply_at_once():
     person = rec.infer().people[0]
     assert len(person.top_labels) == 3
     assert rec.ingestion.tracks[0].history.maxlen == 4
+
+
+def test_a_drained_backlog_or_a_fast_replay_is_no_stamp_jump():
+    """Messages delivered 0.5 s late, then one on time (the backlog drained, the messages
+    between lost), and a replay whose stamps run twice as fast as the clock: all kept."""
+    rec = tiny_recognizer()
+    for t in range(30):                  # sent every 33 ms, taken 0.5 s late for a while
+        rec.ingest(frame(t, arrival=100.0 + t / 30 + (0.5 if 10 <= t < 20 else 0.0)))
+    fast = tiny_recognizer()
+    for t in range(100):
+        fast.ingest(frame(t, arrival=100.0 + t / 60))
+    for r in (rec, fast):
+        assert sum(r.dropped.values()) == 0 and r.clock_resets == 0
+
+
+def test_first_messages_taken_late_cost_one_frame_and_no_track():
+    """Nothing tells a late first message from an early next one: the next is held, the one
+    after confirms it, and the timeline is re-anchored with the person kept."""
+    rec = tiny_recognizer()
+    for t in range(20):
+        rec.ingest(frame(t, arrival=100.0 + t / 30 + (0.5 if t < 5 else 0.0)))
+    assert rec.dropped["stamp_outlier"] == 1 and rec.clock_resets == 1
+    assert rec.frames == 19 and rec.expire(now=100.0 + 20 / 30) == []
+    assert rec.infer().people[0].num_frames == 16

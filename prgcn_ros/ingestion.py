@@ -62,7 +62,7 @@ class Source:
     # most OFFSET_RELAX per second since offset_clock.
     offset: float = 0.0
     offset_clock: float = 0.0
-    jump: tuple[int, float] | None = None       # (stamp, clock) of a jump not yet confirmed
+    held: InputFrame | None = None              # a stamp jump, not yet confirmed or refuted
 
     def reference(self, clock: float) -> float:
         return self.offset + OFFSET_RELAX * max(0.0, clock - self.offset_clock)
@@ -74,7 +74,6 @@ class Source:
         self.offset_clock = clock
         self.last_stamp_ns = stamp_ns
         self.last_clock = clock
-        self.jump = None
 
 
 @dataclass
@@ -163,13 +162,23 @@ class Ingestion:
             if order is None:
                 return new
             restart = order == "restart"
-            ids, coords, conf = self._valid_skeletons(frame, layout, new)
-            if not ids:
-                return new
-            # Only messages that brought a skeleton move the source on.
-            source.accept(frame.stamp_ns, frame.clock, restart)
-            self._buffer(frame, key, source, layout, ids, coords, conf, new)
+            if restart:
+                # The held message was the first of the new timeline: nothing is lost.
+                held, source.held = source.held, None
+                restart = not self._take(held, key, source, layout, new, restart=True)
+            self._take(frame, key, source, layout, new, restart)
             return new
+
+    def _take(self, frame: InputFrame, key: SourceKey, source: Source, layout: Layout,
+              new: list[str], restart: bool = False) -> bool:
+        """Validate and buffer an ordered message; False when no skeleton was valid."""
+        ids, coords, conf = self._valid_skeletons(frame, layout, new)
+        if not ids:
+            return False
+        # Only messages that brought a skeleton move the source on.
+        source.accept(frame.stamp_ns, frame.clock, restart)
+        self._buffer(frame, key, source, layout, ids, coords, conf, new)
+        return True
 
     def _source(self, key: SourceKey) -> Source:
         source = self._sources.get(key)
@@ -206,13 +215,13 @@ class Ingestion:
         lead_s = source.reference(frame.clock) - (frame.clock - frame.stamp_ns / 1e9)
         tolerance = self.params.stamp_tolerance_s
         if lead_s > tolerance or gap_s < -self.params.track_timeout_s:
-            # The stamp left the source's timeline. One message alone is an outlier (dropped,
-            # nobody's track touched); a next message that follows the jump confirms it: the
-            # sensor restarted or a bag was played again, and its people start over.
-            held = source.jump
+            # The stamp left the source's timeline. The message is held: alone it is an outlier
+            # (dropped and counted once the next message shows it, nobody's track touched); a
+            # next message that follows it confirms the jump.
+            held = source.held
             if held is not None:
-                since_s = (frame.stamp_ns - held[0]) / 1e9
-                if 0 < since_s and since_s - (frame.clock - held[1]) <= tolerance:
+                since_s = (frame.stamp_ns - held.stamp_ns) / 1e9
+                if 0 < since_s and since_s - (frame.clock - held.clock) <= tolerance:
                     # Confirmed. Back in time (a bag played again, a driver restarted): the
                     # source's people start over, their windows would run backwards. Ahead (a
                     # clock set forward, or the first messages were taken late): the timeline
@@ -221,9 +230,12 @@ class Ingestion:
                     if gap_s < 0:
                         self._end_source(key)
                     return "restart"
-            source.jump = (frame.stamp_ns, frame.clock)
-            self._drop("stamp_outlier", new)
+                self._drop("stamp_outlier", new)      # the held one was alone
+            source.held = frame
             return None
+        if source.held is not None:                   # back on the timeline: it was alone
+            source.held = None
+            self._drop("stamp_outlier", new)
         if gap_s < 0:
             self._drop("stamp_backwards", new)
         elif gap_s == 0:
@@ -336,7 +348,7 @@ class Ingestion:
                 self._end_source(key)
             for source in self._sources.values():
                 source.last_stamp_ns = None
-                source.jump = None
+                source.held = None
 
     def expire(self, now: float) -> list[Departed]:
         """End the tracks unseen for track_timeout_s on the node's clock (memory freed);

@@ -230,7 +230,7 @@ def test_a_persistent_jump_back_restarts_the_source(probe):
         probe.spin(1 / 30)
     wait_counts(probe, {"clock_resets": before + 1})
     _, action = probe.wait_action(pid, stamp=last)
-    assert action.num_frames == 5       # the new timeline only: the held first message is lost
+    assert action.num_frames == 6       # the new timeline only, its first (held) message too
 
 
 # ---------------------------------------------------------------------------- 5: coordinates

@@ -242,7 +242,6 @@ BAD_FRAMES = {
                                                                1e4, pose(seed=t))}),
     "duplicate_id": lambda t: _duplicate(frame(t)),
     "too_many_people": lambda t: frame(t, {k: pose(k, t) for k in range(51)}),
-    "stamp_outlier": lambda t: _shifted(frame(t), 0.5),
 }
 # Skeletons dropped per bad message where more than one.
 PER_MESSAGE = {"duplicate_id": 2}
@@ -447,13 +446,14 @@ def test_a_clock_jumping_back_restarts_the_input_instead_of_stalling_it():
         f = frame(t)
         f.stamp_ns -= 5_000_000_000
         rec.ingest(f)
-    # The first message of the jump is held as a possible outlier; the next confirms it.
-    assert rec.dropped["stamp_outlier"] == 1 and rec.clock_resets == 1
+    # The first message of the jump is held as a possible outlier; the next confirms it and
+    # both go into the new timeline.
+    assert rec.dropped["stamp_outlier"] == 0 and rec.clock_resets == 1
     assert rec.dropped["stamp_backwards"] == 0
     assert rec.expire(now=0.0) == [0]        # the old track ended (its markers go)
     person = rec.infer().people[0]
-    assert person.num_frames == 5
-    assert person.window_start_ns == frame(6).stamp_ns - 5_000_000_000
+    assert person.num_frames == 6
+    assert person.window_start_ns == frame(5).stamp_ns - 5_000_000_000
 
 
 # ---------------------------------------------------------------------------- identity, streams
@@ -556,12 +556,21 @@ def test_a_drained_backlog_or_a_fast_replay_is_no_stamp_jump():
         assert sum(r.dropped.values()) == 0 and r.clock_resets == 0
 
 
-def test_first_messages_taken_late_cost_one_frame_and_no_track():
+def test_first_messages_taken_late_lose_nothing():
     """Nothing tells a late first message from an early next one: the next is held, the one
-    after confirms it, and the timeline is re-anchored with the person kept."""
+    after confirms it, and the timeline is re-anchored with the person and every frame kept."""
     rec = tiny_recognizer()
     for t in range(20):
         rec.ingest(frame(t, arrival=100.0 + t / 30 + (0.5 if t < 5 else 0.0)))
-    assert rec.dropped["stamp_outlier"] == 1 and rec.clock_resets == 1
-    assert rec.frames == 19 and rec.expire(now=100.0 + 20 / 30) == []
+    assert sum(rec.dropped.values()) == 0 and rec.clock_resets == 1
+    assert rec.frames == 20 and rec.expire(now=100.0 + 20 / 30) == []
     assert rec.infer().people[0].num_frames == 16
+
+
+def test_a_lone_outlier_is_counted_when_the_next_message_shows_it():
+    rec = tiny_recognizer()
+    for t in range(5):
+        rec.ingest(frame(t))
+    assert rec.ingest(_shifted(frame(5), 0.5)) == []       # held: alone, or a jump?
+    assert rec.ingest(frame(5)) == ["stamp_outlier"]       # back on the timeline: alone
+    assert rec.dropped["stamp_outlier"] == 1 and rec.frames == 6

@@ -345,3 +345,29 @@ def test_parameters_are_described_live_ones_apply_and_invalid_sets_are_refused(p
         assert len(action.top_labels) == 2
     finally:
         assert set_one(_int_param("top_k", 5)).successful
+
+
+# ---------------------------------------------------------------------------- 7: large messages
+def test_large_messages_lost_best_effort_are_reported(probe):
+    """20 messages of 1,000 people (about 0.8 MB each) on the default best-effort input: either
+    every one arrives or the middleware's losses show in messages_lost (and a WARN), never a
+    silent loss. (test_nodes_crowd shows reliable input delivering every one.)"""
+    before = counters(probe, "messages_received", "messages_lost")
+    rng = np.random.default_rng(0)
+    msg = skeleton_array(probe.now(), {}, frame_id="cam_large")
+    for pid in range(1000):
+        msg.skeletons += skeleton_array(
+            probe.now(), {pid: rng.normal(0, 0.3, (20, 3)) + (0.01 * pid, 0, 2)}).skeletons
+    for _ in range(20):
+        msg.header.stamp = probe.now()
+        probe.skeletons.publish(msg)
+        probe.spin(0.05)   # pacing: apart by more than 1/max_input_hz
+
+    def settled(d: dict) -> bool:
+        received = int(d["messages_received"]) - before["messages_received"]
+        lost = int(d["messages_lost"]) - before["messages_lost"]
+        return received == 20 or lost > 0
+    stats = probe.wait_diagnostics(settled, 30)
+    if int(stats["messages_lost"]) > before["messages_lost"]:
+        assert any("lost in transport" in d["message"] for d in probe.diagnostics), \
+            "losses counted but never a WARN"

@@ -163,7 +163,7 @@ def descriptor(name: str, value) -> ParameterDescriptor:
     spec = ALL_SPECS[name]
     desc = ParameterDescriptor(name=name, description=spec.description,
                                read_only=not spec.live)
-    if spec.low is not None and isinstance(value, bool) is False:
+    if spec.low is not None and not isinstance(value, bool):
         if isinstance(value, int):
             desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
                                                step=0)]

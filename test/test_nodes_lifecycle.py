@@ -95,7 +95,8 @@ MOMENTS = {"rclpy imported, torch next": lambda p: _mapped(p, "librcl.so"),
 
 def test_ctrl_c_at_any_moment_of_start_up_exits_cleanly(model_file, tmp_path):
     """SIGINT while rclpy, torch, the model and DDS start, and once running: status 0 and no
-    traceback (Python's own start-up, before any of the package runs, is not ours)."""
+    traceback (Python's own start-up, before any of the package runs, is not ours). Each
+    process gets a second SIGINT from stop_process while it shuts down: ignored."""
     procs = {name: start_process(recognizer_args(model_file), tmp_path / f"r{k}.log")
              for k, name in enumerate(MOMENTS)}
     waiting = dict(procs)

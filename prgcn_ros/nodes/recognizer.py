@@ -16,6 +16,8 @@ from pathlib import Path
 def _interrupted(signum, frame) -> None:
     # Ctrl-C at any moment, start-up included (importing torch, loading the model, creating
     # the DDS participant): leave quietly with status 0, running every `finally` on the way.
+    # A second Ctrl-C while shutting down must not break into atexit handlers (torch's).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise SystemExit(0)
 
 

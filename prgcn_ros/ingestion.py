@@ -62,12 +62,15 @@ class Source:
     # most OFFSET_RELAX per second since offset_clock.
     offset: float = 0.0
     offset_clock: float = 0.0
+    last_sent: float = 0.0                      # unstamped messages: send time (else clock)
     held: InputFrame | None = None              # a stamp jump, not yet confirmed or refuted
 
     def reference(self, clock: float) -> float:
         return self.offset + OFFSET_RELAX * max(0.0, clock - self.offset_clock)
 
-    def accept(self, stamp_ns: int, clock: float, restart: bool = False) -> None:
+    def accept(self, frame: InputFrame, restart: bool = False) -> None:
+        stamp_ns, clock = frame.stamp_ns, frame.clock
+        self.last_sent = clock if frame.sent_s is None else frame.sent_s
         seen = clock - stamp_ns / 1e9
         first = self.last_stamp_ns is None or restart
         self.offset = seen if first else min(seen, self.reference(clock))
@@ -176,7 +179,7 @@ class Ingestion:
         if not ids:
             return False
         # Only messages that brought a skeleton move the source on.
-        source.accept(frame.stamp_ns, frame.clock, restart)
+        source.accept(frame, restart)
         self._buffer(frame, key, source, layout, ids, coords, conf, new)
         return True
 
@@ -204,8 +207,9 @@ class Ingestion:
             return "ok"
         min_gap_s = 1.0 / self.params.max_input_hz
         if not frame.stamped:
-            # Stamped on arrival by the node: only the arrival can tell a flood.
-            if frame.clock - source.last_clock < min_gap_s:
+            # Stamped on arrival by the node: only a flood can be told, by the send time.
+            sent = frame.clock if frame.sent_s is None else frame.sent_s
+            if sent - source.last_sent < min_gap_s:
                 self._drop("flood", new)
                 return None
             return "ok"

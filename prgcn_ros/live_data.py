@@ -262,8 +262,9 @@ class InputFrame:
     ``arrival``: monotonic seconds (latency, rates); ``clock_s``: the node's clock in seconds
     (track time-outs, stamp checks; sim time under use_sim_time), None: ``arrival``.
     ``stamped``: False when the message carried no stamp and the node stamped it on arrival
-    (then only its arrival is checked for floods). ``dropped`` counts bad parts the conversion
-    already removed (reason -> count).
+    (then only floods are checked, by ``sent_s`` where the middleware gives the send time, else
+    by the arrival: messages taken in a burst were not sent in one). ``dropped`` counts bad
+    parts the conversion already removed (reason -> count).
     """
 
     stamp_ns: int
@@ -278,6 +279,7 @@ class InputFrame:
     clock_s: float | None = None
     stamped: bool = True
     publisher: bytes = b""     # the publisher's GID where the middleware says (else empty)
+    sent_s: float | None = None   # unstamped messages: the middleware's send time, if given
 
     @property
     def clock(self) -> float:

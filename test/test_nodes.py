@@ -165,6 +165,17 @@ class Probe:
                           timeout_s), f"diagnostics never matched; last: {self.diagnostics[-1:]}"
         return next(d for d in self.diagnostics[start:] if done(d))
 
+    def settled(self, timeout_s: float = 30.0) -> dict[str, str]:
+        """The diagnostics once the recognizer has taken every message sent so far: three in
+        a row with the same messages_received (a loaded machine may lag behind)."""
+        start = len(self.diagnostics)
+
+        def steady() -> bool:
+            got = [d["messages_received"] for d in self.diagnostics[start:]]
+            return len(got) >= 3 and got[-1] == got[-2] == got[-3]
+        assert spin_until(self.node, steady, timeout_s), "the recognizer never settled"
+        return self.diagnostics[-1]
+
     def counter(self, key: str) -> int:
         """The latest value of a diagnostics counter (waits for one message)."""
         return int(self.wait_diagnostics(lambda d: key in d)[key])

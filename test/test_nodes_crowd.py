@@ -68,7 +68,7 @@ def test_crowds_keep_memory_bounded_and_large_messages_arrive_with_reliable_inpu
     arrives over reliable input and is refused whole (too_many_people); the node's memory stays
     within 50 MB of its idle size throughout."""
     node = psutil.Process(recognizer.pid)
-    before = probe.wait_diagnostics(lambda d: "dropped_too_many_people" in d)
+    before = probe.settled()
     idle = node.memory_info().rss
     peak = idle
     messages = [crowd(probe, 1000, with_ids, seed) for seed, with_ids in
@@ -120,9 +120,7 @@ def test_player_follow_paces_a_burst_at_the_frame_rate(probe, tmp_path):
         assert spin_until(probe.node, lambda: probe.node.count_publishers(f"{NS}/skeletons")
                           >= 2, 30)
         keys = ("frames_buffered", "dropped_flood", "dropped_total")
-        before = {k: int(v) for k, v in
-                  probe.wait_diagnostics(lambda d: all(k in d for k in keys)).items()
-                  if k in keys}
+        before = {k: int(v) for k, v in probe.settled().items() if k in keys}
         staging = tmp_path / "staging"
         staging.mkdir()
         for i in range(60):

@@ -66,7 +66,8 @@ def probe(recognizer):
 
 
 def counters(probe: Probe, *keys: str) -> dict[str, int]:
-    stats = probe.wait_diagnostics(lambda d: all(k in d for k in keys))
+    """Counters once every message sent so far was taken (read as differences after)."""
+    stats = probe.settled()
     return {k: int(stats[k]) for k in keys}
 
 

@@ -352,6 +352,8 @@ class RecognizerNode(Node):
             now = self.get_clock().now().nanoseconds
             frame.stamp_ns = now if now > 0 else time.time_ns()
             frame.stamped = False
+            sent = (info or {}).get("source_timestamp")
+            frame.sent_s = sent / 1e9 if sent else None
         before = self.recognizer.frames
         for reason in self.recognizer.ingest(frame):
             self.get_logger().warning(

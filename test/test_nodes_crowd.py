@@ -89,7 +89,9 @@ def test_crowds_keep_memory_bounded_and_large_messages_arrive_with_reliable_inpu
     for _ in range(10):   # a little longer: memory after the messages were handled
         probe.spin(0.1)
         peak = max(peak, node.memory_info().rss)
-    assert peak - idle < 50 * MB, f"RSS {idle / MB:.0f} MB idle, {peak / MB:.0f} MB peak"
+    figures = f"RSS {idle / MB:.0f} MB idle, {peak / MB:.0f} MB peak"
+    print(figures)   # shown with pytest -s
+    assert peak - idle < 50 * MB, figures
     assert "messages_lost" in probe.diagnostics[-1]
 
 

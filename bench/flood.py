@@ -29,7 +29,7 @@ GAP_S = 2.5
 
 def max_input_hz() -> float:
     params = yaml.safe_load(livekit.PARAMS_FILE.read_text())
-    return float(params["prgcn_recognizer"]["ros__parameters"]["max_input_hz"])
+    return float(params["/**"]["ros__parameters"]["max_input_hz"])
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from prgcn_msgs.msg import ActionArray, Keypoint, RefinedSkeletonArray, Skeleton, SkeletonArray
+from prgcn_ros.live_data import local_id
 from prgcn_ros.model.build import build_model
 from prgcn_ros.model.io import save_model
 from prgcn_ros.recognition import CPU_MAX_BATCH
@@ -69,8 +70,8 @@ def standing(seed: int, layout: str = "kinect20", offset: float = 0.0) -> np.nda
 
 
 def skeleton_array(stamp: Time, people: dict[int, np.ndarray], layout: str = "kinect20",
-                   confidence: float = 1.0) -> SkeletonArray:
-    msg = SkeletonArray(header=Header(stamp=stamp, frame_id=FRAME_ID), layout=layout)
+                   confidence: float = 1.0, frame_id: str = FRAME_ID) -> SkeletonArray:
+    msg = SkeletonArray(header=Header(stamp=stamp, frame_id=frame_id), layout=layout)
     for pid, xyz in people.items():
         msg.skeletons.append(Skeleton(id=pid, keypoints=[
             Keypoint(position=Point(x=float(x), y=float(y), z=float(z)), confidence=confidence)
@@ -94,25 +95,35 @@ def azure_markers(stamp: Time, bodies: dict[int, np.ndarray], extra_ids=()) -> M
 
 
 class Probe:
-    """The test's side of the graph: input publishers and output subscribers."""
+    """The test's side of the graph: input publishers and output subscribers of the recognizer
+    in namespace ``ns`` (its diagnostics told apart by the status name, the node's full name).
+    Each diagnostics entry holds the values plus "level" and "message"."""
 
-    def __init__(self) -> None:
+    def __init__(self, ns: str = "", skeleton_qos=10) -> None:
         self.node = Node("recognizer_probe")
-        self.skeletons = self.node.create_publisher(SkeletonArray, "/skeletons", 10)
-        self.azure = self.node.create_publisher(MarkerArray, "/body_tracking_data", 10)
+        self.status_name = f"{ns}/prgcn_recognizer: recognition"
+        self.skeletons = self.node.create_publisher(SkeletonArray, f"{ns}/skeletons",
+                                                    skeleton_qos)
+        self.azure = self.node.create_publisher(MarkerArray, f"{ns}/body_tracking_data", 10)
         self.actions: list[ActionArray] = []
         self.refined: list[RefinedSkeletonArray] = []
         self.markers: list[MarkerArray] = []
         self.diagnostics: list[dict[str, str]] = []
-        self.node.create_subscription(ActionArray, "/action", self.actions.append, 100)
-        self.node.create_subscription(RefinedSkeletonArray, "/refined_poses",
+        self.node.create_subscription(ActionArray, f"{ns}/action", self.actions.append, 100)
+        self.node.create_subscription(RefinedSkeletonArray, f"{ns}/refined_poses",
                                       self.refined.append, 100)
-        self.node.create_subscription(MarkerArray, "/refined_poses/markers",
+        self.node.create_subscription(MarkerArray, f"{ns}/refined_poses/markers",
                                       self.markers.append, 100)
-        self.node.create_subscription(
-            DiagnosticArray, "/diagnostics",
-            lambda m: self.diagnostics.append({kv.key: kv.value for kv in m.status[0].values}),
-            10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == self.status_name:
+                values = {kv.key: kv.value for kv in status.values}
+                values.update(level=int.from_bytes(status.level, "little")
+                              if isinstance(status.level, bytes) else int(status.level),
+                              message=status.message)
+                self.diagnostics.append(values)
 
     def now(self) -> Time:
         return self.node.get_clock().now().to_msg()
@@ -121,18 +132,23 @@ class Probe:
         spin_until(self.node, lambda: False, seconds)
 
     def play(self, people: dict[int, np.ndarray], frames: int, layout: str = "kinect20",
-             hz: float = 30.0) -> Time:
+             hz: float = 30.0, frame_id: str = FRAME_ID) -> Time:
         """Publish `frames` frames of moving people; returns the last stamp."""
         stamp = None
         for t in range(frames):
             stamp = self.now()
             moved = {pid: xyz + 0.01 * t for pid, xyz in people.items()}
-            self.skeletons.publish(skeleton_array(stamp, moved, layout))
-            self.spin(1.0 / hz)
+            self.skeletons.publish(skeleton_array(stamp, moved, layout, frame_id=frame_id))
+            self.spin(1.0 / hz)   # pacing at the sensor's rate, not a wait for anything
         return stamp
 
-    def actions_for(self, pid: int) -> list[tuple[ActionArray, object]]:
-        return [(m, a) for m in self.actions for a in m.actions if a.person_id == pid]
+    def actions_for(self, pid: int, frame_id: str | None = None
+                    ) -> list[tuple[ActionArray, object]]:
+        """Actions of the person whose id within its source is pid (the published id adds
+        the source's number, see the identity rule), optionally of one frame_id only."""
+        return [(m, a) for m in self.actions for a in m.actions
+                if local_id(a.person_id) == pid
+                and (frame_id is None or m.header.frame_id == frame_id)]
 
     def wait_action(self, pid: int, timeout_s: float = 15.0, stamp: Time | None = None):
         """The first /action for person pid (with window_end == stamp when given)."""
@@ -149,9 +165,31 @@ class Probe:
                           timeout_s), f"diagnostics never matched; last: {self.diagnostics[-1:]}"
         return next(d for d in self.diagnostics[start:] if done(d))
 
+    def settled(self, timeout_s: float = 30.0) -> dict[str, str]:
+        """The diagnostics once the recognizer has taken every message sent so far: three in
+        a row with the same messages_received (a loaded machine may lag behind)."""
+        start = len(self.diagnostics)
+
+        def steady() -> bool:
+            got = [d["messages_received"] for d in self.diagnostics[start:]]
+            return len(got) >= 3 and got[-1] == got[-2] == got[-3]
+        assert spin_until(self.node, steady, timeout_s), "the recognizer never settled"
+        return self.diagnostics[-1]
+
     def counter(self, key: str) -> int:
         """The latest value of a diagnostics counter (waits for one message)."""
         return int(self.wait_diagnostics(lambda d: key in d)[key])
+
+
+def wait_for_recognizer_input(probe: Probe, timeout_s: float = 60.0) -> None:
+    """Publish empty messages until the recognizer counts one (its side of the match is up)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        probe.skeletons.publish(skeleton_array(probe.now(), {}))
+        if spin_until(probe.node, lambda: any(int(d.get("messages_received", 0)) > 0
+                                              for d in probe.diagnostics), 1.0):
+            return
+    raise TimeoutError("the recognizer never received a message")
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +216,9 @@ def probe(recognizer):
     try:
         wait_for_subscribers(probe.node, probe.skeletons, timeout_s=60)
         wait_for_subscribers(probe.node, probe.azure, timeout_s=10)
-        # Our side has matched; give the recognizer's side a moment too (first frames count).
-        probe.spin(1.0)
+        # Our side has matched; wait for the recognizer's side too (first frames count): an
+        # empty message is dropped before any source or person exists, and counted.
+        wait_for_recognizer_input(probe)
         assert recognizer.poll() is None, process_log(recognizer)
         yield probe
     finally:
@@ -205,11 +244,11 @@ def test_refined_poses_have_the_layout_joint_count(probe):
     last = probe.play({pid: standing(2)}, 6)
     probe.wait_action(pid, stamp=last)
     assert spin_until(probe.node, lambda: any(
-        m.header.stamp == last and any(s.person_id == pid for s in m.skeletons)
+        m.header.stamp == last and any(local_id(s.person_id) == pid for s in m.skeletons)
         for m in probe.refined), 5)
     msg = next(m for m in probe.refined if m.header.stamp == last)
     assert msg.layout == "kinect20" and msg.header.frame_id == FRAME_ID
-    person = next(s for s in msg.skeletons if s.person_id == pid)
+    person = next(s for s in msg.skeletons if local_id(s.person_id) == pid)
     assert len(person.keypoints) == 20 and len(person.offsets) == 20
     # Refined = input + offset, in the input's frame and units (metres around z = 2).
     xyz = np.array([[k.position.x, k.position.y, k.position.z] for k in person.keypoints])
@@ -226,7 +265,7 @@ def test_markers_show_joints_bones_and_label_and_are_deleted_when_the_person_lea
         return [mk for m in probe.markers for mk in m.markers
                 if mk.id == pid and mk.action == action_kind]
     assert spin_until(probe.node, lambda: len({m.ns for m in ours(Marker.ADD)}) == 3, 5)
-    added = {m.ns: m for m in ours(Marker.ADD)}
+    added = {m.ns.split("/")[0]: m for m in ours(Marker.ADD)}
     assert added["joints"].type == Marker.SPHERE_LIST and len(added["joints"].points) == 20
     assert added["bones"].type == Marker.LINE_LIST
     assert len(added["bones"].points) == 2 * len(get_layout("kinect20").bones)
@@ -279,7 +318,7 @@ def test_azure_kinect_markers_with_32_joints_are_recognised(probe):
     assert msg.header.frame_id == "depth_camera_link" and action.num_frames == 6
     assert spin_until(probe.node, lambda: any(m.header.stamp == stamp for m in probe.refined), 5)
     refined = next(m for m in probe.refined if m.header.stamp == stamp)
-    person = next(s for s in refined.skeletons if s.person_id == body)
+    person = next(s for s in refined.skeletons if local_id(s.person_id) == body)
     assert refined.layout == "kinect20" and len(person.keypoints) == 20
     assert refined.header.frame_id == "depth_camera_link"
 

@@ -27,10 +27,11 @@ def wrong_classes(path):
 
 # name -> (how to spoil the model file or None, extra parameters, words the line must hold)
 CASES = {
-    # Every problem in one line: unknown names and invalid values together.
-    "bad_parameters": (None, ["windoww:=10", "window:=0", "device:=tpu"],
-                       ["unknown parameter 'windoww'", "window must be at least 1",
-                        "device must be auto"]),
+    # Every problem in one line (an unknown name alone is only warned about).
+    "bad_parameters": (None, ["windoww:=10", "window:=0", "device:=tpu",
+                              "input_reliability:=sometimes"],
+                       ["window must be between 1 and", "device must be auto",
+                        "input_reliability must be best_effort or reliable"]),
     "missing_model": ("missing", [], ["missing"]),
     "corrupt_model": (corrupt, [], ["corrupt"]),
     "mismatched_model": (wrong_classes, [], ["do not match"]),

@@ -17,11 +17,11 @@ IMPORT_TO_DEPENDENCY = {
     "rclpy": "rclpy", "builtin_interfaces": "builtin_interfaces", "std_msgs": "std_msgs",
     "geometry_msgs": "geometry_msgs", "sensor_msgs": "sensor_msgs",
     "visualization_msgs": "visualization_msgs", "diagnostic_msgs": "diagnostic_msgs",
+    "rcl_interfaces": "rcl_interfaces",
     "prgcn_msgs": "prgcn_msgs", "launch": "launch", "launch_ros": "launch_ros",
     "ament_index_python": "ament_index_python", "numpy": "python3-numpy",
     "scipy": "python3-scipy", "yaml": "python3-yaml", "matplotlib": "python3-matplotlib",
     "tqdm": "python3-tqdm", "psutil": "python3-psutil", "tf2_ros": "tf2_ros",
-    "rcl_interfaces": "rcl_interfaces",
     # No rosdep key on Humble or Jazzy: pip installs them on a robot (requirements-robot.txt).
     "torch": None, "safetensors": None, "onnxruntime": None, "rosbags": None,
     # Model export only (prgcn-export, a developer's machine): requirements.txt.

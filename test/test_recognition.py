@@ -8,6 +8,7 @@ import torch
 import yaml
 from rosutil import REPO
 
+from prgcn_ros.live_data import local_id
 from prgcn_ros.model.prgcn import PRGCN
 from prgcn_ros.recognition import (
     CPU_MAX_BATCH,
@@ -63,10 +64,19 @@ def frame(t: int, people: dict[int, np.ndarray] | None = None, layout: str = "ki
 
 # ---------------------------------------------------------------------------- parameters
 def test_shipped_yaml_holds_exactly_the_known_parameters():
+    from prgcn_ros.nodes.recognizer import parameter_names, parse_parameters
+
     doc = yaml.safe_load((REPO / "config" / "recognizer.yaml").read_text())
-    values = doc["prgcn_recognizer"]["ros__parameters"]
-    assert sorted(values) == sorted(RecognizerParams.names())
-    params = RecognizerParams.from_dict(values)
+    # Keyed /**: the file applies under any node name and namespace.
+    assert list(doc) == ["/**"]
+    values = doc["/**"]["ros__parameters"]
+    assert sorted(values) == sorted(parameter_names())
+    params, node_params, unknown = parse_parameters(values)
+    assert unknown == []
+    # Topic names are relative, so a namespace moves them.
+    for name in ("skeleton_topic", "azure_topic", "action_topic", "refined_topic",
+                 "markers_topic"):
+        assert not getattr(node_params, name).startswith("/"), name
     assert params.model_path().name == "prgcn_msr_action3d.safetensors"
     assert params.model_path().is_absolute()
 
@@ -75,15 +85,15 @@ def test_shipped_yaml_holds_exactly_the_known_parameters():
     ({"windw": 10}, ["unknown parameter 'windw'"]),
     ({"window": "48"}, ["window must be int"]),
     ({"window": True}, ["window must be int"]),
-    ({"window": 0}, ["window must be at least 1"]),
+    ({"window": 0}, ["window must be between 1 and"]),
     ({"min_frames": 50, "window": 10}, ["min_frames must be between 1 and window"]),
-    ({"max_rate_hz": -1.0}, ["max_rate_hz must be positive"]),
+    ({"max_rate_hz": -1.0}, ["max_rate_hz must be between"]),
     ({"max_rate_hz": float("nan")}, ["max_rate_hz"]),
     ({"device": "tpu"}, ["device must be auto, cpu or cuda"]),
     ({"input_layout": "coco19"}, ["input_layout 'coco19' is not a known layout"]),
     ({"axis": "z_up"}, ["axis must be y_up, y_down"]),
     ({"smoothing": 0, "top_k": 0}, ["smoothing", "top_k"]),
-    ({"skeleton_topic": "", "azure_kinect": False}, ["no input"]),
+    ({"max_people": 0}, ["max_people"]),
 ])
 def test_invalid_parameters_are_refused_with_every_problem_named(values, words):
     with pytest.raises(ParameterError) as error:
@@ -224,7 +234,28 @@ BAD_FRAMES = {
     "empty": lambda t: frame(t, {}),
     "stamp_backwards": lambda t: frame(t - 3),
     "stamp_repeated": lambda t: frame(t - 1),
+    # Finite in float64, inf as the float32 the pipeline keeps.
+    "non_finite_after_cast": lambda t: frame(t, {0: np.where(np.arange(20)[:, None] == 3, 1e39,
+                                                             pose(seed=t))}),
+    # 10 km from the sensor: no depth camera sees that far.
+    "implausible_coordinates": lambda t: frame(t, {0: np.where(np.arange(20)[:, None] == 3,
+                                                               1e4, pose(seed=t))}),
+    "duplicate_id": lambda t: _duplicate(frame(t)),
+    "too_many_people": lambda t: frame(t, {k: pose(k, t) for k in range(51)}),
 }
+# Skeletons dropped per bad message where more than one.
+PER_MESSAGE = {"duplicate_id": 2}
+REASON = {"non_finite_after_cast": "non_finite"}
+
+
+def _duplicate(f: InputFrame) -> InputFrame:
+    f.ids, f.coords, f.confidence = [0, 0], f.coords * 2, f.confidence * 2
+    return f
+
+
+def _shifted(f: InputFrame, seconds: float) -> InputFrame:
+    f.stamp_ns += int(seconds * 1e9)
+    return f
 
 
 @pytest.mark.parametrize("reason", sorted(BAD_FRAMES))
@@ -235,10 +266,12 @@ def test_bad_input_is_dropped_counted_reported_once_and_recognition_goes_on(reas
         rec.ingest(frame(t))
     first = rec.ingest(BAD_FRAMES[reason](t + 1))
     again = rec.ingest(BAD_FRAMES[reason](t + 1))
+    count = 2 * PER_MESSAGE.get(reason, 1)
+    reason = REASON.get(reason, reason)
     assert first == [reason] and again == []
-    assert rec.dropped[reason] == 2
-    assert sum(rec.dropped.values()) == 2
-    assert rec.stats()[f"dropped_{reason}"] == 2
+    assert rec.dropped[reason] == count
+    assert sum(rec.dropped.values()) == count
+    assert rec.stats()[f"dropped_{reason}"] == count
     rec.ingest(frame(t + 2))
     assert rec.infer().people[0].num_frames == 6
 
@@ -311,7 +344,9 @@ def test_latency_counts_each_message_once_from_arrival_to_publication():
     assert result.arrivals == [16.0, 17.0]
     rec.mark_published(result, now=17.25)
     assert len(rec.latency) == 3
-    assert rec.stats()["latency_p50_ms"] == pytest.approx(500.0)
+    assert rec.stats(now=17.25)["latency_p50_ms"] == pytest.approx(500.0)
+    # The percentiles cover the last latency_window_s seconds only: an old burst ages out.
+    assert rec.stats(now=17.25 + rec.params.latency_window_s + 1)["latency_samples"] == 0
     # Frames that left the window (16) before a pass used them are not waited for.
     for t in range(8, 48):
         rec.ingest(frame(t, arrival=10.0 + t))
@@ -348,7 +383,8 @@ def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir):
             rec.ingest(InputFrame(stamp_ns=(k * 1000 + t + 1) * 10**7, frame_id="kinect",
                                   layout="kinect20", ids=[k], coords=[clip.coords[t, 0]],
                                   confidence=[clip.confidence[t, 0]], source=f"clip{k}"))
-    live = {p.person_id: p.probabilities for p in rec.infer().people}
+    # Each clip is a source of its own: key on the id within the source.
+    live = {local_id(p.person_id): p.probabilities for p in rec.infer().people}
     x, _ = batching.make_batch(clips, cfg, train=False)
     with torch.no_grad():
         offline = torch.softmax(rec.model(x)[0], dim=1).numpy()
@@ -406,11 +442,135 @@ def test_a_clock_jumping_back_restarts_the_input_instead_of_stalling_it():
     for t in range(5):
         rec.ingest(frame(t))
     assert rec.infer().people[0].num_frames == 5
-    for t in range(5):                       # 5 s earlier than before: not jitter
+    for t in range(5, 11):                   # 5 s earlier than before: not jitter
         f = frame(t)
         f.stamp_ns -= 5_000_000_000
-        assert rec.ingest(f) == []
-    assert rec.clock_resets == 1 and rec.dropped["stamp_backwards"] == 0
+        rec.ingest(f)
+    # The first message of the jump is held as a possible outlier; the next confirms it and
+    # both go into the new timeline.
+    assert rec.dropped["stamp_outlier"] == 0 and rec.clock_resets == 1
+    assert rec.dropped["stamp_backwards"] == 0
     assert rec.expire(now=0.0) == [0]        # the old track ended (its markers go)
     person = rec.infer().people[0]
-    assert person.num_frames == 5 and person.window_start_ns == 1_000_000_000 - 5_000_000_000
+    assert person.num_frames == 6
+    assert person.window_start_ns == frame(5).stamp_ns - 5_000_000_000
+
+
+# ---------------------------------------------------------------------------- identity, streams
+def test_the_same_id_from_two_sources_is_two_people_each_in_its_own_frame():
+    from prgcn_ros.live_data import ID_SPAN
+
+    rec = tiny_recognizer()
+    for t in range(5):
+        rec.ingest(frame(t, {1: pose(seed=t)}))                           # "kinect"
+        far = frame(t, {1: pose(2.0, t)})
+        far.frame_id = "other_camera"
+        rec.ingest(far)
+    people = {p.person_id: p for p in rec.infer().people}
+    # The first source keeps its driver's ids; the second is offset by ID_SPAN.
+    assert sorted(people) == [1, ID_SPAN + 1]
+    assert people[1].frame_id == "kinect" and people[ID_SPAN + 1].frame_id == "other_camera"
+
+
+def test_a_pass_is_split_by_frame_so_every_output_carries_its_own_frame():
+    rec = tiny_recognizer()
+    for t in range(5):
+        rec.ingest(frame(t, {1: pose(seed=t)}))
+        far = frame(t, {7: pose(2.0, t)})
+        far.frame_id, far.stamp_ns = "other_camera", far.stamp_ns + 5_000_000
+        rec.ingest(far)
+    groups = rec.infer().by_frame()
+    assert sorted(g.frame_id for g in groups) == ["kinect", "other_camera"]
+    for g in groups:
+        assert all(p.frame_id == g.frame_id for p in g.people)
+        assert g.stamp_ns == max(p.window_end_ns for p in g.people)
+
+
+def test_two_cameras_on_one_input_5_ms_apart_lose_no_frame():
+    rec = tiny_recognizer()
+    for t in range(10):
+        rec.ingest(frame(t, {1: pose(seed=t)}))
+        other = frame(t, {1: pose(2.0, t)})
+        other.frame_id, other.stamp_ns = "camera_b", other.stamp_ns + 5_000_000
+        rec.ingest(other)
+    assert rec.frames == 20 and sum(rec.dropped.values()) == 0
+
+
+def test_a_lone_outlier_stamp_is_dropped_and_the_tracks_go_on():
+    rec = tiny_recognizer(track_timeout_s=0.5)
+    for t in range(5):
+        rec.ingest(frame(t))
+    for ahead_s in (0.5, 365 * 86400.0, -1.0):         # ahead, a year ahead, back to 1970
+        rec.ingest(_shifted(frame(5), ahead_s))
+    for t in range(5, 20):                              # the valid frames after it all count
+        rec.ingest(frame(t))
+    assert rec.dropped["stamp_outlier"] == 3 and rec.dropped["stamp_backwards"] == 0
+    assert rec.clock_resets == 0 and rec.frames == 20
+    assert rec.expire(now=100.0 + 20 / 30) == []       # nobody's track ended
+
+
+def test_a_crowd_without_ids_is_refused_before_tracking():
+    rec = tiny_recognizer(max_people=10)
+    crowd = frame(0, {-1 - k: pose(0.5 * k, k) for k in range(1000)})
+    crowd.ids = [-1] * 1000
+    assert rec.ingest(crowd) == ["too_many_people"]
+    assert rec.people_tracked == 0 and len(rec.buffer) == 0
+    # New people while max_people are tracked are refused too.
+    rec.ingest(frame(1, {k: pose(0.5 * k, k) for k in range(10)}))
+    rec.ingest(frame(2, {k: pose(0.5 * k, k) for k in range(5, 15)}))
+    assert rec.people_tracked == 10 and rec.dropped["too_many_people"] == 1 + 5
+
+
+def test_outputs_are_never_nan_or_inf():
+    rec = tiny_recognizer()
+    for t in range(5):   # every joint at one point: no torso length to scale by
+        rec.ingest(frame(t, {0: np.zeros((20, 3)) + (0.0, 0.0, 2.0), 1: pose(1.0, t)}))
+    result = rec.infer()
+    for person in result.people:
+        assert np.isfinite(person.probabilities).all() and np.isfinite(person.refined).all()
+        assert np.isfinite(person.confidence)
+    assert 1 in [p.person_id for p in result.people]
+
+
+def test_live_parameters_apply_at_once():
+    rec = tiny_recognizer(top_k=1, smoothing=1)
+    rec.set_top_k(3)
+    rec.set_smoothing(4)
+    for t in range(5):
+        rec.ingest(frame(t))
+    person = rec.infer().people[0]
+    assert len(person.top_labels) == 3
+    assert rec.ingestion.tracks[0].history.maxlen == 4
+
+
+def test_a_drained_backlog_or_a_fast_replay_is_no_stamp_jump():
+    """Messages delivered 0.5 s late, then one on time (the backlog drained, the messages
+    between lost), and a replay whose stamps run twice as fast as the clock: all kept."""
+    rec = tiny_recognizer()
+    for t in range(30):                  # sent every 33 ms, taken 0.5 s late for a while
+        rec.ingest(frame(t, arrival=100.0 + t / 30 + (0.5 if 10 <= t < 20 else 0.0)))
+    fast = tiny_recognizer()
+    for t in range(100):
+        fast.ingest(frame(t, arrival=100.0 + t / 60))
+    for r in (rec, fast):
+        assert sum(r.dropped.values()) == 0 and r.clock_resets == 0
+
+
+def test_first_messages_taken_late_lose_nothing():
+    """Nothing tells a late first message from an early next one: the next is held, the one
+    after confirms it, and the timeline is re-anchored with the person and every frame kept."""
+    rec = tiny_recognizer()
+    for t in range(20):
+        rec.ingest(frame(t, arrival=100.0 + t / 30 + (0.5 if t < 5 else 0.0)))
+    assert sum(rec.dropped.values()) == 0 and rec.clock_resets == 1
+    assert rec.frames == 20 and rec.expire(now=100.0 + 20 / 30) == []
+    assert rec.infer().people[0].num_frames == 16
+
+
+def test_a_lone_outlier_is_counted_when_the_next_message_shows_it():
+    rec = tiny_recognizer()
+    for t in range(5):
+        rec.ingest(frame(t))
+    assert rec.ingest(_shifted(frame(5), 0.5)) == []       # held: alone, or a jump?
+    assert rec.ingest(frame(5)) == ["stamp_outlier"]       # back on the timeline: alone
+    assert rec.dropped["stamp_outlier"] == 1 and rec.frames == 6

@@ -1,13 +1,12 @@
 """ROS messages <-> numpy and the pipeline's plain data, kept apart from the nodes' wiring.
 
-Inputs become :class:`prgcn_ros.recognition.InputFrame`; results become ActionArray,
+Inputs become :class:`prgcn_ros.live_data.InputFrame`; results become ActionArray,
 RefinedSkeletonArray, MarkerArray and DiagnosticArray messages.
 """
 from __future__ import annotations
 
 import colorsys
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
@@ -25,10 +24,8 @@ from prgcn_msgs.msg import (
     Skeleton,
     SkeletonArray,
 )
+from prgcn_ros.live_data import ID_SPAN, InferenceResult, InputFrame
 from prgcn_ros.skeleton.layouts import get_layout
-
-if TYPE_CHECKING:   # the player needs none of it, and it brings torch (seconds to import)
-    from prgcn_ros.recognition import InferenceResult, InputFrame
 
 # Azure Kinect ROS driver body tracking: marker id = body_id * 100 + joint, 32 joints.
 AZURE_LAYOUT = "azure32"
@@ -51,8 +48,6 @@ def ns_to_stamp(ns: int) -> Time:
 def skeleton_array_to_frame(msg: SkeletonArray, arrival: float, source: str = "skeletons"
                             ) -> InputFrame:
     """One SkeletonArray as plain arrays; joint counts are checked later, by the pipeline."""
-    from prgcn_ros.recognition import InputFrame
-
     ids, coords, conf = [], [], []
     for skeleton in msg.skeletons:
         # One flat list per skeleton: attribute access is the cost here, not numpy.
@@ -75,8 +70,6 @@ def azure_markers_to_frame(msg: MarkerArray, arrival: float, source: str = "azur
     ignored. Joints a body lacks get confidence 0. The stamp and frame_id are the first body
     marker's (the driver stamps every marker of a frame alike).
     """
-    from prgcn_ros.recognition import InputFrame
-
     bodies: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     header = None
     foreign = 0
@@ -101,6 +94,18 @@ def azure_markers_to_frame(msg: MarkerArray, arrival: float, source: str = "azur
         coords=[bodies[b][0] for b in ids], confidence=[bodies[b][1] for b in ids],
         source=source, arrival=arrival,
         dropped={"foreign_marker_id": foreign} if foreign else {})
+
+
+def publisher_key(info: dict | None) -> bytes:
+    """The publishing writer's GID from a subscription's message info, b"" when not given."""
+    gid = (info or {}).get("publisher_gid")
+    if not gid:
+        return b""
+    data = gid.get("data") if isinstance(gid, dict) else gid
+    try:
+        return bytes(data)
+    except (TypeError, ValueError):
+        return str(data).encode()
 
 
 def skeleton_array_msg(header: Header, layout: str, ids: Sequence[int], coords: np.ndarray,
@@ -164,8 +169,16 @@ def person_color(person_id: int) -> ColorRGBA:
 
 
 def marker_id(person_id: int) -> int:
-    """Marker ids are int32; person ids int64 (driver ids can be large)."""
-    return int(person_id) % 2_147_483_647
+    """Marker ids are int32: the person's id within its source (below 2**31 by the identity
+    rule); the source's number goes into the namespace (:func:`marker_ns`)."""
+    return int(person_id) % ID_SPAN
+
+
+def marker_ns(kind: str, person_id: int) -> str:
+    """"joints", "bones", "label" for the first source; "joints/2" etc. for source 2, so two
+    sources' people never share a marker (namespace, id)."""
+    number = int(person_id) // ID_SPAN
+    return kind if number == 0 else f"{kind}/{number}"
 
 
 def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray:
@@ -187,15 +200,16 @@ def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray
         color = person_color(person.person_id)
         up = np.array([0.0, -1.0 if person.axis == "y_down" else 1.0, 0.0])
         mid = marker_id(person.person_id)
+        pid = person.person_id
 
-        joints = Marker(header=header, ns="joints", id=mid, type=Marker.SPHERE_LIST,
-                        action=Marker.ADD, color=color, lifetime=lifetime)
+        joints = Marker(header=header, ns=marker_ns("joints", pid), id=mid,
+                        type=Marker.SPHERE_LIST, action=Marker.ADD, color=color, lifetime=lifetime)
         joints.pose.orientation.w = 1.0
         joints.scale = Vector3(x=extent * 0.04, y=extent * 0.04, z=extent * 0.04)
         joints.points = _points(xyz[seen])
 
-        bones = Marker(header=header, ns="bones", id=mid, type=Marker.LINE_LIST,
-                       action=Marker.ADD, color=color, lifetime=lifetime)
+        bones = Marker(header=header, ns=marker_ns("bones", pid), id=mid,
+                       type=Marker.LINE_LIST, action=Marker.ADD, color=color, lifetime=lifetime)
         bones.pose.orientation.w = 1.0
         bones.scale.x = extent * 0.015
         bones.points = _points(np.array([xyz[j] for a, b in layout.bones
@@ -203,8 +217,9 @@ def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray
 
         # Above the head: the highest seen joint along the up axis, plus a margin.
         top = xyz[seen][int(np.argmax(xyz[seen] @ up))] + up * extent * 0.15
-        label = Marker(header=header, ns="label", id=mid, type=Marker.TEXT_VIEW_FACING,
-                       action=Marker.ADD, color=color, lifetime=lifetime,
+        label = Marker(header=header, ns=marker_ns("label", pid), id=mid,
+                       type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, color=color,
+                       lifetime=lifetime,
                        text=f"{person.person_id}: {person.label} {person.confidence:.2f}")
         label.pose.position = Point(x=top[0], y=top[1], z=top[2])
         label.pose.orientation.w = 1.0
@@ -213,21 +228,23 @@ def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray
     return out
 
 
-def delete_markers_msg(person_ids: Iterable[int], header: Header) -> MarkerArray:
-    """DELETE every marker of the people who left."""
+def delete_markers_msg(people: Iterable[tuple[int, str]], stamp: Time) -> MarkerArray:
+    """DELETE every marker of the people who left, (person_id, frame_id) each: every DELETE
+    carries the departed person's own frame."""
     return MarkerArray(markers=[
-        Marker(header=header, ns=ns, id=marker_id(pid), action=Marker.DELETE)
-        for pid in person_ids for ns in MARKER_NAMESPACES])
+        Marker(header=Header(stamp=stamp, frame_id=frame_id), ns=marker_ns(ns, pid),
+               id=marker_id(pid), action=Marker.DELETE)
+        for pid, frame_id in people for ns in MARKER_NAMESPACES])
 
 
-def diagnostics_msg(stamp: Time, name: str, stats: dict, warn: Sequence[str] = ()
-                    ) -> DiagnosticArray:
+def diagnostics_msg(stamp: Time, name: str, stats: dict, warn: Sequence[str] = (),
+                    hardware_id: str = "prgcn_recognizer") -> DiagnosticArray:
     """One DiagnosticStatus with every figure as a key/value; WARN while inputs are dropped."""
     level = DiagnosticStatus.WARN if warn else DiagnosticStatus.OK
     message = "; ".join(warn) if warn else "ok"
     values = [KeyValue(key=str(k), value=_format(v)) for k, v in stats.items()]
     status = DiagnosticStatus(level=level, name=name, message=message,
-                              hardware_id="prgcn_recognizer", values=values)
+                              hardware_id=hardware_id, values=values)
     return DiagnosticArray(header=Header(stamp=stamp), status=[status])
 
 

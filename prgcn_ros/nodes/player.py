@@ -187,9 +187,15 @@ class PlayerNode(Node):
                 return
 
     def follow(self, directory: Path) -> None:
-        """Publish each new OpenPose frame file as it appears (files there before are skipped)."""
+        """Publish each new OpenPose frame file as it appears (files there before are skipped).
+
+        Files that appear together (OpenPose wrote faster than one poll, or a burst was copied
+        in) are paced at the recording's frame rate times --rate, each stamped when sent: back
+        to back they would be closer than any sensor sends and the recognizer would drop them
+        as a flood."""
         seen = set(directory.glob("*.json"))
         retries: dict[Path, int] = {}
+        next_send = time.monotonic()
         print(f"following {directory}: {len(seen)} existing frame files skipped", flush=True)
         while rclpy.ok():
             fresh = sorted(set(directory.glob("*.json")) - seen, key=_natural_key)
@@ -207,7 +213,11 @@ class PlayerNode(Node):
                 retries.pop(path, None)
                 ids, coords, conf = frame_people(seq, 0, [-1] * seq.num_persons)
                 if ids:
+                    delay = next_send - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
                     self.publish(seq.layout, ids, _xyz(coords), conf)
+                    next_send = time.monotonic() + 1.0 / (seq.fps * self.args.rate)
             time.sleep(self.args.poll)
 
 
@@ -234,7 +244,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--loop", action="store_true", help="start again after the last one")
     parser.add_argument("--parallel", type=int, default=1, metavar="K",
                         help="play K recordings at once, as K people (default 1)")
-    parser.add_argument("--topic", default="/skeletons", help="default /skeletons")
+    parser.add_argument("--topic", default="skeletons",
+                        help="default skeletons (relative: in the node's namespace)")
     parser.add_argument("--wait", type=float, default=5.0, metavar="S",
                         help="wait up to S seconds for a subscriber before playing (default 5)")
     parser.add_argument("--subscribers", type=int, default=1, metavar="N",

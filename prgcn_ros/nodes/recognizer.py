@@ -8,51 +8,190 @@ Run: ``prgcn-recognizer --ros-args --params-file config/recognizer.yaml [-p name
 """
 from __future__ import annotations
 
+import signal
 import sys
-import time
+from pathlib import Path
 
-import rclpy
-import torch
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+
+def _interrupted(signum, frame) -> None:
+    # Ctrl-C at any moment, start-up included (importing torch, loading the model, creating
+    # the DDS participant): leave quietly with status 0, running every `finally` on the way.
+    # A second Ctrl-C while shutting down must not break into atexit handlers (torch's).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise SystemExit(0)
+
+
+# Run as the program: installed before the heavy imports below, so an early Ctrl-C prints no
+# traceback either. (Imported as a library, the host program's handling stays.)
+if __name__ == "__main__" or Path(sys.argv[0]).name == "prgcn-recognizer":
+    signal.signal(signal.SIGINT, _interrupted)
+
+import time  # noqa: E402
+from dataclasses import dataclass, fields  # noqa: E402
+
+import rclpy  # noqa: E402
+import torch  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rcl_interfaces.msg import (  # noqa: E402
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup  # noqa: E402
+from rclpy.clock import Clock, ClockType  # noqa: E402
 
 try:
-    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+    from rclpy.event_handler import (  # noqa: E402
+        PublisherEventCallbacks,
+        SubscriptionEventCallbacks,
+    )
 except ImportError:   # Humble: the same classes, under their old module name
-    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from std_msgs.msg import Header
-from visualization_msgs.msg import MarkerArray
+    from rclpy.qos_event import (  # noqa: E402
+        PublisherEventCallbacks,
+        SubscriptionEventCallbacks,
+    )
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import (  # noqa: E402
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from rclpy.subscription import Subscription  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
 
-from prgcn_msgs.msg import ActionArray, RefinedSkeletonArray, SkeletonArray
-from prgcn_ros.nodes import conversions
-from prgcn_ros.nodes.gravity import PARAMETERS as GRAVITY_PARAMETERS
-from prgcn_ros.nodes.gravity import Gravity, GravityError
-from prgcn_ros.recognition import (
+from prgcn_msgs.msg import ActionArray, RefinedSkeletonArray, SkeletonArray  # noqa: E402
+from prgcn_ros.live_data import (  # noqa: E402
     DROP_REASONS,
-    InferenceResult,
+    PARAMETER_SPECS,
     ParameterError,
-    Recognizer,
+    ParamSpec,
     RecognizerParams,
+    clip_text,
+    coerce_values,
+    range_problems,
+)
+from prgcn_ros.nodes import conversions  # noqa: E402
+from prgcn_ros.nodes.gravity import Gravity, GravityError  # noqa: E402
+from prgcn_ros.recognition import (  # noqa: E402
+    InferenceResult,
+    Recognizer,
     default_torch_threads,
 )
-from prgcn_ros.skeleton.mapping import has_mapping
+from prgcn_ros.skeleton.mapping import has_mapping  # noqa: E402
 
 NODE_NAME = "prgcn_recognizer"
+# rclpy hands a callback of two arguments the message info (publisher GID) since Iron.
+WITH_MESSAGE_INFO = hasattr(Subscription, "CallbackType")
 # Parameters every rclpy node has; not ours to validate.
 _BUILTIN_PARAMETERS = {"use_sim_time", "start_type_description_service"}
-# Sensor-data QoS (best effort, volatile) with a deeper queue: a short ingestion pause (a busy
-# machine) must not lose frames from several people publishing at 30 Hz.
-INPUT_QOS = QoSProfile(depth=100, history=qos_profile_sensor_data.history,
-                       reliability=qos_profile_sensor_data.reliability,
-                       durability=qos_profile_sensor_data.durability)
 HOUSEKEEPING_PERIOD_S = 0.1
 # Every entity is visited by the executor on every wake-up, in Python: no default QoS-event
-# handlers (measured: they cost ingestion a good part of its throughput).
-NO_EVENTS_SUB = SubscriptionEventCallbacks(use_default_callbacks=False)
+# handlers (measured: they cost ingestion a good part of its throughput). The inputs keep one:
+# messages the middleware lost (best effort, large messages) are counted, not silent.
 NO_EVENTS_PUB = PublisherEventCallbacks(use_default_callbacks=False)
+# The identity rule in log lines: strings from the input are cut to this length.
+LOG_TEXT_LIMIT = 80
+
+
+@dataclass
+class NodeParams:
+    """The node's own parameters: topics, QoS, diagnostics (the pipeline never sees them).
+    Topic names are relative, so a namespace (-r __ns:=/robot2) moves them."""
+
+    skeleton_topic: str = "skeletons"
+    azure_kinect: bool = False
+    azure_topic: str = "body_tracking_data"
+    action_topic: str = "action"
+    refined_topic: str = "refined_poses"
+    markers_topic: str = "refined_poses/markers"
+    input_reliability: str = "best_effort"
+    input_depth: int = 100
+    diagnostics_period_s: float = 1.0
+    latency_budget_ms: float = 100.0
+    # Gravity (prgcn_ros/nodes/gravity.py): rotate 3D input into the model's y-up convention.
+    input_frame_convention: str = ""
+    camera_tilt_deg: float = 0.0
+    gravity_frame: str = ""
+
+    def problems(self) -> list[str]:
+        out = range_problems(self, NODE_PARAMETER_SPECS)
+        if self.input_reliability not in ("best_effort", "reliable"):
+            out.append(f"input_reliability must be best_effort or reliable, got "
+                       f"{clip_text(self.input_reliability)!r}")
+        for name in ("action_topic", "refined_topic", "markers_topic"):
+            if not getattr(self, name):
+                out.append(f"{name} must not be empty")
+        if self.azure_kinect and not self.azure_topic:
+            out.append("azure_topic must not be empty when azure_kinect is true")
+        if not self.skeleton_topic and not self.azure_kinect:
+            out.append("no input: skeleton_topic is empty and azure_kinect is false")
+        return out
+
+
+NODE_PARAMETER_SPECS: dict[str, ParamSpec] = {
+    "skeleton_topic": ParamSpec("prgcn_msgs/SkeletonArray input (relative: in the node's "
+                                "namespace); empty: off"),
+    "azure_kinect": ParamSpec("subscribe to the Azure Kinect ROS driver's body tracking"),
+    "azure_topic": ParamSpec("Azure Kinect body tracking MarkerArray input"),
+    "action_topic": ParamSpec("prgcn_msgs/ActionArray output"),
+    "refined_topic": ParamSpec("prgcn_msgs/RefinedSkeletonArray output"),
+    "markers_topic": ParamSpec("visualization_msgs/MarkerArray output for RViz"),
+    "input_reliability": ParamSpec("QoS reliability of the inputs: best_effort (sensor data) "
+                                   "or reliable (large messages, e.g. crowds)"),
+    "input_depth": ParamSpec("QoS history depth of the inputs", 1, 100_000),
+    "diagnostics_period_s": ParamSpec("seconds between /diagnostics messages", 1e-3, 3600.0),
+    "latency_budget_ms": ParamSpec("/diagnostics turns WARN while the p99 latency of the "
+                                   "last seconds is above this", 0.0, 1e9, live=True),
+    "input_frame_convention": ParamSpec("the 3D input's axes: empty (the axis parameter "
+                                        "decides), y_up, y_down (optical frames) or z_up "
+                                        "(REP-103 base_link, odom)"),
+    "camera_tilt_deg": ParamSpec("a fixed camera pitch to undo, degrees, positive looking down",
+                                 -90.0, 90.0),
+    "gravity_frame": ParamSpec("a gravity-aligned frame (e.g. base_link): each input frame is "
+                               "rotated into it with tf2 (robots only)"),
+}
+ALL_SPECS: dict[str, ParamSpec] = {**PARAMETER_SPECS, **NODE_PARAMETER_SPECS}
+
+
+def parameter_names() -> list[str]:
+    """Every parameter the node declares (besides rclpy's own)."""
+    return RecognizerParams.names() + [f.name for f in fields(NodeParams)]
+
+
+def parse_parameters(values: dict) -> tuple[RecognizerParams, NodeParams, list[str]]:
+    """The pipeline's and the node's parameters from name -> value; unknown names are
+    returned (warned about, not fatal); invalid values raise ParameterError naming each."""
+    node_names = {f.name for f in fields(NodeParams)}
+    core_names = set(RecognizerParams.names())
+    unknown = sorted(n for n in values if n not in node_names | core_names)
+    core, problems = coerce_values(RecognizerParams,
+                                   {k: v for k, v in values.items() if k in core_names})
+    node_kwargs, node_problems = coerce_values(
+        NodeParams, {k: v for k, v in values.items() if k in node_names})
+    problems += node_problems
+    params = RecognizerParams(**core)
+    node = NodeParams(**node_kwargs)
+    problems += params.problems() + node.problems()
+    if problems:
+        raise ParameterError("invalid recognizer parameters: " + "; ".join(problems))
+    return params, node, unknown
+
+
+def descriptor(name: str, value) -> ParameterDescriptor:
+    spec = ALL_SPECS[name]
+    desc = ParameterDescriptor(name=name, description=spec.description,
+                               read_only=not spec.live)
+    if spec.low is not None and not isinstance(value, bool):
+        if isinstance(value, int):
+            desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
+                                               step=0)]
+        elif isinstance(value, float):
+            desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low),
+                                                            to_value=float(spec.high), step=0.0)]
+    return desc
 
 
 class StartupError(Exception):
@@ -61,8 +200,18 @@ class StartupError(Exception):
 
 class RecognizerNode(Node):
     def __init__(self) -> None:
-        super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True)
-        self.params = self._read_parameters()
+        super().__init__(NODE_NAME)
+        self.params, self.node_params = self._declare_parameters()
+        node = self.node_params
+        try:
+            self.gravity = Gravity.from_parameters(
+                {"input_frame_convention": node.input_frame_convention,
+                 "camera_tilt_deg": node.camera_tilt_deg, "gravity_frame": node.gravity_frame},
+                node=self)
+        except GravityError as error:
+            raise StartupError(str(error)) from None
+        if self.gravity.active:   # skeletons arrive rotated into the y-up convention
+            self.params.axis = "y_up"
         torch.set_num_threads(self.params.torch_threads or default_torch_threads())
         try:
             self.recognizer = Recognizer.from_params(self.params)
@@ -79,106 +228,209 @@ class RecognizerNode(Node):
             raise StartupError(f"input_layout {self.params.input_layout!r} cannot be mapped to "
                                f"the layout of model {self.params.model_path()} "
                                f"({rec.layout.name!r})")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
         ingestion = MutuallyExclusiveCallbackGroup()
         inference = MutuallyExclusiveCallbackGroup()
-        p = self.params
+        p = self.node_params
+        qos = QoSProfile(depth=p.input_depth, history=qos_profile_sensor_data.history,
+                         durability=qos_profile_sensor_data.durability,
+                         reliability=(ReliabilityPolicy.RELIABLE
+                                      if p.input_reliability == "reliable"
+                                      else ReliabilityPolicy.BEST_EFFORT))
+        self.messages_lost = 0
+        events = SubscriptionEventCallbacks(message_lost=self._on_message_lost,
+                                            use_default_callbacks=False)
+        inputs = []
+        # With the message info (rclpy >= Iron) each publisher is a source of its own. rclpy
+        # passes it to callbacks that cannot be called with the message alone.
+        if WITH_MESSAGE_INFO:
+            def on_skeletons(msg, info):
+                self._on_skeletons(msg, info)
+
+            def on_markers(msg, info):
+                self._on_azure_markers(msg, info)
+        else:
+            on_skeletons, on_markers = self._on_skeletons, self._on_azure_markers
         if p.skeleton_topic:
-            self.create_subscription(SkeletonArray, p.skeleton_topic, self._on_skeletons,
-                                     INPUT_QOS, callback_group=ingestion,
-                                     event_callbacks=NO_EVENTS_SUB)
+            sub = self.create_subscription(SkeletonArray, p.skeleton_topic, on_skeletons,
+                                           qos, callback_group=ingestion,
+                                           event_callbacks=events)
+            inputs.append(sub.topic_name)
         if p.azure_kinect:
-            self.create_subscription(MarkerArray, p.azure_topic, self._on_azure_markers,
-                                     INPUT_QOS, callback_group=ingestion,
-                                     event_callbacks=NO_EVENTS_SUB)
+            sub = self.create_subscription(MarkerArray, p.azure_topic, on_markers,
+                                           qos, callback_group=ingestion,
+                                           event_callbacks=events)
+            inputs.append(f"{sub.topic_name} (Azure Kinect)")
+
         def publisher(kind, topic):
             return self.create_publisher(kind, topic, 10, event_callbacks=NO_EVENTS_PUB)
         self.action_pub = publisher(ActionArray, p.action_topic)
         self.refined_pub = publisher(RefinedSkeletonArray, p.refined_topic)
         self.markers_pub = publisher(MarkerArray, p.markers_topic)
+        # Absolute: diagnostic aggregators listen on /diagnostics whatever the namespace; the
+        # status carries the node's full name instead.
         self.diagnostics_pub = publisher(DiagnosticArray, "/diagnostics")
+        self.status_name = f"{self.get_fully_qualified_name()}: recognition"
         # Ingestion wakes inference; the guard condition's group runs one forward at a time,
         # and triggers that arrive meanwhile collapse into the next one.
         self._wake = self.create_guard_condition(self._on_wake, callback_group=inference)
-        # One timer for track expiry and diagnostics: fewer entities, cheaper wake-ups.
-        self.create_timer(HOUSEKEEPING_PERIOD_S, self._on_housekeeping, callback_group=ingestion)
+        # One timer for track expiry and diagnostics: fewer entities, cheaper wake-ups. On the
+        # steady clock: under use_sim_time with no /clock (yet, or paused) diagnostics go on.
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(HOUSEKEEPING_PERIOD_S, self._on_housekeeping,
+                          callback_group=ingestion, clock=self._steady)
         self._next_diagnostics = time.monotonic() + p.diagnostics_period_s
-        self._last_frame_id = ""
         self._last_dropped = 0
+        self._last_lost = 0
+        self._clock_basis = self._track_clock()[0]
         per_pass = (f"at most {rec.max_batch} people" if rec.max_batch
                     else "every person due")
         self.get_logger().info(
-            f"model {p.model_path().name}: layout {rec.layout.name}, "
-            f"{len(rec.class_names)} classes, window {p.window} frames resampled to "
+            f"model {self.params.model_path().name}: layout {rec.layout.name}, "
+            f"{len(rec.class_names)} classes, window {self.params.window} frames resampled to "
             f"{rec.window_length}, device {rec.device}, {torch.get_num_threads()} torch "
-            f"thread(s), {per_pass} per pass; inputs: {p.skeleton_topic or '-'}"
-            + (f", {p.azure_topic} (Azure Kinect)" if p.azure_kinect else ""))
+            f"thread(s), {per_pass} per pass; inputs ({p.input_reliability}): "
+            f"{', '.join(inputs)}")
 
-    def _read_parameters(self) -> RecognizerParams:
-        given = {name: self.get_parameter(name).value
-                 for name in self.list_parameters([], 0).names
-                 if name not in _BUILTIN_PARAMETERS and not name.startswith("qos_overrides.")}
-        # Gravity (input_frame_convention, camera_tilt_deg, gravity_frame): nodes/gravity.py.
-        gravity = {name: given.pop(name) for name in GRAVITY_PARAMETERS if name in given}
+    # ------------------------------------------------------------------ parameters
+    def _declare_parameters(self) -> tuple[RecognizerParams, NodeParams]:
+        """Every parameter declared with its description and range; start-up ones read-only.
+        Values from the parameter file and -p are validated first, every problem named."""
+        overrides = {name: param.value for name, param in self._parameter_overrides.items()
+                     if name not in _BUILTIN_PARAMETERS and not name.startswith("qos_overrides.")}
         try:
-            params = RecognizerParams.from_dict(given)
-            self.gravity = Gravity.from_parameters(gravity, node=self)
-        except (ParameterError, GravityError) as error:
+            params, node_params, unknown = parse_parameters(overrides)
+        except ParameterError as error:
             raise StartupError(str(error)) from None
-        for name, default in GRAVITY_PARAMETERS.items():
-            if not self.has_parameter(name):
-                self.declare_parameter(name, default)
-        if self.gravity.active:   # skeletons arrive rotated into the y-up convention
-            params.axis = "y_up"
-        # Declare the rest with their defaults, so `ros2 param list/get` shows them all.
-        for name in RecognizerParams.names():
-            if not self.has_parameter(name):
-                self.declare_parameter(name, getattr(params, name))
-        return params
+        if unknown:
+            # A launch-wide SetParameter or a typo: said once, not fatal.
+            self.get_logger().warning(
+                f"ignoring parameters this node does not know: "
+                f"{', '.join(clip_text(n, LOG_TEXT_LIMIT) for n in unknown[:20])}"
+                + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+                + f" (known: {', '.join(parameter_names())})")
+        for holder in (params, node_params):
+            for f in fields(holder):
+                value = getattr(holder, f.name)
+                # The file may give 60 for a float: declare the typed value the check accepted.
+                self._parameter_overrides[f.name] = Parameter(f.name, value=value)
+                self.declare_parameter(f.name, value, descriptor(f.name, value))
+        return params, node_params
+
+    def _on_set_parameters(self, changes: list[Parameter]) -> SetParametersResult:
+        """Live parameters are checked and applied here; the rest are read-only (rclpy
+        refuses them with the reason)."""
+        values = {}
+        for change in changes:
+            if change.name in _BUILTIN_PARAMETERS:
+                continue
+            spec = ALL_SPECS.get(change.name)
+            if spec is None or not spec.live:
+                return SetParametersResult(successful=False,
+                                           reason=f"{change.name} is read-only")
+            values[change.name] = change.value
+        if not values:
+            return SetParametersResult(successful=True)
+        current = {f.name: getattr(self.params, f.name) for f in fields(self.params)}
+        current |= {f.name: getattr(self.node_params, f.name) for f in fields(self.node_params)}
+        try:
+            params, node_params, _ = parse_parameters(current | values)
+        except ParameterError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        if params.top_k != self.params.top_k:
+            self.recognizer.set_top_k(params.top_k)
+        if params.smoothing != self.params.smoothing:
+            self.recognizer.set_smoothing(params.smoothing)
+        self.node_params.latency_budget_ms = node_params.latency_budget_ms
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ clocks
+    def _track_clock(self) -> tuple[str, float]:
+        """Track time-outs and stamp checks run on the node's clock: sim time once /clock
+        ticks (a paused replay keeps its people), else the steady clock."""
+        if self.get_clock().ros_time_is_active:
+            now = self.get_clock().now().nanoseconds
+            if now > 0:
+                return "sim", now / 1e9
+        return "steady", time.monotonic()
+
+    def _clock_now(self) -> float:
+        basis, now = self._track_clock()
+        if basis != self._clock_basis:
+            # /clock started (or stopped): times on the two bases do not compare.
+            self.get_logger().info(f"node clock is now {basis} time: tracks start over")
+            self._clock_basis = basis
+            self.recognizer.ingestion.end_all()
+        return now
 
     # ------------------------------------------------------------------ ingestion
-    def _on_skeletons(self, msg: SkeletonArray) -> None:
+    def _on_skeletons(self, msg: SkeletonArray, info: dict | None = None) -> None:
         frame = conversions.skeleton_array_to_frame(msg, time.monotonic())
         if self.params.input_layout:
             frame.layout = self.params.input_layout
         frame = self.gravity.to_model(frame)
         if frame is not None:   # None: tf2 has no transform for this frame_id yet
-            self._ingest(frame)
+            self._ingest(frame, info)
 
-    def _on_azure_markers(self, msg: MarkerArray) -> None:
-        self._ingest(conversions.azure_markers_to_frame(msg, time.monotonic()))
+    def _on_azure_markers(self, msg: MarkerArray, info: dict | None = None) -> None:
+        self._ingest(conversions.azure_markers_to_frame(msg, time.monotonic()), info)
 
-    def _ingest(self, frame) -> None:
+    def _on_message_lost(self, info) -> None:
+        self.messages_lost += int(info.total_count_change)
+
+    def _ingest(self, frame, info: dict | None) -> None:
+        frame.clock_s = self._clock_now()
+        frame.publisher = conversions.publisher_key(info)
         if frame.stamp_ns == 0:   # unstamped input: stamp it on arrival
-            frame.stamp_ns = self.get_clock().now().nanoseconds
+            now = self.get_clock().now().nanoseconds
+            frame.stamp_ns = now if now > 0 else time.time_ns()
+            frame.stamped = False
+            sent = (info or {}).get("source_timestamp")
+            frame.sent_s = sent / 1e9 if sent else None
         before = self.recognizer.frames
         for reason in self.recognizer.ingest(frame):
             self.get_logger().warning(
-                f"dropping input: {DROP_REASONS[reason]} (layout {frame.layout!r}, frame_id "
-                f"{frame.frame_id!r}); counted as dropped_{reason} in /diagnostics, "
-                f"logged only this once")
+                f"dropping input: {DROP_REASONS[reason]} (layout "
+                f"{clip_text(frame.layout, LOG_TEXT_LIMIT)!r}, frame_id "
+                f"{clip_text(frame.frame_id, LOG_TEXT_LIMIT)!r}); counted as dropped_{reason} "
+                f"in /diagnostics, logged only this once")
         if self.recognizer.frames > before:
             self._wake.trigger()
 
     def _on_housekeeping(self) -> None:
         now = time.monotonic()
         if now >= self._next_diagnostics:
-            self._next_diagnostics = max(self._next_diagnostics + self.params.diagnostics_period_s,
-                                         now)
+            period = self.node_params.diagnostics_period_s
+            self._next_diagnostics = max(self._next_diagnostics + period, now)
             self._publish_diagnostics()
-        gone = self.recognizer.expire(now)
-        if gone:
-            header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self._last_frame_id)
-            self.markers_pub.publish(conversions.delete_markers_msg(gone, header))
+        gone = self.recognizer.expire_people(self._clock_now())
+        # Only people who were published have markers; each DELETE in the person's own frame.
+        shown = [(d.person_id, d.frame_id) for d in gone if d.labelled]
+        if shown:
+            self.markers_pub.publish(conversions.delete_markers_msg(
+                shown, self.get_clock().now().to_msg()))
 
     def _publish_diagnostics(self) -> None:
         stats = self.recognizer.stats()
+        stats["messages_lost"] = self.messages_lost
+        period = self.node_params.diagnostics_period_s
+        warn = []
         dropped = stats["dropped_total"] - self._last_dropped
         self._last_dropped = stats["dropped_total"]
-        warn = [f"{dropped} inputs dropped in the last {self.params.diagnostics_period_s:g} s"
-                ] if dropped else []
+        if dropped:
+            warn.append(f"{dropped} inputs dropped in the last {period:g} s")
+        lost = self.messages_lost - self._last_lost
+        self._last_lost = self.messages_lost
+        if lost:
+            warn.append(f"{lost} input messages lost in transport in the last {period:g} s "
+                        f"(large messages: input_reliability reliable)")
+        budget = self.node_params.latency_budget_ms
+        if stats["latency_samples"] and stats["latency_p99_ms"] > budget:
+            warn.append(f"latency p99 {stats['latency_p99_ms']:.1f} ms over the {budget:g} ms "
+                        f"budget (last {stats['latency_window_s']:g} s)")
         self.diagnostics_pub.publish(conversions.diagnostics_msg(
-            self.get_clock().now().to_msg(), f"{NODE_NAME}: recognition", stats, warn))
+            self.get_clock().now().to_msg(), self.status_name, stats, warn))
 
     # ------------------------------------------------------------------ inference
     def _on_wake(self) -> None:
@@ -201,18 +453,22 @@ class RecognizerNode(Node):
                 raise   # shut down during the pass: nothing to publish to, else a real error
 
     def _publish_result(self, result: InferenceResult) -> None:
-        for person in result.people:   # refined poses in the input's own frame
-            person.refined = self.gravity.to_input(person.refined, result.frame_id)
-            person.offsets = self.gravity.to_input(person.offsets, result.frame_id)
-        self.action_pub.publish(conversions.action_array_msg(result))
+        for person in result.people:   # refined poses back in the input's own frame
+            person.refined = self.gravity.to_input(person.refined, person.frame_id)
+            person.offsets = self.gravity.to_input(person.offsets, person.frame_id)
+        # One message per frame_id: every output carries its people's own frame.
+        groups = result.by_frame()
+        for group in groups:
+            self.action_pub.publish(conversions.action_array_msg(group))
         self.recognizer.mark_published(result)
-        self._last_frame_id = result.frame_id
         # Nobody listening: skip building the bigger messages.
         if self.refined_pub.get_subscription_count():
-            self.refined_pub.publish(conversions.refined_array_msg(result))
+            for group in groups:
+                self.refined_pub.publish(conversions.refined_array_msg(group))
         if self.markers_pub.get_subscription_count():
-            self.markers_pub.publish(conversions.markers_msg(
-                result, lifetime_s=2 * self.params.track_timeout_s))
+            lifetime = 2 * self.params.track_timeout_s
+            for group in groups:
+                self.markers_pub.publish(conversions.markers_msg(group, lifetime_s=lifetime))
 
 
 USAGE = """usage: prgcn-recognizer [--help] --ros-args --params-file config/recognizer.yaml
@@ -228,23 +484,31 @@ def main(args: list[str] | None = None) -> int:
     if extra:   # everything else is a ROS argument; --help or a typo
         print(USAGE, file=sys.stdout if extra in (["-h"], ["--help"]) else sys.stderr)
         return 0 if extra in (["-h"], ["--help"]) else 2
+    signal.signal(signal.SIGINT, _interrupted)
     rclpy.init(args=argv)
+    node = None
+    executor = None
     try:
-        node = RecognizerNode()
-    except StartupError as error:
-        print(f"prgcn-recognizer: {error}", file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
-        return 2
-    # Two threads: one for ingestion, one for inference (the groups keep each serial).
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    try:
+        try:
+            node = RecognizerNode()
+        except StartupError as error:
+            print(f"prgcn-recognizer: {error}", file=sys.stderr, flush=True)
+            return 2
+        except Exception:
+            if rclpy.ok():
+                raise
+            return 0   # shut down (a signal) while starting: nothing went wrong
+        # Two threads: one for ingestion, one for inference (the groups keep each serial).
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        executor.shutdown()
-        node.destroy_node()
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
 

@@ -1,15 +1,25 @@
 """Skeleton layer: layouts and mappings, readers, preprocessing, tracker, device ring buffer.
 
-Imports no ROS packages, so it runs and is tested off-robot.
+Imports no ROS packages, so it runs and is tested off-robot. Names load on first use, so the
+torch-free parts (layouts, mapping) do not bring torch with them.
 """
-from .layouts import LAYOUTS, Layout, get_layout
-from .mapping import has_mapping, map_joints
-from .preprocess import PreprocessConfig, Transform, preprocess
-from .readers import RecordingError, read_recording
-from .ring_buffer import DeviceRingBuffer
-from .sequence import SkeletonSequence
-from .tracker import Tracker
+from __future__ import annotations
 
-__all__ = ["LAYOUTS", "Layout", "get_layout", "has_mapping", "map_joints", "PreprocessConfig",
-           "Transform", "preprocess", "RecordingError", "read_recording", "DeviceRingBuffer",
-           "SkeletonSequence", "Tracker"]
+import importlib
+from typing import Any
+
+_WHERE = {"LAYOUTS": "layouts", "Layout": "layouts", "get_layout": "layouts",
+          "has_mapping": "mapping", "map_joints": "mapping",
+          "PreprocessConfig": "preprocess", "Transform": "preprocess",
+          "RecordingError": "readers", "read_recording": "readers",
+          "DeviceRingBuffer": "ring_buffer", "SkeletonSequence": "sequence",
+          "Tracker": "tracker"}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

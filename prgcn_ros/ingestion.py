@@ -1,0 +1,373 @@
+"""Ingestion, the first half of the live path: validation, per-source ordering and flood
+checks, tracking and buffering into the per-person device ring buffers.
+
+Recognition (:mod:`prgcn_ros.recognition`) reads those buffers; the two halves share state only
+under :attr:`Ingestion.lock`, held briefly on both sides, so ingesting never waits for a
+forward pass.
+
+Identity: a person is (input, source, id) from arrival to publication, a source being one
+publisher's (``frame_id``, layout) on one input. Ordering and flood checks are per source, so
+two cameras on one topic do not drop each other's frames; the published person_id is unique
+by the rule in :data:`prgcn_ros.live_data.ID_SPAN`.
+"""
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from prgcn_ros.live_data import (
+    COORDINATE_BOUND_2D_PX,
+    COORDINATE_BOUND_3D_M,
+    DROP_REASONS,
+    ID_SPAN,
+    TWO_D_LAYOUTS,
+    InputFrame,
+    RateMeter,
+    RecognizerParams,
+)
+from prgcn_ros.skeleton.layouts import LAYOUTS, Layout
+from prgcn_ros.skeleton.mapping import has_mapping, map_joints
+from prgcn_ros.skeleton.ring_buffer import DeviceRingBuffer
+from prgcn_ros.skeleton.tracker import Tracker
+
+# (input, frame_id, layout, publisher): one sensor. A player mixing recordings of two layouts
+# on one topic is two sensors, each with its own stamps and people; so are two players (or two
+# cameras) publishing on one topic, even with one frame_id.
+SourceKey = tuple[str, str, str, bytes]
+
+# Sources remembered at most; beyond it, those with nobody tracked are forgotten, oldest first
+# (their numbers are never reused, so published ids stay unique).
+MAX_SOURCES = 256
+
+
+# How fast (seconds per second) a source's reference offset may rise: a backlog that drained
+# must not make the next fresh message look early, yet a slow replay's stamps are followed.
+OFFSET_RELAX = 0.05
+
+
+@dataclass
+class Source:
+    """One sensor's timeline: the last accepted stamp, the reference offset between the node's
+    clock and its stamps, and a held stamp jump."""
+
+    number: int
+    last_stamp_ns: int | None = None
+    last_clock: float = 0.0                     # node clock at the last accepted message
+    # clock - stamp (s), the lowest of the accepted messages (the fastest delivery), rising at
+    # most OFFSET_RELAX per second since offset_clock.
+    offset: float = 0.0
+    offset_clock: float = 0.0
+    last_sent: float = 0.0                      # unstamped messages: send time (else clock)
+    held: InputFrame | None = None              # a stamp jump, not yet confirmed or refuted
+
+    def reference(self, clock: float) -> float:
+        return self.offset + OFFSET_RELAX * max(0.0, clock - self.offset_clock)
+
+    def accept(self, frame: InputFrame, restart: bool = False) -> None:
+        stamp_ns, clock = frame.stamp_ns, frame.clock
+        self.last_sent = clock if frame.sent_s is None else frame.sent_s
+        seen = clock - stamp_ns / 1e9
+        first = self.last_stamp_ns is None or restart
+        self.offset = seen if first else min(seen, self.reference(clock))
+        self.offset_clock = clock
+        self.last_stamp_ns = stamp_ns
+        self.last_clock = clock
+
+
+@dataclass
+class Track:
+    person_id: int                  # published id (identity rule)
+    source: SourceKey
+    local_id: int                   # the driver's or the tracker's id within the source
+    axis: str
+    last_stamp_ns: int = 0
+    new_frames: int = 0
+    labelled: bool = False
+    last_inferred: float = -float("inf")                    # monotonic start of its last pass
+    pending: deque = field(default_factory=deque)           # arrivals of frames not yet used
+    history: deque = field(default_factory=deque)           # probabilities, for smoothing
+
+    @property
+    def frame_id(self) -> str:
+        return self.source[1]
+
+
+@dataclass
+class Departed:
+    """A person whose track ended: their own frame, and whether they were ever published."""
+
+    person_id: int
+    frame_id: str
+    labelled: bool
+
+
+class Ingestion:
+    """Validates, tracks and buffers input frames (thread-safe; see the module docstring)."""
+
+    def __init__(self, params: RecognizerParams, layout: Layout, dims: int,
+                 device: torch.device, axis_for: Callable[[str], str]) -> None:
+        self.params = params
+        self.layout = layout
+        self.dims = dims
+        self.axis_for = axis_for
+        self.buffer = DeviceRingBuffer(params.window, layout.num_joints, dims + 1, device)
+        self.lock = threading.Lock()
+        self.tracks: dict[int, Track] = {}                # internal key -> track
+        self._sources: dict[SourceKey, Source] = {}
+        self._trackers: dict[SourceKey, Tracker] = {}
+        self._keys: dict[tuple[SourceKey, int], int] = {}  # (source, local id) -> internal key
+        self._next_key = 0
+        self._next_source = 0
+        self._ended: list[Departed] = []
+        # Counters for /diagnostics.
+        self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self._reported: set[str] = set()
+        self.messages = 0
+        self.frames = 0
+        self.tracks_started = 0
+        self.tracks_expired = 0
+        self.clock_resets = 0
+        self.input_rate = RateMeter()
+
+    # ------------------------------------------------------------------ ingest
+    def ingest(self, frame: InputFrame) -> list[str]:
+        """Validate, map, track and buffer one message. Returns the drop reasons seen for the
+        first time (log them once); every drop is counted in :attr:`dropped`."""
+        with self.lock:
+            new: list[str] = []
+            self.messages += 1
+            self.input_rate.tick(frame.arrival)
+            for reason, count in frame.dropped.items():
+                self._drop(reason, new, count)
+            layout = LAYOUTS.get(frame.layout)
+            if layout is None:
+                self._drop("unknown_layout", new)
+                return new
+            if not has_mapping(layout.name, self.layout.name):
+                self._drop("no_mapping", new)
+                return new
+            if not frame.ids:
+                if not frame.dropped:   # a MarkerArray of foreign markers only is not "empty"
+                    self._drop("empty", new)
+                return new
+            if len(frame.ids) > self.params.max_people:
+                # Checked before tracking: association costs people x tracks x joints.
+                self._drop("too_many_people", new)
+                return new
+            key = (frame.source, frame.frame_id, layout.name, frame.publisher)
+            source = self._source(key)
+            order = self._in_order(key, source, frame, new)
+            if order is None:
+                return new
+            restart = order == "restart"
+            if restart:
+                # The held message was the first of the new timeline: nothing is lost.
+                held, source.held = source.held, None
+                restart = not self._take(held, key, source, layout, new, restart=True)
+            self._take(frame, key, source, layout, new, restart)
+            return new
+
+    def _take(self, frame: InputFrame, key: SourceKey, source: Source, layout: Layout,
+              new: list[str], restart: bool = False) -> bool:
+        """Validate and buffer an ordered message; False when no skeleton was valid."""
+        ids, coords, conf = self._valid_skeletons(frame, layout, new)
+        if not ids:
+            return False
+        # Only messages that brought a skeleton move the source on.
+        source.accept(frame, restart)
+        self._buffer(frame, key, source, layout, ids, coords, conf, new)
+        return True
+
+    def _source(self, key: SourceKey) -> Source:
+        source = self._sources.get(key)
+        if source is None:
+            if len(self._sources) >= MAX_SOURCES:
+                self._forget_idle_sources()
+            source = self._sources[key] = Source(self._next_source)
+            self._next_source += 1
+        return source
+
+    def _forget_idle_sources(self) -> None:
+        busy = {t.source for t in self.tracks.values()}
+        idle = sorted((s.last_clock, k) for k, s in self._sources.items() if k not in busy)
+        for _, key in idle[: max(1, len(idle) // 2)]:
+            del self._sources[key]
+            self._trackers.pop(key, None)
+
+    def _in_order(self, key: SourceKey, source: Source, frame: InputFrame, new: list[str]
+                  ) -> str | None:
+        """Per-source ordering, stamp-jump and flood checks: "ok", "restart" (a confirmed
+        jump: the source's people ended) or None (dropped, counted)."""
+        if source.last_stamp_ns is None:
+            return "ok"
+        min_gap_s = 1.0 / self.params.max_input_hz
+        if not frame.stamped:
+            # Stamped on arrival by the node: only a flood can be told, by the send time.
+            sent = frame.clock if frame.sent_s is None else frame.sent_s
+            if sent - source.last_sent < min_gap_s:
+                self._drop("flood", new)
+                return None
+            return "ok"
+        gap_s = (frame.stamp_ns - source.last_stamp_ns) / 1e9
+        # How much earlier than the fastest delivery seen the stamp claims the message was
+        # sent. Late delivery (a backlog, lost messages) only lowers it; a clock jump raises it.
+        lead_s = source.reference(frame.clock) - (frame.clock - frame.stamp_ns / 1e9)
+        tolerance = self.params.stamp_tolerance_s
+        if lead_s > tolerance or gap_s < -self.params.track_timeout_s:
+            # The stamp left the source's timeline. The message is held: alone it is an outlier
+            # (dropped and counted once the next message shows it, nobody's track touched); a
+            # next message that follows it confirms the jump.
+            held = source.held
+            if held is not None:
+                since_s = (frame.stamp_ns - held.stamp_ns) / 1e9
+                if 0 < since_s and since_s - (frame.clock - held.clock) <= tolerance:
+                    # Confirmed. Back in time (a bag played again, a driver restarted): the
+                    # source's people start over, their windows would run backwards. Ahead (a
+                    # clock set forward, or the first messages were taken late): the timeline
+                    # is re-anchored and the people go on.
+                    self.clock_resets += 1
+                    if gap_s < 0:
+                        self._end_source(key)
+                    return "restart"
+                self._drop("stamp_outlier", new)      # the held one was alone
+            source.held = frame
+            return None
+        if source.held is not None:                   # back on the timeline: it was alone
+            source.held = None
+            self._drop("stamp_outlier", new)
+        if gap_s < 0:
+            self._drop("stamp_backwards", new)
+        elif gap_s == 0:
+            self._drop("stamp_repeated", new)
+        elif gap_s < min_gap_s:
+            self._drop("flood", new)
+        else:
+            return "ok"
+        return None
+
+    def _valid_skeletons(self, frame: InputFrame, layout: Layout, new: list[str]
+                         ) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
+        v = layout.num_joints
+        bound = COORDINATE_BOUND_2D_PX if layout.name in TWO_D_LAYOUTS else COORDINATE_BOUND_3D_M
+        # Ids outside the identity rule's span are unknown: the tracker assigns them.
+        given = [int(i) if 0 <= int(i) < ID_SPAN else -1 for i in frame.ids]
+        repeated = {i for i, n in Counter(given).items() if i >= 0 and n > 1}
+        ids, coords, conf = [], [], []
+        for pid, xyz, c in zip(given, frame.coords, frame.confidence):
+            # Checked as the float32 the pipeline keeps: 1e39 is finite in float64 only.
+            with np.errstate(over="ignore", invalid="ignore"):
+                xyz = np.asarray(xyz, np.float64).astype(np.float32)
+                c = np.asarray(c, np.float64).astype(np.float32)
+            if pid in repeated:
+                self._drop("duplicate_id", new)
+            elif xyz.shape != (v, 3) or c.shape != (v,):
+                self._drop("wrong_joint_count", new)
+            elif not (np.isfinite(xyz).all() and np.isfinite(c).all()):
+                self._drop("non_finite", new)
+            elif (np.abs(xyz[:, : self.dims]) > bound).any():
+                self._drop("implausible_coordinates", new)
+            elif not (c > 0).any():
+                self._drop("no_confidence", new)
+            else:
+                ids.append(pid)
+                coords.append(xyz[:, : self.dims])
+                conf.append(np.clip(c, 0.0, 1.0))
+        return ids, coords, conf
+
+    def _buffer(self, frame: InputFrame, key: SourceKey, source: Source, layout: Layout,
+                ids: list[int], coords: list[np.ndarray], conf: list[np.ndarray],
+                new: list[str]) -> None:
+        coords_np = np.stack(coords)
+        conf_np = np.stack(conf)
+        tracker = self._tracker(key, layout.name)
+        local_ids = tracker.update(coords_np, conf_np, frame.clock, ids)
+        mapped, mapped_conf = map_joints(coords_np, conf_np, layout.name, self.layout.name)
+        frames = torch.from_numpy(np.concatenate([mapped, mapped_conf[..., None]], -1))
+        axis = self.axis_for(frame.source)
+        for p, local in enumerate(local_ids):
+            if local < 0:
+                self._drop("no_confidence", new)
+                continue
+            internal = self._keys.get((key, local))
+            if internal is None:
+                if len(self.tracks) >= self.params.max_people:
+                    tracker.remove(local)
+                    self._drop("too_many_people", new)
+                    continue
+                internal = self._keys[(key, local)] = self._next_key
+                self._next_key += 1
+                # Frames older than the window can no longer be used: not kept waiting.
+                self.tracks[internal] = Track(
+                    person_id=source.number * ID_SPAN + local, source=key, local_id=local,
+                    axis=axis, history=deque(maxlen=self.params.smoothing),
+                    pending=deque(maxlen=self.params.window))
+                self.tracks_started += 1
+            self.buffer.append(internal, frames[p], frame.stamp_ns)
+            track = self.tracks[internal]
+            track.last_stamp_ns = frame.stamp_ns
+            track.new_frames += 1
+            track.pending.append(frame.arrival)
+            self.frames += 1
+
+    def _tracker(self, key: SourceKey, layout: str) -> Tracker:
+        tracker = self._trackers.get(key)
+        if tracker is None:
+            # Metres for 3D sensors, pixels for image keypoints, unless the user says.
+            gate = self.params.track_gate or (80.0 if layout in TWO_D_LAYOUTS else 0.5)
+            tracker = self._trackers[key] = Tracker(gate, self.params.track_timeout_s)
+        return tracker
+
+    def _drop(self, reason: str, new: list[str], count: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+        if reason not in self._reported:
+            self._reported.add(reason)
+            new.append(reason)
+
+    # ------------------------------------------------------------------ endings
+    def _end_source(self, key: SourceKey) -> None:
+        """End every track of one source (under the lock); expire() reports them."""
+        tracker = self._trackers.get(key)
+        if tracker is None:
+            return
+        for local in tracker.active_ids:
+            tracker.remove(local)
+            self._remove_track(key, local)
+
+    def _remove_track(self, key: SourceKey, local: int) -> None:
+        internal = self._keys.pop((key, local), None)
+        if internal is not None:
+            self.buffer.remove(internal)
+            track = self.tracks.pop(internal)
+            self._ended.append(Departed(track.person_id, track.frame_id, track.labelled))
+
+    def end_all(self) -> None:
+        """End every track (the node's clock changed its basis: time-outs cannot compare)."""
+        with self.lock:
+            for key in list(self._trackers):
+                self._end_source(key)
+            for source in self._sources.values():
+                source.last_stamp_ns = None
+                source.held = None
+
+    def expire(self, now: float) -> list[Departed]:
+        """End the tracks unseen for track_timeout_s on the node's clock (memory freed);
+        returns everyone who left since the last call."""
+        with self.lock:
+            for key, tracker in self._trackers.items():
+                for local in tracker.expire(now):
+                    self._remove_track(key, local)
+            gone, self._ended = self._ended, []
+            self.tracks_expired += len(gone)
+        return gone
+
+    def set_smoothing(self, smoothing: int) -> None:
+        """A live change of ``smoothing``: every person's score history keeps its newest."""
+        with self.lock:
+            self.params.smoothing = smoothing
+            for track in self.tracks.values():
+                track.history = deque(track.history, maxlen=smoothing)

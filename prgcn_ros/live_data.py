@@ -1,0 +1,381 @@
+"""The live path's plain data, without torch or rclpy: parameters, input frames, results,
+drop reasons, the identity rule and the statistics helpers.
+
+The recognizer node's conversions and the ROS-free pipeline (:mod:`prgcn_ros.ingestion`,
+:mod:`prgcn_ros.recognition`) share these types; importing this module costs numpy only.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prgcn_ros.skeleton.layouts import LAYOUTS
+
+# Why each dropped input was dropped; the keys appear in /diagnostics as dropped_<key>.
+DROP_REASONS: dict[str, str] = {
+    "unknown_layout": "the message's layout is not a known skeleton layout",
+    "no_mapping": "no joint mapping from the message's layout to the model's",
+    "wrong_joint_count": "a skeleton's joint count does not match its layout",
+    "non_finite": "NaN or inf in a skeleton's coordinates or confidences (as float32)",
+    "implausible_coordinates": "a joint farther from the sensor than any sensor sees "
+                               "(100 m for 3D layouts, 100,000 px for image keypoints)",
+    "empty": "a message with no skeletons",
+    "no_confidence": "a skeleton whose every joint has confidence 0",
+    "duplicate_id": "skeletons sharing one id in one message (every one of them is dropped)",
+    "too_many_people": "a message with more than max_people skeletons, or a new person while "
+                       "max_people are tracked",
+    "stamp_backwards": "a message stamped earlier than the previous one from its source",
+    "stamp_repeated": "a message stamped the same as the previous one from its source",
+    "stamp_outlier": "a lone message whose stamp jumped from its source's timeline (ahead by "
+                     "more than stamp_tolerance_s, or back by more than track_timeout_s); a "
+                     "jump the next message confirms moves the timeline instead",
+    "flood": "messages closer in time than 1/max_input_hz from one source",
+    "foreign_marker_id": "MarkerArray markers whose id is not body_id*100 + joint 0..31",
+}
+
+# Layouts whose coordinates are image keypoints (x, y); the others are 3D sensor joints.
+TWO_D_LAYOUTS = frozenset({"coco18", "coco17", "body25"})
+
+# Input axis conventions preprocessing knows: Kinect v1/v2, MSR, NTU are y up; optical camera
+# frames (the Azure Kinect driver's depth_camera_link) and image keypoints are y down.
+AXES = ("y_up", "y_down")
+
+# No depth sensor sees a person 100 m away, no camera has 100,000 pixels a side: beyond these a
+# coordinate is a driver's garbage, and one such joint would skew a person's normalisation
+# (centre, scale) for a whole window.
+COORDINATE_BOUND_3D_M = 100.0
+COORDINATE_BOUND_2D_PX = 100_000.0
+
+# Identity rule: a person is (input, source, id), a source being one publisher's (frame_id,
+# layout) on one input. Sources are numbered in the order they are first seen (0, 1, ...);
+# the published person_id is source_number * ID_SPAN + id, so the first source keeps its
+# drivers' ids and no two sources can share one. Driver ids outside 0..ID_SPAN-1 are treated
+# as unknown (the tracker assigns one).
+ID_SPAN = 2**31
+
+DEFAULT_MODEL = "models/prgcn_msr_action3d.safetensors"
+
+
+def source_number(person_id: int) -> int:
+    """The number of the source a published person_id belongs to (the identity rule)."""
+    return int(person_id) // ID_SPAN
+
+
+def local_id(person_id: int) -> int:
+    """The id a published person_id had within its source (the driver's or the tracker's)."""
+    return int(person_id) % ID_SPAN
+
+
+def clip_text(text: str, limit: int = 80) -> str:
+    """A string from the input as it may appear in a log line: at most ``limit`` characters."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+class ParameterError(ValueError):
+    """Invalid or unknown recognizer parameters; the message lists every problem."""
+
+
+# ---------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class ParamSpec:
+    """What a parameter means and the range the node declares for it."""
+
+    description: str
+    low: float | None = None
+    high: float | None = None
+    live: bool = False          # applied on `ros2 param set`; others are read-only
+
+
+# Descriptions and ranges of the pipeline's parameters (the node declares these).
+PARAMETER_SPECS: dict[str, ParamSpec] = {
+    "model": ParamSpec("model file (.safetensors + .json metadata); relative: from the working "
+                       "directory, else the package's share directory"),
+    "device": ParamSpec("auto (cuda when present), cpu, cuda or cuda:N"),
+    "window": ParamSpec("frames of history kept per person, resampled to the model's window",
+                        1, 100_000),
+    "min_frames": ParamSpec("frames a person needs before a first label", 1, 100_000),
+    "max_rate_hz": ParamSpec("each person is recognised at most this many times a second",
+                             1e-3, 1e9),
+    "max_batch": ParamSpec("people per forward pass (0: 4 on a CPU, everyone on a GPU)",
+                           0, 100_000),
+    "max_people": ParamSpec("people tracked at once over all inputs; a message with more "
+                            "skeletons is dropped (bounds memory for crowds)", 1, 100_000),
+    "input_layout": ParamSpec("read every SkeletonArray as this layout; empty: each message's"),
+    "axis": ParamSpec("axis convention of the skeleton input: y_up, y_down; empty: the model's"),
+    "azure_axis": ParamSpec("axis convention of the Azure Kinect input: y_up or y_down"),
+    "track_timeout_s": ParamSpec("a person unseen this long is dropped (node clock: sim time "
+                                 "under use_sim_time)", 1e-3, 1e6),
+    "track_gate": ParamSpec("association distance for people without ids (0: 0.5 m for 3D, "
+                            "80 px for 2D)", 0.0, 1e9),
+    "stamp_tolerance_s": ParamSpec("how far a message's stamp may run ahead of its source's "
+                                   "timeline (the fastest delivery seen)", 1e-3, 1e6),
+    "top_k": ParamSpec("classes listed per person on the action topic", 1, 10_000, live=True),
+    "smoothing": ParamSpec("average the class scores of a person's last N inferences (1: off)",
+                           1, 1000, live=True),
+    "max_input_hz": ParamSpec("messages from one source closer in time than 1/max_input_hz "
+                              "are dropped as a flood", 1e-3, 1e9),
+    "torch_threads": ParamSpec("torch threads for inference (0: all cores but one)", 0, 1024),
+    "latency_window_s": ParamSpec("seconds of samples the latency percentiles cover (what is "
+                                  "happening now, not an old burst)", 0.1, 3600.0),
+}
+
+
+@dataclass
+class RecognizerParams:
+    """The pipeline's parameters (config/recognizer.yaml documents each); the node's own
+    (topics, QoS, diagnostics) live with the node."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    window: int = 96
+    min_frames: int = 10
+    max_rate_hz: float = 60.0
+    max_batch: int = 0
+    max_people: int = 50
+    input_layout: str = ""
+    axis: str = ""
+    azure_axis: str = "y_down"
+    track_timeout_s: float = 1.0
+    track_gate: float = 0.0
+    stamp_tolerance_s: float = 0.3
+    top_k: int = 5
+    smoothing: int = 3
+    max_input_hz: float = 120.0
+    torch_threads: int = 0
+    latency_window_s: float = 10.0
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RecognizerParams:
+        """Typed, range-checked parameters; unknown names and bad values raise ParameterError."""
+        kwargs, problems = coerce_values(cls, values)
+        params = cls(**kwargs)
+        problems += params.problems()
+        if problems:
+            raise ParameterError("invalid recognizer parameters: " + "; ".join(problems)
+                                 + f" (known parameters: {', '.join(cls.names())})")
+        return params
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            out.append(f"device must be auto, cpu or cuda[:N], got {clip_text(self.device)!r}")
+        out += range_problems(self, PARAMETER_SPECS)
+        if not 1 <= self.min_frames <= max(self.window, 1):
+            out.append(f"min_frames must be between 1 and window ({self.window}), "
+                       f"got {self.min_frames!r}")
+        if self.input_layout and self.input_layout not in LAYOUTS:
+            out.append(f"input_layout {clip_text(self.input_layout)!r} is not a known layout "
+                       f"({', '.join(sorted(LAYOUTS))}; empty: use each message's layout)")
+        if self.axis not in ("", *AXES):
+            out.append(f"axis must be y_up, y_down or empty (the model's), "
+                       f"got {clip_text(self.axis)!r}")
+        if self.azure_axis not in AXES:
+            out.append(f"azure_axis must be y_up or y_down, got {clip_text(self.azure_axis)!r}")
+        if not self.model:
+            out.append("model must name a model file")
+        return out
+
+    def model_path(self) -> Path:
+        """A shipped model's name, or a path (absolute; relative: from the cwd, else the share
+        directory); ModelFileError listing the shipped names when neither exists."""
+        from prgcn_ros.model.io import resolve_model  # torch: only where a model is loaded
+        return resolve_model(self.model)
+
+    def torch_device(self):
+        """The torch device (imports torch: only the pipeline needs it)."""
+        import torch
+
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ParameterError(f"device {self.device!r}: CUDA is not available here "
+                                 f"(use device auto or cpu)")
+        return torch.device(self.device)
+
+
+def coerce_values(cls: type, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The values of a parameter dataclass, typed like its defaults; problems for the rest."""
+    problems: list[str] = []
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for name, value in values.items():
+        if name not in known:
+            problems.append(f"unknown parameter {clip_text(name)!r}")
+            continue
+        default = known[name].default
+        try:
+            kwargs[name] = coerce(value, type(default))
+        except TypeError:
+            problems.append(f"{name} must be {type(default).__name__}, got "
+                            f"{type(value).__name__} {clip_text(repr(value))}")
+    return kwargs, problems
+
+
+def range_problems(params: Any, specs: Mapping[str, ParamSpec]) -> list[str]:
+    """Each numeric parameter outside its declared range (or not finite), as a sentence."""
+    out = []
+    for name, spec in specs.items():
+        value = getattr(params, name, None)
+        if spec.low is None or not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        if not (math.isfinite(value) and spec.low <= value <= spec.high):
+            out.append(f"{name} must be between {spec.low:g} and {spec.high:g}, got {value!r}")
+    return out
+
+
+def coerce(value: Any, kind: type) -> Any:
+    # ROS hands YAML integers to float parameters as int; bool is an int subclass: refuse it.
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind in (str, bool) and isinstance(value, kind):
+        return value
+    raise TypeError
+
+
+# ---------------------------------------------------------------------------- data
+@dataclass
+class InputFrame:
+    """One input message: every skeleton seen at one instant, as plain arrays.
+
+    coords: per skeleton (V, 3) (2D layouts: z ignored); confidence: per skeleton (V,).
+    ids: per skeleton the driver's id, -1 when unknown. ``source`` names the input (the node
+    uses "skeletons" and "azure_kinect"); with ``frame_id``, ``layout`` and ``publisher`` it
+    names the sensor.
+    ``arrival``: monotonic seconds (latency, rates); ``clock_s``: the node's clock in seconds
+    (track time-outs, stamp checks; sim time under use_sim_time), None: ``arrival``.
+    ``stamped``: False when the message carried no stamp and the node stamped it on arrival
+    (then only floods are checked, by ``sent_s`` where the middleware gives the send time, else
+    by the arrival: messages taken in a burst were not sent in one). ``dropped`` counts bad
+    parts the conversion already removed (reason -> count).
+    """
+
+    stamp_ns: int
+    frame_id: str
+    layout: str
+    ids: list[int]
+    coords: list[np.ndarray]
+    confidence: list[np.ndarray]
+    source: str = "skeletons"
+    arrival: float = field(default_factory=time.monotonic)
+    dropped: dict[str, int] = field(default_factory=dict)
+    clock_s: float | None = None
+    stamped: bool = True
+    publisher: bytes = b""     # the publisher's GID where the middleware says (else empty)
+    sent_s: float | None = None   # unstamped messages: the middleware's send time, if given
+
+    @property
+    def clock(self) -> float:
+        return self.arrival if self.clock_s is None else self.clock_s
+
+
+@dataclass
+class PersonResult:
+    person_id: int
+    class_index: int
+    label: str
+    confidence: float
+    top_labels: list[str]
+    top_scores: list[float]
+    window_start_ns: int
+    window_end_ns: int
+    num_frames: int
+    refined: np.ndarray            # (V, D) newest frame, the input's frame and units
+    offsets: np.ndarray            # (V, D) refined - input
+    joint_confidence: np.ndarray   # (V,)
+    probabilities: np.ndarray      # (classes,) after smoothing
+    axis: str = "y_up"             # the input's axis convention (y_down: optical, image)
+    frame_id: str = ""             # the person's own sensor frame
+
+
+@dataclass
+class InferenceResult:
+    stamp_ns: int                  # newest input frame used
+    frame_id: str                  # that frame's frame_id (see by_frame() for every person's)
+    layout: str                    # the model's layout (refined skeletons)
+    people: list[PersonResult]
+    arrivals: list[float]          # monotonic arrivals of the person-frames used for the first time
+    forward_s: float
+
+    def by_frame(self) -> list[InferenceResult]:
+        """One result per frame_id, each stamped with its own people's newest frame: every
+        output message then carries the frame its people were seen in."""
+        groups: dict[str, list[PersonResult]] = {}
+        for person in self.people:
+            groups.setdefault(person.frame_id, []).append(person)
+        if len(groups) <= 1:
+            return [self]
+        return [InferenceResult(stamp_ns=max(p.window_end_ns for p in people), frame_id=fid,
+                                layout=self.layout, people=people,
+                                arrivals=self.arrivals if k == 0 else [],
+                                forward_s=self.forward_s)
+                for k, (fid, people) in enumerate(groups.items())]
+
+
+# ---------------------------------------------------------------------------- statistics
+class RateMeter:
+    """Events per second over the last few seconds."""
+
+    def __init__(self, horizon_s: float = 5.0) -> None:
+        self.horizon_s = horizon_s
+        self._times: deque[float] = deque()
+
+    def tick(self, now: float, count: int = 1) -> None:
+        for _ in range(count):
+            self._times.append(now)
+        self._trim(now)
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        if not self._times:
+            return 0.0
+        return len(self._times) / self.horizon_s
+
+    def _trim(self, now: float) -> None:
+        while self._times and self._times[0] < now - self.horizon_s:
+            self._times.popleft()
+
+
+class Percentiles:
+    """Samples of the last ``horizon_s`` seconds (at most ``size``), for p50/p99 of what is
+    happening now rather than of a history of any age."""
+
+    def __init__(self, horizon_s: float = 10.0, size: int = 20_000) -> None:
+        self.horizon_s = horizon_s
+        self._samples: deque[tuple[float, float]] = deque(maxlen=size)
+
+    def add(self, values: Iterable[float], now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._samples.extend((now, v) for v in values)
+
+    def get(self, q: float, now: float | None = None) -> float:
+        self._trim(time.monotonic() if now is None else now)
+        if not self._samples:
+            return 0.0
+        return float(np.percentile([v for _, v in self._samples], q))
+
+    def count(self, now: float | None = None) -> int:
+        self._trim(time.monotonic() if now is None else now)
+        return len(self._samples)
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def _trim(self, now: float) -> None:
+        while self._samples and self._samples[0][0] < now - self.horizon_s:
+            self._samples.popleft()

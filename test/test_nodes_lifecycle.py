@@ -1,0 +1,182 @@
+"""The recognizer's life as a ROS node (issue 13), across processes over real DDS: namespaces
+and /**-keyed parameter files, unknown parameters, time-windowed latency with its budget,
+Ctrl-C at any moment, and sim time (no /clock yet, a paused replay)."""
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from builtin_interfaces.msg import Time
+from rosgraph_msgs.msg import Clock
+from rosutil import process_log, spin_until, start_process, stop_process, wait_for_subscribers
+from test_nodes import (
+    Probe,
+    make_tiny_model,
+    recognizer_args,
+    skeleton_array,
+    standing,
+    wait_for_recognizer_input,
+)
+
+from prgcn_ros.live_data import local_id
+
+pytestmark = pytest.mark.ros
+
+WARN = 1
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture
+def ros(ros_context):
+    yield
+
+
+def start(model, tmp_path, ns: str, *overrides: str, params: dict | None = None,
+          name: str = "recognizer"):
+    args = recognizer_args(model, *overrides)
+    if params is not None:
+        extra = tmp_path / f"{name}.yaml"
+        extra.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+        args += ["--params-file", str(extra)]
+    return start_process([*args, "-r", f"__ns:={ns}"], tmp_path / f"{name}.log")
+
+
+def test_a_namespace_moves_every_topic_and_the_parameter_file_still_applies(
+        ros, model_file, tmp_path):
+    """-r __ns:=/robot2 with /**-keyed files: topics under /robot2, the node's full name in
+    its diagnostics, parameters from the files; an unknown parameter (a launch-wide
+    SetParameter) is warned about, not fatal; latency percentiles cover the last
+    latency_window_s and turn the status WARN over latency_budget_ms."""
+    proc = start(model_file, tmp_path, "/robot2", "launch_wide_setting:=true",
+                 params={"min_frames": 3, "window": 8, "diagnostics_period_s": 0.25,
+                         "latency_budget_ms": 0.001, "latency_window_s": 1.5})
+    probe = Probe("/robot2")
+    try:
+        wait_for_subscribers(probe.node, probe.skeletons, timeout_s=60)
+        wait_for_recognizer_input(probe)
+        assert probe.node.count_subscribers("/skeletons") == 0
+        last = probe.play({7: standing(60)}, 3)
+        msg, action = probe.wait_action(7, stamp=last)
+        assert action.num_frames == 3                    # min_frames 3 from the file
+        warned = probe.wait_diagnostics(lambda d: int(d["latency_samples"]) > 0)
+        assert warned["level"] == WARN and "latency p99" in warned["message"]
+        # Nothing new for longer than the window: the percentiles empty out, WARN ends.
+        quiet = probe.wait_diagnostics(lambda d: int(d["latency_samples"]) == 0, 20)
+        assert float(quiet["latency_p99_ms"]) == 0 and "latency" not in quiet["message"]
+        assert proc.poll() is None
+        log = process_log(proc)
+        assert "ignoring parameters this node does not know: launch_wide_setting" in log
+    finally:
+        probe.node.destroy_node()
+        code = stop_process(proc)
+    assert code == 0, process_log(proc)
+
+
+def _mapped(proc, library: str) -> bool:
+    try:
+        return library in Path(f"/proc/{proc.pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+# Moments of start-up, each seen from outside: the library the process has just loaded.
+MOMENTS = {"rclpy imported, torch next": lambda p: _mapped(p, "librcl.so"),
+           "torch loading": lambda p: _mapped(p, "libtorch_cpu"),
+           "DDS up, model and node next": lambda p: _mapped(p, "librmw_fastrtps"),
+           "running": lambda p: "inputs (" in p.log_path.read_text()}
+
+
+def test_ctrl_c_at_any_moment_of_start_up_exits_cleanly(model_file, tmp_path):
+    """SIGINT while rclpy, torch, the model and DDS start, and once running: status 0 and no
+    traceback (Python's own start-up, before any of the package runs, is not ours). Each
+    process gets a second SIGINT from stop_process while it shuts down: ignored."""
+    procs = {name: start_process(recognizer_args(model_file), tmp_path / f"r{k}.log")
+             for k, name in enumerate(MOMENTS)}
+    waiting = dict(procs)
+    deadline = time.monotonic() + 120
+    while waiting and time.monotonic() < deadline:
+        for name, proc in list(waiting.items()):
+            if MOMENTS[name](proc) or proc.poll() is not None:
+                proc.send_signal(signal.SIGINT)
+                del waiting[name]
+        time.sleep(0.005)
+    assert not waiting, f"never reached: {list(waiting)}"
+    for name, proc in procs.items():
+        code = stop_process(proc, timeout_s=60)
+        log = proc.log_path.read_text()
+        assert code == 0 and "Traceback" not in log, f"{name}: {log}"
+
+
+def _clock(sim_ns: int) -> Clock:
+    return Clock(clock=Time(sec=sim_ns // 10**9, nanosec=sim_ns % 10**9))
+
+
+def test_sim_time_without_clock_then_a_paused_replay_keeps_its_tracks(
+        ros, model_file, tmp_path):
+    """use_sim_time: with no /clock yet, diagnostics and expiry go on and unstamped input is
+    taken; a replay that publishes /clock, pauses for longer than track_timeout_s and resumes
+    keeps its people."""
+    proc = start(model_file, tmp_path, "/sim", "use_sim_time:=true", "min_frames:=4",
+                 "window:=16", "track_timeout_s:=0.6", "diagnostics_period_s:=0.25",
+                 "smoothing:=1")
+    probe = Probe("/sim")
+    clock_pub = probe.node.create_publisher(Clock, "/clock", 10)
+    try:
+        wait_for_subscribers(probe.node, probe.skeletons, timeout_s=60)
+        wait_for_recognizer_input(probe)       # diagnostics arrive without /clock
+        before = probe.settled()
+        # Unstamped input (stamp 0) at 30 Hz: each message is taken.
+        for t in range(10):
+            probe.skeletons.publish(skeleton_array(Time(), {11: standing(61) + 0.01 * t},
+                                                   frame_id="sim_cam"))
+            probe.spin(1 / 30)
+        stats = probe.wait_diagnostics(
+            lambda d: int(d["frames_buffered"]) >= int(before["frames_buffered"]) + 10)
+        assert int(stats["frames_buffered"]) == int(before["frames_buffered"]) + 10
+        assert int(stats["dropped_total"]) == int(before["dropped_total"])
+        assert spin_until(probe.node, lambda: bool(probe.actions_for(11)), 15)
+        # ... and the person expires on the steady clock.
+        probe.wait_diagnostics(
+            lambda d: int(d["tracks_expired"]) >= int(before["tracks_expired"]) + 1, 15)
+
+        # A replay: /clock and frames stamped in sim time.
+        wait_for_subscribers(probe.node, clock_pub, timeout_s=20)
+        sim = 1_000 * 10**9
+        step = 33_000_000
+
+        def replay(frames: int) -> Time:
+            nonlocal sim
+            stamp = None
+            for t in range(frames):
+                sim += step
+                clock_pub.publish(_clock(sim))
+                stamp = _clock(sim).clock
+                probe.skeletons.publish(skeleton_array(stamp, {12: standing(62) + 0.001 * t},
+                                                       frame_id="sim_cam"))
+                probe.spin(1 / 30)
+            return stamp
+        last = replay(6)
+        _, first = probe.wait_action(12, stamp=last)
+        expired = int(probe.wait_diagnostics(lambda d: "tracks_expired" in d)["tracks_expired"])
+        # Paused: 8 diagnostics periods (2 s on the steady clock) with neither /clock nor input.
+        count = len(probe.diagnostics)
+        assert spin_until(probe.node, lambda: len(probe.diagnostics) >= count + 8, 30)
+        paused = probe.diagnostics[-1]
+        assert int(paused["tracks_expired"]) == expired and int(paused["people_tracked"]) >= 1
+        last = replay(4)
+        _, resumed = probe.wait_action(12, stamp=last)
+        assert local_id(resumed.person_id) == 12
+        # The same track, its frames from before the pause still in its window.
+        assert resumed.person_id == first.person_id
+        assert resumed.num_frames == first.num_frames + 4
+    finally:
+        probe.node.destroy_node()
+        code = stop_process(proc)
+    assert code == 0, process_log(proc)

@@ -82,7 +82,7 @@ DEFAULTS: dict[str, Any] = {
         "restore_beta": 0.05,
         "offset_weight": 0.1,
         # The PRM's learning rate relative to the rest of the network (both objectives).
-        "prm_lr_scale": 0.1,
+        "prm_lr_scale": 0.3,
         # Levels in sensor units (metres for 3D): prgcn_ros.training.noise.NoiseConfig.
         "noise": {"jitter": 0.02, "drop_prob": 0.01, "drop_frames": 5, "spike_prob": 0.02,
                   "spike_range": [0.2, 0.5], "swap_prob": 0.0, "bone_noise": 0.03,

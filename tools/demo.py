@@ -173,10 +173,14 @@ class Stage:
         self.node.create_subscription(RefinedSkeletonArray, "/refined_poses", self.on_refined,
                                       100)
         from diagnostic_msgs.msg import DiagnosticArray
-        self.node.create_subscription(
-            DiagnosticArray, "/diagnostics",
-            lambda m: self.recognizer_stats.update({kv.key: kv.value
-                                                    for kv in m.status[0].values}), 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 10)
+
+    def on_diagnostics(self, msg) -> None:
+        values = {kv.key: kv.value for kv in msg.status[0].values}
+        # The node's percentiles cover its last seconds: keep the last report that had samples
+        # (after the clips end the window empties).
+        if float(values.get("latency_samples", 1)) > 0:
+            self.recognizer_stats.update(values)
 
     def on_skeletons(self, msg) -> None:
         stamp = _ns(msg.header.stamp)

@@ -33,8 +33,10 @@ def _logits(output: Any) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, dataset: SequenceDataset, cfg: dict,
-            progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (n, classes) and labels (n,) for every clip, in dataset order."""
+            progress: bool = False, forward: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (n, classes) and labels (n,) for every clip, in dataset order. ``forward``: the
+    network call (a backend, see prgcn_ros.model.backends); default the model itself."""
+    forward = model if forward is None else forward
     model.eval()
     batch_size = int(cfg.get("eval", {}).get("batch_size", 64))
     device = next(iter(model.parameters())).device
@@ -44,7 +46,7 @@ def predict(model: torch.nn.Module, dataset: SequenceDataset, cfg: dict,
                       file=sys.stderr, dynamic_ncols=True):
         clips = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         x, y = batching.make_batch(clips, cfg, train=False)
-        scores.append(torch.softmax(_logits(model(x.to(device))).float(), dim=1).cpu().numpy())
+        scores.append(torch.softmax(_logits(forward(x.to(device))).float(), dim=1).cpu().numpy())
         labels.append(y.numpy())
     return np.concatenate(scores), np.concatenate(labels)
 
@@ -76,8 +78,8 @@ def metrics(scores: np.ndarray, labels: np.ndarray, class_names: list[str]) -> d
 
 
 def evaluate_model(model: torch.nn.Module, dataset: SequenceDataset, cfg: dict,
-                   progress: bool = False) -> dict[str, Any]:
-    scores, labels = predict(model, dataset, cfg, progress=progress)
+                   progress: bool = False, forward: Any = None) -> dict[str, Any]:
+    scores, labels = predict(model, dataset, cfg, progress=progress, forward=forward)
     return metrics(scores, labels, list(dataset.class_names))
 
 
@@ -134,7 +136,7 @@ def config_for_model(cfg: dict, metadata: dict[str, Any]) -> dict:
 
 
 def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str | None = None,
-        device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+        device: str = "cpu", progress: bool = True, backend: str = "torch") -> dict[str, Any]:
     from prgcn_ros.model.io import load_model
 
     model, metadata = load_model(model_path, device=device, expected_layout=cfg["layout"],
@@ -145,14 +147,31 @@ def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str |
     if names and list(names) != list(dataset.class_names):
         raise ConfigError(f"{model_path}: the model's class names do not match the dataset's "
                           f"({len(names)} vs {len(dataset.class_names)} classes)")
-    result = evaluate_model(model, dataset, cfg, progress=progress)
-    result = {"model": str(model_path), "split": dataset.description, **result}
+    forward, backend = _backend(backend, model, model_path, dataset, cfg, device)
+    result = evaluate_model(model, dataset, cfg, progress=progress, forward=forward)
+    result = {"model": str(model_path), "split": dataset.description, "backend": backend,
+              **result}
     png = confusion or str(Path(cfg["output"]["dir"]) / "confusion.png")
     if cfg.get("eval", {}).get("confusion_png") and confusion is None:
         png = cfg["eval"]["confusion_png"]
     result["confusion_png"] = str(plot_confusion(result, png, f"{Path(model_path).name} on "
                                                  f"{dataset.description}"))
     return result
+
+
+def _backend(kind: str, model: torch.nn.Module, model_path: str | Path,
+             dataset: SequenceDataset, cfg: dict, device: str) -> tuple[Any, str]:
+    """The network call the live node would use for ``kind`` (its ONNX graph checked against
+    the model on one evaluation window, as at the node's start)."""
+    if kind == "torch":
+        return None, "torch"
+    from prgcn_ros.model.backends import make_backend, resolve_backend
+
+    kind = resolve_backend(kind, device)
+    window, _ = batching.make_batch([dataset[0]], cfg, train=False)
+    forward, info = make_backend(kind, model, model_path, window.to(device),
+                                 threads=torch.get_num_threads(), device=device)
+    return (None if kind == "torch" else forward), info.name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,12 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confusion", help="confusion-matrix PNG to write "
                         "(default: the config's eval.confusion_png, else output.dir)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "auto"),
+                        help="network call: torch (default) or the live node's onnxruntime "
+                             "graph (cached beside the model)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config)
         result = run(args.model, cfg, split=args.split, confusion=args.confusion,
-                     device=args.device, progress=not args.json)
+                     device=args.device, progress=not args.json, backend=args.backend)
     except (ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError) as exc:
         print(f"prgcn-eval: error: {exc}", file=sys.stderr)
         return 2

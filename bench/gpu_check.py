@@ -14,7 +14,10 @@ paths without the copy checks, to try the script out anywhere). It
    and device-to-host copies: ingesting must upload exactly one copy per person-frame and
    download nothing; one inference may copy a fixed handful (index tensors up, results down)
    that does not grow with the frames held;
-4. times the pipeline's ingest per message and infer per batch of 1, 4, 10 people.
+4. times the pipeline's ingest per message and infer per batch of 1, 4, 10 people;
+5. where onnxruntime has the CUDA provider (onnxruntime-gpu), builds the recognizer's
+   onnxruntime backend on the GPU (its start-up check against torch must pass) and times it
+   against torch on CUDA for N = 1, 4, 10, 20 live windows; skipped, and said so, otherwise.
 
 Exit status 1 when a check fails. Everything it measures is printed.
 """
@@ -195,6 +198,49 @@ def pipeline(path: Path, device: torch.device, repeats: int) -> tuple[dict, list
     return out, failures
 
 
+def onnx_cuda(path: Path, model: torch.nn.Module, window: int, device: torch.device,
+              repeats: int) -> tuple[dict, list[str]]:
+    """The onnxruntime backend on the CUDA provider vs torch on CUDA (item 5)."""
+    import tempfile
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return {"skipped": "onnxruntime is not installed"}, []
+    if device.type != "cuda" or "CUDAExecutionProvider" not in ort.get_available_providers():
+        return {"skipped": f"onnxruntime {ort.__version__} has no CUDAExecutionProvider "
+                           f"(onnxruntime-gpu not installed) or the device is not cuda"}, []
+    from prgcn_ros.model.backends import (
+        BackendError,
+        TorchBackend,
+        check_window,
+        make_backend,
+    )
+
+    arch = model.arch
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            backend, info = make_backend(
+                "onnxruntime", model, path,
+                check_window(int(arch.get("in_channels", 3)), window, model.layout.num_joints)
+                .to(device), threads=1, device=device, cache_dir=tmp)
+        except BackendError as error:
+            return {"error": str(error)}, [f"onnxruntime CUDA backend: {error}"]
+        out: dict = {"onnxruntime": ort.__version__, "max_abs_diff_vs_torch": info.max_diff,
+                     "providers": backend.session.get_providers(), "windows": {}}
+        reference = TorchBackend(model)
+        for n in (1, 4, 10, 20):
+            x = torch.randn(n, int(arch.get("in_channels", 3)), window,
+                            model.layout.num_joints, 1, device=device)
+            out["windows"][f"n{n}"] = {
+                "torch_cuda_ms": time_ms(lambda x=x: reference(x), device, repeats),
+                "onnxruntime_cuda_ms": time_ms(lambda x=x: backend(x), device, repeats)}
+    failures = []
+    if "CUDAExecutionProvider" not in out["providers"]:
+        failures.append("the onnxruntime session fell back to the CPU provider")
+    return out, failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -219,6 +265,8 @@ def main() -> int:
     report["per_clip"] = per_clip(device, args.repeats)
     report["streaming"] = streaming(model, window, device, args.repeats)
     report["pipeline"], more = pipeline(path, device, args.repeats)
+    failures += more
+    report["onnxruntime_cuda"], more = onnx_cuda(path, model, window, device, args.repeats)
     failures += more
     report["failures"] = failures
     print(json.dumps(report, indent=2))

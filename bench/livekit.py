@@ -163,6 +163,13 @@ def update_results(updates: Mapping[str, Any], path: Path = RESULTS) -> None:
         f.write(json.dumps(data, indent=2) + "\n")
 
 
+def default_backend() -> str:
+    """What the recognizer's ``backend: auto`` runs on this machine's CPU."""
+    from prgcn_ros.model.backends import resolve_backend
+
+    return resolve_backend("auto", "cpu")
+
+
 def meta_update(torch_threads: int | None) -> dict[str, Any]:
     return {"meta": {"date": today(), "machine": machine(),
                      "recognizer_torch_threads": torch_threads, "bench_nice": NICE}}
@@ -553,7 +560,7 @@ def run_scenario(name: str, scenario: dict[str, Any], model: Path,
     diags = [(int(d["recv_ns"]), d["values"]) for d in
              json.loads((workdir / "actions.diagnostics.json").read_text())]
     phases = json.loads((workdir / "inputs.phases.json").read_text())
-    match = re.search(r"(\d+) torch thread", log)
+    match = re.search(r"(\d+) (?:torch )?thread", log)
     return Run(workdir=workdir, phases=phases, inputs=inputs, actions=actions,
                diagnostics=diags, samples=samples, alive=alive, recognizer_log=log,
                torch_threads=int(match.group(1)) if match else None,

@@ -9,6 +9,13 @@ The headline runs with torch's default thread count (recorded); a second run use
 thread (``--threads``), far steadier on a shared 2-core machine: with two threads every parallel op
 waits for a core that other processes may hold (OMP_WAIT_POLICY=PASSIVE softens that).
 
+ONNX Runtime (``--no-onnx`` skips it): each network is exported with the project's
+``export_model`` (the graph the recognizer's onnxruntime backend runs) and run in a session of one
+intra-op thread without spinning (the node's settings). ``model.onnxruntime`` holds PR-GCN vs
+ST-GCN on onnxruntime (same backend, per clip and per window), ``model.prgcn_backends`` PR-GCN on
+torch (one thread) vs onnxruntime, alternating, including the shipped model's input
+(N, 3, 48, 20, 1) for N = 1, 4, 10, 20.
+
 Writes its figures into bench/results.json under "model" (other keys are kept).
 """
 from __future__ import annotations
@@ -39,6 +46,66 @@ CASES = [
     ("window_64x25_n4", "ntu25", 60, (4, 3, 64, 25, 1)),
     ("window_64x25_n10", "ntu25", 60, (10, 3, 64, 25, 1)),
 ]
+# The shipped model's live input (MSR Action3D, kinect20, 48-frame windows), people per pass.
+LIVE_CASES = [(f"live_48x20_n{n}", "kinect20", 20, (n, 3, 48, 20, 1)) for n in (1, 4, 10, 20)]
+
+
+def time_calls(calls: dict, x: torch.Tensor, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each callable, the order rotating every repeat."""
+    names = list(calls)
+    with torch.inference_mode():
+        for _ in range(3):
+            for name in names:
+                calls[name](x)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for r in range(repeats):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                start = time.perf_counter()
+                calls[name](x)
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def onnx_backend(model: torch.nn.Module, shape: tuple, workdir: Path):
+    """The recognizer's onnxruntime backend for ``model`` (one intra-op thread, no spinning)."""
+    from prgcn_ros.model.backends import OnnxBackend
+    from prgcn_ros.model.export import export_model
+
+    path = workdir / f"{model.arch['name']}_{len(list(workdir.iterdir()))}.onnx"
+    export_model(model, path, "onnx", torch.zeros(shape))
+    return OnnxBackend(path, threads=1)
+
+
+def run_onnx(repeats: int) -> tuple[dict, dict]:
+    """(PR-GCN vs ST-GCN on onnxruntime, PR-GCN torch vs onnxruntime), one thread each."""
+    import tempfile
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    networks, backends = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, layout, classes, shape in CASES + LIVE_CASES:
+            prgcn = PRGCN(classes, layout).eval()
+            x = torch.randn(shape)
+            reps = max(5, repeats // 2) if shape[2] >= 300 else repeats
+            prgcn_ort = onnx_backend(prgcn, shape, Path(tmp))
+            if (name, layout, classes, shape) in CASES:
+                stgcn_ort = onnx_backend(STGCN(classes, layout).eval(), shape, Path(tmp))
+                t = time_calls({"prgcn": prgcn_ort, "stgcn": stgcn_ort}, x, reps)
+                mp, ms = (statistics.median(t[k]) * 1e3 for k in ("prgcn", "stgcn"))
+                networks[name] = {"input_shape": list(shape), "repeats": reps,
+                                  "prgcn_ms": round(mp, 2), "stgcn_ms": round(ms, 2),
+                                  "ratio_stgcn_over_prgcn": round(ms / mp, 2)}
+                print(f"  onnxruntime {name:18s} PR-GCN {mp:8.2f} ms  ST-GCN {ms:8.2f} ms  "
+                      f"ratio {ms / mp:5.2f}x", flush=True)
+            t = time_calls({"torch": prgcn, "onnxruntime": prgcn_ort}, x, reps)
+            mt, mo = (statistics.median(t[k]) * 1e3 for k in ("torch", "onnxruntime"))
+            backends[name] = {"input_shape": list(shape), "repeats": reps,
+                              "torch_ms": round(mt, 2), "onnxruntime_ms": round(mo, 2),
+                              "ratio_torch_over_onnxruntime": round(mt / mo, 2)}
+            print(f"  PR-GCN {name:18s} torch {mt:8.2f} ms  onnxruntime {mo:8.2f} ms  "
+                  f"ratio {mt / mo:5.2f}x", flush=True)
+    return networks, backends
 
 
 def time_pair(prgcn: torch.nn.Module, stgcn: torch.nn.Module, x: torch.Tensor,
@@ -94,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, nargs="*", default=[1],
                         help="extra runs with these intra-op thread counts (default: 1)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--no-onnx", action="store_true", help="torch only")
     args = parser.parse_args(argv)
     repeats = 4 if args.quick else args.repeats
     default_threads = torch.get_num_threads()
@@ -104,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     for threads in args.threads:
         if f"threads_{threads}" not in runs:
             runs[f"threads_{threads}"] = run(threads, repeats)
+    onnx_networks, onnx_backends = ({}, {}) if args.no_onnx else run_onnx(repeats)
     torch.set_num_threads(default_threads)
     headline = runs[f"threads_{default_threads}"]
     result = {
@@ -123,6 +192,20 @@ def main(argv: list[str] | None = None) -> int:
         "cases": headline,
         "runs": runs,
     }
+    if onnx_networks:
+        import onnxruntime
+
+        result["machine"]["onnxruntime"] = onnxruntime.__version__
+        result["onnxruntime"] = {
+            "what": "PR-GCN vs ST-GCN, both exported with export_model and run on onnxruntime "
+                    "(1 intra-op thread, no spinning), alternating, medians",
+            "speed_ratio_stgcn_over_prgcn": onnx_networks["clip_300x18x2"][
+                "ratio_stgcn_over_prgcn"],
+            "cases": onnx_networks}
+        result["prgcn_backends"] = {
+            "what": "PR-GCN on torch eager (1 thread) vs onnxruntime (1 intra-op thread, no "
+                    "spinning), alternating, medians; live_48x20_nN: the shipped model's input",
+            "cases": onnx_backends}
     ratio = result["speed_ratio_stgcn_over_prgcn"]
     print(f"per-clip speed ratio ST-GCN / PR-GCN: {ratio:.2f}x (goal >= 3.5x, "
           f"{default_threads} threads)")

@@ -7,6 +7,7 @@ The recognizer node's conversions and the ROS-free pipeline (:mod:`prgcn_ros.ing
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -61,6 +62,19 @@ COORDINATE_BOUND_2D_PX = 100_000.0
 ID_SPAN = 2**31
 
 DEFAULT_MODEL = "models/prgcn_msr_action3d.safetensors"
+
+
+# The network backends (prgcn_ros.model.backends.BACKENDS; repeated here to stay torch-free).
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def default_threads() -> int:
+    """Leave a core to ingestion and DDS: on a 2-core robot inference gets one thread."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 def source_number(person_id: int) -> int:
@@ -124,7 +138,13 @@ PARAMETER_SPECS: dict[str, ParamSpec] = {
                            1, 1000, live=True),
     "max_input_hz": ParamSpec("messages from one source closer in time than 1/max_input_hz "
                               "are dropped as a flood", 1e-3, 1e9),
-    "torch_threads": ParamSpec("torch threads for inference (0: all cores but one)", 0, 1024),
+    "backend": ParamSpec("network backend: auto (onnxruntime on a CPU when installed, torch "
+                         "on CUDA), torch or onnxruntime"),
+    "threads": ParamSpec("inference threads of either backend (0: all cores but one)", 0, 1024),
+    "backend_cache_dir": ParamSpec("where the onnxruntime backend caches the model's ONNX graph; "
+                                   "empty: beside the model file, else the user's cache"),
+    "torch_threads": ParamSpec("deprecated, use threads (still honoured when threads is 0)",
+                               0, 1024),
     "latency_window_s": ParamSpec("seconds of samples the latency percentiles cover (what is "
                                   "happening now, not an old burst)", 0.1, 3600.0),
 }
@@ -151,7 +171,10 @@ class RecognizerParams:
     top_k: int = 5
     smoothing: int = 3
     max_input_hz: float = 120.0
-    torch_threads: int = 0
+    backend: str = "auto"
+    threads: int = 0
+    backend_cache_dir: str = ""
+    torch_threads: int = 0          # deprecated name of threads
     latency_window_s: float = 10.0
 
     @classmethod
@@ -187,7 +210,13 @@ class RecognizerParams:
             out.append(f"azure_axis must be y_up or y_down, got {clip_text(self.azure_axis)!r}")
         if not self.model:
             out.append("model must name a model file")
+        if self.backend not in BACKENDS:
+            out.append(f"backend must be {', '.join(BACKENDS)}, got {clip_text(self.backend)!r}")
         return out
+
+    def effective_threads(self) -> int:
+        """threads; else the deprecated torch_threads; else all cores but one."""
+        return self.threads or self.torch_threads or default_threads()
 
     def model_path(self) -> Path:
         """A shipped model's name, or a path (absolute; relative: from the cwd, else the share

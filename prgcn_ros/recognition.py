@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +39,16 @@ from prgcn_ros.live_data import (  # noqa: F401 - re-exported: the pipeline's pu
     PersonResult,
     RateMeter,
     RecognizerParams,
+    default_threads,
+)
+from prgcn_ros.model.backends import (  # noqa: F401 - Backend re-exported
+    Backend,
+    BackendError,
+    BackendInfo,
+    TorchBackend,
+    check_window,
+    make_backend,
+    resolve_backend,
 )
 from prgcn_ros.model.graph import layout_name
 from prgcn_ros.skeleton.layouts import LAYOUTS, get_layout
@@ -53,30 +63,8 @@ CPU_MAX_BATCH = 4
 
 
 def default_torch_threads() -> int:
-    """Leave a core to ingestion and DDS: on a 2-core robot inference gets one thread."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
-
-
-class Backend(Protocol):
-    """The network call: a preprocessed batch (N, C, T, V, M) in, (logits (N, classes),
-    refined input (N, C, T, V, M)) out. Everything around it is shared by every backend."""
-
-    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-class TorchBackend:
-    """The model's own forward pass, in inference mode on the model's device."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-
-    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.inference_mode():
-            return self.model(batch)
+    """Leave a core to ingestion and DDS (kept name; see live_data.default_threads)."""
+    return default_threads()
 
 
 # ---------------------------------------------------------------------------- the pipeline
@@ -100,7 +88,9 @@ class Recognizer:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.backend: Backend = backend or TorchBackend(self.model)
+        self.backend_info = BackendInfo(getattr(self.backend, "name", "custom"))
         arch = metadata["architecture"]
+        self.metadata_arch = dict(arch)
         self.layout = get_layout(layout_name(arch["layout"]))
         self.class_names = [str(n) for n in metadata["class_names"]]
         self.dims = 2 if self.layout.name in TWO_D_LAYOUTS else 3
@@ -135,7 +125,24 @@ class Recognizer:
         problem = metadata_problem(metadata)
         if problem:
             raise ModelFileError(f"model {path}: {problem}")
-        return cls(model, metadata, params, device)
+        rec = cls(model, metadata, params, device)
+        rec.use_backend(resolve_backend(params.backend, device), path,
+                        params.effective_threads(), params.backend_cache_dir or None)
+        return rec
+
+    def use_backend(self, kind: str, model_path: str | os.PathLike | None, threads: int = 1,
+                    cache_dir: str | os.PathLike | None = None, **kwargs: Any) -> BackendInfo:
+        """Run the network on ``kind`` (torch, onnxruntime); BackendError when it cannot.
+
+        The ONNX graph is checked against the torch model on one window of the model's input
+        shape (see :mod:`prgcn_ros.model.backends`)."""
+        arch = self.metadata_arch
+        window = check_window(int(arch.get("in_channels", 3)), self.window_length,
+                              self.layout.num_joints).to(self.device)
+        self.backend, self.backend_info = make_backend(
+            kind, self.model, model_path, window, threads=threads, device=self.device,
+            cache_dir=cache_dir, **kwargs)
+        return self.backend_info
 
     # ------------------------------------------------------------------ ingestion
     def axis_for(self, source: str) -> str:

@@ -55,8 +55,12 @@ def make_tiny_model(path: Path, layout: str = "kinect20", window: int = 8,
 
 
 def recognizer_args(model: Path, *overrides: str) -> list[str]:
+    # backend torch unless an override says otherwise: the onnxruntime backend exports a graph
+    # at a new model's first start (30-40 s on the loaded 2-core test machine), and these tests
+    # are about the node, not the network call. test_nodes_backend.py runs the node on
+    # onnxruntime; the demo test runs the shipped default (auto).
     args = ["-m", "prgcn_ros.nodes.recognizer", "--ros-args", "--params-file", str(PARAMS_FILE),
-            "-p", f"model:={model}"]
+            "-p", f"model:={model}", "-p", "backend:=torch"]
     for override in overrides:
         args += ["-p", override]
     return args

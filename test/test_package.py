@@ -24,7 +24,7 @@ IMPORT_TO_DEPENDENCY = {
     "tqdm": "python3-tqdm", "psutil": "python3-psutil", "tf2_ros": "tf2_ros",
     # No rosdep key on Humble or Jazzy: pip installs them on a robot (requirements-robot.txt).
     "torch": None, "safetensors": None, "onnxruntime": None, "rosbags": None,
-    # Model export only (prgcn-export, a developer's machine): requirements.txt.
+    # The onnxruntime backend exports the model's graph at the first start.
     "onnx": None, "onnxscript": None,
 }
 # rosdep keys of package.xml that are not ROS packages: each is in rosdistro's
@@ -104,7 +104,7 @@ def test_pip_only_imports_are_in_the_robot_requirements():
     listed = {line.split(">")[0].split("=")[0].strip() for line in text.splitlines()
               if line.strip() and not line.startswith("#")}
     runtime = {name for name in runtime_imports() if IMPORT_TO_DEPENDENCY.get(name, "") is None}
-    assert runtime - {"onnx", "onnxscript"} <= listed
+    assert runtime <= listed
 
 
 def test_python_3_10_is_accepted_and_lint_checks_for_it(tmp_path):

@@ -325,8 +325,9 @@ def main() -> int:
     player = None
     code = 0
     try:
-        # The recognizer is up once it subscribes to /skeletons.
-        deadline = time.monotonic() + 90
+        # The recognizer is up once it subscribes to /skeletons. Its first start with a model
+        # exports the ONNX graph (backend auto on a CPU): tens of seconds on a small busy CPU.
+        deadline = time.monotonic() + 240
         while not any(i.node_name == "prgcn_recognizer"
                       for i in stage.node.get_subscriptions_info_by_topic("/skeletons")):
             if recognizer.poll() is not None or time.monotonic() > deadline:

@@ -76,9 +76,9 @@ from prgcn_ros.live_data import (  # noqa: E402
 from prgcn_ros.nodes import conversions  # noqa: E402
 from prgcn_ros.nodes.gravity import Gravity, GravityError  # noqa: E402
 from prgcn_ros.recognition import (  # noqa: E402
+    BackendError,
     InferenceResult,
     Recognizer,
-    default_torch_threads,
 )
 from prgcn_ros.skeleton.mapping import has_mapping  # noqa: E402
 
@@ -212,10 +212,16 @@ class RecognizerNode(Node):
             raise StartupError(str(error)) from None
         if self.gravity.active:   # skeletons arrive rotated into the y-up convention
             self.params.axis = "y_up"
-        torch.set_num_threads(self.params.torch_threads or default_torch_threads())
+        if self.params.torch_threads:
+            self.get_logger().warning("parameter torch_threads is deprecated: use threads "
+                                      "(one setting for both backends)"
+                                      + (", which is set and wins" if self.params.threads
+                                         else ""))
+        # Preprocessing runs on torch whatever the backend: the same thread count for both.
+        torch.set_num_threads(self.params.effective_threads())
         try:
             self.recognizer = Recognizer.from_params(self.params)
-        except ParameterError as error:
+        except (ParameterError, BackendError) as error:
             raise StartupError(str(error)) from None
         except ValueError as error:   # ModelFileError names the file and the problem
             raise StartupError(str(error)) from None
@@ -286,12 +292,17 @@ class RecognizerNode(Node):
         self._clock_basis = self._track_clock()[0]
         per_pass = (f"at most {rec.max_batch} people" if rec.max_batch
                     else "every person due")
+        info = rec.backend_info
+        backend = info.name
+        if info.graph is not None:
+            backend += (f" ({'cached' if info.reused else 'exported'} graph {info.graph}, "
+                        f"max abs difference to torch {info.max_diff:.2g})")
         self.get_logger().info(
             f"model {self.params.model_path().name}: layout {rec.layout.name}, "
             f"{len(rec.class_names)} classes, window {self.params.window} frames resampled to "
-            f"{rec.window_length}, device {rec.device}, {torch.get_num_threads()} torch "
-            f"thread(s), {per_pass} per pass; inputs ({p.input_reliability}): "
-            f"{', '.join(inputs)}")
+            f"{rec.window_length}, device {rec.device}, backend {backend}, "
+            f"{self.params.effective_threads()} thread(s), {per_pass} per pass; inputs "
+            f"({p.input_reliability}): {', '.join(inputs)}")
 
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> tuple[RecognizerParams, NodeParams]:

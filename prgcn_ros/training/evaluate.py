@@ -34,8 +34,10 @@ def _logits(output: Any) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, dataset: SequenceDataset, cfg: dict,
-            progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (n, classes) and labels (n,) for every clip, in dataset order."""
+            progress: bool = False, forward: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (n, classes) and labels (n,) for every clip, in dataset order. ``forward``: the
+    network call (a backend, see prgcn_ros.model.backends); default the model itself."""
+    forward = model if forward is None else forward
     model.eval()
     batch_size = int(cfg.get("eval", {}).get("batch_size", 64))
     device = next(iter(model.parameters())).device
@@ -45,7 +47,7 @@ def predict(model: torch.nn.Module, dataset: SequenceDataset, cfg: dict,
                       file=sys.stderr, dynamic_ncols=True):
         clips = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         x, y = batching.make_batch(clips, cfg, train=False)
-        scores.append(torch.softmax(_logits(model(x.to(device))).float(), dim=1).cpu().numpy())
+        scores.append(torch.softmax(_logits(forward(x.to(device))).float(), dim=1).cpu().numpy())
         labels.append(y.numpy())
     return np.concatenate(scores), np.concatenate(labels)
 
@@ -77,8 +79,8 @@ def metrics(scores: np.ndarray, labels: np.ndarray, class_names: list[str]) -> d
 
 
 def evaluate_model(model: torch.nn.Module, dataset: SequenceDataset, cfg: dict,
-                   progress: bool = False) -> dict[str, Any]:
-    scores, labels = predict(model, dataset, cfg, progress=progress)
+                   progress: bool = False, forward: Any = None) -> dict[str, Any]:
+    scores, labels = predict(model, dataset, cfg, progress=progress, forward=forward)
     return metrics(scores, labels, list(dataset.class_names))
 
 
@@ -295,8 +297,8 @@ def config_for_model(cfg: dict, metadata: dict[str, Any]) -> dict:
 
 
 def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str | None = None,
-        device: str = "cpu", progress: bool = True, refinement: bool = False
-        ) -> dict[str, Any]:
+        device: str = "cpu", progress: bool = True, refinement: bool = False,
+        backend: str = "torch") -> dict[str, Any]:
     from prgcn_ros.model.io import load_model, resolve_model
 
     model_path = resolve_model(model_path)
@@ -308,10 +310,12 @@ def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str |
     if names and list(names) != list(dataset.class_names):
         raise ConfigError(f"{model_path}: the model's class names do not match the dataset's "
                           f"({len(names)} vs {len(dataset.class_names)} classes)")
-    scores, labels = predict(model, dataset, cfg, progress=progress)
+    forward, backend_name = _backend(backend, model, model_path, dataset, cfg, device)
+    scores, labels = predict(model, dataset, cfg, progress=progress, forward=forward)
     result = metrics(scores, labels, list(dataset.class_names))
     result["calibration"] = calibration_report(scores, labels, metadata)
-    result = {"model": str(model_path), "split": dataset.description, **result}
+    result = {"model": str(model_path), "split": dataset.description, "backend": backend_name,
+              **result}
     png = confusion or str(Path(cfg["output"]["dir"]) / "confusion.png")
     if cfg.get("eval", {}).get("confusion_png") and confusion is None:
         png = cfg["eval"]["confusion_png"]
@@ -341,6 +345,21 @@ def _safe_png(png: str, cfg: dict, force: bool) -> Path:
                             lambda msg: print(f"prgcn-eval: {msg}", file=sys.stderr))
 
 
+def _backend(kind: str, model: torch.nn.Module, model_path: str | Path,
+             dataset: SequenceDataset, cfg: dict, device: str) -> tuple[Any, str]:
+    """The network call the live node would use for ``kind`` (its ONNX graph checked against
+    the model on one evaluation window, as at the node's start)."""
+    if kind == "torch":
+        return None, "torch"
+    from prgcn_ros.model.backends import make_backend, resolve_backend
+
+    kind = resolve_backend(kind, device)
+    window, _ = batching.make_batch([dataset[0]], cfg, train=False)
+    forward, info = make_backend(kind, model, model_path, window.to(device),
+                                 threads=torch.get_num_threads(), device=device)
+    return (None if kind == "torch" else forward), info.name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prgcn-eval", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True,
@@ -360,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure the PRM: offsets, jitter and bone lengths on clean "
                              "windows, MPJPE on windows corrupted by the config's noise model "
                              "(against a Savitzky-Golay filter), label changes after one spike")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "auto"),
+                        help="network call: torch (default) or the live node's onnxruntime "
+                             "graph (cached beside the model)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
@@ -370,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
                 str(Path(cfg["output"]["dir"]) / "confusion.png")
             args.confusion = str(_safe_png(png, cfg, args.force))
         result = run(args.model, cfg, split=args.split, confusion=args.confusion,
-                     device=args.device, progress=not args.json, refinement=args.refinement)
+                     device=args.device, progress=not args.json, refinement=args.refinement,
+                     backend=args.backend)
     except (ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError) as exc:
         print(f"prgcn-eval: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,333 @@
+"""The network call of the live path and of evaluation: torch eager or ONNX Runtime.
+
+A backend takes the preprocessed batch (N, C, T, V, M) and returns (logits (N, classes),
+refined input (N, C, T, V, M)); preprocessing and the inverse transform around it are shared.
+
+The ONNX Runtime backend runs the graph the project's own :func:`export_model` makes from the
+loaded model (dynamic N, T, M). Exporting takes seconds, so the graph is cached, keyed by the
+model files' hash and :func:`export_version`: next to the model file (``.onnx_cache/``), or, where
+that directory is read-only, in the user's cache directory. Before use the graph is checked
+against the torch model on one window: above :data:`CHECK_BOUND` (max abs difference of any
+output) the backend is refused (:class:`BackendError`).
+
+Nothing here imports rclpy; onnxruntime is imported only when that backend is chosen.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+# Max abs difference of logits and refined poses allowed between the ONNX graph and torch on
+# the start-up window. Measured agreement is about 1e-5 (float32, different kernels); 1e-3
+# leaves room for other CPUs' kernels and still catches a wrong graph, whose outputs are off by
+# the outputs' own scale (0.1-10).
+CHECK_BOUND = 1e-3
+CACHE_DIR_NAME = ".onnx_cache"
+# Bump when the graph export_model makes for the same weights changes in a way the source hash
+# below cannot see (e.g. an exporter option passed from elsewhere).
+EXPORT_FORMAT = 1
+
+log = logging.getLogger(__name__)
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot be used (not installed, failed its start-up check); one line."""
+
+
+class Backend(Protocol):
+    """The network call: a preprocessed batch (N, C, T, V, M) in, (logits (N, classes),
+    refined input (N, C, T, V, M)) out."""
+
+    name: str
+
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class TorchBackend:
+    """The model's own forward pass, in inference mode on the model's device."""
+
+    name = "torch"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
+            out = self.model(batch)
+        # ST-GCN gives logits only: its "refined" input is the input.
+        return out if isinstance(out, tuple) else (out, batch)
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """``auto``: onnxruntime on a CPU when importable, torch on CUDA (and without onnxruntime)."""
+    if backend not in BACKENDS:
+        raise BackendError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    if torch.device(device).type == "cpu" and onnxruntime_available():
+        return "onnxruntime"
+    return "torch"
+
+
+def export_version() -> str:
+    """What the exported graph depends on besides the weights: the export code, this module's
+    format number, torch's version (the exporter)."""
+    from prgcn_ros.model import export
+
+    source = Path(export.__file__).read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:12]
+    return f"{EXPORT_FORMAT}-{digest}-torch{torch.__version__}"
+
+
+def model_hash(model_path: str | Path) -> str:
+    """sha256 of the weights and the metadata (the architecture lives there)."""
+    from prgcn_ros.model.io import metadata_path
+
+    h = hashlib.sha256()
+    for part in (Path(model_path), metadata_path(model_path)):
+        if part.is_file():
+            with part.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def user_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/prgcn_ros/onnx, else ~/.cache/prgcn_ros/onnx."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "prgcn_ros" / "onnx"
+
+
+def cache_file_name(model_path: str | Path, version: str | None = None) -> str:
+    key = hashlib.sha256(f"{model_hash(model_path)}|{version or export_version()}".encode())
+    return f"{Path(model_path).stem}.{key.hexdigest()[:20]}.onnx"
+
+
+def cache_candidates(model_path: str | Path, cache_dir: str | Path | None = None) -> list[Path]:
+    """Directories to cache in, in order: ``cache_dir`` when given, else next to the model,
+    then the user's cache directory."""
+    if cache_dir:
+        return [Path(cache_dir).expanduser()]
+    return [Path(model_path).resolve().parent / CACHE_DIR_NAME, user_cache_dir()]
+
+
+@dataclass
+class CachedGraph:
+    path: Path
+    reused: bool          # False: exported at this start
+
+
+def _write_atomic(directory: Path, name: str, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` then rename into place: a reader never sees half a file, and two nodes
+    starting at once both end with a whole one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, directory / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return directory / name
+
+
+def _remove_stale(directory: Path, stem: str, keep: str) -> None:
+    # Graphs of older weights or export code of the same model are never used again.
+    for old in directory.glob(f"{stem}.*.onnx"):
+        if old.name != keep:
+            old.unlink(missing_ok=True)
+
+
+def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
+               cache_dir: str | Path | None = None, version: str | None = None,
+               loads: Callable[[Path], bool] | None = None) -> CachedGraph:
+    """The cached ONNX graph of ``model`` (loaded from ``model_path``), exported when missing.
+
+    A cached file that ``loads`` rejects (unreadable, truncated) is exported again, not used.
+    Directories that cannot be written are skipped for the next candidate.
+    """
+    from prgcn_ros.model.export import export_model
+
+    name = cache_file_name(model_path, version)
+    candidates = cache_candidates(model_path, cache_dir)
+    for directory in candidates:
+        path = directory / name
+        if path.is_file():
+            if loads is None or loads(path):
+                return CachedGraph(path, reused=True)
+            log.warning("cached ONNX graph %s cannot be loaded; exporting it again", path)
+    problems = []
+
+    def export(tmp: Path) -> None:
+        # The exporter may keep the weights in a side file named after its output; one
+        # self-contained file is what can be renamed into place atomically.
+        with tempfile.TemporaryDirectory(dir=tmp.parent, prefix=".export.") as work:
+            graph = export_model(model, Path(work) / "graph.onnx", "onnx", example)
+            import onnx
+            onnx.save_model(onnx.load(str(graph)), str(tmp), save_as_external_data=False)
+
+    for directory in candidates:
+        try:
+            path = _write_atomic(directory, name, export)
+        except OSError as error:   # read-only or full: try the next place
+            problems.append(f"{directory}: {error.strerror or error}")
+            continue
+        if directory == Path(model_path).resolve().parent / CACHE_DIR_NAME:
+            try:   # only beside the model: a shared cache may hold same-named models
+                _remove_stale(directory, Path(model_path).stem, name)
+            except OSError:
+                pass
+        return CachedGraph(path, reused=False)
+    raise BackendError("cannot write the ONNX graph anywhere: " + "; ".join(problems))
+
+
+def session_options(threads: int) -> Any:
+    """``threads`` intra-op threads, no spinning: a spinning worker held the core the next
+    torch call (preprocessing) and the ingestion thread needed (2.2x slower on 2 cores)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+def providers_for(device: torch.device | str) -> list[str]:
+    """CUDA when the model runs on one and onnxruntime has the provider (onnxruntime-gpu)."""
+    import onnxruntime as ort
+
+    if torch.device(device).type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise BackendError("backend onnxruntime on CUDA needs onnxruntime-gpu (this "
+                               "onnxruntime has no CUDAExecutionProvider); use backend torch")
+        index = torch.device(device).index or 0
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OnnxBackend:
+    """An ONNX Runtime session on the exported graph; torch tensors in and out."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int = 1,
+                 device: torch.device | str = "cpu") -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.device = torch.device(device)
+        self.session = ort.InferenceSession(str(self.path), session_options(threads),
+                                            providers=providers_for(self.device))
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
+        outs = self.session.run(self.output_names, {self.input_name: x})
+        logits = torch.from_numpy(outs[0]).to(batch.device)
+        refined = torch.from_numpy(outs[1]).to(batch.device) if len(outs) > 1 else batch
+        return logits, refined
+
+
+def check_window(channels: int, length: int, joints: int, persons: int = 1,
+                 people: int = 2) -> torch.Tensor:
+    """The start-up check's input: a fixed pseudo-random window of the model's shape (values
+    of a preprocessed skeleton's scale; the same every start)."""
+    g = torch.Generator().manual_seed(15)
+    return 0.5 * torch.randn(people, channels, length, joints, persons, generator=g)
+
+
+def max_difference(reference: nn.Module, backend: Backend, window: torch.Tensor) -> float:
+    """Max abs difference over every output of ``backend`` and the torch model on ``window``."""
+    expected = TorchBackend(reference)(window)
+    actual = backend(window)
+    return max(float((e.float().cpu() - a.float().cpu()).abs().max())
+               for e, a in zip(expected, actual))
+
+
+def _loads(path: Path) -> bool:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception:  # onnx raises several types for damaged files
+        return False
+    return True
+
+
+@dataclass
+class BackendInfo:
+    """What start-up did, for the log line."""
+
+    name: str
+    graph: Path | None = None
+    reused: bool = False
+    max_diff: float | None = None
+
+
+def make_backend(kind: str, model: nn.Module, model_path: str | Path | None,
+                 window: torch.Tensor, threads: int = 1,
+                 device: torch.device | str = "cpu", cache_dir: str | Path | None = None,
+                 version: str | None = None, bound: float = CHECK_BOUND
+                 ) -> tuple[Backend, BackendInfo]:
+    """The backend ``kind`` (torch or onnxruntime; resolve ``auto`` first) for ``model``.
+
+    onnxruntime: the cached graph (exported when missing or damaged), checked on ``window``
+    (N, C, T, V, M) against the torch model; BackendError when the difference is above
+    ``bound`` or onnxruntime cannot be used.
+    """
+    if kind == "torch":
+        return TorchBackend(model), BackendInfo("torch")
+    if kind != "onnxruntime":
+        raise BackendError(f"unknown backend {kind!r}")
+    if not onnxruntime_available():
+        raise BackendError("backend onnxruntime: the onnxruntime package is not installed "
+                           "(pip install onnxruntime, or use backend torch)")
+    if model_path is None:
+        raise BackendError("backend onnxruntime needs the model file (the graph cache's key)")
+    # Export on the CPU: the graph is device-independent and the CPU trace is deterministic.
+    cpu_model = model
+    if next(model.parameters()).device.type != "cpu":
+        import copy
+        cpu_model = copy.deepcopy(model).to("cpu")
+    graph = onnx_graph(cpu_model.eval(), model_path, window.to("cpu"), cache_dir, version,
+                       loads=_loads)
+    try:
+        backend = OnnxBackend(graph.path, threads, device)
+    except BackendError:
+        raise
+    except Exception as error:  # a file onnx accepts but onnxruntime cannot run
+        raise BackendError(f"backend onnxruntime: {graph.path} cannot be loaded "
+                           f"({' '.join(str(error).split())[:300]})") from None
+    diff = max_difference(model, backend, window.to(next(model.parameters()).device))
+    info = BackendInfo("onnxruntime", graph.path, graph.reused, diff)
+    if not diff <= bound:   # NaN fails too
+        raise BackendError(f"backend onnxruntime: the ONNX graph {graph.path} differs from the "
+                           f"torch model by {diff:.3g} on the start-up window (bound "
+                           f"{bound:g}); delete the file to export it again, or use backend "
+                           f"torch")
+    return backend, info

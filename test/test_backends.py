@@ -1,0 +1,248 @@
+"""The network backends: ONNX Runtime against torch, the graph cache, the start-up check."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from test_model_prgcn import _one_intra_op_thread  # noqa: F401  (autouse fixture)
+
+from prgcn_ros.live_data import RecognizerParams
+from prgcn_ros.model.backends import (
+    CACHE_DIR_NAME,
+    BackendError,
+    OnnxBackend,
+    TorchBackend,
+    check_window,
+    export_version,
+    make_backend,
+    onnx_graph,
+    resolve_backend,
+    user_cache_dir,
+)
+from prgcn_ros.model.build import build_model
+from prgcn_ros.model.io import load_model, save_model
+
+CLASSES = ["wave", "punch", "kick"]
+
+
+def _model_file(path: Path, seed: int = 0) -> Path:
+    """A small PR-GCN model file whose batch-norm statistics are not the identity."""
+    torch.manual_seed(seed)
+    model = build_model({"name": "prgcn", "num_classes": len(CLASSES), "layout": "kinect20"})
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(4, 3, 24, 20, 1))
+    save_model(path, model.eval(), {"class_names": CLASSES,
+                                    "preprocess": {"center": "first_frame", "scale": "torso"},
+                                    "window": {"mode": "resample", "length": 16}})
+    return path
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One exported model for the tests that only read (exporting takes seconds)."""
+    path = _model_file(tmp_path_factory.mktemp("shared") / "m.safetensors")
+    model, _ = load_model(path)
+    backend, info = make_backend("onnxruntime", model, path, check_window(3, 16, 20))
+    return model, path, backend, info
+
+
+def _graph(path: Path, cache: Path | None = None, version: str | None = None):
+    model, _ = load_model(path)
+    return make_backend("onnxruntime", model, path, check_window(3, 16, 20),
+                        cache_dir=cache, version=version)
+
+
+# ---------------------------------------------------------------------------- parity
+@pytest.mark.parametrize("n,t,m", [(1, 48, 1), (4, 48, 1), (10, 48, 1), (3, 7, 1), (2, 100, 1),
+                                   (1, 1, 1), (2, 30, 2), (5, 48, 3)])
+def test_onnxruntime_gives_torch_outputs_for_any_people_length_and_persons(shared, n, t, m):
+    model, _, backend, _ = shared
+    x = torch.randn(n, 3, t, 20, m)
+    logits, refined = backend(x)
+    expected_logits, expected_refined = TorchBackend(model)(x)
+    assert logits.shape == expected_logits.shape and refined.shape == expected_refined.shape
+    assert float((logits - expected_logits).abs().max()) <= 1e-4
+    assert float((refined - expected_refined).abs().max()) <= 1e-4
+    assert torch.equal(logits.argmax(1), expected_logits.argmax(1))
+
+
+def test_start_up_check_is_logged_and_small(shared):
+    _, path, _, info = shared
+    assert info.name == "onnxruntime" and info.graph.is_file()
+    assert info.max_diff is not None and info.max_diff <= 1e-4
+    # Beside the model by default, in a hidden directory the package ignores.
+    assert info.graph.parent == path.parent / CACHE_DIR_NAME
+
+
+def test_session_runs_one_thread_without_spinning(shared):
+    _, _, backend, _ = shared
+    config = backend.session.get_session_options()
+    assert config.intra_op_num_threads == 1
+    assert config.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_auto_means_onnxruntime_on_a_cpu_and_torch_on_cuda():
+    assert resolve_backend("auto", "cpu") == "onnxruntime"
+    assert resolve_backend("auto", "cuda") == "torch"
+    assert resolve_backend("torch", "cpu") == "torch"
+    with pytest.raises(BackendError):
+        resolve_backend("tensorrt", "cpu")
+
+
+# ---------------------------------------------------------------------------- the cache
+def test_second_start_reuses_the_cached_graph(tmp_path):
+    path = _model_file(tmp_path / "m.safetensors")
+    _, first = _graph(path)
+    assert not first.reused
+    stamp = first.graph.stat().st_mtime_ns
+    _, second = _graph(path)
+    assert second.reused and second.graph == first.graph
+    assert second.graph.stat().st_mtime_ns == stamp
+    # Atomic writes leave no temporary files behind.
+    assert [p.name for p in first.graph.parent.iterdir()] == [first.graph.name]
+
+
+def test_changed_weights_or_export_version_rebuild_the_graph(tmp_path):
+    path = _model_file(tmp_path / "m.safetensors")
+    _, first = _graph(path)
+    _model_file(path, seed=1)                      # new weights in the same file
+    backend, second = _graph(path)
+    assert not second.reused and second.graph != first.graph
+    assert not first.graph.exists()                # the stale graph is removed
+    assert second.max_diff <= 1e-4                # and the new one follows the new weights
+    _, third = _graph(path, version=export_version() + "-changed")
+    assert not third.reused and third.graph != second.graph
+
+
+def test_a_corrupt_cached_graph_is_exported_again_not_loaded(tmp_path):
+    path = _model_file(tmp_path / "m.safetensors")
+    _, first = _graph(path)
+    data = first.graph.read_bytes()
+    first.graph.write_bytes(data[: len(data) // 3])  # truncated, as by a full disk
+    backend, again = _graph(path)
+    assert not again.reused and again.graph == first.graph
+    assert again.graph.read_bytes() == data and again.max_diff <= 1e-4
+
+
+@pytest.mark.parametrize("how", ["read_only", "blocked"])
+def test_an_unwritable_model_directory_falls_back_to_the_user_cache(tmp_path, monkeypatch, how):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    model_dir = tmp_path / "share"
+    model_dir.mkdir()
+    path = _model_file(model_dir / "m.safetensors")
+    if how == "read_only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only directories")
+        model_dir.chmod(0o555)
+    else:   # what root sees as unwritable: the cache directory's name taken by a file
+        (model_dir / CACHE_DIR_NAME).write_text("")
+    try:
+        _, info = _graph(path)
+        assert info.graph.parent == user_cache_dir()
+        assert str(info.graph).startswith(str(tmp_path / "xdg"))
+        _, again = _graph(path)
+        assert again.reused and again.graph == info.graph
+    finally:
+        model_dir.chmod(0o755)
+
+
+def test_a_cache_directory_parameter_is_used(tmp_path):
+    path = _model_file(tmp_path / "m.safetensors")
+    cache = tmp_path / "cache"
+    _, info = _graph(path, cache=cache)
+    assert info.graph.parent == cache
+    assert not (tmp_path / CACHE_DIR_NAME).exists()
+
+
+# ---------------------------------------------------------------------------- refusal
+def tamper(graph: Path) -> None:
+    """Scale the largest weight tensor in a (valid) ONNX graph: it loads, but computes
+    something else."""
+    proto = onnx.load(str(graph))
+    biggest = max(proto.graph.initializer, key=lambda t: np.prod(t.dims))
+    array = numpy_helper.to_array(biggest) * 3.0 + 0.5
+    biggest.CopyFrom(numpy_helper.from_array(array.astype(np.float32), biggest.name))
+    onnx.save(proto, str(graph))
+
+
+def test_start_is_refused_when_the_graph_differs_from_the_model(tmp_path):
+    path = _model_file(tmp_path / "m.safetensors")
+    _, info = _graph(path)
+    tamper(info.graph)
+    # A session on it runs: the damage is only visible in the numbers.
+    OnnxBackend(info.graph)(check_window(3, 16, 20))
+    with pytest.raises(BackendError, match="differs from the torch model") as error:
+        _graph(path)
+    assert str(info.graph) in str(error.value)
+
+
+def test_the_recognizer_refuses_a_tampered_graph_and_runs_on_a_good_one(tmp_path):
+    from prgcn_ros.recognition import Recognizer
+
+    path = _model_file(tmp_path / "m.safetensors")
+    cache = tmp_path / "cache"
+    params = RecognizerParams.from_dict({"model": str(path), "window": 16, "min_frames": 4,
+                                         "backend": "onnxruntime", "device": "cpu",
+                                         "backend_cache_dir": str(cache)})
+    rec = Recognizer.from_params(params)
+    assert rec.backend.name == "onnxruntime" and rec.backend_info.max_diff <= 1e-4
+    tamper(rec.backend_info.graph)
+    with pytest.raises(BackendError):
+        Recognizer.from_params(params)
+
+
+def test_threads_is_one_setting_and_torch_threads_still_works():
+    assert RecognizerParams.from_dict({"threads": 3}).effective_threads() == 3
+    assert RecognizerParams.from_dict({"torch_threads": 2}).effective_threads() == 2
+    assert RecognizerParams.from_dict({"threads": 1, "torch_threads": 2}
+                                      ).effective_threads() == 1
+    assert RecognizerParams.from_dict({}).effective_threads() >= 1
+    with pytest.raises(ValueError, match="backend"):
+        RecognizerParams.from_dict({"backend": "tensorrt"})
+
+
+def test_onnx_graph_export_needs_a_writable_place(tmp_path):
+    path = _model_file(tmp_path / "m.safetensors")
+    model, _ = load_model(path)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(BackendError, match="cannot write"):
+        onnx_graph(model, path, check_window(3, 16, 20), cache_dir=blocker / "sub")
+
+
+# ---------------------------------------------------------------------------- real clips
+@pytest.mark.slow
+def test_eval_on_onnxruntime_gives_torchs_accuracy_on_the_273_test_clips(tmp_path, capsys):
+    import json
+    import shutil
+
+    from test_training_util import MSR_CONFIG, REPO, require_data
+
+    from prgcn_ros.training import evaluate as evaluate_cli
+
+    require_data()
+    shipped = REPO / "models" / "prgcn_msr_action3d.safetensors"
+    model = tmp_path / shipped.name          # a copy: the graph cache stays out of the checkout
+    shutil.copy(shipped, model)
+    shutil.copy(shipped.with_suffix(".json"), model.with_suffix(".json"))
+    results = {}
+    for backend in ("torch", "onnxruntime"):
+        code = evaluate_cli.main(["--model", str(model), "--config", str(MSR_CONFIG),
+                                  "--backend", backend, "--json",
+                                  "--confusion", str(tmp_path / f"{backend}.png")])
+        assert code == 0
+        results[backend] = json.loads(capsys.readouterr().out)
+    torch_result, onnx_result = results["torch"], results["onnxruntime"]
+    assert onnx_result["backend"] == "onnxruntime" and onnx_result["n"] == 273
+    assert onnx_result["top1"] == torch_result["top1"]
+    assert onnx_result["top5"] == torch_result["top5"]
+    assert onnx_result["confusion"] == torch_result["confusion"]
+    meta = json.loads(shipped.with_suffix(".json").read_text())
+    assert onnx_result["top1"] == pytest.approx(meta["accuracy"]["top1"], abs=1e-9)

@@ -30,6 +30,9 @@ def _train(tmp_path: Path, name: str, processes: int, file_list: Path) -> tuple[
             "--set", "optim.batch_size=16", "--set", "augment.rotate_deg=0",
             "--set", "window.train_min_fraction=1.0", "--set", "threads=1",
             "--set", "optim.schedule.milestones=[100]",
+            # The restore objective corrupts windows with each rank's own random draws: the
+            # classification objective keeps the two runs' inputs identical.
+            "--set", "refine.objective=classification",
             "--set", f"data.file_list={file_list}"]
     launcher = [sys.executable, "-m", "prgcn_ros.training.train"]
     if processes > 1:

@@ -95,7 +95,7 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
                     "(Savitzky-Golay's)", "≤ 0.6 and below the filter's",
                     f"{ratio:.3f} ({sg:.3f})", verdict(ratio, lambda v: v <= 0.6 and v < sg)))
         offset = get(data, "refine.clean_mean_offset_cm")
-        out.append(("Refinement, clean test windows: mean |offset|", "≤ 2 cm",
+        out.append(("Refinement, clean test windows: mean offset per joint", "≤ 2 cm",
                     fmt(round(offset, 2), " cm"), verdict(offset, lambda v: v <= 2)))
         spikes = get(data, "refine.label_change_one_spike.default")
         out.append(("One 0.5 m spike in one frame: windows whose label changes", "≤ 10 %",

@@ -1,8 +1,8 @@
 """prgcn-recognizer: skeleton topics in; action labels, refined poses, RViz markers out.
 
 A thin rclpy wrapper around :class:`prgcn_ros.recognition.Recognizer`. Ingestion (the input
-subscriptions, track expiry, diagnostics) and inference run in separate callback groups on a
-multi-threaded executor, so receiving a skeleton never waits for a forward pass.
+subscriptions, track expiry, diagnostics) runs on the executor; inference runs on a thread of
+its own that ingestion wakes, so receiving a skeleton never waits for a forward pass.
 
 Run: ``prgcn-recognizer --ros-args --params-file config/recognizer.yaml [-p name:=value]``
 """
@@ -26,6 +26,7 @@ def _interrupted(signum, frame) -> None:
 if __name__ == "__main__" or Path(sys.argv[0]).name == "prgcn-recognizer":
     signal.signal(signal.SIGINT, _interrupted)
 
+import threading  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, fields  # noqa: E402
 
@@ -38,7 +39,6 @@ from rcl_interfaces.msg import (  # noqa: E402
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup  # noqa: E402
 from rclpy.clock import Clock, ClockType  # noqa: E402
 
 try:
@@ -51,7 +51,7 @@ except ImportError:   # Humble: the same classes, under their old module name
         PublisherEventCallbacks,
         SubscriptionEventCallbacks,
     )
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import (  # noqa: E402
@@ -236,8 +236,6 @@ class RecognizerNode(Node):
                                f"({rec.layout.name!r})")
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        ingestion = MutuallyExclusiveCallbackGroup()
-        inference = MutuallyExclusiveCallbackGroup()
         p = self.node_params
         qos = QoSProfile(depth=p.input_depth, history=qos_profile_sensor_data.history,
                          durability=qos_profile_sensor_data.durability,
@@ -260,12 +258,12 @@ class RecognizerNode(Node):
             on_skeletons, on_markers = self._on_skeletons, self._on_azure_markers
         if p.skeleton_topic:
             sub = self.create_subscription(SkeletonArray, p.skeleton_topic, on_skeletons,
-                                           qos, callback_group=ingestion,
+                                           qos,
                                            event_callbacks=events)
             inputs.append(sub.topic_name)
         if p.azure_kinect:
             sub = self.create_subscription(MarkerArray, p.azure_topic, on_markers,
-                                           qos, callback_group=ingestion,
+                                           qos,
                                            event_callbacks=events)
             inputs.append(f"{sub.topic_name} (Azure Kinect)")
 
@@ -278,14 +276,10 @@ class RecognizerNode(Node):
         # status carries the node's full name instead.
         self.diagnostics_pub = publisher(DiagnosticArray, "/diagnostics")
         self.status_name = f"{self.get_fully_qualified_name()}: recognition"
-        # Ingestion wakes inference; the guard condition's group runs one forward at a time,
-        # and triggers that arrive meanwhile collapse into the next one.
-        self._wake = self.create_guard_condition(self._on_wake, callback_group=inference)
         # One timer for track expiry and diagnostics: fewer entities, cheaper wake-ups. On the
         # steady clock: under use_sim_time with no /clock (yet, or paused) diagnostics go on.
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(HOUSEKEEPING_PERIOD_S, self._on_housekeeping,
-                          callback_group=ingestion, clock=self._steady)
+        self.create_timer(HOUSEKEEPING_PERIOD_S, self._on_housekeeping, clock=self._steady)
         self._next_diagnostics = time.monotonic() + p.diagnostics_period_s
         self._last_dropped = 0
         self._last_lost = 0
@@ -303,6 +297,7 @@ class RecognizerNode(Node):
             f"{rec.window_length}, device {rec.device}, backend {backend}, "
             f"{self.params.effective_threads()} thread(s), {per_pass} per pass; inputs "
             f"({p.input_reliability}): {', '.join(inputs)}")
+        self._start_inference()
 
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> tuple[RecognizerParams, NodeParams]:
@@ -407,7 +402,7 @@ class RecognizerNode(Node):
                 f"{clip_text(frame.frame_id, LOG_TEXT_LIMIT)!r}); counted as dropped_{reason} "
                 f"in /diagnostics, logged only this once")
         if self.recognizer.frames > before:
-            self._wake.trigger()
+            self._wake.set()
 
     def _on_housekeeping(self) -> None:
         now = time.monotonic()
@@ -444,24 +439,44 @@ class RecognizerNode(Node):
             self.get_clock().now().to_msg(), self.status_name, stats, warn))
 
     # ------------------------------------------------------------------ inference
-    def _on_wake(self) -> None:
-        wait = self.recognizer.next_due()
-        if wait is None:
-            return
-        if wait > 0:   # each person at most max_rate_hz; this thread only, ingestion goes on
-            time.sleep(wait)
-        result = self.recognizer.infer()
-        # People left waiting (more than max_batch were due): the next pass, without waiting
-        # for a new frame to wake it. (A loop here instead made the soak's memory grow.)
-        if self.recognizer.next_due() is not None:
-            self._wake.trigger()
-        if result is None:
-            return
+    def _start_inference(self) -> None:
+        # A thread of its own rather than an executor callback: while a forward pass ran, the
+        # multi-threaded executor kept re-offering the pending wake-up to its busy callback
+        # group, spinning a core (half the CPU of a 10-person pass went to that loop).
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.inference_error: BaseException | None = None
+        self._inference = threading.Thread(target=self._inference_loop, name="inference",
+                                           daemon=True)
+        self._inference.start()
+
+    def _inference_loop(self) -> None:
         try:
-            self._publish_result(result)
-        except Exception:
-            if self.context.ok():
-                raise   # shut down during the pass: nothing to publish to, else a real error
+            while not self._stop.is_set():
+                wait = self.recognizer.next_due()
+                if wait is None:          # nobody waits: sleep until ingestion has frames
+                    self._wake.wait()
+                    self._wake.clear()
+                elif wait > 0:            # each person at most max_rate_hz
+                    self._stop.wait(wait)
+                else:
+                    result = self.recognizer.infer()
+                    if result is not None:
+                        self._publish_result(result)
+        except Exception as error:
+            if self._stop.is_set() or not self.context.ok():
+                return   # shut down during the pass: nothing to publish to
+            self.inference_error = error
+            self.get_logger().fatal(f"inference failed: {type(error).__name__}: {error}")
+            self.context.try_shutdown()   # the executor stops; main() reports the error
+
+    def destroy_node(self) -> None:
+        if hasattr(self, "_inference"):
+            self._stop.set()
+            self._wake.set()
+            if threading.current_thread() is not self._inference:
+                self._inference.join(timeout=10.0)
+        super().destroy_node()
 
     def _publish_result(self, result: InferenceResult) -> None:
         for person in result.people:   # refined poses back in the input's own frame
@@ -509,8 +524,8 @@ def main(args: list[str] | None = None) -> int:
             if rclpy.ok():
                 raise
             return 0   # shut down (a signal) while starting: nothing went wrong
-        # Two threads: one for ingestion, one for inference (the groups keep each serial).
-        executor = MultiThreadedExecutor(num_threads=2)
+        # The executor runs ingestion; inference has the node's own thread.
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -521,7 +536,7 @@ def main(args: list[str] | None = None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return 1 if node is not None and node.inference_error is not None else 0
 
 
 if __name__ == "__main__":

@@ -73,11 +73,11 @@ def parse_run_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
-def profile(model: Path, duration_s: float, params: dict) -> int:
-    plan, phase = one_phase(10, duration_s)
+def profile(model: Path, duration_s: float, params: dict, persons: int = 10) -> int:
+    plan, phase = one_phase(persons, duration_s)
     run = livekit.run_scenario("live_profile", plan, model, params, profile=True)
     figures = run.phase_figures(phase, WARMUP_S)
-    print(json.dumps({"persons_10 (under py-spy)": figures,
+    print(json.dumps({f"persons_{persons} (under py-spy)": figures,
                       "profile": livekit.profile_summary(run.workdir / "profile.txt")},
                      indent=1))
     return 0
@@ -90,8 +90,9 @@ def main() -> int:
                         help="recognizer parameter over config/recognizer.yaml (experiments; "
                              "recorded with the results)")
     parser.add_argument("--profile", action="store_true",
-                        help="only 10 people, sampled with py-spy; prints where the "
-                             "recognizer's threads spend their time (writes no results)")
+                        help="one phase (the first --persons count, default 10), sampled with "
+                             "py-spy; prints where the recognizer's threads spend their time "
+                             "(writes no results)")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
                         help="network backends to run (default: both)")
     parser.add_argument("--persons", nargs="+", type=int, default=list(PERSONS),
@@ -100,7 +101,8 @@ def main() -> int:
     model, model_kind = livekit.model_file()
     params = dict(p.split(":=", 1) for p in args.param)
     if args.profile:
-        return profile(model, args.duration, params)
+        return profile(model, args.duration, params,
+                       args.persons[0] if args.persons != list(PERSONS) else 10)
     load_start = livekit.load_average()
     persons = tuple(args.persons)
     default = livekit.default_backend()

@@ -1,17 +1,17 @@
-"""Pass scheduling at 10 and 20 people, 30 Hz: people per pass (max_batch) and the per-person
-rate cap (max_rate_hz), per network backend, side by side.
+"""Pass scheduling at 10 and 20 people, 30 Hz: people per pass (max_batch), the per-person
+rate cap (max_rate_hz) and inference threads, per network backend, side by side.
 
     .venv/bin/python bench/schedule.py [--repeats 3] [--duration 12] [--quick] [--no-results]
         [--backends onnxruntime torch] [--persons 10 20] [--max-batch 0 1000]
-        [--max-rate-hz 60]
+        [--max-rate-hz 60] [--threads 1 2]
 
-Every setting (backend x max_batch x max_rate_hz; all start-up parameters) is one recognizer run
-per repeat, the settings alternating, with bench/live.py's phases of the given person counts:
-the same recordings, rate, warm-up and latency definition. max_batch 0 is the automatic value
-(4 per pass on a CPU), 1000 puts every person due into one pass. Per setting and person count:
-p50/p99 latency, dropped frames, updates per person per second, medians over the repeats; per
-backend and person count the setting with the lowest median p99 among those that dropped no
-frame (``best``). The lead picks the shipped defaults from these on a quiet machine.
+Every setting (backend x max_batch x max_rate_hz x threads; all start-up parameters) is one
+recognizer run per repeat, the settings alternating, with bench/live.py's phases of the given
+person counts: the same recordings, rate, warm-up and latency definition. max_batch 0 is the
+automatic value (4 per pass on a CPU), 1000 puts every person due into one pass. Per setting and
+person count: p50/p99 latency, dropped frames, updates per person per second, medians over the
+repeats; per backend and person count the setting with the lowest median p99 among those that
+dropped no frame (``best``). The lead picks the shipped defaults from these on a quiet machine.
 
 Writes "schedule" into bench/results.json (other keys are kept). ``schedule.capped`` and
 ``schedule.one_pass`` keep the earlier figures' meaning: the default backend, 10 people,
@@ -32,8 +32,9 @@ import livekit  # noqa: E402
 FIGURES = ("p50_ms", "p99_ms", "max_ms", "inference_hz", "person_update_hz")
 
 
-def setting_name(backend: str, max_batch: int, rate: float) -> str:
-    return f"{backend}.max_batch_{max_batch}.rate_{rate:g}"
+def setting_name(backend: str, max_batch: int, rate: float, threads: int = 1) -> str:
+    name = f"{backend}.max_batch_{max_batch}.rate_{rate:g}"
+    return name if threads == 1 else f"{name}.threads_{threads}"
 
 
 def main() -> int:
@@ -47,13 +48,16 @@ def main() -> int:
                         help="people per pass (0: automatic, 4 on a CPU)")
     parser.add_argument("--max-rate-hz", nargs="+", type=float, default=[60.0],
                         help="per-person rate caps (the shipped value is 60)")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1],
+                        help="inference threads (the shipped value is 1 on 2 cores)")
     args = live.parse_run_arguments(parser)
     model, model_kind = livekit.model_file()
     persons = tuple(args.persons)
     plan = live.scenario(1, args.duration, persons)
-    settings = {setting_name(b, m, r): {"backend": b, "max_batch": m, "max_rate_hz": r}
-                for b, m, r in itertools.product(args.backends, args.max_batch,
-                                                 args.max_rate_hz)}
+    settings = {setting_name(b, m, r, t): {"backend": b, "max_batch": m, "max_rate_hz": r,
+                                           "threads": t}
+                for b, m, r, t in itertools.product(args.backends, args.max_batch,
+                                                    args.max_rate_hz, args.threads)}
     load_start = livekit.load_average()
     runs: dict[str, dict[int, list[dict]]] = {name: {n: [] for n in persons}
                                               for name in settings}
@@ -72,7 +76,8 @@ def main() -> int:
                       f"updates {figures['person_update_hz']} Hz", file=sys.stderr, flush=True)
     out: dict = {
         "what": "N people at 30 Hz (bench/live.py's phases) through recognizer runs with "
-                "different backend / max_batch / max_rate_hz, alternating; medians over repeats",
+                "different backend / max_batch / max_rate_hz / threads, alternating; medians "
+                "over repeats",
         "date": livekit.today(), "machine": livekit.machine(), "model_kind": model_kind,
         "load_average_start": load_start, "load_average_end": livekit.load_average(),
         "repeats": args.repeats, "phase_s": args.duration, "settings": {}, "best": {},

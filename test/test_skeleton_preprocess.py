@@ -19,7 +19,7 @@ from prgcn_ros.skeleton.preprocess import (
     resample_window,
     uniform_indices,
 )
-from prgcn_ros.skeleton.readers import read_msr_action3d
+from prgcn_ros.skeleton.readers import read_msr_action3d, read_sbu_interaction
 
 CENTER = ("first_frame", "per_frame", "none")
 SCALE = ("torso", "none")
@@ -221,3 +221,34 @@ def test_windows(data_dir):
     assert random_window(seq, 32, rng).coords.shape == (32, 1, 20, 3)
     kept = drop_empty_frames(seq)
     assert kept.num_frames == seq.num_frames - 15 and (kept.confidence > 0).any(axis=(1, 2)).all()
+
+
+def test_shared_persons_keep_the_pair_geometry(data_dir):
+    """persons: shared (interaction models): both people of a real SBU hug in the first one's
+    frame, so their distance survives preprocessing; ``each`` puts both roots on the origin."""
+    seq = read_sbu_interaction(data_dir / "sbu_interaction" / "s01s02" / "06" / "001" /
+                               "skeleton_pos.txt")
+    coords = torch.from_numpy(seq.coords)[None]                  # (1, T, 2, 15, 3)
+    conf = torch.from_numpy(seq.confidence)[None]
+    hips = [get_layout("openni15").index(n) for n in ("left_hip", "right_hip")]
+
+    def root_distance(model: torch.Tensor) -> float:              # first frame, model units
+        root = model[0, :, 0][:, hips].mean(1)                    # (C, M)
+        return float((root[:, 0] - root[:, 1]).norm())
+
+    each, _ = preprocess(coords, conf, "openni15", PreprocessConfig())
+    shared, transform = preprocess(coords, conf, "openni15", PreprocessConfig(persons="shared"))
+    metres = float((coords[0, 0, 0, hips].mean(0) - coords[0, 0, 1, hips].mean(0)).norm())
+    assert 0.3 < metres < 2.0                                     # two people, close
+    assert root_distance(each) < 1e-5
+    assert root_distance(shared) == pytest.approx(metres / float(transform.scale[0, 0]),
+                                                  rel=1e-4)
+    assert torch.equal(transform.scale[0, 0], transform.scale[0, 1])
+    back = transform.inverse(shared)
+    assert float((back - coords).abs()[conf > 0].max()) < 1e-5
+    # A lone person (second slot empty, as live and in training): same as ``each`` for it.
+    alone = conf.clone()
+    alone[:, :, 1] = 0
+    a, _ = preprocess(coords, alone, "openni15", PreprocessConfig(persons="shared"))
+    b, _ = preprocess(coords, alone, "openni15", PreprocessConfig())
+    assert torch.allclose(a, b)

@@ -26,6 +26,11 @@ Sensor coordinates (N, T, M, V, D) -> model input (N, C, T, V, M), and back with
    centring (ST-GCN's convention for absent joints and bodies); ``previous`` repeats the joint's
    last confident value in the model's frame (0 before the first one).
 
+**persons** ``each`` (default): steps 2-4 per person, each centred on its own root.
+``shared``: every person of a sample gets the centre, rotation and scale of the sample's first
+person that has a confident root (the others' absolute positions relative to it are kept): what
+an interaction model needs to see who approaches, pushes or hugs whom.
+
 Channels: C = 3, (x, y, z) for D = 3 and (x, y, confidence) for D = 2.
 """
 from __future__ import annotations
@@ -47,6 +52,7 @@ _CHOICES = {
     "align_view": ("none", "hips", "shoulders"),
     "axis": ("y_up", "y_down"),
     "missing": ("zero", "previous"),
+    "persons": ("each", "shared"),
 }
 
 # Anchor points by joint name; a list means the midpoint of those joints.
@@ -73,6 +79,7 @@ class PreprocessConfig:
     align_view: str = "none"
     axis: str = "y_up"
     missing: str = "zero"
+    persons: str = "each"
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -119,6 +126,13 @@ def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     extra = values.shape[3:]
     index = index.reshape(*index.shape, *([1] * len(extra))).expand(*index.shape, *extra)
     return torch.gather(values, 1, index)
+
+
+def _persons_take(values: torch.Tensor, person: torch.Tensor) -> torch.Tensor:
+    """values (N, T, M, D), every person replaced by person[n] (N, 1) of its sample."""
+    index = person.view(-1, 1, 1, 1).expand(values.shape[0], values.shape[1], values.shape[2],
+                                            values.shape[3])
+    return torch.gather(values, 2, index)
 
 
 def _last_true_index(ok: torch.Tensor) -> torch.Tensor:
@@ -235,6 +249,10 @@ def preprocess(coords: torch.Tensor, confidence: torch.Tensor, layout: str | Lay
         last = _last_true_index(root_ok)
         last = torch.where(last < 0, first[:, None], last)
         origin = torch.where(has_root, _take(root, last), fallback)
+    shared = config.persons == "shared" and m > 1
+    if shared:   # the first person with a confident root anchors the whole sample
+        reference = _first_true(has_root[:, 0, :, 0])[:, None]            # (N, 1)
+        origin = _persons_take(origin, reference)
     y = x - origin[:, :, :, None, :]
 
     # --- view alignment about the vertical axis
@@ -251,6 +269,9 @@ def preprocess(coords: torch.Tensor, confidence: torch.Tensor, layout: str | Lay
         good = length > _EPS
         cos = torch.where(good, mean[..., 0] / length.clamp(min=_EPS), torch.ones_like(length))
         sin = torch.where(good, mean[..., 1] / length.clamp(min=_EPS), torch.zeros_like(length))
+        if shared:
+            cos = torch.gather(cos, 1, reference).expand(n, m)
+            sin = torch.gather(sin, 1, reference).expand(n, m)
         c, s = cos[:, None, :, None], sin[:, None, :, None]
         px, py, pz = y.unbind(-1)
         y = torch.stack((c * px + s * pz, py, -s * px + c * pz), dim=-1)
@@ -264,6 +285,8 @@ def preprocess(coords: torch.Tensor, confidence: torch.Tensor, layout: str | Lay
         frames = both.sum(1)
         mean = torso / frames.clamp(min=1)
         scale = torch.where((frames > 0) & (mean > _EPS), mean, scale)
+        if shared:
+            scale = torch.gather(scale, 1, reference).expand(n, m).contiguous()
         y = y / scale[:, None, :, None, None]
 
     # --- missing joints

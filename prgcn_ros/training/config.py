@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     # Passed to prgcn_ros.skeleton.preprocess.PreprocessConfig.from_dict (the live node uses
     # the same settings, read back from the model's metadata).
     "preprocess": {"center": "first_frame", "scale": "torso", "align_view": "none",
-                   "axis": "y_up", "missing": "zero"},
+                   "axis": "y_up", "missing": "zero", "persons": "each"},
     "augment": {
         "rotate_deg": 0.0,        # uniform in +-rotate_deg about the vertical axis
         "tilt_deg": 0.0,          # uniform in +-tilt_deg about the two horizontal axes

@@ -146,7 +146,8 @@ def action_array_msg(result: InferenceResult) -> ActionArray:
             class_index=int(person.class_index), confidence=float(person.confidence),
             top_labels=list(person.top_labels), top_scores=[float(s) for s in person.top_scores],
             window_start=ns_to_stamp(person.window_start_ns),
-            window_end=ns_to_stamp(person.window_end_ns), num_frames=int(person.num_frames)))
+            window_end=ns_to_stamp(person.window_end_ns), num_frames=int(person.num_frames),
+            partner_id=int(person.partner_id)))
     return msg
 
 

@@ -348,6 +348,8 @@ class RecognizerNode(Node):
             self.recognizer.set_top_k(params.top_k)
         if params.smoothing != self.params.smoothing:
             self.recognizer.set_smoothing(params.smoothing)
+        if params.min_confidence != self.params.min_confidence:
+            self.recognizer.set_min_confidence(params.min_confidence)
         self.node_params.latency_budget_ms = node_params.latency_budget_ms
         return SetParametersResult(successful=True)
 

@@ -1,13 +1,9 @@
 """Pairing people for two-person models (prgcn_ros.pairing): the distance gate, one pair per
-person, stable pairs (hysteresis). numpy only, no torch, no ROS."""
+person, stable pairs (hysteresis). numpy only, no torch, no ROS (test_imports.py holds it)."""
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from rosutil import REPO
 
 from prgcn_ros.pairing import RELEASE_FACTOR, Pairing, mean_positions
 
@@ -107,11 +103,3 @@ def test_a_gate_must_be_positive():
     with pytest.raises(ValueError, match="positive"):
         Pairing(gate=0.0)
 
-
-def test_pairing_imports_neither_torch_nor_rclpy():
-    code = ("import sys, prgcn_ros.pairing; "
-            "print('torch' in sys.modules, 'rclpy' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "False"]

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     model_path = resolve_model(args.model)
     model, meta = load_model(model_path)
     cfg = config_for_model(load_config(args.config), meta)
-    temperature = float((meta.get("calibration") or {}).get("temperature") or 1.0)
+    temperature = calibration.temperature_of(meta)
 
     in_domain = _first(build_dataset(cfg, "test"), args.limit)
     in_probs, in_labels = predict(model, in_domain, cfg)

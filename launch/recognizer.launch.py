@@ -4,6 +4,22 @@
         [use_sim_time:=true] [log_level:=debug] [model:=NAME|PATH] [device:=cuda]
         [input_topic:=/camera/skeletons] [rviz:=true] [fixed_frame:=camera_link]
 
+Single-person actions and two-person interactions side by side: two recognizers, each in its
+own namespace, on one input (absolute input_topic, or the namespace would move it too):
+
+    ros2 launch prgcn_ros recognizer.launch.py namespace:=actions model:=msr_action3d \
+        input_topic:=/skeletons
+    ros2 launch prgcn_ros recognizer.launch.py namespace:=interactions \
+        model:=sbu_interaction input_topic:=/skeletons [params_file:=my_interactions.yaml]
+
+Labels come on /actions/action and /interactions/action. The interaction model (max_persons
+2) pairs people of one frame_id within the parameter pair_gate (metres; 0: 2 m) and labels both
+of a pair, each Action carrying the other's person_id in partner_id (-1: alone; always -1 with
+a one-person model). Below the parameter min_confidence (calibrated, per model; 0: off) the
+label is "unknown" with the top-k still listed. Both parameters come from params_file (a copy
+of config/recognizer.yaml per recognizer where they differ); min_confidence is live
+(ros2 param set /interactions/prgcn_recognizer min_confidence 0.5).
+
 Every file is found by substitution (FindPackageShare), so the same file runs from a colcon
 install and from the project's venv (`make setup` registers the package in its ament index).
 Without launch_ros (pip-installed rclpy) the same node and YAML start with
@@ -28,15 +44,23 @@ INPUT_TOPIC = "skeletons"
 
 # name -> (default, description); the defaults that name files are substitutions below.
 ARGUMENTS = {
-    "namespace": ("", "namespace of the recognizer (and RViz); topics follow it"),
-    "params_file": (None, "YAML parameter file (default: the installed config/recognizer.yaml)"),
+    "namespace": ("", "namespace of the recognizer (and RViz); topics follow it. Two "
+                  "recognizers (e.g. actions with msr_action3d, interactions with "
+                  "sbu_interaction) run side by side in two namespaces"),
+    "params_file": (None, "YAML parameter file (default: the installed config/recognizer.yaml); "
+                    "a copy per recognizer for its own min_confidence ('unknown' below this "
+                    "calibrated confidence; 0: off) and pair_gate (two-person models: metres "
+                    "within which two people are one sample; 0: 2 m)"),
     "use_sim_time": ("false", "use /clock (rosbag2 playback with --clock)"),
     "log_level": ("info", "debug, info, warn, error or fatal"),
     "model": ("msr_action3d",
               "a shipped model's name (msr_action3d, nw_ucla, utd_mhad, sbu_interaction) or a "
-              "model file; relative paths resolve in the package's share directory"),
+              "model file; relative paths resolve in the package's share directory. "
+              "sbu_interaction is a two-person model: /action labels both people of a pair, "
+              "each with the other's id in partner_id (-1: alone)"),
     "device": ("auto", "auto (cuda when present), cpu, cuda or cuda:N"),
-    "input_topic": ("skeletons", "prgcn_msgs/SkeletonArray input topic (remaps skeletons)"),
+    "input_topic": ("skeletons", "prgcn_msgs/SkeletonArray input topic (remaps skeletons); "
+                    "absolute (/skeletons) for recognizers in several namespaces on one input"),
     "rviz": ("false", "true: start RViz with rviz/prgcn.rviz"),
     "fixed_frame": ("camera", "RViz fixed frame: the frame_id of the skeletons"),
 }

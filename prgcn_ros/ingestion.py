@@ -9,6 +9,9 @@ Identity: a person is (input, source, id) from arrival to publication, a source 
 publisher's (``frame_id``, layout) on one input. Ordering and flood checks are per source, so
 two cameras on one topic do not drop each other's frames; the published person_id is unique
 by the rule in :data:`prgcn_ros.live_data.ID_SPAN`.
+
+For models of two-person samples (``persons`` 2) the people of each source are paired here,
+frame by frame (:mod:`prgcn_ros.pairing`); recognition reads the pairs under the same lock.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from prgcn_ros.live_data import (
     RateMeter,
     RecognizerParams,
 )
+from prgcn_ros.pairing import DEFAULT_GATE_2D_PX, DEFAULT_GATE_3D_M, Pairing, mean_positions
 from prgcn_ros.skeleton.layouts import LAYOUTS, Layout
 from prgcn_ros.skeleton.mapping import has_mapping, map_joints
 from prgcn_ros.skeleton.ring_buffer import DeviceRingBuffer
@@ -91,6 +95,9 @@ class Track:
     last_inferred: float = -float("inf")                    # monotonic start of its last pass
     pending: deque = field(default_factory=deque)           # arrivals of frames not yet used
     history: deque = field(default_factory=deque)           # probabilities, for smoothing
+    # The partner (internal key) of its last pass: smoothing starts over when it changes, the
+    # scores of another sample are not this one's.
+    partner: int | None = None
 
     @property
     def frame_id(self) -> str:
@@ -110,16 +117,21 @@ class Ingestion:
     """Validates, tracks and buffers input frames (thread-safe; see the module docstring)."""
 
     def __init__(self, params: RecognizerParams, layout: Layout, dims: int,
-                 device: torch.device, axis_for: Callable[[str], str]) -> None:
+                 device: torch.device, axis_for: Callable[[str], str], persons: int = 1
+                 ) -> None:
         self.params = params
         self.layout = layout
         self.dims = dims
         self.axis_for = axis_for
+        self.persons = persons              # the model's person slots M: pairs when >= 2
+        self.pair_gate = params.pair_gate or (DEFAULT_GATE_2D_PX if dims == 2
+                                              else DEFAULT_GATE_3D_M)
         self.buffer = DeviceRingBuffer(params.window, layout.num_joints, dims + 1, device)
         self.lock = threading.Lock()
         self.tracks: dict[int, Track] = {}                # internal key -> track
         self._sources: dict[SourceKey, Source] = {}
         self._trackers: dict[SourceKey, Tracker] = {}
+        self._pairings: dict[SourceKey, Pairing] = {}
         self._keys: dict[tuple[SourceKey, int], int] = {}  # (source, local id) -> internal key
         self._next_key = 0
         self._next_source = 0
@@ -198,6 +210,7 @@ class Ingestion:
         for _, key in idle[: max(1, len(idle) // 2)]:
             del self._sources[key]
             self._trackers.pop(key, None)
+            self._pairings.pop(key, None)
 
     def _in_order(self, key: SourceKey, source: Source, frame: InputFrame, new: list[str]
                   ) -> str | None:
@@ -289,6 +302,7 @@ class Ingestion:
         mapped, mapped_conf = map_joints(coords_np, conf_np, layout.name, self.layout.name)
         frames = torch.from_numpy(np.concatenate([mapped, mapped_conf[..., None]], -1))
         axis = self.axis_for(frame.source)
+        buffered: dict[int, int] = {}          # internal key -> row of this message
         for p, local in enumerate(local_ids):
             if local < 0:
                 self._drop("no_confidence", new)
@@ -313,6 +327,13 @@ class Ingestion:
             track.new_frames += 1
             track.pending.append(frame.arrival)
             self.frames += 1
+            buffered[internal] = p
+        if self.persons >= 2 and buffered:
+            pairing = self._pairings.get(key)
+            if pairing is None:
+                pairing = self._pairings[key] = Pairing(self.pair_gate)
+            positions = mean_positions(mapped, mapped_conf)
+            pairing.update({k: positions[p] for k, p in buffered.items()})
 
     def _tracker(self, key: SourceKey, layout: str) -> Tracker:
         tracker = self._trackers.get(key)
@@ -341,6 +362,9 @@ class Ingestion:
     def _remove_track(self, key: SourceKey, local: int) -> None:
         internal = self._keys.pop((key, local), None)
         if internal is not None:
+            pairing = self._pairings.get(key)
+            if pairing is not None:
+                pairing.remove(internal)
             self.buffer.remove(internal)
             track = self.tracks.pop(internal)
             self._ended.append(Departed(track.person_id, track.frame_id, track.labelled))
@@ -364,6 +388,12 @@ class Ingestion:
             gone, self._ended = self._ended, []
             self.tracks_expired += len(gone)
         return gone
+
+    def partner_of(self, key: int) -> int | None:
+        """The internal key of the person paired with track ``key`` (under the lock)."""
+        track = self.tracks.get(key)
+        pairing = self._pairings.get(track.source) if track is not None else None
+        return pairing.partner(key) if pairing is not None else None
 
     def set_smoothing(self, smoothing: int) -> None:
         """A live change of ``smoothing``: every person's score history keeps its newest."""

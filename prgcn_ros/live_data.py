@@ -63,6 +63,15 @@ ID_SPAN = 2**31
 
 DEFAULT_MODEL = "models/prgcn_msr_action3d.safetensors"
 
+# /action's label for a person whose calibrated top confidence is below min_confidence (the
+# top-k classes are still listed); class_index is then UNKNOWN_CLASS_INDEX.
+UNKNOWN_LABEL = "unknown"
+UNKNOWN_CLASS_INDEX = -1
+
+# Action.partner_id of a person recognised alone (a model of one person per sample, or nobody
+# within pair_gate).
+NO_PARTNER = -1
+
 
 # The network backends (prgcn_ros.model.backends.BACKENDS; repeated here to stay torch-free).
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -120,7 +129,8 @@ PARAMETER_SPECS: dict[str, ParamSpec] = {
     "min_frames": ParamSpec("frames a person needs before a first label", 1, 100_000),
     "max_rate_hz": ParamSpec("each person is recognised at most this many times a second",
                              1e-3, 1e9),
-    "max_batch": ParamSpec("people per forward pass (0: 4 on a CPU, everyone on a GPU)",
+    "max_batch": ParamSpec("samples per forward pass, a pair of a two-person model being one "
+                           "(0: 4 on a CPU, everyone on a GPU)",
                            0, 100_000),
     "max_people": ParamSpec("people tracked at once over all inputs; a message with more "
                             "skeletons is dropped (bounds memory for crowds)", 1, 100_000),
@@ -133,9 +143,17 @@ PARAMETER_SPECS: dict[str, ParamSpec] = {
                             "80 px for 2D)", 0.0, 1e9),
     "stamp_tolerance_s": ParamSpec("how far a message's stamp may run ahead of its source's "
                                    "timeline (the fastest delivery seen)", 1e-3, 1e6),
+    "pair_gate": ParamSpec("models of two-person samples (max_persons 2): people of one source "
+                           "whose mean joint positions are this close are recognised as a pair "
+                           "(metres; pixels for 2D layouts; 0: 2 m for 3D, 400 px for 2D); a "
+                           "pair parts when one leaves or they are 1.25 x the gate apart",
+                           0.0, 1e9),
     "top_k": ParamSpec("classes listed per person on the action topic", 1, 10_000, live=True),
     "smoothing": ParamSpec("average the class scores of a person's last N inferences (1: off)",
                            1, 1000, live=True),
+    "min_confidence": ParamSpec("below this calibrated top confidence (the temperature in the "
+                                "model's metadata) /action says 'unknown' and still lists the "
+                                "top-k; 0: off", 0.0, 1.0, live=True),
     "max_input_hz": ParamSpec("messages from one source closer in time than 1/max_input_hz "
                               "are dropped as a flood", 1e-3, 1e9),
     "backend": ParamSpec("network backend: auto (onnxruntime on a CPU when installed, torch "
@@ -168,8 +186,10 @@ class RecognizerParams:
     track_timeout_s: float = 1.0
     track_gate: float = 0.0
     stamp_tolerance_s: float = 0.3
+    pair_gate: float = 0.0
     top_k: int = 5
     smoothing: int = 3
+    min_confidence: float = 0.0
     max_input_hz: float = 120.0
     backend: str = "auto"
     threads: int = 0
@@ -330,6 +350,7 @@ class PersonResult:
     probabilities: np.ndarray      # (classes,) after smoothing
     axis: str = "y_up"             # the input's axis convention (y_down: optical, image)
     frame_id: str = ""             # the person's own sensor frame
+    partner_id: int = NO_PARTNER   # the other person of a two-person sample
 
 
 @dataclass

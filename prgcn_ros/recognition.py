@@ -11,6 +11,17 @@ the network through one small seam (:class:`Backend`: the preprocessed batch in,
 refined poses out) and turns the outputs into per-person results. The plain data types live in
 the torch-free :mod:`prgcn_ros.live_data` (re-exported here).
 
+Samples: a model of one person per sample (M = 1) runs each person alone. A model of two-person
+samples (metadata ``max_persons`` 2, SBU's interactions) runs each pair that ingestion formed
+(:mod:`prgcn_ros.pairing`) as one sample, the lower person_id in slot 0 (a recording's first
+person, as training ordered them), and publishes its label for both, each with the other's
+``partner_id``; a person without a partner runs with the second slot empty, as training pads a
+clip of one person.
+
+Confidences are calibrated with the temperature in the model's metadata
+(``calibration.temperature``; 1 without one); below ``min_confidence`` the label is
+``unknown`` (:data:`prgcn_ros.live_data.UNKNOWN_LABEL`) and the top-k stay listed.
+
 Clocks: header stamps are carried through untouched (window stamps, the output header); track
 time-outs use the node's clock (``InputFrame.clock_s``; monotonic unless the node says), rates
 and latencies the monotonic arrival time, so a sensor whose clock is off does not make people
@@ -31,7 +42,10 @@ from prgcn_ros.live_data import (  # noqa: F401 - re-exported: the pipeline's pu
     AXES,
     DEFAULT_MODEL,
     DROP_REASONS,
+    NO_PARTNER,
     TWO_D_LAYOUTS,
+    UNKNOWN_CLASS_INDEX,
+    UNKNOWN_LABEL,
     InferenceResult,
     InputFrame,
     ParameterError,
@@ -53,6 +67,7 @@ from prgcn_ros.model.backends import (  # noqa: F401 - Backend re-exported
 from prgcn_ros.model.graph import layout_name
 from prgcn_ros.skeleton.layouts import LAYOUTS, get_layout
 from prgcn_ros.skeleton.preprocess import PreprocessConfig, preprocess, uniform_indices
+from prgcn_ros.training.calibration import scaled, temperature_of
 
 # People per forward pass on a CPU when max_batch is 0. A pass costs about linearly in people
 # there, and a frame waits for the pass under way before its own: capped passes, oldest frames
@@ -77,8 +92,10 @@ class Recognizer:
     ingestion never waits for inference.
 
     Scheduling: a person is due when they have new frames, at least ``min_frames`` and their
-    last pass started at least 1/``max_rate_hz`` ago. A pass takes the due people whose oldest
-    unused frame arrived first (then those recognised least recently), at most ``max_batch``.
+    last pass started at least 1/``max_rate_hz`` ago. A pass takes the samples of the due
+    people whose oldest unused frame arrived first (then those recognised least recently), at
+    most ``max_batch``. A sample is one person, or a pair with a two-person model: it runs when
+    either is due, and each of the two is published once they have ``min_frames`` themselves.
     """
 
     def __init__(self, model: torch.nn.Module, metadata: Mapping[str, Any],
@@ -93,6 +110,8 @@ class Recognizer:
         self.metadata_arch = dict(arch)
         self.layout = get_layout(layout_name(arch["layout"]))
         self.class_names = [str(n) for n in metadata["class_names"]]
+        self.persons = int(metadata.get("max_persons") or 1)      # person slots M per sample
+        self.temperature = temperature_of(metadata)
         self.dims = 2 if self.layout.name in TWO_D_LAYOUTS else 3
         self.window_mode, self.window_length = _window_setting(metadata.get("window"))
         pre = dict(metadata.get("preprocess") or {})
@@ -105,7 +124,8 @@ class Recognizer:
         self.max_batch: int | None = params.max_batch or (
             CPU_MAX_BATCH if self.device.type == "cpu" else None)
         self._min_period_s = 1.0 / params.max_rate_hz
-        self.ingestion = Ingestion(params, self.layout, self.dims, self.device, self.axis_for)
+        self.ingestion = Ingestion(params, self.layout, self.dims, self.device, self.axis_for,
+                                   persons=self.persons)
         self.buffer = self.ingestion.buffer
         self._lock = self.ingestion.lock
         self.inferences = 0
@@ -138,7 +158,7 @@ class Recognizer:
         shape (see :mod:`prgcn_ros.model.backends`)."""
         arch = self.metadata_arch
         window = check_window(int(arch.get("in_channels", 3)), self.window_length,
-                              self.layout.num_joints).to(self.device)
+                              self.layout.num_joints, self.persons).to(self.device)
         self.backend, self.backend_info = make_backend(
             kind, self.model, model_path, window, threads=threads, device=self.device,
             cache_dir=cache_dir, **kwargs)
@@ -199,6 +219,9 @@ class Recognizer:
     def set_smoothing(self, smoothing: int) -> None:
         self.ingestion.set_smoothing(smoothing)
 
+    def set_min_confidence(self, min_confidence: float) -> None:
+        self.params.min_confidence = min_confidence
+
     # ------------------------------------------------------------------ inference
     def _waiting(self) -> list[int]:
         """Tracks with new frames and enough of them (under the lock)."""
@@ -214,8 +237,25 @@ class Recognizer:
             due_at = [tracks[k].last_inferred + self._min_period_s for k in self._waiting()]
         return max(0.0, min(due_at) - now) if due_at else None
 
+    def _samples(self, due: list[int]) -> list[tuple[int, ...]]:
+        """The due people as the model's samples, in the pass's order (under the lock): a
+        person alone, or with a two-person model a pair (slot order: lower person_id first)."""
+        tracks = self.ingestion.tracks
+        # Ties (people of one message) go to the person recognised least recently.
+        due = sorted(due, key=lambda k: (tracks[k].pending[0], tracks[k].last_inferred))
+        samples, taken = [], set()
+        for key in due:
+            if key in taken:
+                continue
+            partner = self.ingestion.partner_of(key) if self.persons >= 2 else None
+            members = (key,) if partner not in tracks else tuple(
+                sorted((key, partner), key=lambda k: tracks[k].person_id))
+            taken.update(members)
+            samples.append(members)
+        return samples
+
     def infer(self, now: float | None = None) -> InferenceResult | None:
-        """One batched forward over the people due (see the class docstring).
+        """One batched forward over the samples of the people due (see the class docstring).
 
         A person whose outputs come out NaN or inf (a degenerate skeleton) is left out of the
         result and counted in ``outputs_suppressed``: outputs are always finite.
@@ -226,53 +266,77 @@ class Recognizer:
             tracks_by_key = self.ingestion.tracks
             due = [k for k in self._waiting()
                    if tracks_by_key[k].last_inferred + self._min_period_s <= start]
-            # Ties (people of one message) go to the person recognised least recently.
-            due.sort(key=lambda k: (tracks_by_key[k].pending[0], tracks_by_key[k].last_inferred))
-            batch, keys, stamps, counts = self.buffer.gather(due[: self.max_batch])
+            samples = self._samples(due)[: self.max_batch]
+            batch, keys, stamps, counts = self.buffer.gather([k for s in samples for k in s])
             if not keys:
                 return None
+            row = {k: i for i, k in enumerate(keys)}
+            sample_rows = [rows for rows in ([row[k] for k in s if k in row] for s in samples)
+                           if rows]
             tracks = [tracks_by_key[k] for k in keys]
-            snapshot = [(t.person_id, t.frame_id, t.last_stamp_ns, t.axis) for t in tracks]
+            partner_id = [NO_PARTNER] * len(keys)
+            for a, b in (rows for rows in sample_rows if len(rows) == 2):
+                partner_id[a], partner_id[b] = tracks[b].person_id, tracks[a].person_id
+            snapshot = [(t.person_id, t.frame_id, t.axis) for t in tracks]
+            # A partner below min_frames runs in the pair's sample but gets no label yet.
+            published = [self.buffer.total_frames(k) >= self.params.min_frames for k in keys]
             # Latency counts from a person's frame to the first /action that used it; before
             # a person's first label only the newest frame counts (the rest were warm-up).
-            arrivals = sorted(a for t in tracks for a in (t.pending if t.labelled
-                                                          else [t.pending[-1]]))
-            for t in tracks:
-                t.new_frames = 0
-                t.pending.clear()
-                t.labelled = True
-                t.last_inferred = start
+            arrivals = sorted(a for t, shown in zip(tracks, published) if shown
+                              for a in (t.pending if t.labelled else list(t.pending)[-1:]))
+            for t, shown in zip(tracks, published):
+                if shown:
+                    t.new_frames = 0
+                    t.pending.clear()
+                    t.labelled = True
+                    t.last_inferred = start
 
-        x = self._model_window(batch, counts)                     # (N, T, V, C)
+        x = self._sample_windows(batch, counts, sample_rows)       # (S, T, M, V, C)
         coords, conf = x[..., : self.dims], x[..., self.dims]
-        probs = torch.empty((len(keys), len(self.class_names)))
-        refined = torch.empty((len(keys), self.layout.num_joints, self.dims))
+        probs = torch.empty((len(sample_rows), len(self.class_names)))
+        refined = torch.empty((len(sample_rows), self.persons, self.layout.num_joints,
+                               self.dims))
         offsets = torch.empty_like(refined)
-        for axis in sorted({s[3] for s in snapshot}):
-            rows = [i for i, s in enumerate(snapshot) if s[3] == axis]
-            index = torch.tensor(rows, device=x.device)
+        # The people of a sample share a source, so an axis convention.
+        sample_axis = [snapshot[rows[0]][2] for rows in sample_rows]
+        for axis in sorted(set(sample_axis)):
+            chosen = [s for s, a in enumerate(sample_axis) if a == axis]
+            index = torch.tensor(chosen, device=x.device)
             p, r, o = self._forward(coords[index], conf[index], axis)
-            probs[rows], refined[rows], offsets[rows] = p, r, o
-        newest_conf = conf[:, -1].cpu().numpy()
-        finite = (torch.isfinite(probs).all(1) & torch.isfinite(refined).flatten(1).all(1)
-                  & torch.isfinite(offsets).flatten(1).all(1)).tolist()
+            probs[chosen], refined[chosen], offsets[chosen] = p, r, o
+        if self.temperature != 1.0:
+            probs = torch.from_numpy(scaled(probs.numpy(), self.temperature)).float()
+        newest_conf = conf[:, -1].cpu().numpy()                    # (S, M, V)
+        finite_probs = torch.isfinite(probs).all(1).tolist()
+        finite_pose = (torch.isfinite(refined).flatten(2).all(2)
+                       & torch.isfinite(offsets).flatten(2).all(2)).tolist()   # (S, M)
 
         people = []
         with self._lock:
-            for i, (key, (pid, frame_id, _, axis)) in enumerate(zip(keys, snapshot)):
-                if not finite[i]:
-                    self.outputs_suppressed += 1
-                    continue
-                track = tracks_by_key.get(key)
-                p = probs[i].numpy()
-                if track is not None and self.params.smoothing > 1:
-                    track.history.append(p)
-                    p = np.mean(track.history, axis=0)
-                person = self._person(pid, p, stamps[i], counts[i], refined[i].numpy(),
-                                      offsets[i].numpy(), newest_conf[i])
-                person.axis = axis
-                person.frame_id = frame_id
-                people.append(person)
+            for s, rows in enumerate(sample_rows):
+                for slot, i in enumerate(rows):
+                    if not published[i]:
+                        continue
+                    if not (finite_probs[s] and finite_pose[s][slot]):
+                        self.outputs_suppressed += 1
+                        continue
+                    pid, frame_id, axis = snapshot[i]
+                    track = tracks_by_key.get(keys[i])
+                    p = probs[s].numpy()
+                    if track is not None and self.params.smoothing > 1:
+                        partner = next((keys[j] for j in rows if j != i), None)
+                        if partner != track.partner:   # another sample: start over
+                            track.history.clear()
+                            track.partner = partner
+                        track.history.append(p)
+                        p = np.mean(track.history, axis=0)
+                    person = self._person(pid, p, stamps[i], counts[i],
+                                          refined[s, slot].numpy(), offsets[s, slot].numpy(),
+                                          newest_conf[s, slot])
+                    person.axis = axis
+                    person.frame_id = frame_id
+                    person.partner_id = partner_id[i]
+                    people.append(person)
         done = time.monotonic()
         self.inferences += 1
         self._inference_rate.tick(done)
@@ -284,31 +348,50 @@ class Recognizer:
                                layout=self.layout.name, people=people, arrivals=arrivals,
                                forward_s=done - began)
 
-    def _model_window(self, batch: torch.Tensor, counts: list[int]) -> torch.Tensor:
-        """The frames the model sees, as training and evaluation chose them.
+    def _sample_windows(self, batch: torch.Tensor, counts: list[int],
+                        sample_rows: list[list[int]]) -> torch.Tensor:
+        """The frames the model sees, (S, T, M, V, C): each sample's people in its slots.
 
-        resample: each person's held frames spread evenly over the model's length (the whole
-        clip, offline); crop: the last ``length`` frames, padded like the ring buffer does.
+        resample: the held frames spread evenly over the model's length (the whole clip,
+        offline); crop: the last ``length`` frames, padded like the ring buffer does. The two
+        people of a pair share one time line, aligned at their newest frames (they arrive in
+        the same messages): frames before a partner's first are empty (confidence 0), like a
+        person absent from part of a training clip. Slots without a person are empty, as
+        training pads a clip of fewer people (``SkeletonSequence.main_persons``).
         """
-        n, length = batch.shape[:2]
+        length = batch.shape[1]
+        slot_rows = np.full((len(sample_rows), self.persons), -1)
+        for s, rows in enumerate(sample_rows):
+            slot_rows[s, : len(rows)] = rows
+        held = np.asarray(counts)
         if self.window_mode == "crop":
             t = min(self.window_length, length)
-            return batch[:, length - t:]
-        # Held frames sit at the end of the gathered window (the front repeats the oldest).
-        index = np.stack([length - c + uniform_indices(c, self.window_length) for c in counts])
-        index_t = torch.from_numpy(index).to(batch.device)
-        return batch[torch.arange(n, device=batch.device)[:, None], index_t]
+            index = np.tile(np.arange(length - t, length), (len(sample_rows), 1))
+        else:
+            # Held frames sit at the end of the gathered window (the front repeats the oldest).
+            index = np.stack([length - c + uniform_indices(c, self.window_length)
+                              for c in (max(held[r] for r in rows) for rows in sample_rows)])
+        people = slot_rows.clip(min=0)
+        lone = (slot_rows[:, 1:] < 0).all(1)[:, None, None]       # keeps the ring's padding
+        present = (slot_rows >= 0)[:, None, :] & (
+            lone | (index[:, :, None] >= length - held[people][:, None, :]))
+        device = batch.device
+        x = batch[torch.from_numpy(people).to(device)[:, None, :],
+                  torch.from_numpy(index).to(device)[:, :, None]]   # (S, T, M, V, C)
+        if not present.all():
+            x = x * torch.from_numpy(present).to(device=device, dtype=x.dtype)[..., None, None]
+        return x
 
     def _forward(self, coords: torch.Tensor, conf: torch.Tensor, axis: str
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Preprocess, forward, and the newest frame's refined pose back in sensor space."""
-        model_in, transform = preprocess(coords[:, :, None], conf[:, :, None], self.layout,
-                                         self._preprocess[axis])
+        """Preprocess samples (S, T, M, V, D), forward, and the newest frame's refined pose of
+        every slot back in sensor space, (S, M, V, D)."""
+        model_in, transform = preprocess(coords, conf, self.layout, self._preprocess[axis])
         logits, refined = self.backend(model_in)
         probs = torch.softmax(logits.float(), dim=-1).cpu()
         # The PRM's offset on the last model frame, in sensor units, added to the newest input.
         offset = refined[:, :, -1:] - model_in[:, :, -1:]
-        offset = transform.inverse_offsets(offset)[:, 0, 0]          # (N, V, D)
+        offset = transform.inverse_offsets(offset)[:, 0]                # (S, M, V, D)
         newest = coords[:, -1]
         return probs, (newest + offset).float().cpu(), offset.float().cpu()
 
@@ -317,8 +400,10 @@ class Recognizer:
                 ) -> PersonResult:
         order = np.argsort(-probs, kind="stable")[: self.top_k]
         best = int(order[0])
+        known = float(probs[best]) >= self.params.min_confidence
         return PersonResult(
-            person_id=pid, class_index=best, label=self.class_names[best],
+            person_id=pid, class_index=best if known else UNKNOWN_CLASS_INDEX,
+            label=self.class_names[best] if known else UNKNOWN_LABEL,
             confidence=float(probs[best]), top_labels=[self.class_names[i] for i in order],
             top_scores=[float(probs[i]) for i in order], window_start_ns=stamps[0],
             window_end_ns=stamps[1], num_frames=count, refined=refined, offsets=offsets,

@@ -30,8 +30,8 @@ def test_model_skeleton_and_training_import_no_rclpy():
         assert imported(package, ("rclpy", "prgcn_msgs")) == "[]", package
 
 
-def test_the_live_data_and_the_conversions_import_no_torch():
-    code = ("import sys, prgcn_ros.live_data, prgcn_ros.nodes.conversions; "
+def test_the_live_data_the_pairing_and_the_conversions_import_no_torch():
+    code = ("import sys, prgcn_ros.live_data, prgcn_ros.pairing, prgcn_ros.nodes.conversions; "
             "print('torch' in sys.modules, 'rclpy' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=REPO, timeout=300)

@@ -20,6 +20,8 @@ def test_generated_messages_have_the_designed_fields():
         "header": "std_msgs/Header", "layout": "string",
         "skeletons": "sequence<prgcn_msgs/Skeleton>"}
     assert fields["prgcn_msgs/Action"]["window_start"] == "builtin_interfaces/Time"
+    # Two-person models: the partner's person_id (-1: recognised alone).
+    assert fields["prgcn_msgs/Action"]["partner_id"] == "int64"
     assert fields["prgcn_msgs/ActionArray"]["header"] == "std_msgs/Header"
     assert fields["prgcn_msgs/RefinedSkeleton"]["offsets"] == "sequence<geometry_msgs/Vector3>"
 

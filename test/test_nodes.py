@@ -3,9 +3,11 @@ subscriber (no mocks). One recognizer process serves the whole module; each test
 person ids and reads counters as differences, so the tests do not depend on their order."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -213,13 +215,15 @@ def recognizer(model_file, tmp_path_factory):
     assert code == 0, process_log(proc)
 
 
-@pytest.fixture(scope="module")
-def probe(recognizer):
+@contextlib.contextmanager
+def probe_of(recognizer, azure: bool = False) -> Iterator[Probe]:
+    """rclpy initialised and a Probe of the recognizer process, once it has taken a message."""
     rclpy.init()
     probe = Probe()
     try:
         wait_for_subscribers(probe.node, probe.skeletons, timeout_s=60)
-        wait_for_subscribers(probe.node, probe.azure, timeout_s=10)
+        if azure:
+            wait_for_subscribers(probe.node, probe.azure, timeout_s=10)
         # Our side has matched; wait for the recognizer's side too (first frames count): an
         # empty message is dropped before any source or person exists, and counted.
         wait_for_recognizer_input(probe)
@@ -228,6 +232,12 @@ def probe(recognizer):
     finally:
         probe.node.destroy_node()
         rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def probe(recognizer):
+    with probe_of(recognizer, azure=True) as probe:
+        yield probe
 
 
 # ---------------------------------------------------------------------------- outputs

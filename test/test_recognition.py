@@ -574,3 +574,189 @@ def test_a_lone_outlier_is_counted_when_the_next_message_shows_it():
     assert rec.ingest(_shifted(frame(5), 0.5)) == []       # held: alone, or a jump?
     assert rec.ingest(frame(5)) == ["stamp_outlier"]       # back on the timeline: alone
     assert rec.dropped["stamp_outlier"] == 1 and rec.frames == 6
+
+
+# ---------------------------------------------------------------------------- unknown
+def test_below_min_confidence_the_label_is_unknown_and_the_top_k_stay():
+    from prgcn_ros.live_data import UNKNOWN_CLASS_INDEX, UNKNOWN_LABEL
+
+    # The highest threshold: a softmax's top score is below 1 (here 0.9997).
+    rec = tiny_recognizer(min_confidence=1.0, smoothing=1)
+    for t in range(5):
+        rec.ingest(frame(t))
+    person = rec.infer().people[0]
+    assert person.label == UNKNOWN_LABEL == "unknown"
+    assert person.class_index == UNKNOWN_CLASS_INDEX
+    assert len(person.top_labels) == 2 and set(person.top_labels) <= set(CLASSES)
+    assert person.confidence == pytest.approx(person.top_scores[0]) and person.confidence < 1
+    # Live: off again, the same scores give the class.
+    rec.set_min_confidence(0.0)
+    rec.ingest(frame(5))
+    person = rec.infer().people[0]
+    assert person.label == person.top_labels[0] == CLASSES[person.class_index]
+
+
+def test_confidences_are_calibrated_with_the_models_temperature():
+    from prgcn_ros.training.calibration import scaled
+
+    plain = tiny_recognizer(smoothing=1)
+    sharp = tiny_recognizer(smoothing=1)
+    assert plain.temperature == 1.0
+    sharp.temperature = 0.25          # what metadata calibration.temperature sets (test below)
+    for rec in (plain, sharp):
+        for t in range(5):
+            rec.ingest(frame(t))
+    p, q = plain.infer().people[0], sharp.infer().people[0]
+    np.testing.assert_allclose(q.probabilities, scaled(p.probabilities[None], 0.25)[0],
+                               atol=1e-5)
+    assert q.label == p.label and q.confidence > p.confidence
+
+
+def test_the_temperature_comes_from_the_model_metadata():
+    torch.manual_seed(0)
+    model = PRGCN(len(CLASSES), "kinect20")
+    metadata = {"architecture": model.arch, "class_names": CLASSES,
+                "window": {"mode": "resample", "length": 8},
+                "calibration": {"temperature": 0.7, "ece_after": 0.05}}
+    assert Recognizer(model, metadata, RecognizerParams(), "cpu").temperature == 0.7
+
+
+# ---------------------------------------------------------------------------- pairs
+def pair_recognizer(length: int = 8, layout: str = "kinect20", **params) -> Recognizer:
+    """A random model of two-person samples (max_persons 2, like SBU's), window ``length``."""
+    torch.manual_seed(0)
+    model = PRGCN(len(CLASSES), layout)
+    metadata = {"architecture": model.arch, "class_names": CLASSES, "max_persons": 2,
+                "preprocess": {"center": "first_frame", "scale": "torso"},
+                "window": {"mode": "resample", "length": length}}
+    values = {"window": 16, "min_frames": 4, "top_k": 2, "max_rate_hz": 1e9, "smoothing": 1,
+              **params}
+    return Recognizer(model, metadata, RecognizerParams.from_dict(values), "cpu")
+
+
+def beside(x: float, seed: int) -> np.ndarray:
+    """pose() moved sideways by x metres."""
+    return pose(seed=seed) + (x, 0.0, 0.0)
+
+
+def test_two_people_close_together_are_one_sample_labelled_for_both():
+    from prgcn_ros.live_data import NO_PARTNER
+
+    rec = pair_recognizer()
+    for t in range(5):
+        rec.ingest(frame(t, {4: beside(0.0, t), 9: beside(1.0, t + 50), 20: beside(6.0, t)}))
+    people = {p.person_id: p for p in rec.infer().people}
+    assert sorted(people) == [4, 9, 20]
+    assert people[4].partner_id == 9 and people[9].partner_id == 4
+    assert people[20].partner_id == NO_PARTNER
+    # One sample: one label and one set of scores for both.
+    np.testing.assert_array_equal(people[4].probabilities, people[9].probabilities)
+    assert people[4].label == people[9].label
+    # Each keeps their own pose and window.
+    np.testing.assert_allclose(people[9].refined - people[9].offsets, beside(1.0, 54),
+                               atol=1e-5)
+    assert people[4].num_frames == people[9].num_frames == 5
+
+
+def test_a_pair_runs_when_either_has_new_frames_and_both_are_published():
+    rec = pair_recognizer()
+    for t in range(5):
+        rec.ingest(frame(t, {1: beside(0.0, t), 2: beside(1.0, t)}))
+    assert len(rec.infer().people) == 2
+    rec.ingest(frame(5, {2: beside(1.0, 5)}))     # 1 not seen in this frame (occlusion)
+    people = {p.person_id: p for p in rec.infer().people}
+    assert sorted(people) == [1, 2] and people[1].partner_id == 2
+    assert people[1].num_frames == 5 and people[2].num_frames == 6
+
+
+def test_a_pair_is_one_sample_of_max_batch():
+    rec = pair_recognizer(max_batch=2)
+    people = {pid: beside(4.0 * (pid // 2) + (pid % 2), pid) for pid in range(6)}  # 3 pairs
+    for t in range(5):
+        rec.ingest(frame(t, people))
+    first = rec.infer().people
+    assert [p.person_id for p in first] == [0, 1, 2, 3]
+    assert [p.partner_id for p in first] == [1, 0, 3, 2]
+    assert [p.person_id for p in rec.infer().people] == [4, 5]
+
+
+def test_a_partner_below_min_frames_runs_in_the_sample_but_waits_for_a_label():
+    rec = pair_recognizer(min_frames=4)
+    for t in range(6):
+        people = {1: beside(0.0, t)}
+        if t >= 4:
+            people[2] = beside(1.0, t)
+        rec.ingest(frame(t, people))
+    people = {p.person_id: p for p in rec.infer().people}
+    assert sorted(people) == [1] and people[1].partner_id == 2
+    for t in range(6, 8):
+        rec.ingest(frame(t, {1: beside(0.0, t), 2: beside(1.0, t)}))
+    people = {p.person_id: p for p in rec.infer().people}
+    assert sorted(people) == [1, 2] and people[2].partner_id == 1
+
+
+def test_people_of_two_sources_are_never_paired():
+    from prgcn_ros.live_data import NO_PARTNER
+
+    rec = pair_recognizer()
+    for t in range(5):
+        rec.ingest(frame(t, {1: beside(0.0, t)}))
+        other = frame(t, {2: beside(0.5, t)})
+        other.frame_id = "camera_b"
+        rec.ingest(other)
+    assert {p.partner_id for p in rec.infer().people} == {NO_PARTNER}
+
+
+def test_a_pair_parts_when_a_partner_leaves():
+    from prgcn_ros.live_data import NO_PARTNER
+
+    rec = pair_recognizer(track_timeout_s=0.5)
+    for t in range(5):
+        rec.ingest(frame(t, {1: beside(0.0, t), 2: beside(1.0, t)}))
+    rec.infer()
+    for t in range(5, 40):                         # 2 left
+        rec.ingest(frame(t, {1: beside(0.0, t)}))
+        rec.expire(100.0 + t / 30)
+    assert rec.people_tracked == 1
+    assert rec.infer().people[0].partner_id == NO_PARTNER
+
+
+def test_a_one_person_model_never_pairs():
+    from prgcn_ros.live_data import NO_PARTNER
+
+    rec = tiny_recognizer()
+    for t in range(5):
+        rec.ingest(frame(t, {1: beside(0.0, t), 2: beside(0.5, t)}))
+    people = rec.infer().people
+    assert len(people) == 2 and {p.partner_id for p in people} == {NO_PARTNER}
+
+
+def test_live_pairs_and_lone_people_match_the_offline_evaluation_on_sbu_clips(data_dir):
+    """An SBU clip's two people streamed frame by frame give the scores prgcn-eval's batching
+    gives the clip (M = 2, person 1 in slot 0); one of them alone gives the clip of that person
+    with the second slot empty, as training pads it."""
+    from prgcn_ros.skeleton.readers import read_sbu_interaction
+    from prgcn_ros.training import batching
+
+    cfg = {"layout": "openni15", "preprocess": {"center": "first_frame", "scale": "torso"},
+           "window": {"mode": "resample", "length": 48}, "data": {"max_persons": 2},
+           "augment": {}}
+    names = ["s01s02/07/001", "s03s04/03/002"]
+    clips = [read_sbu_interaction(data_dir / "sbu_interaction" / n / "skeleton_pos.txt")
+             for n in names]
+    lone = clips[0].select_persons([1])            # person 2 of the first clip, alone
+    for clip in [*clips, lone]:
+        rec = pair_recognizer(48, "openni15", min_frames=1, window=96)   # holds a whole clip
+        for t in range(clip.num_frames):
+            rec.ingest(InputFrame(stamp_ns=(t + 1) * 10**8, frame_id="kinect",
+                                  layout="openni15", ids=[1, 2][: clip.num_persons],
+                                  coords=list(clip.coords[t]),
+                                  confidence=list(clip.confidence[t])))
+        live = rec.infer().people
+        assert len(live) == clip.num_persons
+        x, _ = batching.make_batch([clip], cfg, train=False)
+        with torch.no_grad():
+            offline = torch.softmax(rec.model(x)[0], dim=1).numpy()
+        for person in live:
+            np.testing.assert_allclose(person.probabilities, offline[0], atol=1e-4)
+

@@ -24,7 +24,7 @@ from prgcn_msgs.msg import (
     Skeleton,
     SkeletonArray,
 )
-from prgcn_ros.live_data import ID_SPAN, InferenceResult, InputFrame
+from prgcn_ros.live_data import ID_SPAN, NO_PARTNER, InferenceResult, InputFrame
 from prgcn_ros.skeleton.layouts import get_layout
 
 # Azure Kinect ROS driver body tracking: marker id = body_id * 100 + joint, 32 joints.
@@ -146,7 +146,8 @@ def action_array_msg(result: InferenceResult) -> ActionArray:
             class_index=int(person.class_index), confidence=float(person.confidence),
             top_labels=list(person.top_labels), top_scores=[float(s) for s in person.top_scores],
             window_start=ns_to_stamp(person.window_start_ns),
-            window_end=ns_to_stamp(person.window_end_ns), num_frames=int(person.num_frames)))
+            window_end=ns_to_stamp(person.window_end_ns), num_frames=int(person.num_frames),
+            partner_id=int(person.partner_id)))
     return msg
 
 
@@ -182,7 +183,8 @@ def marker_ns(kind: str, person_id: int) -> str:
 
 
 def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray:
-    """Joints (sphere list), bones (line list) and the label above the head, per person.
+    """Joints (sphere list), bones (line list) and the label above the head, per person
+    ("id: label confidence", and "(with partner id)" for a pair of a two-person model).
 
     Sizes follow the skeleton's own extent, so metres and pixels both look right; "up" is +y
     for y-up inputs and -y for optical frames and images (the person's axis convention).
@@ -220,7 +222,9 @@ def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray
         label = Marker(header=header, ns=marker_ns("label", pid), id=mid,
                        type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, color=color,
                        lifetime=lifetime,
-                       text=f"{person.person_id}: {person.label} {person.confidence:.2f}")
+                       text=f"{person.person_id}: {person.label} {person.confidence:.2f}"
+                       + ("" if person.partner_id == NO_PARTNER
+                          else f" (with {person.partner_id})"))
         label.pose.position = Point(x=top[0], y=top[1], z=top[2])
         label.pose.orientation.w = 1.0
         label.scale.z = extent * 0.08

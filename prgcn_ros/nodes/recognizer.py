@@ -284,8 +284,13 @@ class RecognizerNode(Node):
         self._last_dropped = 0
         self._last_lost = 0
         self._clock_basis = self._track_clock()[0]
-        per_pass = (f"at most {rec.max_batch} people" if rec.max_batch
+        per_pass = (f"at most {rec.max_batch} samples" if rec.max_batch
                     else "every person due")
+        samples = ("one person a sample" if rec.persons == 1 else
+                   f"{rec.persons} person slots a sample (pairs within "
+                   f"{rec.ingestion.pair_gate:g} {'px' if rec.dims == 2 else 'm'})")
+        unknown = (f", 'unknown' below {self.params.min_confidence:g}"
+                   if self.params.min_confidence else "")
         info = rec.backend_info
         backend = info.name
         if info.graph is not None:
@@ -294,7 +299,8 @@ class RecognizerNode(Node):
         self.get_logger().info(
             f"model {self.params.model_path().name}: layout {rec.layout.name}, "
             f"{len(rec.class_names)} classes, window {self.params.window} frames resampled to "
-            f"{rec.window_length}, device {rec.device}, backend {backend}, "
+            f"{rec.window_length}, {samples}, confidence temperature {rec.temperature:g}"
+            f"{unknown}, device {rec.device}, backend {backend}, "
             f"{self.params.effective_threads()} thread(s), {per_pass} per pass; inputs "
             f"({p.input_reliability}): {', '.join(inputs)}")
         self._start_inference()
@@ -348,6 +354,8 @@ class RecognizerNode(Node):
             self.recognizer.set_top_k(params.top_k)
         if params.smoothing != self.params.smoothing:
             self.recognizer.set_smoothing(params.smoothing)
+        if params.min_confidence != self.params.min_confidence:
+            self.recognizer.set_min_confidence(params.min_confidence)
         self.node_params.latency_budget_ms = node_params.latency_budget_ms
         return SetParametersResult(successful=True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,12 @@ def split_training_set(dataset: SequenceDataset, cfg: dict
            else f"{cal['fraction']:g} of each class, seed {cal.get('seed') or 0}")
     return (subset(dataset, rest, f"{dataset.description} without the calibration split"),
             subset(dataset, held, f"calibration split of {dataset.description} ({how})"))
+
+
+def temperature_of(metadata: Mapping[str, Any]) -> float:
+    """A model's fitted temperature (metadata ``calibration.temperature``); 1 (the scores as
+    they are) for a model without one."""
+    return float((metadata.get("calibration") or {}).get("temperature") or 1.0)
 
 
 def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:

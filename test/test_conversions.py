@@ -1,0 +1,52 @@
+"""Results -> messages (prgcn_ros.nodes.conversions) for issue 12's fields: partner_id and the
+"unknown" label on /action, the partner in the marker's text. No torch, no ROS graph."""
+from __future__ import annotations
+
+import numpy as np
+
+from prgcn_msgs.msg import Action
+from prgcn_ros.live_data import (
+    NO_PARTNER,
+    UNKNOWN_CLASS_INDEX,
+    UNKNOWN_LABEL,
+    InferenceResult,
+    PersonResult,
+)
+from prgcn_ros.nodes.conversions import action_array_msg, markers_msg
+
+
+def person(pid: int, partner: int = NO_PARTNER, label: str = "hugging",
+           class_index: int = 5) -> PersonResult:
+    refined = np.random.default_rng(pid).normal(0, 0.3, (15, 3)) + (0, 0, 2)
+    return PersonResult(person_id=pid, class_index=class_index, label=label, confidence=0.4,
+                        top_labels=["hugging", "pushing"], top_scores=[0.4, 0.3],
+                        window_start_ns=1_000, window_end_ns=2_000, num_frames=20,
+                        refined=refined, offsets=np.zeros((15, 3)),
+                        joint_confidence=np.ones(15), probabilities=np.full(8, 0.125),
+                        frame_id="kinect", partner_id=partner)
+
+
+def result(*people: PersonResult) -> InferenceResult:
+    return InferenceResult(stamp_ns=2_000, frame_id="kinect", layout="openni15",
+                           people=list(people), arrivals=[], forward_s=0.01)
+
+
+def test_a_pair_carries_each_others_id_and_a_lone_person_none():
+    msg = action_array_msg(result(person(3, partner=4), person(4, partner=3), person(9)))
+    assert [(a.person_id, a.partner_id) for a in msg.actions] == [(3, 4), (4, 3), (9, -1)]
+    assert NO_PARTNER == -1 == Action().partner_id      # the message's default: alone
+
+
+def test_unknown_keeps_the_top_k_on_the_action():
+    msg = action_array_msg(result(person(1, label=UNKNOWN_LABEL,
+                                         class_index=UNKNOWN_CLASS_INDEX)))
+    action = msg.actions[0]
+    assert (action.label, action.class_index) == ("unknown", -1)
+    assert list(action.top_labels) == ["hugging", "pushing"]
+    np.testing.assert_allclose(action.top_scores, [0.4, 0.3], rtol=1e-6)   # float32
+
+
+def test_the_label_marker_names_the_partner():
+    texts = {m.id: m.text for m in markers_msg(result(person(3, partner=4), person(9))).markers
+             if m.ns == "label"}
+    assert texts == {3: "3: hugging 0.40 (with 4)", 9: "9: hugging 0.40"}

@@ -1,0 +1,105 @@
+"""Pairing people for two-person models (prgcn_ros.pairing): the distance gate, one pair per
+person, stable pairs (hysteresis). numpy only, no torch, no ROS (test_imports.py holds it)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prgcn_ros.pairing import RELEASE_FACTOR, Pairing, mean_positions
+
+
+def at(x: float, z: float = 2.0) -> np.ndarray:
+    return np.array([x, 0.0, z])
+
+
+def test_people_within_the_gate_pair_and_farther_ones_do_not():
+    pairing = Pairing(gate=2.0)
+    pairing.update({1: at(0.0), 2: at(1.5), 3: at(5.0)})
+    assert pairing.pairs() == [(1, 2)]
+    assert pairing.partner(1) == 2 and pairing.partner(2) == 1 and pairing.partner(3) is None
+
+
+def test_each_person_is_in_one_pair_at_most_and_the_closest_pair_first():
+    pairing = Pairing(gate=2.0)
+    # 2 is near both 1 and 3; 2-3 is the closer pair, so 1 stays alone (no second partner).
+    pairing.update({1: at(0.0), 2: at(1.0), 3: at(1.6)})
+    assert pairing.pairs() == [(2, 3)] and pairing.partner(1) is None
+    # Four people: two pairs, nobody twice.
+    pairing = Pairing(gate=2.0)
+    pairing.update({1: at(0.0), 2: at(0.5), 3: at(1.2), 4: at(1.6)})
+    pairs = pairing.pairs()
+    assert pairs == [(1, 2), (3, 4)]
+    assert sorted(k for pair in pairs for k in pair) == [1, 2, 3, 4]
+
+
+def test_a_pair_holds_until_the_margin_beyond_the_gate_then_parts():
+    pairing = Pairing(gate=2.0)
+    pairing.update({1: at(0.0), 2: at(1.0)})
+    # Beyond the gate but within the margin: still a pair (no flicker at the edge).
+    pairing.update({2: at(2.0 * RELEASE_FACTOR - 0.01)})
+    assert pairing.pairs() == [(1, 2)]
+    pairing.update({2: at(2.0 * RELEASE_FACTOR + 0.01)})
+    assert pairing.pairs() == []
+    # Back within the margin but not within the gate: alone until within the gate again.
+    pairing.update({2: at(2.2)})
+    assert pairing.pairs() == []
+    pairing.update({2: at(1.9)})
+    assert pairing.pairs() == [(1, 2)]
+
+
+def test_a_closer_newcomer_does_not_steal_a_partner():
+    pairing = Pairing(gate=2.0)
+    pairing.update({1: at(0.0), 2: at(1.5)})
+    pairing.update({3: at(0.2)})                  # closer to 1 than 2 is
+    assert pairing.pairs() == [(1, 2)] and pairing.partner(3) is None
+
+
+def test_when_a_person_leaves_the_partner_is_free_and_pairs_again():
+    pairing = Pairing(gate=2.0)
+    pairing.update({1: at(0.0), 2: at(1.5)})
+    pairing.update({3: at(0.5)})
+    pairing.remove(2)
+    assert pairing.partner(1) is None and len(pairing) == 2
+    pairing.update({1: at(0.0)})                  # the next frame pairs 1 with 3
+    assert pairing.pairs() == [(1, 3)]
+
+
+def test_people_missing_from_a_frame_keep_their_last_position_and_their_pair():
+    pairing = Pairing(gate=2.0)
+    pairing.update({1: at(0.0), 2: at(1.0)})
+    for _ in range(5):                            # 2 not seen for a few frames (occlusion)
+        pairing.update({1: at(0.1)})
+    assert pairing.pairs() == [(1, 2)]
+
+
+def test_pairing_is_stable_over_a_long_interaction():
+    """Two people approaching and parting within the margin, and a third walking past: the
+    pair never changes."""
+    pairing = Pairing(gate=2.0)
+    for t in range(200):
+        gap = 1.2 + 0.8 * np.sin(t / 20)          # 0.4 .. 2.0 m
+        pairing.update({1: at(0.0), 2: at(gap), 3: at(4.0 - t * 0.03, 2.5)})
+        assert pairing.partner(1) == 2, t
+
+
+def test_a_person_without_a_confident_joint_is_never_paired():
+    coords = np.stack([np.zeros((4, 3)) + (0, 0, 2), np.zeros((4, 3)) + (1, 0, 2)])
+    confidence = np.array([[1.0, 1, 0, 0], [0.0, 0, 0, 0]])
+    positions = mean_positions(coords, confidence)
+    np.testing.assert_allclose(positions[0], (0, 0, 2))
+    assert np.isnan(positions[1]).all()
+    pairing = Pairing(gate=2.0)
+    pairing.update({1: positions[0], 2: positions[1]})
+    assert pairing.pairs() == []
+
+
+def test_mean_positions_use_the_confident_joints_only():
+    coords = np.array([[[0.0, 0, 2], [2.0, 0, 2], [100.0, 100, 100]]])
+    positions = mean_positions(coords, np.array([[1.0, 0.5, 0.0]]))
+    np.testing.assert_allclose(positions, [[1.0, 0.0, 2.0]])
+
+
+def test_a_gate_must_be_positive():
+    with pytest.raises(ValueError, match="positive"):
+        Pairing(gate=0.0)
+

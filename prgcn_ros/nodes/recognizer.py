@@ -479,10 +479,10 @@ class RecognizerNode(Node):
             self.context.try_shutdown()   # the executor stops; main() reports the error
 
     def destroy_node(self) -> None:
-        if hasattr(self, "_inference"):
+        if hasattr(self, "_inference"):   # (a Ctrl-C during start-up may leave it unstarted)
             self._stop.set()
             self._wake.set()
-            if threading.current_thread() is not self._inference:
+            if self._inference.is_alive() and threading.current_thread() is not self._inference:
                 self._inference.join(timeout=10.0)
         super().destroy_node()
 

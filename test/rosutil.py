@@ -62,5 +62,5 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> int:
 
 
 def process_log(proc: subprocess.Popen) -> str:
-    proc.log_file.flush()  # type: ignore[attr-defined]
+    """What the process wrote so far (also once stop_process closed our end of its log)."""
     return Path(proc.log_path).read_text()  # type: ignore[attr-defined]

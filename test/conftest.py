@@ -1,4 +1,5 @@
-"""Shared fixtures: a ROS context per test that needs one, the real data location."""
+"""Shared fixtures: a ROS context per test that needs one, a small model, the real data
+location."""
 from __future__ import annotations
 
 import os
@@ -17,11 +18,19 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 80 + 10))
 @pytest.fixture
 def ros_context():
     """rclpy initialised for one test, shut down after it."""
-    import rclpy
+    from rosutil import rclpy_session
 
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
+    with rclpy_session():
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """One small random PR-GCN model file (kinect20, rosutil.CLASSES) for the tests that only
+    read it; a test that changes or caches beside its model makes its own."""
+    from rosutil import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_model") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +58,4 @@ def kinetics(data_dir: Path):
     from prgcn_ros.skeleton.readers import read_kinetics_json
 
     return read_kinetics_json(data_dir / "kinetics_skeleton" / "--33Lscn6sk.json")
+

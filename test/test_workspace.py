@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 from rclpy.node import Node
-from rosutil import REPO, spin_until, wait_for_subscribers
-from test_nodes import skeleton_array, standing
+from rosutil import REPO, skeleton_array, spin_until, standing, wait_for_subscribers
 
 from prgcn_msgs.msg import ActionArray, SkeletonArray
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from prgcn_ros.model.backends import (
     BackendError,
     OnnxBackend,
     TorchBackend,
+    cache_file_name,
     check_window,
     export_version,
     make_backend,
@@ -25,7 +27,7 @@ from prgcn_ros.model.backends import (
     user_cache_dir,
 )
 from prgcn_ros.model.build import build_model
-from prgcn_ros.model.io import load_model, save_model
+from prgcn_ros.model.io import load_model, metadata_path, save_model
 
 CLASSES = ["wave", "punch", "kick"]
 
@@ -51,6 +53,22 @@ def shared(tmp_path_factory):
     model, _ = load_model(path)
     backend, info = make_backend("onnxruntime", model, path, check_window(3, 16, 20))
     return model, path, backend, info
+
+
+def _with_graph(shared, directory: Path, cache: Path | None = None) -> Path:
+    """The shared model's files copied into ``directory`` with its graph already in the cache
+    (``cache``, else beside the model), as a start before would have left it: for the tests
+    that need *a* cached graph to damage or replace, not an export of their own."""
+    _, source, _, info = shared
+    path = directory / source.name
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, path)
+    shutil.copy2(metadata_path(source), metadata_path(path))
+    assert cache_file_name(path) == info.graph.name         # the same files, the same key
+    where = cache or directory / CACHE_DIR_NAME
+    where.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(info.graph, where / info.graph.name)
+    return path
 
 
 def _graph(path: Path, cache: Path | None = None, version: str | None = None):
@@ -109,9 +127,10 @@ def test_second_start_reuses_the_cached_graph(tmp_path):
     assert [p.name for p in first.graph.parent.iterdir()] == [first.graph.name]
 
 
-def test_changed_weights_or_export_version_rebuild_the_graph(tmp_path):
-    path = _model_file(tmp_path / "m.safetensors")
+def test_changed_weights_or_export_version_rebuild_the_graph(shared, tmp_path):
+    path = _with_graph(shared, tmp_path)
     _, first = _graph(path)
+    assert first.reused
     _model_file(path, seed=1)                      # new weights in the same file
     backend, second = _graph(path)
     assert not second.reused and second.graph != first.graph
@@ -121,9 +140,10 @@ def test_changed_weights_or_export_version_rebuild_the_graph(tmp_path):
     assert not third.reused and third.graph != second.graph
 
 
-def test_a_corrupt_cached_graph_is_exported_again_not_loaded(tmp_path):
-    path = _model_file(tmp_path / "m.safetensors")
+def test_a_corrupt_cached_graph_is_exported_again_not_loaded(shared, tmp_path):
+    path = _with_graph(shared, tmp_path)
     _, first = _graph(path)
+    assert first.reused
     data = first.graph.read_bytes()
     first.graph.write_bytes(data[: len(data) // 3])  # truncated, as by a full disk
     backend, again = _graph(path)
@@ -172,8 +192,8 @@ def tamper(graph: Path) -> None:
     onnx.save(proto, str(graph))
 
 
-def test_start_is_refused_when_the_graph_differs_from_the_model(tmp_path):
-    path = _model_file(tmp_path / "m.safetensors")
+def test_start_is_refused_when_the_graph_differs_from_the_model(shared, tmp_path):
+    path = _with_graph(shared, tmp_path)
     _, info = _graph(path)
     tamper(info.graph)
     # A session on it runs: the damage is only visible in the numbers.
@@ -183,11 +203,11 @@ def test_start_is_refused_when_the_graph_differs_from_the_model(tmp_path):
     assert str(info.graph) in str(error.value)
 
 
-def test_the_recognizer_refuses_a_tampered_graph_and_runs_on_a_good_one(tmp_path):
+def test_the_recognizer_refuses_a_tampered_graph_and_runs_on_a_good_one(shared, tmp_path):
     from prgcn_ros.recognition import Recognizer
 
-    path = _model_file(tmp_path / "m.safetensors")
     cache = tmp_path / "cache"
+    path = _with_graph(shared, tmp_path, cache)
     params = RecognizerParams.from_dict({"model": str(path), "window": 16, "min_frames": 4,
                                          "backend": "onnxruntime", "device": "cpu",
                                          "backend_cache_dir": str(cache)})
@@ -221,7 +241,6 @@ def test_onnx_graph_export_needs_a_writable_place(tmp_path):
 @pytest.mark.slow
 def test_eval_on_onnxruntime_gives_torchs_accuracy_on_the_273_test_clips(tmp_path, capsys):
     import json
-    import shutil
 
     from test_training_util import MSR_CONFIG, REPO, require_data
 

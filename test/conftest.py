@@ -63,11 +63,12 @@ def kinetics(data_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def shipped_graph(tmp_path_factory) -> Callable[[Path], Path]:
+def shipped_graph(tmp_path_factory) -> Callable[..., Path]:
     """The shipped model's ONNX graph, exported once a session (9-13 s on 2 busy cores) for
     the tests that run the shipped model on onnxruntime without being about the export.
-    ``place(model)`` copies it where a first start with ``model``, a copy of the shipped files,
-    would have left it; that start still checks it against torch."""
+    ``place(model, cache=None)`` copies it where a first start with ``model`` (the shipped files
+    or a copy) and backend_cache_dir ``cache`` would have left it; that start still checks it
+    against torch."""
     from prgcn_ros.model.backends import CACHE_DIR_NAME, cache_file_name, check_window, onnx_graph
     from prgcn_ros.model.io import load_model, metadata_path
 
@@ -81,9 +82,9 @@ def shipped_graph(tmp_path_factory) -> Callable[[Path], Path]:
     example = check_window(model.arch["in_channels"], 48, model.layout.num_joints)
     graph = onnx_graph(model.eval(), model_path, example).path
 
-    def place(model: Path) -> Path:
+    def place(model: Path, cache: Path | None = None) -> Path:
         assert cache_file_name(model) == graph.name, f"{model}: not the shipped model's files"
-        target = Path(model).resolve().parent / CACHE_DIR_NAME / graph.name
+        target = (cache or Path(model).resolve().parent / CACHE_DIR_NAME) / graph.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(graph, target)
         return target

@@ -268,7 +268,7 @@ def running(args: list[str], log_path: Path, env: dict[str, str] | None = None
         stop_process(proc)
         raise
     code = stop_process(proc)
-    assert code == 0, process_log(proc)
+    assert code == 0, f"{args[:2]} exited with {code} when stopped:\n{process_log(proc)}"
 
 
 @contextmanager

@@ -78,6 +78,7 @@ def _graph(path: Path, cache: Path | None = None, version: str | None = None):
 
 
 # ---------------------------------------------------------------------------- parity
+@pytest.mark.slow
 @pytest.mark.parametrize("n,t,m", [(1, 48, 1), (4, 48, 1), (10, 48, 1), (3, 7, 1), (2, 100, 1),
                                    (1, 1, 1), (2, 30, 2), (5, 48, 3)])
 def test_onnxruntime_gives_torch_outputs_for_any_people_length_and_persons(shared, n, t, m):
@@ -91,6 +92,7 @@ def test_onnxruntime_gives_torch_outputs_for_any_people_length_and_persons(share
     assert torch.equal(logits.argmax(1), expected_logits.argmax(1))
 
 
+@pytest.mark.slow
 def test_start_up_check_is_logged_and_small(shared):
     _, path, _, info = shared
     assert info.name == "onnxruntime" and info.graph.is_file()
@@ -99,6 +101,7 @@ def test_start_up_check_is_logged_and_small(shared):
     assert info.graph.parent == path.parent / CACHE_DIR_NAME
 
 
+@pytest.mark.slow
 def test_session_runs_one_thread_without_spinning(shared):
     _, _, backend, _ = shared
     config = backend.session.get_session_options()
@@ -115,6 +118,7 @@ def test_auto_means_onnxruntime_on_a_cpu_and_torch_on_cuda():
 
 
 # ---------------------------------------------------------------------------- the cache
+@pytest.mark.slow
 def test_second_start_reuses_the_cached_graph(tmp_path):
     path = _model_file(tmp_path / "m.safetensors")
     _, first = _graph(path)
@@ -127,6 +131,7 @@ def test_second_start_reuses_the_cached_graph(tmp_path):
     assert [p.name for p in first.graph.parent.iterdir()] == [first.graph.name]
 
 
+@pytest.mark.slow
 def test_changed_weights_or_export_version_rebuild_the_graph(shared, tmp_path):
     path = _with_graph(shared, tmp_path)
     _, first = _graph(path)
@@ -140,6 +145,7 @@ def test_changed_weights_or_export_version_rebuild_the_graph(shared, tmp_path):
     assert not third.reused and third.graph != second.graph
 
 
+@pytest.mark.slow
 def test_a_corrupt_cached_graph_is_exported_again_not_loaded(shared, tmp_path):
     path = _with_graph(shared, tmp_path)
     _, first = _graph(path)
@@ -151,6 +157,7 @@ def test_a_corrupt_cached_graph_is_exported_again_not_loaded(shared, tmp_path):
     assert again.graph.read_bytes() == data and again.max_diff <= 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["read_only", "blocked"])
 def test_an_unwritable_model_directory_falls_back_to_the_user_cache(tmp_path, monkeypatch, how):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -173,6 +180,7 @@ def test_an_unwritable_model_directory_falls_back_to_the_user_cache(tmp_path, mo
         model_dir.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_a_cache_directory_parameter_is_used(tmp_path):
     path = _model_file(tmp_path / "m.safetensors")
     cache = tmp_path / "cache"
@@ -192,6 +200,7 @@ def tamper(graph: Path) -> None:
     onnx.save(proto, str(graph))
 
 
+@pytest.mark.slow
 def test_start_is_refused_when_the_graph_differs_from_the_model(shared, tmp_path):
     path = _with_graph(shared, tmp_path)
     _, info = _graph(path)
@@ -203,6 +212,7 @@ def test_start_is_refused_when_the_graph_differs_from_the_model(shared, tmp_path
     assert str(info.graph) in str(error.value)
 
 
+@pytest.mark.slow
 def test_the_recognizer_refuses_a_tampered_graph_and_runs_on_a_good_one(shared, tmp_path):
     from prgcn_ros.recognition import Recognizer
 

@@ -22,7 +22,7 @@ from test_backends import tamper
 
 from prgcn_ros.recognition import InputFrame, Recognizer, RecognizerParams
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 SETTINGS = ("min_frames:=4", "window:=16", "smoothing:=1", "diagnostics_period_s:=0.25",
             "max_input_hz:=100.0")

@@ -102,6 +102,7 @@ def test_strings_echoed_in_logs_are_cut(probe, recognizer):
     assert any("(1000000 characters)" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_player_follow_paces_a_burst_at_the_frame_rate(probe, tmp_path):
     """60 OpenPose frame files appearing at once: published at the recording's rate, none
     dropped as a flood."""

@@ -31,6 +31,7 @@ def z_up_recognizer(tiny_model, tmp_path_factory):
         yield proc
 
 
+@pytest.mark.slow
 def test_refined_poses_come_back_in_the_z_up_input_frame(z_up_recognizer):
     with rclpy_session(), connected_probe(z_up_recognizer) as probe:
         # A person 2 m ahead of a robot in base_link (x forward, z up).

@@ -42,6 +42,7 @@ def start(model, tmp_path, ns: str, *overrides: str, params: dict | None = None)
                               ros_args=tuple(ros_args))
 
 
+@pytest.mark.slow
 def test_a_namespace_moves_every_topic_and_the_parameter_file_still_applies(
         ros_context, tiny_model, tmp_path):
     """-r __ns:=/robot2 with /**-keyed files: topics under /robot2, the node's full name in
@@ -105,6 +106,7 @@ def _clock(sim_ns: int) -> Clock:
     return Clock(clock=Time(sec=sim_ns // 10**9, nanosec=sim_ns % 10**9))
 
 
+@pytest.mark.slow
 def test_sim_time_without_clock_then_a_paused_replay_keeps_its_tracks(
         ros_context, tiny_model, tmp_path):
     """use_sim_time: with no /clock yet, diagnostics and expiry go on and unstamped input is

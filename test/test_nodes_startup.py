@@ -8,7 +8,7 @@ import time
 import pytest
 from rosutil import make_tiny_model, recognizer_args, start_process, wait_for_exit
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 
 def corrupt(path):

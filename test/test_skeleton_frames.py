@@ -105,6 +105,7 @@ def recognizer(shipped_graph, tmp_path_factory):
         max_rate_hz=1000.0, track_timeout_s=1.0, backend_cache_dir=str(cache)))
 
 
+@pytest.mark.slow
 def test_z_up_and_tilted_recordings_get_the_y_up_label(data_dir, recognizer):
     seen = {"y_up": [], "z_up": [], "tilted": [], "z_up unrotated": []}
     # How a robot would deliver each clip: the y-up recording expressed in a REP-103 frame,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from prgcn_ros.model.backends import (
     BackendError,
     OnnxBackend,
     TorchBackend,
+    cache_file_name,
     check_window,
     export_version,
     make_backend,
@@ -25,7 +27,7 @@ from prgcn_ros.model.backends import (
     user_cache_dir,
 )
 from prgcn_ros.model.build import build_model
-from prgcn_ros.model.io import load_model, save_model
+from prgcn_ros.model.io import load_model, metadata_path, save_model
 
 CLASSES = ["wave", "punch", "kick"]
 
@@ -53,6 +55,22 @@ def shared(tmp_path_factory):
     return model, path, backend, info
 
 
+def _with_graph(shared, directory: Path, cache: Path | None = None) -> Path:
+    """The shared model's files copied into ``directory`` with its graph already in the cache
+    (``cache``, else beside the model), as a start before would have left it: for the tests
+    that need *a* cached graph to damage or replace, not an export of their own."""
+    _, source, _, info = shared
+    path = directory / source.name
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, path)
+    shutil.copy2(metadata_path(source), metadata_path(path))
+    assert cache_file_name(path) == info.graph.name         # the same files, the same key
+    where = cache or directory / CACHE_DIR_NAME
+    where.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(info.graph, where / info.graph.name)
+    return path
+
+
 def _graph(path: Path, cache: Path | None = None, version: str | None = None):
     model, _ = load_model(path)
     return make_backend("onnxruntime", model, path, check_window(3, 16, 20),
@@ -60,6 +78,7 @@ def _graph(path: Path, cache: Path | None = None, version: str | None = None):
 
 
 # ---------------------------------------------------------------------------- parity
+@pytest.mark.slow
 @pytest.mark.parametrize("n,t,m", [(1, 48, 1), (4, 48, 1), (10, 48, 1), (3, 7, 1), (2, 100, 1),
                                    (1, 1, 1), (2, 30, 2), (5, 48, 3)])
 def test_onnxruntime_gives_torch_outputs_for_any_people_length_and_persons(shared, n, t, m):
@@ -73,6 +92,7 @@ def test_onnxruntime_gives_torch_outputs_for_any_people_length_and_persons(share
     assert torch.equal(logits.argmax(1), expected_logits.argmax(1))
 
 
+@pytest.mark.slow
 def test_start_up_check_is_logged_and_small(shared):
     _, path, _, info = shared
     assert info.name == "onnxruntime" and info.graph.is_file()
@@ -81,6 +101,7 @@ def test_start_up_check_is_logged_and_small(shared):
     assert info.graph.parent == path.parent / CACHE_DIR_NAME
 
 
+@pytest.mark.slow
 def test_session_runs_one_thread_without_spinning(shared):
     _, _, backend, _ = shared
     config = backend.session.get_session_options()
@@ -97,6 +118,7 @@ def test_auto_means_onnxruntime_on_a_cpu_and_torch_on_cuda():
 
 
 # ---------------------------------------------------------------------------- the cache
+@pytest.mark.slow
 def test_second_start_reuses_the_cached_graph(tmp_path):
     path = _model_file(tmp_path / "m.safetensors")
     _, first = _graph(path)
@@ -109,9 +131,11 @@ def test_second_start_reuses_the_cached_graph(tmp_path):
     assert [p.name for p in first.graph.parent.iterdir()] == [first.graph.name]
 
 
-def test_changed_weights_or_export_version_rebuild_the_graph(tmp_path):
-    path = _model_file(tmp_path / "m.safetensors")
+@pytest.mark.slow
+def test_changed_weights_or_export_version_rebuild_the_graph(shared, tmp_path):
+    path = _with_graph(shared, tmp_path)
     _, first = _graph(path)
+    assert first.reused
     _model_file(path, seed=1)                      # new weights in the same file
     backend, second = _graph(path)
     assert not second.reused and second.graph != first.graph
@@ -121,9 +145,11 @@ def test_changed_weights_or_export_version_rebuild_the_graph(tmp_path):
     assert not third.reused and third.graph != second.graph
 
 
-def test_a_corrupt_cached_graph_is_exported_again_not_loaded(tmp_path):
-    path = _model_file(tmp_path / "m.safetensors")
+@pytest.mark.slow
+def test_a_corrupt_cached_graph_is_exported_again_not_loaded(shared, tmp_path):
+    path = _with_graph(shared, tmp_path)
     _, first = _graph(path)
+    assert first.reused
     data = first.graph.read_bytes()
     first.graph.write_bytes(data[: len(data) // 3])  # truncated, as by a full disk
     backend, again = _graph(path)
@@ -131,6 +157,7 @@ def test_a_corrupt_cached_graph_is_exported_again_not_loaded(tmp_path):
     assert again.graph.read_bytes() == data and again.max_diff <= 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["read_only", "blocked"])
 def test_an_unwritable_model_directory_falls_back_to_the_user_cache(tmp_path, monkeypatch, how):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -153,6 +180,7 @@ def test_an_unwritable_model_directory_falls_back_to_the_user_cache(tmp_path, mo
         model_dir.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_a_cache_directory_parameter_is_used(tmp_path):
     path = _model_file(tmp_path / "m.safetensors")
     cache = tmp_path / "cache"
@@ -172,8 +200,9 @@ def tamper(graph: Path) -> None:
     onnx.save(proto, str(graph))
 
 
-def test_start_is_refused_when_the_graph_differs_from_the_model(tmp_path):
-    path = _model_file(tmp_path / "m.safetensors")
+@pytest.mark.slow
+def test_start_is_refused_when_the_graph_differs_from_the_model(shared, tmp_path):
+    path = _with_graph(shared, tmp_path)
     _, info = _graph(path)
     tamper(info.graph)
     # A session on it runs: the damage is only visible in the numbers.
@@ -183,11 +212,12 @@ def test_start_is_refused_when_the_graph_differs_from_the_model(tmp_path):
     assert str(info.graph) in str(error.value)
 
 
-def test_the_recognizer_refuses_a_tampered_graph_and_runs_on_a_good_one(tmp_path):
+@pytest.mark.slow
+def test_the_recognizer_refuses_a_tampered_graph_and_runs_on_a_good_one(shared, tmp_path):
     from prgcn_ros.recognition import Recognizer
 
-    path = _model_file(tmp_path / "m.safetensors")
     cache = tmp_path / "cache"
+    path = _with_graph(shared, tmp_path, cache)
     params = RecognizerParams.from_dict({"model": str(path), "window": 16, "min_frames": 4,
                                          "backend": "onnxruntime", "device": "cpu",
                                          "backend_cache_dir": str(cache)})
@@ -219,9 +249,9 @@ def test_onnx_graph_export_needs_a_writable_place(tmp_path):
 
 # ---------------------------------------------------------------------------- real clips
 @pytest.mark.slow
-def test_eval_on_onnxruntime_gives_torchs_accuracy_on_the_273_test_clips(tmp_path, capsys):
+def test_eval_on_onnxruntime_gives_torchs_accuracy_on_the_273_test_clips(tmp_path, capsys,
+                                                                           shipped_graph):
     import json
-    import shutil
 
     from test_training_util import MSR_CONFIG, REPO, require_data
 
@@ -232,6 +262,7 @@ def test_eval_on_onnxruntime_gives_torchs_accuracy_on_the_273_test_clips(tmp_pat
     model = tmp_path / shipped.name          # a copy: the graph cache stays out of the checkout
     shutil.copy(shipped, model)
     shutil.copy(shipped.with_suffix(".json"), model.with_suffix(".json"))
+    shipped_graph(model)            # its graph as a first start left it (the export: above)
     results = {}
     for backend in ("torch", "onnxruntime"):
         code = evaluate_cli.main(["--model", str(model), "--config", str(MSR_CONFIG),

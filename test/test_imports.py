@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from rosutil import REPO
 
 CHECK = """
@@ -25,6 +26,7 @@ def imported(package: str, forbidden: tuple[str, ...]) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.slow
 def test_model_skeleton_and_training_import_no_rclpy():
     for package in ("model", "skeleton", "training"):
         assert imported(package, ("rclpy", "prgcn_msgs")) == "[]", package

@@ -158,8 +158,7 @@ def test_launch_service_starts_the_recognizer_with_the_launch_arguments(tmp_path
                         "install, where `ros2 launch` is what users type")
     from rcl_interfaces.srv import GetParameters
     from rclpy.node import Node
-    from rosutil import process_log, spin_until, start_process, stop_process
-    from test_nodes import make_tiny_model
+    from rosutil import make_tiny_model, process_log, spin_until, start_process, stop_process
 
     model = make_tiny_model(tmp_path / "model.safetensors")
     namespace, topic = "prgcn_launch_test", "/prgcn_launch_test_input/skeletons"
@@ -193,8 +192,14 @@ def test_the_launch_files_input_remapping_moves_the_recognizers_input(tmp_path, 
     """input_topic:=X becomes the ROS argument `-r skeletons:=X`: the rule the launch file
     passes, applied by rcl to the node as the console script starts it."""
     from rclpy.node import Node
-    from rosutil import process_log, spin_until, start_process, stop_process
-    from test_nodes import make_tiny_model, recognizer_args
+    from rosutil import (
+        make_tiny_model,
+        process_log,
+        recognizer_args,
+        spin_until,
+        start_process,
+        stop_process,
+    )
 
     constants = _constants(ast.parse(LAUNCH_FILE.read_text()))
     topic = "/remapped_input/skeletons"

@@ -59,6 +59,7 @@ def onnx_export(tmp_path_factory):
     return model, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+@pytest.mark.slow
 def test_onnx_parity_with_dynamic_batch_frames_and_persons(onnx_export):
     model, session = onnx_export
     assert [i.name for i in session.get_inputs()] == ["skeletons"]

@@ -3,39 +3,29 @@ on /action with what the torch pipeline computes for the same frames, reuses its
 on the next start, and refuses to start on a graph that does not match the model."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
-import rclpy
-from rosutil import process_log, start_process, stop_process, wait_for_subscribers
-from test_backends import tamper
-from test_nodes import (
+from rosutil import (
     CLASSES,
     FRAME_ID,
-    Probe,
+    connected_probe,
     make_tiny_model,
+    rclpy_session,
     recognizer_args,
+    running,
     standing,
-    wait_for_recognizer_input,
+    start_process,
+    wait_for_exit,
+    wait_for_log,
 )
+from test_backends import tamper
 
 from prgcn_ros.recognition import InputFrame, Recognizer, RecognizerParams
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 SETTINGS = ("min_frames:=4", "window:=16", "smoothing:=1", "diagnostics_period_s:=0.25",
             "max_input_hz:=100.0")
-
-
-def _wait_log(proc, text: str, timeout_s: float = 120.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        log = process_log(proc)
-        if text in log:
-            return log
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} never logged:\n{process_log(proc)}")
 
 
 def _torch_probabilities(model_file, frames: list[np.ndarray]) -> np.ndarray:
@@ -56,13 +46,9 @@ def test_onnxruntime_node_answers_like_torch_and_reuses_its_graph(tmp_path):
     cache = tmp_path / "cache"
     args = recognizer_args(model, *SETTINGS, "backend:=onnxruntime",
                            f"backend_cache_dir:={cache}")
-    proc = start_process(args, tmp_path / "first.log")
-    rclpy.init()
-    probe = Probe()
-    try:
-        wait_for_subscribers(probe.node, probe.skeletons, timeout_s=120)
-        wait_for_recognizer_input(probe, timeout_s=120)
-        log = _wait_log(proc, "backend onnxruntime")
+    with running(args, tmp_path / "first.log") as proc, rclpy_session(), \
+            connected_probe(proc, timeout_s=120) as probe:
+        log = wait_for_log(proc, "backend onnxruntime")
         assert "exported graph" in log and str(cache) in log
         pid = 77
         person = standing(3)
@@ -74,32 +60,17 @@ def test_onnxruntime_node_answers_like_torch_and_reuses_its_graph(tmp_path):
         scores = dict(zip(action.top_labels, action.top_scores))
         assert max(abs(scores[c] - float(expected[i])) for i, c in enumerate(CLASSES)) < 1e-4
         assert action.label == CLASSES[int(np.argmax(expected))]
-    finally:
-        probe.node.destroy_node()
-        rclpy.try_shutdown()
-        code = stop_process(proc)
-    assert code == 0, process_log(proc)
     graphs = list(cache.glob("*.onnx"))
     assert len(graphs) == 1
     stamp = graphs[0].stat().st_mtime_ns
 
     # The second start loads the cached graph instead of exporting again.
-    proc = start_process(args, tmp_path / "second.log")
-    try:
-        log = _wait_log(proc, "backend onnxruntime")
-        assert "cached graph" in log
-    finally:
-        code = stop_process(proc)
-    assert code == 0, process_log(proc)
+    with running(args, tmp_path / "second.log") as proc:
+        assert "cached graph" in wait_for_log(proc, "backend onnxruntime")
     assert graphs[0].stat().st_mtime_ns == stamp
 
     # A graph that loads but computes something else: start refused, the file named.
     tamper(graphs[0])
-    proc = start_process(args, tmp_path / "third.log")
-    try:
-        proc.wait(timeout=120)
-    finally:
-        stop_process(proc)
-    log = (tmp_path / "third.log").read_text()
-    assert proc.returncode == 2, log
+    code, log = wait_for_exit(start_process(args, tmp_path / "third.log"))
+    assert code == 2, log
     assert "differs from the torch model" in log and str(graphs[0]) in log

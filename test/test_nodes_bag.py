@@ -13,8 +13,15 @@ from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.serialization import serialize_message
-from rosutil import REPO, process_log, spin_until, start_process, stop_process
-from test_nodes import azure_markers, standing
+from rosutil import (
+    REPO,
+    azure_markers,
+    process_log,
+    spin_until,
+    standing,
+    start_process,
+    stop_process,
+)
 from visualization_msgs.msg import MarkerArray
 
 from prgcn_msgs.msg import SkeletonArray

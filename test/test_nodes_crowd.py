@@ -8,14 +8,17 @@ import json
 import numpy as np
 import psutil
 import pytest
-import rclpy
-from rosutil import process_log, spin_until, start_process, stop_process, wait_for_subscribers
-from test_nodes import (
+from rosutil import (
     Probe,
+    connected_probe,
     make_tiny_model,
-    recognizer_args,
+    process_log,
+    rclpy_session,
+    recognizer_process,
     skeleton_array,
-    wait_for_recognizer_input,
+    spin_until,
+    start_process,
+    stop_process,
 )
 from test_nodes_player import openpose_frame
 
@@ -29,26 +32,16 @@ MB = 1024 * 1024
 def recognizer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("crowd")
     model = make_tiny_model(folder / "tiny2d.safetensors", layout="coco18")
-    args = recognizer_args(model, "input_reliability:=reliable", "min_frames:=4", "window:=16",
-                           "diagnostics_period_s:=0.25", "smoothing:=1")
-    proc = start_process([*args, "-r", f"__ns:={NS}"], folder / "recognizer.log")
-    yield proc
-    code = stop_process(proc)
-    assert code == 0, process_log(proc)
+    with recognizer_process(model, folder / "recognizer.log", "input_reliability:=reliable",
+                            "min_frames:=4", "window:=16", "diagnostics_period_s:=0.25",
+                            "smoothing:=1", ros_args=("-r", f"__ns:={NS}")) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
 def probe(recognizer):
-    rclpy.init()
-    probe = Probe(NS)
-    try:
-        wait_for_subscribers(probe.node, probe.skeletons, timeout_s=60)
-        wait_for_recognizer_input(probe)
-        assert recognizer.poll() is None, process_log(recognizer)
+    with rclpy_session(), connected_probe(recognizer, NS) as probe:
         yield probe
-    finally:
-        probe.node.destroy_node()
-        rclpy.try_shutdown()
 
 
 def crowd(probe: Probe, people: int, with_ids: bool, seed: int):
@@ -109,6 +102,7 @@ def test_strings_echoed_in_logs_are_cut(probe, recognizer):
     assert any("(1000000 characters)" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_player_follow_paces_a_burst_at_the_frame_rate(probe, tmp_path):
     """60 OpenPose frame files appearing at once: published at the recording's rate, none
     dropped as a flood."""

@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from rosutil import REPO
-from test_nodes import make_tiny_model
+from rosutil import REPO, make_tiny_model
 
 pytestmark = pytest.mark.ros
 DEMO = REPO / "tools" / "demo.py"

@@ -14,8 +14,14 @@ import torch
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import DescribeParameters, SetParameters
-from rosutil import process_log, start_process, stop_process
-from test_nodes import CLASSES, Probe, probe_of, recognizer_args, standing
+from rosutil import (
+    CLASSES,
+    Probe,
+    connected_probe,
+    rclpy_session,
+    recognizer_process,
+    standing,
+)
 from test_nodes_streams import _call
 
 from prgcn_ros.live_data import NO_PARTNER, UNKNOWN_CLASS_INDEX, UNKNOWN_LABEL, local_id
@@ -46,18 +52,16 @@ def make_pair_model(path: Path) -> Path:
 def recognizer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("interactions")
     model = make_pair_model(folder / "pairs.safetensors")
-    proc = start_process(recognizer_args(
-        model, "min_frames:=4", "window:=16", "track_timeout_s:=0.6", "smoothing:=1",
-        "diagnostics_period_s:=0.25", "max_input_hz:=100.0",
-        f"min_confidence:={START_THRESHOLD}"), folder / "recognizer.log")
-    yield proc
-    code = stop_process(proc)
-    assert code == 0, process_log(proc)
+    with recognizer_process(
+            model, folder / "recognizer.log", "min_frames:=4", "window:=16",
+            "track_timeout_s:=0.6", "smoothing:=1", "diagnostics_period_s:=0.25",
+            "max_input_hz:=100.0", f"min_confidence:={START_THRESHOLD}") as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
 def probe(recognizer):
-    with probe_of(recognizer) as probe:
+    with rclpy_session(), connected_probe(recognizer) as probe:
         yield probe
 
 

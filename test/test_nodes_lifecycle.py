@@ -11,14 +11,17 @@ import pytest
 import yaml
 from builtin_interfaces.msg import Time
 from rosgraph_msgs.msg import Clock
-from rosutil import process_log, spin_until, start_process, stop_process, wait_for_subscribers
-from test_nodes import (
-    Probe,
-    make_tiny_model,
+from rosutil import (
+    connected_probe,
+    process_log,
     recognizer_args,
+    recognizer_process,
     skeleton_array,
+    spin_until,
     standing,
-    wait_for_recognizer_input,
+    start_process,
+    stop_process,
+    wait_for_subscribers,
 )
 
 from prgcn_ros.live_data import local_id
@@ -28,39 +31,28 @@ pytestmark = pytest.mark.ros
 WARN = 1
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
-@pytest.fixture
-def ros(ros_context):
-    yield
-
-
-def start(model, tmp_path, ns: str, *overrides: str, params: dict | None = None,
-          name: str = "recognizer"):
-    args = recognizer_args(model, *overrides)
+def start(model, tmp_path, ns: str, *overrides: str, params: dict | None = None):
+    """The recognizer in namespace ``ns``, with a further /**-keyed parameter file."""
+    ros_args = ["-r", f"__ns:={ns}"]
     if params is not None:
-        extra = tmp_path / f"{name}.yaml"
+        extra = tmp_path / "params.yaml"
         extra.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
-        args += ["--params-file", str(extra)]
-    return start_process([*args, "-r", f"__ns:={ns}"], tmp_path / f"{name}.log")
+        ros_args = ["--params-file", str(extra), *ros_args]
+    return recognizer_process(model, tmp_path / "recognizer.log", *overrides,
+                              ros_args=tuple(ros_args))
 
 
+@pytest.mark.slow
 def test_a_namespace_moves_every_topic_and_the_parameter_file_still_applies(
-        ros, model_file, tmp_path):
+        ros_context, tiny_model, tmp_path):
     """-r __ns:=/robot2 with /**-keyed files: topics under /robot2, the node's full name in
     its diagnostics, parameters from the files; an unknown parameter (a launch-wide
     SetParameter) is warned about, not fatal; latency percentiles cover the last
     latency_window_s and turn the status WARN over latency_budget_ms."""
-    proc = start(model_file, tmp_path, "/robot2", "launch_wide_setting:=true",
-                 params={"min_frames": 3, "window": 8, "diagnostics_period_s": 0.25,
-                         "latency_budget_ms": 0.001, "latency_window_s": 1.5})
-    probe = Probe("/robot2")
-    try:
-        wait_for_subscribers(probe.node, probe.skeletons, timeout_s=60)
-        wait_for_recognizer_input(probe)
+    with start(tiny_model, tmp_path, "/robot2", "launch_wide_setting:=true",
+               params={"min_frames": 3, "window": 8, "diagnostics_period_s": 0.25,
+                       "latency_budget_ms": 0.001, "latency_window_s": 1.5}) as proc, \
+            connected_probe(proc, "/robot2") as probe:
         assert probe.node.count_subscribers("/skeletons") == 0
         last = probe.play({7: standing(60)}, 3)
         msg, action = probe.wait_action(7, stamp=last)
@@ -73,10 +65,6 @@ def test_a_namespace_moves_every_topic_and_the_parameter_file_still_applies(
         assert proc.poll() is None
         log = process_log(proc)
         assert "ignoring parameters this node does not know: launch_wide_setting" in log
-    finally:
-        probe.node.destroy_node()
-        code = stop_process(proc)
-    assert code == 0, process_log(proc)
 
 
 def _mapped(proc, library: str) -> bool:
@@ -93,11 +81,11 @@ MOMENTS = {"rclpy imported, torch next": lambda p: _mapped(p, "librcl.so"),
            "running": lambda p: "inputs (" in p.log_path.read_text()}
 
 
-def test_ctrl_c_at_any_moment_of_start_up_exits_cleanly(model_file, tmp_path):
+def test_ctrl_c_at_any_moment_of_start_up_exits_cleanly(tiny_model, tmp_path):
     """SIGINT while rclpy, torch, the model and DDS start, and once running: status 0 and no
     traceback (Python's own start-up, before any of the package runs, is not ours). Each
     process gets a second SIGINT from stop_process while it shuts down: ignored."""
-    procs = {name: start_process(recognizer_args(model_file), tmp_path / f"r{k}.log")
+    procs = {name: start_process(recognizer_args(tiny_model), tmp_path / f"r{k}.log")
              for k, name in enumerate(MOMENTS)}
     waiting = dict(procs)
     deadline = time.monotonic() + 120
@@ -118,19 +106,17 @@ def _clock(sim_ns: int) -> Clock:
     return Clock(clock=Time(sec=sim_ns // 10**9, nanosec=sim_ns % 10**9))
 
 
+@pytest.mark.slow
 def test_sim_time_without_clock_then_a_paused_replay_keeps_its_tracks(
-        ros, model_file, tmp_path):
+        ros_context, tiny_model, tmp_path):
     """use_sim_time: with no /clock yet, diagnostics and expiry go on and unstamped input is
     taken; a replay that publishes /clock, pauses for longer than track_timeout_s and resumes
     keeps its people."""
-    proc = start(model_file, tmp_path, "/sim", "use_sim_time:=true", "min_frames:=4",
-                 "window:=16", "track_timeout_s:=0.6", "diagnostics_period_s:=0.25",
-                 "smoothing:=1")
-    probe = Probe("/sim")
-    clock_pub = probe.node.create_publisher(Clock, "/clock", 10)
-    try:
-        wait_for_subscribers(probe.node, probe.skeletons, timeout_s=60)
-        wait_for_recognizer_input(probe)       # diagnostics arrive without /clock
+    # connected_probe waits for diagnostics that count our input: they arrive without /clock.
+    with start(tiny_model, tmp_path, "/sim", "use_sim_time:=true", "min_frames:=4",
+               "window:=16", "track_timeout_s:=0.6", "diagnostics_period_s:=0.25",
+               "smoothing:=1") as proc, connected_probe(proc, "/sim") as probe:
+        clock_pub = probe.node.create_publisher(Clock, "/clock", 10)
         before = probe.settled()
         # Unstamped input (stamp 0) at 30 Hz: each message is taken.
         for t in range(10):
@@ -176,7 +162,3 @@ def test_sim_time_without_clock_then_a_paused_replay_keeps_its_tracks(
         # The same track, its frames from before the pause still in its window.
         assert resumed.person_id == first.person_id
         assert resumed.num_frames == first.num_frames + 4
-    finally:
-        probe.node.destroy_node()
-        code = stop_process(proc)
-    assert code == 0, process_log(proc)

@@ -11,7 +11,7 @@ from rosutil import process_log, spin_until, start_process, stop_process
 from prgcn_msgs.msg import SkeletonArray
 from prgcn_ros.skeleton.readers import read_recording
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 
 def test_player_replays_the_new_datasets(ros_context, data_dir, tmp_path):

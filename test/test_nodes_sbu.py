@@ -7,8 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rosutil import REPO, process_log, spin_until, start_process, stop_process
-from test_nodes import Probe, recognizer_args, wait_for_recognizer_input
+from rosutil import (
+    REPO,
+    Probe,
+    process_log,
+    recognizer_args,
+    spin_until,
+    start_process,
+    stop_process,
+    wait_for_recognizer_input,
+)
 
 from prgcn_ros.live_data import local_id
 from prgcn_ros.skeleton.labels import SBU_INTERACTION_CLASSES

@@ -6,10 +6,9 @@ import json
 import time
 
 import pytest
-from rosutil import process_log, start_process, stop_process
-from test_nodes import make_tiny_model, recognizer_args
+from rosutil import make_tiny_model, recognizer_args, start_process, wait_for_exit
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
 
 def corrupt(path):
@@ -54,15 +53,9 @@ def refusals(tmp_path_factory):
         procs[name] = (model, start_process(recognizer_args(model, *overrides),
                                             folder / "log.txt"))
     deadline = time.monotonic() + 120
-    for _, proc in procs.values():
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
     out = {}
     for name, (model, proc) in procs.items():
-        running = proc.poll() is None
-        log = process_log(proc)
-        code = stop_process(proc)
-        out[name] = (model, None if running else code, log)
+        out[name] = (model, *wait_for_exit(proc, max(0.0, deadline - time.monotonic())))
     return out
 
 

@@ -8,20 +8,23 @@ import math
 
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import DescribeParameters, SetParameters
-from rosutil import process_log, spin_until, start_process, stop_process, wait_for_subscribers
-from test_nodes import (
+from rosutil import (
+    LIVE_SETTINGS,
     Probe,
     azure_markers,
-    make_tiny_model,
-    recognizer_args,
+    connected_probe,
+    process_log,
+    rclpy_session,
+    recognizer_process,
     skeleton_array,
+    spin_until,
     standing,
-    wait_for_recognizer_input,
+    start_process,
+    stop_process,
 )
 from visualization_msgs.msg import Marker
 
@@ -38,31 +41,16 @@ def plus(stamp: Time, ns: int) -> Time:
 
 
 @pytest.fixture(scope="module")
-def recognizer(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("streams")
-    model = make_tiny_model(folder / "tiny.safetensors")
-    proc = start_process(recognizer_args(
-        model, "azure_kinect:=true", "min_frames:=4", "window:=16", "track_timeout_s:=0.6",
-        "diagnostics_period_s:=0.25", "smoothing:=1", "max_input_hz:=100.0"),
-        folder / "recognizer.log")
-    yield proc
-    code = stop_process(proc)
-    assert code == 0, process_log(proc)
+def recognizer(tiny_model, tmp_path_factory):
+    log = tmp_path_factory.mktemp("streams") / "recognizer.log"
+    with recognizer_process(tiny_model, log, *LIVE_SETTINGS) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
 def probe(recognizer):
-    rclpy.init()
-    probe = Probe()
-    try:
-        wait_for_subscribers(probe.node, probe.skeletons, timeout_s=60)
-        wait_for_subscribers(probe.node, probe.azure, timeout_s=10)
-        wait_for_recognizer_input(probe)
-        assert recognizer.poll() is None, process_log(recognizer)
+    with rclpy_session(), connected_probe(recognizer, azure=True) as probe:
         yield probe
-    finally:
-        probe.node.destroy_node()
-        rclpy.try_shutdown()
 
 
 def counters(probe: Probe, *keys: str) -> dict[str, int]:

@@ -92,15 +92,20 @@ def _label(recognizer: Recognizer, coords: np.ndarray, conf: np.ndarray, person:
 
 
 @pytest.fixture(scope="module")
-def recognizer():
+def recognizer(shipped_graph, tmp_path_factory):
     model = share_file("models", "prgcn_msr_action3d.safetensors")
     if not model.is_file():
         pytest.skip(f"the shipped model is missing: {model}")
+    # Backend auto (onnxruntime on a CPU) on the session's graph of the shipped model, cached
+    # out of the checkout.
+    cache = tmp_path_factory.mktemp("frames_graph")
+    shipped_graph(model, cache)
     return Recognizer.from_params(RecognizerParams(
         model=str(model), device="cpu", axis="y_up", smoothing=1, min_frames=1,
-        max_rate_hz=1000.0, track_timeout_s=1.0))
+        max_rate_hz=1000.0, track_timeout_s=1.0, backend_cache_dir=str(cache)))
 
 
+@pytest.mark.slow
 def test_z_up_and_tilted_recordings_get_the_y_up_label(data_dir, recognizer):
     seen = {"y_up": [], "z_up": [], "tilted": [], "z_up unrotated": []}
     # How a robot would deliver each clip: the y-up recording expressed in a REP-103 frame,

@@ -12,11 +12,15 @@ import signal
 import sys
 from pathlib import Path
 
+_interrupt_received = False
+
 
 def _interrupted(signum, frame) -> None:
     # Ctrl-C at any moment, start-up included (importing torch, loading the model, creating
     # the DDS participant): leave quietly with status 0, running every `finally` on the way.
     # A second Ctrl-C while shutting down must not break into atexit handlers (torch's).
+    global _interrupt_received
+    _interrupt_received = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise SystemExit(0)
 
@@ -538,6 +542,12 @@ def main(args: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # The SystemExit of a Ctrl-C raised inside rclpy's conversion of a message taken on
+        # this thread (Python code run from C++) comes out as pybind11's "Unable to convert
+        # call argument": still the Ctrl-C.
+        if not _interrupt_received:
+            raise
     finally:
         if executor is not None:
             executor.shutdown()

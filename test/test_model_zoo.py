@@ -14,8 +14,12 @@ from prgcn_ros import paths
 
 # name: (dataset folder, goal top-1 on the standard protocol, test clips)
 GOALS = {
+    "nw_ucla": ("nw_ucla", 0.93, 464),          # cross-view, view 3 tests
     "utd_mhad": ("utd_mhad", 0.90, 430),        # cross-subject, subjects 2, 4, 6, 8 test
 }
+# Models below their goal: the figure the README's table states. They are reported as not
+# reached (xfail) until a recipe gets there; a changed figure without the table fails.
+DOCUMENTED_BELOW_GOAL = {"nw_ucla": 0.907}
 # SBU: 5-fold cross-validation; the shipped model is fold 1's, models/sbu_folds/ the others.
 SBU_GOAL = 0.95
 SBU_DOCUMENTED_MEAN = 0.917
@@ -44,11 +48,15 @@ def test_shipped_model_reaches_its_goal(name):
     require(folder)
     result = evaluate(name)
     assert result["n"] == clips
-    assert result["top1"] >= goal, f"{name}: {result['top1']:.3f} < {goal}"
     meta = json.loads(model.with_suffix(".json").read_text())
     assert result["top1"] == pytest.approx(meta["accuracy"]["top1"], abs=1e-9)
     # Calibrated for min_confidence: a temperature fitted on held-out training subjects.
     assert 0.05 < meta["calibration"]["temperature"] < 20
+    if name in DOCUMENTED_BELOW_GOAL:
+        assert result["top1"] == pytest.approx(DOCUMENTED_BELOW_GOAL[name], abs=5e-4)
+        if result["top1"] < goal:
+            pytest.xfail(f"{name}: {result['top1']:.3f} < goal {goal} (docs/more_datasets.md)")
+    assert result["top1"] >= goal, f"{name}: {result['top1']:.3f} < {goal}"
 
 
 @pytest.mark.slow

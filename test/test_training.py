@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from test_training_util import MSR_CONFIG, msr_split, small_cfg, subset
 
 from prgcn_ros.training import batching
@@ -165,9 +166,11 @@ def test_fixed_seed_is_repeatable(msr_train):
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
 
 
-def test_checkpoint_resume_continues_exactly(msr_train, tmp_path):
+@pytest.mark.parametrize("prm_optimizer", ["sgd", "adam"])
+def test_checkpoint_resume_continues_exactly(msr_train, tmp_path, prm_optimizer):
     data = subset(msr_train, 8)
-    cfg = small_cfg(seed=4, epochs=2)
+    refine = {**load_config(MSR_CONFIG)["refine"], "prm_optimizer": prm_optimizer}
+    cfg = small_cfg(seed=4, epochs=2, refine=refine)
     straight = Trainer(cfg, train_set=data, log=lambda m: None)
     straight.train_epoch(progress=False)
     straight.train_epoch(progress=False)
@@ -188,7 +191,11 @@ def test_checkpoint_resume_continues_exactly(msr_train, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.history[-1]["loss"] == straight.history[-1]["loss"]
 
-    other = Trainer(small_cfg(seed=5, epochs=2), train_set=data, log=lambda m: None)
+    if prm_optimizer == "adam":      # the PRM's Adam moments travel with the checkpoint
+        saved = load_file(str(tmp_path / "run" / "checkpoint.safetensors"))
+        assert any(k.endswith(".exp_avg_sq") for k in saved)
+    other = Trainer(small_cfg(seed=5, epochs=2, refine=refine), train_set=data,
+                    log=lambda m: None)
     with pytest.raises(ConfigError, match="seed"):
         other.resume(tmp_path / "run")
 

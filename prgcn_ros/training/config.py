@@ -81,8 +81,11 @@ DEFAULTS: dict[str, Any] = {
         "restore_weight": 10.0,
         "restore_beta": 0.05,
         "offset_weight": 0.1,
-        # The PRM's learning rate relative to the rest of the network (both objectives).
+        # The PRM's learning rate relative to the rest of the network (both objectives), and
+        # its optimiser: "sgd" (the network's) or "adam" (no weight decay; it follows the same
+        # schedule). SGD at the classifier's rates barely moves the PRM towards restoration.
         "prm_lr_scale": 0.3,
+        "prm_optimizer": "sgd",
         # Levels in sensor units (metres for 3D): prgcn_ros.training.noise.NoiseConfig.
         "noise": {"jitter": 0.02, "drop_prob": 0.01, "drop_frames": 5, "spike_prob": 0.02,
                   "spike_range": [0.2, 0.5], "swap_prob": 0.0, "bone_noise": 0.03,
@@ -203,6 +206,8 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: data.kind must be one of {', '.join(DATA_KINDS)}")
     if cfg["refine"]["objective"] not in ("restore", "classification"):
         raise ConfigError(f"{where}: refine.objective must be 'restore' or 'classification'")
+    if cfg["refine"].get("prm_optimizer", "sgd") not in ("sgd", "adam"):
+        raise ConfigError(f"{where}: refine.prm_optimizer must be 'sgd' or 'adam'")
     from prgcn_ros.model.build import ARCHITECTURES
     spec = cfg["model"]
     if spec.get("name") not in ARCHITECTURES:

@@ -88,6 +88,69 @@ def param_groups(model: nn.Module, lr: float, prm_lr_scale: float) -> list[dict[
     return groups
 
 
+class Optimizers:
+    """Several optimisers stepped as one, with one ``param_groups`` list and one state dict
+    (parameters numbered across them in order, as a single optimiser numbers its groups'), so
+    the schedule and the checkpoints treat them like one optimiser."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]) -> None:
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [group for opt in self.optimizers for group in opt.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[int, Any] = {}
+        groups: list[dict[str, Any]] = []
+        first = 0
+        for opt in self.optimizers:
+            sd = opt.state_dict()
+            state.update({first + int(i): v for i, v in sd["state"].items()})
+            for group in sd["param_groups"]:
+                groups.append({**group, "params": [first + i for i in group["params"]]})
+            first += sum(len(g["params"]) for g in sd["param_groups"])
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups = iter(state_dict["param_groups"])
+        first = 0
+        for opt in self.optimizers:
+            mine = [next(groups) for _ in opt.param_groups]
+            count = sum(len(g["params"]) for g in mine)
+            opt.load_state_dict({
+                "state": {int(i) - first: v for i, v in state_dict["state"].items()
+                          if first <= int(i) < first + count},
+                "param_groups": [{**g, "params": [i - first for i in g["params"]]}
+                                 for g in mine]})
+            first += count
+
+
+def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer | Optimizers:
+    """SGD over the network; the PRM's group at ``refine.prm_lr_scale`` x the rate, by SGD too
+    or by Adam (``refine.prm_optimizer``)."""
+    opt, refine = cfg["optim"], cfg["refine"]
+    lr = float(opt["lr"])
+    groups = param_groups(model, lr, float(refine["prm_lr_scale"]))
+
+    def sgd(chosen: list[dict[str, Any]]) -> torch.optim.SGD:
+        return torch.optim.SGD(chosen, lr=lr, momentum=float(opt["momentum"]),
+                               nesterov=bool(opt["nesterov"]),
+                               weight_decay=float(opt["weight_decay"]))
+
+    if refine.get("prm_optimizer", "sgd") == "sgd" or len(groups) == 1:
+        return sgd(groups)
+    return Optimizers([sgd(groups[:1]), torch.optim.Adam(groups[1:], lr=lr, weight_decay=0.0)])
+
+
 def logits_of(output: Any) -> torch.Tensor:
     """PR-GCN returns (logits, refined poses); ST-GCN the logits alone."""
     return output[0] if isinstance(output, (tuple, list)) else output
@@ -130,11 +193,7 @@ class Trainer:
         torch.manual_seed(int(cfg["seed"]))
         self.model = build_model(cfg, len(self.class_names))
         opt = cfg["optim"]
-        self.optimizer = torch.optim.SGD(
-            param_groups(self.model, float(opt["lr"]), float(cfg["refine"]["prm_lr_scale"])),
-            lr=float(opt["lr"]),
-            momentum=float(opt["momentum"]), nesterov=bool(opt["nesterov"]),
-            weight_decay=float(opt["weight_decay"]))
+        self.optimizer = make_optimizer(self.model, cfg)
         self.loss_fn = nn.CrossEntropyLoss(
             label_smoothing=float(opt.get("label_smoothing") or 0.0))
         self.noise = noise.noise_config(cfg)

@@ -224,9 +224,10 @@ class Trainer:
         # "restore": corrupted windows for every network (for one without a PRM they are plain
         # augmentation), and the reconstruction loss where there is a PRM to learn it.
         corrupted = refine["objective"] == "restore" and float(refine["corrupt_prob"]) > 0
-        restore = corrupted and getattr(self.model, "prm", None) is not None
+        extra_pass = refine["objective"] == "restore" and bool(refine.get("restore_pass"))
+        restore = (corrupted or extra_pass) and getattr(self.model, "prm", None) is not None
+        gen = generator if generator is not None else torch.Generator().manual_seed(self.steps)
         if corrupted:
-            gen = generator if generator is not None else torch.Generator().manual_seed(self.steps)
             noisy, _ = noise.corrupt(x, batch.present, batch.scale, self.cfg["layout"],
                                      self.noise, gen, dims=batch.dims)
             pick = torch.rand(x.shape[0], generator=gen) < float(refine["corrupt_prob"])
@@ -234,16 +235,18 @@ class Trainer:
         output = self.net(x)
         losses = {"classification": self.loss_fn(logits_of(output), batch.labels)}
         if restore:
-            dims = batch.dims
-            refined = output[1][:, :dims]
-            clean = batch.x[:, :dims]
-            weight = batch.present[:, None].to(refined.dtype)
-            error = nn.functional.smooth_l1_loss(refined, clean, reduction="none",
-                                                 beta=float(refine["restore_beta"]))
-            losses["restore"] = float(refine["restore_weight"]) * (
-                (error * weight).sum() / (weight.sum() * dims).clamp(min=1.0))
-            offset = (refined - x[:, :dims]).abs()
-            losses["offset"] = float(refine["offset_weight"]) * offset.mean()
+            inputs, refined = [x], [output[1]]
+            if extra_pass:
+                # The PRM alone on another corruption of every window: restoration practice
+                # that the classifier does not see.
+                noisy, _ = noise.corrupt(batch.x, batch.present, batch.scale,
+                                         self.cfg["layout"], self.noise, gen, dims=batch.dims)
+                inputs.append(noisy)
+                refined.append(self.model.refine(noisy)[0])
+            losses.update(self.restore_losses(torch.cat(refined), torch.cat(inputs),
+                                              batch.x.repeat(len(inputs), 1, 1, 1, 1),
+                                              batch.present.repeat(len(inputs), 1, 1, 1),
+                                              batch.dims))
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -255,6 +258,20 @@ class Trainer:
         out = {name: float(value.detach()) for name, value in losses.items()}
         out["loss"] = float(loss.detach())
         return out
+
+    def restore_losses(self, refined: torch.Tensor, given: torch.Tensor, clean: torch.Tensor,
+                       present: torch.Tensor, dims: int) -> dict[str, torch.Tensor]:
+        """The restore objective's terms: smooth-L1 of the refined window against the clean one
+        over the clean window's joints, and the mean |offset| from the window the PRM was given."""
+        refine = self.cfg["refine"]
+        refined, given, clean = refined[:, :dims], given[:, :dims], clean[:, :dims]
+        weight = present[:, None].to(refined.dtype)
+        error = nn.functional.smooth_l1_loss(refined, clean, reduction="none",
+                                             beta=float(refine["restore_beta"]))
+        restore = (error * weight).sum() / (weight.sum() * dims).clamp(min=1.0)
+        offset = (refined - given).abs().mean()
+        return {"restore": float(refine["restore_weight"]) * restore,
+                "offset": float(refine["offset_weight"]) * offset}
 
     def train_epoch(self, progress: bool = True, max_steps: int | None = None
                     ) -> dict[str, Any]:

@@ -47,24 +47,18 @@ class PRGCN(nn.Module):
         features = self.tam.out_channels if self.tam is not None else OUT_CHANNELS
         self.classifier = nn.Linear(features, num_classes)
 
-    def refine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The PRM alone: (refined poses (N, C, T, V, M), the same per person (N·M, C, T, V));
-        the input itself without a PRM."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, c, t, v, m = x.shape
         poses = x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)
-        if self.prm is None:
-            return x, poses
-        offset = self.prm(poses)
-        if self.refine_channels < c:
-            poses = torch.cat([poses[:, :self.refine_channels] + offset,
-                               poses[:, self.refine_channels:]], dim=1)
-        else:
-            poses = poses + offset
-        return poses.reshape(n, m, c, t, v).permute(0, 2, 3, 4, 1), poses
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n, m = x.shape[0], x.shape[4]
-        refined, poses = self.refine(x)
+        refined = x
+        if self.prm is not None:
+            offset = self.prm(poses)
+            if self.refine_channels < c:
+                poses = torch.cat([poses[:, :self.refine_channels] + offset,
+                                   poses[:, self.refine_channels:]], dim=1)
+            else:
+                poses = poses + offset
+            refined = poses.reshape(n, m, c, t, v).permute(0, 2, 3, 4, 1)
         f = self.gfm(self.data_norm(poses))
         if self.tam is not None:
             f = self.tam(f)

@@ -86,10 +86,6 @@ DEFAULTS: dict[str, Any] = {
         # schedule). SGD at the classifier's rates barely moves the PRM towards restoration.
         "prm_lr_scale": 0.3,
         "prm_optimizer": "sgd",
-        # A second pass of the PRM alone over another corruption of every training window, with
-        # the same loss: the PRM practises restoring on every window while the classifier sees
-        # `corrupt_prob` of them corrupted.
-        "restore_pass": False,
         # Levels in sensor units (metres for 3D): prgcn_ros.training.noise.NoiseConfig.
         "noise": {"jitter": 0.02, "drop_prob": 0.01, "drop_frames": 5, "spike_prob": 0.02,
                   "spike_range": [0.2, 0.5], "swap_prob": 0.0, "bone_noise": 0.03,

@@ -224,10 +224,9 @@ class Trainer:
         # "restore": corrupted windows for every network (for one without a PRM they are plain
         # augmentation), and the reconstruction loss where there is a PRM to learn it.
         corrupted = refine["objective"] == "restore" and float(refine["corrupt_prob"]) > 0
-        extra_pass = refine["objective"] == "restore" and bool(refine.get("restore_pass"))
-        restore = (corrupted or extra_pass) and getattr(self.model, "prm", None) is not None
-        gen = generator if generator is not None else torch.Generator().manual_seed(self.steps)
+        restore = corrupted and getattr(self.model, "prm", None) is not None
         if corrupted:
+            gen = generator if generator is not None else torch.Generator().manual_seed(self.steps)
             noisy, _ = noise.corrupt(x, batch.present, batch.scale, self.cfg["layout"],
                                      self.noise, gen, dims=batch.dims)
             pick = torch.rand(x.shape[0], generator=gen) < float(refine["corrupt_prob"])
@@ -235,18 +234,7 @@ class Trainer:
         output = self.net(x)
         losses = {"classification": self.loss_fn(logits_of(output), batch.labels)}
         if restore:
-            inputs, refined = [x], [output[1]]
-            if extra_pass:
-                # The PRM alone on another corruption of every window: restoration practice
-                # that the classifier does not see.
-                noisy, _ = noise.corrupt(batch.x, batch.present, batch.scale,
-                                         self.cfg["layout"], self.noise, gen, dims=batch.dims)
-                inputs.append(noisy)
-                refined.append(self.model.refine(noisy)[0])
-            losses.update(self.restore_losses(torch.cat(refined), torch.cat(inputs),
-                                              batch.x.repeat(len(inputs), 1, 1, 1, 1),
-                                              batch.present.repeat(len(inputs), 1, 1, 1),
-                                              batch.dims))
+            losses.update(self.restore_losses(output[1], x, batch.x, batch.present, batch.dims))
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

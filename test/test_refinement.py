@@ -17,6 +17,10 @@ from prgcn_ros.training.noise import NoiseConfig, corrupt, mpjpe
 from prgcn_ros.training.train import Trainer
 
 SHIPPED = REPO / "models" / "prgcn_msr_action3d.safetensors"
+# Top-1 mean of the shipped recipe's seeds 1-5 on the 273 test clips, as the README states it.
+SEEDS_DOCUMENTED_MEAN = 0.8615
+RECIPE_KEYS = ("objective", "corrupt_prob", "restore_weight", "restore_beta", "offset_weight",
+               "prm_optimizer", "prm_lr_scale", "noise")
 ONLY = {"jitter": 0.0, "drop_prob": 0.0, "spike_prob": 0.0, "swap_prob": 0.0, "bone_noise": 0.0}
 
 
@@ -233,26 +237,63 @@ def shipped():
 
 
 @pytest.mark.slow
-def test_shipped_model_top1_stays_within_the_recipes_seed_spread(shipped):
-    """A floor, not the goal: the issue's 90 % (mean of 5 seeds) is not reached yet (seed 1 of
-    the restore recipe: 87.5 %; docs/refinement.md). Below the old recipe's worst seed (86.1 %)
+def test_shipped_model_top1_against_the_goal(shipped):
+    """The issue's goal is 90 % for the shipped model and for the mean of 5 seeds; neither is
+    reached (docs/refinement.md): reported as xfail. Below the recipe's worst seed (82.8 %)
     something broke."""
     model, _, cfg, test = shipped
     result = evaluate_cli.evaluate_model(model, test, cfg)
-    assert result["n"] == 273 and result["top1"] >= 0.86, result["top1"]
+    assert result["n"] == 273 and result["top1"] >= 0.828, result["top1"]
+    if result["top1"] < 0.90:
+        pytest.xfail(f"shipped model top-1 {result['top1']:.3f} < 0.90 (docs/refinement.md)")
 
 
 @pytest.mark.slow
-def test_shipped_model_refines_without_moving_clean_poses(shipped):
+def test_five_seeds_mean_against_the_goal(shipped):
+    """Seeds 2-5 of the shipped recipe (models/msr_seeds/) evaluated beside the shipped seed 1;
+    the mean is the figure the README states."""
+    model, _, cfg, test = shipped
+    from prgcn_ros.model.io import load_model
+
+    top1 = {1: evaluate_cli.evaluate_model(model, test, cfg)["top1"]}
+    for path in sorted((REPO / "models" / "msr_seeds").glob("*.safetensors")):
+        seed_model, meta = load_model(path, device="cpu", expected_layout="kinect20",
+                                      expected_channels=3)
+        recipe = meta["training"]["config"]
+        assert all(recipe["refine"][k] == cfg["refine"][k] for k in RECIPE_KEYS), path
+        assert recipe["optim"] == cfg["optim"] and recipe["augment"] == cfg["augment"], path
+        top1[meta["training"]["seed"]] = evaluate_cli.evaluate_model(seed_model, test, cfg)["top1"]
+    assert sorted(top1) == [1, 2, 3, 4, 5], top1
+    mean = sum(top1.values()) / 5
+    assert mean == pytest.approx(SEEDS_DOCUMENTED_MEAN, abs=5e-4), top1
+    if mean < 0.90:
+        pytest.xfail(f"5-seed mean {mean:.3f} < 0.90 (docs/refinement.md)")
+
+
+@pytest.mark.slow
+def test_shipped_model_refines_and_meets_the_refinement_goals(shipped):
     model, meta, cfg, test = shipped
     assert meta["training"]["refine"]["objective"] == "restore"
-    r = evaluate_cli.evaluate_refinement(model, test, cfg, strengths=[1.0], spikes_per_clip=1)
+    # The measurement bench/refinement.py and `prgcn-eval --refinement` make (its noise draws:
+    # other draws give ratios of 0.587-0.601, docs/refinement.md).
+    r = evaluate_cli.evaluate_refinement(model, test, cfg)
     clean = r["clean"]
-    assert clean["mean_offset"] <= 0.02, clean                   # metres: the goal
+    assert clean["mean_offset"] <= 0.02, clean                   # metres
     assert clean["acceleration_refined"] <= clean["acceleration_input"], clean
-    # Not the goals yet (docs/refinement.md): ratio <= 0.6 and below Savitzky-Golay's, bone
-    # lengths as steady as the input's. Guarded here: the refiner never makes things worse.
     row = r["corrupted"]["1"]
-    assert row["mpjpe_ratio"] < 1.0, row
+    assert row["mpjpe_ratio"] <= 0.6, row
+    assert row["mpjpe_ratio"] < row["savgol_ratio"], row
     assert r["label_change_one_spike"] <= 0.10, r["label_change_one_spike"]
+    no_prm = REPO / "models" / "ablations" / "prgcn_msr_action3d_no_prm.safetensors"
+    if no_prm.is_file():    # the paper's claim, on corrupted input: refinement helps
+        from prgcn_ros.model.io import load_model
+
+        baseline = evaluate_cli.evaluate_refinement(load_model(no_prm, device="cpu")[0], test,
+                                                    cfg)
+        assert row["top1"] >= baseline["corrupted"]["1"]["top1"] + 0.02
     json.dumps(r)                                                # serialisable for bench/
+    # Bone lengths: MSR Action3D's skeletons keep most bones rigid (coefficient of variation
+    # 0.0008 for the hands and shins); a per-joint offset of about 1 cm does not.
+    if clean["bone_cv_refined"] > clean["bone_cv_input"]:
+        pytest.xfail(f"bone-length CV {clean['bone_cv_refined']:.4f} > input's "
+                     f"{clean['bone_cv_input']:.4f} (docs/refinement.md)")

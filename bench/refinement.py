@@ -41,16 +41,19 @@ MODELS = {
 def seeds(cfg: dict, shipped: dict) -> dict:
     """Top-1 of the recipe's five seeds (the shipped model and models/msr_seeds/), each
     evaluated on the 273 test clips, with their training times."""
-    from prgcn_ros.model.io import read_metadata
+    from prgcn_ros.model.io import load_model, read_metadata
+    from prgcn_ros.training.datasets import build_dataset
 
-    paths = [MODELS["default"], *sorted(SEED_MODELS.glob("*.safetensors"))]
-    top1, minutes = {}, {}
-    for path in paths:
-        meta = read_metadata(path)
+    shipped_meta = read_metadata(MODELS["default"])
+    seed_cfg = evaluate.config_for_model(cfg, shipped_meta)
+    test = build_dataset(seed_cfg, "test")
+    top1 = {str(shipped_meta["training"]["seed"]): shipped["top1"]}
+    minutes = {str(shipped_meta["training"]["seed"]):
+               round(shipped_meta["training"]["train_time_s"] / 60, 1)}
+    for path in sorted(SEED_MODELS.glob("*.safetensors")):
+        model, meta = load_model(path, device="cpu", expected_layout=cfg["layout"])
         seed = str(meta["training"]["seed"])
-        top1[seed] = shipped["top1"] if path == MODELS["default"] else evaluate.run(
-            path, cfg, confusion=str(REPO / "runs" / "confusion_seed.png"),
-            progress=False)["top1"]
+        top1[seed] = evaluate.evaluate_model(model, test, seed_cfg)["top1"]
         minutes[seed] = round(meta["training"]["train_time_s"] / 60, 1)
     values = torch.tensor(list(top1.values()), dtype=torch.float64)
     out = {"top1": top1, "mean": float(values.mean()),

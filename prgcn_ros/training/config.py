@@ -206,7 +206,7 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: data.kind must be one of {', '.join(DATA_KINDS)}")
     if cfg["refine"]["objective"] not in ("restore", "classification"):
         raise ConfigError(f"{where}: refine.objective must be 'restore' or 'classification'")
-    if cfg["refine"].get("prm_optimizer", "sgd") not in ("sgd", "adam"):
+    if cfg["refine"]["prm_optimizer"] not in ("sgd", "adam"):
         raise ConfigError(f"{where}: refine.prm_optimizer must be 'sgd' or 'adam'")
     from prgcn_ros.model.build import ARCHITECTURES
     spec = cfg["model"]

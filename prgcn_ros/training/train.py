@@ -146,7 +146,7 @@ def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer | Optim
                                nesterov=bool(opt["nesterov"]),
                                weight_decay=float(opt["weight_decay"]))
 
-    if refine.get("prm_optimizer", "sgd") == "sgd" or len(groups) == 1:
+    if refine["prm_optimizer"] == "sgd" or len(groups) == 1:
         return sgd(groups)
     return Optimizers([sgd(groups[:1]), torch.optim.Adam(groups[1:], lr=lr, weight_decay=0.0)])
 

@@ -246,10 +246,10 @@ def shipped_result(shipped) -> dict:
 @pytest.mark.slow
 def test_shipped_model_top1_against_the_goal(shipped_result):
     """The issue's goal is 90 % for the shipped model and for the mean of 5 seeds; neither is
-    reached (docs/refinement.md): reported as xfail. Below the recipe's worst seed (82.8 %)
+    reached (docs/refinement.md): reported as xfail. Below 86 % (seed 1 measures 86.8 %)
     something broke."""
     result = shipped_result
-    assert result["n"] == 273 and result["top1"] >= 0.828, result["top1"]
+    assert result["n"] == 273 and result["top1"] >= 0.86, result["top1"]
     if result["top1"] < 0.90:
         pytest.xfail(f"shipped model top-1 {result['top1']:.3f} < 0.90 (docs/refinement.md)")
 

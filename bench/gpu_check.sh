@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check (issue 7, item 5): on a machine with a CUDA GPU, runs the CUDA tests of the ring
-# buffer and preprocessing, then bench/gpu_check.py (model on cuda vs CPU, per-clip PR-GCN vs
-# ST-GCN and streaming timings, the live pipeline's host<->device copies counted with
+# buffer, preprocessing, the recognizer and training, then bench/gpu_check.py (model on cuda vs
+# CPU, per-clip PR-GCN vs ST-GCN and streaming timings, the live pipeline's host<->device copies counted with
 # torch.profiler) and, where onnxruntime-gpu is installed, the recognizer's onnxruntime backend on
 # the CUDA provider (checked against torch, timed; skipped with a line otherwise). Under 5
 # minutes; exits 0 with a message where no GPU is present.
@@ -21,7 +21,7 @@ status=0
 # The tests that run only where CUDA exists (each is skipped without it).
 timeout 150 "$PY" -m pytest -q -rs -k cuda \
     test/test_skeleton_ring_buffer.py test/test_skeleton_preprocess.py \
-    test/test_recognition.py || status=1
+    test/test_recognition.py test/test_training.py || status=1
 if "$PY" -c 'import sys, onnxruntime as o; sys.exit(0 if "CUDAExecutionProvider" in o.get_available_providers() else 1)' 2>/dev/null; then
     echo "gpu_check: onnxruntime has the CUDA provider: the onnxruntime backend runs on the GPU too"
 else

@@ -246,14 +246,12 @@ class RecognizerParams:
 
     def torch_device(self):
         """The torch device (imports torch: only the pipeline needs it)."""
-        import torch
+        from prgcn_ros.model.backends import resolve_device
 
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ParameterError(f"device {self.device!r}: CUDA is not available here "
-                                 f"(use device auto or cpu)")
-        return torch.device(self.device)
+        try:
+            return resolve_device(self.device)
+        except ValueError as exc:
+            raise ParameterError(str(exc)) from None
 
 
 def coerce_values(cls: type, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

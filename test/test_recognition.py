@@ -2,11 +2,12 @@
 and agreement with the offline evaluation path on real MSR Action3D clips."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import yaml
-from rosutil import REPO
 
 from prgcn_ros.live_data import local_id
 from prgcn_ros.model.prgcn import PRGCN
@@ -20,6 +21,8 @@ from prgcn_ros.recognition import (
 )
 from prgcn_ros.skeleton.layouts import get_layout
 from prgcn_ros.skeleton.mapping import map_joints
+
+REPO = Path(__file__).resolve().parents[1]  # not rosutil's: this module runs without rclpy
 
 CLASSES = ["wave", "punch", "kick"]
 KINECT20 = get_layout("kinect20")

@@ -168,6 +168,44 @@ def test_fixed_seed_is_repeatable(msr_train):
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
 
 
+def test_device_setting(msr_train):
+    assert load_config(MSR_CONFIG)["device"] == "auto"
+    with pytest.raises(ConfigError, match="device must be auto, cpu or cuda"):
+        load_config(MSR_CONFIG, {"device": "gpu"})
+    trainer = Trainer(small_cfg(device="cpu"), train_set=subset(msr_train, 4), log=lambda m: None)
+    assert trainer.dist.device.type == "cpu"
+    if not torch.cuda.is_available():
+        assert Trainer(small_cfg(), train_set=subset(msr_train, 4),
+                       log=lambda m: None).dist.device.type == "cpu"        # auto
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Trainer(small_cfg(device="cuda"), train_set=subset(msr_train, 4), log=lambda m: None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_training_follows_the_cpu_run_and_saves_a_cpu_model(msr_train, tmp_path):
+    from prgcn_ros.model.io import load_model
+    from prgcn_ros.training.train import save_trained_model
+
+    data = subset(msr_train, 8)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        trainer = Trainer(small_cfg(seed=6, device=device), train_set=data, log=lambda m: None)
+        trainer.train_epoch(progress=False)
+        runs[device] = trainer
+    cpu, gpu = runs["cpu"], runs["cuda"]
+    assert next(gpu.model.parameters()).device.type == "cuda"
+    # The same batches and noise draws (made on the CPU): the same losses up to kernel rounding.
+    assert gpu.history[-1]["loss"] == pytest.approx(cpu.history[-1]["loss"], rel=1e-3)
+    gpu.save(tmp_path / "run")
+    resumed = Trainer(small_cfg(seed=6, device="cuda"), train_set=data, log=lambda m: None)
+    resumed.resume(tmp_path / "run")
+    resumed.train_epoch(progress=False)
+    path = save_trained_model(tmp_path / "gpu.safetensors", resumed, None)
+    model, meta = load_model(path, device="cpu", expected_layout="kinect20")
+    assert "trained on cuda" in meta["training"]["machine"]
+    assert next(model.parameters()).device.type == "cpu"
+
+
 @pytest.mark.parametrize("prm_optimizer", ["sgd", "adam"])
 def test_checkpoint_resume_continues_exactly(msr_train, tmp_path, prm_optimizer):
     data = subset(msr_train, 8)

@@ -77,6 +77,18 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def resolve_device(device: str) -> torch.device:
+    """``auto``: the GPU where CUDA is available, else the CPU; ``cpu``, ``cuda``, ``cuda:N``
+    as given (ValueError for CUDA where there is none, or for anything else)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available here (use device auto or cpu)")
+    return torch.device(device)
+
+
 def resolve_backend(backend: str, device: torch.device | str) -> str:
     """``auto``: onnxruntime on a CPU when importable, torch on CUDA (and without onnxruntime)."""
     if backend not in BACKENDS:

@@ -26,12 +26,12 @@ class CheckpointError(RuntimeError):
 
 
 def _tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    tensors = {f"model.{k}": v.detach().contiguous().clone()
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone()
                for k, v in model.state_dict().items()}
     for index, state in optimizer.state_dict()["state"].items():
         for name, value in state.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optim.{index}.{name}"] = value.detach().contiguous().clone()
+                tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous().clone()
     return tensors
 
 

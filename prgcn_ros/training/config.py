@@ -122,6 +122,9 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint_every": 1,
     },
     "threads": 0,                          # torch threads; 0: leave torch's default
+    # auto: the GPU where CUDA is available, else the CPU (under torchrun: each process's GPU
+    # with nccl, or the CPU with gloo); cpu; cuda[:N].
+    "device": "auto",
 }
 
 
@@ -206,6 +209,9 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: data.kind must be one of {', '.join(DATA_KINDS)}")
     if cfg["refine"]["objective"] not in ("restore", "classification"):
         raise ConfigError(f"{where}: refine.objective must be 'restore' or 'classification'")
+    device = str(cfg["device"])
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise ConfigError(f"{where}: device must be auto, cpu or cuda[:N], got {device!r}")
     if cfg["refine"]["prm_optimizer"] not in ("sgd", "adam"):
         raise ConfigError(f"{where}: refine.prm_optimizer must be 'sgd' or 'adam'")
     from prgcn_ros.model.build import ARCHITECTURES

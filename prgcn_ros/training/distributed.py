@@ -43,22 +43,22 @@ def setup(device: str = "auto") -> DistInfo:
     ``device`` ``auto``: this process's GPU (``LOCAL_RANK``) with nccl when CUDA is there,
     else the CPU with gloo.
     """
-    if not launched():
-        return DistInfo()
-    if dist.is_initialized():
-        return info()
+    if not launched() or dist.is_initialized():
+        return info(device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
     if use_cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return info()
+    return info(device)
 
 
-def info() -> DistInfo:
-    """This process's place in the group (rank 0 of 1 without one)."""
+def info(device: str = "cpu") -> DistInfo:
+    """This process's place in the group and its device; without a group, rank 0 of 1 on
+    ``device`` (auto, cpu, cuda[:N]; ValueError for CUDA where there is none)."""
     if not (dist.is_available() and dist.is_initialized()):
-        return DistInfo()
+        from prgcn_ros.model.backends import resolve_device
+        return DistInfo(device=resolve_device(device))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = dist.get_backend() == "nccl"
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank,

@@ -55,6 +55,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2 ** 63)
 
 
+def device_name(device: torch.device) -> str:
+    """``cpu``, or ``cuda (NVIDIA H200)``: where a run trained, for its metadata."""
+    if device.type != "cuda":
+        return device.type
+    return f"cuda ({torch.cuda.get_device_name(device)})"
+
+
 def set_threads(cfg: dict) -> None:
     threads = int(cfg.get("threads") or 0)
     if threads > 0:
@@ -199,7 +206,7 @@ class Trainer:
         self.noise = noise.noise_config(cfg)
         # Under torchrun: this process's rank, and the model wrapped in DDP for forward/backward
         # (self.model stays the plain network for checkpoints and the model file).
-        self.dist = distributed.info()
+        self.dist = distributed.info(str(cfg["device"]))
         self.model.to(self.dist.device)
         self.net = distributed.wrap(self.model, self.dist)
         self.epoch = 0            # epochs completed
@@ -226,11 +233,16 @@ class Trainer:
         corrupted = refine["objective"] == "restore" and float(refine["corrupt_prob"]) > 0
         restore = corrupted and getattr(self.model, "prm", None) is not None
         if corrupted:
+            # Drawn on the CPU, where the batch is built: the same draws on every device.
             gen = generator if generator is not None else torch.Generator().manual_seed(self.steps)
             noisy, _ = noise.corrupt(x, batch.present, batch.scale, self.cfg["layout"],
                                      self.noise, gen, dims=batch.dims)
             pick = torch.rand(x.shape[0], generator=gen) < float(refine["corrupt_prob"])
             x = torch.where(pick[:, None, None, None, None], noisy, x)
+        device = self.dist.device
+        x = x.to(device)
+        batch = batch._replace(x=batch.x.to(device), labels=batch.labels.to(device),
+                               present=batch.present.to(device), scale=batch.scale.to(device))
         output = self.net(x)
         losses = {"classification": self.loss_fn(logits_of(output), batch.labels)}
         if restore:
@@ -293,9 +305,6 @@ class Trainer:
         for index in bar:
             batch = batching.build_batch([self.train_set[i] for i in index], self.cfg,
                                          train=True, generator=gen)
-            device = self.dist.device
-            batch = batch._replace(x=batch.x.to(device), labels=batch.labels.to(device),
-                                   present=batch.present.to(device), scale=batch.scale.to(device))
             losses = self.step(batch, gen)
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + value * len(index)
@@ -365,7 +374,8 @@ class Trainer:
                 "refine": cfg["refine"],
                 "train_time_s": round(self.train_time_s, 1),
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
-                           f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+                           f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+                           f"trained on {device_name(self.dist.device)}",
                 "final_loss": self.history[-1]["loss"] if self.history else None,
                 "init": self.init,
                 "processes": self.dist.world,
@@ -501,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set model.use_tam=false")
     parser.add_argument("--threads", type=int, help="torch threads (default: config)")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: config, auto)")
     parser.add_argument("--max-steps", type=int, help="at most this many steps per epoch")
     parser.add_argument("--no-eval", action="store_true", help="skip the final test evaluation")
     parser.add_argument("--no-progress", action="store_true",
@@ -511,10 +522,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true",
                         help="let the model file overwrite a shipped model or a tracked file")
     args = parser.parse_args(argv)
-    where = distributed.setup()
+    where = distributed.DistInfo()
     try:
         overrides = parse_set(args.set)
-        for key, value in (("seed", args.seed), ("threads", args.threads)):
+        for key, value in (("seed", args.seed), ("threads", args.threads),
+                           ("device", args.device)):
             if value is not None:
                 overrides[key] = value
         if args.epochs is not None:
@@ -524,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.output:
             overrides = _merge_overrides(overrides, {"output": {"model": args.output}})
         cfg = load_config(args.config, overrides)
+        where = distributed.setup(str(cfg["device"]))
         resume = None
         if args.resume is not None:
             resume = args.resume or cfg["output"]["dir"]

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Train variants of a recipe over seeds (or folds) in parallel processes, before a deadline.
+
+    tools/sweep.py --plan PLAN.yaml --out runs/sweep [--workers 4] [--device auto]
+                   [--deadline-s 3600] [--results FILE.jsonl]
+
+PLAN.yaml lists variants, run in order (the first ones finish first when the deadline cuts):
+
+    - name: base
+      config: config/train_msr_action3d.yaml
+      set: ["optim.epochs=100"]              # prgcn-train --set overrides (optional)
+      over: {seed: [1, 2, 3, 4, 5]}          # one run per value (any config key)
+
+Each run is ``prgcn-train --no-progress`` writing under OUT/NAME/KEY-VALUE/; its summary (test
+top-1, training time) is appended to the results file as it finishes, and a table of mean +- sd
+per variant is printed at the end. Runs still going at the deadline are stopped and listed as
+such. Several runs share one GPU well: each is small and spends most of its time launching
+kernels.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+
+def jobs_of(plan: list[dict], out: Path) -> list[dict]:
+    jobs = []
+    for variant in plan:
+        (key, values), = variant.get("over", {"seed": [variant.get("seed", 1)]}).items()
+        for value in values:
+            run_dir = out / variant["name"] / f"{key.replace('.', '_')}-{value}"
+            jobs.append({"variant": variant["name"], "config": variant["config"],
+                         "set": [*variant.get("set", []), f"{key}={value}"], "key": key,
+                         "value": value, "dir": run_dir})
+    return jobs
+
+
+def command(job: dict, device: str) -> list[str]:
+    cmd = [sys.executable, "-m", "prgcn_ros.training.train", "--config", job["config"],
+           "--out-dir", str(job["dir"]), "--output", str(job["dir"] / "model.safetensors"),
+           "--no-progress", "--device", device]
+    for item in job["set"]:
+        cmd += ["--set", item]
+    return cmd
+
+
+def summary(results: list[dict]) -> str:
+    lines = [f"{'variant':28s} {'runs':>4s} {'top-1 mean':>10s} {'sd':>6s}  per run"]
+    for name in dict.fromkeys(r["variant"] for r in results):
+        top1 = [r["top1"] for r in results if r["variant"] == name and r.get("top1") is not None]
+        if not top1:
+            continue
+        sd = statistics.stdev(top1) if len(top1) > 1 else 0.0
+        runs = " ".join(f"{100 * t:.1f}" for t in top1)
+        lines.append(f"{name:28s} {len(top1):4d} {100 * statistics.mean(top1):10.2f} "
+                     f"{100 * sd:6.2f}  {runs}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=max((os.cpu_count() or 2) - 1, 1))
+    parser.add_argument("--device", default="auto", help="each run's --device")
+    parser.add_argument("--deadline-s", type=float, default=float("inf"))
+    parser.add_argument("--results", type=Path, help="default: OUT/results.jsonl")
+    args = parser.parse_args(argv)
+    plan = yaml.safe_load(args.plan.read_text())
+    queue = jobs_of(plan, args.out)
+    results_path = args.results or args.out / "results.jsonl"
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    start = time.monotonic()
+    running: list[tuple[dict, subprocess.Popen, float]] = []
+    results: list[dict] = []
+
+    def record(job: dict, entry: dict) -> None:
+        entry = {"variant": job["variant"], job["key"]: job["value"], "set": job["set"],
+                 "dir": str(job["dir"]), **entry}
+        results.append(entry)
+        with results_path.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+        print(json.dumps(entry), flush=True)
+
+    while queue or running:
+        late = time.monotonic() - start > args.deadline_s
+        while queue and len(running) < args.workers and not late:
+            job = queue.pop(0)
+            job["dir"].mkdir(parents=True, exist_ok=True)
+            log = (job["dir"] / "train.log").open("w")
+            proc = subprocess.Popen(command(job, args.device), stdout=subprocess.PIPE,
+                                    stderr=log, text=True, env=env, start_new_session=True)
+            running.append((job, proc, time.monotonic()))
+        for item in list(running):
+            job, proc, began = item
+            if proc.poll() is None:
+                if late:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait()
+                    record(job, {"status": "stopped at the deadline",
+                                 "wall_s": round(time.monotonic() - began, 1)})
+                    running.remove(item)
+                continue
+            running.remove(item)
+            out = proc.stdout.read().strip().splitlines()
+            try:
+                done = json.loads(out[-1])
+                accuracy = done.get("accuracy") or {}
+                record(job, {"status": "done", "top1": accuracy.get("top1"),
+                             "train_time_s": round(done["train_time_s"], 1),
+                             "wall_s": round(time.monotonic() - began, 1),
+                             "model": done["model"]})
+            except (IndexError, KeyError, json.JSONDecodeError):
+                record(job, {"status": f"failed (exit {proc.returncode}, see train.log)"})
+        if late and queue:
+            for job in queue:
+                record(job, {"status": "not started before the deadline"})
+            queue.clear()
+        time.sleep(0.5)
+    print(summary(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

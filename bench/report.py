@@ -121,6 +121,15 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
             out.append((f"MSR Action3D top-1, seeds {', '.join(seeds['top1'])}: mean ± sd",
                         "≥ 90 %", f"{100 * seeds['mean']:.1f} ± {100 * seeds['sd']:.1f} %",
                         verdict(seeds["mean"], lambda v: v >= 0.90)))
+    gpu = data.get("gpu_check")
+    if gpu:
+        diff = gpu["max_abs_diff_vs_cpu"]
+        out.append((f"GPU check on {gpu['card']} ({gpu['date']}): logits vs CPU, float32 / TF32;"
+                    f" model per window, N = 1 / 10", "all checks pass",
+                    f"{diff['float32']:.1e} / {diff['default']:.1e}; "
+                    f"{gpu['streaming']['live_model_T48_N1_ms']:.1f} / "
+                    f"{gpu['streaming']['live_model_T48_N10_ms']:.1f} ms",
+                    "met" if not gpu["failures"] else "**missed**"))
     return out
 
 

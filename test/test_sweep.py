@@ -1,0 +1,52 @@
+"""tools/sweep.py: variants over seeds in parallel processes, results as they finish, a deadline."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from test_training_util import MSR_CONFIG, REPO, require_data
+
+SWEEP = REPO / "tools" / "sweep.py"
+# One epoch on the training subjects, tested on one subject: a few seconds a run.
+QUICK = ["optim.epochs=1", "data.test_subjects=[2]"]
+
+
+def run_sweep(tmp_path, plan: list[dict], *args: str) -> tuple[list[dict], str]:
+    (tmp_path / "plan.yaml").write_text(json.dumps(plan))          # JSON is YAML
+    done = subprocess.run([sys.executable, str(SWEEP), "--plan", str(tmp_path / "plan.yaml"),
+                           "--out", str(tmp_path / "out"), "--device", "cpu", *args],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines], done.stdout
+
+
+@pytest.mark.slow
+def test_sweep_trains_each_variant_over_its_values(tmp_path):
+    require_data()
+    plan = [{"name": "quick", "config": str(MSR_CONFIG), "set": QUICK,
+             "over": {"seed": [1, 2]}},
+            {"name": "no_tam", "config": str(MSR_CONFIG),
+             "set": [*QUICK, "model.use_tam=false"], "over": {"seed": [1]}}]
+    results, table = run_sweep(tmp_path, plan, "--workers", "2")
+    assert sorted((r["variant"], r["seed"]) for r in results) == [
+        ("no_tam", 1), ("quick", 1), ("quick", 2)]
+    for r in results:
+        assert r["status"] == "done" and 0.0 <= r["top1"] <= 1.0, r
+        meta = json.loads((tmp_path / "out" / r["variant"] / f"seed-{r['seed']}" /
+                           "model.json").read_text())
+        assert meta["training"]["seed"] == r["seed"]
+        assert meta["architecture"]["use_tam"] == (r["variant"] == "quick")
+        assert meta["accuracy"]["top1"] == r["top1"]
+    assert "quick" in table and "no_tam" in table
+
+
+def test_sweep_stops_at_its_deadline(tmp_path):
+    require_data()
+    plan = [{"name": "long", "config": str(MSR_CONFIG), "set": ["optim.epochs=50"],
+             "over": {"seed": [1, 2]}}]
+    results, _ = run_sweep(tmp_path, plan, "--workers", "1", "--deadline-s", "2")
+    assert [r["status"] for r in results] == ["stopped at the deadline",
+                                              "not started before the deadline"]

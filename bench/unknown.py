@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -27,6 +26,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+sys.path.insert(0, str(REPO / "bench"))
+import livekit  # noqa: E402
 
 from prgcn_ros import paths  # noqa: E402
 from prgcn_ros.model.io import load_model, resolve_model  # noqa: E402
@@ -107,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "thresholds_meeting_goal": [r["threshold"] for r in meeting],
         "limit": args.limit,
     }
-    data = json.loads(args.results.read_text()) if args.results.is_file() else {}
-    data["unknown"] = result
-    args.results.write_text(json.dumps(data, indent=1) + "\n")
+    livekit.update_results({"unknown": result}, args.results)
     for r in rows:
         print(f"threshold {r['threshold']:.2f}: foreign unknown {r['foreign_unknown']:.3f}, "
               f"in-domain kept {r['in_domain_kept']:.3f}")

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # GPU check (issue 7, item 5): on a machine with a CUDA GPU, runs the CUDA tests of the ring
 # buffer, preprocessing, the recognizer and training, then bench/gpu_check.py (model on cuda vs
-# CPU, per-clip PR-GCN vs ST-GCN and streaming timings, the live pipeline's host<->device copies counted with
-# torch.profiler) and, where onnxruntime-gpu is installed, the recognizer's onnxruntime backend on
-# the CUDA provider (checked against torch, timed; skipped with a line otherwise). Under 5
-# minutes; exits 0 with a message where no GPU is present.
+# CPU, per-clip PR-GCN vs ST-GCN and streaming timings, the live pipeline's host<->device
+# copies counted with torch.profiler) and, where onnxruntime-gpu is installed, the recognizer's
+# onnxruntime backend on the CUDA provider (checked against torch, timed; skipped with a line
+# otherwise). Under 5 minutes (40 s on an H200); exits 0 with a message where no GPU is present.
 #   bench/gpu_check.sh            (from the repository root or anywhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."

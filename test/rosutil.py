@@ -60,6 +60,8 @@ def start_process(args: list[str], log_path: Path, env: dict[str, str] | None = 
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env.setdefault("PYTHONUNBUFFERED", "1")
+    # A crash (SIGSEGV, SIGABRT) then leaves every thread's Python stack in the log.
+    full_env.setdefault("PYTHONFAULTHANDLER", "1")
     log = open(log_path, "w")  # noqa: SIM115 - closed by stop_process
     proc = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT,
                             env=full_env, cwd=REPO)

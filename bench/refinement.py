@@ -59,7 +59,7 @@ def seeds(cfg: dict, shipped: dict) -> dict:
     out = {"top1": top1, "mean": float(values.mean()),
            "sd": float(values.std()) if len(values) > 1 else 0.0,
            "train_minutes": minutes}
-    print(f"seeds {', '.join(top1)}: top-1 mean {100 * out['mean']:.1f} % "
+    print(f"seeds {', '.join(top1)}: top-1 mean {100 * out['mean']:.2f} % "
           f"+- {100 * out['sd']:.1f}", flush=True)
     return out
 

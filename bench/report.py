@@ -119,7 +119,7 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
         seeds = get(data, "refine.seeds")
         if seeds:
             out.append((f"MSR Action3D top-1, seeds {', '.join(seeds['top1'])}: mean ± sd",
-                        "≥ 90 %", f"{100 * seeds['mean']:.1f} ± {100 * seeds['sd']:.1f} %",
+                        "≥ 90 %", f"{100 * seeds['mean']:.2f} ± {100 * seeds['sd']:.2f} %",
                         verdict(seeds["mean"], lambda v: v >= 0.90)))
     gpu = data.get("gpu_check")
     if gpu:

@@ -77,13 +77,21 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def device_problem(device: str) -> str | None:
+    """Why ``device`` is not a device name (auto, cpu, cuda, cuda:N); None when it is one."""
+    if device in ("auto", "cpu") or device.startswith("cuda"):
+        return None
+    return f"device must be auto, cpu or cuda[:N], got {device!r}"
+
+
 def resolve_device(device: str) -> torch.device:
     """``auto``: the GPU where CUDA is available, else the CPU; ``cpu``, ``cuda``, ``cuda:N``
     as given (ValueError for CUDA where there is none, or for anything else)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    problem = device_problem(device)
+    if problem:
+        raise ValueError(problem)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r}: CUDA is not available here (use device auto or cpu)")
     return torch.device(device)

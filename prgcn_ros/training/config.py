@@ -209,9 +209,10 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: data.kind must be one of {', '.join(DATA_KINDS)}")
     if cfg["refine"]["objective"] not in ("restore", "classification"):
         raise ConfigError(f"{where}: refine.objective must be 'restore' or 'classification'")
-    device = str(cfg["device"])
-    if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        raise ConfigError(f"{where}: device must be auto, cpu or cuda[:N], got {device!r}")
+    from prgcn_ros.model.backends import device_problem
+    problem = device_problem(str(cfg["device"]))
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
     if cfg["refine"]["prm_optimizer"] not in ("sgd", "adam"):
         raise ConfigError(f"{where}: refine.prm_optimizer must be 'sgd' or 'adam'")
     from prgcn_ros.model.build import ARCHITECTURES

@@ -240,8 +240,9 @@ class Trainer:
             pick = torch.rand(x.shape[0], generator=gen) < float(refine["corrupt_prob"])
             x = torch.where(pick[:, None, None, None, None], noisy, x)
         device = self.dist.device
-        x = x.to(device)
-        batch = batch._replace(x=batch.x.to(device), labels=batch.labels.to(device),
+        clean = batch.x.to(device)
+        x = clean if x is batch.x else x.to(device)     # uncorrupted: one copy, not two
+        batch = batch._replace(x=clean, labels=batch.labels.to(device),
                                present=batch.present.to(device), scale=batch.scale.to(device))
         output = self.net(x)
         losses = {"classification": self.loss_fn(logits_of(output), batch.labels)}

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     results_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.monotonic()
-    running: list[tuple[dict, subprocess.Popen, float]] = []
+    running: list[tuple[dict, subprocess.Popen, float]] = []    # job, its process, start
     results: list[dict] = []
 
     def record(job: dict, entry: dict) -> None:
@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         while queue and len(running) < args.workers and not late:
             job = queue.pop(0)
             job["dir"].mkdir(parents=True, exist_ok=True)
-            log = (job["dir"] / "train.log").open("w")
-            proc = subprocess.Popen(command(job, args.device), stdout=subprocess.PIPE,
-                                    stderr=log, text=True, env=env, start_new_session=True)
+            with (job["dir"] / "train.log").open("w") as log:     # the child keeps its own fd
+                proc = subprocess.Popen(command(job, args.device), stdout=subprocess.PIPE,
+                                        stderr=log, text=True, env=env, start_new_session=True)
             running.append((job, proc, time.monotonic()))
         for item in list(running):
             job, proc, began = item

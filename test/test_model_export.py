@@ -29,6 +29,7 @@ def _max_diff(expected, actual) -> float:
 
 
 @pytest.mark.parametrize("make", [lambda: PRGCN(20, "kinect20"),
+                                  lambda: PRGCN(20, "kinect20", rigid_bones=True),
                                   lambda: PRGCN(60, "coco18", refine_channels=2,
                                                 fusion="sequential", use_tam=False),
                                   lambda: STGCN(20, "kinect20"),
@@ -53,7 +54,7 @@ def test_torchscript_parity(tmp_path, make):
 
 @pytest.fixture(scope="module")
 def onnx_export(tmp_path_factory):
-    model = _trained_like(PRGCN(20, "kinect20"), 20, persons=2)
+    model = _trained_like(PRGCN(20, "kinect20", rigid_bones=True), 20, persons=2)
     path = tmp_path_factory.mktemp("onnx") / "prgcn.onnx"
     export_model(model, path, "onnx", torch.randn(2, 3, 48, 20, 2))
     return model, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from prgcn_ros.model import PRGCN, STGCN, build_model, model_arch
+from prgcn_ros.model.bones import held_bones
 from prgcn_ros.model.gfm import temporal_max_pool
-from prgcn_ros.skeleton.layouts import Layout
+from prgcn_ros.skeleton.layouts import Layout, get_layout
 
 FRAMES = [*range(1, 65), 150, 300]
 
@@ -87,6 +88,58 @@ def test_2d_input_refines_x_y_and_passes_confidence_through():
     _, refined = model(x)
     assert torch.equal(refined[:, 0], x[:, 0] + 4.0) and torch.equal(refined[:, 1], x[:, 1] - 2.0)
     assert torch.equal(refined[:, 2], x[:, 2])
+
+
+def test_rigid_bones_hold_each_limb_bone_over_the_window_and_keep_its_direction():
+    """A PRM with large random offsets: with rigid bones every limb bone keeps its refined
+    direction and one length over the frames that hold the person; spine and neck segments,
+    padding frames and an empty person slot stay as refined."""
+    torch.manual_seed(3)
+    free = PRGCN(20, "kinect20").eval()
+    rigid = PRGCN(20, "kinect20", rigid_bones=True).eval()
+    with torch.no_grad():
+        free.prm.offset.weight.normal_(std=0.3)
+    rigid.load_state_dict(free.state_dict())
+    x = torch.randn(2, 3, 12, 20, 2)
+    x[:, :, 9:] = 0.0                       # padding frames
+    x[1, :, :, :, 1] = 0.0                  # sample 1 has one person
+    with torch.no_grad():
+        _, loose = free(x)
+        _, held = rigid(x)
+    layout = rigid.layout
+    for (parent, child), is_held in zip(layout.tree(), held_bones(layout)):
+        bone = held[..., child, :] - held[..., parent, :]        # (N, 3, T, M)
+        given = loose[..., child, :] - loose[..., parent, :]
+        body = [(0, 0), (0, 1), (1, 0)]
+        for n, m in body:
+            b, g = bone[n, :, :9, m], given[n, :, :9, m]
+            if is_held:
+                length = b.norm(dim=0)
+                assert float(length.std() / length.mean()) < 1e-5
+                torch.testing.assert_close(b / length, g / g.norm(dim=0), atol=1e-5, rtol=1e-5)
+            else:
+                torch.testing.assert_close(b, g, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(held[:, :, 9:], loose[:, :, 9:])
+    torch.testing.assert_close(held[1, ..., 1], loose[1, ..., 1])
+
+
+def test_spine_and_neck_segments_are_the_bones_left_free():
+    def free(name: str) -> set[tuple[str, str]]:
+        layout = get_layout(name)
+        return {(layout.joints[a], layout.joints[b])
+                for (a, b), held in zip(layout.tree(), held_bones(layout)) if not held}
+
+    assert free("kinect20") == {("hip_center", "spine"), ("spine", "shoulder_center"),
+                                ("shoulder_center", "head")}
+    assert free("ntu25") == {("spine_shoulder", "spine_mid"), ("spine_mid", "spine_base"),
+                             ("spine_shoulder", "neck"), ("neck", "head")}
+
+
+def test_rigid_bones_need_3d_refinement():
+    with pytest.raises(ValueError, match="rigid_bones"):
+        PRGCN(400, "coco18", refine_channels=2, rigid_bones=True)
+    with pytest.raises(ValueError, match="rigid_bones"):
+        PRGCN(20, "kinect20", use_prm=False, rigid_bones=True)
 
 
 def test_without_prm_the_refined_poses_are_the_input():

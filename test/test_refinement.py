@@ -156,9 +156,10 @@ def _unfolded(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def test_folded_eval_network_equals_the_unfolded_one():
+@pytest.mark.parametrize("rigid_bones", [False, True])
+def test_folded_eval_network_equals_the_unfolded_one(rigid_bones):
     torch.manual_seed(0)
-    model = PRGCN(20, "kinect20")
+    model = PRGCN(20, "kinect20", rigid_bones=rigid_bones)
     with torch.no_grad():
         for _ in range(3):                                       # realistic running statistics
             model.train()(torch.randn(8, 3, 32, 20, 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from prgcn_ros.model.bones import RigidBones
 from prgcn_ros.model.gfm import GFM, OUT_CHANNELS, SequentialGFM
 from prgcn_ros.model.graph import layout_from_spec, layout_spec, normalized_adjacency
 from prgcn_ros.model.norm import DataNorm
@@ -20,11 +21,14 @@ class PRGCN(nn.Module):
     The refined poses are in the input's coordinates: refined = x + offset on the first
     ``refine_channels`` channels (the rest, e.g. 2D confidence, pass through). The network then
     normalises the refined poses itself (data BN over C·V, persons folded into the batch).
+    With ``rigid_bones`` (3D poses) the refined skeleton is rebuilt with every bone's length held
+    over the window (:class:`~prgcn_ros.model.bones.RigidBones`).
     """
 
     def __init__(self, num_classes: int, layout: str | Layout | dict, in_channels: int = 3,
                  refine_channels: int | None = None, use_prm: bool = True, use_tam: bool = True,
-                 fusion: str = "parallel", use_motion: bool = True) -> None:
+                 fusion: str = "parallel", use_motion: bool = True,
+                 rigid_bones: bool = False) -> None:
         super().__init__()
         layout = layout_from_spec(layout)
         if fusion not in FUSIONS:
@@ -32,14 +36,19 @@ class PRGCN(nn.Module):
         refine = in_channels if refine_channels is None else int(refine_channels)
         if not 1 <= refine <= in_channels:
             raise ValueError(f"refine_channels must be in 1..{in_channels}, not {refine}")
+        if rigid_bones and (refine != 3 or not use_prm):
+            raise ValueError("rigid_bones needs a PRM that refines 3D coordinates "
+                             f"(refine_channels 3, not {refine})")
         self.arch = {"name": "prgcn", "num_classes": int(num_classes),
                      "layout": layout_spec(layout), "in_channels": int(in_channels),
                      "refine_channels": refine, "use_prm": bool(use_prm),
-                     "use_tam": bool(use_tam), "fusion": fusion, "use_motion": bool(use_motion)}
+                     "use_tam": bool(use_tam), "fusion": fusion, "use_motion": bool(use_motion),
+                     "rigid_bones": bool(rigid_bones)}
         self.layout = layout
         self.refine_channels = refine
         adjacency = torch.from_numpy(normalized_adjacency(layout))
         self.prm = PRM(in_channels, refine, adjacency) if use_prm else None
+        self.rigid = RigidBones(layout) if rigid_bones else None
         self.data_norm = DataNorm(in_channels, layout.num_joints)
         gfm = GFM if fusion == "parallel" else SequentialGFM
         self.gfm = gfm(in_channels, adjacency, use_motion)
@@ -58,6 +67,8 @@ class PRGCN(nn.Module):
                                    poses[:, self.refine_channels:]], dim=1)
             else:
                 poses = poses + offset
+            if self.rigid is not None:
+                poses = self._hold_bones(x, poses)
             refined = poses.reshape(n, m, c, t, v).permute(0, 2, 3, 4, 1)
         f = self.gfm(self.data_norm(poses))
         if self.tam is not None:
@@ -65,3 +76,13 @@ class PRGCN(nn.Module):
         # Global average pooling, then the most active person: (N·M, F, T', V) -> (N, F).
         f = f.mean(dim=(2, 3)).view(n, m, -1).amax(dim=1)
         return self.classifier(f), refined
+
+    def _hold_bones(self, x: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+        """Refined (N·M, C, T, V) poses with rigid bones in the frames that hold the person (any
+        input coordinate non-zero); padding frames and empty person slots keep their values."""
+        n, c, t, v, m = x.shape
+        given = x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)[:, :3]
+        held = (given != 0).any(dim=1, keepdim=True).any(dim=3, keepdim=True)   # (N·M, 1, T, 1)
+        coords = self.rigid(poses[:, :3], held.to(poses.dtype))
+        coords = torch.where(held, coords, poses[:, :3])
+        return torch.cat([coords, poses[:, 3:]], dim=1) if c > 3 else coords

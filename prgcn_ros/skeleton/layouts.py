@@ -32,6 +32,23 @@ class Layout:
     def has(self, joint: str) -> bool:
         return joint in self.joints
 
+    def tree(self) -> tuple[tuple[int, int], ...]:
+        """The bones as (parent, child) pairs in breadth-first order from the centre, so every
+        parent comes before its children (joints not connected to the centre are left out)."""
+        neighbours: dict[int, list[int]] = {i: [] for i in range(self.num_joints)}
+        for a, b in self.bones:
+            neighbours[a].append(b)
+            neighbours[b].append(a)
+        order, seen, queue = [], {self.center}, [self.center]
+        while queue:
+            parent = queue.pop(0)
+            for child in neighbours[parent]:
+                if child not in seen:
+                    seen.add(child)
+                    order.append((parent, child))
+                    queue.append(child)
+        return tuple(order)
+
 
 def _layout(name: str, joints: list[str], bones: list[tuple[str, str]], center: str,
             description: str) -> Layout:

@@ -65,7 +65,7 @@ DEFAULTS: dict[str, Any] = {
     # Exactly the architecture dict of prgcn_ros.model.build.build_model (and of the model
     # file's metadata), less "num_classes" and "layout", which come from the data and `layout`.
     # "name": prgcn | stgcn; any other key is that network's constructor argument
-    # (prgcn: in_channels, refine_channels, use_prm, use_tam, fusion, use_motion;
+    # (prgcn: in_channels, refine_channels, use_prm, use_tam, fusion, use_motion, rigid_bones;
     # stgcn: in_channels, dropout, variant). Unset keys take the constructor's defaults.
     "model": {"name": "prgcn"},
     # The PRM's training objective. "restore" (default): besides the classification loss, the

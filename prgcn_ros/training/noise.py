@@ -70,25 +70,6 @@ class NoiseConfig:
 
 
 @functools.cache
-def _tree(layout_name: str) -> tuple[tuple[int, int], ...]:
-    """(parent, child) pairs in breadth-first order from the layout's centre."""
-    layout = get_layout(layout_name)
-    neighbours: dict[int, list[int]] = {i: [] for i in range(layout.num_joints)}
-    for a, b in layout.bones:
-        neighbours[a].append(b)
-        neighbours[b].append(a)
-    order, seen, queue = [], {layout.center}, [layout.center]
-    while queue:
-        parent = queue.pop(0)
-        for child in neighbours[parent]:
-            if child not in seen:
-                seen.add(child)
-                order.append((parent, child))
-                queue.append(child)
-    return tuple(order)
-
-
-@functools.cache
 def _limb_pairs(layout_name: str) -> tuple[tuple[tuple[int, int], ...], ...]:
     """For each limb (left/right arm, leg) the (left, right) joint index pairs it swaps."""
     layout = get_layout(layout_name)
@@ -129,7 +110,7 @@ def corrupt(x: torch.Tensor, present: torch.Tensor, scale: torch.Tensor,
     if config.bone_noise > 0 and s > 0:
         factor = 1.0 + config.bone_noise * s * torch.randn((n, v, m), generator=gen).to(dev, dtype)
         rebuilt = coords.clone()
-        for parent, child in _tree(layout.name):
+        for parent, child in layout.tree():
             bone = coords[:, :, :, child] - coords[:, :, :, parent]
             rebuilt[:, :, :, child] = rebuilt[:, :, :, parent] + bone * factor[:, None, None, child]
         coords = torch.where(keep, rebuilt, coords)

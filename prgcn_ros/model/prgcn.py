@@ -37,8 +37,9 @@ class PRGCN(nn.Module):
         if not 1 <= refine <= in_channels:
             raise ValueError(f"refine_channels must be in 1..{in_channels}, not {refine}")
         if rigid_bones and (refine != 3 or not use_prm):
-            raise ValueError("rigid_bones needs a PRM that refines 3D coordinates "
-                             f"(refine_channels 3, not {refine})")
+            raise ValueError("rigid_bones needs a PRM that refines 3D coordinates (use_prm "
+                             f"true and refine_channels 3; here {bool(use_prm)}, {refine}): "
+                             "turn rigid_bones off")
         self.arch = {"name": "prgcn", "num_classes": int(num_classes),
                      "layout": layout_spec(layout), "in_channels": int(in_channels),
                      "refine_channels": refine, "use_prm": bool(use_prm),

@@ -24,17 +24,19 @@ from .config import load_config
 from .train import code_version, train
 
 # Config overrides of each variant.
+# Without a PRM there are no refined bones to hold (model.rigid_bones).
 VARIANTS: dict[str, dict[str, Any]] = {
     "PR-GCN": {},
-    "without PRM": {"model": {"use_prm": False}},
+    "without PRM": {"model": {"use_prm": False, "rigid_bones": False}},
     "without TAM": {"model": {"use_tam": False}},
     "sequential fusion": {"model": {"fusion": "sequential"}},
-    "without PRM and TAM": {"model": {"use_prm": False, "use_tam": False}},
+    "without PRM and TAM": {"model": {"use_prm": False, "use_tam": False,
+                                      "rigid_bones": False}},
     # The paper's PRM: trained by the classification loss alone, on clean windows, at the
     # network's learning rate.
     "classification-only PRM": {"refine": {"objective": "classification", "prm_lr_scale": 1.0}},
     # The paper's baseline: no PRM, clean windows.
-    "without PRM, clean training": {"model": {"use_prm": False},
+    "without PRM, clean training": {"model": {"use_prm": False, "rigid_bones": False},
                                     "refine": {"objective": "classification"}},
 }
 

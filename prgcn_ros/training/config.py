@@ -112,6 +112,11 @@ DEFAULTS: dict[str, Any] = {
     # (SBU: subject pairs), or else this `fraction` of each class (drawn with `seed`); the
     # fitted temperature goes into the model's metadata. Neither: no calibration.
     "calibration": {"subjects": None, "fraction": 0.0, "seed": 0},
+    # Outlier exposure (prgcn_ros.training.outliers): every training batch also holds
+    # `per_batch` clips of actions outside the classes, from `data` (a data section of another
+    # dataset, its train split; `classes`: the actions taken, null: all), and `weight` x their
+    # cross-entropy to the uniform distribution joins the loss. per_batch 0: none.
+    "outliers": {"data": None, "classes": None, "per_batch": 0, "weight": 0.5},
     "eval": {
         "batch_size": 64,
         "confusion_png": None,             # prgcn-eval's picture; null: <output.dir>/confusion.png

@@ -3,7 +3,7 @@
     prgcn-train --config config/train_msr_action3d.yaml
     prgcn-train --config config/train_msr_action3d.yaml --resume          # continue the run
     prgcn-train --config config/train_msr_action3d.yaml --set model.use_prm=false \\
-                --output runs/no_prm/model.safetensors                    # an ablation
+                --set model.rigid_bones=false --output runs/no_prm/model.safetensors  # ablation
     prgcn-train --config my.yaml --init msr_action3d                      # fine-tune
     torchrun --nproc_per_node 2 $(which prgcn-train) --config ...        # 2 processes (DDP)
 
@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from prgcn_ros import paths
 
-from . import batching, calibration, distributed, noise
+from . import batching, calibration, distributed, noise, outliers
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import (
     ConfigError,
@@ -195,14 +195,16 @@ class Trainer:
         self.train_set, self.calibration_set = calibration.split_training_set(self.train_set,
                                                                               cfg)
         self.calibration: dict[str, Any] | None = None
+        self.outliers = outliers.outlier_dataset(cfg)
         self.class_names = class_names(cfg) if cfg["data"]["kind"] != "msr_action3d" \
             else list(self.train_set.class_names)
         torch.manual_seed(int(cfg["seed"]))
         self.model = build_model(cfg, len(self.class_names))
         opt = cfg["optim"]
         self.optimizer = make_optimizer(self.model, cfg)
+        # Label -1 marks an outlier clip (outliers.py): no class to learn, the uniform instead.
         self.loss_fn = nn.CrossEntropyLoss(
-            label_smoothing=float(opt.get("label_smoothing") or 0.0))
+            ignore_index=-1, label_smoothing=float(opt.get("label_smoothing") or 0.0))
         self.noise = noise.noise_config(cfg)
         # Under torchrun: this process's rank, and the model wrapped in DDP for forward/backward
         # (self.model stays the plain network for checkpoints and the model file).
@@ -245,7 +247,12 @@ class Trainer:
         batch = batch._replace(x=clean, labels=batch.labels.to(device),
                                present=batch.present.to(device), scale=batch.scale.to(device))
         output = self.net(x)
-        losses = {"classification": self.loss_fn(logits_of(output), batch.labels)}
+        logits = logits_of(output)
+        losses = {"classification": self.loss_fn(logits, batch.labels)}
+        foreign = batch.labels < 0
+        if self.outliers is not None and bool(foreign.any()):
+            losses["outlier"] = (float(self.cfg["outliers"]["weight"])
+                                 * outliers.outlier_loss(logits[foreign]))
         if restore:
             losses.update(self.restore_losses(output[1], x, batch.x, batch.present, batch.dims))
         loss = sum(losses.values())
@@ -304,8 +311,13 @@ class Trainer:
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.cfg['optim']['epochs']}",
                    disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
         for index in bar:
-            batch = batching.build_batch([self.train_set[i] for i in index], self.cfg,
-                                         train=True, generator=gen)
+            clips = [self.train_set[i] for i in index]
+            foreign = self.outlier_clips(gen)
+            batch = batching.build_batch(clips + foreign, self.cfg, train=True, generator=gen)
+            if foreign:
+                labels = batch.labels.clone()
+                labels[len(clips):] = -1
+                batch = batch._replace(labels=labels)
             losses = self.step(batch, gen)
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + value * len(index)
@@ -324,6 +336,14 @@ class Trainer:
         stats.setdefault("loss", 0.0)
         self.history.append(stats)
         return stats
+
+    def outlier_clips(self, generator: torch.Generator) -> list:
+        """``outliers.per_batch`` clips drawn from the outlier set (none without one)."""
+        if self.outliers is None:
+            return []
+        count = int(self.cfg["outliers"]["per_batch"])
+        picks = torch.randint(0, len(self.outliers), (count,), generator=generator).tolist()
+        return [self.outliers[i] for i in picks]
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
@@ -365,6 +385,7 @@ class Trainer:
             "training": {
                 "data": split_description(cfg),
                 "train_clips": len(self.train_set),
+                "outliers": outliers.describe(cfg, self.outliers),
                 "epochs": self.epoch,
                 "seed": int(cfg["seed"]),
                 "optimizer": {k: cfg["optim"][k] for k in

@@ -85,11 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     keep = [i for i, label in enumerate(utd.labels) if utd.class_names[label] in FOREIGN]
     foreign = _first(calibration.subset(utd, keep, "UTD-MHAD actions foreign to MSR Action3D"),
                      args.limit)
-    foreign_probs, _ = predict(model, foreign, cfg)
+    foreign_probs, foreign_labels = predict(model, foreign, cfg)
     in_probs = calibration.scaled(in_probs, temperature)
     foreign_probs = calibration.scaled(foreign_probs, temperature)
 
     rows = sweep(in_probs, in_labels, foreign_probs, THRESHOLDS)
+    for row in rows:      # which foreign actions it catches
+        unknown = foreign_probs.max(1) < row["threshold"]
+        row["foreign_unknown_by_action"] = {
+            name: float(unknown[foreign_labels == utd.class_names.index(name)].mean())
+            for name in FOREIGN if (foreign_labels == utd.class_names.index(name)).any()}
     meeting = [r for r in rows if r["foreign_unknown"] is not None
                and r["in_domain_kept"] is not None and r["foreign_unknown"] >= GOAL_UNKNOWN
                and r["in_domain_kept"] >= GOAL_KEPT]

@@ -14,7 +14,8 @@ ONNX Runtime (``--no-onnx`` skips it): each network is exported with the project
 intra-op thread without spinning (the node's settings). ``model.onnxruntime`` holds PR-GCN vs
 ST-GCN on onnxruntime (same backend, per clip and per window), ``model.prgcn_backends`` PR-GCN on
 torch (one thread) vs onnxruntime, alternating, including the shipped model's input
-(N, 3, 48, 20, 1) for N = 1, 4, 10, 20.
+(N, 3, 48, 20, 1) for N = 1, 4, 10, 20. ``model.rigid_bones``: on that input, the network with
+and without its rigid-bones layer (model.rigid_bones, the same weights), per backend, alternating.
 
 Writes its figures into bench/results.json under "model" (other keys are kept).
 """
@@ -76,13 +77,14 @@ def onnx_backend(model: torch.nn.Module, shape: tuple, workdir: Path):
     return OnnxBackend(path, threads=1)
 
 
-def run_onnx(repeats: int) -> tuple[dict, dict]:
-    """(PR-GCN vs ST-GCN on onnxruntime, PR-GCN torch vs onnxruntime), one thread each."""
+def run_onnx(repeats: int) -> tuple[dict, dict, dict]:
+    """(PR-GCN vs ST-GCN on onnxruntime, PR-GCN torch vs onnxruntime, PR-GCN with vs without
+    rigid bones), one thread each."""
     import tempfile
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    networks, backends = {}, {}
+    networks, backends, rigid = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, layout, classes, shape in CASES + LIVE_CASES:
             prgcn = PRGCN(classes, layout).eval()
@@ -105,7 +107,21 @@ def run_onnx(repeats: int) -> tuple[dict, dict]:
                               "ratio_torch_over_onnxruntime": round(mt / mo, 2)}
             print(f"  PR-GCN {name:18s} torch {mt:8.2f} ms  onnxruntime {mo:8.2f} ms  "
                   f"ratio {mt / mo:5.2f}x", flush=True)
-    return networks, backends
+            if (name, layout, classes, shape) in LIVE_CASES:
+                held = PRGCN(classes, layout, rigid_bones=True).eval()
+                held.load_state_dict(prgcn.state_dict())
+                row = {"input_shape": list(shape), "repeats": reps}
+                for backend, free_call, held_call in (
+                        ("torch", prgcn, held),
+                        ("onnxruntime", prgcn_ort, onnx_backend(held, shape, Path(tmp)))):
+                    t = time_calls({"free": free_call, "rigid": held_call}, x, reps)
+                    mf, mr = (statistics.median(t[k]) * 1e3 for k in ("free", "rigid"))
+                    row[backend] = {"without_ms": round(mf, 2), "with_ms": round(mr, 2),
+                                    "ratio_with_over_without": round(mr / mf, 2)}
+                    print(f"  rigid bones {name:18s} {backend:11s} without {mf:7.2f} ms  "
+                          f"with {mr:7.2f} ms  ratio {mr / mf:5.2f}x", flush=True)
+                rigid[name] = row
+    return networks, backends, rigid
 
 
 def time_pair(prgcn: torch.nn.Module, stgcn: torch.nn.Module, x: torch.Tensor,
@@ -172,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     for threads in args.threads:
         if f"threads_{threads}" not in runs:
             runs[f"threads_{threads}"] = run(threads, repeats)
-    onnx_networks, onnx_backends = ({}, {}) if args.no_onnx else run_onnx(repeats)
+    onnx_networks, onnx_backends, rigid = ({}, {}, {}) if args.no_onnx else run_onnx(repeats)
     torch.set_num_threads(default_threads)
     headline = runs[f"threads_{default_threads}"]
     result = {
@@ -206,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             "what": "PR-GCN on torch eager (1 thread) vs onnxruntime (1 intra-op thread, no "
                     "spinning), alternating, medians; live_48x20_nN: the shipped model's input",
             "cases": onnx_backends}
+        result["rigid_bones"] = {
+            "what": "PR-GCN with vs without the rigid-bones layer (same weights), the shipped "
+                    "model's input, torch (1 thread) and onnxruntime (1 intra-op thread), "
+                    "alternating, medians",
+            "cases": rigid}
     ratio = result["speed_ratio_stgcn_over_prgcn"]
     print(f"per-clip speed ratio ST-GCN / PR-GCN: {ratio:.2f}x (goal >= 3.5x, "
           f"{default_threads} threads)")

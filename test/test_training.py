@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_training_util import MSR_CONFIG, msr_split, small_cfg, subset
+from test_training_util import MSR_CONFIG, REPO, msr_split, small_cfg, subset
 
 from prgcn_ros.training import batching
 from prgcn_ros.training.augment import augment
@@ -264,3 +264,31 @@ def test_mirror_swaps_sides_and_negates_x():
     assert torch.allclose(out[:, 0, :, head], -x[:, 0, :, head])
     with pytest.raises(ValueError, match="layout"):
         augment(x, present, 3, {"mirror": 0.5}, torch.Generator())
+
+
+def test_swap_persons_exchanges_the_two_people_before_preprocessing():
+    """augment.swap_persons 1: a two-person clip trains as if its people came in the other
+    order (the shared preprocessing then anchors on the other person); a lone person keeps
+    slot 0."""
+    from prgcn_ros import paths
+    from prgcn_ros.training.datasets import build_dataset
+
+    if not (paths.data_dir() / "sbu_interaction").is_dir():
+        pytest.skip("no SBU data (../shared/data/README.md)")
+    sbu = REPO / "config" / "train_sbu_interaction.yaml"
+    still = {"rotate_deg": 0, "scale": [1.0, 1.0], "translate": 0.0}
+    swapping = load_config(sbu, {"augment": {**still, "swap_persons": 1.0},
+                                 "window": {"train_min_fraction": 1.0}})
+    keeping = load_config(sbu, {"augment": still, "window": {"train_min_fraction": 1.0}})
+    clip = build_dataset(keeping, "test")[0]
+    swapped = batching.build_batch([clip], swapping, train=True,
+                                   generator=torch.Generator().manual_seed(0))
+    reversed_clip = batching.build_batch([clip.select_persons([1, 0])], keeping, train=True,
+                                         generator=torch.Generator().manual_seed(0))
+    plain = batching.build_batch([clip], keeping, train=True,
+                                 generator=torch.Generator().manual_seed(0))
+    assert torch.equal(swapped.x, reversed_clip.x) and not torch.equal(swapped.x, plain.x)
+    alone = clip.select_persons([0]).main_persons(2)
+    lone = batching.build_batch([alone], swapping, train=True,
+                                generator=torch.Generator().manual_seed(0))
+    assert bool(lone.present[..., 0].any()) and not bool(lone.present[..., 1].any())

@@ -89,7 +89,11 @@ def build_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,), generator=gen)))
     persons = max_persons(cfg)
-    windows = [window(s.main_persons(persons), cfg, rng) for s in seqs]
+    chosen = [s.main_persons(persons) for s in seqs]
+    swap = float(cfg["augment"].get("swap_persons", 0.0))
+    if rng is not None and swap > 0 and persons == 2:
+        chosen = [_swap_persons(s) if rng.random() < swap else s for s in chosen]
+    windows = [window(s, cfg, rng) for s in chosen]
     coords = torch.from_numpy(np.stack([w.coords for w in windows]))
     conf = torch.from_numpy(np.stack([w.confidence for w in windows]))
     x, transform = preprocess(coords, conf, cfg["layout"], preprocess_config(cfg))
@@ -108,6 +112,13 @@ def make_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
     (:func:`build_batch` without the extras)."""
     batch = build_batch(seqs, cfg, train, generator)
     return batch.x, batch.labels
+
+
+def _swap_persons(seq: SkeletonSequence) -> SkeletonSequence:
+    """The two people's slots exchanged, when both slots hold someone."""
+    if (seq.confidence.sum(axis=(0, 2)) > 0).all():
+        return seq.select_persons([1, 0])
+    return seq
 
 
 def _augments(aug: dict) -> bool:

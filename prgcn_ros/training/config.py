@@ -60,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
         "scale": [1.0, 1.0],      # uniform isotropic scale range
         "translate": 0.0,         # uniform +-translate per axis, same offset for the whole clip
         "vertical_axis": 1,       # channel index of the vertical axis (y)
+        # Two-person samples: probability of exchanging the two people's slots (live, the slot
+        # order is the driver's ids; a clip with an empty slot keeps its order).
+        "swap_persons": 0.0,
         "mirror": 0.0,            # probability of the mirror image (x negated, left <-> right)
     },
     # Exactly the architecture dict of prgcn_ros.model.build.build_model (and of the model

@@ -118,8 +118,10 @@ DEFAULTS: dict[str, Any] = {
     # Outlier exposure (prgcn_ros.training.outliers): every training batch also holds
     # `per_batch` clips of actions outside the classes, from `data` (a data section of another
     # dataset, its train split; `classes`: the actions taken, null: all), and `weight` x their
-    # cross-entropy to the uniform distribution joins the loss. per_batch 0: none.
-    "outliers": {"data": None, "classes": None, "per_batch": 0, "weight": 0.5},
+    # cross-entropy to the uniform distribution joins the loss. per_batch 0: none. `restore`:
+    # whether the restore objective's reconstruction loss covers them too.
+    "outliers": {"data": None, "classes": None, "per_batch": 0, "weight": 0.5,
+                 "restore": False},
     "eval": {
         "batch_size": 64,
         "confusion_png": None,             # prgcn-eval's picture; null: <output.dir>/confusion.png

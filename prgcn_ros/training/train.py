@@ -254,7 +254,12 @@ class Trainer:
             losses["outlier"] = (float(self.cfg["outliers"]["weight"])
                                  * outliers.outlier_loss(logits[foreign]))
         if restore:
-            losses.update(self.restore_losses(output[1], x, batch.x, batch.present, batch.dims))
+            # Outlier clips are restored too only with outliers.restore (their tracker's output
+            # is the target then).
+            everyone = self.cfg["outliers"]["restore"] or not bool(foreign.any())
+            own = slice(None) if everyone else ~foreign
+            losses.update(self.restore_losses(output[1][own], x[own], batch.x[own],
+                                              batch.present[own], batch.dims))
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

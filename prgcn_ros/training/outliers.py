@@ -46,4 +46,5 @@ def describe(cfg: dict, clips: SequenceDataset | None) -> dict[str, Any] | None:
         return None
     spec = cfg["outliers"]
     return {"clips": len(clips), "description": clips.description,
-            "per_batch": int(spec["per_batch"]), "weight": float(spec["weight"])}
+            "per_batch": int(spec["per_batch"]), "weight": float(spec["weight"]),
+            "restore": bool(spec.get("restore"))}

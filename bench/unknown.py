@@ -95,6 +95,20 @@ def main(argv: list[str] | None = None) -> int:
         row["foreign_unknown_by_action"] = {
             name: float(unknown[foreign_labels == utd.class_names.index(name)].mean())
             for name in FOREIGN if (foreign_labels == utd.class_names.index(name)).any()}
+    # The operating point the goal names: the highest threshold that keeps GOAL_KEPT of the
+    # correct in-domain clips.
+    right_conf = np.sort(in_probs.max(1)[in_probs.argmax(1) == in_labels])
+    at_kept = None
+    if len(right_conf):
+        threshold = float(right_conf[int(np.floor((1 - GOAL_KEPT) * len(right_conf)))])
+        unknown = foreign_probs.max(1) < threshold
+        at_kept = {"threshold": round(threshold, 4),
+                   "in_domain_kept": float((right_conf >= threshold).mean()),
+                   "foreign_unknown": float(unknown.mean()) if len(unknown) else None,
+                   "foreign_unknown_by_action": {
+                       name: float(unknown[foreign_labels == utd.class_names.index(name)].mean())
+                       for name in FOREIGN
+                       if (foreign_labels == utd.class_names.index(name)).any()}}
     meeting = [r for r in rows if r["foreign_unknown"] is not None
                and r["in_domain_kept"] is not None and r["foreign_unknown"] >= GOAL_UNKNOWN
                and r["in_domain_kept"] >= GOAL_KEPT]
@@ -111,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_foreign": int(len(foreign_probs)),
         "goal": {"foreign_unknown": GOAL_UNKNOWN, "in_domain_kept": GOAL_KEPT},
         "sweep": rows,
+        "at_goal_kept": at_kept,
         "thresholds_meeting_goal": [r["threshold"] for r in meeting],
         "limit": args.limit,
     }
@@ -118,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"threshold {r['threshold']:.2f}: foreign unknown {r['foreign_unknown']:.3f}, "
               f"in-domain kept {r['in_domain_kept']:.3f}")
+    if at_kept:
+        print(f"keeping {at_kept['in_domain_kept']:.3f} of the right answers (threshold "
+              f"{at_kept['threshold']:.3f}): foreign unknown {at_kept['foreign_unknown']:.3f}")
     print(f"T = {temperature:g} ({'calibrated' if result['calibrated'] else 'no temperature'}); "
           f"thresholds meeting the goal: {result['thresholds_meeting_goal'] or 'none'}")
     return 0

@@ -14,6 +14,9 @@ import torch
 from torch import nn
 
 CLASSIFIER_PREFIX = "classifier."
+# Architecture keys that may differ from the model file's: the class count (the classifier is
+# replaced) and rigid bones (a layer without weights: the config decides).
+MAY_DIFFER = ("num_classes", "rigid_bones")
 
 
 def init_from_model(model: nn.Module, path: str | Path, class_names: list[str] | None = None
@@ -31,7 +34,7 @@ def init_from_model(model: nn.Module, path: str | Path, class_names: list[str] |
     source_arch = dict(meta["architecture"])
     own_arch = dict(getattr(model, "arch", {}) or {})
     differing = sorted(k for k in set(source_arch) | set(own_arch)
-                       if k != "num_classes" and source_arch.get(k) != own_arch.get(k))
+                       if k not in MAY_DIFFER and source_arch.get(k) != own_arch.get(k))
     if differing:
         raise ModelFileError(f"--init {path}: its architecture differs from the config's in "
                              f"{', '.join(differing)} (" + "; ".join(

@@ -65,6 +65,21 @@ def sweep(in_probs: np.ndarray, in_labels: np.ndarray, foreign_probs: np.ndarray
             for t in thresholds]
 
 
+def operating_point(in_probs: np.ndarray, in_labels: np.ndarray, foreign_probs: np.ndarray,
+                    kept: float = GOAL_KEPT) -> dict | None:
+    """The goal's operating point: the highest threshold that keeps ``kept`` of the correct
+    in-domain clips, the share it keeps, and the share of foreign clips below it (None without
+    a correct in-domain clip)."""
+    right = np.sort(in_probs.max(1)[in_probs.argmax(1) == in_labels])
+    if not len(right):
+        return None
+    threshold = float(right[int(np.floor((1 - kept) * len(right)))])
+    conf_foreign = foreign_probs.max(1)
+    return {"threshold": threshold, "in_domain_kept": float((right >= threshold).mean()),
+            "foreign_unknown": float((conf_foreign < threshold).mean())
+            if len(conf_foreign) else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="msr_action3d", help="model file or shipped name")
@@ -95,20 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         row["foreign_unknown_by_action"] = {
             name: float(unknown[foreign_labels == utd.class_names.index(name)].mean())
             for name in FOREIGN if (foreign_labels == utd.class_names.index(name)).any()}
-    # The operating point the goal names: the highest threshold that keeps GOAL_KEPT of the
-    # correct in-domain clips.
-    right_conf = np.sort(in_probs.max(1)[in_probs.argmax(1) == in_labels])
-    at_kept = None
-    if len(right_conf):
-        threshold = float(right_conf[int(np.floor((1 - GOAL_KEPT) * len(right_conf)))])
-        unknown = foreign_probs.max(1) < threshold
-        at_kept = {"threshold": round(threshold, 4),
-                   "in_domain_kept": float((right_conf >= threshold).mean()),
-                   "foreign_unknown": float(unknown.mean()) if len(unknown) else None,
-                   "foreign_unknown_by_action": {
-                       name: float(unknown[foreign_labels == utd.class_names.index(name)].mean())
-                       for name in FOREIGN
-                       if (foreign_labels == utd.class_names.index(name)).any()}}
+    at_kept = operating_point(in_probs, in_labels, foreign_probs)
+    if at_kept is not None:
+        unknown = foreign_probs.max(1) < at_kept["threshold"]
+        at_kept["foreign_unknown_by_action"] = {
+            name: float(unknown[foreign_labels == utd.class_names.index(name)].mean())
+            for name in FOREIGN if (foreign_labels == utd.class_names.index(name)).any()}
     meeting = [r for r in rows if r["foreign_unknown"] is not None
                and r["in_domain_kept"] is not None and r["foreign_unknown"] >= GOAL_UNKNOWN
                and r["in_domain_kept"] >= GOAL_KEPT]

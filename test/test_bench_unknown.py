@@ -21,3 +21,17 @@ def test_sweep_counts_foreign_unknown_and_correct_in_domain_kept():
     assert abs(rows[0.65]["in_domain_kept"] - 1 / 3) < 1e-12
     # Foreign top confidences 0.5, 0.7, 0.8, 0.55: below 0.5 none, below 0.65 two.
     assert rows[0.5]["foreign_unknown"] == 0.0 and rows[0.65]["foreign_unknown"] == 0.5
+
+
+def test_operating_point_keeps_the_goal_share_of_right_answers():
+    # 20 right answers with confidences 0.40 .. 0.99; 5 % may fall: the lowest one.
+    conf = np.linspace(0.4, 0.99, 20)
+    in_probs = np.stack([conf, (1 - conf) / 2, (1 - conf) / 2], axis=1)
+    labels = np.zeros(20, dtype=int)
+    foreign = np.array([[0.35, 0.35, 0.3], [0.9, 0.05, 0.05], [0.3, 0.42, 0.28],
+                        [0.25, 0.25, 0.5]])
+    point = unknown.operating_point(in_probs, labels, foreign, kept=0.95)
+    assert point["threshold"] == conf[1] and point["in_domain_kept"] == 0.95
+    # Foreign tops 0.35, 0.9, 0.42, 0.5 against conf[1] = 0.431: two fall below.
+    assert point["foreign_unknown"] == 0.5
+    assert unknown.operating_point(in_probs, np.ones(20, dtype=int), foreign) is None

@@ -33,6 +33,8 @@ def _train(tmp_path: Path, name: str, processes: int, file_list: Path) -> tuple[
             # The restore objective corrupts windows with each rank's own random draws: the
             # classification objective keeps the two runs' inputs identical.
             "--set", "refine.objective=classification",
+            # Outlier clips are drawn by each rank's generator too: off.
+            "--set", "outliers.per_batch=0",
             "--set", f"data.file_list={file_list}"]
     launcher = [sys.executable, "-m", "prgcn_ros.training.train"]
     if processes > 1:

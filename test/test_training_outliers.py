@@ -35,7 +35,7 @@ def test_outlier_set_holds_only_the_named_actions():
     clips = outlier_dataset(small_cfg(outliers=OUTLIERS))
     assert len(clips) > 20
     assert {clips.class_names[label] for label in clips.labels} == set(SIT_STAND)
-    assert outlier_dataset(small_cfg()) is None                 # the default: none
+    assert outlier_dataset(small_cfg(outliers={"per_batch": 0})) is None
 
 
 def test_an_action_the_other_dataset_lacks_is_refused():

@@ -107,11 +107,11 @@ def test_rigid_bones_hold_each_limb_bone_over_the_window_and_keep_its_direction(
         _, loose = free(x)
         _, held = rigid(x)
     layout = rigid.layout
+    people = [(0, 0), (0, 1), (1, 0)]                           # (sample, slot) with a body
     for (parent, child), is_held in zip(layout.tree(), held_bones(layout)):
         bone = held[..., child, :] - held[..., parent, :]        # (N, 3, T, M)
         given = loose[..., child, :] - loose[..., parent, :]
-        body = [(0, 0), (0, 1), (1, 0)]
-        for n, m in body:
+        for n, m in people:
             b, g = bone[n, :, :9, m], given[n, :, :9, m]
             if is_held:
                 length = b.norm(dim=0)

@@ -59,8 +59,8 @@ class PRGCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, c, t, v, m = x.shape
-        poses = x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)
-        refined = x
+        given = x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)
+        poses, refined = given, x
         if self.prm is not None:
             offset = self.prm(poses)
             if self.refine_channels < c:
@@ -69,7 +69,7 @@ class PRGCN(nn.Module):
             else:
                 poses = poses + offset
             if self.rigid is not None:
-                poses = self._hold_bones(x, poses)
+                poses = self._hold_bones(given, poses)
             refined = poses.reshape(n, m, c, t, v).permute(0, 2, 3, 4, 1)
         f = self.gfm(self.data_norm(poses))
         if self.tam is not None:
@@ -78,12 +78,11 @@ class PRGCN(nn.Module):
         f = f.mean(dim=(2, 3)).view(n, m, -1).amax(dim=1)
         return self.classifier(f), refined
 
-    def _hold_bones(self, x: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+    def _hold_bones(self, given: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
         """Refined (N·M, C, T, V) poses with rigid bones in the frames that hold the person (any
-        input coordinate non-zero); padding frames and empty person slots keep their values."""
-        n, c, t, v, m = x.shape
-        given = x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)[:, :3]
-        held = (given != 0).any(dim=1, keepdim=True).any(dim=3, keepdim=True)   # (N·M, 1, T, 1)
+        given input coordinate non-zero); padding frames and empty person slots keep their
+        values. ``given``: the input, (N·M, C, T, V) too."""
+        held = (given[:, :3] != 0).any(dim=1, keepdim=True).any(dim=3, keepdim=True)  # (N·M,1,T,1)
         coords = self.rigid(poses[:, :3], held.to(poses.dtype))
         coords = torch.where(held, coords, poses[:, :3])
-        return torch.cat([coords, poses[:, 3:]], dim=1) if c > 3 else coords
+        return torch.cat([coords, poses[:, 3:]], dim=1) if poses.shape[1] > 3 else coords

@@ -104,18 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     in_probs = calibration.scaled(in_probs, temperature)
     foreign_probs = calibration.scaled(foreign_probs, temperature)
 
+    def by_action(threshold: float) -> dict[str, float]:
+        """Which foreign actions fall below ``threshold``: the share of each."""
+        unknown = foreign_probs.max(1) < threshold
+        actions = {name: foreign_labels == utd.class_names.index(name) for name in FOREIGN}
+        return {name: float(unknown[mask].mean()) for name, mask in actions.items() if mask.any()}
+
     rows = sweep(in_probs, in_labels, foreign_probs, THRESHOLDS)
-    for row in rows:      # which foreign actions it catches
-        unknown = foreign_probs.max(1) < row["threshold"]
-        row["foreign_unknown_by_action"] = {
-            name: float(unknown[foreign_labels == utd.class_names.index(name)].mean())
-            for name in FOREIGN if (foreign_labels == utd.class_names.index(name)).any()}
+    for row in rows:
+        row["foreign_unknown_by_action"] = by_action(row["threshold"])
     at_kept = operating_point(in_probs, in_labels, foreign_probs)
     if at_kept is not None:
-        unknown = foreign_probs.max(1) < at_kept["threshold"]
-        at_kept["foreign_unknown_by_action"] = {
-            name: float(unknown[foreign_labels == utd.class_names.index(name)].mean())
-            for name in FOREIGN if (foreign_labels == utd.class_names.index(name)).any()}
+        at_kept["foreign_unknown_by_action"] = by_action(at_kept["threshold"])
     meeting = [r for r in rows if r["foreign_unknown"] is not None
                and r["in_domain_kept"] is not None and r["foreign_unknown"] >= GOAL_UNKNOWN
                and r["in_domain_kept"] >= GOAL_KEPT]

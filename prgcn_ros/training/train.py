@@ -250,13 +250,14 @@ class Trainer:
         logits = logits_of(output)
         losses = {"classification": self.loss_fn(logits, batch.labels)}
         foreign = batch.labels < 0
-        if self.outliers is not None and bool(foreign.any()):
+        any_foreign = bool(foreign.any())        # one device sync, used twice
+        if self.outliers is not None and any_foreign:
             losses["outlier"] = (float(self.cfg["outliers"]["weight"])
                                  * outliers.outlier_loss(logits[foreign]))
         if restore:
             # Outlier clips are restored too only with outliers.restore (their tracker's output
             # is the target then).
-            everyone = self.cfg["outliers"]["restore"] or not bool(foreign.any())
+            everyone = self.cfg["outliers"]["restore"] or not any_foreign
             own = slice(None) if everyone else ~foreign
             losses.update(self.restore_losses(output[1][own], x[own], batch.x[own],
                                               batch.present[own], batch.dims))

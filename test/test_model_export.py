@@ -30,6 +30,7 @@ def _max_diff(expected, actual) -> float:
 
 @pytest.mark.parametrize("make", [lambda: PRGCN(20, "kinect20"),
                                   lambda: PRGCN(20, "kinect20", rigid_bones=True),
+                                  lambda: PRGCN(20, "kinect20", bone_input=True),
                                   lambda: PRGCN(60, "coco18", refine_channels=2,
                                                 fusion="sequential", use_tam=False),
                                   lambda: STGCN(20, "kinect20"),
@@ -76,3 +77,25 @@ def test_onnx_parity_with_dynamic_batch_frames_and_persons(onnx_export):
 def test_unknown_format(tmp_path):
     with pytest.raises(ValueError, match="unknown export format"):
         export_model(PRGCN(2, "kinect20"), tmp_path / "m.x", "tflite", torch.zeros(1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_partner_input_exports_for_pairs(tmp_path, fmt):
+    """A two-person model with bone and partner channels (the node feeds it M = 2 always)."""
+    model = _trained_like(PRGCN(8, "openni15", bone_input=True, partner_input=True), 15,
+                          persons=2)
+    path = export_model(model, tmp_path / f"m.{fmt}", fmt, torch.randn(1, 3, 48, 15, 2))
+    if fmt == "onnx":
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        run = lambda x: session.run(None, {"skeletons": x.numpy()})  # noqa: E731
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.load(str(path))
+        run = lambda x: [a.numpy() for a in scripted(x)]  # noqa: E731
+    with torch.no_grad():
+        for n, t in SHAPES:
+            x = torch.randn(n, 3, t, 15, 2)
+            x[0, ..., 1] = 0.0                                  # a lone person
+            assert _max_diff(model(x), run(x)) <= 1e-4, (n, t)

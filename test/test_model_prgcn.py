@@ -142,6 +142,52 @@ def test_rigid_bones_need_3d_refinement():
         PRGCN(20, "kinect20", use_prm=False, rigid_bones=True)
 
 
+def _gfm_input(model: PRGCN, x: torch.Tensor) -> torch.Tensor:
+    """What the network's data norm (the GFM's input) receives for ``x``."""
+    seen = []
+    handle = model.data_norm.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    return seen[0]
+
+
+def test_bone_input_adds_each_joints_vector_from_its_parent():
+    torch.manual_seed(4)
+    model = PRGCN(20, "kinect20", use_prm=False, bone_input=True).eval()
+    x = torch.randn(2, 3, 9, 20, 1)
+    seen = _gfm_input(model, x)
+    assert seen.shape == (2, 6, 9, 20)
+    poses = x[..., 0]
+    torch.testing.assert_close(seen[:, :3], poses)
+    layout = model.layout
+    children = set()
+    for parent, child in layout.tree():
+        torch.testing.assert_close(seen[:, 3:, :, child], poses[..., child] - poses[..., parent])
+        children.add(child)
+    assert children == set(range(20)) - {layout.center}
+    assert torch.equal(seen[:, 3:, :, layout.center], torch.zeros(2, 3, 9))
+
+
+def test_partner_input_shows_each_person_the_other_and_a_lone_person_nobody():
+    torch.manual_seed(5)
+    model = PRGCN(8, "openni15", use_prm=False, partner_input=True).eval()
+    x = torch.randn(3, 3, 10, 15, 2)
+    x[2, ..., 1] = 0.0                                          # sample 2: one person
+    seen = _gfm_input(model, x).view(3, 2, 6, 10, 15)
+    for n in (0, 1):
+        torch.testing.assert_close(seen[n, 0, 3:], x[n, ..., 1])
+        torch.testing.assert_close(seen[n, 1, 3:], x[n, ..., 0])
+    assert not seen[2, :, 3:].any()
+    with torch.no_grad():
+        alone = model(x[2:, ..., :1])[0]
+        paired = model(x[2:])[0]
+        swapped = model(x.flip(-1))[0]
+        assert torch.equal(_gfm_input(model, x[2:, ..., :1])[:, 3:], torch.zeros(1, 3, 10, 15))
+        torch.testing.assert_close(model(x)[0], swapped, atol=1e-5, rtol=1e-5)
+    assert alone.shape == paired.shape == (1, 8)
+
+
 def test_without_prm_the_refined_poses_are_the_input():
     model = PRGCN(10, "ntu25", use_prm=False, use_tam=False).eval()
     x = torch.randn(2, 3, 8, 25, 1)

@@ -23,12 +23,19 @@ class PRGCN(nn.Module):
     normalises the refined poses itself (data BN over C·V, persons folded into the batch).
     With ``rigid_bones`` (3D poses) the refined skeleton is rebuilt with every bone's length held
     over the window (:class:`~prgcn_ros.model.bones.RigidBones`).
+
+    Beside the paper's input, the GFM can also be fed, per person, channels computed from the
+    refined poses (so the node's input stays (N, C, T, V, M)): ``bone_input``, each joint's
+    bone vector from its parent (towards the layout's centre; zero at the centre), and
+    ``partner_input``, for two-person samples, the other person's joints (zero for a lone
+    person) — each person's flow then sees whom it acts on, not only its own body.
     """
 
     def __init__(self, num_classes: int, layout: str | Layout | dict, in_channels: int = 3,
                  refine_channels: int | None = None, use_prm: bool = True, use_tam: bool = True,
                  fusion: str = "parallel", use_motion: bool = True,
-                 rigid_bones: bool = False) -> None:
+                 rigid_bones: bool = False, bone_input: bool = False,
+                 partner_input: bool = False) -> None:
         super().__init__()
         layout = layout_from_spec(layout)
         if fusion not in FUSIONS:
@@ -44,15 +51,23 @@ class PRGCN(nn.Module):
                      "layout": layout_spec(layout), "in_channels": int(in_channels),
                      "refine_channels": refine, "use_prm": bool(use_prm),
                      "use_tam": bool(use_tam), "fusion": fusion, "use_motion": bool(use_motion),
-                     "rigid_bones": bool(rigid_bones)}
+                     "rigid_bones": bool(rigid_bones), "bone_input": bool(bone_input),
+                     "partner_input": bool(partner_input)}
         self.layout = layout
         self.refine_channels = refine
         adjacency = torch.from_numpy(normalized_adjacency(layout))
         self.prm = PRM(in_channels, refine, adjacency) if use_prm else None
         self.rigid = RigidBones(layout) if rigid_bones else None
-        self.data_norm = DataNorm(in_channels, layout.num_joints)
+        parents = torch.arange(layout.num_joints)
+        for parent, child in layout.tree():
+            parents[child] = parent
+        self.register_buffer("bone_parents", parents if bone_input else None, persistent=False)
+        self.partner_input = bool(partner_input)
+        features = (in_channels + (refine if bone_input else 0)
+                    + (in_channels if partner_input else 0))
+        self.data_norm = DataNorm(features, layout.num_joints)
         gfm = GFM if fusion == "parallel" else SequentialGFM
-        self.gfm = gfm(in_channels, adjacency, use_motion)
+        self.gfm = gfm(features, adjacency, use_motion)
         self.tam = TAM(OUT_CHANNELS, adjacency) if use_tam else None
         features = self.tam.out_channels if self.tam is not None else OUT_CHANNELS
         self.classifier = nn.Linear(features, num_classes)
@@ -71,12 +86,34 @@ class PRGCN(nn.Module):
             if self.rigid is not None:
                 poses = self._hold_bones(given, poses)
             refined = poses.reshape(n, m, c, t, v).permute(0, 2, 3, 4, 1)
-        f = self.gfm(self.data_norm(poses))
+        f = self.gfm(self.data_norm(self._features(given, poses, n, m)))
         if self.tam is not None:
             f = self.tam(f)
         # Global average pooling, then the most active person: (N·M, F, T', V) -> (N, F).
         f = f.mean(dim=(2, 3)).view(n, m, -1).amax(dim=1)
         return self.classifier(f), refined
+
+    def _features(self, given: torch.Tensor, poses: torch.Tensor, n: int, m: int
+                  ) -> torch.Tensor:
+        """(N·M, C, T, V) refined poses -> the GFM's input: the poses, then bone vectors and
+        the partner's poses where the architecture asks for them. ``given``: the input poses;
+        a partner is given only where both slots hold a person (a lone person is seen alone)."""
+        parts = [poses]
+        if self.bone_parents is not None:
+            coords = poses[:, :self.refine_channels]
+            parts.append(coords - coords.index_select(3, self.bone_parents))
+        if self.partner_input:
+            if m == 2:
+                c, t, v = poses.shape[1:]
+                pair = poses.view(n, 2, c, t, v)
+                partner = torch.cat([pair[:, 1:], pair[:, :1]], dim=1).reshape(n * 2, c, t, v)
+                present = (given != 0).flatten(1).any(dim=1).view(n, 2)
+                both = (present[:, :1] & present[:, 1:]).expand(n, 2).reshape(n * 2)
+                partner = partner * both.to(poses.dtype)[:, None, None, None]
+            else:   # a lone person (or more than two, which no pairing produces): no partner
+                partner = torch.zeros_like(poses)
+            parts.append(partner)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else poses
 
     def _hold_bones(self, given: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
         """Refined (N·M, C, T, V) poses with rigid bones in the frames that hold the person (any

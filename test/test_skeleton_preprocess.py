@@ -252,3 +252,35 @@ def test_shared_persons_keep_the_pair_geometry(data_dir):
     a, _ = preprocess(coords, alone, "openni15", PreprocessConfig(persons="shared"))
     b, _ = preprocess(coords, alone, "openni15", PreprocessConfig())
     assert torch.allclose(a, b)
+
+
+def test_pair_persons_do_not_depend_on_the_slot_order(data_dir):
+    """persons: pair: centred on the mean of both roots and scaled by the mean torso, so the
+    two slots exchanged give the same model input with its slots exchanged; the distance between
+    the people, the way back, and a lone person are as with ``shared``."""
+    seq = read_sbu_interaction(data_dir / "sbu_interaction" / "s01s02" / "06" / "001" /
+                               "skeleton_pos.txt")
+    coords = torch.from_numpy(seq.coords)[None]                  # (1, T, 2, 15, 3)
+    conf = torch.from_numpy(seq.confidence)[None]
+    config = PreprocessConfig(persons="pair")
+    model, transform = preprocess(coords, conf, "openni15", config)
+    swapped, _ = preprocess(coords.flip(2), conf.flip(2), "openni15", config)
+    torch.testing.assert_close(swapped, model.flip(-1), atol=1e-6, rtol=1e-6)
+    hips = [get_layout("openni15").index(n) for n in ("left_hip", "right_hip")]
+    roots = model[0, :, 0][:, hips].mean(1)                      # (C, M), first frame
+    torch.testing.assert_close(roots[:, 0], -roots[:, 1], atol=1e-6, rtol=1e-6)
+    shared, shared_transform = preprocess(coords, conf, "openni15",
+                                          PreprocessConfig(persons="shared"))
+    distance = float((roots[:, 0] - roots[:, 1]).norm()) * float(transform.scale[0, 0])
+    shared_roots = shared[0, :, 0][:, hips].mean(1)
+    assert distance == pytest.approx(float((shared_roots[:, 0] - shared_roots[:, 1]).norm())
+                                     * float(shared_transform.scale[0, 0]), rel=1e-5)
+    back = transform.inverse(model)
+    assert float((back - coords).abs()[conf > 0].max()) < 1e-5
+    alone = conf.clone()
+    alone[:, :, 1] = 0
+    a, _ = preprocess(coords, alone, "openni15", config)
+    b, _ = preprocess(coords, alone, "openni15", PreprocessConfig())
+    assert torch.allclose(a, b)
+    with pytest.raises(ValueError, match="align_view"):
+        PreprocessConfig(persons="pair", align_view="hips")

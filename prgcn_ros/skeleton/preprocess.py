@@ -29,7 +29,10 @@ Sensor coordinates (N, T, M, V, D) -> model input (N, C, T, V, M), and back with
 **persons** ``each`` (default): steps 2-4 per person, each centred on its own root.
 ``shared``: every person of a sample gets the centre, rotation and scale of the sample's first
 person that has a confident root (the others' absolute positions relative to it are kept): what
-an interaction model needs to see who approaches, pushes or hugs whom.
+an interaction model needs to see who approaches, pushes or hugs whom. ``pair``: the same, but
+the centre is the mean of the persons' roots and the scale their mean torso length, so the
+result does not depend on which person comes first (no align_view: two people facing each other
+have no common facing direction).
 
 Channels: C = 3, (x, y, z) for D = 3 and (x, y, confidence) for D = 2.
 """
@@ -52,7 +55,7 @@ _CHOICES = {
     "align_view": ("none", "hips", "shoulders"),
     "axis": ("y_up", "y_down"),
     "missing": ("zero", "previous"),
-    "persons": ("each", "shared"),
+    "persons": ("each", "shared", "pair"),
 }
 
 # Anchor points by joint name; a list means the midpoint of those joints.
@@ -86,6 +89,9 @@ class PreprocessConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"preprocess {name}={getattr(self, name)!r}; expected one of "
                                  f"{', '.join(allowed)}")
+        if self.persons == "pair" and self.align_view != "none":
+            raise ValueError("preprocess persons='pair' takes no align_view (two people facing "
+                             "each other have no common facing direction); use 'none'")
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -250,9 +256,15 @@ def preprocess(coords: torch.Tensor, confidence: torch.Tensor, layout: str | Lay
         last = torch.where(last < 0, first[:, None], last)
         origin = torch.where(has_root, _take(root, last), fallback)
     shared = config.persons == "shared" and m > 1
+    pair = config.persons == "pair" and m > 1
     if shared:   # the first person with a confident root anchors the whole sample
         reference = _first_true(has_root[:, 0, :, 0])[:, None]            # (N, 1)
         origin = _persons_take(origin, reference)
+    elif pair:   # the mean of the persons' roots (of all persons' origins when none has one)
+        rooted = has_root.to(x.dtype)                                      # (N, 1, M, 1)
+        rooted = torch.where(has_root.any(2, keepdim=True), rooted, torch.ones_like(rooted))
+        origin = ((origin * rooted).sum(2, keepdim=True) / rooted.sum(2, keepdim=True)
+                  ).expand_as(origin).contiguous()
     y = x - origin[:, :, :, None, :]
 
     # --- view alignment about the vertical axis
@@ -287,6 +299,11 @@ def preprocess(coords: torch.Tensor, confidence: torch.Tensor, layout: str | Lay
         scale = torch.where((frames > 0) & (mean > _EPS), mean, scale)
         if shared:
             scale = torch.gather(scale, 1, reference).expand(n, m).contiguous()
+        elif pair:   # the mean torso length of the persons that have one
+            measured = ((frames > 0) & (mean > _EPS)).to(y.dtype)
+            pooled = (scale * measured).sum(1, keepdim=True) / measured.sum(1, keepdim=True)
+            scale = torch.where(measured.sum(1, keepdim=True) > 0, pooled,
+                                torch.ones_like(pooled)).expand(n, m).contiguous()
         y = y / scale[:, None, :, None, None]
 
     # --- missing joints

@@ -301,7 +301,8 @@ def preprocess(coords: torch.Tensor, confidence: torch.Tensor, layout: str | Lay
             scale = torch.gather(scale, 1, reference).expand(n, m).contiguous()
         elif pair:   # the mean torso length of the persons that have one
             measured = ((frames > 0) & (mean > _EPS)).to(y.dtype)
-            pooled = (scale * measured).sum(1, keepdim=True) / measured.sum(1, keepdim=True)
+            pooled = ((scale * measured).sum(1, keepdim=True)
+                      / measured.sum(1, keepdim=True).clamp(min=1))
             scale = torch.where(measured.sum(1, keepdim=True) > 0, pooled,
                                 torch.ones_like(pooled)).expand(n, m).contiguous()
         y = y / scale[:, None, :, None, None]

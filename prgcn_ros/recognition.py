@@ -66,7 +66,13 @@ from prgcn_ros.model.backends import (  # noqa: F401 - Backend re-exported
 )
 from prgcn_ros.model.graph import layout_name
 from prgcn_ros.skeleton.layouts import LAYOUTS, get_layout
-from prgcn_ros.skeleton.preprocess import PreprocessConfig, preprocess, uniform_indices
+from prgcn_ros.skeleton.preprocess import (
+    PAIR_ORDERS,
+    PreprocessConfig,
+    exchange_persons,
+    preprocess,
+    uniform_indices,
+)
 from prgcn_ros.training.calibration import scaled, temperature_of
 
 # People per forward pass on a CPU when max_batch is 0. A pass costs about linearly in people
@@ -111,6 +117,10 @@ class Recognizer:
         self.layout = get_layout(layout_name(arch["layout"]))
         self.class_names = [str(n) for n in metadata["class_names"]]
         self.persons = int(metadata.get("max_persons") or 1)      # person slots M per sample
+        # Pairs scored in both slot orders (see PAIR_ORDERS): the label is the same whoever
+        # has the lower person_id.
+        self.both_orders = self.persons == 2 and (
+            (metadata.get("inference") or {}).get("pair_orders") == "both")
         self.temperature = temperature_of(metadata)
         self.dims = 2 if self.layout.name in TWO_D_LAYOUTS else 3
         self.window_mode, self.window_length = _window_setting(metadata.get("window"))
@@ -386,9 +396,24 @@ class Recognizer:
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Preprocess samples (S, T, M, V, D), forward, and the newest frame's refined pose of
         every slot back in sensor space, (S, M, V, D)."""
-        model_in, transform = preprocess(coords, conf, self.layout, self._preprocess[axis])
-        logits, refined = self.backend(model_in)
-        probs = torch.softmax(logits.float(), dim=-1).cpu()
+        config = self._preprocess[axis]
+        model_in, transform = preprocess(coords, conf, self.layout, config)
+        n = model_in.shape[0]
+        batch_in = model_in
+        if self.both_orders:
+            other_coords, other_conf, pairs = exchange_persons(coords, conf)
+            if pairs.any():
+                # The pairs in the other slot order, in the same forward pass.
+                other_in, _ = preprocess(other_coords[pairs], other_conf[pairs], self.layout,
+                                         config)
+                batch_in = torch.cat([model_in, other_in])
+        logits, refined = self.backend(batch_in)
+        probs = torch.softmax(logits.float(), dim=-1)
+        if batch_in.shape[0] > n:
+            other = probs[n:]
+            probs, refined = probs[:n].clone(), refined[:n]
+            probs[pairs] = (probs[pairs] + other) / 2
+        probs = probs.cpu()
         # The PRM's offset on the last model frame, in sensor units, added to the newest input.
         offset = refined[:, :, -1:] - model_in[:, :, -1:]
         offset = transform.inverse_offsets(offset)[:, 0]                # (S, M, V, D)
@@ -472,4 +497,7 @@ def metadata_problem(metadata: Mapping[str, Any]) -> str | None:
         return f"metadata preprocessing/window settings are invalid ({error})"
     if mode not in ("resample", "crop") or length < 1:
         return f"metadata window {metadata.get('window')!r} is invalid"
+    orders = (metadata.get("inference") or {}).get("pair_orders", "given")
+    if orders not in PAIR_ORDERS:
+        return f"metadata inference.pair_orders {orders!r} is not one of {', '.join(PAIR_ORDERS)}"
     return None

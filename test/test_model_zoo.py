@@ -22,7 +22,7 @@ GOALS = {
 DOCUMENTED_BELOW_GOAL = {"nw_ucla": 0.907}
 # SBU: 5-fold cross-validation; the shipped model is fold 1's, models/sbu_folds/ the others.
 SBU_GOAL = 0.95
-SBU_DOCUMENTED_MEAN = 0.9476
+SBU_DOCUMENTED_MEAN = 0.9478
 SBU_FOLD_CLIPS = {1: 55, 2: 52, 3: 56, 4: 54, 5: 65}
 
 

@@ -401,6 +401,7 @@ def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir):
     (lambda m: m.update(preprocess={"center": "sideways"}), "preprocessing/window"),
     (lambda m: m.update(window={"mode": "shuffle", "length": 8}), "window"),
     (lambda m: m["architecture"].update(layout="kinect21"), "unknown skeleton layout"),
+    (lambda m: m.update(inference={"pair_orders": "sorted"}), "pair_orders 'sorted'"),
 ])
 def test_model_metadata_the_node_cannot_use_is_refused_naming_the_file(tmp_path, change, words):
     from prgcn_ros.model.io import ModelFileError, save_model
@@ -625,13 +626,15 @@ def test_the_temperature_comes_from_the_model_metadata():
 
 
 # ---------------------------------------------------------------------------- pairs
-def pair_recognizer(length: int = 8, layout: str = "kinect20", **params) -> Recognizer:
+def pair_recognizer(length: int = 8, layout: str = "kinect20", pair_orders: str = "given",
+                    persons: str = "each", **params) -> Recognizer:
     """A random model of two-person samples (max_persons 2, like SBU's), window ``length``."""
     torch.manual_seed(0)
     model = PRGCN(len(CLASSES), layout)
     metadata = {"architecture": model.arch, "class_names": CLASSES, "max_persons": 2,
-                "preprocess": {"center": "first_frame", "scale": "torso"},
-                "window": {"mode": "resample", "length": length}}
+                "preprocess": {"center": "first_frame", "scale": "torso", "persons": persons},
+                "window": {"mode": "resample", "length": length},
+                "inference": {"pair_orders": pair_orders}}
     values = {"window": 16, "min_frames": 4, "top_k": 2, "max_rate_hz": 1e9, "smoothing": 1,
               **params}
     return Recognizer(model, metadata, RecognizerParams.from_dict(values), "cpu")
@@ -734,22 +737,47 @@ def test_a_one_person_model_never_pairs():
     assert len(people) == 2 and {p.partner_id for p in people} == {NO_PARTNER}
 
 
-def test_live_pairs_and_lone_people_match_the_offline_evaluation_on_sbu_clips(data_dir):
-    """An SBU clip's two people streamed frame by frame give the scores prgcn-eval's batching
-    gives the clip (M = 2, person 1 in slot 0); one of them alone gives the clip of that person
-    with the second slot empty, as training pads it."""
-    from prgcn_ros.skeleton.readers import read_sbu_interaction
-    from prgcn_ros.training import batching
+@pytest.mark.parametrize("pair_orders", ["given", "both"])
+def test_a_pairs_label_depends_on_who_has_the_lower_id_unless_both_orders_are_scored(
+        pair_orders):
+    """The same two people, their ids exchanged (so their slots): with pair_orders both the
+    scores are the same; with given, the random model tells the two orders apart."""
+    scores = []
+    for ids in ((1, 2), (2, 1)):
+        rec = pair_recognizer(pair_orders=pair_orders, persons="shared")
+        for t in range(6):
+            rec.ingest(frame(t, {ids[0]: beside(0.0, t), ids[1]: beside(0.8, t + 50)}))
+        people = rec.infer().people
+        assert len(people) == 2 and people[0].partner_id == people[1].person_id
+        scores.append(np.log(people[0].probabilities))   # the random model is sure: logs
+    if pair_orders == "both":
+        np.testing.assert_allclose(scores[0], scores[1], atol=1e-4)
+    else:
+        assert np.abs(scores[0] - scores[1]).max() > 0.1
 
-    cfg = {"layout": "openni15", "preprocess": {"center": "first_frame", "scale": "torso"},
+
+@pytest.mark.parametrize("pair_orders", ["given", "both"])
+def test_live_pairs_and_lone_people_match_the_offline_evaluation_on_sbu_clips(data_dir,
+                                                                              pair_orders):
+    """An SBU clip's two people streamed frame by frame give the scores prgcn-eval gives the
+    clip (M = 2, person 1 in slot 0; with pair_orders both, the mean over both slot orders);
+    one of them alone gives the clip of that person with the second slot empty, as training
+    pads it."""
+    from prgcn_ros.skeleton.readers import read_sbu_interaction
+    from prgcn_ros.training.datasets import SequenceDataset
+    from prgcn_ros.training.evaluate import predict
+
+    cfg = {"layout": "openni15",
+           "preprocess": {"center": "first_frame", "scale": "torso", "persons": "shared"},
            "window": {"mode": "resample", "length": 48}, "data": {"max_persons": 2},
-           "augment": {}}
+           "augment": {}, "inference": {"pair_orders": pair_orders}}
     names = ["s01s02/07/001", "s03s04/03/002"]
     clips = [read_sbu_interaction(data_dir / "sbu_interaction" / n / "skeleton_pos.txt")
              for n in names]
     lone = clips[0].select_persons([1])            # person 2 of the first clip, alone
     for clip in [*clips, lone]:
-        rec = pair_recognizer(48, "openni15", min_frames=1, window=96)   # holds a whole clip
+        rec = pair_recognizer(48, "openni15", pair_orders, "shared", min_frames=1,
+                              window=96)                    # holds a whole clip
         for t in range(clip.num_frames):
             rec.ingest(InputFrame(stamp_ns=(t + 1) * 10**8, frame_id="kinect",
                                   layout="openni15", ids=[1, 2][: clip.num_persons],
@@ -757,9 +785,8 @@ def test_live_pairs_and_lone_people_match_the_offline_evaluation_on_sbu_clips(da
                                   confidence=list(clip.confidence[t])))
         live = rec.infer().people
         assert len(live) == clip.num_persons
-        x, _ = batching.make_batch([clip], cfg, train=False)
-        with torch.no_grad():
-            offline = torch.softmax(rec.model(x)[0], dim=1).numpy()
+        offline, _ = predict(rec.model, SequenceDataset([lambda c=clip: c], [0], ["clip"],
+                                                        CLASSES, "one clip"), cfg)
         for person in live:
             np.testing.assert_allclose(person.probabilities, offline[0], atol=1e-4)
 

@@ -12,6 +12,7 @@ from prgcn_ros.skeleton.layouts import get_layout
 from prgcn_ros.skeleton.preprocess import (
     PreprocessConfig,
     drop_empty_frames,
+    exchange_persons,
     preprocess,
     preprocess_sequence,
     random_window,
@@ -284,3 +285,20 @@ def test_pair_persons_do_not_depend_on_the_slot_order(data_dir):
     assert torch.allclose(a, b)
     with pytest.raises(ValueError, match="align_view"):
         PreprocessConfig(persons="pair", align_view="hips")
+
+
+def test_exchange_persons_swaps_the_slots_of_pairs_only(data_dir):
+    """A pair's two slots change places; a lone person (second slot empty) stays in slot 0."""
+    seq = read_sbu_interaction(data_dir / "sbu_interaction" / "s01s02" / "06" / "001" /
+                               "skeleton_pos.txt")
+    coords = torch.from_numpy(seq.coords)[None].repeat(2, 1, 1, 1, 1)     # (2, T, 2, 15, 3)
+    conf = torch.from_numpy(seq.confidence)[None].repeat(2, 1, 1, 1)
+    conf[1, :, 1] = 0                                                     # sample 1: alone
+    swapped, swapped_conf, both = exchange_persons(coords, conf)
+    assert both.tolist() == [True, False]
+    torch.testing.assert_close(swapped[0], coords[0].flip(1))
+    torch.testing.assert_close(swapped_conf[0], conf[0].flip(1))
+    torch.testing.assert_close(swapped[1], coords[1])
+    torch.testing.assert_close(swapped_conf[1], conf[1])
+    with pytest.raises(ValueError, match="two person slots"):
+        exchange_persons(coords[:, :, :1], conf[:, :, :1])

@@ -168,6 +168,12 @@ def test_fixed_seed_is_repeatable(msr_train):
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
 
 
+def test_pair_orders_setting():
+    assert load_config(MSR_CONFIG)["inference"]["pair_orders"] == "given"
+    with pytest.raises(ConfigError, match="inference.pair_orders must be one of given, both"):
+        load_config(MSR_CONFIG, {"inference": {"pair_orders": "sorted"}})
+
+
 def test_device_setting(msr_train):
     assert load_config(MSR_CONFIG)["device"] == "auto"
     with pytest.raises(ConfigError, match="device must be auto, cpu or cuda"):

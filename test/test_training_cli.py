@@ -52,6 +52,7 @@ def test_model_file_metadata(tiny_model):
     assert meta["window_length"] == 48 and meta["fps"] == 15
     assert meta["preprocess"]["center"] == "first_frame"
     assert meta["preprocess"]["scale"] == "torso"
+    assert meta["inference"] == {"pair_orders": "given"}
     assert meta["training"]["data"]["train_subjects"] == [1, 3, 5, 7, 9]
     assert meta["training"]["data"]["test_subjects"] == [2, 4, 6, 8, 10]
     assert meta["code_version"] and "accuracy" in meta

@@ -333,6 +333,26 @@ def preprocess_sequence(seq: SkeletonSequence, config: PreprocessConfig,
     return out[0].cpu().numpy(), transform
 
 
+# How a two-person model scores a pair (model metadata ``inference.pair_orders``): ``given``, in
+# the slot order it comes in (live: the lower person_id first); ``both``, in both slot orders
+# with the scores averaged, so the label does not depend on which person is first.
+PAIR_ORDERS = ("given", "both")
+
+
+def exchange_persons(coords: torch.Tensor, confidence: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two-person samples, coords (N, T, 2, V, D) and confidence (N, T, 2, V), with the two
+    slots exchanged where both hold someone, and that mask (N,). A sample with one person
+    comes back as it was: the person stays in slot 0, as training pads a lone person."""
+    if coords.shape[2] != 2:
+        raise ValueError(f"exchange_persons needs two person slots, got {coords.shape[2]}")
+    both = (confidence > 0).any(3).any(1).all(1)                               # (N,)
+    pick = both[:, None, None, None]
+    coords = torch.where(pick[..., None], coords.flip(2), coords)
+    confidence = torch.where(pick, confidence.flip(2), confidence)
+    return coords, confidence, both
+
+
 # --------------------------------------------------------------------------- windows
 def uniform_indices(num_frames: int, length: int) -> np.ndarray:
     """``length`` frame indices spread evenly over ``num_frames`` (the middle of each of

@@ -16,6 +16,7 @@ import torch
 from prgcn_ros.skeleton.preprocess import (
     PreprocessConfig,
     drop_empty_frames,
+    exchange_persons,
     preprocess,
     random_window,
     resample_window,
@@ -77,10 +78,13 @@ class Batch(NamedTuple):
 
 
 def build_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
-                generator: torch.Generator | None = None) -> Batch:
+                generator: torch.Generator | None = None,
+                persons_exchanged: bool = False) -> Batch:
     """The :class:`Batch` of a list of clips.
 
     ``train``: random window choice and augmentation, drawn from ``generator``.
+    ``persons_exchanged``: two-person clips with their slots exchanged (the other order of
+    ``inference.pair_orders: both``).
     """
     if not seqs:
         raise ValueError("empty batch")
@@ -96,6 +100,8 @@ def build_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
     windows = [window(s, cfg, rng) for s in chosen]
     coords = torch.from_numpy(np.stack([w.coords for w in windows]))
     conf = torch.from_numpy(np.stack([w.confidence for w in windows]))
+    if persons_exchanged:
+        coords, conf, _ = exchange_persons(coords, conf)
     x, transform = preprocess(coords, conf, cfg["layout"], preprocess_config(cfg))
     present = (conf > 0).permute(0, 1, 3, 2)                     # (N, T, V, M)
     if train and _augments(cfg["augment"]):
@@ -106,11 +112,11 @@ def build_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
 
 
 def make_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
-               generator: torch.Generator | None = None
+               generator: torch.Generator | None = None, persons_exchanged: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Model input (N, C, T, V, M) float32 and labels (N,) int64 for a list of clips
     (:func:`build_batch` without the extras)."""
-    batch = build_batch(seqs, cfg, train, generator)
+    batch = build_batch(seqs, cfg, train, generator, persons_exchanged)
     return batch.x, batch.labels
 
 

@@ -123,6 +123,11 @@ DEFAULTS: dict[str, Any] = {
     # whether the restore objective's reconstruction loss covers them too.
     "outliers": {"data": None, "classes": None, "per_batch": 0, "weight": 0.5,
                  "restore": False},
+    # How the model is applied, in evaluation and live (stored in the model's metadata).
+    # pair_orders (two-person models): "given", the slot order as it comes (live: the lower
+    # person_id first); "both", scored in both slot orders and the scores averaged, so the label
+    # does not depend on which person is first (prgcn_ros.skeleton.preprocess.PAIR_ORDERS).
+    "inference": {"pair_orders": "given"},
     "eval": {
         "batch_size": 64,
         "confusion_png": None,             # prgcn-eval's picture; null: <output.dir>/confusion.png
@@ -224,6 +229,10 @@ def _check(cfg: dict, where: str) -> None:
     problem = device_problem(str(cfg["device"]))
     if problem:
         raise ConfigError(f"{where}: {problem}")
+    from prgcn_ros.skeleton.preprocess import PAIR_ORDERS
+    if cfg["inference"]["pair_orders"] not in PAIR_ORDERS:
+        raise ConfigError(f"{where}: inference.pair_orders must be one of "
+                          f"{', '.join(PAIR_ORDERS)}")
     if cfg["refine"]["prm_optimizer"] not in ("sgd", "adam"):
         raise ConfigError(f"{where}: refine.prm_optimizer must be 'sgd' or 'adam'")
     from prgcn_ros.model.build import ARCHITECTURES

@@ -36,18 +36,26 @@ def _logits(output: Any) -> torch.Tensor:
 def predict(model: torch.nn.Module, dataset: SequenceDataset, cfg: dict,
             progress: bool = False, forward: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Scores (n, classes) and labels (n,) for every clip, in dataset order. ``forward``: the
-    network call (a backend, see prgcn_ros.model.backends); default the model itself."""
+    network call (a backend, see prgcn_ros.model.backends); default the model itself. With
+    ``inference.pair_orders: both`` a two-person clip's scores are the mean over both slot
+    orders, as live."""
     forward = model if forward is None else forward
     model.eval()
     batch_size = int(cfg.get("eval", {}).get("batch_size", 64))
     device = next(iter(model.parameters())).device
+    both_orders = (batching.max_persons(cfg) == 2
+                   and (cfg.get("inference") or {}).get("pair_orders") == "both")
     scores, labels = [], []
     starts = range(0, len(dataset), batch_size)
     for start in tqdm(starts, desc="evaluating", disable=not progress, leave=False,
                       file=sys.stderr, dynamic_ncols=True):
         clips = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         x, y = batching.make_batch(clips, cfg, train=False)
-        scores.append(torch.softmax(_logits(forward(x.to(device))).float(), dim=1).cpu().numpy())
+        probs = torch.softmax(_logits(forward(x.to(device))).float(), dim=1)
+        if both_orders:
+            x, _ = batching.make_batch(clips, cfg, train=False, persons_exchanged=True)
+            probs = (probs + torch.softmax(_logits(forward(x.to(device))).float(), dim=1)) / 2
+        scores.append(probs.cpu().numpy())
         labels.append(y.numpy())
     return np.concatenate(scores), np.concatenate(labels)
 
@@ -289,6 +297,8 @@ def config_for_model(cfg: dict, metadata: dict[str, Any]) -> dict:
             cfg["window"][key] = window[key]
     if metadata.get("max_persons"):
         cfg["data"]["max_persons"] = int(metadata["max_persons"])
+    # As live: the model's own setting, else the slot order as given.
+    cfg["inference"] = {"pair_orders": "given", **(metadata.get("inference") or {})}
     # A cross-validated model (SBU) is tested on the fold it was trained without.
     trained_on = (metadata.get("training") or {}).get("data") or {}
     if cfg["data"].get("kind") == "sbu_interaction" and trained_on.get("fold"):

@@ -388,6 +388,7 @@ class Trainer:
             "window_length": int(cfg["window"]["length"]),
             "fps": float(cfg["fps"]),
             "max_persons": batching.max_persons(cfg),
+            "inference": dict(cfg["inference"]),
             "training": {
                 "data": split_description(cfg),
                 "train_clips": len(self.train_set),

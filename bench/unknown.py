@@ -12,6 +12,11 @@ Confidences are calibrated with the temperature in the model's metadata (T = 1 w
 the result says which). Writes the sweep under "unknown" in bench/results.json (other keys
 kept). Goal: >= 80 % of the foreign clips unknown while >= 95 % of the correct in-domain clips
 are kept. ``--limit N``: only the first N clips of each set (a quick check).
+
+For choosing a threshold for the other shipped models (``nw_ucla``, ``utd_mhad``,
+``sbu_interaction``; those whose data is there), it also writes the share of each one's correct
+test answers kept at every threshold, and the threshold that keeps 95 % of them
+(``unknown.kept_by_model``): a threshold belongs to a model.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from prgcn_ros.model.io import load_model, resolve_model  # noqa: E402
 from prgcn_ros.training import calibration  # noqa: E402
 from prgcn_ros.training.config import load_config  # noqa: E402
 from prgcn_ros.training.datasets import SequenceDataset, build_dataset, utd_mhad  # noqa: E402
-from prgcn_ros.training.evaluate import config_for_model, predict  # noqa: E402
+from prgcn_ros.training.evaluate import config_for_model, config_path, predict  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 # UTD-MHAD actions with no counterpart among MSR Action3D's 20 (the issue's list).
@@ -44,6 +49,7 @@ FOREIGN = ("sit to stand", "stand to sit", "squat (two arms stretch out)",
            "right hand knock on door")
 GOAL_UNKNOWN, GOAL_KEPT = 0.80, 0.95
 THRESHOLDS = [round(0.05 * k, 2) for k in range(1, 20)]
+OTHER_MODELS = ("nw_ucla", "utd_mhad", "sbu_interaction")
 
 
 def _first(dataset: SequenceDataset, limit: int | None) -> SequenceDataset:
@@ -78,6 +84,32 @@ def operating_point(in_probs: np.ndarray, in_labels: np.ndarray, foreign_probs: 
     return {"threshold": threshold, "in_domain_kept": float((right >= threshold).mean()),
             "foreign_unknown": float((conf_foreign < threshold).mean())
             if len(conf_foreign) else None}
+
+
+def kept_by_model(names: tuple[str, ...], limit: int | None) -> dict[str, dict]:
+    """Per shipped model whose data is here: the share of its correct test answers kept at each
+    threshold (calibrated), and the threshold that keeps GOAL_KEPT of them."""
+    out = {}
+    for name in names:
+        model, meta = load_model(resolve_model(name))
+        cfg = config_for_model(load_config(config_path(name)), meta)
+        try:
+            test = _first(build_dataset(cfg, "test"), limit)
+        except FileNotFoundError as missing:
+            print(f"{name}: skipped, no data ({missing})", file=sys.stderr)
+            continue
+        probs, labels = predict(model, test, cfg)
+        temperature = calibration.temperature_of(meta)
+        probs = calibration.scaled(probs, temperature)
+        nothing = np.zeros((0, probs.shape[1]))
+        at_kept = operating_point(probs, labels, nothing)
+        out[name] = {"test": test.description, "n": int(len(labels)),
+                     "top1": float((probs.argmax(1) == labels).mean()),
+                     "temperature": temperature,
+                     "kept": {str(r["threshold"]): r["in_domain_kept"]
+                              for r in sweep(probs, labels, nothing, THRESHOLDS)},
+                     "threshold_keeping_goal": None if at_kept is None else at_kept["threshold"]}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         "at_goal_kept": at_kept,
         "thresholds_meeting_goal": [r["threshold"] for r in meeting],
         "limit": args.limit,
+        "kept_by_model": kept_by_model(OTHER_MODELS, args.limit),
     }
     livekit.update_results({"unknown": result}, args.results)
     for r in rows:
@@ -145,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{at_kept['threshold']:.3f}): foreign unknown {at_kept['foreign_unknown']:.3f}")
     print(f"T = {temperature:g} ({'calibrated' if result['calibrated'] else 'no temperature'}); "
           f"thresholds meeting the goal: {result['thresholds_meeting_goal'] or 'none'}")
+    for name, row in result["kept_by_model"].items():
+        goal = row["threshold_keeping_goal"]
+        print(f"{name} (T = {row['temperature']:.3g}): right answers kept at 0.40 "
+              f"{row['kept']['0.4']:.3f}, at 0.50 {row['kept']['0.5']:.3f}; "
+              f"{100 * GOAL_KEPT:.0f} % kept up to " + ("-" if goal is None else f"{goal:.3f}"))
     return 0
 
 

@@ -35,3 +35,13 @@ def test_operating_point_keeps_the_goal_share_of_right_answers():
     # Foreign tops 0.35, 0.9, 0.42, 0.5 against conf[1] = 0.431: two fall below.
     assert point["foreign_unknown"] == 0.5
     assert unknown.operating_point(in_probs, np.ones(20, dtype=int), foreign) is None
+
+
+def test_kept_by_model_evaluates_a_shipped_model_on_its_own_test_clips(data_dir):
+    rows = unknown.kept_by_model(("utd_mhad",), limit=12)
+    row = rows["utd_mhad"]
+    assert row["n"] == 12 and 0.0 <= row["top1"] <= 1.0
+    assert 0.05 < row["temperature"] < 20            # the model's fitted temperature
+    kept = [row["kept"][str(t)] for t in unknown.THRESHOLDS]
+    assert kept == sorted(kept, reverse=True) and kept[0] == 1.0   # nothing right is below 0.05
+    assert row["kept"]["0.95"] < 1.0 or row["threshold_keeping_goal"] >= 0.95

@@ -336,7 +336,7 @@ def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str |
     return result
 
 
-def _config_path(model: str, config: str | None) -> Path:
+def config_path(model: str, config: str | None = None) -> Path:
     """The config given, else the shipped config of a shipped model's name."""
     from prgcn_ros import paths
     from prgcn_ros.model.io import SHIPPED_MODELS, is_model_name
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         from .train import parse_set
-        cfg = load_config(_config_path(args.model, args.config), parse_set(args.set) or None)
+        cfg = load_config(config_path(args.model, args.config), parse_set(args.set) or None)
         if args.confusion is None:
             png = cfg.get("eval", {}).get("confusion_png") or \
                 str(Path(cfg["output"]["dir"]) / "confusion.png")

@@ -339,14 +339,18 @@ def preprocess_sequence(seq: SkeletonSequence, config: PreprocessConfig,
 PAIR_ORDERS = ("given", "both")
 
 
-def exchange_persons(coords: torch.Tensor, confidence: torch.Tensor
+def exchange_persons(coords: torch.Tensor, confidence: torch.Tensor,
+                     only: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Two-person samples, coords (N, T, 2, V, D) and confidence (N, T, 2, V), with the two
-    slots exchanged where both hold someone, and that mask (N,). A sample with one person
-    comes back as it was: the person stays in slot 0, as training pads a lone person."""
+    slots exchanged where both hold someone (and ``only``, a (N,) bool mask, when given), and
+    the mask (N,) of the samples exchanged. A sample with one person comes back as it was: the
+    person stays in slot 0, as training pads a lone person."""
     if coords.shape[2] != 2:
         raise ValueError(f"exchange_persons needs two person slots, got {coords.shape[2]}")
     both = (confidence > 0).any(3).any(1).all(1)                               # (N,)
+    if only is not None:
+        both = both & only.to(both.device)
     pick = both[:, None, None, None]
     coords = torch.where(pick[..., None], coords.flip(2), coords)
     confidence = torch.where(pick, confidence.flip(2), confidence)

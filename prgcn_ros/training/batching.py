@@ -95,13 +95,15 @@ def build_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
     persons = max_persons(cfg)
     chosen = [s.main_persons(persons) for s in seqs]
     swap = float(cfg["augment"].get("swap_persons", 0.0))
+    swapping = None
     if rng is not None and swap > 0 and persons == 2:
-        chosen = [_swap_persons(s) if rng.random() < swap else s for s in chosen]
+        swapping = torch.tensor([rng.random() < swap for _ in chosen])
     windows = [window(s, cfg, rng) for s in chosen]
     coords = torch.from_numpy(np.stack([w.coords for w in windows]))
     conf = torch.from_numpy(np.stack([w.confidence for w in windows]))
-    if persons_exchanged:
-        coords, conf, _ = exchange_persons(coords, conf)
+    if persons_exchanged or swapping is not None:
+        coords, conf, _ = exchange_persons(coords, conf,
+                                           None if persons_exchanged else swapping)
     x, transform = preprocess(coords, conf, cfg["layout"], preprocess_config(cfg))
     present = (conf > 0).permute(0, 1, 3, 2)                     # (N, T, V, M)
     if train and _augments(cfg["augment"]):
@@ -118,13 +120,6 @@ def make_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
     (:func:`build_batch` without the extras)."""
     batch = build_batch(seqs, cfg, train, generator, persons_exchanged)
     return batch.x, batch.labels
-
-
-def _swap_persons(seq: SkeletonSequence) -> SkeletonSequence:
-    """The two people's slots exchanged, when both slots hold someone."""
-    if (seq.confidence.sum(axis=(0, 2)) > 0).all():
-        return seq.select_persons([1, 0])
-    return seq
 
 
 def _augments(aug: dict) -> bool:

@@ -70,6 +70,7 @@ from prgcn_ros.skeleton.preprocess import (
     PAIR_ORDERS,
     PreprocessConfig,
     exchange_persons,
+    pair_orders,
     preprocess,
     uniform_indices,
 )
@@ -119,8 +120,7 @@ class Recognizer:
         self.persons = int(metadata.get("max_persons") or 1)      # person slots M per sample
         # Pairs scored in both slot orders (see PAIR_ORDERS): the label is the same whoever
         # has the lower person_id.
-        self.both_orders = self.persons == 2 and (
-            (metadata.get("inference") or {}).get("pair_orders") == "both")
+        self.both_orders = self.persons == 2 and pair_orders(metadata) == "both"
         self.temperature = temperature_of(metadata)
         self.dims = 2 if self.layout.name in TWO_D_LAYOUTS else 3
         self.window_mode, self.window_length = _window_setting(metadata.get("window"))
@@ -497,7 +497,7 @@ def metadata_problem(metadata: Mapping[str, Any]) -> str | None:
         return f"metadata preprocessing/window settings are invalid ({error})"
     if mode not in ("resample", "crop") or length < 1:
         return f"metadata window {metadata.get('window')!r} is invalid"
-    orders = (metadata.get("inference") or {}).get("pair_orders", "given")
+    orders = pair_orders(metadata)
     if orders not in PAIR_ORDERS:
         return f"metadata inference.pair_orders {orders!r} is not one of {', '.join(PAIR_ORDERS)}"
     return None

@@ -39,7 +39,7 @@ Channels: C = 3, (x, y, z) for D = 3 and (x, y, confidence) for D = 2.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -337,6 +337,12 @@ def preprocess_sequence(seq: SkeletonSequence, config: PreprocessConfig,
 # the slot order it comes in (live: the lower person_id first); ``both``, in both slot orders
 # with the scores averaged, so the label does not depend on which person is first.
 PAIR_ORDERS = ("given", "both")
+
+
+def pair_orders(settings: Mapping[str, Any]) -> str:
+    """The ``inference.pair_orders`` of a model's metadata or a training config (``given``
+    where it has none: models trained before the setting existed)."""
+    return str((settings.get("inference") or {}).get("pair_orders", "given"))
 
 
 def exchange_persons(coords: torch.Tensor, confidence: torch.Tensor,

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from prgcn_ros.skeleton.preprocess import pair_orders
+
 from . import batching
 from .config import ConfigError, in_channels, load_config
 from .datasets import SequenceDataset, build_dataset
@@ -43,8 +45,7 @@ def predict(model: torch.nn.Module, dataset: SequenceDataset, cfg: dict,
     model.eval()
     batch_size = int(cfg.get("eval", {}).get("batch_size", 64))
     device = next(iter(model.parameters())).device
-    both_orders = (batching.max_persons(cfg) == 2
-                   and (cfg.get("inference") or {}).get("pair_orders") == "both")
+    both_orders = batching.max_persons(cfg) == 2 and pair_orders(cfg) == "both"
     scores, labels = [], []
     starts = range(0, len(dataset), batch_size)
     for start in tqdm(starts, desc="evaluating", disable=not progress, leave=False,

@@ -29,13 +29,18 @@ class PRGCN(nn.Module):
     bone vector from its parent (towards the layout's centre; zero at the centre), and
     ``partner_input``, for two-person samples, the other person's joints (zero for a lone
     person) — each person's flow then sees whom it acts on, not only its own body.
+
+    ``extent_norm`` rescales, for the GFM only, each sample's refined coordinates per axis to
+    [-1, 1] over its window (frames, joints and present persons together): CTR-GCN's NW-UCLA
+    normalisation, which evens out how far a clip extends along each axis whatever the view.
+    The refined poses returned stay in the input's coordinates.
     """
 
     def __init__(self, num_classes: int, layout: str | Layout | dict, in_channels: int = 3,
                  refine_channels: int | None = None, use_prm: bool = True, use_tam: bool = True,
                  fusion: str = "parallel", use_motion: bool = True,
                  rigid_bones: bool = False, bone_input: bool = False,
-                 partner_input: bool = False) -> None:
+                 partner_input: bool = False, extent_norm: bool = False) -> None:
         super().__init__()
         layout = layout_from_spec(layout)
         if fusion not in FUSIONS:
@@ -52,7 +57,7 @@ class PRGCN(nn.Module):
                      "refine_channels": refine, "use_prm": bool(use_prm),
                      "use_tam": bool(use_tam), "fusion": fusion, "use_motion": bool(use_motion),
                      "rigid_bones": bool(rigid_bones), "bone_input": bool(bone_input),
-                     "partner_input": bool(partner_input)}
+                     "partner_input": bool(partner_input), "extent_norm": bool(extent_norm)}
         self.layout = layout
         self.refine_channels = refine
         adjacency = torch.from_numpy(normalized_adjacency(layout))
@@ -63,6 +68,7 @@ class PRGCN(nn.Module):
             parents[child] = parent
         self.register_buffer("bone_parents", parents if bone_input else None, persistent=False)
         self.partner_input = bool(partner_input)
+        self.extent_norm = bool(extent_norm)
         features = (in_channels + (refine if bone_input else 0)
                     + (in_channels if partner_input else 0))
         self.data_norm = DataNorm(features, layout.num_joints)
@@ -98,6 +104,8 @@ class PRGCN(nn.Module):
         """(N·M, C, T, V) refined poses -> the GFM's input: the poses, then bone vectors and
         the partner's poses where the architecture asks for them. ``given``: the input poses;
         a partner is given only where both slots hold a person (a lone person is seen alone)."""
+        if self.extent_norm:
+            poses = self._to_extent(given, poses, n, m)
         parts = [poses]
         if self.bone_parents is not None:
             coords = poses[:, :self.refine_channels]
@@ -114,6 +122,25 @@ class PRGCN(nn.Module):
                 partner = torch.zeros_like(poses)
             parts.append(partner)
         return torch.cat(parts, dim=1) if len(parts) > 1 else poses
+
+    def _to_extent(self, given: torch.Tensor, poses: torch.Tensor, n: int, m: int
+                   ) -> torch.Tensor:
+        """(N·M, C, T, V) poses with each sample's coordinates mapped per axis onto [-1, 1]
+        over its frames, joints and present persons (a slot whose input is all zero is empty
+        and stays zero); the channels after the coordinates pass through."""
+        c, t, v = poses.shape[1:]
+        k = self.refine_channels
+        coords = poses[:, :k].reshape(n, m, k, t * v)
+        present = (given != 0).flatten(1).any(dim=1).view(n, m, 1, 1)
+        low = torch.where(present, coords, torch.full_like(coords, float("inf")))
+        high = torch.where(present, coords, torch.full_like(coords, float("-inf")))
+        anyone = present.any(dim=1, keepdim=True)   # finite bounds for an empty sample too
+        low = torch.where(anyone, low.amin(dim=(1, 3), keepdim=True), 0.0)
+        high = torch.where(anyone, high.amax(dim=(1, 3), keepdim=True), 0.0)
+        span = (high - low).clamp(min=1e-6)
+        scaled = torch.where(present, (coords - low) / span * 2 - 1, torch.zeros_like(coords))
+        scaled = scaled.reshape(n * m, k, t, v)
+        return torch.cat([scaled, poses[:, k:]], dim=1) if k < c else scaled
 
     def _hold_bones(self, given: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
         """Refined (N·M, C, T, V) poses with rigid bones in the frames that hold the person (any

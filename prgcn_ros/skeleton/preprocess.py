@@ -384,6 +384,14 @@ def random_window_indices(num_frames: int, length: int, rng: np.random.Generator
     return start + uniform_indices(keep, length)
 
 
+def random_sorted_indices(num_frames: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """``length`` frame indices drawn uniformly from the whole sequence (with replacement) and
+    sorted: the order is kept, the pace varies within the clip (CTR-GCN's NW-UCLA sampling)."""
+    if num_frames < 1 or length < 1:
+        raise ValueError(f"need at least one frame (num_frames={num_frames}, length={length})")
+    return np.sort(rng.integers(0, num_frames, size=length))
+
+
 def resample_window(seq: SkeletonSequence, length: int) -> SkeletonSequence:
     """The sequence resampled to exactly ``length`` frames, evenly spread (nearest frame)."""
     return seq.select_frames(uniform_indices(seq.num_frames, length))
@@ -404,5 +412,5 @@ def drop_empty_frames(seq: SkeletonSequence) -> SkeletonSequence:
 
 
 __all__ = ["PreprocessConfig", "Transform", "preprocess", "preprocess_sequence",
-           "uniform_indices", "random_window_indices", "resample_window", "random_window",
-           "drop_empty_frames"]
+           "uniform_indices", "random_window_indices", "random_sorted_indices",
+           "resample_window", "random_window", "drop_empty_frames"]

@@ -18,6 +18,7 @@ from prgcn_ros.skeleton.preprocess import (
     drop_empty_frames,
     exchange_persons,
     preprocess,
+    random_sorted_indices,
     random_window,
     resample_window,
 )
@@ -63,6 +64,8 @@ def window(seq: SkeletonSequence, cfg: dict, rng: np.random.Generator | None
         return crop_window(seq, length, rng)
     if rng is None:
         return resample_window(seq, length)
+    if cfg["window"].get("train_sampling", "crop") == "sorted_random":
+        return seq.select_frames(random_sorted_indices(seq.num_frames, length, rng))
     return random_window(seq, length, rng,
                          min_fraction=float(cfg["window"].get("train_min_fraction", 1.0)))
 

@@ -49,6 +49,10 @@ DEFAULTS: dict[str, Any] = {
         # Training only (resample mode): the random window keeps a uniform fraction in
         # [train_min_fraction, 1] of the clip at a random start (1.0: always the whole clip).
         "train_min_fraction": 1.0,
+        # Training only (resample mode): "crop", the random window above resampled evenly;
+        # "sorted_random", `length` frames drawn at random from the whole clip and put in
+        # order, so the pace varies within the window (train_min_fraction is not used).
+        "train_sampling": "crop",
     },
     # Passed to prgcn_ros.skeleton.preprocess.PreprocessConfig.from_dict (the live node uses
     # the same settings, read back from the model's metadata).
@@ -69,7 +73,7 @@ DEFAULTS: dict[str, Any] = {
     # file's metadata), less "num_classes" and "layout", which come from the data and `layout`.
     # "name": prgcn | stgcn; any other key is that network's constructor argument
     # (prgcn: in_channels, refine_channels, use_prm, use_tam, fusion, use_motion, rigid_bones,
-    # bone_input, partner_input;
+    # bone_input, partner_input, extent_norm;
     # stgcn: in_channels, dropout, variant). Unset keys take the constructor's defaults.
     "model": {"name": "prgcn"},
     # The PRM's training objective. "restore" (default): besides the classification loss, the
@@ -219,6 +223,8 @@ def load_config(path: str | os.PathLike | None = None,
 def _check(cfg: dict, where: str) -> None:
     if cfg["window"]["mode"] not in ("resample", "crop"):
         raise ConfigError(f"{where}: window.mode must be 'resample' or 'crop'")
+    if cfg["window"]["train_sampling"] not in ("crop", "sorted_random"):
+        raise ConfigError(f"{where}: window.train_sampling must be 'crop' or 'sorted_random'")
     if int(cfg["window"]["length"]) < 1:
         raise ConfigError(f"{where}: window.length must be at least 1")
     if cfg["data"]["kind"] not in DATA_KINDS:

@@ -81,10 +81,11 @@ def test_unknown_format(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_partner_input_exports_for_pairs(tmp_path, fmt):
-    """A two-person model with bone and partner channels (the node feeds it M = 2 always)."""
-    model = _trained_like(PRGCN(8, "openni15", bone_input=True, partner_input=True), 15,
-                          persons=2)
+def test_pair_model_exports(tmp_path, fmt):
+    """A two-person model with bone and partner channels and extent_norm (the node feeds it
+    M = 2 always)."""
+    model = _trained_like(PRGCN(8, "openni15", bone_input=True, partner_input=True,
+                                extent_norm=True), 15, persons=2)
     path = export_model(model, tmp_path / f"m.{fmt}", fmt, torch.randn(1, 3, 48, 15, 2))
     if fmt == "onnx":
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -188,6 +188,41 @@ def test_partner_input_shows_each_person_the_other_and_a_lone_person_nobody():
     assert alone.shape == paired.shape == (1, 8)
 
 
+def test_extent_norm_shows_the_gfm_each_axis_on_minus_one_to_one():
+    """Per sample and axis over frames, joints and present persons; an empty slot stays empty,
+    so the classifier does not see how large or where a clip is along any axis."""
+    torch.manual_seed(6)
+    model = PRGCN(8, "openni15", use_prm=False, extent_norm=True).eval()
+    x = torch.randn(3, 3, 10, 15, 2)
+    x[1, ..., 1] = 0.0                                          # sample 1: one person
+    seen = _gfm_input(model, x).view(3, 2, 3, 10, 15)
+    for n in (0, 2):
+        torch.testing.assert_close(seen[n].amin(dim=(0, 2, 3)), -torch.ones(3))
+        torch.testing.assert_close(seen[n].amax(dim=(0, 2, 3)), torch.ones(3))
+    torch.testing.assert_close(seen[1, 0].amin(dim=(1, 2)), -torch.ones(3))
+    assert not seen[1, 1].any()
+    stretched = x * torch.tensor([2.0, 0.5, 3.0])[:, None, None, None] + torch.tensor(
+        [1.0, -2.0, 0.5])[:, None, None, None]
+    stretched[1, ..., 1] = 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(model(stretched)[0], model(x)[0], atol=1e-4, rtol=1e-4)
+        plain = PRGCN(8, "openni15", use_prm=False).eval()
+        assert not torch.allclose(plain(stretched)[0], plain(x)[0], atol=1e-3)
+
+
+def test_extent_norm_keeps_the_refined_poses_in_input_coordinates_and_trains():
+    torch.manual_seed(7)
+    model = PRGCN(10, "kinect20", extent_norm=True).train()
+    x = (torch.randn(2, 3, 12, 20, 2) * 0.3).requires_grad_(True)
+    with torch.no_grad():
+        x[1, ..., 1] = 0.0
+    logits, refined = model(x)
+    assert refined.shape == x.shape and float((refined - x).abs().mean()) < 0.2
+    (logits.sum() + refined.sum()).backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_without_prm_the_refined_poses_are_the_input():
     model = PRGCN(10, "ntu25", use_prm=False, use_tam=False).eval()
     x = torch.randn(2, 3, 8, 25, 1)

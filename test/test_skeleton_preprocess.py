@@ -15,6 +15,7 @@ from prgcn_ros.skeleton.preprocess import (
     exchange_persons,
     preprocess,
     preprocess_sequence,
+    random_sorted_indices,
     random_window,
     random_window_indices,
     resample_window,
@@ -217,6 +218,13 @@ def test_windows(data_dir):
             assert len(idx) == 48 and idx.min() >= 0 and idx.max() < frames
             assert np.all(np.diff(idx) >= 0)
             assert idx.max() - idx.min() + 1 >= min(frames, 48) * 0.5 - 1
+    paces = set()
+    for frames in (1, 13, 39, 936):
+        idx = random_sorted_indices(frames, 48, rng)
+        assert len(idx) == 48 and idx.min() >= 0 and idx.max() < frames
+        assert np.all(np.diff(idx) >= 0)
+        paces.add(tuple(np.diff(idx)))
+    assert len(paces) == 4                                      # the pace is drawn, not fixed
     seq = read_msr_action3d(data_dir / "msr_action3d" / "a13_s06_e01_skeleton3D.txt")
     assert resample_window(seq, 48).num_frames == 48
     assert random_window(seq, 32, rng).coords.shape == (32, 1, 20, 3)

@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from test_training_util import MSR_CONFIG, REPO, msr_split, small_cfg, subset
 
+from prgcn_ros.skeleton.sequence import SkeletonSequence
 from prgcn_ros.training import batching
 from prgcn_ros.training.augment import augment
 from prgcn_ros.training.config import (
@@ -172,6 +174,26 @@ def test_pair_orders_setting():
     assert load_config(MSR_CONFIG)["inference"]["pair_orders"] == "given"
     with pytest.raises(ConfigError, match="inference.pair_orders must be one of given, both"):
         load_config(MSR_CONFIG, {"inference": {"pair_orders": "sorted"}})
+
+
+def test_train_sampling_setting():
+    """sorted_random draws each training window's frames from the whole clip in order; the
+    evaluation window stays the even resampling."""
+    assert load_config(MSR_CONFIG)["window"]["train_sampling"] == "crop"
+    with pytest.raises(ConfigError, match="window.train_sampling must be"):
+        load_config(MSR_CONFIG, {"window": {"train_sampling": "shuffle"}})
+    cfg = load_config(MSR_CONFIG, {"window": {"train_sampling": "sorted_random"}})
+    frames = np.arange(30, dtype=np.float32)
+    coords = np.broadcast_to(frames[:, None, None, None], (30, 1, 20, 3)).copy()
+    seq = SkeletonSequence(coords=coords, confidence=np.ones((30, 1, 20), np.float32),
+                           layout="kinect20", fps=15.0)
+    rng = np.random.default_rng(3)
+    drawn = [batching.window(seq, cfg, rng).coords[:, 0, 0, 0] for _ in range(10)]
+    assert all(len(d) == 48 and np.all(np.diff(d) >= 0) for d in drawn)
+    assert len({tuple(d) for d in drawn}) == 10
+    even = batching.window(seq, cfg, None).coords[:, 0, 0, 0]
+    assert np.array_equal(even, batching.window(seq, load_config(MSR_CONFIG), None)
+                          .coords[:, 0, 0, 0])
 
 
 def test_device_setting(msr_train):

@@ -104,8 +104,9 @@ class PRGCN(nn.Module):
         """(N·M, C, T, V) refined poses -> the GFM's input: the poses, then bone vectors and
         the partner's poses where the architecture asks for them. ``given``: the input poses;
         a partner is given only where both slots hold a person (a lone person is seen alone)."""
+        present = (given != 0).flatten(1).any(dim=1).view(n, m)   # slots that hold a person
         if self.extent_norm:
-            poses = self._to_extent(given, poses, n, m)
+            poses = self._to_extent(present, poses)
         parts = [poses]
         if self.bone_parents is not None:
             coords = poses[:, :self.refine_channels]
@@ -115,7 +116,6 @@ class PRGCN(nn.Module):
                 c, t, v = poses.shape[1:]
                 pair = poses.view(n, 2, c, t, v)
                 partner = torch.cat([pair[:, 1:], pair[:, :1]], dim=1).reshape(n * 2, c, t, v)
-                present = (given != 0).flatten(1).any(dim=1).view(n, 2)
                 both = (present[:, :1] & present[:, 1:]).expand(n, 2).reshape(n * 2)
                 partner = partner * both.to(poses.dtype)[:, None, None, None]
             else:   # a lone person (or more than two, which no pairing produces): no partner
@@ -123,15 +123,14 @@ class PRGCN(nn.Module):
             parts.append(partner)
         return torch.cat(parts, dim=1) if len(parts) > 1 else poses
 
-    def _to_extent(self, given: torch.Tensor, poses: torch.Tensor, n: int, m: int
-                   ) -> torch.Tensor:
+    def _to_extent(self, present: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
         """(N·M, C, T, V) poses with each sample's coordinates mapped per axis onto [-1, 1]
-        over its frames, joints and present persons (a slot whose input is all zero is empty
-        and stays zero); the channels after the coordinates pass through."""
-        c, t, v = poses.shape[1:]
+        over its frames, joints and present persons (``present`` (N, M): the slots that hold a
+        person; an empty slot stays zero); the channels after the coordinates pass through."""
+        (n, m), (c, t, v) = present.shape, poses.shape[1:]
         k = self.refine_channels
         coords = poses[:, :k].reshape(n, m, k, t * v)
-        present = (given != 0).flatten(1).any(dim=1).view(n, m, 1, 1)
+        present = present.view(n, m, 1, 1)
         low = torch.where(present, coords, torch.full_like(coords, float("inf")))
         high = torch.where(present, coords, torch.full_like(coords, float("-inf")))
         anyone = present.any(dim=1, keepdim=True)   # finite bounds for an empty sample too

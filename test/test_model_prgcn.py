@@ -7,7 +7,9 @@ import torch.nn.functional as F
 
 from prgcn_ros.model import PRGCN, STGCN, build_model, model_arch
 from prgcn_ros.model.bones import held_bones
+from prgcn_ros.model.gcn import SpatialConv
 from prgcn_ros.model.gfm import temporal_max_pool
+from prgcn_ros.model.graph import normalized_adjacency
 from prgcn_ros.skeleton.layouts import Layout, get_layout
 
 FRAMES = [*range(1, 65), 150, 300]
@@ -221,6 +223,41 @@ def test_extent_norm_keeps_the_refined_poses_in_input_coordinates_and_trains():
     (logits.sum() + refined.sum()).backward()
     assert torch.isfinite(x.grad).all()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_learned_edges_link_joints_the_skeleton_does_not():
+    """The two hands are 8 bones apart: one plain graph convolution never mixes them, one with
+    a learned link from the right hand to the left does (and starts as the plain one)."""
+    layout = get_layout("kinect20")
+    left, right = layout.index("left_hand"), layout.index("right_hand")
+    adjacency = torch.from_numpy(normalized_adjacency(layout))
+    torch.manual_seed(8)
+    x = torch.randn(2, 4, 5, 20)
+    moved = x.clone()
+    moved[:, :, :, right] += 1.0
+    plain = SpatialConv(4, 6, adjacency)
+    linked = SpatialConv(4, 6, adjacency, learned_edges=True)
+    linked.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(linked(x), plain(x))
+        assert torch.equal(plain(moved)[..., left], plain(x)[..., left])
+        linked.edges[0, left, right] = 0.5
+        assert not torch.allclose(linked(moved)[..., left], linked(x)[..., left])
+
+
+def test_learned_edges_sit_in_the_gfm_and_tam_and_learn():
+    torch.manual_seed(9)
+    model = PRGCN(10, "kinect20", learned_edges=True).train()
+    edges = {name for name, _ in model.named_parameters() if name.endswith(".edges")}
+    assert len(edges) == 7 and all(not name.startswith("prm.") for name in edges)
+    assert any(name.startswith("tam.") for name in edges)
+    assert sum(p.numel() for p in model.parameters()) - sum(
+        p.numel() for p in PRGCN(10, "kinect20").parameters()) == 7 * 3 * 20 * 20
+    logits, _ = model(torch.randn(4, 3, 24, 20, 1))
+    F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
+    for name, parameter in model.named_parameters():
+        if name in edges:
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
 def test_without_prm_the_refined_poses_are_the_input():

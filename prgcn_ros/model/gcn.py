@@ -2,8 +2,11 @@
 
 SpatialConv is the bare operation f_out = Σ_k (Â_k ⊙ M_k) f_in W_k, shared with the ST-GCN baseline:
 Â_k is the normalised spatial-partition adjacency (a buffer), M_k a learned attention map per layer
-(initialised to ones, so training starts from the graph itself). GraphConv is PR-GCN's layer: the
-operation, BN, a residual (identity, or 1x1 conv + BN when the channel count changes), ReLU.
+(initialised to ones, so training starts from the graph itself). Since M_k multiplies Â_k, joints
+the skeleton does not connect never exchange features in one layer; with ``learned_edges`` a
+learned B_k is added, Σ_k (Â_k ⊙ M_k + B_k) f_in W_k (2s-AGCN's B_k, initialised to zeros), so
+e.g. the two hands can. GraphConv is PR-GCN's layer: the operation, BN, a residual (identity, or
+1x1 conv + BN when the channel count changes), ReLU.
 
 In eval mode the BNs and the residual projection are folded into the operation's two matrix
 products (same parameters, same result up to rounding): fewer passes over memory on the CPU.
@@ -17,9 +20,11 @@ from prgcn_ros.model.norm import FoldableBatchNorm2d
 
 
 class SpatialConv(nn.Module):
-    """Σ_k (Â_k ⊙ M_k) X W_k over (N, C, T, V) features; W_k is a 1x1 conv C_in -> K·C_out."""
+    """Σ_k (Â_k ⊙ M_k [+ B_k]) X W_k over (N, C, T, V) features; W_k is a 1x1 conv
+    C_in -> K·C_out."""
 
-    def __init__(self, in_channels: int, out_channels: int, adjacency: torch.Tensor) -> None:
+    def __init__(self, in_channels: int, out_channels: int, adjacency: torch.Tensor,
+                 learned_edges: bool = False) -> None:
         super().__init__()
         k, v, _ = adjacency.shape
         self.groups = k
@@ -28,6 +33,7 @@ class SpatialConv(nn.Module):
         self.register_buffer("adjacency", adjacency.clone(), persistent=False)
         self.register_buffer("identity", torch.eye(v).unsqueeze(0), persistent=False)
         self.attention = nn.Parameter(torch.ones(k, v, v))
+        self.edges = nn.Parameter(torch.zeros(k, v, v)) if learned_edges else None
         self.conv = nn.Conv2d(in_channels, out_channels * k, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,6 +50,8 @@ class SpatialConv(nn.Module):
         weight = self.conv.weight.view(k, out, c)
         bias = conv_bias.view(k, out)
         adjacency = self.adjacency * self.attention  # [k, target i, source j]
+        if self.edges is not None:
+            adjacency = adjacency + self.edges
         if scale is not None:
             weight = weight * scale.view(1, out, 1)
             bias = bias * scale
@@ -76,9 +84,9 @@ class GraphConv(nn.Module):
     """PR-GCN graph convolution layer: SpatialConv, BN, residual, ReLU."""
 
     def __init__(self, in_channels: int, out_channels: int, adjacency: torch.Tensor,
-                 residual: bool = True) -> None:
+                 residual: bool = True, learned_edges: bool = False) -> None:
         super().__init__()
-        self.gcn = SpatialConv(in_channels, out_channels, adjacency)
+        self.gcn = SpatialConv(in_channels, out_channels, adjacency, learned_edges)
         self.bn = FoldableBatchNorm2d(out_channels)
         self.identity_residual = residual and in_channels == out_channels
         if residual and in_channels != out_channels:

@@ -39,9 +39,10 @@ def temporal_max_pool(x: torch.Tensor, stride: int) -> torch.Tensor:
     return out
 
 
-def _motion_layer(kind: str, stride: int, adjacency: torch.Tensor) -> nn.Module:
+def _motion_layer(kind: str, stride: int, adjacency: torch.Tensor, learned_edges: bool
+                  ) -> nn.Module:
     if kind == "gcn":
-        return GraphConv(WIDTH, WIDTH, adjacency)
+        return GraphConv(WIDTH, WIDTH, adjacency, learned_edges=learned_edges)
     return TemporalConv(WIDTH, WIDTH, stride)
 
 
@@ -62,9 +63,11 @@ class FusionStep(nn.Module):
 
 
 class GFM(nn.Module):
-    """Parallel position/motion flows; (N, C, T, V) poses -> (N, 128, ceil(ceil(T/2)/3), V)."""
+    """Parallel position/motion flows; (N, C, T, V) poses -> (N, 128, ceil(ceil(T/2)/3), V).
+    ``learned_edges``: every graph convolution learns links beside the skeleton's (gcn.py)."""
 
-    def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True) -> None:
+    def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True,
+                 learned_edges: bool = False) -> None:
         super().__init__()
         # Table II "position only": both flows are fed P instead of P and M.
         self.use_motion = use_motion
@@ -73,8 +76,9 @@ class GFM(nn.Module):
         steps = []
         channels = WIDTH
         for (kind, stride), out in zip(MOTION_FLOW, POSITION_CHANNELS):
-            steps.append(FusionStep(_motion_layer(kind, stride, adjacency), stride,
-                                    GraphConv(channels + WIDTH, out, adjacency)))
+            steps.append(FusionStep(_motion_layer(kind, stride, adjacency, learned_edges), stride,
+                                    GraphConv(channels + WIDTH, out, adjacency,
+                                              learned_edges=learned_edges)))
             channels = out
         self.steps = nn.ModuleList(steps)
 
@@ -89,13 +93,15 @@ class GFM(nn.Module):
 class SequentialGFM(nn.Module):
     """Single-flow variant of Table II: [P, M] through the same layers, interleaved."""
 
-    def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True) -> None:
+    def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True,
+                 learned_edges: bool = False) -> None:
         super().__init__()
         self.use_motion = use_motion
         layers: list[nn.Module] = [TemporalConv(in_channels * (2 if use_motion else 1), WIDTH)]
         channels = WIDTH
         for (kind, stride), out in zip(MOTION_FLOW, POSITION_CHANNELS):
-            layers += [_motion_layer(kind, stride, adjacency), GraphConv(channels, out, adjacency)]
+            layers += [_motion_layer(kind, stride, adjacency, learned_edges),
+                       GraphConv(channels, out, adjacency, learned_edges=learned_edges)]
             channels = out
         self.layers = nn.Sequential(*layers)
 

@@ -34,13 +34,18 @@ class PRGCN(nn.Module):
     [-1, 1] over its window (frames, joints and present persons together): CTR-GCN's NW-UCLA
     normalisation, which evens out how far a clip extends along each axis whatever the view.
     The refined poses returned stay in the input's coordinates.
+
+    ``learned_edges`` lets every graph convolution of the GFM and TAM learn links beside the
+    skeleton's (:mod:`~prgcn_ros.model.gcn`), so distant joints such as the two hands meet
+    before the final pooling; the PRM keeps the skeleton's links.
     """
 
     def __init__(self, num_classes: int, layout: str | Layout | dict, in_channels: int = 3,
                  refine_channels: int | None = None, use_prm: bool = True, use_tam: bool = True,
                  fusion: str = "parallel", use_motion: bool = True,
                  rigid_bones: bool = False, bone_input: bool = False,
-                 partner_input: bool = False, extent_norm: bool = False) -> None:
+                 partner_input: bool = False, extent_norm: bool = False,
+                 learned_edges: bool = False) -> None:
         super().__init__()
         layout = layout_from_spec(layout)
         if fusion not in FUSIONS:
@@ -57,7 +62,8 @@ class PRGCN(nn.Module):
                      "refine_channels": refine, "use_prm": bool(use_prm),
                      "use_tam": bool(use_tam), "fusion": fusion, "use_motion": bool(use_motion),
                      "rigid_bones": bool(rigid_bones), "bone_input": bool(bone_input),
-                     "partner_input": bool(partner_input), "extent_norm": bool(extent_norm)}
+                     "partner_input": bool(partner_input), "extent_norm": bool(extent_norm),
+                     "learned_edges": bool(learned_edges)}
         self.layout = layout
         self.refine_channels = refine
         adjacency = torch.from_numpy(normalized_adjacency(layout))
@@ -73,8 +79,8 @@ class PRGCN(nn.Module):
                     + (in_channels if partner_input else 0))
         self.data_norm = DataNorm(features, layout.num_joints)
         gfm = GFM if fusion == "parallel" else SequentialGFM
-        self.gfm = gfm(features, adjacency, use_motion)
-        self.tam = TAM(OUT_CHANNELS, adjacency) if use_tam else None
+        self.gfm = gfm(features, adjacency, use_motion, learned_edges)
+        self.tam = TAM(OUT_CHANNELS, adjacency, learned_edges=learned_edges) if use_tam else None
         features = self.tam.out_channels if self.tam is not None else OUT_CHANNELS
         self.classifier = nn.Linear(features, num_classes)
 

@@ -16,11 +16,18 @@ import pytest
 import torch
 from test_training_util import MSR_CONFIG, REPO, msr_split, require_data, small_cfg, subset
 
-from prgcn_ros.model.io import SHIPPED_MODELS, ModelFileError, load_model, resolve_model
+from prgcn_ros.model.build import build_model
+from prgcn_ros.model.io import (
+    SHIPPED_MODELS,
+    ModelFileError,
+    load_model,
+    read_metadata,
+    resolve_model,
+)
 from prgcn_ros.training import calibration
 from prgcn_ros.training import evaluate as evaluate_cli
 from prgcn_ros.training import train as train_cli
-from prgcn_ros.training.config import ConfigError, load_config
+from prgcn_ros.training.config import ConfigError, load_config, model_spec
 from prgcn_ros.training.datasets import build_dataset
 from prgcn_ros.training.finetune import init_from_model
 from prgcn_ros.training.outputs import protection, resolve_outputs
@@ -225,6 +232,16 @@ def test_init_fine_tunes_and_replaces_a_classifier_of_other_classes(msr_model, t
                     log=lambda m: None)
     with pytest.raises(ModelFileError, match="use_tam"):
         init_from_model(other.model, msr_model, other.class_names)
+
+
+def test_init_from_the_shipped_model_written_before_later_options():
+    """The shipped MSR model's metadata predates options such as bone_input; a network built
+    with them off is the same architecture."""
+    cfg = load_config(CONFIG / "train_msr_action3d.yaml")
+    model = build_model(model_spec(cfg, 20))
+    shipped = REPO / "models" / "prgcn_msr_action3d.safetensors"
+    assert "bone_input" not in read_metadata(shipped)["architecture"]
+    assert init_from_model(model, shipped)["replaced"] == []
 
 
 def test_train_cli_init(msr_model, tmp_path, capsys):

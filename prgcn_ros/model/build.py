@@ -1,6 +1,7 @@
 """Build a network from its plain-dict architecture (the "architecture" entry of a model file)."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import nn
@@ -34,3 +35,15 @@ def model_arch(model: nn.Module) -> dict[str, Any]:
     if not isinstance(arch, dict):
         raise ValueError(f"{type(model).__name__} has no architecture dict (.arch)")
     return dict(arch)
+
+
+def complete_arch(arch: dict[str, Any]) -> dict[str, Any]:
+    """``arch`` with every constructor argument it leaves out at its default: model files
+    written before an option existed compare equal to a network built with it off."""
+    network = ARCHITECTURES.get(arch.get("name"))
+    if network is None:
+        return dict(arch)
+    defaults = {name: parameter.default
+                for name, parameter in inspect.signature(network).parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+    return {**defaults, **arch}

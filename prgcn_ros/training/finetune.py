@@ -25,14 +25,15 @@ def init_from_model(model: nn.Module, path: str | Path, class_names: list[str] |
     (``copied``, ``replaced``: the classifier tensors kept fresh, ``source_classes``)."""
     from safetensors.torch import load_file
 
+    from prgcn_ros.model.build import complete_arch
     from prgcn_ros.model.io import ModelFileError, read_metadata
 
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"--init {path}: file is missing")
     meta = read_metadata(path)
-    source_arch = dict(meta["architecture"])
-    own_arch = dict(getattr(model, "arch", {}) or {})
+    source_arch = complete_arch(dict(meta["architecture"]))
+    own_arch = complete_arch(dict(getattr(model, "arch", {}) or {}))
     differing = sorted(k for k in set(source_arch) | set(own_arch)
                        if k not in MAY_DIFFER and source_arch.get(k) != own_arch.get(k))
     if differing:

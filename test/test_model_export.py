@@ -42,6 +42,7 @@ def _max_diff(expected, actual) -> float:
                                   lambda: PRGCN(20, "kinect20", bone_input=True),
                                   lambda: _with_learned_edges(
                                       PRGCN(20, "kinect20", learned_edges=True)),
+                                  lambda: PRGCN(20, "kinect20", temporal_kernel=9),
                                   lambda: PRGCN(60, "coco18", refine_channels=2,
                                                 fusion="sequential", use_tam=False),
                                   lambda: STGCN(20, "kinect20"),

@@ -260,6 +260,26 @@ def test_learned_edges_sit_in_the_gfm_and_tam_and_learn():
             assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
+def test_a_wider_temporal_kernel_sees_further_back():
+    """A change in the window's first frame reaches more of the GFM's output steps with
+    K_t = 9 than with the paper's 3 (receptive fields of 57 and 15 frames)."""
+    reached = {}
+    for kernel in (3, 9):
+        torch.manual_seed(10)
+        model = _calibrate(PRGCN(5, "kinect20", use_prm=False, temporal_kernel=kernel),
+                           (4, 3, 48, 20, 1))
+        x = torch.randn(1, 3, 48, 20, 1)
+        moved = x.clone()
+        moved[:, :, 0] += 1.0
+        with torch.no_grad():
+            f, g = (model.gfm(model.data_norm(model._features(v.view(1, 3, 48, 20), v.view(
+                1, 3, 48, 20), 1, 1))) for v in (x, moved))
+        reached[kernel] = int(((f - g).abs().amax(dim=(0, 1, 3)) > 1e-6).sum())
+    assert reached[3] < reached[9] and f.shape[2] == 8, reached
+    with pytest.raises(ValueError, match="odd"):
+        PRGCN(5, "kinect20", temporal_kernel=4)
+
+
 def test_without_prm_the_refined_poses_are_the_input():
     model = PRGCN(10, "ntu25", use_prm=False, use_tam=False).eval()
     x = torch.randn(2, 3, 8, 25, 1)
@@ -279,7 +299,9 @@ def test_classification_loss_reaches_every_prm_parameter():
 
 @pytest.mark.parametrize("kwargs", [dict(fusion="sequential"), dict(use_motion=False),
                                     dict(fusion="sequential", use_motion=False),
-                                    dict(use_tam=False), dict(use_prm=False, use_tam=False)])
+                                    dict(use_tam=False), dict(use_prm=False, use_tam=False),
+                                    dict(temporal_kernel=9),
+                                    dict(fusion="sequential", temporal_kernel=5)])
 def test_ablation_variants_run(kwargs):
     model = PRGCN(7, "coco18", **kwargs).eval()
     with torch.inference_mode():

@@ -39,11 +39,11 @@ def temporal_max_pool(x: torch.Tensor, stride: int) -> torch.Tensor:
     return out
 
 
-def _motion_layer(kind: str, stride: int, adjacency: torch.Tensor, learned_edges: bool
-                  ) -> nn.Module:
+def _motion_layer(kind: str, stride: int, adjacency: torch.Tensor, learned_edges: bool,
+                  temporal_kernel: int) -> nn.Module:
     if kind == "gcn":
         return GraphConv(WIDTH, WIDTH, adjacency, learned_edges=learned_edges)
-    return TemporalConv(WIDTH, WIDTH, stride)
+    return TemporalConv(WIDTH, WIDTH, stride, temporal_kernel)
 
 
 class FusionStep(nn.Module):
@@ -64,19 +64,21 @@ class FusionStep(nn.Module):
 
 class GFM(nn.Module):
     """Parallel position/motion flows; (N, C, T, V) poses -> (N, 128, ceil(ceil(T/2)/3), V).
-    ``learned_edges``: every graph convolution learns links beside the skeleton's (gcn.py)."""
+    ``learned_edges``: every graph convolution learns links beside the skeleton's (gcn.py);
+    ``temporal_kernel``: frames each temporal convolution spans (the paper's K_t = 3)."""
 
     def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True,
-                 learned_edges: bool = False) -> None:
+                 learned_edges: bool = False, temporal_kernel: int = 3) -> None:
         super().__init__()
         # Table II "position only": both flows are fed P instead of P and M.
         self.use_motion = use_motion
-        self.position_in = TemporalConv(in_channels, WIDTH)
-        self.motion_in = TemporalConv(in_channels, WIDTH)
+        self.position_in = TemporalConv(in_channels, WIDTH, kernel_size=temporal_kernel)
+        self.motion_in = TemporalConv(in_channels, WIDTH, kernel_size=temporal_kernel)
         steps = []
         channels = WIDTH
         for (kind, stride), out in zip(MOTION_FLOW, POSITION_CHANNELS):
-            steps.append(FusionStep(_motion_layer(kind, stride, adjacency, learned_edges), stride,
+            steps.append(FusionStep(_motion_layer(kind, stride, adjacency, learned_edges,
+                                                  temporal_kernel), stride,
                                     GraphConv(channels + WIDTH, out, adjacency,
                                               learned_edges=learned_edges)))
             channels = out
@@ -94,13 +96,14 @@ class SequentialGFM(nn.Module):
     """Single-flow variant of Table II: [P, M] through the same layers, interleaved."""
 
     def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True,
-                 learned_edges: bool = False) -> None:
+                 learned_edges: bool = False, temporal_kernel: int = 3) -> None:
         super().__init__()
         self.use_motion = use_motion
-        layers: list[nn.Module] = [TemporalConv(in_channels * (2 if use_motion else 1), WIDTH)]
+        layers: list[nn.Module] = [TemporalConv(in_channels * (2 if use_motion else 1), WIDTH,
+                                                kernel_size=temporal_kernel)]
         channels = WIDTH
         for (kind, stride), out in zip(MOTION_FLOW, POSITION_CHANNELS):
-            layers += [_motion_layer(kind, stride, adjacency, learned_edges),
+            layers += [_motion_layer(kind, stride, adjacency, learned_edges, temporal_kernel),
                        GraphConv(channels, out, adjacency, learned_edges=learned_edges)]
             channels = out
         self.layers = nn.Sequential(*layers)

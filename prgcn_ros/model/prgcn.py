@@ -37,7 +37,8 @@ class PRGCN(nn.Module):
 
     ``learned_edges`` lets every graph convolution of the GFM and TAM learn links beside the
     skeleton's (:mod:`~prgcn_ros.model.gcn`), so distant joints such as the two hands meet
-    before the final pooling; the PRM keeps the skeleton's links.
+    before the final pooling; the PRM keeps the skeleton's links. ``temporal_kernel`` is the
+    span of the GFM's temporal convolutions (the paper's K_t = 3; odd).
     """
 
     def __init__(self, num_classes: int, layout: str | Layout | dict, in_channels: int = 3,
@@ -45,7 +46,7 @@ class PRGCN(nn.Module):
                  fusion: str = "parallel", use_motion: bool = True,
                  rigid_bones: bool = False, bone_input: bool = False,
                  partner_input: bool = False, extent_norm: bool = False,
-                 learned_edges: bool = False) -> None:
+                 learned_edges: bool = False, temporal_kernel: int = 3) -> None:
         super().__init__()
         layout = layout_from_spec(layout)
         if fusion not in FUSIONS:
@@ -53,6 +54,8 @@ class PRGCN(nn.Module):
         refine = in_channels if refine_channels is None else int(refine_channels)
         if not 1 <= refine <= in_channels:
             raise ValueError(f"refine_channels must be in 1..{in_channels}, not {refine}")
+        if temporal_kernel < 1 or temporal_kernel % 2 == 0:
+            raise ValueError(f"temporal_kernel must be odd and positive, not {temporal_kernel}")
         if rigid_bones and (refine != 3 or not use_prm):
             raise ValueError("rigid_bones needs a PRM that refines 3D coordinates (use_prm "
                              f"true and refine_channels 3; here {bool(use_prm)}, {refine}): "
@@ -63,7 +66,8 @@ class PRGCN(nn.Module):
                      "use_tam": bool(use_tam), "fusion": fusion, "use_motion": bool(use_motion),
                      "rigid_bones": bool(rigid_bones), "bone_input": bool(bone_input),
                      "partner_input": bool(partner_input), "extent_norm": bool(extent_norm),
-                     "learned_edges": bool(learned_edges)}
+                     "learned_edges": bool(learned_edges),
+                     "temporal_kernel": int(temporal_kernel)}
         self.layout = layout
         self.refine_channels = refine
         adjacency = torch.from_numpy(normalized_adjacency(layout))
@@ -79,7 +83,7 @@ class PRGCN(nn.Module):
                     + (in_channels if partner_input else 0))
         self.data_norm = DataNorm(features, layout.num_joints)
         gfm = GFM if fusion == "parallel" else SequentialGFM
-        self.gfm = gfm(features, adjacency, use_motion, learned_edges)
+        self.gfm = gfm(features, adjacency, use_motion, learned_edges, int(temporal_kernel))
         self.tam = TAM(OUT_CHANNELS, adjacency, learned_edges=learned_edges) if use_tam else None
         features = self.tam.out_channels if self.tam is not None else OUT_CHANNELS
         self.classifier = nn.Linear(features, num_classes)

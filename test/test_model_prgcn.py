@@ -219,7 +219,7 @@ def test_extent_norm_keeps_the_refined_poses_in_input_coordinates_and_trains():
     with torch.no_grad():
         x[1, ..., 1] = 0.0
     logits, refined = model(x)
-    assert refined.shape == x.shape and float((refined - x).abs().mean()) < 0.2
+    assert refined.shape == x.shape and float((refined - x).detach().abs().mean()) < 0.2
     (logits.sum() + refined.sum()).backward()
     assert torch.isfinite(x.grad).all()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

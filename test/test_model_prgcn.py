@@ -272,8 +272,7 @@ def test_a_wider_temporal_kernel_sees_further_back():
         moved = x.clone()
         moved[:, :, 0] += 1.0
         with torch.no_grad():
-            f, g = (model.gfm(model.data_norm(model._features(v.view(1, 3, 48, 20), v.view(
-                1, 3, 48, 20), 1, 1))) for v in (x, moved))
+            f, g = (model.gfm(model.data_norm(_gfm_input(model, v))) for v in (x, moved))
         reached[kernel] = int(((f - g).abs().amax(dim=(0, 1, 3)) > 1e-6).sum())
     assert reached[3] < reached[9] and f.shape[2] == 8, reached
     with pytest.raises(ValueError, match="odd"):

@@ -43,7 +43,7 @@ def _motion_layer(kind: str, stride: int, adjacency: torch.Tensor, learned_edges
                   temporal_kernel: int) -> nn.Module:
     if kind == "gcn":
         return GraphConv(WIDTH, WIDTH, adjacency, learned_edges=learned_edges)
-    return TemporalConv(WIDTH, WIDTH, stride, temporal_kernel)
+    return TemporalConv(WIDTH, WIDTH, stride, kernel_size=temporal_kernel)
 
 
 class FusionStep(nn.Module):

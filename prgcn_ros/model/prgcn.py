@@ -54,6 +54,7 @@ class PRGCN(nn.Module):
         refine = in_channels if refine_channels is None else int(refine_channels)
         if not 1 <= refine <= in_channels:
             raise ValueError(f"refine_channels must be in 1..{in_channels}, not {refine}")
+        temporal_kernel = int(temporal_kernel)
         if temporal_kernel < 1 or temporal_kernel % 2 == 0:
             raise ValueError(f"temporal_kernel must be odd and positive, not {temporal_kernel}")
         if rigid_bones and (refine != 3 or not use_prm):
@@ -67,7 +68,7 @@ class PRGCN(nn.Module):
                      "rigid_bones": bool(rigid_bones), "bone_input": bool(bone_input),
                      "partner_input": bool(partner_input), "extent_norm": bool(extent_norm),
                      "learned_edges": bool(learned_edges),
-                     "temporal_kernel": int(temporal_kernel)}
+                     "temporal_kernel": temporal_kernel}
         self.layout = layout
         self.refine_channels = refine
         adjacency = torch.from_numpy(normalized_adjacency(layout))
@@ -83,7 +84,7 @@ class PRGCN(nn.Module):
                     + (in_channels if partner_input else 0))
         self.data_norm = DataNorm(features, layout.num_joints)
         gfm = GFM if fusion == "parallel" else SequentialGFM
-        self.gfm = gfm(features, adjacency, use_motion, learned_edges, int(temporal_kernel))
+        self.gfm = gfm(features, adjacency, use_motion, learned_edges, temporal_kernel)
         self.tam = TAM(OUT_CHANNELS, adjacency, learned_edges=learned_edges) if use_tam else None
         features = self.tam.out_channels if self.tam is not None else OUT_CHANNELS
         self.classifier = nn.Linear(features, num_classes)

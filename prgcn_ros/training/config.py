@@ -263,11 +263,8 @@ def model_spec(cfg: dict, num_classes: int) -> dict[str, Any]:
 
 def in_channels(cfg: dict) -> int:
     """Input channels of the configured network (its constructor's default when unset)."""
-    from prgcn_ros.model.build import ARCHITECTURES
-    if "in_channels" in cfg["model"]:
-        return int(cfg["model"]["in_channels"])
-    default = inspect.signature(ARCHITECTURES[cfg["model"]["name"]]).parameters["in_channels"]
-    return int(default.default)
+    from prgcn_ros.model.build import complete_arch
+    return int(complete_arch(cfg["model"])["in_channels"])
 
 
 def data_base(cfg: dict) -> tuple[Path, str]:

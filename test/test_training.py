@@ -268,6 +268,43 @@ def test_checkpoint_resume_continues_exactly(msr_train, tmp_path, prm_optimizer)
         other.resume(tmp_path / "run")
 
 
+def test_weight_average_follows_its_definition_and_resumes(msr_train, tmp_path):
+    from prgcn_ros.training.checkpoint import CheckpointError
+
+    data = subset(msr_train, 8)
+    decay = 0.5
+    cfg = small_cfg(seed=4, epochs=3, optim={"batch_size": 4, "epochs": 3, "ema_decay": decay})
+    trainer = Trainer(cfg, train_set=data, log=lambda m: None)
+    floats = [k for k, v in trainer.model.state_dict().items() if v.is_floating_point()]
+    expected = None
+    for epoch in range(3):
+        trainer.train_epoch(progress=False, max_steps=1)
+        weights = {k: trainer.model.state_dict()[k].clone() for k in floats}
+        # EMA: the first step's weights, then decay * average + (1 - decay) * weights.
+        expected = weights if expected is None else {
+            k: decay * expected[k] + (1 - decay) * weights[k] for k in floats}
+        if epoch == 1:
+            trainer.save(tmp_path / "run")
+    last = {k: trainer.model.state_dict()[k].clone() for k in floats}
+    trainer.take_averaged_weights()
+    averaged = trainer.model.state_dict()
+    for k in floats:      # parameters and batch-norm statistics alike
+        torch.testing.assert_close(averaged[k], expected[k], rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(averaged[k], last[k]) for k in floats)
+
+    resumed = Trainer(cfg, train_set=data, log=lambda m: None)
+    resumed.resume(tmp_path / "run")
+    resumed.train_epoch(progress=False, max_steps=1)
+    resumed.take_averaged_weights()
+    assert all(torch.equal(resumed.model.state_dict()[k], averaged[k]) for k in floats)
+
+    plain = Trainer(small_cfg(seed=4, epochs=3), train_set=data, log=lambda m: None)
+    with pytest.raises(CheckpointError, match="ema_decay"):
+        plain.resume(tmp_path / "run")
+    with pytest.raises(ConfigError, match="ema_decay"):
+        small_cfg(optim={"ema_decay": 1.0})
+
+
 def test_sequence_dataset_caches(msr_train):
     calls = []
 

@@ -105,6 +105,25 @@ def test_train_cli_and_resume(tmp_path, capsys):
     assert train_cli.main(["--config", str(tmp_path / "nope.yaml")]) == 2
 
 
+def test_train_writes_the_weight_average(tmp_path):
+    from safetensors.torch import load_file
+
+    require_data()
+    cfg = _one_subject_config(tmp_path)
+    out = tmp_path / "model.safetensors"
+    assert train_cli.main(["--config", str(cfg), "--epochs", "1", "--max-steps", "3",
+                           "--no-eval", "--no-progress", "--output", str(out),
+                           "--set", "optim.batch_size=4", "--set", "optim.ema_decay=0.5"]) == 0
+    written = load_file(str(out))
+    checkpoint = load_file(str(tmp_path / "run" / "checkpoint.safetensors"))
+    assert all(torch.equal(value, checkpoint[f"averaged.module.{key}"])
+               for key, value in written.items())
+    assert not all(torch.equal(value, checkpoint[f"model.{key}"])
+                   for key, value in written.items())
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["training"]["optimizer"]["ema_decay"] == 0.5
+
+
 @pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "torchscript"])
 def test_export_cli(tiny_model, tmp_path, fmt):
     out = tmp_path / f"exported.{'onnx' if fmt == 'onnx' else 'pt'}"

@@ -1,7 +1,8 @@
 """Training checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
 ``<dir>/checkpoint.safetensors`` holds the model's state (``model.*``) and the optimizer's
-per-parameter buffers (``optim.<param index>.<name>``, e.g. SGD's momentum buffers);
+per-parameter buffers (``optim.<param index>.<name>``, e.g. SGD's momentum buffers) and, with
+weight averaging, the averaged model's state (``averaged.*``);
 ``<dir>/checkpoint.json`` holds the epoch count, the optimizer's hyper-parameters, the config and
 the training history. Both are written to a temporary name and renamed, so a run killed while
 saving leaves the previous checkpoint intact.
@@ -25,9 +26,13 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed from; the message names the file."""
 
 
-def _tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+def _tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             averaged: torch.nn.Module | None) -> dict[str, torch.Tensor]:
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone()
                for k, v in model.state_dict().items()}
+    if averaged is not None:
+        tensors.update({f"averaged.{k}": v.detach().cpu().contiguous().clone()
+                        for k, v in averaged.state_dict().items()})
     for index, state in optimizer.state_dict()["state"].items():
         for name, value in state.items():
             if isinstance(value, torch.Tensor):
@@ -51,11 +56,13 @@ def _write_atomic(path: Path, write) -> None:
 
 
 def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> Path:
-    """Write the checkpoint; ``state`` (JSON-able) must hold ``epoch`` = epochs completed."""
+                    optimizer: torch.optim.Optimizer, state: dict[str, Any],
+                    averaged: torch.nn.Module | None = None) -> Path:
+    """Write the checkpoint; ``state`` (JSON-able) must hold ``epoch`` = epochs completed.
+    ``averaged``: the weight average (torch.optim.swa_utils.AveragedModel) of a run with one."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = _tensors(model, optimizer)
+    tensors = _tensors(model, optimizer, averaged)
     _write_atomic(directory / WEIGHTS,
                   lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
     doc = {"format": FORMAT, **state, "optimizer": _optimizer_json(optimizer)}
@@ -76,8 +83,9 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
-    """Restore model (and optimizer) in place; returns the JSON state."""
+                    optimizer: torch.optim.Optimizer | None = None,
+                    averaged: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Restore model (and optimizer, and weight average) in place; returns the JSON state."""
     state_path = find_checkpoint(path)
     weights_path = state_path.with_suffix(".safetensors")
     try:
@@ -94,6 +102,13 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
         model.load_state_dict(model_state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{weights_path}: does not fit the model ({exc})") from exc
+    average = {k[len("averaged."):]: v for k, v in tensors.items() if k.startswith("averaged.")}
+    if bool(average) != (averaged is not None):
+        raise CheckpointError(f"{weights_path}: written by a run "
+                              f"{'with' if average else 'without'} weight averaging, resumed "
+                              f"{'without' if average else 'with'} it (optim.ema_decay)")
+    if averaged is not None:
+        averaged.load_state_dict(average, strict=True)
     if optimizer is not None:
         opt = doc["optimizer"]
         per_param: dict[int, dict[str, Any]] = {}

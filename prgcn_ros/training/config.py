@@ -114,6 +114,10 @@ DEFAULTS: dict[str, Any] = {
         "schedule": {"gamma": 0.1, "milestones": None, "start": 10, "every": 10},
         "grad_clip": None,
         "label_smoothing": 0.0,
+        # An exponential moving average of the weights (and batch-norm statistics), updated
+        # after every step with this decay (0: off); the model file and the evaluation get the
+        # averaged weights. torch.optim.swa_utils.AveragedModel.
+        "ema_decay": 0.0,
     },
     # Confidence calibration (temperature scaling, prgcn_ros.training.calibration): a validation
     # split taken out of the training data, either the clips of these training `subjects`
@@ -239,6 +243,8 @@ def _check(cfg: dict, where: str) -> None:
     if cfg["inference"]["pair_orders"] not in PAIR_ORDERS:
         raise ConfigError(f"{where}: inference.pair_orders must be one of "
                           f"{', '.join(PAIR_ORDERS)}")
+    if not 0.0 <= float(cfg["optim"]["ema_decay"] or 0.0) < 1.0:
+        raise ConfigError(f"{where}: optim.ema_decay must be in [0, 1) (0: no averaging)")
     if cfg["refine"]["prm_optimizer"] not in ("sgd", "adam"):
         raise ConfigError(f"{where}: refine.prm_optimizer must be 'sgd' or 'adam'")
     from prgcn_ros.model.build import ARCHITECTURES

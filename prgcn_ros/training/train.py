@@ -32,6 +32,7 @@ from typing import Any
 import torch
 import yaml
 from torch import nn
+from torch.optim import swa_utils
 from tqdm import tqdm
 
 from prgcn_ros import paths
@@ -211,6 +212,10 @@ class Trainer:
         self.dist = distributed.info(str(cfg["device"]))
         self.model.to(self.dist.device)
         self.net = distributed.wrap(self.model, self.dist)
+        # The weight average (optim.ema_decay), made from the model on its device.
+        decay = float(opt.get("ema_decay") or 0.0)
+        self.averaged = None if not decay else swa_utils.AveragedModel(
+            self.model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
         self.epoch = 0            # epochs completed
         self.steps = 0
         self.history: list[dict[str, Any]] = []
@@ -268,6 +273,8 @@ class Trainer:
         if clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
         self.optimizer.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
         self.steps += 1
         out = {name: float(value.detach()) for name, value in losses.items()}
         out["loss"] = float(loss.detach())
@@ -358,10 +365,10 @@ class Trainer:
                 "code_version": self.code_version}
 
     def save(self, directory: str | os.PathLike) -> None:
-        save_checkpoint(directory, self.model, self.optimizer, self.state())
+        save_checkpoint(directory, self.model, self.optimizer, self.state(), self.averaged)
 
     def resume(self, path: str | os.PathLike) -> None:
-        doc = load_checkpoint(path, self.model, self.optimizer)
+        doc = load_checkpoint(path, self.model, self.optimizer, self.averaged)
         saved = doc.get("config", {})
         for key in ("seed", "model", "layout", "window", "preprocess", "augment", "refine"):
             if key in saved and saved[key] != public(self.cfg).get(key):
@@ -372,6 +379,12 @@ class Trainer:
         self.history = list(doc.get("history", []))
         self.train_time_s = float(doc.get("train_time_s", 0.0))
         self.code_version = doc.get("code_version", self.code_version)
+
+    def take_averaged_weights(self) -> None:
+        """Put the weight average (if the run keeps one) into the model, at the end of training:
+        what is evaluated, calibrated and written to the model file."""
+        if self.averaged is not None:
+            self.model.load_state_dict(self.averaged.module.state_dict())
 
     # ------------------------------------------------------------------ the model file
     def metadata(self, accuracy: dict[str, Any] | None) -> dict[str, Any]:
@@ -396,7 +409,8 @@ class Trainer:
                 "epochs": self.epoch,
                 "seed": int(cfg["seed"]),
                 "optimizer": {k: cfg["optim"][k] for k in
-                              ("lr", "momentum", "nesterov", "weight_decay", "batch_size")},
+                              ("lr", "momentum", "nesterov", "weight_decay", "batch_size",
+                               "ema_decay")},
                 "lr_milestones": lr_milestones(cfg),
                 "lr_gamma": float(cfg["optim"]["schedule"]["gamma"]),
                 "augment": cfg["augment"],
@@ -480,6 +494,7 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
         if (trainer.epoch % every == 0 or trainer.epoch == epochs) and where.is_main:
             trainer.save(out_dir)
     bar.close()
+    trainer.take_averaged_weights()
     accuracy = None
     if not where.is_main:
         # Rank 0 evaluates and writes the model file alone: no collective follows, so the

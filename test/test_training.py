@@ -331,6 +331,43 @@ def test_mirror_swaps_sides_and_negates_x():
         augment(x, present, 3, {"mirror": 0.5}, torch.Generator())
 
 
+def test_body_shape_changes_proportions_not_motion(msr_train):
+    """augment.body_shape: each bone keeps its direction in every frame and gets one length
+    factor for the whole clip, shared by its left and right twins; the root stays, and a
+    joint the driver missed is not moved."""
+    from prgcn_ros.skeleton.layouts import get_layout
+    lay = get_layout("kinect20")
+    batch = batching.build_batch([msr_train[i] for i in range(4)], small_cfg(), train=False)
+    x, present = batch.x, batch.present.clone()
+    present[0, 2, lay.index("left_wrist")] = False   # as if the driver lost it in frame 2
+    out = augment(x, present, 3, {"body_shape": 0.15}, torch.Generator().manual_seed(0),
+                  layout="kinect20")
+    root = lay.center
+    assert torch.equal(out[:, :, :, root], x[:, :, :, root])
+    wrist = lay.index("left_wrist")
+    assert torch.equal(out[0, :, 2, wrist], x[0, :, 2, wrist])
+    factors = {}
+    seen = present[1:, :, :, 0]           # clips 1-3: every joint where the driver saw it
+    for parent, child in lay.tree():
+        before = x[1:, :, :, child, 0] - x[1:, :, :, parent, 0]               # (3, C, T)
+        after = out[1:, :, :, child, 0] - out[1:, :, :, parent, 0]
+        both = seen[:, :, child] & seen[:, :, parent] & (before.norm(dim=1) > 1e-3)
+        ratio = after.norm(dim=1) / before.norm(dim=1).clamp(min=1e-9)          # (N, T)
+        cos = torch.nn.functional.cosine_similarity(after, before, dim=1)
+        assert torch.all(cos[both] > 0.9999)
+        factor = ratio[both].reshape(-1)
+        per_clip = [ratio[i][both[i]] for i in range(3)]
+        assert all(torch.allclose(r, r[0].expand_as(r), atol=1e-4) for r in per_clip if len(r))
+        factors[lay.joints[child]] = torch.stack([r[0] for r in per_clip])
+        assert torch.all((factor > 0.49) & (factor < 1.51))
+    assert torch.allclose(factors["left_elbow"], factors["right_elbow"], atol=1e-4)
+    assert torch.allclose(factors["left_knee"], factors["right_knee"], atol=1e-4)
+    assert not torch.allclose(factors["left_elbow"], factors["left_knee"], atol=1e-2)
+    assert float(torch.stack(list(factors.values())).std()) > 0.05
+    with pytest.raises(ValueError, match="layout"):
+        augment(x, present, 3, {"body_shape": 0.1}, torch.Generator())
+
+
 def test_swap_persons_exchanges_the_two_people_before_preprocessing():
     """augment.swap_persons 1: a two-person clip trains as if its people came in the other
     order (the shared preprocessing then anchors on the other person); a lone person keeps

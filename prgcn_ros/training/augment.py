@@ -14,6 +14,8 @@ import torch
 
 from prgcn_ros.skeleton.layouts import get_layout
 
+from .noise import stretch_bones
+
 
 def mirror_permutation(layout: str) -> list[int]:
     """Joint order of the mirror image: each ``left_*`` joint swapped with its ``right_*``."""
@@ -73,19 +75,39 @@ def random_transforms(n: int, dims: int, aug: dict, gen: torch.Generator
     return mat.float(), offset.float()
 
 
+def body_shape_factors(n: int, m: int, sd: float, layout: str, gen: torch.Generator
+                       ) -> torch.Tensor:
+    """(N, V, M) bone stretch factors 1 + N(0, sd), clamped to [0.5, 1.5]; a left bone and its
+    right twin (see :func:`mirror_permutation`) share theirs, as in a real body."""
+    lay = get_layout(layout)
+    factor = (1.0 + sd * torch.randn((n, lay.num_joints, m), generator=gen)).clamp(0.5, 1.5)
+    twin = [min(i, j) for i, j in enumerate(mirror_permutation(layout))]
+    return factor[:, twin]
+
+
 def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
             gen: torch.Generator, layout: str | None = None) -> torch.Tensor:
-    """Randomly rotated/scaled/translated (and, with ``mirror`` > 0, mirrored) copy of model
-    input ``x`` (N, C, T, V, M).
+    """Randomly rotated/scaled/translated (and, with ``mirror`` > 0, mirrored; with
+    ``body_shape`` > 0, re-proportioned) copy of model input ``x`` (N, C, T, V, M).
 
     ``present`` (N, T, V, M) is true where a joint was observed; other joints are not moved.
     Mirroring (probability ``aug["mirror"]``, needs ``layout``) negates x and swaps left and
-    right joints: the same action performed with the other hand.
+    right joints: the same action performed with the other hand. ``body_shape`` (needs
+    ``layout``) stretches each bone of a clip by its own factor 1 + N(0, body_shape), the same
+    over the clip and for both sides: the same motion by a person of other proportions.
     """
     if x.shape[1] < dims:
         raise ValueError(f"input has {x.shape[1]} channels, fewer than {dims} coordinates")
     n = x.shape[0]
     mat, offset = random_transforms(n, dims, aug, gen)
+    shape_sd = float(aug.get("body_shape", 0.0))
+    if shape_sd > 0:
+        if layout is None:
+            raise ValueError("body_shape needs the layout (its bones)")
+        factor = body_shape_factors(n, x.shape[-1], shape_sd, layout, gen).to(x.dtype)
+        keep = present[:, None].to(torch.bool)
+        stretched = stretch_bones(x[:, :dims], keep, factor, get_layout(layout))
+        x = torch.cat((stretched, x[:, dims:]), dim=1)
     p_mirror = float(aug.get("mirror", 0.0))
     if p_mirror > 0:
         if layout is None:

@@ -129,4 +129,5 @@ def _augments(aug: dict) -> bool:
     lo, hi = (float(v) for v in aug.get("scale", (1.0, 1.0)))
     return bool(float(aug.get("rotate_deg", 0)) or float(aug.get("tilt_deg", 0))
                 or float(aug.get("translate", 0)) or float(aug.get("mirror", 0))
+                or float(aug.get("body_shape", 0))
                 or lo != 1.0 or hi != 1.0)

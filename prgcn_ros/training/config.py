@@ -68,6 +68,9 @@ DEFAULTS: dict[str, Any] = {
         # order is the driver's ids; a clip with an empty slot keeps its order).
         "swap_persons": 0.0,
         "mirror": 0.0,            # probability of the mirror image (x negated, left <-> right)
+        # Other body proportions: each bone of a clip stretched by 1 + N(0, body_shape), the
+        # same over the clip and for a left bone and its right twin (0: off).
+        "body_shape": 0.0,
     },
     # Exactly the architecture dict of prgcn_ros.model.build.build_model (and of the model
     # file's metadata), less "num_classes" and "layout", which come from the data and `layout`.

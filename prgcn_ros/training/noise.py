@@ -82,6 +82,18 @@ def _limb_pairs(layout_name: str) -> tuple[tuple[tuple[int, int], ...], ...]:
     return tuple(limbs)
 
 
+def stretch_bones(coords: torch.Tensor, keep: torch.Tensor, factor: torch.Tensor,
+                  layout: Layout) -> torch.Tensor:
+    """``coords`` (N, D, T, V, M) with the bone ending in joint j stretched by ``factor``
+    (N, V, M), constant over time: each child is rebuilt from its (already moved) parent.
+    Joints where ``keep`` (N, 1, T, V, M) is false are not moved."""
+    rebuilt = coords.clone()
+    for parent, child in layout.tree():
+        bone = coords[:, :, :, child] - coords[:, :, :, parent]
+        rebuilt[:, :, :, child] = rebuilt[:, :, :, parent] + bone * factor[:, None, None, child]
+    return torch.where(keep, rebuilt, coords)
+
+
 def corrupt(x: torch.Tensor, present: torch.Tensor, scale: torch.Tensor,
             layout: str | Layout, config: NoiseConfig, generator: torch.Generator,
             dims: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,14 +118,9 @@ def corrupt(x: torch.Tensor, present: torch.Tensor, scale: torch.Tensor,
     def rand(*shape: int) -> torch.Tensor:
         return torch.rand(shape, generator=gen).to(dev, dtype)
 
-    # Bone-length noise: rebuild each child from its (already moved) parent.
     if config.bone_noise > 0 and s > 0:
         factor = 1.0 + config.bone_noise * s * torch.randn((n, v, m), generator=gen).to(dev, dtype)
-        rebuilt = coords.clone()
-        for parent, child in layout.tree():
-            bone = coords[:, :, :, child] - coords[:, :, :, parent]
-            rebuilt[:, :, :, child] = rebuilt[:, :, :, parent] + bone * factor[:, None, None, child]
-        coords = torch.where(keep, rebuilt, coords)
+        coords = stretch_bones(coords, keep, factor, layout)
 
     # Limb swaps: one limb's left and right joints exchange places in one frame.
     limbs = _limb_pairs(layout.name)

@@ -366,6 +366,8 @@ def test_body_shape_changes_proportions_not_motion(msr_train):
     assert float(torch.stack(list(factors.values())).std()) > 0.05
     with pytest.raises(ValueError, match="layout"):
         augment(x, present, 3, {"body_shape": 0.1}, torch.Generator())
+    with pytest.raises(ConfigError, match="body_shape"):
+        small_cfg(augment={"body_shape": -0.1})
 
 
 def test_swap_persons_exchanges_the_two_people_before_preprocessing():

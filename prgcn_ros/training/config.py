@@ -246,6 +246,8 @@ def _check(cfg: dict, where: str) -> None:
     if cfg["inference"]["pair_orders"] not in PAIR_ORDERS:
         raise ConfigError(f"{where}: inference.pair_orders must be one of "
                           f"{', '.join(PAIR_ORDERS)}")
+    if float(cfg["augment"]["body_shape"] or 0.0) < 0:
+        raise ConfigError(f"{where}: augment.body_shape is a standard deviation (>= 0)")
     if not 0.0 <= float(cfg["optim"]["ema_decay"] or 0.0) < 1.0:
         raise ConfigError(f"{where}: optim.ema_decay must be in [0, 1) (0: no averaging)")
     if cfg["refine"]["prm_optimizer"] not in ("sgd", "adam"):

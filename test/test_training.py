@@ -352,7 +352,7 @@ def test_body_shape_changes_proportions_not_motion(msr_train):
         before = x[1:, :, :, child, 0] - x[1:, :, :, parent, 0]               # (3, C, T)
         after = out[1:, :, :, child, 0] - out[1:, :, :, parent, 0]
         both = seen[:, :, child] & seen[:, :, parent] & (before.norm(dim=1) > 1e-3)
-        ratio = after.norm(dim=1) / before.norm(dim=1).clamp(min=1e-9)          # (N, T)
+        ratio = after.norm(dim=1) / before.norm(dim=1).clamp(min=1e-9)          # (3, T)
         cos = torch.nn.functional.cosine_similarity(after, before, dim=1)
         assert torch.all(cos[both] > 0.9999)
         factor = ratio[both].reshape(-1)

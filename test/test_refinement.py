@@ -12,7 +12,7 @@ from prgcn_ros.model import PRGCN, build_model
 from prgcn_ros.skeleton.layouts import get_layout
 from prgcn_ros.training import batching
 from prgcn_ros.training import evaluate as evaluate_cli
-from prgcn_ros.training.config import ConfigError, load_config, model_spec
+from prgcn_ros.training.config import ConfigError, load_config, model_spec, with_defaults
 from prgcn_ros.training.noise import NoiseConfig, corrupt, mpjpe
 from prgcn_ros.training.train import Trainer
 
@@ -256,6 +256,15 @@ def test_shipped_model_top1_against_the_goal(shipped_result):
     assert result["n"] == 273 and result["top1"] >= 0.90, result["top1"]
 
 
+def test_shipped_model_is_the_ablation_baseline():
+    """bench's ablations start from the shipped model when it was trained with the config's
+    recipe, options added since its training included (at their defaults)."""
+    from prgcn_ros.training.ablations import baseline_from_model
+
+    seed, run = baseline_from_model(MSR_CONFIG, REPO / "models" / "prgcn_msr_action3d.safetensors")
+    assert seed == 1 and run["n"] == 273
+
+
 @pytest.mark.slow
 def test_five_seeds_mean_against_the_goal(shipped, shipped_result):
     """Seeds 2-5 of the shipped recipe (models/msr_seeds/) evaluated beside the shipped seed 1;
@@ -267,7 +276,7 @@ def test_five_seeds_mean_against_the_goal(shipped, shipped_result):
     for path in sorted((REPO / "models" / "msr_seeds").glob("*.safetensors")):
         seed_model, meta = load_model(path, device="cpu", expected_layout="kinect20",
                                       expected_channels=3)
-        recipe = meta["training"]["config"]
+        recipe = with_defaults(meta["training"]["config"])
         assert all(recipe["refine"][k] == cfg["refine"][k] for k in RECIPE_KEYS), path
         assert recipe["optim"] == cfg["optim"] and recipe["augment"] == cfg["augment"], path
         assert recipe["model"] == cfg["model"] and recipe["outliers"] == cfg["outliers"], path

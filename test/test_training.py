@@ -268,6 +268,27 @@ def test_checkpoint_resume_continues_exactly(msr_train, tmp_path, prm_optimizer)
         other.resume(tmp_path / "run")
 
 
+def test_checkpoint_from_before_an_option_existed_resumes(msr_train, tmp_path):
+    """A checkpoint whose recorded config lacks options added since (their defaults then) is
+    the same recipe as today's config."""
+    data = subset(msr_train, 8)
+    cfg = small_cfg(seed=4, epochs=2)
+    first = Trainer(cfg, train_set=data, log=lambda m: None)
+    first.train_epoch(progress=False, max_steps=1)
+    first.save(tmp_path / "run")
+    state_file = tmp_path / "run" / "checkpoint.json"
+    state = json.loads(state_file.read_text())
+    del state["config"]["augment"]["body_shape"], state["config"]["optim"]["ema_decay"]
+    state_file.write_text(json.dumps(state))
+    resumed = Trainer(cfg, train_set=data, log=lambda m: None)
+    resumed.resume(tmp_path / "run")
+    assert resumed.epoch == 1
+    state["config"]["augment"]["rotate_deg"] = 45.0      # a real difference is still refused
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ConfigError, match="augment"):
+        Trainer(cfg, train_set=data, log=lambda m: None).resume(tmp_path / "run")
+
+
 def test_weight_average_follows_its_definition_and_resumes(msr_train, tmp_path):
     from prgcn_ros.training.checkpoint import CheckpointError
 

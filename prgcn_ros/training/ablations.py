@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import STATE
-from .config import load_config
+from .config import load_config, with_defaults
 from .train import code_version, train
 
 # Config overrides of each variant.
@@ -58,7 +58,7 @@ def _recipe(cfg: dict) -> dict[str, Any]:
 def baseline_from_model(config: str | Path, model: Path) -> tuple[int, dict[str, Any]]:
     """(seed, run entry) of a full PR-GCN model file trained with ``config``'s recipe."""
     meta = json.loads(model.with_suffix(".json").read_text())
-    trained = meta["training"]["config"]
+    trained = with_defaults(meta["training"]["config"])
     seed = int(meta["training"]["seed"])
     cfg = load_config(config, {"seed": seed})
     arch = meta["architecture"]

@@ -324,3 +324,9 @@ def learning_rate(cfg: dict, epoch: int) -> float:
 def public(cfg: dict) -> dict:
     """The config without private keys (for metadata and checkpoints)."""
     return {k: copy.deepcopy(v) for k, v in cfg.items() if not k.startswith("_")}
+
+
+def with_defaults(recorded: dict) -> dict:
+    """A config recorded by an earlier run (in a checkpoint or a model file) with each key it
+    lacks, because the option came later, at its default: comparable with one loaded today."""
+    return _merge(DEFAULTS, public(recorded), "recorded config")

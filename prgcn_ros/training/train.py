@@ -47,6 +47,7 @@ from .config import (
     lr_milestones,
     model_spec,
     public,
+    with_defaults,
 )
 from .datasets import SequenceDataset, build_dataset, class_names, split_description
 
@@ -369,7 +370,7 @@ class Trainer:
 
     def resume(self, path: str | os.PathLike) -> None:
         doc = load_checkpoint(path, self.model, self.optimizer, self.averaged)
-        saved = doc.get("config", {})
+        saved = with_defaults(doc.get("config", {}))
         for key in ("seed", "model", "layout", "window", "preprocess", "augment", "refine"):
             if key in saved and saved[key] != public(self.cfg).get(key):
                 raise ConfigError(f"cannot resume from {path}: its {key!r} settings differ "

@@ -370,9 +370,11 @@ class Trainer:
 
     def resume(self, path: str | os.PathLike) -> None:
         doc = load_checkpoint(path, self.model, self.optimizer, self.averaged)
-        saved = with_defaults(doc.get("config", {}))
+        # A checkpoint that recorded no config has nothing to compare.
+        saved = with_defaults(doc["config"]) if "config" in doc else {}
+        current = public(self.cfg)
         for key in ("seed", "model", "layout", "window", "preprocess", "augment", "refine"):
-            if key in saved and saved[key] != public(self.cfg).get(key):
+            if key in saved and saved[key] != current.get(key):
                 raise ConfigError(f"cannot resume from {path}: its {key!r} settings differ "
                                   f"from the config's ({saved[key]} vs {self.cfg.get(key)})")
         self.epoch = int(doc["epoch"])

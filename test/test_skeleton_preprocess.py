@@ -13,6 +13,7 @@ from prgcn_ros.skeleton.preprocess import (
     PreprocessConfig,
     drop_empty_frames,
     exchange_persons,
+    interpolate_frames,
     preprocess,
     preprocess_sequence,
     random_sorted_indices,
@@ -20,6 +21,7 @@ from prgcn_ros.skeleton.preprocess import (
     random_window_indices,
     resample_window,
     uniform_indices,
+    uniform_positions,
 )
 from prgcn_ros.skeleton.readers import read_msr_action3d, read_sbu_interaction
 
@@ -230,6 +232,39 @@ def test_windows(data_dir):
     assert random_window(seq, 32, rng).coords.shape == (32, 1, 20, 3)
     kept = drop_empty_frames(seq)
     assert kept.num_frames == seq.num_frames - 15 and (kept.confidence > 0).any(axis=(1, 2)).all()
+
+
+def test_linear_windows_move_smoothly(data_dir):
+    """window.interpolation: linear samples the times nearest resampling rounds to frames, so a
+    short clip stretched to a long window moves in even steps instead of stalls and jumps; a
+    joint missing in either neighbouring frame takes the nearer frame as nearest would."""
+    for frames, length in itertools.product((1, 2, 13, 25, 39, 48, 97), (16, 48)):
+        pos = uniform_positions(frames, length)
+        assert pos.min() >= 0 and pos.max() <= frames - 1 and np.all(np.diff(pos) >= 0)
+        assert np.array_equal(np.floor(pos + 0.5).astype(int), uniform_indices(frames, length))
+    seq = read_msr_action3d(data_dir / "msr_action3d" / "a13_s06_e01_skeleton3D.txt")
+    seq = drop_empty_frames(seq).select_frames(slice(0, 20))
+    t = np.arange(20, dtype=np.float32)[:, None, None, None]
+    seq.coords = seq.coords[:1] + t * np.array([0.01, 0.02, 0.0], np.float32)   # constant pace
+    linear = resample_window(seq, 48, "linear")
+    nearest = resample_window(seq, 48)
+    assert np.array_equal(nearest.coords, seq.select_frames(uniform_indices(20, 48)).coords)
+    inner = np.diff(linear.coords[2:-2, 0, 5, 0])              # clipped ends hold still
+    assert np.allclose(inner, 0.01 * 20 / 48, atol=1e-6)
+    assert (np.diff(nearest.coords[:, 0, 5, 0]) == 0).sum() > 20   # stalls, then jumps
+    # a missing joint is not blended with the frame beside it
+    seq.confidence[10, 0, 7] = 0
+    pos = np.array([9.4, 9.6, 10.4, 10.6, 11.0])
+    out = interpolate_frames(seq, pos)
+    expect = seq.coords[[9, 10, 10, 11, 11], 0, 7]
+    assert np.allclose(out.coords[:, 0, 7], expect)
+    assert out.confidence[:, 0, 7].tolist() == [1, 0, 0, 1, 1]
+    assert np.allclose(out.coords[0, 0, 6], 0.6 * seq.coords[9, 0, 6] + 0.4 * seq.coords[10, 0, 6])
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    idx = random_window_indices(seq.num_frames, 32, rng_a)      # nearest: the same crop as before
+    assert np.array_equal(random_window(seq, 32, rng_b).coords, seq.select_frames(idx).coords)
+    with pytest.raises(ValueError, match="interpolation 'cubic'"):
+        resample_window(seq, 48, "cubic")
 
 
 def test_shared_persons_keep_the_pair_geometry(data_dir):

@@ -12,6 +12,7 @@ from test_training_util import MSR_CONFIG, REPO, msr_split, small_cfg, subset
 
 from prgcn_ros.skeleton.sequence import SkeletonSequence
 from prgcn_ros.training import batching
+from prgcn_ros.training import evaluate as evaluate_cli
 from prgcn_ros.training.augment import augment
 from prgcn_ros.training.config import (
     ConfigError,
@@ -194,6 +195,30 @@ def test_train_sampling_setting():
     even = batching.window(seq, cfg, None).coords[:, 0, 0, 0]
     assert np.array_equal(even, batching.window(seq, load_config(MSR_CONFIG), None)
                           .coords[:, 0, 0, 0])
+
+
+def test_interpolation_setting():
+    """window.interpolation: linear stretches a short clip smoothly for training and evaluation;
+    a model's metadata decides how its clips are resampled, nearest when it predates the key."""
+    assert load_config(MSR_CONFIG)["window"]["interpolation"] == "nearest"
+    with pytest.raises(ConfigError, match="window.interpolation must be one of nearest, linear"):
+        load_config(MSR_CONFIG, {"window": {"interpolation": "cubic"}})
+    cfg = load_config(MSR_CONFIG, {"window": {"interpolation": "linear"}})
+    frames = np.arange(20, dtype=np.float32)
+    coords = np.broadcast_to(frames[:, None, None, None], (20, 1, 20, 3)).copy()
+    seq = SkeletonSequence(coords=coords, confidence=np.ones((20, 1, 20), np.float32),
+                           layout="kinect20", fps=15.0)
+    rng = np.random.default_rng(3)
+    for rng_or_none in (rng, rng, None):
+        steps = np.diff(batching.window(seq, cfg, rng_or_none).coords[:, 0, 0, 0])
+        assert np.all(steps >= 0) and np.ptp(steps[2:-2]) < 1e-5    # even pace, no stalls
+    nearest = np.diff(batching.window(seq, load_config(MSR_CONFIG), None).coords[:, 0, 0, 0])
+    assert (nearest == 0).sum() == 28
+    meta = {"window": {"length": 48, "mode": "resample", "interpolation": "linear"}}
+    assert evaluate_cli.config_for_model(load_config(MSR_CONFIG), meta)["window"][
+        "interpolation"] == "linear"
+    old = {"window": {"length": 48, "mode": "resample"}}
+    assert evaluate_cli.config_for_model(cfg, old)["window"]["interpolation"] == "nearest"
 
 
 def test_device_setting(msr_train):

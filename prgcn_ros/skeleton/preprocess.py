@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -364,23 +364,76 @@ def exchange_persons(coords: torch.Tensor, confidence: torch.Tensor,
 
 
 # --------------------------------------------------------------------------- windows
+INTERPOLATIONS = ("nearest", "linear")
+
+
+def uniform_positions(num_frames: int, length: int) -> np.ndarray:
+    """``length`` times spread evenly over ``num_frames`` frames, in frame units (the middle of
+    each of ``length`` equal segments, frame i being the middle of [i, i + 1)), clipped to
+    [0, num_frames - 1]."""
+    if num_frames < 1 or length < 1:
+        raise ValueError(f"need at least one frame (num_frames={num_frames}, length={length})")
+    return np.clip((np.arange(length) + 0.5) * num_frames / length - 0.5, 0, num_frames - 1)
+
+
 def uniform_indices(num_frames: int, length: int) -> np.ndarray:
-    """``length`` frame indices spread evenly over ``num_frames`` (the middle of each of
-    ``length`` equal segments); shorter sequences repeat frames."""
+    """The nearest frames of :func:`uniform_positions`; shorter sequences repeat frames."""
     if num_frames < 1 or length < 1:
         raise ValueError(f"need at least one frame (num_frames={num_frames}, length={length})")
     return np.minimum(((np.arange(length) + 0.5) * num_frames / length).astype(np.int64),
                       num_frames - 1)
 
 
-def random_window_indices(num_frames: int, length: int, rng: np.random.Generator,
-                          min_fraction: float = 0.8) -> np.ndarray:
-    """Random crop keeping a uniform fraction in [min_fraction, 1] of the frames at a random
-    start, resampled to ``length`` indices (training's random window choice)."""
+def blend_frames(before: torch.Tensor, after: torch.Tensor, weight: torch.Tensor,
+                 confidence_channel: int) -> torch.Tensor:
+    """Linear interpolation between two frames, ``before`` and ``after`` (..., V, C) with the
+    confidence in channel ``confidence_channel``; ``weight`` (...) is the share of ``after``.
+    A joint missing (confidence 0) in either frame takes the nearer frame's values, as nearest
+    resampling would: a missing joint's coordinates mean nothing to blend."""
+    both = (before[..., confidence_channel] > 0) & (after[..., confidence_channel] > 0)
+    w = weight[..., None].to(before.dtype)
+    w = torch.where(both, w, (w >= 0.5).to(w.dtype))[..., None]
+    return torch.lerp(before, after, w)
+
+
+def interpolate_frames(seq: SkeletonSequence, positions: np.ndarray) -> SkeletonSequence:
+    """The sequence at fractional frame ``positions`` (linear between neighbouring frames, see
+    :func:`blend_frames`): a clip of few frames stretched to a long window moves smoothly
+    instead of in steps, so the motion flow sees its pace, not its frame rate."""
+    positions = np.asarray(positions, np.float64)
+    before = np.floor(positions).astype(np.int64)
+    after = np.minimum(before + 1, seq.num_frames - 1)
+    frames = torch.from_numpy(np.concatenate([seq.coords, seq.confidence[..., None]], -1))
+    weight = torch.from_numpy(positions - before)[:, None].expand(-1, seq.num_persons)
+    out = blend_frames(frames[before], frames[after], weight, seq.dims).numpy()
+    return replace(seq, coords=np.ascontiguousarray(out[..., : seq.dims]),
+                   confidence=np.ascontiguousarray(out[..., seq.dims]))
+
+
+def _frames_at(seq: SkeletonSequence, start: int, keep: int, length: int,
+               interpolation: str) -> SkeletonSequence:
+    """``keep`` frames from ``start`` spread over ``length``, by ``interpolation``."""
+    if interpolation == "nearest":
+        return seq.select_frames(start + uniform_indices(keep, length))
+    if interpolation == "linear":
+        return interpolate_frames(seq, start + uniform_positions(keep, length))
+    raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
+
+
+def random_window_span(num_frames: int, rng: np.random.Generator,
+                       min_fraction: float = 0.8) -> tuple[int, int]:
+    """(start, frames kept) of a random crop keeping a uniform fraction in [min_fraction, 1]
+    of the frames at a random start (training's random window choice)."""
     if not 0 < min_fraction <= 1:
         raise ValueError(f"min_fraction {min_fraction} outside (0, 1]")
     keep = max(1, int(round(num_frames * rng.uniform(min_fraction, 1.0))))
-    start = int(rng.integers(0, num_frames - keep + 1))
+    return int(rng.integers(0, num_frames - keep + 1)), keep
+
+
+def random_window_indices(num_frames: int, length: int, rng: np.random.Generator,
+                          min_fraction: float = 0.8) -> np.ndarray:
+    """The frames of a :func:`random_window_span` crop resampled to ``length`` (nearest)."""
+    start, keep = random_window_span(num_frames, rng, min_fraction)
     return start + uniform_indices(keep, length)
 
 
@@ -392,16 +445,18 @@ def random_sorted_indices(num_frames: int, length: int, rng: np.random.Generator
     return np.sort(rng.integers(0, num_frames, size=length))
 
 
-def resample_window(seq: SkeletonSequence, length: int) -> SkeletonSequence:
-    """The sequence resampled to exactly ``length`` frames, evenly spread (nearest frame)."""
-    return seq.select_frames(uniform_indices(seq.num_frames, length))
+def resample_window(seq: SkeletonSequence, length: int,
+                    interpolation: str = "nearest") -> SkeletonSequence:
+    """The sequence resampled to exactly ``length`` frames, evenly spread (``nearest`` frame or
+    ``linear`` between frames)."""
+    return _frames_at(seq, 0, seq.num_frames, length, interpolation)
 
 
 def random_window(seq: SkeletonSequence, length: int, rng: np.random.Generator,
-                  min_fraction: float = 0.8) -> SkeletonSequence:
-    """A random crop of the sequence resampled to ``length`` frames; see
-    :func:`random_window_indices`."""
-    return seq.select_frames(random_window_indices(seq.num_frames, length, rng, min_fraction))
+                  min_fraction: float = 0.8, interpolation: str = "nearest") -> SkeletonSequence:
+    """A :func:`random_window_span` crop of the sequence resampled to ``length`` frames."""
+    start, keep = random_window_span(seq.num_frames, rng, min_fraction)
+    return _frames_at(seq, start, keep, length, interpolation)
 
 
 def drop_empty_frames(seq: SkeletonSequence) -> SkeletonSequence:
@@ -412,5 +467,6 @@ def drop_empty_frames(seq: SkeletonSequence) -> SkeletonSequence:
 
 
 __all__ = ["PreprocessConfig", "Transform", "preprocess", "preprocess_sequence",
-           "uniform_indices", "random_window_indices", "random_sorted_indices",
-           "resample_window", "random_window", "drop_empty_frames"]
+           "INTERPOLATIONS", "uniform_positions", "uniform_indices", "blend_frames",
+           "interpolate_frames", "random_window_span", "random_window_indices",
+           "random_sorted_indices", "resample_window", "random_window", "drop_empty_frames"]

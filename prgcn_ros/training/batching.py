@@ -59,15 +59,17 @@ def window(seq: SkeletonSequence, cfg: dict, rng: np.random.Generator | None
            ) -> SkeletonSequence:
     """The model's window of a clip: random in training (``rng`` given), fixed otherwise."""
     length = int(cfg["window"]["length"])
+    interpolation = cfg["window"].get("interpolation", "nearest")
     seq = drop_empty_frames(seq)
     if cfg["window"]["mode"] == "crop":
         return crop_window(seq, length, rng)
     if rng is None:
-        return resample_window(seq, length)
+        return resample_window(seq, length, interpolation)
     if cfg["window"].get("train_sampling", "crop") == "sorted_random":
         return seq.select_frames(random_sorted_indices(seq.num_frames, length, rng))
     return random_window(seq, length, rng,
-                         min_fraction=float(cfg["window"].get("train_min_fraction", 1.0)))
+                         min_fraction=float(cfg["window"].get("train_min_fraction", 1.0)),
+                         interpolation=interpolation)
 
 
 class Batch(NamedTuple):

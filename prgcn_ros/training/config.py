@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from prgcn_ros import paths
+from prgcn_ros.skeleton.preprocess import INTERPOLATIONS
 
 DEFAULTS: dict[str, Any] = {
     "name": "prgcn",
@@ -41,11 +42,15 @@ DEFAULTS: dict[str, Any] = {
     "layout": "kinect20",
     "fps": 15.0,
     "window": {
-        # "resample": the whole clip (or, in training, a random part of it) linearly resampled
-        # to `length` frames; "crop": `length` consecutive frames (random start in training,
+        # "resample": the whole clip (or, in training, a random part of it) resampled to
+        # `length` frames; "crop": `length` consecutive frames (random start in training,
         # the start in evaluation), zero-padded when the clip is shorter.
         "mode": "resample",
         "length": 48,
+        # Resample mode: "nearest" frame (a short clip repeats frames, so its motion comes in
+        # steps) or "linear" between frames (it moves smoothly at any frame rate). Kept in the
+        # model's metadata: the live node resamples the same way.
+        "interpolation": "nearest",
         # Training only (resample mode): the random window keeps a uniform fraction in
         # [train_min_fraction, 1] of the clip at a random start (1.0: always the whole clip).
         "train_min_fraction": 1.0,
@@ -230,6 +235,9 @@ def load_config(path: str | os.PathLike | None = None,
 def _check(cfg: dict, where: str) -> None:
     if cfg["window"]["mode"] not in ("resample", "crop"):
         raise ConfigError(f"{where}: window.mode must be 'resample' or 'crop'")
+    if cfg["window"]["interpolation"] not in INTERPOLATIONS:
+        raise ConfigError(f"{where}: window.interpolation must be one of "
+                          f"{', '.join(INTERPOLATIONS)}")
     if cfg["window"]["train_sampling"] not in ("crop", "sorted_random"):
         raise ConfigError(f"{where}: window.train_sampling must be 'crop' or 'sorted_random'")
     if int(cfg["window"]["length"]) < 1:

@@ -293,7 +293,9 @@ def config_for_model(cfg: dict, metadata: dict[str, Any]) -> dict:
     window = metadata.get("window") or {}
     if "window_length" in metadata:
         cfg["window"]["length"] = int(metadata["window_length"])
-    for key in ("length", "mode"):
+    # A model from before window.interpolation existed resampled to the nearest frame.
+    cfg["window"]["interpolation"] = "nearest"
+    for key in ("length", "mode", "interpolation"):
         if key in window:
             cfg["window"][key] = window[key]
     if metadata.get("max_persons"):

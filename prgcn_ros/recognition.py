@@ -67,12 +67,15 @@ from prgcn_ros.model.backends import (  # noqa: F401 - Backend re-exported
 from prgcn_ros.model.graph import layout_name
 from prgcn_ros.skeleton.layouts import LAYOUTS, get_layout
 from prgcn_ros.skeleton.preprocess import (
+    INTERPOLATIONS,
     PAIR_ORDERS,
     PreprocessConfig,
+    blend_frames,
     exchange_persons,
     pair_orders,
     preprocess,
     uniform_indices,
+    uniform_positions,
 )
 from prgcn_ros.training.calibration import scaled, temperature_of
 
@@ -123,7 +126,8 @@ class Recognizer:
         self.both_orders = self.persons == 2 and pair_orders(metadata) == "both"
         self.temperature = temperature_of(metadata)
         self.dims = 2 if self.layout.name in TWO_D_LAYOUTS else 3
-        self.window_mode, self.window_length = _window_setting(metadata.get("window"))
+        self.window_mode, self.window_length, self.interpolation = _window_setting(
+            metadata.get("window"))
         pre = dict(metadata.get("preprocess") or {})
         self.model_axis = pre.get("axis", "y_up")
         # The model's settings with the input's axis convention (preprocessing turns it y up).
@@ -363,34 +367,47 @@ class Recognizer:
         """The frames the model sees, (S, T, M, V, C): each sample's people in its slots.
 
         resample: the held frames spread evenly over the model's length (the whole clip,
-        offline); crop: the last ``length`` frames, padded like the ring buffer does. The two
-        people of a pair share one time line, aligned at their newest frames (they arrive in
-        the same messages): frames before a partner's first are empty (confidence 0), like a
-        person absent from part of a training clip. Slots without a person are empty, as
-        training pads a clip of fewer people (``SkeletonSequence.main_persons``).
+        offline), by the nearest frame or linear between frames as the model was trained;
+        crop: the last ``length`` frames, padded like the ring buffer does. The two people of
+        a pair share one time line, aligned at their newest frames (they arrive in the same
+        messages): frames before a partner's first are empty (confidence 0), like a person
+        absent from part of a training clip. Slots without a person are empty, as training
+        pads a clip of fewer people (``SkeletonSequence.main_persons``).
         """
         length = batch.shape[1]
         slot_rows = np.full((len(sample_rows), self.persons), -1)
         for s, rows in enumerate(sample_rows):
             slot_rows[s, : len(rows)] = rows
         held = np.asarray(counts)
-        if self.window_mode == "crop":
-            t = min(self.window_length, length)
-            index = np.tile(np.arange(length - t, length), (len(sample_rows), 1))
-        else:
-            # Held frames sit at the end of the gathered window (the front repeats the oldest).
-            index = np.stack([length - c + uniform_indices(c, self.window_length)
-                              for c in (max(held[r] for r in rows) for rows in sample_rows)])
         people = slot_rows.clip(min=0)
         lone = (slot_rows[:, 1:] < 0).all(1)[:, None, None]       # keeps the ring's padding
-        present = (slot_rows >= 0)[:, None, :] & (
-            lone | (index[:, :, None] >= length - held[people][:, None, :]))
         device = batch.device
-        x = batch[torch.from_numpy(people).to(device)[:, None, :],
-                  torch.from_numpy(index).to(device)[:, :, None]]   # (S, T, M, V, C)
-        if not present.all():
-            x = x * torch.from_numpy(present).to(device=device, dtype=x.dtype)[..., None, None]
-        return x
+
+        def frames(index: np.ndarray) -> torch.Tensor:
+            """Each sample's people at window positions ``index`` (S, T): (S, T, M, V, C)."""
+            present = (slot_rows >= 0)[:, None, :] & (
+                lone | (index[:, :, None] >= length - held[people][:, None, :]))
+            x = batch[torch.from_numpy(people).to(device)[:, None, :],
+                      torch.from_numpy(index).to(device)[:, :, None]]
+            if not present.all():
+                x = x * torch.from_numpy(present).to(device=device, dtype=x.dtype)[..., None, None]
+            return x
+
+        if self.window_mode == "crop":
+            t = min(self.window_length, length)
+            return frames(np.tile(np.arange(length - t, length), (len(sample_rows), 1)))
+        # Held frames sit at the end of the gathered window (the front repeats the oldest).
+        sample_held = [max(held[r] for r in rows) for rows in sample_rows]
+        if self.interpolation == "nearest":
+            return frames(np.stack([length - c + uniform_indices(c, self.window_length)
+                                    for c in sample_held]))
+        position = np.stack([length - c + uniform_positions(c, self.window_length)
+                             for c in sample_held])
+        before = np.floor(position).astype(np.int64)
+        weight = torch.from_numpy(position - before).to(device)[:, :, None].expand(
+            -1, -1, self.persons)
+        return blend_frames(frames(before), frames(np.minimum(before + 1, length - 1)), weight,
+                            self.dims)
 
     def _forward(self, coords: torch.Tensor, conf: torch.Tensor, axis: str
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -466,13 +483,16 @@ class Recognizer:
         return out
 
 
-def _window_setting(window: Any) -> tuple[str, int]:
-    """The metadata's window: {"mode": "resample"|"crop", "length": T} or a plain T."""
+def _window_setting(window: Any) -> tuple[str, int, str]:
+    """The metadata's window: {"mode": "resample"|"crop", "length": T, "interpolation":
+    "nearest"|"linear"} or a plain T, as (mode, length, interpolation); models from before
+    window.interpolation existed resample to the nearest frame."""
     if isinstance(window, Mapping):
-        return str(window.get("mode", "resample")), int(window.get("length", 48))
+        return (str(window.get("mode", "resample")), int(window.get("length", 48)),
+                str(window.get("interpolation", "nearest")))
     if window is None:
-        return "resample", 48
-    return "resample", int(window)
+        return "resample", 48, "nearest"
+    return "resample", int(window), "nearest"
 
 
 def metadata_problem(metadata: Mapping[str, Any]) -> str | None:
@@ -492,10 +512,10 @@ def metadata_problem(metadata: Mapping[str, Any]) -> str | None:
         return f"metadata has {count} class names for {outputs} model outputs"
     try:
         PreprocessConfig.from_dict(dict(metadata.get("preprocess") or {}))
-        mode, length = _window_setting(metadata.get("window"))
+        mode, length, interpolation = _window_setting(metadata.get("window"))
     except (ValueError, TypeError) as error:
         return f"metadata preprocessing/window settings are invalid ({error})"
-    if mode not in ("resample", "crop") or length < 1:
+    if mode not in ("resample", "crop") or length < 1 or interpolation not in INTERPOLATIONS:
         return f"metadata window {metadata.get('window')!r} is invalid"
     orders = pair_orders(metadata)
     if orders not in PAIR_ORDERS:

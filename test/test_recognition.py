@@ -366,15 +366,16 @@ def test_all_drop_reasons_appear_in_the_statistics():
 
 
 # ---------------------------------------------------------------------------- live == offline
-def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir):
+@pytest.mark.parametrize("interpolation", ["nearest", "linear"])
+def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir, interpolation):
     """The frames streamed one by one give the scores prgcn-eval's batching gives the clip."""
     from prgcn_ros.skeleton.readers import read_msr_action3d
     from prgcn_ros.training import batching
 
     model = tiny_recognizer().model
     cfg = {"layout": "kinect20", "preprocess": {"center": "first_frame", "scale": "torso"},
-           "window": {"mode": "resample", "length": 48}, "data": {"max_persons": 1},
-           "augment": {}}
+           "window": {"mode": "resample", "length": 48, "interpolation": interpolation},
+           "data": {"max_persons": 1}, "augment": {}}
     names = ["a01_s02_e01", "a13_s04_e02", "a20_s10_e03"]
     clips = [read_msr_action3d(data_dir / "msr_action3d" / f"{n}_skeleton3D.txt")
              for n in names]
@@ -392,7 +393,9 @@ def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir):
     with torch.no_grad():
         offline = torch.softmax(rec.model(x)[0], dim=1).numpy()
     for k in range(len(clips)):
-        np.testing.assert_allclose(live[k], offline[k], atol=1e-4)
+        # Log scale: the random model is sure of class 0, so the other classes' small
+        # probabilities are where a different window would show.
+        np.testing.assert_allclose(np.log(live[k]), np.log(offline[k]), atol=1e-3)
 
 
 @pytest.mark.parametrize("change, words", [
@@ -400,6 +403,8 @@ def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir):
     (lambda m: m.pop("class_names"), "no class names"),
     (lambda m: m.update(preprocess={"center": "sideways"}), "preprocessing/window"),
     (lambda m: m.update(window={"mode": "shuffle", "length": 8}), "window"),
+    (lambda m: m.update(window={"mode": "resample", "length": 8, "interpolation": "cubic"}),
+     "'interpolation': 'cubic'"),
     (lambda m: m["architecture"].update(layout="kinect21"), "unknown skeleton layout"),
     (lambda m: m.update(inference={"pair_orders": "sorted"}), "pair_orders 'sorted'"),
 ])
@@ -627,13 +632,15 @@ def test_the_temperature_comes_from_the_model_metadata():
 
 # ---------------------------------------------------------------------------- pairs
 def pair_recognizer(length: int = 8, layout: str = "kinect20", pair_orders: str = "given",
-                    persons: str = "each", **params) -> Recognizer:
+                    persons: str = "each", interpolation: str = "nearest",
+                    **params) -> Recognizer:
     """A random model of two-person samples (max_persons 2, like SBU's), window ``length``."""
     torch.manual_seed(0)
     model = PRGCN(len(CLASSES), layout)
     metadata = {"architecture": model.arch, "class_names": CLASSES, "max_persons": 2,
                 "preprocess": {"center": "first_frame", "scale": "torso", "persons": persons},
-                "window": {"mode": "resample", "length": length},
+                "window": {"mode": "resample", "length": length,
+                           "interpolation": interpolation},
                 "inference": {"pair_orders": pair_orders}}
     values = {"window": 16, "min_frames": 4, "top_k": 2, "max_rate_hz": 1e9, "smoothing": 1,
               **params}
@@ -756,9 +763,10 @@ def test_a_pairs_label_depends_on_who_has_the_lower_id_unless_both_orders_are_sc
         assert np.abs(scores[0] - scores[1]).max() > 0.1
 
 
-@pytest.mark.parametrize("pair_orders", ["given", "both"])
-def test_live_pairs_and_lone_people_match_the_offline_evaluation_on_sbu_clips(data_dir,
-                                                                              pair_orders):
+@pytest.mark.parametrize("pair_orders, interpolation",
+                         [("given", "nearest"), ("both", "nearest"), ("given", "linear")])
+def test_live_pairs_and_lone_people_match_the_offline_evaluation_on_sbu_clips(
+        data_dir, pair_orders, interpolation):
     """An SBU clip's two people streamed frame by frame give the scores prgcn-eval gives the
     clip (M = 2, person 1 in slot 0; with pair_orders both, the mean over both slot orders);
     one of them alone gives the clip of that person with the second slot empty, as training
@@ -769,15 +777,15 @@ def test_live_pairs_and_lone_people_match_the_offline_evaluation_on_sbu_clips(da
 
     cfg = {"layout": "openni15",
            "preprocess": {"center": "first_frame", "scale": "torso", "persons": "shared"},
-           "window": {"mode": "resample", "length": 48}, "data": {"max_persons": 2},
-           "augment": {}, "inference": {"pair_orders": pair_orders}}
+           "window": {"mode": "resample", "length": 48, "interpolation": interpolation},
+           "data": {"max_persons": 2}, "augment": {}, "inference": {"pair_orders": pair_orders}}
     names = ["s01s02/07/001", "s03s04/03/002"]
     clips = [read_sbu_interaction(data_dir / "sbu_interaction" / n / "skeleton_pos.txt")
              for n in names]
     lone = clips[0].select_persons([1])            # person 2 of the first clip, alone
     for clip in [*clips, lone]:
-        rec = pair_recognizer(48, "openni15", pair_orders, "shared", min_frames=1,
-                              window=96)                    # holds a whole clip
+        rec = pair_recognizer(48, "openni15", pair_orders, "shared", interpolation,
+                              min_frames=1, window=96)      # holds a whole clip
         for t in range(clip.num_frames):
             rec.ingest(InputFrame(stamp_ns=(t + 1) * 10**8, frame_id="kinect",
                                   layout="openni15", ids=[1, 2][: clip.num_persons],
@@ -788,5 +796,6 @@ def test_live_pairs_and_lone_people_match_the_offline_evaluation_on_sbu_clips(da
         offline, _ = predict(rec.model, SequenceDataset([lambda c=clip: c], [0], ["clip"],
                                                         CLASSES, "one clip"), cfg)
         for person in live:
-            np.testing.assert_allclose(person.probabilities, offline[0], atol=1e-4)
+            np.testing.assert_allclose(np.log(person.probabilities), np.log(offline[0]),
+                                       atol=1e-3)
 

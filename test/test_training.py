@@ -177,6 +177,14 @@ def test_pair_orders_setting():
         load_config(MSR_CONFIG, {"inference": {"pair_orders": "sorted"}})
 
 
+def frame_counter(frames: int) -> SkeletonSequence:
+    """A kinect20 clip whose every coordinate is its frame number: windows show their frames."""
+    coords = np.broadcast_to(np.arange(frames, dtype=np.float32)[:, None, None, None],
+                             (frames, 1, 20, 3)).copy()
+    return SkeletonSequence(coords=coords, confidence=np.ones((frames, 1, 20), np.float32),
+                            layout="kinect20", fps=15.0)
+
+
 def test_train_sampling_setting():
     """sorted_random draws each training window's frames from the whole clip in order; the
     evaluation window stays the even resampling."""
@@ -184,10 +192,7 @@ def test_train_sampling_setting():
     with pytest.raises(ConfigError, match="window.train_sampling must be"):
         load_config(MSR_CONFIG, {"window": {"train_sampling": "shuffle"}})
     cfg = load_config(MSR_CONFIG, {"window": {"train_sampling": "sorted_random"}})
-    frames = np.arange(30, dtype=np.float32)
-    coords = np.broadcast_to(frames[:, None, None, None], (30, 1, 20, 3)).copy()
-    seq = SkeletonSequence(coords=coords, confidence=np.ones((30, 1, 20), np.float32),
-                           layout="kinect20", fps=15.0)
+    seq = frame_counter(30)
     rng = np.random.default_rng(3)
     drawn = [batching.window(seq, cfg, rng).coords[:, 0, 0, 0] for _ in range(10)]
     assert all(len(d) == 48 and np.all(np.diff(d) >= 0) for d in drawn)
@@ -204,10 +209,7 @@ def test_interpolation_setting():
     with pytest.raises(ConfigError, match="window.interpolation must be one of nearest, linear"):
         load_config(MSR_CONFIG, {"window": {"interpolation": "cubic"}})
     cfg = load_config(MSR_CONFIG, {"window": {"interpolation": "linear"}})
-    frames = np.arange(20, dtype=np.float32)
-    coords = np.broadcast_to(frames[:, None, None, None], (20, 1, 20, 3)).copy()
-    seq = SkeletonSequence(coords=coords, confidence=np.ones((20, 1, 20), np.float32),
-                           layout="kinect20", fps=15.0)
+    seq = frame_counter(20)
     rng = np.random.default_rng(3)
     for rng_or_none in (rng, rng, None):
         steps = np.diff(batching.window(seq, cfg, rng_or_none).coords[:, 0, 0, 0])

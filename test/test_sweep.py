@@ -29,16 +29,19 @@ def test_sweep_trains_each_variant_over_its_values(tmp_path):
     plan = [{"name": "quick", "config": str(MSR_CONFIG), "set": QUICK,
              "over": {"seed": [1, 2]}},
             {"name": "no_tam", "config": str(MSR_CONFIG),
-             "set": [*QUICK, "model.use_tam=false"], "over": {"seed": [1]}}]
+             "set": [*QUICK, "model.use_tam=false"], "over": {"seed": [1]}},
+            {"name": "tuned", "config": str(MSR_CONFIG), "set": QUICK, "over": {"seed": [1]},
+             "init": "msr_action3d"}]
     results, table = run_sweep(tmp_path, plan, "--workers", "2")
     assert sorted((r["variant"], r["seed"]) for r in results) == [
-        ("no_tam", 1), ("quick", 1), ("quick", 2)]
+        ("no_tam", 1), ("quick", 1), ("quick", 2), ("tuned", 1)]
     for r in results:
         assert r["status"] == "done" and 0.0 <= r["top1"] <= 1.0, r
         meta = json.loads((tmp_path / "out" / r["variant"] / f"seed-{r['seed']}" /
                            "model.json").read_text())
         assert meta["training"]["seed"] == r["seed"]
-        assert meta["architecture"]["use_tam"] == (r["variant"] == "quick")
+        assert meta["architecture"]["use_tam"] == (r["variant"] != "no_tam")
+        assert bool(meta["training"]["init"]) == (r["variant"] == "tuned")
         assert meta["accuracy"]["top1"] == r["top1"]
     assert "quick" in table and "no_tam" in table
 

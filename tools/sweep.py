@@ -10,6 +10,7 @@ PLAN.yaml lists variants, run in order (the first ones finish first when the dea
       config: config/train_msr_action3d.yaml
       set: ["optim.epochs=100"]              # prgcn-train --set overrides (optional)
       over: {seed: [1, 2, 3, 4, 5]}          # one run per value (any config key)
+      init: msr_action3d                     # prgcn-train --init: fine-tune (optional)
 
 Each run is ``prgcn-train --no-progress`` writing under OUT/NAME/KEY-VALUE/; its summary (test
 top-1, training time) is appended to the results file as it finishes, and a table of mean +- sd
@@ -40,7 +41,7 @@ def jobs_of(plan: list[dict], out: Path) -> list[dict]:
             run_dir = out / variant["name"] / f"{key.replace('.', '_')}-{value}"
             jobs.append({"variant": variant["name"], "config": variant["config"],
                          "set": [*variant.get("set", []), f"{key}={value}"], "key": key,
-                         "value": value, "dir": run_dir})
+                         "value": value, "dir": run_dir, "init": variant.get("init")})
     return jobs
 
 
@@ -50,6 +51,8 @@ def command(job: dict, device: str) -> list[str]:
            "--no-progress", "--device", device]
     for item in job["set"]:
         cmd += ["--set", item]
+    if job.get("init"):
+        cmd += ["--init", str(job["init"])]
     return cmd
 
 

@@ -171,8 +171,16 @@ def _check_recovers_and_logged_once(probe, recognizer, reason: str, before: int,
     key = f"dropped_{reason}"
     probe.wait_diagnostics(lambda d: int(d[key]) >= before + sent)
     pid = next(_person_ids)
-    last = probe.play({pid: standing(10)}, 5)
-    probe.wait_action(pid, stamp=last)
+    # Sensor-data QoS is best effort: while the node still drains a burst, the newest message
+    # itself can be lost on the way (a 1 kHz burst once left no /action for the last of five
+    # frames). Recovering means an /action for the newest frame of a later round.
+    for _ in range(3):
+        last = probe.play({pid: standing(10)}, 5)
+        if spin_until(probe.node, lambda stamp=last: any(
+                a.window_end == stamp for _, a in probe.actions_for(pid)), 5.0):
+            break
+    else:
+        raise AssertionError(f"no /action for person {pid} ending at the newest frame {last}")
     assert recognizer.poll() is None
     assert process_log(recognizer).count(f"dropped_{reason} in /diagnostics") == 1
 

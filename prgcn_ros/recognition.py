@@ -76,6 +76,7 @@ from prgcn_ros.skeleton.preprocess import (
     preprocess,
     uniform_indices,
     uniform_positions,
+    window_setting,
 )
 from prgcn_ros.training.calibration import scaled, temperature_of
 
@@ -126,7 +127,7 @@ class Recognizer:
         self.both_orders = self.persons == 2 and pair_orders(metadata) == "both"
         self.temperature = temperature_of(metadata)
         self.dims = 2 if self.layout.name in TWO_D_LAYOUTS else 3
-        self.window_mode, self.window_length, self.interpolation = _window_setting(
+        self.window_mode, self.window_length, self.interpolation = window_setting(
             metadata.get("window"))
         pre = dict(metadata.get("preprocess") or {})
         self.model_axis = pre.get("axis", "y_up")
@@ -483,18 +484,6 @@ class Recognizer:
         return out
 
 
-def _window_setting(window: Any) -> tuple[str, int, str]:
-    """The metadata's window: {"mode": "resample"|"crop", "length": T, "interpolation":
-    "nearest"|"linear"} or a plain T, as (mode, length, interpolation); models from before
-    window.interpolation existed resample to the nearest frame."""
-    if isinstance(window, Mapping):
-        return (str(window.get("mode", "resample")), int(window.get("length", 48)),
-                str(window.get("interpolation", "nearest")))
-    if window is None:
-        return "resample", 48, "nearest"
-    return "resample", int(window), "nearest"
-
-
 def metadata_problem(metadata: Mapping[str, Any]) -> str | None:
     """What in a model's metadata the live node cannot work with, or None."""
     arch = metadata.get("architecture") or {}
@@ -512,7 +501,7 @@ def metadata_problem(metadata: Mapping[str, Any]) -> str | None:
         return f"metadata has {count} class names for {outputs} model outputs"
     try:
         PreprocessConfig.from_dict(dict(metadata.get("preprocess") or {}))
-        mode, length, interpolation = _window_setting(metadata.get("window"))
+        mode, length, interpolation = window_setting(metadata.get("window"))
     except (ValueError, TypeError) as error:
         return f"metadata preprocessing/window settings are invalid ({error})"
     if mode not in ("resample", "crop") or length < 1 or interpolation not in INTERPOLATIONS:

@@ -367,6 +367,16 @@ def exchange_persons(coords: torch.Tensor, confidence: torch.Tensor,
 INTERPOLATIONS = ("nearest", "linear")
 
 
+def window_setting(window: Any) -> tuple[str, int, str]:
+    """A model's metadata ``window`` ({"mode", "length", "interpolation"} or a plain length)
+    as (mode, length, interpolation); keys it lacks, because the model predates them, at what
+    such models did: resample to 48 frames, by the nearest frame."""
+    if not isinstance(window, Mapping):
+        window = {} if window is None else {"length": window}
+    return (str(window.get("mode", "resample")), int(window.get("length", 48)),
+            str(window.get("interpolation", "nearest")))
+
+
 def uniform_positions(num_frames: int, length: int) -> np.ndarray:
     """``length`` times spread evenly over ``num_frames`` frames, in frame units (the middle of
     each of ``length`` equal segments, frame i being the middle of [i, i + 1)), clipped to
@@ -467,6 +477,6 @@ def drop_empty_frames(seq: SkeletonSequence) -> SkeletonSequence:
 
 
 __all__ = ["PreprocessConfig", "Transform", "preprocess", "preprocess_sequence",
-           "INTERPOLATIONS", "uniform_positions", "uniform_indices", "blend_frames",
-           "interpolate_frames", "random_window_span", "random_window_indices",
+           "INTERPOLATIONS", "window_setting", "uniform_positions", "uniform_indices",
+           "blend_frames", "interpolate_frames", "random_window_span", "random_window_indices",
            "random_sorted_indices", "resample_window", "random_window", "drop_empty_frames"]

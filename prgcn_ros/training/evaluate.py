@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from prgcn_ros.skeleton.preprocess import pair_orders
+from prgcn_ros.skeleton.preprocess import pair_orders, window_setting
 
 from . import batching
 from .config import ConfigError, in_channels, load_config
@@ -293,11 +293,10 @@ def config_for_model(cfg: dict, metadata: dict[str, Any]) -> dict:
     window = metadata.get("window") or {}
     if "window_length" in metadata:
         cfg["window"]["length"] = int(metadata["window_length"])
-    # A model from before window.interpolation existed resampled to the nearest frame.
-    cfg["window"]["interpolation"] = "nearest"
-    for key in ("length", "mode", "interpolation"):
+    for key in ("length", "mode"):
         if key in window:
             cfg["window"][key] = window[key]
+    cfg["window"]["interpolation"] = window_setting(window)[2]
     if metadata.get("max_persons"):
         cfg["data"]["max_persons"] = int(metadata["max_persons"])
     # As live: the model's own setting, else the slot order as given.

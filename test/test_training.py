@@ -26,6 +26,7 @@ from prgcn_ros.training.datasets import (
     msr_file_list,
     parse_msr_name,
 )
+from prgcn_ros.training.export import example_input
 from prgcn_ros.training.train import Trainer, parse_set
 
 
@@ -221,6 +222,10 @@ def test_interpolation_setting():
         "interpolation"] == "linear"
     old = {"window": {"length": 48, "mode": "resample"}}
     assert evaluate_cli.config_for_model(cfg, old)["window"]["interpolation"] == "nearest"
+    # save_model accepts a plain length, and the live node reads it: so does prgcn-eval.
+    plain = evaluate_cli.config_for_model(cfg, {"window": 32})["window"]
+    assert (plain["mode"], plain["length"], plain["interpolation"]) == ("resample", 32, "nearest")
+    assert example_input({"window": 32, "layout": "kinect20"}).shape == (1, 3, 32, 20, 1)
 
 
 def test_device_setting(msr_train):

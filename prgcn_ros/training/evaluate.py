@@ -290,13 +290,9 @@ def config_for_model(cfg: dict, metadata: dict[str, Any]) -> dict:
     cfg = copy.deepcopy(cfg)
     if metadata.get("preprocess"):
         cfg["preprocess"] = dict(metadata["preprocess"])
-    window = metadata.get("window") or {}
-    if "window_length" in metadata:
-        cfg["window"]["length"] = int(metadata["window_length"])
-    for key in ("length", "mode"):
-        if key in window:
-            cfg["window"][key] = window[key]
-    cfg["window"]["interpolation"] = window_setting(window)[2]
+    # Read as the live node reads it (a plain length or a dict; what a model lacks at its default).
+    mode, length, interpolation = window_setting(metadata.get("window"))
+    cfg["window"].update(mode=mode, length=length, interpolation=interpolation)
     if metadata.get("max_persons"):
         cfg["data"]["max_persons"] = int(metadata["max_persons"])
     # As live: the model's own setting, else the slot order as given.

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from prgcn_ros.skeleton.layouts import get_layout
+from prgcn_ros.skeleton.preprocess import window_setting
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -26,8 +27,7 @@ def example_input(metadata: dict[str, Any], batch: int = 1, frames: int | None =
                   ) -> torch.Tensor:
     """A zero (N, C, T, V, M) tensor shaped like the model's input."""
     channels = int(metadata.get("in_channels", 3))
-    length = int(frames or metadata.get("window_length")
-                 or (metadata.get("window") or {}).get("length") or 48)
+    length = int(frames or window_setting(metadata.get("window"))[1])
     joints = get_layout(metadata["layout"]).num_joints
     persons = int(metadata.get("max_persons", 1))
     return torch.zeros(batch, channels, length, joints, persons)

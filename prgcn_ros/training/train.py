@@ -402,7 +402,6 @@ class Trainer:
             "preprocess": batching.preprocess_config(cfg).to_dict(),
             "window": {"length": int(cfg["window"]["length"]), "mode": cfg["window"]["mode"],
                        "interpolation": cfg["window"]["interpolation"]},
-            "window_length": int(cfg["window"]["length"]),
             "fps": float(cfg["fps"]),
             "max_persons": batching.max_persons(cfg),
             "inference": dict(cfg["inference"]),

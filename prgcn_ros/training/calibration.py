@@ -81,7 +81,7 @@ def subset(dataset: SequenceDataset, index: list[int], description: str) -> Sequ
 
     return SequenceDataset([loader(i) for i in index], [dataset.labels[i] for i in index],
                            [dataset.names[i] for i in index], dataset.class_names, description,
-                           cache=False)
+                           cache=False, recordings=[dataset.recordings[i] for i in index])
 
 
 def split_training_set(dataset: SequenceDataset, cfg: dict

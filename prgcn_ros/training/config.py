@@ -126,6 +126,11 @@ DEFAULTS: dict[str, Any] = {
         # after every step with this decay (0: off); the model file and the evaluation get the
         # averaged weights. torch.optim.swa_utils.AveragedModel.
         "ema_decay": 0.0,
+        # Weight of a view-consistency term (0: off): every training clip recorded by other
+        # sensors too (the same performance, SequenceDataset.recordings) brings one of those
+        # recordings into its batch, and weight x (1 - cosine similarity) of the two clips'
+        # pooled features (the classifier's input, centred on the batch mean) joins the loss.
+        "view_consistency": 0.0,
     },
     # Confidence calibration (temperature scaling, prgcn_ros.training.calibration): a validation
     # split taken out of the training data, either the clips of these training `subjects`
@@ -258,6 +263,8 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: augment.body_shape is a standard deviation (>= 0)")
     if not 0.0 <= float(cfg["optim"]["ema_decay"] or 0.0) < 1.0:
         raise ConfigError(f"{where}: optim.ema_decay must be in [0, 1) (0: no averaging)")
+    if float(cfg["optim"]["view_consistency"] or 0.0) < 0.0:
+        raise ConfigError(f"{where}: optim.view_consistency must be >= 0 (0: off)")
     if cfg["refine"]["prm_optimizer"] not in ("sgd", "adam"):
         raise ConfigError(f"{where}: refine.prm_optimizer must be 'sgd' or 'adam'")
     from prgcn_ros.model.build import ARCHITECTURES

@@ -75,16 +75,29 @@ class SequenceDataset:
     """A list of labelled sequences, loaded on first access and kept in memory."""
 
     def __init__(self, loaders: Sequence, labels: Sequence[int], names: Sequence[str],
-                 class_names: Sequence[str], description: str, cache: bool = True):
+                 class_names: Sequence[str], description: str, cache: bool = True,
+                 recordings: Sequence[str] | None = None):
         self._loaders = list(loaders)
         self.labels = [int(label) for label in labels]
         self.names = list(names)
+        # The performance each clip records: clips with the same key are one performance seen
+        # by several sensors (NW-UCLA's views). By default every clip is its own.
+        self.recordings = list(names) if recordings is None else list(recordings)
+        if len(self.recordings) != len(self.names):
+            raise ValueError(f"{len(self.recordings)} recording keys for {len(self.names)} clips")
         self.class_names = list(class_names)
         self.description = description
         self._cache: dict[int, SkeletonSequence] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self._loaders)
+
+    def other_views(self) -> list[list[int]]:
+        """For each clip, the other clips of its performance (empty when it has none)."""
+        members: dict[str, list[int]] = {}
+        for index, key in enumerate(self.recordings):
+            members.setdefault(key, []).append(index)
+        return [[j for j in members[key] if j != i] for i, key in enumerate(self.recordings)]
 
     def __getitem__(self, index: int) -> SkeletonSequence:
         if self._cache is not None and index in self._cache:
@@ -184,8 +197,11 @@ def nw_ucla(root: Path, views: Sequence[int], subjects: Sequence[int] | None = N
             continue
         files.append(path)
         labels.append(NW_UCLA_ACTIONS.index(name.action))
-    return _from_files(files, read_nw_ucla, labels, NW_UCLA_CLASSES,
-                       description or f"NW-UCLA views {sorted(wanted)}", "NW-UCLA", root)
+    dataset = _from_files(files, read_nw_ucla, labels, NW_UCLA_CLASSES,
+                          description or f"NW-UCLA views {sorted(wanted)}", "NW-UCLA", root)
+    # aAA_sSS_eEE: the three Kinects filmed each performance at once.
+    dataset.recordings = [name.rsplit("_v", 1)[0] for name in dataset.names]
+    return dataset
 
 
 def utd_mhad(root: Path, subjects: Sequence[int], description: str = "") -> SequenceDataset:

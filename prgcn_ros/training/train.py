@@ -184,6 +184,14 @@ def code_version() -> str:
         return "unknown"
 
 
+def centred_similarity(features: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of the two rows of each pair of ``pairs`` (P, 2) in ``features``
+    (N, F), centred on the batch's mean first: pooled after a ReLU, every clip's features point
+    much the same way (raw cosines near 1), and the differences between clips lie around it."""
+    centred = features - features.mean(dim=0, keepdim=True)
+    return nn.functional.cosine_similarity(centred[pairs[:, 0]], centred[pairs[:, 1]], dim=1)
+
+
 class Trainer:
     """One training run: model, optimizer and data, stepped epoch by epoch."""
 
@@ -217,6 +225,13 @@ class Trainer:
         decay = float(opt.get("ema_decay") or 0.0)
         self.averaged = None if not decay else swa_utils.AveragedModel(
             self.model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
+        # optim.view_consistency: each clip's other recordings, to draw one into its batch.
+        self.view_weight = float(opt.get("view_consistency") or 0.0)
+        self.other_views = self.train_set.other_views() if self.view_weight else None
+        if self.other_views is not None and not any(self.other_views):
+            raise ConfigError(f"optim.view_consistency needs clips of one performance recorded "
+                              f"by several sensors (NW-UCLA's views); {self.train_set.description}"
+                              f" has none")
         self.epoch = 0            # epochs completed
         self.steps = 0
         self.history: list[dict[str, Any]] = []
@@ -225,13 +240,14 @@ class Trainer:
         self.init: dict[str, Any] | None = None  # --init: the model file it started from
 
     # ------------------------------------------------------------------ one step / one epoch
-    def step(self, batch: batching.Batch, generator: torch.Generator | None = None
-             ) -> dict[str, float]:
+    def step(self, batch: batching.Batch, generator: torch.Generator | None = None,
+             pairs: torch.Tensor | None = None) -> dict[str, float]:
         """One optimiser step on ``batch``; returns its losses (``loss`` is their sum).
 
         With the "restore" objective a random part of the batch is corrupted by the driver
         noise model first (drawn from ``generator``), and the refined window is pulled towards
-        the clean one.
+        the clean one. ``pairs`` (P, 2): batch positions of two recordings of one performance,
+        whose pooled features the view-consistency term pulls together.
         """
         self.model.train()
         refine = self.cfg["refine"]
@@ -252,9 +268,18 @@ class Trainer:
         x = clean if x is batch.x else x.to(device)     # uncorrupted: one copy, not two
         batch = batch._replace(x=clean, labels=batch.labels.to(device),
                                present=batch.present.to(device), scale=batch.scale.to(device))
-        output = self.net(x)
+        pooled: list[torch.Tensor] = []
+        hook = None if pairs is None or not len(pairs) else \
+            self.model.classifier.register_forward_pre_hook(lambda _, args: pooled.append(args[0]))
+        try:
+            output = self.net(x)
+        finally:
+            if hook is not None:
+                hook.remove()
         logits = logits_of(output)
         losses = {"classification": self.loss_fn(logits, batch.labels)}
+        if pooled:
+            losses["view"] = self.view_weight * (1.0 - centred_similarity(pooled[0], pairs)).mean()
         foreign = batch.labels < 0
         any_foreign = bool(foreign.any())        # one device sync, used twice
         if self.outliers is not None and any_foreign:
@@ -326,13 +351,17 @@ class Trainer:
                    disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
         for index in bar:
             clips = [self.train_set[i] for i in index]
+            pairs = self.view_pairs(index, gen)
+            if pairs is not None:
+                clips += [self.train_set[i] for i in pairs[:, 1].tolist()]
+                pairs[:, 1] = torch.arange(len(index), len(clips))
             foreign = self.outlier_clips(gen)
             batch = batching.build_batch(clips + foreign, self.cfg, train=True, generator=gen)
             if foreign:
                 labels = batch.labels.clone()
                 labels[len(clips):] = -1
                 batch = batch._replace(labels=labels)
-            losses = self.step(batch, gen)
+            losses = self.step(batch, gen, pairs)
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + value * len(index)
             seen += len(index)
@@ -350,6 +379,20 @@ class Trainer:
         stats.setdefault("loss", 0.0)
         self.history.append(stats)
         return stats
+
+    def view_pairs(self, index: list[int], generator: torch.Generator) -> torch.Tensor | None:
+        """(P, 2): for each clip of ``index`` (by its position) that was recorded by other
+        sensors too, one of those recordings drawn at random (by its training-set index);
+        None when view consistency is off."""
+        if self.other_views is None:
+            return None
+        pairs = []
+        for position, i in enumerate(index):
+            others = self.other_views[i]
+            if others:
+                pick = int(torch.randint(0, len(others), (1,), generator=generator))
+                pairs.append((position, others[pick]))
+        return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
 
     def outlier_clips(self, generator: torch.Generator) -> list:
         """``outliers.per_batch`` clips drawn from the outlier set (none without one)."""

@@ -53,9 +53,9 @@ def test_training_batches_carry_outliers_labelled_minus_one():
     seen = []
     step = trainer.step
 
-    def recording_step(batch, generator=None):
+    def recording_step(batch, *rest):
         seen.append(batch.labels.clone())
-        return step(batch, generator)
+        return step(batch, *rest)
 
     trainer.step = recording_step
     stats = trainer.train_epoch(progress=False)

@@ -36,7 +36,7 @@ def twin_subset(performances: int = 12) -> SequenceDataset:
     """Both views' clips of ``performances`` performances spread over the classes."""
     full = train_set()
     others = full.other_views()
-    firsts = [i for i, o in enumerate(full.recordings) if others[i] and others[i][0] > i]
+    firsts = [i for i, o in enumerate(others) if o and o[0] > i]
     chosen = [firsts[(k * 37) % len(firsts)] for k in range(performances)]
     index = sorted({j for i in chosen for j in [i, *others[i]]})
     return calibration.subset(full, index, f"{len(index)} clips of {full.description}")
@@ -48,6 +48,7 @@ def test_recordings_of_one_performance_are_found_by_name():
     others = full.other_views()
     for i in (0, 100, 700):
         name = full.names[i]                                   # aAA_sSS_eEE_vVV
+        assert others[i]
         for j in others[i]:
             assert full.names[j][:-4] == name[:-4] and full.names[j] != name
     # Views 1 and 2 hold the same performances but for a few clips of one view only.

@@ -168,7 +168,8 @@ def _need_dir(root: Path) -> None:
 
 
 def _from_files(files: Sequence[Path], reader, labels: Sequence[int], class_list: Sequence[str],
-                description: str, what: str, root: Path) -> SequenceDataset:
+                description: str, what: str, root: Path,
+                recordings: Sequence[str] | None = None) -> SequenceDataset:
     if not files:
         raise ConfigError(f"no {what} clips under {root} for {description}")
 
@@ -178,7 +179,8 @@ def _from_files(files: Sequence[Path], reader, labels: Sequence[int], class_list
     # A clip's name: the file stem, or for SBU its folders (pair/class/repetition).
     names = [str(Path(*Path(f).parts[-4:-1])) if Path(f).name == "skeleton_pos.txt"
              else Path(f).stem for f in files]
-    return SequenceDataset([loader(f) for f in files], labels, names, class_list, description)
+    return SequenceDataset([loader(f) for f in files], labels, names, class_list, description,
+                           recordings=recordings)
 
 
 def nw_ucla(root: Path, views: Sequence[int], subjects: Sequence[int] | None = None,
@@ -197,11 +199,10 @@ def nw_ucla(root: Path, views: Sequence[int], subjects: Sequence[int] | None = N
             continue
         files.append(path)
         labels.append(NW_UCLA_ACTIONS.index(name.action))
-    dataset = _from_files(files, read_nw_ucla, labels, NW_UCLA_CLASSES,
-                          description or f"NW-UCLA views {sorted(wanted)}", "NW-UCLA", root)
     # aAA_sSS_eEE: the three Kinects filmed each performance at once.
-    dataset.recordings = [name.rsplit("_v", 1)[0] for name in dataset.names]
-    return dataset
+    return _from_files(files, read_nw_ucla, labels, NW_UCLA_CLASSES,
+                       description or f"NW-UCLA views {sorted(wanted)}", "NW-UCLA", root,
+                       recordings=[path.stem.rsplit("_v", 1)[0] for path in files])
 
 
 def utd_mhad(root: Path, subjects: Sequence[int], description: str = "") -> SequenceDataset:

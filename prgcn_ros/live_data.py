@@ -27,7 +27,6 @@ DROP_REASONS: dict[str, str] = {
     "non_finite": "NaN or inf in a skeleton's coordinates or confidences (as float32)",
     "implausible_coordinates": "a joint farther from the sensor than any sensor sees "
                                "(100 m for 3D layouts, 100,000 px for image keypoints)",
-    "empty": "a message with no skeletons",
     "no_confidence": "a skeleton whose every joint has confidence 0",
     "duplicate_id": "skeletons sharing one id in one message (every one of them is dropped)",
     "too_many_people": "a message with more than max_people skeletons, or a new person while "
@@ -39,6 +38,7 @@ DROP_REASONS: dict[str, str] = {
                      "jump the next message confirms moves the timeline instead",
     "flood": "messages closer in time than 1/max_input_hz from one source",
     "foreign_marker_id": "MarkerArray markers whose id is not body_id*100 + joint 0..31",
+    "no_transform": "a 3D message whose frame_id tf2 cannot (yet) transform into gravity_frame",
 }
 
 # Layouts whose coordinates are image keypoints (x, y); the others are 3D sensor joints.

@@ -472,6 +472,7 @@ class Recognizer:
                 "inference_p50_ms": 1e3 * self.forward_time.get(50, now),
                 "people_tracked": len(ing.tracks),
                 "messages_received": ing.messages,
+                "messages_empty": ing.empty_messages,
                 "frames_buffered": ing.frames,
                 "inferences": self.inferences,
                 "outputs_suppressed": self.outputs_suppressed,

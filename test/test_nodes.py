@@ -159,8 +159,6 @@ def _bad_skeletons(probe, kind: str) -> SkeletonArray:
         bad = good.copy()
         bad[2, 0], bad[5, 1] = np.nan, np.inf
         return skeleton_array(probe.now(), {pid: bad})
-    if kind == "empty":
-        return skeleton_array(probe.now(), {})
     if kind == "no_confidence":
         return skeleton_array(probe.now(), {pid: good}, confidence=0.0)
     raise ValueError(kind)
@@ -186,7 +184,7 @@ def _check_recovers_and_logged_once(probe, recognizer, reason: str, before: int,
 
 
 @pytest.mark.parametrize("kind", ["wrong_joint_count", "unknown_layout", "non_finite",
-                                  "empty", "no_confidence"])
+                                  "no_confidence"])
 def test_bad_skeleton_messages_are_dropped_counted_and_logged_once(probe, recognizer, kind):
     before = probe.counter(f"dropped_{kind}")
     for _ in range(3):
@@ -228,6 +226,21 @@ def test_a_1khz_burst_is_thinned_and_the_node_keeps_up(probe, recognizer):
     stats = probe.wait_diagnostics(lambda d: int(d["dropped_flood"]) > before + 100)
     assert int(stats["dropped_flood"]) - before <= sent
     _check_recovers_and_logged_once(probe, recognizer, "flood", before, 1)
+
+
+def test_empty_arrays_while_nobody_is_in_view_are_counted_without_a_warning(probe, recognizer):
+    """Drivers publish an empty array every frame while nobody is in view: not a drop, so
+    /diagnostics does not warn of dropped input (other warnings, e.g. latency, may come)."""
+    before = probe.counter("messages_empty")
+    start = len(probe.diagnostics)
+    for _ in range(20):
+        probe.skeletons.publish(skeleton_array(probe.now(), {}))
+        probe.spin(0.05)
+    stats = probe.wait_diagnostics(lambda d: int(d["messages_empty"]) >= before + 15)
+    assert int(stats["dropped_total"]) == int(probe.diagnostics[start]["dropped_total"])
+    assert not [d["message"] for d in probe.diagnostics[start + 1:] if "dropped" in d["message"]]
+    assert recognizer.poll() is None
+    assert "no skeletons" not in process_log(recognizer)
 
 
 def test_a_person_who_vanishes_is_dropped_and_the_others_go_on(probe):

@@ -57,9 +57,10 @@ def pose(offset: float = 0.0, seed: int = 0) -> np.ndarray:
 
 
 def frame(t: int, people: dict[int, np.ndarray] | None = None, layout: str = "kinect20",
-          source: str = "skeletons", arrival: float | None = None, **kw) -> InputFrame:
+          source: str = "skeletons", arrival: float | None = None, frame_id: str = "kinect",
+          **kw) -> InputFrame:
     people = {0: pose(seed=t)} if people is None else people
-    return InputFrame(stamp_ns=1_000_000_000 + t * 33_000_000, frame_id="kinect", layout=layout,
+    return InputFrame(stamp_ns=1_000_000_000 + t * 33_000_000, frame_id=frame_id, layout=layout,
                       ids=list(people), coords=list(people.values()),
                       confidence=[np.ones(len(p)) for p in people.values()], source=source,
                       arrival=100.0 + t / 30 if arrival is None else arrival, **kw)
@@ -234,7 +235,6 @@ BAD_FRAMES = {
     "wrong_joint_count": lambda t: frame(t, {0: pose(seed=t)[:15]}),
     "non_finite": lambda t: frame(t, {0: np.where(np.arange(20)[:, None] == 3, np.nan,
                                                   pose(seed=t))}),
-    "empty": lambda t: frame(t, {}),
     "stamp_backwards": lambda t: frame(t - 3),
     "stamp_repeated": lambda t: frame(t - 1),
     # Finite in float64, inf as the float32 the pipeline keeps.
@@ -279,6 +279,19 @@ def test_bad_input_is_dropped_counted_reported_once_and_recognition_goes_on(reas
     assert rec.infer().people[0].num_frames == 6
 
 
+def test_empty_messages_are_counted_not_dropped_and_tracks_go_on():
+    """Drivers publish an empty array every frame while nobody is in view: no drop, no log."""
+    rec = tiny_recognizer()
+    for t in range(3):
+        rec.ingest(frame(t))
+    assert [rec.ingest(frame(t, {})) for t in range(3, 6)] == [[], [], []]
+    stats = rec.stats()
+    assert stats["messages_empty"] == 3 and stats["messages_received"] == 6
+    assert stats["dropped_total"] == 0
+    rec.ingest(frame(6))
+    assert rec.infer().people[0].num_frames == 4
+
+
 def test_zero_confidence_skeleton_is_dropped_but_its_neighbours_are_kept():
     rec = tiny_recognizer()
     for t in range(5):
@@ -287,6 +300,40 @@ def test_zero_confidence_skeleton_is_dropped_but_its_neighbours_are_kept():
         assert rec.ingest(f) == (["no_confidence"] if t == 0 else [])
     assert rec.dropped["no_confidence"] == 5
     assert [p.person_id for p in rec.infer().people] == [0]
+
+
+class _TfWithoutTheFrame:
+    """tf2's Buffer as it answers for a frame_id it does not know (mistyped, not yet broadcast);
+    tf2_ros itself has no wheel here."""
+
+    def lookup_transform(self, target: str, source: str, time) -> None:
+        raise LookupError(f'"{source}" passed to lookupTransform does not exist')
+
+
+def test_a_frame_tf2_cannot_transform_is_dropped_counted_and_reported_once():
+    from prgcn_ros.nodes.gravity import Gravity
+
+    gravity = Gravity(convention="z_up", gravity_frame="base_link")
+    gravity._buffer = _TfWithoutTheFrame()
+    rec = tiny_recognizer()
+    assert rec.ingest(gravity.to_model(frame(0))) == ["no_transform"]
+    assert rec.ingest(gravity.to_model(frame(1))) == []
+    stats = rec.stats()
+    assert stats["dropped_no_transform"] == 2 and stats["dropped_total"] == 2
+    assert stats["messages_received"] == 2 and stats["messages_empty"] == 0
+    assert stats["people_tracked"] == 0
+
+
+def test_gravity_remembers_a_bounded_number_of_frame_ids():
+    from prgcn_ros.nodes.gravity import MAX_FRAMES, Gravity
+
+    gravity = Gravity.from_parameters({"input_frame_convention": "z_up"})
+    for i in range(MAX_FRAMES + 10):
+        gravity.to_model(frame(i, frame_id=f"camera_{i}"))
+    point = np.array([[0.0, 1.0, 0.0]])
+    newest = gravity.to_input(point, f"camera_{MAX_FRAMES + 9}")
+    np.testing.assert_allclose(newest, [[0.0, 0.0, 1.0]], atol=1e-6)   # y up -> z up
+    np.testing.assert_array_equal(gravity.to_input(point, "camera_0"), point)  # forgotten
 
 
 def test_a_1khz_burst_is_thinned_to_max_input_hz():

@@ -25,6 +25,10 @@ from prgcn_ros.skeleton.frames import CONVENTIONS, gravity_rotation, quaternion_
 
 PARAMETERS = {"input_frame_convention": "", "camera_tilt_deg": 0.0, "gravity_frame": ""}
 
+# frame_ids whose rotation is remembered at most (a driver that names a frame per message
+# must not grow the node's memory).
+MAX_FRAMES = 256
+
 
 class GravityError(ValueError):
     """A gravity parameter is invalid or cannot be served here; one line for the user."""
@@ -90,19 +94,25 @@ class Gravity:
         return gravity_rotation(self.convention, self.tilt_deg,
                                 quaternion_matrix(q.x, q.y, q.z, q.w))
 
-    def to_model(self, frame: InputFrame) -> InputFrame | None:
-        """Rotate a frame's 3D skeletons (2D layouts pass untouched); None: no transform yet."""
+    def to_model(self, frame: InputFrame) -> InputFrame:
+        """Rotate a frame's 3D skeletons (2D layouts pass untouched). Without a transform its
+        skeletons are removed and counted as dropped ``no_transform``."""
         if not self.active or frame.layout in TWO_D_LAYOUTS:
             return frame
         rotation = self.rotation(frame.frame_id)
         if rotation is None:
-            return None
+            dropped = {**frame.dropped, "no_transform": frame.dropped.get("no_transform", 0) + 1}
+            frame.ids, frame.coords, frame.confidence, frame.dropped = [], [], [], dropped
+            return frame
+        if frame.frame_id not in self._by_frame and len(self._by_frame) >= MAX_FRAMES:
+            self._by_frame.pop(next(iter(self._by_frame)))     # the oldest frame_id
         self._by_frame[frame.frame_id] = rotation
         frame.coords = [(c @ rotation.T).astype(c.dtype, copy=False) for c in frame.coords]
         return frame
 
     def to_input(self, points: np.ndarray, frame_id: str) -> np.ndarray:
-        """Points (..., 3) of the y-up convention back into the frame `frame_id` they came in."""
+        """Points (..., 3) of the y-up convention back into the frame `frame_id` they came in
+        (by its latest rotation)."""
         rotation = self._by_frame.get(frame_id) if self.active else None
         if rotation is None or points.shape[-1] != 3:
             return points

@@ -387,9 +387,7 @@ class RecognizerNode(Node):
         frame = conversions.skeleton_array_to_frame(msg, time.monotonic())
         if self.params.input_layout:
             frame.layout = self.params.input_layout
-        frame = self.gravity.to_model(frame)
-        if frame is not None:   # None: tf2 has no transform for this frame_id yet
-            self._ingest(frame, info)
+        self._ingest(self.gravity.to_model(frame), info)
 
     def _on_azure_markers(self, msg: MarkerArray, info: dict | None = None) -> None:
         self._ingest(conversions.azure_markers_to_frame(msg, time.monotonic()), info)

@@ -18,6 +18,7 @@ from prgcn_ros.recognition import (
     ParameterError,
     Recognizer,
     RecognizerParams,
+    TorchBackend,
 )
 from prgcn_ros.skeleton.layouts import get_layout
 from prgcn_ros.skeleton.mapping import map_joints
@@ -28,7 +29,9 @@ CLASSES = ["wave", "punch", "kick"]
 KINECT20 = get_layout("kinect20")
 
 
-def tiny_recognizer(window: int = 8, use_prm: bool = True, **params) -> Recognizer:
+def tiny_recognizer(window: int = 8, use_prm: bool = True, backend=None, **params
+                    ) -> Recognizer:
+    """``backend``: model -> the network call to use (default the model's own forward)."""
     torch.manual_seed(0)
     model = PRGCN(len(CLASSES), "kinect20", use_prm=use_prm)
     metadata = {"architecture": model.arch, "class_names": CLASSES,
@@ -36,7 +39,8 @@ def tiny_recognizer(window: int = 8, use_prm: bool = True, **params) -> Recogniz
                 "window": {"mode": "resample", "length": window}}
     # Passes here follow each other within microseconds: no per-person rate limit unless asked.
     values = {"window": 16, "min_frames": 4, "top_k": 2, "max_rate_hz": 1e9, **params}
-    return Recognizer(model, metadata, RecognizerParams.from_dict(values), "cpu")
+    return Recognizer(model, metadata, RecognizerParams.from_dict(values), "cpu",
+                      backend=None if backend is None else backend(model))
 
 
 def pose(offset: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -577,7 +581,7 @@ def test_a_crowd_without_ids_is_refused_before_tracking():
     assert rec.people_tracked == 10 and rec.dropped["too_many_people"] == 1 + 5
 
 
-def test_outputs_are_never_nan_or_inf():
+def test_a_skeleton_with_every_joint_at_one_point_gives_finite_outputs():
     rec = tiny_recognizer()
     for t in range(5):   # every joint at one point: no torso length to scale by
         rec.ingest(frame(t, {0: np.zeros((20, 3)) + (0.0, 0.0, 2.0), 1: pose(1.0, t)}))
@@ -586,6 +590,30 @@ def test_outputs_are_never_nan_or_inf():
         assert np.isfinite(person.probabilities).all() and np.isfinite(person.refined).all()
         assert np.isfinite(person.confidence)
     assert 1 in [p.person_id for p in result.people]
+
+
+class _PoisonFirstSample:
+    """The network, but the first sample of every batch comes out NaN (in ``part``)."""
+
+    name = "poisoned"
+
+    def __init__(self, model: torch.nn.Module, part: str) -> None:
+        self.forward, self.part = TorchBackend(model), part
+
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, refined = (t.clone() for t in self.forward(batch))
+        (logits if self.part == "logits" else refined)[0] = float("nan")
+        return logits, refined
+
+
+@pytest.mark.parametrize("part", ["logits", "refined"])
+def test_a_sample_with_nan_outputs_is_suppressed_and_counted_the_others_published(part):
+    rec = tiny_recognizer(backend=lambda model: _PoisonFirstSample(model, part))
+    for t in range(5):
+        rec.ingest(frame(t, {0: pose(seed=t), 1: pose(1.0, t)}))
+    people = rec.infer().people
+    assert len(people) == 1 and rec.stats()["outputs_suppressed"] == 1
+    assert np.isfinite(people[0].probabilities).all() and np.isfinite(people[0].refined).all()
 
 
 def test_live_parameters_apply_at_once():

@@ -55,11 +55,14 @@ ARGUMENTS = {
     "log_level": ("info", "debug, info, warn, error or fatal"),
     "model": ("msr_action3d",
               "a shipped model's name (msr_action3d, nw_ucla, utd_mhad, sbu_interaction) or a "
-              "model file; relative paths resolve in the package's share directory. "
+              "model file (relative: the working directory, else the package's share directory); "
+              "wins over model in params_file. "
               "sbu_interaction is a two-person model: /action labels both people of a pair, "
               "each with the other's id in partner_id (-1: alone)"),
-    "device": ("auto", "auto (cuda when present), cpu, cuda or cuda:N"),
-    "input_topic": ("skeletons", "prgcn_msgs/SkeletonArray input topic (remaps skeletons); "
+    "device": ("auto", "auto (cuda when present), cpu, cuda or cuda:N; wins over device in "
+               "params_file"),
+    "input_topic": ("skeletons", "prgcn_msgs/SkeletonArray input topic (remaps skeletons, the "
+                    "default skeleton_topic); "
                     "absolute (/skeletons) for recognizers in several namespaces on one input"),
     "rviz": ("false", "true: start RViz with rviz/prgcn.rviz"),
     "fixed_frame": ("camera", "RViz fixed frame: the frame_id of the skeletons"),

@@ -73,11 +73,14 @@ def test_launch_file_loads_the_shipped_yaml_and_sets_known_parameters(launch_tre
     doc = yaml.safe_load(params_file.read_text())
     # The node name the launch file gives, or the wildcard key that matches any name.
     assert "/**" in doc           # applies to the node under any name and namespace
-    overrides = [d for d in ast.walk(launch_tree) if isinstance(d, ast.Dict)]
-    names = {k.value for d in overrides for k in d.keys if isinstance(k, ast.Constant)}
-    builtin = {"use_sim_time"}
-    parameters = names - builtin - set(constants["ARGUMENTS"])
-    assert names and parameters <= set(parameter_names())
+    # The recognizer's parameters=[params_file, {name: value}]: every name one the node has.
+    recognizer = next(n for n in _calls(launch_tree, "Node")
+                      if any(k.arg == "package" and _value(k.value, constants) == "prgcn_ros"
+                             for k in n.keywords))
+    parameters = next(k.value for k in recognizer.keywords if k.arg == "parameters")
+    names = {k.value for d in parameters.elts if isinstance(d, ast.Dict) for k in d.keys}
+    assert {"model", "device"} <= names
+    assert names <= set(parameter_names()) | {"use_sim_time"}
 
 
 def test_launch_file_has_the_arguments_a_robot_integrator_expects(launch_tree):

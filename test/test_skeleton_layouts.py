@@ -1,6 +1,9 @@
 """Layouts: joint orders as the data README and the sources define them, sound bone graphs."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from prgcn_ros.skeleton.layouts import LAYOUTS, get_layout
@@ -76,3 +79,16 @@ def test_unknown_layout_and_joint_errors():
         get_layout("kinect99")
     with pytest.raises(KeyError, match="coco18"):
         get_layout("coco18").index("pelvis")
+
+
+def test_every_layout_is_documented_where_driver_writers_look():
+    """The README's layout table, the SkeletonArray message and the shipped YAML name every
+    layout the recognizer accepts."""
+    root = Path(__file__).resolve().parents[1]
+    table = set(re.findall(r"^\| `(\w+)` \| \d+ \|", (root / "README.md").read_text(), re.M))
+    message = (root / "prgcn_msgs" / "msg" / "SkeletonArray.msg").read_text()
+    yaml_text = (root / "config" / "recognizer.yaml").read_text()
+    for name in LAYOUTS:
+        assert name in table, f"{name} missing from the README's layout table"
+        assert f'"{name}"' in message, f"{name} missing from SkeletonArray.msg"
+        assert name in yaml_text, f"{name} missing from config/recognizer.yaml (input_layout)"

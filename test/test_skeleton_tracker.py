@@ -112,3 +112,13 @@ def test_two_d_openpose_clip_runs(data_dir):
             seen[track] += 1
         tracker.expire(t / FPS)
     assert seen.most_common(1)[0][1] >= 150
+
+
+def test_a_faint_person_is_tracked_by_the_joints_it_has(handshake):
+    """Every joint under min_confidence (a far person in OpenPose): still one stable track; a
+    person with no joint above 0 gets none."""
+    tracker = Tracker(gate=0.3, timeout_s=0.5)
+    faint = np.full(handshake.confidence[0, :1].shape, 0.05, np.float32)
+    ids = [tracker.update(handshake.coords[t, :1], faint, t / FPS)[0] for t in range(30)]
+    assert ids[0] >= 0 and set(ids) == {ids[0]}
+    assert tracker.update(handshake.coords[30, :1], 0 * faint, 1.0) == [-1]

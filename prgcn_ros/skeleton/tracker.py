@@ -29,8 +29,9 @@ class Tracker:
 
     ``update`` returns one id per input person. When the source gives ids they are kept as they
     are (an id < 0 means "unknown" and is associated like an id-less person). Fresh ids count up
-    from 0 and skip ids in use. A person without a single joint at ``min_confidence`` cannot be
-    associated and gets -1 (no track is started for it).
+    from 0 and skip ids in use. Association uses the joints at ``min_confidence`` or above, or,
+    where a person has none, every joint with a confidence above 0. A person without one
+    cannot be associated and gets -1 (no track is started for it).
     """
 
     def __init__(self, gate: float, timeout_s: float, min_confidence: float = 0.1) -> None:
@@ -98,6 +99,10 @@ class Tracker:
         if ids is not None and len(ids) != people:
             raise ValueError(f"{len(ids)} ids for {people} people")
         ok = confidence >= self.min_confidence
+        # A person seen only faintly (every joint under min_confidence, as OpenPose reports a
+        # far or blurred person) is associated by the joints it has.
+        faint = ~ok.any(1)
+        ok[faint] = confidence[faint] > 0
         result: list[int | None] = [None] * people
         if ids is not None:
             for p, given in enumerate(ids):

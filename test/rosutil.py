@@ -43,6 +43,17 @@ def spin_until(node: Node, done: Callable[[], bool], timeout_s: float,
     return done()
 
 
+def drain(node: Node, received: list, quiet_s: float = 0.5, timeout_s: float = 15.0) -> None:
+    """Once a publisher is done: spin until ``received`` has not grown for ``quiet_s`` (what was
+    sent has been taken), at most ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        count = len(received)
+        if spin_until(node, lambda n=count: len(received) > n, quiet_s):
+            continue
+        return
+
+
 def wait_for_subscribers(node: Node, publisher, count: int = 1, timeout_s: float = 20.0) -> None:
     """Wait for discovery instead of sleeping blindly: messages sent before a match are lost."""
     if not spin_until(node, lambda: publisher.get_subscription_count() >= count, timeout_s):

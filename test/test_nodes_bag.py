@@ -16,6 +16,7 @@ from rclpy.serialization import serialize_message
 from rosutil import (
     REPO,
     azure_markers,
+    drain,
     process_log,
     spin_until,
     standing,
@@ -37,12 +38,12 @@ def _qos() -> QoSProfile:
                       durability=qos_profile_sensor_data.durability)
 
 
-def _play(node: Node, bag, tmp_path, *extra: str) -> None:
+def _play(node: Node, received: list, bag, tmp_path, *extra: str) -> None:
     player = start_process(["-m", "prgcn_ros.nodes.player", str(bag), "--rate", "4", *extra],
                            tmp_path / "player.log")
     try:
         assert spin_until(node, lambda: player.poll() is not None, 90), process_log(player)
-        spin_until(node, lambda: False, 0.3)
+        drain(node, received)
     finally:
         code = stop_process(player)
     assert code == 0, process_log(player)
@@ -67,7 +68,7 @@ def test_recordings_written_as_a_bag_play_back_as_skeleton_arrays(storage, data_
     received: list[SkeletonArray] = []
     node.create_subscription(SkeletonArray, "/played/skeletons", received.append, _qos())
     started = node.get_clock().now().nanoseconds
-    _play(node, bag, tmp_path, "--topic", "/played/skeletons")
+    _play(node, received, bag, tmp_path, "--topic", "/played/skeletons")
     node.destroy_node()
     # Best effort on loopback: nearly every frame, in order, as recorded, stamped at playback.
     assert len(received) >= 0.9 * len(present)
@@ -102,7 +103,7 @@ def test_azure_kinect_marker_bag_plays_on_its_own_topic(tmp_path, ros_context):
     node = Node("azure_bag_listener")
     received: list[MarkerArray] = []
     node.create_subscription(MarkerArray, "/body_tracking_data", received.append, _qos())
-    _play(node, bag, tmp_path)
+    _play(node, received, bag, tmp_path)
     node.destroy_node()
     assert len(received) >= 0.9 * frames
     last = received[-1]

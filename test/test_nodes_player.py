@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from rosutil import process_log, spin_until, start_process, stop_process
+from rosutil import drain, process_log, spin_until, start_process, stop_process
 
 from prgcn_msgs.msg import SkeletonArray
 from prgcn_ros.skeleton.readers import read_recording
@@ -40,7 +40,7 @@ def test_player_publishes_every_format_with_its_layout_and_ids(listener, data_di
                             "--ros-args", "-p", "frame_id:=cam7"], tmp_path / "player.log")
     try:
         assert spin_until(node, lambda: player.poll() is not None, 60), process_log(player)
-        spin_until(node, lambda: False, 0.3)
+        drain(node, received)
     finally:
         code = stop_process(player)
     assert code == 0, process_log(player)

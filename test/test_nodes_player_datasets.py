@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from rosutil import process_log, spin_until, start_process, stop_process
+from rosutil import drain, process_log, spin_until, start_process, stop_process
 
 from prgcn_msgs.msg import SkeletonArray
 from prgcn_ros.skeleton.readers import read_recording
@@ -31,7 +31,7 @@ def test_player_replays_the_new_datasets(ros_context, data_dir, tmp_path):
                            tmp_path / "player.log")
     try:
         assert spin_until(node, lambda: player.poll() is not None, 90), process_log(player)
-        spin_until(node, lambda: False, 0.3)
+        drain(node, received)
     finally:
         code = stop_process(player)
         node.destroy_node()

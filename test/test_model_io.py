@@ -119,10 +119,14 @@ def test_channel_mismatch(saved):
 
 
 def test_load_never_unpickles(monkeypatch, saved):
-    path, _ = saved
+    path, model = saved
 
     def forbidden(*args, **kwargs):
         raise AssertionError("torch.load must not be used")
 
     monkeypatch.setattr(torch, "load", forbidden)
-    load_model(path)
+    loaded, _ = load_model(path)
+    expected = model.state_dict()
+    got = loaded.state_dict()
+    assert got.keys() == expected.keys()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)

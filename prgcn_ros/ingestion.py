@@ -345,6 +345,13 @@ class Ingestion:
             tracker = self._trackers[key] = Tracker(gate, self.params.track_timeout_s)
         return tracker
 
+    def count_drop(self, reason: str) -> bool:
+        """Count a message dropped outside :meth:`ingest`; True the first time (log it)."""
+        with self.lock:
+            new: list[str] = []
+            self._drop(reason, new)
+            return bool(new)
+
     def _drop(self, reason: str, new: list[str], count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
         if reason not in self._reported:

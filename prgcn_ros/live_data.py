@@ -39,6 +39,8 @@ DROP_REASONS: dict[str, str] = {
     "flood": "messages closer in time than 1/max_input_hz from one source",
     "foreign_marker_id": "MarkerArray markers whose id is not body_id*100 + joint 0..31",
     "no_transform": "a 3D message whose frame_id tf2 cannot (yet) transform into gravity_frame",
+    "internal_error": "a message whose handling raised an unexpected error (a bug: please "
+                      "report it with the logged traceback)",
 }
 
 # Layouts whose coordinates are image keypoints (x, y); the others are 3D sensor joints.

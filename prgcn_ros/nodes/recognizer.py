@@ -32,6 +32,7 @@ if __name__ == "__main__" or Path(sys.argv[0]).name == "prgcn-recognizer":
 
 import threading  # noqa: E402
 import time  # noqa: E402
+import traceback  # noqa: E402
 from dataclasses import dataclass, fields  # noqa: E402
 
 import rclpy  # noqa: E402
@@ -384,13 +385,28 @@ class RecognizerNode(Node):
 
     # ------------------------------------------------------------------ ingestion
     def _on_skeletons(self, msg: SkeletonArray, info: dict | None = None) -> None:
-        frame = conversions.skeleton_array_to_frame(msg, time.monotonic())
-        if self.params.input_layout:
-            frame.layout = self.params.input_layout
-        self._ingest(self.gravity.to_model(frame), info)
+        try:
+            frame = conversions.skeleton_array_to_frame(msg, time.monotonic())
+            if self.params.input_layout:
+                frame.layout = self.params.input_layout
+            self._ingest(self.gravity.to_model(frame), info)
+        except Exception:
+            self._internal_error()
 
     def _on_azure_markers(self, msg: MarkerArray, info: dict | None = None) -> None:
-        self._ingest(conversions.azure_markers_to_frame(msg, time.monotonic()), info)
+        try:
+            self._ingest(conversions.azure_markers_to_frame(msg, time.monotonic()), info)
+        except Exception:
+            self._internal_error()
+
+    def _internal_error(self) -> None:
+        """A message whose handling raised what validation did not foresee: one message lost,
+        not the node (the traceback once, to report)."""
+        if self.recognizer.ingestion.count_drop("internal_error"):
+            self.get_logger().error(
+                f"dropping input: {DROP_REASONS['internal_error']}; counted as "
+                f"dropped_internal_error in /diagnostics, logged only this once:\n"
+                f"{traceback.format_exc()}")
 
     def _on_message_lost(self, info) -> None:
         self.messages_lost += int(info.total_count_change)

@@ -407,13 +407,17 @@ def test_latency_counts_each_message_once_from_arrival_to_publication():
     assert rec.infer().arrivals == [10.0 + t for t in range(32, 48)]
 
 
-def test_all_drop_reasons_appear_in_the_statistics():
+def test_all_drop_reasons_appear_in_the_statistics_and_the_readme():
     stats = tiny_recognizer().stats()
     for reason in DROP_REASONS:
         assert stats[f"dropped_{reason}"] == 0
-    for key in ("input_rate_hz", "inference_rate_hz", "latency_p50_ms", "latency_p99_ms",
-                "people_tracked"):
-        assert key in stats
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = [line.split(" | ")[0] for line in readme.splitlines() if line.startswith("| `")]
+    for reason in DROP_REASONS:
+        assert any(f"`{reason}`" in row for row in rows), f"{reason} has no README row"
+    for key in stats:
+        if not key.startswith("dropped_") or key == "dropped_total":
+            assert f"`{key}`" in readme, f"/diagnostics value {key} is not in the README"
 
 
 # ---------------------------------------------------------------------------- live == offline

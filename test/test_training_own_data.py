@@ -171,6 +171,24 @@ def test_protected_destinations(tmp_path, monkeypatch):
     assert nothing["output"]["model"] == str(tmp_path / "r" / "prgcn_msr_action3d.safetensors")
 
 
+def test_a_config_without_output_writes_under_runs_of_its_own_name(tmp_path, monkeypatch):
+    """A user's config need not say where to write: runs/<name>/<name>.safetensors, never the
+    MSR run's folder or model."""
+    config = tmp_path / "my_actions.yaml"
+    config.write_text("name: my_actions\nbase: " + str(MSR_CONFIG) + "\noutput: {dir: null, "
+                      "model: null}\n")
+    monkeypatch.chdir(tmp_path)
+    lines: list[str] = []
+    cfg = resolve_outputs(load_config(config), log=lines.append)
+    assert cfg["output"]["dir"] == str(Path("runs") / "my_actions")
+    assert cfg["output"]["model"] == str(Path("runs") / "my_actions" / "my_actions.safetensors")
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("name: mine\ndata: {kind: msr_action3d}\n")
+    cfg = resolve_outputs(load_config(bare), log=lines.append)
+    assert cfg["output"]["model"] == str(Path("runs") / "mine" / "mine.safetensors")
+    assert not lines
+
+
 @pytest.mark.slow
 def test_copied_config_run_from_the_repository_root_touches_no_tracked_file(tmp_path):
     """The new user's case: the MSR config copied elsewhere, unchanged (its output.model and

@@ -154,8 +154,8 @@ DEFAULTS: dict[str, Any] = {
         "confusion_png": None,             # prgcn-eval's picture; null: <output.dir>/confusion.png
     },
     "output": {
-        "dir": "runs/msr_action3d",        # checkpoints and logs (relative to the cwd)
-        "model": "models/prgcn_msr_action3d.safetensors",
+        "dir": None,                       # checkpoints and logs; null: runs/<name> (in the cwd)
+        "model": None,                     # the model file; null: <output.dir>/<name>.safetensors
         "checkpoint_every": 1,
     },
     "threads": 0,                          # torch threads; 0: leave torch's default
@@ -233,6 +233,8 @@ def load_config(path: str | os.PathLike | None = None,
         cfg["_path"] = str(path.resolve())
     if overrides:
         cfg = _merge({**cfg, "_path": cfg.get("_path")}, overrides, "overrides")
+    if not cfg["output"]["dir"]:
+        cfg["output"]["dir"] = str(Path("runs") / str(cfg["name"]))
     _check(cfg, cfg.get("_path") or "config")
     return cfg
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -46,6 +47,24 @@ def test_config_defaults_and_unknown_keys(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("window: 48\n", "window: expected a section"),
+    ("model: stgcn\n", "model: expected a section"),
+    ("window: {length: abc}\n", "window.length: expected a number, got 'abc'"),
+    ("augment: {rotate_deg: lots}\n", "augment.rotate_deg: expected a number"),
+    ("augment: {scale: 1.1}\n", "augment.scale: expected a list"),
+    ("optim: {nesterov: 'yes'}\n", "optim.nesterov: expected true or false"),
+    ("optim: {schedule: {milestones: 40}}\n", "milestones must be a list of epochs"),
+    ("optim: [1\n", "not valid YAML"),
+])
+def test_config_mistakes_are_one_line_naming_the_key(tmp_path, text, words):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(words)) as error:
+        load_config(bad)
+    assert str(bad) in str(error.value)
 
 
 def test_data_location_from_config_and_env(tmp_path, monkeypatch):

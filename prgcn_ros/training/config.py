@@ -186,11 +186,33 @@ def _merge(base: dict, override: dict, where: str, top: bool = True) -> dict:
             out[key] = {**(out[key] if same else {}), **copy.deepcopy(value)}
         elif key not in base:
             raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(base))})")
-        elif isinstance(base[key], dict) and isinstance(value, dict):
-            out[key] = _merge(base[key], value, f"{where}.{key}", top=False)
+        elif isinstance(base[key], dict):
+            if not isinstance(value, dict) and value is not None:   # null: an empty section
+                raise ConfigError(f"{where}.{key}: expected a section of settings "
+                                  f"({', '.join(sorted(base[key]))}), got {value!r}")
+            out[key] = _merge(base[key], value or {}, f"{where}.{key}", top=False)
         else:
+            _check_type(base[key], value, f"{where}.{key}")
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _check_type(default: Any, value: Any, where: str) -> None:
+    """A setting of the kind its default is (null is always allowed: the default's meaning)."""
+    if default is None or value is None:
+        return
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a string"
+    elif isinstance(default, (list, tuple)):
+        ok, kind = isinstance(value, (list, tuple)), "a list"
+    else:
+        return
+    if not ok:
+        raise ConfigError(f"{where}: expected {kind}, got {value!r}")
 
 
 def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
@@ -200,7 +222,10 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if path.resolve() in seen:
         raise ConfigError(f"{path}: 'base' files include each other")
     with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+        try:
+            raw = yaml.safe_load(f) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     base = raw.pop("base", None)
@@ -240,6 +265,12 @@ def load_config(path: str | os.PathLike | None = None,
 
 
 def _check(cfg: dict, where: str) -> None:
+    milestones = cfg["optim"]["schedule"]["milestones"]
+    if milestones is not None and not (isinstance(milestones, list) and all(
+            isinstance(m, int) and not isinstance(m, bool) for m in milestones)):
+        raise ConfigError(f"{where}: optim.schedule.milestones must be a list of epochs, e.g. "
+                          f"[40, 60] (null: every schedule.every epochs from schedule.start), "
+                          f"got {milestones!r}")
     if cfg["window"]["mode"] not in ("resample", "crop"):
         raise ConfigError(f"{where}: window.mode must be 'resample' or 'crop'")
     if cfg["window"]["interpolation"] not in INTERPOLATIONS:

@@ -106,6 +106,39 @@ def test_train_cli_and_resume(tmp_path, capsys):
     assert train_cli.main(["--config", str(tmp_path / "nope.yaml")]) == 2
 
 
+def test_train_cli_mistakes_are_one_line_before_any_training(tmp_path, capsys):
+    """A damaged --init file or checkpoint, a changed network on --resume and an output path
+    that cannot be written: exit 2, one line that says what, nothing trained."""
+    require_data()
+    cfg = _one_subject_config(tmp_path)
+    args = ["--config", str(cfg), "--epochs", "1", "--max-steps", "1", "--no-eval",
+            "--no-progress", "--set", "optim.batch_size=4"]
+    assert train_cli.main([*args, "--output", str(tmp_path / "model.safetensors")]) == 0
+    capsys.readouterr()
+
+    def fails(*extra: str) -> str:
+        assert train_cli.main([*args, *extra]) == 2
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("prgcn-train: error: ")]
+        assert len(errors) == 1 and "Traceback" not in err, err
+        return errors[0]
+
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes((tmp_path / "model.safetensors").read_bytes()[:100])
+    truncated.with_suffix(".json").write_text((tmp_path / "model.json").read_text())
+    assert "corrupt or truncated" in fails("--init", str(truncated), "--out-dir",
+                                           str(tmp_path / "other"))
+    assert "'model' settings differ" in fails("--resume", "--set", "model.use_tam=false")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert "is a file, not a folder" in fails("--output", str(blocker / "m.safetensors"),
+                                              "--out-dir", str(tmp_path / "third"))
+    assert not (tmp_path / "third" / "checkpoint.json").exists()
+    weights = tmp_path / "run" / "checkpoint.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert "corrupt or truncated" in fails("--resume")
+
+
 def test_train_writes_the_weight_average(tmp_path):
     from safetensors.torch import load_file
 

@@ -146,14 +146,20 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     if expected_channels is not None and channels != expected_channels:
         raise ModelFileError(f"model {path} takes {channels} input channels, the node gives "
                              f"{expected_channels}")
-    try:
-        weights = load_file(str(path))
-    except Exception as error:  # safetensors raises several types for damaged files
-        raise ModelFileError(f"model {path}: weights cannot be read, the file is corrupt or "
-                             f"truncated ({_one_line(error)})") from None
+    weights = read_weights(path)
     _check_weights(path, model, weights)
     model.load_state_dict(weights, strict=True)
     return model.to(device).eval(), meta
+
+
+def read_weights(path: str | Path, what: str = "model") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (never unpickled); ModelFileError, one line, for a
+    corrupt or truncated one. ``what`` names the file in the message."""
+    try:
+        return load_file(str(path))
+    except Exception as error:  # safetensors raises several types for damaged files
+        raise ModelFileError(f"{what} {path}: weights cannot be read, the file is corrupt or "
+                             f"truncated ({_one_line(error)})") from None
 
 
 def _check_weights(path: Path, model: nn.Module, weights: dict[str, torch.Tensor]) -> None:

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from prgcn_ros.model.io import read_weights
 
 WEIGHTS = "checkpoint.safetensors"
 STATE = "checkpoint.json"
@@ -82,21 +84,31 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     return path
 
 
+def checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON state of the checkpoint at ``path`` (its file or folder), weights not read."""
+    state_path = find_checkpoint(path)
+    try:
+        doc = json.loads(state_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{state_path}: unreadable checkpoint state ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise CheckpointError(f"{state_path}: not a prgcn_ros training checkpoint")
+    return doc
+
+
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
                     averaged: torch.nn.Module | None = None) -> dict[str, Any]:
     """Restore model (and optimizer, and weight average) in place; returns the JSON state."""
     state_path = find_checkpoint(path)
     weights_path = state_path.with_suffix(".safetensors")
-    try:
-        doc = json.loads(state_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{state_path}: unreadable checkpoint state ({exc})") from exc
-    if doc.get("format") != FORMAT:
-        raise CheckpointError(f"{state_path}: not a prgcn_ros training checkpoint")
+    doc = checkpoint_state(state_path)
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: checkpoint weights missing")
-    tensors = load_file(str(weights_path))
+    try:
+        tensors = read_weights(weights_path, "checkpoint")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_state, strict=True)

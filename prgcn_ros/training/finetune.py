@@ -23,10 +23,8 @@ def init_from_model(model: nn.Module, path: str | Path, class_names: list[str] |
                     ) -> dict[str, Any]:
     """Copy the weights of model file ``path`` into ``model`` (in place); returns a summary
     (``copied``, ``replaced``: the classifier tensors kept fresh, ``source_classes``)."""
-    from safetensors.torch import load_file
-
     from prgcn_ros.model.build import complete_arch
-    from prgcn_ros.model.io import ModelFileError, read_metadata
+    from prgcn_ros.model.io import ModelFileError, read_metadata, read_weights
 
     path = Path(path)
     if not path.is_file():
@@ -41,7 +39,7 @@ def init_from_model(model: nn.Module, path: str | Path, class_names: list[str] |
                              f"{', '.join(differing)} (" + "; ".join(
                                  f"{k}: {source_arch.get(k)!r} vs {own_arch.get(k)!r}"
                                  for k in differing) + ")")
-    weights = load_file(str(path))
+    weights = read_weights(path, "--init")
     own = model.state_dict()
     copied, replaced = [], []
     new_state = {}

@@ -8,6 +8,7 @@ file name under its run directory instead and says so.
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -92,3 +93,20 @@ def resolve_outputs(cfg: dict, force: bool = False,
         cfg["eval"]["confusion_png"] = str(safe_destination(png, out_dir, force,
                                                             "eval.confusion_png", log))
     return cfg
+
+
+def check_writable(*files: str | Path) -> None:
+    """Make each file's folder now, so a path that cannot be written fails before a run of
+    hours rather than after it (OSError naming the folder)."""
+    for file in files:
+        folder = Path(file).expanduser().parent
+        blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise OSError(f"cannot write {file}: {blocking} is a file, not a folder")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OSError(f"cannot create the folder {folder} for {file} ({error.strerror})"
+                          ) from None
+        if not os.access(folder, os.W_OK):
+            raise OSError(f"cannot write to {folder} (for {file})")

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from prgcn_ros import paths
 
 from . import batching, calibration, distributed, noise, outliers
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_state, load_checkpoint, save_checkpoint
 from .config import (
     ConfigError,
     in_channels,
@@ -412,7 +412,8 @@ class Trainer:
         save_checkpoint(directory, self.model, self.optimizer, self.state(), self.averaged)
 
     def resume(self, path: str | os.PathLike) -> None:
-        doc = load_checkpoint(path, self.model, self.optimizer, self.averaged)
+        # The settings first: a changed network would otherwise fail as a weights mismatch.
+        doc = checkpoint_state(path)
         # A checkpoint that recorded no config has nothing to compare.
         saved = with_defaults(doc["config"]) if "config" in doc else {}
         current = public(self.cfg)
@@ -420,6 +421,7 @@ class Trainer:
             if key in saved and saved[key] != current.get(key):
                 raise ConfigError(f"cannot resume from {path}: its {key!r} settings differ "
                                   f"from the config's ({saved[key]} vs {self.cfg.get(key)})")
+        doc = load_checkpoint(path, self.model, self.optimizer, self.averaged)
         self.epoch = int(doc["epoch"])
         self.steps = int(doc.get("steps", 0))
         self.history = list(doc.get("history", []))
@@ -499,7 +501,7 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
     :mod:`.outputs`). ``init``: a model file (or shipped model name) to start from.
     Under torchrun only rank 0 logs and writes files.
     """
-    from .outputs import resolve_outputs
+    from .outputs import check_writable, resolve_outputs
 
     where = distributed.info()
     if not where.is_main:
@@ -507,6 +509,8 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
         progress = False
     cfg = resolve_outputs(cfg, force=force,
                           log=log or (lambda msg: print(msg, file=sys.stderr, flush=True)))
+    if where.is_main:
+        check_writable(cfg["output"]["model"], Path(cfg["output"]["dir"]) / "checkpoint.json")
     trainer = Trainer(cfg, log=log)
     out_dir = Path(cfg["output"]["dir"])
     if init is not None and resume is None:
@@ -633,7 +637,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = train(cfg, resume=resume, progress=not args.no_progress,
                         max_steps=args.max_steps, evaluate_at_end=not args.no_eval,
                         force=args.force, init=args.init)
-    except (ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError) as exc:
+    except (ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError,
+            ArithmeticError) as exc:     # ArithmeticError: a loss that diverged
         print(f"prgcn-train: error: {exc}", file=sys.stderr)
         return 2
     finally:

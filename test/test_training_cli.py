@@ -231,6 +231,11 @@ def test_stgcn_array_path(tmp_path):
     x, y = make_batch([test[i] for i in range(5)], cfg, train=False)
     assert x.shape == (5, 3, 32, 25, 2) and y.tolist() == labels
     assert torch.isfinite(x).all()
+    # Labels beyond the class names (a classes.txt too short): one line, before training.
+    with open(tmp_path / "NTU-RGB-D" / "xsub" / "train_label.pkl", "wb") as f:
+        pickle.dump((["a", "b", "c", "d", "e"], [0, 1, 2, 60, -1]), f)
+    with pytest.raises(ValueError, match=r"labels \[-1, 60\] are outside 0..59"):
+        build_dataset(cfg, "train")
 
 
 # --------------------------------------------------------------------------- shipped model

@@ -144,6 +144,11 @@ def stgcn_arrays(data: Path, label: Path, class_names: Sequence[str], layout: st
         return lambda: arrays[i]
 
     labels = [int(v) for v in arrays.labels]
+    outside = sorted({v for v in labels if not 0 <= v < len(class_names)})
+    if outside:
+        raise ValueError(f"{label}: labels {outside[:5]}{' ...' if len(outside) > 5 else ''} "
+                         f"are outside 0..{len(class_names) - 1}, the {len(class_names)} class "
+                         f"names (data.class_names)")
     names = [str(v) for v in arrays.sample_names]
     # Memory-mapped: items are cheap to re-read, and a full NTU set does not fit in memory.
     return SequenceDataset([loader(i) for i in range(len(arrays))], labels, names, class_names,

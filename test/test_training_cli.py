@@ -79,6 +79,21 @@ def test_eval_json(tiny_model, tmp_path, capsys):
     assert Path(result["confusion_png"]).stat().st_size > 10_000
 
 
+def test_eval_mistakes_are_one_line(tiny_model, capsys):
+    """The wrong config for a model names the config; a device that is not there says so."""
+    ntu = REPO / "config" / "train_ntu60_xsub.yaml"
+    assert evaluate_cli.main(["--model", str(tiny_model), "--config", str(ntu), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("prgcn-eval: error: ") and f"the config {ntu}" in err, err
+    assert evaluate_cli.main(["--model", str(tiny_model), "--config", str(MSR_CONFIG),
+                              "--device", "gpu"]) == 2
+    assert "device must be auto, cpu or cuda" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert evaluate_cli.main(["--model", str(tiny_model), "--config", str(MSR_CONFIG),
+                                  "--device", "cuda"]) == 2
+        assert "CUDA is not available here" in capsys.readouterr().err
+
+
 def test_eval_metrics_by_hand():
     scores = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6]])
     labels = np.array([0, 1, 1, 2])

@@ -126,8 +126,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu",
                expected_layout: str | None = None,
-               expected_channels: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the network of ``path``, load its weights; returns (model in eval mode, metadata)."""
+               expected_channels: int | None = None,
+               expected_by: str = "the node") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the network of ``path``, load its weights; returns (model in eval mode, metadata).
+    ``expected_by`` names what expects the layout and channels, in the error."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model {path}: file is missing")
@@ -140,12 +142,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
                              f"{_one_line(error)}") from None
     layout = layout_name(arch["layout"])
     if expected_layout is not None and layout != expected_layout:
-        raise ModelFileError(f"model {path} is for layout {layout!r}, the node is configured "
-                             f"for {expected_layout!r}")
+        raise ModelFileError(f"model {path} is for layout {layout!r}, {expected_by} is "
+                             f"configured for {expected_layout!r}")
     channels = int(arch.get("in_channels", 3))
     if expected_channels is not None and channels != expected_channels:
-        raise ModelFileError(f"model {path} takes {channels} input channels, the node gives "
-                             f"{expected_channels}")
+        raise ModelFileError(f"model {path} takes {channels} input channels, {expected_by} "
+                             f"gives {expected_channels}")
     weights = read_weights(path)
     _check_weights(path, model, weights)
     model.load_state_dict(weights, strict=True)

@@ -310,14 +310,24 @@ def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str |
     from prgcn_ros.model.io import load_model, resolve_model
 
     model_path = resolve_model(model_path)
+    from prgcn_ros.recognition import metadata_problem
+
     model, metadata = load_model(model_path, device=device, expected_layout=cfg["layout"],
-                                 expected_channels=in_channels(cfg))
+                                 expected_channels=in_channels(cfg),
+                                 expected_by=f"the config {cfg.get('_path') or ''}".strip())
+    problem = metadata_problem(metadata)      # what the live node would refuse, too
+    if problem:
+        raise ConfigError(f"model {model_path}: {problem}")
     cfg = config_for_model(cfg, metadata)
     dataset = build_dataset(cfg, split)
     names = metadata.get("class_names")
     if names and list(names) != list(dataset.class_names):
+        differ = (f"{len(names)} vs {len(dataset.class_names)} classes"
+                  if len(names) != len(dataset.class_names) else
+                  "first difference: " + next(f"{a!r} vs {b!r}" for a, b in
+                                              zip(names, dataset.class_names) if a != b))
         raise ConfigError(f"{model_path}: the model's class names do not match the dataset's "
-                          f"({len(names)} vs {len(dataset.class_names)} classes)")
+                          f"({differ})")
     forward, backend_name = _backend(backend, model, model_path, dataset, cfg, device)
     scores, labels = predict(model, dataset, cfg, progress=progress, forward=forward)
     result = metrics(scores, labels, list(dataset.class_names))
@@ -382,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=("test", "train"))
     parser.add_argument("--confusion", help="confusion-matrix PNG to write "
                         "(default: the config's eval.confusion_png, else output.dir)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu",
+                        help="auto (CUDA where there is one), cpu (default), cuda or cuda:N")
     parser.add_argument("--refinement", action="store_true",
                         help="also measure the PRM: offsets, jitter and bone lengths on clean "
                              "windows, MPJPE on windows corrupted by the config's noise model "
@@ -399,9 +410,11 @@ def main(argv: list[str] | None = None) -> int:
             png = cfg.get("eval", {}).get("confusion_png") or \
                 str(Path(cfg["output"]["dir"]) / "confusion.png")
             args.confusion = str(_safe_png(png, cfg, args.force))
+        from prgcn_ros.model.backends import resolve_device
+
         result = run(args.model, cfg, split=args.split, confusion=args.confusion,
-                     device=args.device, progress=not args.json, refinement=args.refinement,
-                     backend=args.backend)
+                     device=str(resolve_device(args.device)), progress=not args.json,
+                     refinement=args.refinement, backend=args.backend)
     except (ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError) as exc:
         print(f"prgcn-eval: error: {exc}", file=sys.stderr)
         return 2

@@ -53,3 +53,21 @@ def test_sweep_stops_at_its_deadline(tmp_path):
     results, _ = run_sweep(tmp_path, plan, "--workers", "1", "--deadline-s", "2")
     assert [r["status"] for r in results] == ["stopped at the deadline",
                                               "not started before the deadline"]
+
+
+@pytest.mark.parametrize("plan, words", [
+    ({"name": "x"}, "expected a list of variants"),
+    ([{"name": "x", "config": "c.yaml", "set": "optim.epochs=1"}], "set: must be a list"),
+    ([{"name": "x"}], "needs a name and a config"),
+    ([{"name": "x", "config": "c.yaml", "over": {"seed": 1}}], "over: must be one key"),
+])
+def test_a_malformed_plan_is_one_line(tmp_path, plan, words):
+    (tmp_path / "plan.yaml").write_text(json.dumps(plan))
+    done = subprocess.run([sys.executable, str(SWEEP), "--plan", str(tmp_path / "plan.yaml"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert done.returncode != 0 and words in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, str(SWEEP), "--plan", str(tmp_path / "plan.yaml"),
+                           "--out", str(tmp_path / "out"), "--workers", "0"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 2 and "--workers must be at least 1" in done.stderr

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train variants of a recipe over seeds (or folds) in parallel processes, before a deadline.
 
-    tools/sweep.py --plan PLAN.yaml --out runs/sweep [--workers 4] [--device auto]
+    python tools/sweep.py --plan PLAN.yaml --out runs/sweep [--workers 4] [--device auto]
                    [--deadline-s 3600] [--results FILE.jsonl]
 
 PLAN.yaml lists variants, run in order (the first ones finish first when the deadline cuts):
@@ -31,6 +31,28 @@ import time
 from pathlib import Path
 
 import yaml
+
+
+def check_plan(plan: object, where: Path) -> list[dict]:
+    """The plan's variants, or SystemExit with one line saying what is wrong."""
+    if not isinstance(plan, list) or not plan:
+        raise SystemExit(f"sweep: {where}: expected a list of variants (see the top of "
+                         f"tools/sweep.py)")
+    for i, variant in enumerate(plan):
+        name = variant.get("name") if isinstance(variant, dict) else None
+        over = variant.get("over", {"seed": [1]}) if isinstance(variant, dict) else None
+        problem = (
+            "not a mapping" if not isinstance(variant, dict) else
+            "needs a name and a config" if not (name and variant.get("config")) else
+            "set: must be a list of KEY=VALUE strings" if not (
+                isinstance(variant.get("set", []), list)
+                and all(isinstance(x, str) and "=" in x for x in variant.get("set", []))) else
+            "over: must be one key with a list of values" if not (
+                isinstance(over, dict) and len(over) == 1
+                and isinstance(next(iter(over.values())), list)) else None)
+        if problem:
+            raise SystemExit(f"sweep: {where}: variant {i + 1} ({name or '?'}): {problem}")
+    return plan
 
 
 def jobs_of(plan: list[dict], out: Path) -> list[dict]:
@@ -78,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline-s", type=float, default=float("inf"))
     parser.add_argument("--results", type=Path, help="default: OUT/results.jsonl")
     args = parser.parse_args(argv)
-    plan = yaml.safe_load(args.plan.read_text())
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    try:
+        plan = check_plan(yaml.safe_load(args.plan.read_text()), args.plan)
+    except (OSError, yaml.YAMLError) as error:
+        raise SystemExit(f"sweep: {args.plan}: {error}") from None
     queue = jobs_of(plan, args.out)
     results_path = args.results or args.out / "results.jsonl"
     results_path.parent.mkdir(parents=True, exist_ok=True)

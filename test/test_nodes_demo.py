@@ -31,6 +31,13 @@ def test_without_the_model_the_demo_says_which_file(data_dir, tmp_path):
     assert str(tmp_path / "none.safetensors") in result.stderr and "missing" in result.stderr
 
 
+def test_a_model_of_other_classes_is_refused_with_one_line(data_dir, tiny_model):
+    """The demo scores MSR Action3D clips: a model of other classes would score nonsense."""
+    result = run_demo("--model", str(tiny_model))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "has other classes" in result.stderr and "prgcn-eval" in result.stderr
+
+
 @pytest.mark.slow
 def test_a_short_demo_runs_end_to_end(data_dir, tmp_path):
     from prgcn_ros.skeleton.labels import MSR_ACTION3D_CLASSES

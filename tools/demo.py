@@ -295,6 +295,18 @@ def main() -> int:
     except ModelFileError as error:
         fail(f"{error}: the shipped model comes with the repository (models/), or train one "
              f"with prgcn-train --config config/train_msr_action3d.yaml and pass --model")
+    from prgcn_ros.model.io import read_metadata
+    from prgcn_ros.skeleton.labels import MSR_ACTION3D_CLASSES
+
+    try:
+        meta = read_metadata(model)
+    except ModelFileError as error:
+        fail(str(error))
+    if list(meta.get("class_names") or []) != list(MSR_ACTION3D_CLASSES):
+        fail(f"model {model}: the demo replays MSR Action3D clips and scores them against their "
+             f"20 classes; this model has other classes ({len(meta.get('class_names') or [])}: "
+             f"{', '.join(list(meta.get('class_names') or [])[:3])}, ...). Evaluate it with "
+             f"prgcn-eval --model {args.model} --json")
 
     clips = select_clips(root, args.clips_per_action)
     if args.write_bag:

@@ -245,6 +245,10 @@ def test_interpolation_setting():
     plain = evaluate_cli.config_for_model(cfg, {"window": 32})["window"]
     assert (plain["mode"], plain["length"], plain["interpolation"]) == ("resample", 32, "nearest")
     assert example_input({"window": 32, "layout": "kinect20"}).shape == (1, 3, 32, 20, 1)
+    # The architecture is what io.load_model requires; the top-level copies may be absent.
+    arch_only = {"window": 48, "max_persons": 2,
+                 "architecture": {"layout": "openni15", "in_channels": 3}}
+    assert example_input(arch_only).shape == (1, 3, 48, 15, 2)
 
 
 def test_device_setting(msr_train):

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from prgcn_ros.model.graph import layout_name
 from prgcn_ros.skeleton.layouts import get_layout
 from prgcn_ros.skeleton.preprocess import window_setting
 
@@ -25,10 +26,12 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
 def example_input(metadata: dict[str, Any], batch: int = 1, frames: int | None = None
                   ) -> torch.Tensor:
-    """A zero (N, C, T, V, M) tensor shaped like the model's input."""
-    channels = int(metadata.get("in_channels", 3))
+    """A zero (N, C, T, V, M) tensor shaped like the model's input (its architecture's layout
+    and channels, else the metadata's top-level copies)."""
+    arch = metadata.get("architecture") or {}
+    channels = int(arch.get("in_channels", metadata.get("in_channels", 3)))
     length = int(frames or window_setting(metadata.get("window"))[1])
-    joints = get_layout(metadata["layout"]).num_joints
+    joints = get_layout(layout_name(arch.get("layout", metadata.get("layout")))).num_joints
     persons = int(metadata.get("max_persons", 1))
     return torch.zeros(batch, channels, length, joints, persons)
 
@@ -41,11 +44,11 @@ def export(model_path: str | Path, fmt: str, output: str | Path | None = None,
            frames: int | None = None) -> dict[str, Any]:
     """Export ``model_path`` to ``fmt``; returns where the files went."""
     from prgcn_ros.model.export import INPUT_NAME, export_model, output_names
-    from prgcn_ros.model.io import load_model
+    from prgcn_ros.model.io import load_model, resolve_model
 
     if fmt not in SUFFIX:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {sorted(SUFFIX)}")
-    model_path = Path(model_path)
+    model_path = resolve_model(model_path)
     model, metadata = load_model(model_path, device="cpu")
     model.eval()
     out = Path(output) if output else default_output(model_path, fmt)
@@ -70,7 +73,8 @@ def export(model_path: str | Path, fmt: str, output: str | Path | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prgcn-export", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="model file (.safetensors)")
+    parser.add_argument("--model", required=True,
+                        help="model file (.safetensors) or a shipped model's name")
     parser.add_argument("--format", required=True, choices=sorted(SUFFIX))
     parser.add_argument("--output", help="exported file (default: beside the model, .onnx/.pt)")
     parser.add_argument("--frames", type=int,

@@ -114,3 +114,12 @@ def test_player_loops_with_fresh_stamps(listener, data_dir, tmp_path):
     tick_ns = 1e9 / (15 * 8)
     assert stamps[frames] - stamps[frames - 1] > 0.5 * tick_ns
     assert {s.id for m in received for s in m.skeletons} == {0}
+
+
+@pytest.mark.parametrize("extra", [["rec.txt"], ["--write-bag", "out_bag"]])
+def test_follow_takes_no_recordings_and_writes_no_bag(tmp_path, extra, capsys):
+    from prgcn_ros.nodes.player import parse_args
+
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--follow", str(tmp_path), *extra])
+    assert stop.value.code == 2 and "--follow publishes a folder" in capsys.readouterr().err

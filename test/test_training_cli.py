@@ -285,3 +285,15 @@ def test_shipped_model_accuracy_matches_metadata():
     assert result["n"] == 273
     assert result["top1"] == pytest.approx(meta["accuracy"]["top1"], abs=1e-9)
     assert result["top5"] == pytest.approx(meta["accuracy"]["top5"], abs=1e-9)
+
+
+def test_eval_never_overwrites_a_tracked_figure_without_force(tiny_model, tmp_path, capsys):
+    require_data()
+    tracked = REPO / "docs" / "confusion_msr_action3d.png"
+    before = tracked.read_bytes()
+    cfg = _one_subject_config(tmp_path)
+    assert evaluate_cli.main(["--model", str(tiny_model), "--config", str(cfg), "--json",
+                              "--confusion", str(tracked)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert tracked.read_bytes() == before
+    assert Path(result["confusion_png"]) == tmp_path / "run" / tracked.name

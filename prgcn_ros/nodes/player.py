@@ -267,6 +267,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--rate must be positive, --parallel at least 1, --wait not negative")
     if args.follow and not args.follow.is_dir():
         parser.error(f"--follow {args.follow}: not a directory")
+    if args.follow and (args.recordings or args.write_bag):
+        parser.error("--follow publishes a folder as OpenPose fills it: no recordings, no "
+                     "--write-bag with it")
     bags = [p for p in args.recordings if is_bag(p)]
     if bags and (len(bags) > 1 or len(args.recordings) > 1 or args.follow or args.write_bag):
         parser.error("a rosbag2 is played alone: one bag, no other recordings")

@@ -386,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="training config naming the data (default for a "
                         "shipped model's name: its config/train_<name>.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set data.fold=2")
+                        help="override a config key, e.g. --set data.dir=/data (a "
+                             "cross-validated model is always tested on the fold it was "
+                             "trained without)")
     parser.add_argument("--force", action="store_true",
                         help="let the confusion PNG overwrite a file tracked by git")
     parser.add_argument("--split", default="test", choices=("test", "train"))
@@ -406,10 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .train import parse_set
         cfg = load_config(config_path(args.model, args.config), parse_set(args.set) or None)
-        if args.confusion is None:
-            png = cfg.get("eval", {}).get("confusion_png") or \
-                str(Path(cfg["output"]["dir"]) / "confusion.png")
-            args.confusion = str(_safe_png(png, cfg, args.force))
+        png = args.confusion or cfg.get("eval", {}).get("confusion_png") or \
+            str(Path(cfg["output"]["dir"]) / "confusion.png")
+        args.confusion = str(_safe_png(png, cfg, args.force))
         from prgcn_ros.model.backends import resolve_device
 
         result = run(args.model, cfg, split=args.split, confusion=args.confusion,

@@ -77,6 +77,13 @@ def test_data_location_from_config_and_env(tmp_path, monkeypatch):
     relative = load_config(MSR_CONFIG, {"data": {"dir": "somewhere"}})
     assert data_root(relative) == tmp_path / "env" / "msr_action3d"
     assert data_root(load_config(MSR_CONFIG)) == tmp_path / "env" / "msr_action3d"
+    # The error says which setting chose the folder, and that $PRGCN_DATA cannot move it.
+    from prgcn_ros.training.datasets import build_dataset
+    with pytest.raises(FileNotFoundError, match="data.dir of the config; an absolute data.dir "
+                       "wins over .PRGCN_DATA"):
+        build_dataset(cfg, "train")
+    with pytest.raises(FileNotFoundError, match=r"chosen by \$PRGCN_DATA\)"):
+        build_dataset(relative, "train")
     monkeypatch.delenv("PRGCN_DATA")
     default = load_config(MSR_CONFIG)
     assert data_root(default).parent.name == "data"        # ../shared/data by default

@@ -286,7 +286,10 @@ def build_dataset(cfg: dict, split: str) -> SequenceDataset:
         return _build_dataset(cfg, split)
     except FileNotFoundError as error:
         _, via = data_base(cfg)
-        raise FileNotFoundError(f"{error} (data folder chosen by {via})") from None
+        hint = ("; an absolute data.dir wins over $PRGCN_DATA: change it in the config"
+                if via == "data.dir of the config" and
+                Path(cfg["data"]["dir"]).expanduser().is_absolute() else "")
+        raise FileNotFoundError(f"{error} (data folder chosen by {via}{hint})") from None
 
 
 def _build_dataset(cfg: dict, split: str) -> SequenceDataset:

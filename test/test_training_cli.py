@@ -112,6 +112,9 @@ def test_train_cli_and_resume(tmp_path, capsys):
     assert train_cli.main([*args[:2], "--epochs", "1", *args[4:]]) == 0
     state = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
     assert state["epoch"] == 1
+    assert "holds a checkpoint" not in capsys.readouterr().err
+    assert train_cli.main([*args[:2], "--epochs", "1", *args[4:]]) == 0   # again, not resumed
+    assert "holds a checkpoint of an earlier run: starting over" in capsys.readouterr().err
     assert train_cli.main([*args, "--resume"]) == 0
     assert "resumed from" in capsys.readouterr().err
     state = json.loads((tmp_path / "run" / "checkpoint.json").read_text())

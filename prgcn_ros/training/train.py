@@ -525,6 +525,9 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
     if resume is not None:
         trainer.resume(resume)
         trainer.log(f"resumed from {resume} after epoch {trainer.epoch}")
+    elif (out_dir / "checkpoint.json").is_file():
+        trainer.log(f"{out_dir} holds a checkpoint of an earlier run: starting over, it will "
+                    f"be replaced (--resume continues it instead)")
     epochs = int(cfg["optim"]["epochs"])
     every = max(int(cfg["output"].get("checkpoint_every") or 1), 1)
     trainer.log(f"training {cfg['name']}: {len(trainer.train_set)} clips "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -379,22 +380,24 @@ class InferenceResult:
 
 # ---------------------------------------------------------------------------- statistics
 class RateMeter:
-    """Events per second over the last few seconds."""
+    """Events per second over the last few seconds. Thread-safe: ingestion ticks it while
+    diagnostics read it."""
 
     def __init__(self, horizon_s: float = 5.0) -> None:
         self.horizon_s = horizon_s
         self._times: deque[float] = deque()
+        self._lock = threading.Lock()
 
     def tick(self, now: float, count: int = 1) -> None:
-        for _ in range(count):
-            self._times.append(now)
-        self._trim(now)
+        with self._lock:
+            for _ in range(count):
+                self._times.append(now)
+            self._trim(now)
 
     def rate(self, now: float) -> float:
-        self._trim(now)
-        if not self._times:
-            return 0.0
-        return len(self._times) / self.horizon_s
+        with self._lock:
+            self._trim(now)
+            return len(self._times) / self.horizon_s
 
     def _trim(self, now: float) -> None:
         while self._times and self._times[0] < now - self.horizon_s:
@@ -403,25 +406,29 @@ class RateMeter:
 
 class Percentiles:
     """Samples of the last ``horizon_s`` seconds (at most ``size``), for p50/p99 of what is
-    happening now rather than of a history of any age."""
+    happening now rather than of a history of any age. Thread-safe: the inference thread adds
+    while diagnostics read."""
 
     def __init__(self, horizon_s: float = 10.0, size: int = 20_000) -> None:
         self.horizon_s = horizon_s
         self._samples: deque[tuple[float, float]] = deque(maxlen=size)
+        self._lock = threading.Lock()
 
     def add(self, values: Iterable[float], now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        self._samples.extend((now, v) for v in values)
+        with self._lock:
+            self._samples.extend((now, v) for v in values)
 
     def get(self, q: float, now: float | None = None) -> float:
-        self._trim(time.monotonic() if now is None else now)
-        if not self._samples:
-            return 0.0
-        return float(np.percentile([v for _, v in self._samples], q))
+        with self._lock:
+            self._trim(time.monotonic() if now is None else now)
+            values = [v for _, v in self._samples]
+        return float(np.percentile(values, q)) if values else 0.0
 
     def count(self, now: float | None = None) -> int:
-        self._trim(time.monotonic() if now is None else now)
-        return len(self._samples)
+        with self._lock:
+            self._trim(time.monotonic() if now is None else now)
+            return len(self._samples)
 
     def __len__(self) -> int:
         return len(self._samples)

@@ -420,6 +420,41 @@ def test_all_drop_reasons_appear_in_the_statistics_and_the_readme():
             assert f"`{key}`" in readme, f"/diagnostics value {key} is not in the README"
 
 
+def test_statistics_may_be_read_while_the_inference_thread_adds_to_them():
+    """/diagnostics reads latency and rates on the executor thread while the inference thread
+    adds to them: no 'deque mutated during iteration', no lost trim."""
+    import sys
+    import threading
+    import time
+
+    from prgcn_ros.live_data import Percentiles, RateMeter
+
+    samples, rate = Percentiles(horizon_s=0.5), RateMeter(horizon_s=0.5)
+    stop, errors = threading.Event(), []
+
+    def writer() -> None:
+        while not stop.is_set():
+            samples.add([1.0, 2.0, 3.0])
+            rate.tick(time.monotonic(), 3)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)            # switch threads often: the race shows at once
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            try:
+                samples.get(99), samples.count(), rate.rate(time.monotonic())
+            except (RuntimeError, IndexError) as error:
+                errors.append(error)
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]
+
+
 # ---------------------------------------------------------------------------- live == offline
 @pytest.mark.parametrize("interpolation", ["nearest", "linear"])
 def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir, interpolation):

@@ -162,3 +162,27 @@ def test_sim_time_without_clock_then_a_paused_replay_keeps_its_tracks(
         # The same track, its frames from before the pause still in its window.
         assert resumed.person_id == first.person_id
         assert resumed.num_frames == first.num_frames + 4
+
+
+def test_a_person_due_now_is_not_held_back_by_another_persons_rate_limit(
+        ros_context, tiny_model, tmp_path):
+    """max_rate_hz 1: person A, seen on, waits up to a second for their next pass. Person B,
+    new on another camera, is due as soon as they have min_frames: their first /action comes
+    then, not when A's second is up."""
+    with start(tiny_model, tmp_path, "/rate", "max_rate_hz:=1.0", "min_frames:=4",
+               "window:=16") as proc, connected_probe(proc, "/rate") as probe:
+        a, b = 71, 72
+        for t in range(4):
+            probe.skeletons.publish(skeleton_array(probe.now(), {a: standing(a) + 0.01 * t},
+                                                   frame_id="cam_a"))
+            probe.spin(1 / 30)
+        probe.wait_action(a)              # A's pass: A is rate limited for the next second
+        for t in range(4):                # A goes on; B arrives on camera B
+            probe.skeletons.publish(skeleton_array(probe.now(), {a: standing(a) + 0.01 * t},
+                                                   frame_id="cam_a"))
+            probe.skeletons.publish(skeleton_array(probe.now(), {b: standing(b) + 0.01 * t},
+                                                   frame_id="cam_b"))
+            probe.spin(1 / 30)
+        due = time.monotonic()             # B has min_frames now
+        probe.wait_action(b, timeout_s=5.0)
+        assert time.monotonic() - due < 0.5, "B waited out A's rate limit"

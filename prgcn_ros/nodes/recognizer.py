@@ -483,8 +483,9 @@ class RecognizerNode(Node):
                 if wait is None:          # nobody waits: sleep until ingestion has frames
                     self._wake.wait()
                     self._wake.clear()
-                elif wait > 0:            # each person at most max_rate_hz
-                    self._stop.wait(wait)
+                elif wait > 0:            # each person at most max_rate_hz; new frames (of
+                    self._wake.wait(wait)     # someone due now) end the wait early
+                    self._wake.clear()
                 else:
                     result = self.recognizer.infer()
                     if result is not None:

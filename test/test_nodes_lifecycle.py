@@ -186,3 +186,31 @@ def test_a_person_due_now_is_not_held_back_by_another_persons_rate_limit(
         due = time.monotonic()             # B has min_frames now
         probe.wait_action(b, timeout_s=5.0)
         assert time.monotonic() - due < 0.5, "B waited out A's rate limit"
+
+
+def test_a_publisher_whose_qos_cannot_reach_the_node_is_reported(ros_context, tiny_model,
+                                                                 tmp_path):
+    """input_reliability reliable against a best-effort publisher: DDS never connects them;
+    the node says so in its log and /diagnostics instead of waiting in silence."""
+    from rclpy.event_handler import PublisherEventCallbacks
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosutil import Probe
+
+    from prgcn_msgs.msg import SkeletonArray
+
+    with start(tiny_model, tmp_path, "/qos", "input_reliability:=reliable",
+               "diagnostics_period_s:=0.25") as proc:
+        probe = Probe("/qos")
+        try:
+            probe.node.create_publisher(  # (our side's own warning is not the point)
+                SkeletonArray, "/qos/skeletons",
+                QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT),
+                event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
+            stats = probe.wait_diagnostics(lambda d: int(d["publishers_incompatible"]) >= 1,
+                                           timeout_s=30)
+            assert "incompatible QoS" in stats["message"] or any(
+                "incompatible QoS" in d["message"] for d in probe.diagnostics)
+            assert spin_until(probe.node, lambda: "offers QoS incompatible" in
+                              process_log(proc), 10), process_log(proc)
+        finally:
+            probe.node.destroy_node()

@@ -62,6 +62,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import (  # noqa: E402
     QoSProfile,
     ReliabilityPolicy,
+    qos_policy_name_from_kind,
     qos_profile_sensor_data,
 )
 from rclpy.subscription import Subscription  # noqa: E402
@@ -248,7 +249,9 @@ class RecognizerNode(Node):
                                       if p.input_reliability == "reliable"
                                       else ReliabilityPolicy.BEST_EFFORT))
         self.messages_lost = 0
+        self.publishers_incompatible = 0
         events = SubscriptionEventCallbacks(message_lost=self._on_message_lost,
+                                            incompatible_qos=self._on_incompatible_qos,
                                             use_default_callbacks=False)
         inputs = []
         # With the message info (rclpy >= Iron) each publisher is a source of its own. rclpy
@@ -288,6 +291,7 @@ class RecognizerNode(Node):
         self._next_diagnostics = time.monotonic() + p.diagnostics_period_s
         self._last_dropped = 0
         self._last_lost = 0
+        self._last_incompatible = 0
         self._clock_basis = self._track_clock()[0]
         per_pass = (f"at most {rec.max_batch} samples" if rec.max_batch
                     else "every person due")
@@ -411,6 +415,16 @@ class RecognizerNode(Node):
     def _on_message_lost(self, info) -> None:
         self.messages_lost += int(info.total_count_change)
 
+    def _on_incompatible_qos(self, info) -> None:
+        """A publisher on an input whose QoS cannot reach us: nothing of it would arrive, and
+        nothing else would say so."""
+        self.publishers_incompatible += int(info.total_count_change)
+        policy = qos_policy_name_from_kind(info.last_policy_kind)
+        self.get_logger().warning(
+            f"a publisher on the skeleton input offers QoS incompatible with this node's "
+            f"({policy}; input_reliability is {self.node_params.input_reliability}): none of "
+            f"its messages arrive. A best-effort publisher needs input_reliability best_effort")
+
     def _ingest(self, frame, info: dict | None) -> None:
         frame.clock_s = self._clock_now()
         frame.publisher = conversions.publisher_key(info)
@@ -446,12 +460,17 @@ class RecognizerNode(Node):
     def _publish_diagnostics(self) -> None:
         stats = self.recognizer.stats()
         stats["messages_lost"] = self.messages_lost
+        stats["publishers_incompatible"] = self.publishers_incompatible
         period = self.node_params.diagnostics_period_s
         warn = []
         dropped = stats["dropped_total"] - self._last_dropped
         self._last_dropped = stats["dropped_total"]
         if dropped:
             warn.append(f"{dropped} inputs dropped in the last {period:g} s")
+        incompatible = self.publishers_incompatible - self._last_incompatible
+        self._last_incompatible = self.publishers_incompatible
+        if incompatible:
+            warn.append(f"{incompatible} input publishers with incompatible QoS (see the log)")
         lost = self.messages_lost - self._last_lost
         self._last_lost = self.messages_lost
         if lost:

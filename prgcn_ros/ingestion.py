@@ -106,11 +106,13 @@ class Track:
 
 @dataclass
 class Departed:
-    """A person whose track ended: their own frame, and whether they were ever published."""
+    """A person whose track ended: their own frame, the stamp of their last skeleton, and
+    whether they were ever published."""
 
     person_id: int
     frame_id: str
     labelled: bool
+    last_stamp_ns: int = 0
 
 
 class Ingestion:
@@ -376,7 +378,8 @@ class Ingestion:
                 pairing.remove(internal)
             self.buffer.remove(internal)
             track = self.tracks.pop(internal)
-            self._ended.append(Departed(track.person_id, track.frame_id, track.labelled))
+            self._ended.append(Departed(track.person_id, track.frame_id, track.labelled,
+                                        track.last_stamp_ns))
 
     def end_all(self) -> None:
         """End every track (the node's clock changed its basis: time-outs cannot compare)."""

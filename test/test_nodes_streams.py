@@ -272,7 +272,9 @@ def test_non_physical_coordinates_are_dropped_and_outputs_stay_finite(probe):
 
 # ---------------------------------------------------------------------------- 13: markers
 def test_delete_markers_carry_the_departed_persons_own_frame(probe):
+    """...and the stamp of their last skeleton: input time, like every other output."""
     leave, stay, brief = next(_ids), next(_ids), next(_ids)
+    now = None
     for t in range(6):
         now = probe.now()
         probe.skeletons.publish(skeleton_array(now, {leave: standing(47) + 0.01 * t},
@@ -294,6 +296,7 @@ def test_delete_markers_carry_the_departed_persons_own_frame(probe):
                 and mk.header.frame_id in ("cam_del_a", "cam_del_b", "cam_del_c", "")]
     assert spin_until(probe.node, lambda: len(deleted(leave)) == 3, 10)
     assert {m.header.frame_id for m in deleted(leave)} == {"cam_del_a"}
+    assert all(m.header.stamp == now for m in deleted(leave))     # leave's last skeleton
     assert not deleted(brief)
     assert all(mk.header.frame_id for m in probe.markers for mk in m.markers)
 

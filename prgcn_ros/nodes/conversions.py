@@ -232,13 +232,14 @@ def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray
     return out
 
 
-def delete_markers_msg(people: Iterable[tuple[int, str]], stamp: Time) -> MarkerArray:
-    """DELETE every marker of the people who left, (person_id, frame_id) each: every DELETE
-    carries the departed person's own frame."""
+def delete_markers_msg(people: Iterable[tuple[int, str, int]]) -> MarkerArray:
+    """DELETE every marker of the people who left, (person_id, frame_id, stamp in ns) each:
+    every DELETE carries the departed person's own frame and the stamp of their last skeleton
+    (input time, like every other output)."""
     return MarkerArray(markers=[
-        Marker(header=Header(stamp=stamp, frame_id=frame_id), ns=marker_ns(ns, pid),
-               id=marker_id(pid), action=Marker.DELETE)
-        for pid, frame_id in people for ns in MARKER_NAMESPACES])
+        Marker(header=Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id),
+               ns=marker_ns(ns, pid), id=marker_id(pid), action=Marker.DELETE)
+        for pid, frame_id, stamp_ns in people for ns in MARKER_NAMESPACES])
 
 
 def diagnostics_msg(stamp: Time, name: str, stats: dict, warn: Sequence[str] = (),

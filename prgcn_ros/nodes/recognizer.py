@@ -452,10 +452,9 @@ class RecognizerNode(Node):
             self._publish_diagnostics()
         gone = self.recognizer.expire_people(self._clock_now())
         # Only people who were published have markers; each DELETE in the person's own frame.
-        shown = [(d.person_id, d.frame_id) for d in gone if d.labelled]
+        shown = [(d.person_id, d.frame_id, d.last_stamp_ns) for d in gone if d.labelled]
         if shown:
-            self.markers_pub.publish(conversions.delete_markers_msg(
-                shown, self.get_clock().now().to_msg()))
+            self.markers_pub.publish(conversions.delete_markers_msg(shown))
 
     def _publish_diagnostics(self) -> None:
         stats = self.recognizer.stats()

@@ -204,6 +204,10 @@ class StartupError(Exception):
     """Start-up cannot go on (parameters, model file); the message is one line for the user."""
 
 
+# The longest wait in the input queue believed (a clock step beyond it is not latency).
+MAX_QUEUED_S = 60.0
+
+
 class RecognizerNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
@@ -428,6 +432,11 @@ class RecognizerNode(Node):
     def _ingest(self, frame, info: dict | None) -> None:
         frame.clock_s = self._clock_now()
         frame.publisher = conversions.publisher_key(info)
+        # Latency counts from the middleware's reception where it says (rclpy >= Iron): time
+        # a message waited in the input queue behind a busy node is latency too.
+        received = (info or {}).get("received_timestamp")
+        if received:
+            frame.arrival -= min(max(time.time_ns() - received, 0) / 1e9, MAX_QUEUED_S)
         if frame.stamp_ns == 0:   # unstamped input: stamp it on arrival
             now = self.get_clock().now().nanoseconds
             frame.stamp_ns = now if now > 0 else time.time_ns()

@@ -161,8 +161,16 @@ class Recognizer:
         if problem:
             raise ModelFileError(f"model {path}: {problem}")
         rec = cls(model, metadata, params, device)
-        rec.use_backend(resolve_backend(params.backend, device), path,
-                        params.effective_threads(), params.backend_cache_dir or None)
+        kind = resolve_backend(params.backend, device)
+        try:
+            rec.use_backend(kind, path, params.effective_threads(),
+                            params.backend_cache_dir or None)
+        except BackendError as error:
+            if params.backend != "auto" or kind == "torch":
+                raise
+            # auto means the fastest backend that works here: torch always does.
+            rec.use_backend("torch", path)
+            rec.backend_info.fallback = str(error)
         return rec
 
     def use_backend(self, kind: str, model_path: str | os.PathLike | None, threads: int = 1,

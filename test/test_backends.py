@@ -247,6 +247,27 @@ def test_onnx_graph_export_needs_a_writable_place(tmp_path):
         onnx_graph(model, path, check_window(3, 16, 20), cache_dir=blocker / "sub")
 
 
+def test_a_torch_that_cannot_export_stops_onnxruntime_and_auto_runs_torch(tmp_path,
+                                                                           monkeypatch):
+    """An older torch (a robot's system or Jetson build) whose exporter fails: backend
+    onnxruntime says so in one line; backend auto runs torch and says why."""
+    import prgcn_ros.model.export as export
+    from prgcn_ros.recognition import Recognizer
+
+    def old_torch(*args, **kwargs):
+        raise AttributeError("type object 'Dim' has no attribute 'AUTO'")
+
+    monkeypatch.setattr(export, "export_model", old_torch)
+    path = _model_file(tmp_path / "m.safetensors")
+    values = {"model": str(path), "window": 16, "min_frames": 4, "device": "cpu"}
+    with pytest.raises(BackendError, match=r"cannot export the model to ONNX \(AttributeError"):
+        Recognizer.from_params(RecognizerParams.from_dict({**values,
+                                                           "backend": "onnxruntime"}))
+    rec = Recognizer.from_params(RecognizerParams.from_dict({**values, "backend": "auto"}))
+    assert rec.backend.name == "torch" and "has no attribute 'AUTO'" in rec.backend_info.fallback
+    assert not list(tmp_path.rglob("*.onnx"))             # nothing half-written is left
+
+
 # ---------------------------------------------------------------------------- real clips
 @pytest.mark.slow
 def test_eval_on_onnxruntime_gives_torchs_accuracy_on_the_273_test_clips(tmp_path, capsys,

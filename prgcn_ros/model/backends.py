@@ -202,7 +202,14 @@ def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
         # The exporter may keep the weights in a side file named after its output; one
         # self-contained file is what can be renamed into place atomically.
         with tempfile.TemporaryDirectory(dir=tmp.parent, prefix=".export.") as work:
-            graph = export_model(model, Path(work) / "graph.onnx", "onnx", example)
+            try:
+                graph = export_model(model, Path(work) / "graph.onnx", "onnx", example)
+            except OSError:
+                raise
+            except Exception as error:   # an older torch's exporter, an operator it lacks
+                raise BackendError(f"backend onnxruntime: torch {torch.__version__} cannot "
+                                   f"export the model to ONNX ({type(error).__name__}: "
+                                   f"{error}); backend torch runs it as it is") from None
             import onnx
             onnx.save_model(onnx.load(str(graph)), str(tmp), save_as_external_data=False)
 
@@ -307,6 +314,7 @@ class BackendInfo:
     graph: Path | None = None
     reused: bool = False
     max_diff: float | None = None
+    fallback: str | None = None    # why backend auto runs torch instead of onnxruntime
 
 
 def make_backend(kind: str, model: nn.Module, model_path: str | Path | None,

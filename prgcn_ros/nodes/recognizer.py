@@ -305,6 +305,8 @@ class RecognizerNode(Node):
         unknown = (f", 'unknown' below {self.params.min_confidence:g}"
                    if self.params.min_confidence else "")
         info = rec.backend_info
+        if info.fallback:
+            self.get_logger().warning(f"backend auto runs torch: {info.fallback}")
         backend = info.name
         if info.graph is not None:
             backend += (f" ({'cached' if info.reused else 'exported'} graph {info.graph}, "

@@ -16,7 +16,8 @@ check-tools:
 	@PYTHON=$(PYTHON) tools/check_tools.sh
 
 $(STAMPS)/requirements: requirements.txt | check-tools
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/pip || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } || { rm -rf $(VENV); \
+	  echo "make setup: $(PYTHON) -m venv failed (Debian: apt-get install python3.11-venv)" >&2; exit 1; }
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	$(PY) tools/fix_ros_wheel_paths.py $(VENV)
 	@mkdir -p $(STAMPS) && touch $@

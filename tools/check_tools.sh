@@ -16,8 +16,15 @@ if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
   missing=1
 fi
 if [ "$missing" = 0 ]; then
-  "${PYTHON:-python3.11}" -c 'import sys, venv; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || {
-    echo "make setup: ${PYTHON:-python3.11} is not a CPython 3.11 with venv; the ROS 2 wheels need exactly 3.11." >&2
+  "${PYTHON:-python3.11}" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || {
+    echo "make setup: ${PYTHON:-python3.11} is not a CPython 3.11; the ROS 2 wheels need exactly 3.11." >&2
+    missing=1
+  }
+fi
+if [ "$missing" = 0 ]; then
+  # Debian's python3.11 imports venv without python3.11-venv, then cannot put pip in one.
+  "${PYTHON:-python3.11}" -c 'import venv, ensurepip' 2>/dev/null || {
+    echo "make setup: ${PYTHON:-python3.11} cannot make a virtual environment with pip (Debian: apt-get install python3.11-venv)." >&2
     missing=1
   }
 fi

@@ -92,6 +92,13 @@ def test_package_xml_names_every_runtime_import():
     assert not missing, f"package.xml does not declare: {missing}"
 
 
+def test_package_xml_declares_nothing_the_code_does_not_use():
+    """An unused key costs every robot a rosdep install; the launch file's rviz2 is optional."""
+    declared = {dep.name for dep in parse_package(REPO).exec_depends}
+    used = {IMPORT_TO_DEPENDENCY.get(name) for name in runtime_imports()}
+    assert declared - used == set(), f"declared but never imported: {declared - used}"
+
+
 @pytest.mark.parametrize("package_dir", [".", "prgcn_msgs"])
 def test_every_rosdep_key_exists(package_dir):
     declared = dependency_names(parse_package(REPO / package_dir))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from itertools import permutations
 
 import numpy as np
 import pytest
@@ -122,3 +123,34 @@ def test_a_faint_person_is_tracked_by_the_joints_it_has(handshake):
     ids = [tracker.update(handshake.coords[t, :1], faint, t / FPS)[0] for t in range(30)]
     assert ids[0] >= 0 and set(ids) == {ids[0]}
     assert tracker.update(handshake.coords[30, :1], 0 * faint, 1.0) == [-1]
+
+
+def test_the_nearest_pairs_match_when_someone_stays_unmatched():
+    """Three tracks, three people of whom one is new (beyond the gate of every track): the other
+    two go to their nearest tracks, not to whichever the solver's rounding picks."""
+    tracker = Tracker(gate=1.0, timeout_s=10.0)
+    tracks = np.array([[[1.82, 0.10]], [[1.29, 2.06]], [[0.47, 1.16]]])
+    assert tracker.update(tracks, np.ones((3, 1)), 0.0) == [0, 1, 2]
+    people = np.array([[[0.06, 0.25]], [[0.65, 1.24]], [[1.39, 2.65]]])
+    # Distances: person 1 is 0.20 from track 2, person 2 0.60 from track 1; person 0 is 1.00
+    # from track 2 (inside the gate) but farther than person 1.
+    ids = tracker.update(people, np.ones((3, 1)), 0.1)
+    assert ids[1] == 2 and ids[2] == 1 and ids[0] not in (0, 1, 2)
+
+
+def test_assignments_minimise_distance_over_random_scenes():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        tracker = Tracker(gate=1.0, timeout_s=10.0)
+        k, p = rng.integers(1, 6, size=2)
+        tracker.update(rng.uniform(0, 3, (k, 1, 2)), np.ones((k, 1)), 0.0)
+        people = rng.uniform(0, 3, (p, 1, 2))
+        cost = tracker.cost_matrix(people, np.ones((p, 1), bool), list(range(k)))
+        ids = tracker.update(people, np.ones((p, 1)), 0.1)
+        matched = [(i, t) for i, t in enumerate(ids) if t < k]
+        # No other set of as many pairs within the gate is nearer in total.
+        best = min((sum(cost[i, t] for i, t in zip(rows, cols))
+                    for rows in permutations(range(p), len(matched))
+                    for cols in permutations(range(k), len(matched))
+                    if all(cost[i, t] <= 1.0 for i, t in zip(rows, cols))), default=0.0)
+        assert sum(cost[i, t] for i, t in matched) <= best + 1e-9

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-_UNMATCHABLE = 1e18  # finite stand-in for "no common joint / beyond the gate"
-
 
 @dataclass
 class _Track:
@@ -116,7 +114,11 @@ class Tracker:
             cost = self.cost_matrix(coords[todo], ok[todo], candidates)
             allowed = cost <= self.gate
             if allowed.any():
-                rows, cols = linear_sum_assignment(np.where(allowed, cost, _UNMATCHABLE))
+                # Beyond the gate: dearer than any set of allowed pairs (each at most the gate),
+                # so the most pairs are matched, then the nearest; not so large (1e18) that
+                # the real distances round away beside it.
+                beyond = self.gate * min(cost.shape) + 1.0
+                rows, cols = linear_sum_assignment(np.where(allowed, cost, beyond))
                 for r, c in zip(rows, cols):
                     if allowed[r, c]:
                         result[todo[r]] = candidates[c]

@@ -294,3 +294,56 @@ def test_truncated_and_garbage_stgcn(data_dir, tmp_path):
         pickle.dump((["a", "b"], [0, 1]), fh)
     with pytest.raises(RecordingError, match="2 names and 2 labels for 3 samples"):
         read_stgcn_arrays(tmp_path / "x.npy", tmp_path / "two.pkl")
+
+
+def test_kinetics_json_numbered_from_zero_and_labels_out_of_range(data_dir, tmp_path):
+    """ST-GCN's json_pack numbers frames from 0 (OpenPose's file numbers); a label_index below
+    0 is no class."""
+    clip = json.loads((data_dir / "kinetics_skeleton" / KINETICS_CLIP).read_text())
+    first = read_kinetics_json(data_dir / "kinetics_skeleton" / KINETICS_CLIP)
+    for entry in clip["data"]:
+        entry["frame_index"] -= 1
+    clip["label_index"] = -5
+    zero = tmp_path / "zero_based.json"
+    zero.write_text(json.dumps(clip))
+    seq = read_kinetics_json(zero)
+    assert seq.num_frames == first.num_frames and seq.label is None
+    np.testing.assert_array_equal(seq.coords, first.coords)
+
+
+def test_json_in_utf8_and_too_deep(data_dir, tmp_path):
+    clip = json.loads((data_dir / "kinetics_skeleton" / KINETICS_CLIP).read_text())
+    clip["label"] = "café"
+    accented = tmp_path / "accented.json"
+    accented.write_bytes(b"\xef\xbb\xbf" + json.dumps(clip, ensure_ascii=False).encode())
+    assert read_kinetics_json(accented).label_name == "café"
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    _fails_cleanly(read_kinetics_json, deep, "nested too deeply")
+
+
+def test_openpose_frames_without_body_keypoints(tmp_path):
+    """OpenPose with --body 0 writes empty pose lists: one line naming the frame."""
+    folder = tmp_path / "op"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"v_{i:012d}_keypoints.json").write_text(json.dumps(
+            {"version": 1.3, "people": [{"pose_keypoints_2d": [],
+                                         "face_keypoints_2d": [1, 2, 0.5] * 70}]}))
+    _fails_cleanly(read_openpose_dir, folder, "v_000000000000_keypoints.json")
+
+
+def test_sbu_file_cut_short_or_damaged_in_its_first_row(data_dir, tmp_path):
+    source = data_dir / "sbu_interaction" / "s01s02" / "07" / "001" / "skeleton_pos.txt"
+    if not source.is_file():
+        pytest.skip("no SBU data")
+    text = source.read_text()
+    cut = tmp_path / "cut" / "skeleton_pos.txt"
+    cut.parent.mkdir()
+    cut.write_text(text[:-3])                          # mid-number, no line end
+    _fails_cleanly(read_recording, cut, "line")
+    damaged = tmp_path / "damaged" / "skeleton_pos.txt"
+    damaged.parent.mkdir()
+    damaged.write_text(text.replace(",", ";", 1))      # a stray character in the first row
+    with pytest.raises(RecordingError, match="line 1: expected 91 comma-separated"):
+        read_recording(damaged)                        # the SBU reader's message, not MSR's

@@ -338,12 +338,24 @@ _POSE_LAYOUTS = {18: "coco18", 25: "body25"}
 
 
 def _load_json(path: Path) -> Any:
-    text = _read_text(path)
+    # JSON is UTF-8 (a label may be "café"; some writers put a byte-order mark first).
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecordingError(path, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RecordingError(path, f"byte {exc.start} (line {line})",
+                             "not a text file (not UTF-8)") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordingError(path, f"line {exc.lineno} column {exc.colno} (byte {exc.pos})",
                              f"malformed JSON: {exc.msg}") from None
+    except RecursionError:
+        raise RecordingError(path, "", "malformed JSON: nested too deeply") from None
 
 
 def _pose_block(path: Path, where: str, pose: Any, score: Any, joints: int | None,
@@ -354,7 +366,8 @@ def _pose_block(path: Path, where: str, pose: Any, score: Any, joints: int | Non
         scores = None if score is None else np.asarray(score, dtype=np.float64)
     except (TypeError, ValueError):
         raise RecordingError(path, where, "keypoints are not a list of numbers") from None
-    if flat.ndim != 1 or len(flat) % stride or (joints and len(flat) != joints * stride):
+    if (flat.ndim != 1 or not len(flat) or len(flat) % stride
+            or (joints is not None and len(flat) != joints * stride)):
         raise RecordingError(path, where, f"{flat.shape} keypoint values; expected "
                              f"{stride} per joint" + (f" for {joints} joints" if joints else ""))
     flat = flat.reshape(-1, stride)
@@ -387,8 +400,9 @@ def _kinetics_from_obj(path: Path, obj: Any) -> SkeletonSequence:
         where = f"data[{k}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("skeleton"), list):
             raise RecordingError(path, where, "frame without a 'skeleton' list")
+        # 1-based in the Kinetics release; 0-based from ST-GCN's json_pack (OpenPose numbering).
         index = entry.get("frame_index", k + 1)
-        if not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= 1_000_000:
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= 1_000_000:
             raise RecordingError(path, where, f"bad frame_index {index!r}")
         if index in entries:
             raise RecordingError(path, where, f"frame_index {index} appears twice")
@@ -408,7 +422,8 @@ def _kinetics_from_obj(path: Path, obj: Any) -> SkeletonSequence:
     if not entries:
         raise RecordingError(path, "data", "no frames")
     joints = joints or 18
-    frames = [entries.get(t, []) for t in range(1, max(entries) + 1)]
+    first = 0 if 0 in entries else 1
+    frames = [entries.get(t, []) for t in range(first, max(entries) + 1)]
     coords, conf = _stack_frames(frames, joints)
     present = _present(coords)
     if present.any() and not conf.any():
@@ -423,6 +438,8 @@ def _kinetics_from_obj(path: Path, obj: Any) -> SkeletonSequence:
     elif ntu is not None:
         # NTU-derived clips: label_index is the 1-based NTU action (= Axxx in the name).
         label -= 1
+    if label is not None and label < 0:     # no class: unlabelled, like a clip without one
+        label = None
     return SkeletonSequence(coords=coords, confidence=conf, layout=_POSE_LAYOUTS[joints],
                             fps=KINETICS_FPS, label=label,
                             label_name=label_name if isinstance(label_name, str) else None,
@@ -706,6 +723,7 @@ def read_sbu_interaction(path: str | Path) -> SkeletonSequence:
     numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
     if not numbered:
         raise RecordingError(path, "", "empty file: no frames")
+    _check_line_end(path, text, lines)
     joints = get_layout("openni15").num_joints
     columns = 1 + 2 * joints * 3
     rows = []
@@ -734,9 +752,12 @@ def read_sbu_interaction(path: str | Path) -> SkeletonSequence:
                             person_ids=[1, 2], source=str(path))
 
 
-def _is_sbu_text(text_start: str) -> bool:
+def _is_sbu_text(path: Path, text_start: str) -> bool:
+    """SBU's comma-separated rows (MSR Action3D's are space-separated): by the name the dataset
+    gives every clip, else by a comma in the first row (a damaged row still goes to the SBU
+    reader, which names what is wrong with it)."""
     first = text_start.lstrip().split("\n", 1)[0]
-    return first.count(",") == 2 * 15 * 3
+    return path.name == "skeleton_pos.txt" or "," in first
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -757,7 +778,8 @@ def read_recording(path: str | Path) -> SkeletonSequence:
                 start = fh.read(4096).decode("ascii", errors="replace")
         except OSError as exc:
             raise RecordingError(path, "", f"cannot read: {exc.strerror or exc}") from None
-        return read_sbu_interaction(path) if _is_sbu_text(start) else read_msr_action3d(path)
+        return (read_sbu_interaction(path) if _is_sbu_text(path, start)
+                else read_msr_action3d(path))
     if suffix == ".mat":
         return read_utd_mhad(path)
     if suffix == ".json":

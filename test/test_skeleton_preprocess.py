@@ -345,3 +345,19 @@ def test_exchange_persons_swaps_the_slots_of_pairs_only(data_dir):
     torch.testing.assert_close(swapped_conf[1], conf[1])
     with pytest.raises(ValueError, match="two person slots"):
         exchange_persons(coords[:, :, :1], conf[:, :, :1])
+
+
+@pytest.mark.parametrize("slot", [0, 1])
+def test_a_lone_person_without_a_root_is_centred_on_themselves_in_pair_modes(slot):
+    """An upper body (no hips) beside an empty padding slot: 'pair' and 'shared' centre on
+    that person, as 'each' does, not on the empty slot's zeros."""
+    layout = get_layout("coco18")
+    coords, conf = torch.zeros(1, 4, 2, 18, 2), torch.zeros(1, 4, 2, 18)
+    for name in ("nose", "neck", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow"):
+        j = layout.index(name)
+        coords[0, :, slot, j] = torch.tensor([600.0 + 10 * j, 300.0 + 5 * j])
+        conf[0, :, slot, j] = 0.9
+    each, _ = preprocess(coords, conf, "coco18", PreprocessConfig(persons="each"))
+    for persons in ("pair", "shared"):
+        out, _ = preprocess(coords, conf, "coco18", PreprocessConfig(persons=persons))
+        torch.testing.assert_close(out[..., slot], each[..., slot])

@@ -257,14 +257,18 @@ def preprocess(coords: torch.Tensor, confidence: torch.Tensor, layout: str | Lay
         origin = torch.where(has_root, _take(root, last), fallback)
     shared = config.persons == "shared" and m > 1
     pair = config.persons == "pair" and m > 1
-    if shared:   # the first person with a confident root anchors the whole sample
-        reference = _first_true(has_root[:, 0, :, 0])[:, None]            # (N, 1)
+    # Persons seen at all (an empty slot, padding for a lone person, is not).
+    seen = centroid_ok.any(1)                                              # (N, M)
+    if shared:   # the first person with a confident root anchors the whole sample, else the
+        rooted = has_root[:, 0, :, 0]                                      # first one seen
+        anchor_ok = torch.where(rooted.any(1, keepdim=True), rooted, seen)
+        reference = _first_true(anchor_ok)[:, None]                        # (N, 1)
         origin = _persons_take(origin, reference)
-    elif pair:   # the mean of the persons' roots (of all persons' origins when none has one)
-        rooted = has_root.to(x.dtype)                                      # (N, 1, M, 1)
-        rooted = torch.where(has_root.any(2, keepdim=True), rooted, torch.ones_like(rooted))
-        origin = ((origin * rooted).sum(2, keepdim=True) / rooted.sum(2, keepdim=True)
-                  ).expand_as(origin).contiguous()
+    elif pair:   # the mean of the persons' roots (of the seen persons' origins when none has one)
+        mean_of = torch.where(has_root.any(2, keepdim=True), has_root,
+                              seen[:, None, :, None]).to(x.dtype)          # (N, 1, M, 1)
+        origin = ((origin * mean_of).sum(2, keepdim=True)
+                  / mean_of.sum(2, keepdim=True).clamp(min=1)).expand_as(origin).contiguous()
     y = x - origin[:, :, :, None, :]
 
     # --- view alignment about the vertical axis

@@ -143,3 +143,13 @@ def test_write_bag_never_overwrites(data_dir, tmp_path):
     assert result.returncode == 1
     assert str(out) in result.stderr and "exists" in result.stderr
     assert not any(out.iterdir())
+
+
+def test_a_recording_without_a_frame_rate_leaves_no_half_written_bag(data_dir, tmp_path):
+    from prgcn_ros.skeleton.bags import BagError, write_bag
+
+    seq = read_recording(data_dir / "msr_action3d" / CLIP)
+    seq.fps = 0.0
+    with pytest.raises(BagError, match="frame rate 0.0"):
+        write_bag(tmp_path / "bag", [seq])
+    assert not (tmp_path / "bag").exists()

@@ -7,6 +7,7 @@ bytes, which a player deserializes with rclpy into the real message class and re
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -71,6 +72,12 @@ passes). Returns the number of messages written."""
 
     if storage not in STORAGES:
         raise BagError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    if Path(path).exists():
+        raise BagError(f"{path} exists already: not overwriting it")
+    for seq in recordings:     # checked before the bag is begun: no half-written bag is left
+        if not (seq.fps > 0 and math.isfinite(seq.fps)):
+            raise BagError(f"{seq.source or 'a recording'}: frame rate {seq.fps!r}, so no "
+                           f"timing for the bag")
     store = typestore()
     types = store.types
     time_t, header_t = types["builtin_interfaces/msg/Time"], types["std_msgs/msg/Header"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -87,7 +88,9 @@ def model_file() -> tuple[Path, str]:
     model's architecture, layout, classes and window (from config/train_msr_action3d.yaml):
     the same network, so the same cost per forward."""
     if SHIPPED_MODEL.is_file() and SHIPPED_MODEL.with_suffix(".json").is_file():
-        return SHIPPED_MODEL, "shipped"
+        # Which shipped model: the file changes as recipes improve.
+        digest = hashlib.sha256(SHIPPED_MODEL.read_bytes()).hexdigest()[:12]
+        return SHIPPED_MODEL, f"shipped, {SHIPPED_MODEL.name} sha256 {digest}"
     if not (STANDIN_MODEL.is_file() and STANDIN_MODEL.with_suffix(".json").is_file()):
         make_standin_model(STANDIN_MODEL)
     return STANDIN_MODEL, "stand-in (random weights, shipped architecture)"

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from prgcn_ros.skeleton.layouts import LAYOUTS
+from prgcn_ros.skeleton.layouts import LAYOUTS, TWO_D_LAYOUTS  # noqa: F401 - re-exported
 
 # Why each dropped input was dropped; the keys appear in /diagnostics as dropped_<key>.
 DROP_REASONS: dict[str, str] = {
@@ -44,8 +44,6 @@ DROP_REASONS: dict[str, str] = {
                       "report it with the logged traceback)",
 }
 
-# Layouts whose coordinates are image keypoints (x, y); the others are 3D sensor joints.
-TWO_D_LAYOUTS = frozenset({"coco18", "coco17", "body25"})
 
 # Input axis conventions preprocessing knows: Kinect v1/v2, MSR, NTU are y up; optical camera
 # frames (the Azure Kinect driver's depth_camera_link) and image keypoints are y down.

@@ -347,3 +347,10 @@ def test_sbu_file_cut_short_or_damaged_in_its_first_row(data_dir, tmp_path):
     damaged.write_text(text.replace(",", ";", 1))      # a stray character in the first row
     with pytest.raises(RecordingError, match="line 1: expected 91 comma-separated"):
         read_recording(damaged)                        # the SBU reader's message, not MSR's
+
+
+def test_openpose_frames_read_as_a_3d_layout_are_refused(data_dir, tmp_path):
+    clip = read_kinetics_json(data_dir / "kinetics_skeleton" / KINETICS_CLIP)
+    _openpose_frames(clip.select_frames(slice(0, 3)), tmp_path / "op", 100.0, 100.0, False)
+    with pytest.raises(RecordingError, match="'ntu25' is 3D"):
+        read_openpose_dir(tmp_path / "op", layout="ntu25")

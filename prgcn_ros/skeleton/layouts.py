@@ -183,6 +183,9 @@ OPENNI15 = _layout(
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in
                               (COCO18, BODY25, COCO17, NTU25, KINECT20, AZURE32, OPENNI15)}
 
+# Layouts whose coordinates are image keypoints (x, y); the others are 3D sensor joints.
+TWO_D_LAYOUTS = frozenset({"coco18", "coco17", "body25"})
+
 
 def get_layout(name: str | Layout) -> Layout:
     """The layout called ``name``; a clear error listing the known layouts otherwise."""

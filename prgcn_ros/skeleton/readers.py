@@ -26,7 +26,7 @@ from .labels import (
     UTD_MHAD_CLASSES,
     ntu_class_name,
 )
-from .layouts import get_layout
+from .layouts import TWO_D_LAYOUTS, get_layout
 from .sequence import SkeletonSequence
 
 MSR_FPS = 15.0
@@ -494,6 +494,9 @@ def read_openpose_dir(path: str | Path, layout: str | None = None,
     files = sorted(path.glob("*.json"), key=_natural_key)
     if not files:
         raise RecordingError(path, "", "no *.json frames in the directory")
+    if layout and get_layout(layout).name not in TWO_D_LAYOUTS:
+        raise RecordingError(path, "", f"layout {layout!r} is 3D; OpenPose writes image "
+                             f"keypoints ({', '.join(sorted(TWO_D_LAYOUTS))})")
     joints = get_layout(layout).num_joints if layout else None
     frames = []
     for file in files:

@@ -150,7 +150,7 @@ def test_augment_rotates_about_vertical_and_keeps_missing_joints():
     present = torch.ones(6, 5, 4, 1, dtype=torch.bool)
     present[:, :, 3] = False
     x[:, :, :, 3] = 0.0
-    out = augment(x, present, 3, {"rotate_deg": 20, "vertical_axis": 1}, gen)
+    out, _ = augment(x, present, 3, {"rotate_deg": 20, "vertical_axis": 1}, gen)
     assert torch.allclose(out[:, 1], x[:, 1])          # heights unchanged
     horizontal = lambda t: t[:, [0, 2]].norm(dim=1)    # noqa: E731
     assert torch.allclose(horizontal(out), horizontal(x), atol=1e-5)
@@ -159,13 +159,13 @@ def test_augment_rotates_about_vertical_and_keeps_missing_joints():
     # At most 20 degrees.
     cos = (out[:, [0, 2]] * x[:, [0, 2]]).sum(1) / (horizontal(out) * horizontal(x)).clamp(1e-6)
     assert cos[:, :, :3].min() >= math.cos(math.radians(20)) - 1e-4
-    moved = augment(x, present, 3, {"translate": 0.1}, torch.Generator().manual_seed(1))
+    moved, _ = augment(x, present, 3, {"translate": 0.1}, torch.Generator().manual_seed(1))
     shift = moved - x
     assert shift[:, :, :, :3].abs().max() <= 0.1 + 1e-6
     assert torch.equal(shift[:, :, :, 3], torch.zeros_like(shift[:, :, :, 3]))
     two_d = torch.randn(2, 3, 5, 4, 1)                 # x, y, confidence
-    out2 = augment(two_d, torch.ones(2, 5, 4, 1, dtype=torch.bool), 2, {"rotate_deg": 10},
-                   torch.Generator().manual_seed(2))
+    out2, _ = augment(two_d, torch.ones(2, 5, 4, 1, dtype=torch.bool), 2, {"rotate_deg": 10},
+                      torch.Generator().manual_seed(2))
     assert torch.equal(out2[:, 2], two_d[:, 2])        # confidence channel untouched
 
 
@@ -404,9 +404,14 @@ def test_mirror_swaps_sides_and_negates_x():
     lay = get_layout("kinect20")
     x = torch.randn(8, 3, 4, 20, 1)
     present = torch.ones(8, 4, 20, 1, dtype=torch.bool)
-    out = augment(x, present, 3, {"mirror": 1.0}, torch.Generator().manual_seed(0),
-                  layout="kinect20")
     lw, rw, head = lay.index("left_wrist"), lay.index("right_wrist"), lay.index("head")
+    present[:, :, lw] = False                  # the driver lost the left wrist
+    x[:, :, :, lw] = 0.0
+    out, mirrored = augment(x, present, 3, {"mirror": 1.0}, torch.Generator().manual_seed(0),
+                            layout="kinect20")
+    # The lost joint is now the right wrist: the mask goes with it (noise, restore loss).
+    assert not mirrored[:, :, rw].any() and mirrored[:, :, lw].all()
+    assert torch.equal(out[:, :, :, rw], torch.zeros_like(out[:, :, :, rw]))
     assert torch.allclose(out[:, 0, :, lw], -x[:, 0, :, rw])
     assert torch.allclose(out[:, 1:, :, lw], x[:, 1:, :, rw])
     assert torch.allclose(out[:, 0, :, head], -x[:, 0, :, head])
@@ -423,8 +428,8 @@ def test_body_shape_changes_proportions_not_motion(msr_train):
     batch = batching.build_batch([msr_train[i] for i in range(4)], small_cfg(), train=False)
     x, present = batch.x, batch.present.clone()
     present[0, 2, lay.index("left_wrist")] = False   # as if the driver lost it in frame 2
-    out = augment(x, present, 3, {"body_shape": 0.15}, torch.Generator().manual_seed(0),
-                  layout="kinect20")
+    out, _ = augment(x, present, 3, {"body_shape": 0.15}, torch.Generator().manual_seed(0),
+                     layout="kinect20")
     root = lay.center
     assert torch.equal(out[:, :, :, root], x[:, :, :, root])
     wrist = lay.index("left_wrist")

@@ -86,9 +86,12 @@ def body_shape_factors(n: int, m: int, sd: float, layout: str, gen: torch.Genera
 
 
 def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
-            gen: torch.Generator, layout: str | None = None) -> torch.Tensor:
+            gen: torch.Generator, layout: str | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Randomly rotated/scaled/translated (and, with ``mirror`` > 0, mirrored; with
-    ``body_shape`` > 0, re-proportioned) copy of model input ``x`` (N, C, T, V, M).
+    ``body_shape`` > 0, re-proportioned) copy of model input ``x`` (N, C, T, V, M), and
+    ``present`` as it goes with the copy (mirrored clips' left and right exchanged: the
+    noise model and the restore loss must see the joints where they now are).
 
     ``present`` (N, T, V, M) is true where a joint was observed; other joints are not moved.
     Mirroring (probability ``aug["mirror"]``, needs ``layout``) negates x and swaps left and
@@ -125,4 +128,4 @@ def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
     keep = present[:, None].to(torch.bool)
     out = x.clone()
     out[:, :dims] = torch.where(keep, moved, coords)
-    return out
+    return out, present

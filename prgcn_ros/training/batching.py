@@ -112,7 +112,8 @@ def build_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
     x, transform = preprocess(coords, conf, cfg["layout"], preprocess_config(cfg))
     present = (conf > 0).permute(0, 1, 3, 2)                     # (N, T, V, M)
     if train and _augments(cfg["augment"]):
-        x = augment(x, present, coords.shape[-1], cfg["augment"], gen, layout=cfg["layout"])
+        x, present = augment(x, present, coords.shape[-1], cfg["augment"], gen,
+                             layout=cfg["layout"])
     labels = torch.tensor([-1 if s.label is None else int(s.label) for s in seqs],
                           dtype=torch.int64)
     return Batch(x.float(), labels, present, transform.scale.float(), int(coords.shape[-1]))

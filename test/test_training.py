@@ -382,8 +382,11 @@ def test_weight_average_follows_its_definition_and_resumes(msr_train, tmp_path):
     assert all(torch.equal(resumed.model.state_dict()[k], averaged[k]) for k in floats)
 
     plain = Trainer(small_cfg(seed=4, epochs=3), train_set=data, log=lambda m: None)
-    with pytest.raises(CheckpointError, match="ema_decay"):
-        plain.resume(tmp_path / "run")
+    with pytest.raises(ConfigError, match="'optim' settings differ.*ema_decay"):
+        plain.resume(tmp_path / "run")          # the settings say so before the weights do
+    from prgcn_ros.training.checkpoint import load_checkpoint
+    with pytest.raises(CheckpointError, match="ema_decay"):   # and the weights, without them
+        load_checkpoint(tmp_path / "run", plain.model, plain.optimizer, None)
     with pytest.raises(ConfigError, match="ema_decay"):
         small_cfg(optim={"ema_decay": 1.0})
 

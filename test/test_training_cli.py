@@ -147,6 +147,9 @@ def test_train_cli_mistakes_are_one_line_before_any_training(tmp_path, capsys):
     assert "corrupt or truncated" in fails("--init", str(truncated), "--out-dir",
                                            str(tmp_path / "other"))
     assert "'model' settings differ" in fails("--resume", "--set", "model.use_tam=false")
+    # Other clips, another rate: another run, not this one continued (more epochs would be).
+    assert "'data' settings differ" in fails("--resume", "--set", "data.train_subjects=[1, 3]")
+    assert "'optim' settings differ" in fails("--resume", "--set", "optim.lr=0.5")
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     assert "is a file, not a folder" in fails("--output", str(blocker / "m.safetensors"),

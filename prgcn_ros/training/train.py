@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -55,6 +56,13 @@ from .datasets import SequenceDataset, build_dataset, class_names, split_descrip
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of everything random in one epoch (independent of earlier epochs)."""
     return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2 ** 63)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """A process's own seed under torchrun, from the epoch's: mixed, not seed + k * rank
+    (which is another epoch's seed, so ranks would replay each other's draws)."""
+    return int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(
+        1, dtype=np.uint64)[0] % (2 ** 63))
 
 
 def device_name(device: torch.device) -> str:
@@ -342,7 +350,7 @@ class Trainer:
             # every rank in every step): it is left out.
             batches = [distributed.shard(b, self.dist) for b in batches
                        if len(b) >= self.dist.world]
-            gen = torch.Generator().manual_seed(seed + 7_919 * self.dist.rank)
+            gen = torch.Generator().manual_seed(rank_seed(seed, self.dist.rank))
             progress = progress and self.dist.is_main
         totals: dict[str, float] = {}
         seen = 0
@@ -406,7 +414,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "steps": self.steps, "history": self.history,
                 "train_time_s": self.train_time_s, "config": public(self.cfg),
-                "code_version": self.code_version}
+                "code_version": self.code_version, "init": self.init}
 
     def save(self, directory: str | os.PathLike) -> None:
         save_checkpoint(directory, self.model, self.optimizer, self.state(), self.averaged)
@@ -417,7 +425,11 @@ class Trainer:
         # A checkpoint that recorded no config has nothing to compare.
         saved = with_defaults(doc["config"]) if "config" in doc else {}
         current = public(self.cfg)
-        for key in ("seed", "model", "layout", "window", "preprocess", "augment", "refine"):
+        # Everything that makes the run, but the number of epochs (a run may be extended).
+        if "optim" in saved:
+            saved["optim"] = {**saved["optim"], "epochs": current["optim"]["epochs"]}
+        for key in ("seed", "model", "layout", "window", "preprocess", "augment", "refine",
+                    "data", "calibration", "outliers", "optim"):
             if key in saved and saved[key] != current.get(key):
                 raise ConfigError(f"cannot resume from {path}: its {key!r} settings differ "
                                   f"from the config's ({saved[key]} vs {self.cfg.get(key)})")
@@ -427,6 +439,7 @@ class Trainer:
         self.history = list(doc.get("history", []))
         self.train_time_s = float(doc.get("train_time_s", 0.0))
         self.code_version = doc.get("code_version", self.code_version)
+        self.init = doc.get("init", self.init)      # a fine-tuning run stays one when resumed
 
     def take_averaged_weights(self) -> None:
         """Put the weight average (if the run keeps one) into the model, at the end of training:

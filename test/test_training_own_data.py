@@ -327,6 +327,20 @@ def test_calibration_split_comes_from_the_training_subjects():
     assert calibration.split_training_set(train, load_config(MSR_CONFIG))[1] is None
 
 
+def test_a_calibration_fraction_holds_out_whole_performances():
+    """NW-UCLA films each performance from two training views: a held-out clip whose other
+    view stays in training would be nearly a training clip."""
+    nw_ucla = REPO / "config" / "train_nw_ucla.yaml"
+    cfg = load_config(nw_ucla, {"calibration": {"subjects": None, "fraction": 0.2, "seed": 1}})
+    _data("nw_ucla")
+    from prgcn_ros.training.datasets import build_dataset
+    train = build_dataset(cfg, "train")
+    rest, held = calibration.split_training_set(train, cfg)
+    performances = {name.rsplit("_v", 1)[0] for name in held.names}
+    assert not performances & {name.rsplit("_v", 1)[0] for name in rest.names}
+    assert 0.15 < len(held) / len(train) < 0.25 and set(held.labels) == set(train.labels)
+
+
 def test_training_stores_a_temperature_and_eval_reports_ece(tmp_path, capsys):
     require_data()
     out = tmp_path / "cal.safetensors"

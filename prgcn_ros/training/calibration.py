@@ -3,10 +3,10 @@
 The ``calibration:`` section of a training config takes a validation split out of the training
 data before training: the clips of the named training ``subjects`` (MSR Action3D, UTD-MHAD,
 NW-UCLA: subjects; SBU: subject pairs such as ``s01s02``), or else a ``fraction`` of the
-training clips (per class, drawn with ``seed``). After training one temperature T is fitted on
-that split (minimum negative log-likelihood of softmax(logits / T)) and stored in the model's
-metadata as ``calibration.temperature``; calibrated confidences are softmax(logits / T).
-Nothing here changes which class wins: only how sure the model says it is.
+training clips (per class, whole performances, drawn with ``seed``). After training one
+temperature T is fitted on that split (minimum negative log-likelihood of softmax(logits / T))
+and stored in the model's metadata as ``calibration.temperature``; calibrated confidences are
+softmax(logits / T). Nothing here changes which class wins: only how sure the model says it is.
 """
 from __future__ import annotations
 
@@ -58,11 +58,20 @@ def split_indices(dataset: SequenceDataset, cfg: dict) -> tuple[list[int], list[
         rng = np.random.default_rng(int(cal.get("seed") or 0))
         held = []
         labels = np.asarray(dataset.labels)
+        # Whole performances: another camera's view of a training clip is no held-out clip.
+        clips_of: dict[str, list[int]] = {}
+        for i, key in enumerate(dataset.recordings):
+            clips_of.setdefault(key, []).append(i)
         for label in np.unique(labels):
             members = np.flatnonzero(labels == label)
             take = max(1, int(round(fraction * len(members))))
-            held.extend(int(i) for i in rng.choice(members, size=min(take, len(members) - 1),
-                                                   replace=False))
+            keys = sorted({dataset.recordings[i] for i in members})
+            chosen: list[int] = []
+            for k in rng.permutation(len(keys))[:-1]:   # one performance stays in training
+                if len(chosen) >= take:
+                    break
+                chosen.extend(clips_of[keys[k]])
+            held.extend(chosen)
         held.sort()
         if not held:
             raise ValueError(f"calibration.fraction {fraction:g} leaves no clip for "

@@ -14,7 +14,7 @@ from test_training_util import MSR_CONFIG, REPO, msr_split, require_data, small_
 from prgcn_ros.training import evaluate as evaluate_cli
 from prgcn_ros.training import export as export_cli
 from prgcn_ros.training import train as train_cli
-from prgcn_ros.training.config import load_config
+from prgcn_ros.training.config import ConfigError, load_config
 from prgcn_ros.training.train import Trainer, save_trained_model
 
 SHIPPED = REPO / "models" / "prgcn_msr_action3d.safetensors"
@@ -92,6 +92,18 @@ def test_eval_mistakes_are_one_line(tiny_model, capsys):
         assert evaluate_cli.main(["--model", str(tiny_model), "--config", str(MSR_CONFIG),
                                   "--device", "cuda"]) == 2
         assert "CUDA is not available here" in capsys.readouterr().err
+
+
+def test_a_test_split_the_model_trained_on_is_refused(tiny_model, capsys):
+    """Subjects 1-5 and 7/9 trained the tiny model: a config testing on subject 1 (its own
+    splits disjoint) would report training accuracy as a test figure."""
+    require_data()
+    assert evaluate_cli.main(["--model", str(tiny_model), "--config", str(MSR_CONFIG),
+                              "--set", "data.train_subjects=[3]",
+                              "--set", "data.test_subjects=[1]", "--json"]) == 2
+    assert "was trained on subjects [1]" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"splits share subjects \[1\]"):
+        load_config(MSR_CONFIG, {"data": {"test_subjects": [1, 2]}})
 
 
 def test_eval_metrics_by_hand():

@@ -264,7 +264,23 @@ def load_config(path: str | os.PathLike | None = None,
     return cfg
 
 
+def split_overlap(data: dict, test: dict | None = None) -> str | None:
+    """What the training split of ``data`` shares with the test split of ``test`` (default:
+    ``data``'s own), for the kinds whose splits are subjects or views; None when nothing."""
+    test = data if test is None else test
+    kind = data.get("kind")
+    key = {"msr_action3d": "subjects", "utd_mhad": "subjects", "nw_ucla": "views"}.get(kind)
+    if key is None or test.get("kind") != kind:
+        return None
+    shared = sorted(set(data.get(f"train_{key}") or []) & set(test.get(f"test_{key}") or []))
+    return f"{key} {shared}" if shared else None
+
+
 def _check(cfg: dict, where: str) -> None:
+    overlap = split_overlap(cfg["data"])
+    if overlap:
+        raise ConfigError(f"{where}: data: the training and test splits share {overlap}; a "
+                          f"test clip the model trained on measures nothing")
     milestones = cfg["optim"]["schedule"]["milestones"]
     if milestones is not None and not (isinstance(milestones, list) and all(
             isinstance(m, int) and not isinstance(m, bool) for m in milestones)):

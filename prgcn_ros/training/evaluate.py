@@ -26,8 +26,8 @@ from tqdm import tqdm
 from prgcn_ros.skeleton.preprocess import pair_orders, window_setting
 
 from . import batching
-from .config import ConfigError, in_channels, load_config
-from .datasets import SequenceDataset, build_dataset
+from .config import ConfigError, in_channels, load_config, split_overlap
+from .datasets import SequenceDataset, build_dataset, split_description
 
 
 def _logits(output: Any) -> torch.Tensor:
@@ -318,6 +318,13 @@ def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str |
     problem = metadata_problem(metadata)      # what the live node would refuse, too
     if problem:
         raise ConfigError(f"model {model_path}: {problem}")
+    trained_on = (metadata.get("training") or {}).get("data") or {}
+    same_data = trained_on.get("dataset") == split_description(cfg).get("dataset")
+    overlap = same_data and split_overlap({**trained_on, "kind": cfg["data"]["kind"]},
+                                          cfg["data"])
+    if overlap and split == "test":
+        raise ConfigError(f"model {model_path} was trained on {overlap} of the config's test "
+                          f"split: its accuracy there would not be a test figure")
     cfg = config_for_model(cfg, metadata)
     dataset = build_dataset(cfg, split)
     names = metadata.get("class_names")

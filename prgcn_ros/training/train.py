@@ -13,7 +13,9 @@ its run directory instead).
 
 Repeatable: the seed fixes the initial weights, and every epoch draws its shuffling, windows,
 augmentation and dropout from generators seeded by (seed, epoch), so a run resumed from a
-checkpoint continues exactly as the uninterrupted run would have.
+checkpoint continues exactly as the uninterrupted run would have. Bit for bit on a CPU (tested);
+on CUDA the same draws go into kernels that may sum in another order from run to run, so two
+GPU runs of one seed agree closely, not exactly.
 """
 from __future__ import annotations
 

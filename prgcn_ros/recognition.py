@@ -129,6 +129,10 @@ class Recognizer:
         self.dims = 2 if self.layout.name in TWO_D_LAYOUTS else 3
         self.window_mode, self.window_length, self.interpolation = window_setting(
             metadata.get("window"))
+        if self.window_mode == "crop" and params.window < self.window_length:
+            raise ParameterError(f"window {params.window} frames is shorter than the model's "
+                                 f"crop of {self.window_length} consecutive frames: set window "
+                                 f"to at least {self.window_length}")
         pre = dict(metadata.get("preprocess") or {})
         self.model_axis = pre.get("axis", "y_up")
         # The model's settings with the input's axis convention (preprocessing turns it y up).
@@ -377,7 +381,8 @@ class Recognizer:
 
         resample: the held frames spread evenly over the model's length (the whole clip,
         offline), by the nearest frame or linear between frames as the model was trained;
-        crop: the last ``length`` frames, padded like the ring buffer does. The two people of
+        crop: the newest ``length`` frames; a shorter track's followed by empty frames, as
+        training pads a short clip. The two people of
         a pair share one time line, aligned at their newest frames (they arrive in the same
         messages): frames before a partner's first are empty (confidence 0), like a person
         absent from part of a training clip. Slots without a person are empty, as training
@@ -403,8 +408,14 @@ class Recognizer:
             return x
 
         if self.window_mode == "crop":
-            t = min(self.window_length, length)
-            return frames(np.tile(np.arange(length - t, length), (len(sample_rows), 1)))
+            # The newest frames, as many as the model takes; a shorter track's frames first,
+            # then empty frames (confidence 0), as training pads a short clip at its end.
+            t = self.window_length
+            taken = np.array([min(max(held[r] for r in rows), t) for rows in sample_rows])
+            index = np.arange(t)[None, :] + (length - taken)[:, None]
+            x = frames(np.minimum(index, length - 1))
+            padding = torch.from_numpy(np.arange(t)[None, :] >= taken[:, None]).to(device)
+            return x.masked_fill(padding[:, :, None, None, None], 0.0)
         # Held frames sit at the end of the gathered window (the front repeats the oldest).
         sample_held = [max(held[r] for r in rows) for rows in sample_rows]
         if self.interpolation == "nearest":

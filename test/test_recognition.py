@@ -456,16 +456,20 @@ def test_statistics_may_be_read_while_the_inference_thread_adds_to_them():
 
 
 # ---------------------------------------------------------------------------- live == offline
-@pytest.mark.parametrize("interpolation", ["nearest", "linear"])
-def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir, interpolation):
-    """The frames streamed one by one give the scores prgcn-eval's batching gives the clip."""
+@pytest.mark.parametrize("window", [
+    {"mode": "resample", "length": 48, "interpolation": "nearest"},
+    {"mode": "resample", "length": 48, "interpolation": "linear"},
+    # ST-GCN's windows: consecutive frames, a short clip padded with empty ones at its end.
+    {"mode": "crop", "length": 64, "interpolation": "nearest"}])
+def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir, window):
+    """The frames streamed one by one give the scores prgcn-eval's batching gives the clip
+    (37-55 frames each: the whole clip is the window either way)."""
     from prgcn_ros.skeleton.readers import read_msr_action3d
     from prgcn_ros.training import batching
 
     model = tiny_recognizer().model
     cfg = {"layout": "kinect20", "preprocess": {"center": "first_frame", "scale": "torso"},
-           "window": {"mode": "resample", "length": 48, "interpolation": interpolation},
-           "data": {"max_persons": 1}, "augment": {}}
+           "window": window, "data": {"max_persons": 1}, "augment": {}}
     names = ["a01_s02_e01", "a13_s04_e02", "a20_s10_e03"]
     clips = [read_msr_action3d(data_dir / "msr_action3d" / f"{n}_skeleton3D.txt")
              for n in names]
@@ -486,6 +490,14 @@ def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir, inte
         # Log scale: the random model is sure of class 0, so the other classes' small
         # probabilities are where a different window would show.
         np.testing.assert_allclose(np.log(live[k]), np.log(offline[k]), atol=1e-3)
+
+
+def test_a_crop_model_needs_a_window_as_long_as_its_crop():
+    model = tiny_recognizer().model
+    metadata = {"architecture": model.arch, "class_names": CLASSES,
+                "window": {"mode": "crop", "length": 64}}
+    with pytest.raises(ParameterError, match="shorter than the model's crop of 64"):
+        Recognizer(model, metadata, RecognizerParams(window=48), "cpu")
 
 
 @pytest.mark.parametrize("change, words", [

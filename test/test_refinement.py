@@ -312,3 +312,13 @@ def test_shipped_model_refines_and_meets_the_refinement_goals(shipped):
     json.dumps(r)                                                # serialisable for bench/
     # Bone lengths vary over time no more than the input's (rigid limb bones, model/bones.py).
     assert clean["bone_cv_refined"] <= clean["bone_cv_input"], clean
+
+
+def test_an_ablation_file_of_another_recipe_is_not_added_to(tmp_path):
+    """Means over runs of two recipes would be no figure of either."""
+    from prgcn_ros.training.ablations import run_study
+
+    out = tmp_path / "ablations.json"
+    out.write_text(json.dumps({"variants": {}, "recipe": {"optim": {"lr": 0.5}}}))
+    with pytest.raises(ValueError, match="another recipe"):
+        run_study(MSR_CONFIG, ["without PRM"], [1], out, tmp_path / "work")

@@ -52,7 +52,7 @@ def _summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def _recipe(cfg: dict) -> dict[str, Any]:
     return {k: cfg[k] for k in ("data", "layout", "window", "preprocess", "augment", "optim",
-                                "refine")}
+                                "refine", "outliers", "calibration")}
 
 
 def baseline_from_model(config: str | Path, model: Path) -> tuple[int, dict[str, Any]]:
@@ -94,6 +94,12 @@ def _record(out: Path, name: str, seed: int, run: dict[str, Any],
 def run_study(config: str | Path, variants: list[str], seeds: list[int], out: Path,
               work_dir: Path, progress: bool = False,
               baseline_model: Path | None = None) -> dict[str, Any]:
+    recipe = _recipe(load_config(config))          # the base recipe, variants' overrides aside
+    recorded = _load(out).get("recipe")
+    if recorded is not None and recorded != recipe:
+        # Means over runs of two recipes would be no figure of either.
+        raise ValueError(f"{out} holds runs of another recipe than {config}'s: give another "
+                         f"--out (or remove it to start over)")
     if baseline_model is not None:
         seed, run = baseline_from_model(config, baseline_model)
         _record(out, "PR-GCN", seed, run)
@@ -115,7 +121,7 @@ def run_study(config: str | Path, variants: list[str], seeds: list[int], out: Pa
             run = {"top1": acc["top1"], "top5": acc["top5"], "n": acc["n"],
                    "train_time_s": round(result["train_time_s"], 1)}
             _record(out, name, seed, run, {"config": str(config), "split": acc["split"],
-                                           "recipe": _recipe(cfg),
+                                           "recipe": recipe,
                                            "code_version": code_version()})
             print(f"{name} seed {seed}: top-1 {acc['top1']:.4f} top-5 {acc['top5']:.4f}",
                   file=sys.stderr, flush=True)

@@ -59,6 +59,7 @@ from prgcn_ros.model.backends import (  # noqa: F401 - Backend re-exported
     Backend,
     BackendError,
     BackendInfo,
+    ExportError,
     TorchBackend,
     check_window,
     make_backend,
@@ -169,10 +170,11 @@ class Recognizer:
         try:
             rec.use_backend(kind, path, params.effective_threads(),
                             params.backend_cache_dir or None)
-        except BackendError as error:
-            if params.backend != "auto" or kind == "torch":
+        except ExportError as error:
+            if params.backend != "auto":
                 raise
-            # auto means the fastest backend that works here: torch always does.
+            # auto: the fastest backend that works here, and torch always runs the model. (A
+            # graph that fails its start-up check still stops the start: that is no torch's.)
             rec.use_backend("torch", path)
             rec.backend_info.fallback = str(error)
         return rec
@@ -318,7 +320,7 @@ class Recognizer:
                     t.labelled = True
                     t.last_inferred = start
 
-        x = self._sample_windows(batch, counts, sample_rows)       # (S, T, M, V, C)
+        x, last = self._sample_windows(batch, counts, sample_rows)  # (S, T, M, V, C), (S,)
         coords, conf = x[..., : self.dims], x[..., self.dims]
         probs = torch.empty((len(sample_rows), len(self.class_names)))
         refined = torch.empty((len(sample_rows), self.persons, self.layout.num_joints,
@@ -329,11 +331,11 @@ class Recognizer:
         for axis in sorted(set(sample_axis)):
             chosen = [s for s, a in enumerate(sample_axis) if a == axis]
             index = torch.tensor(chosen, device=x.device)
-            p, r, o = self._forward(coords[index], conf[index], axis)
+            p, r, o = self._forward(coords[index], conf[index], axis, last[index])
             probs[chosen], refined[chosen], offsets[chosen] = p, r, o
         if self.temperature != 1.0:
             probs = torch.from_numpy(scaled(probs.numpy(), self.temperature)).float()
-        newest_conf = conf[:, -1].cpu().numpy()                    # (S, M, V)
+        newest_conf = conf[torch.arange(len(last), device=conf.device), last].cpu().numpy()
         finite_probs = torch.isfinite(probs).all(1).tolist()
         finite_pose = (torch.isfinite(refined).flatten(2).all(2)
                        & torch.isfinite(offsets).flatten(2).all(2)).tolist()   # (S, M)
@@ -376,8 +378,10 @@ class Recognizer:
                                forward_s=done - began)
 
     def _sample_windows(self, batch: torch.Tensor, counts: list[int],
-                        sample_rows: list[list[int]]) -> torch.Tensor:
-        """The frames the model sees, (S, T, M, V, C): each sample's people in its slots.
+                        sample_rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frames the model sees, (S, T, M, V, C): each sample's people in its slots; and
+        where each sample's newest frame is in it, (S,) (the last position, but for a crop
+        of a track shorter than the crop).
 
         resample: the held frames spread evenly over the model's length (the whole clip,
         offline), by the nearest frame or linear between frames as the model was trained;
@@ -415,24 +419,26 @@ class Recognizer:
             index = np.arange(t)[None, :] + (length - taken)[:, None]
             x = frames(np.minimum(index, length - 1))
             padding = torch.from_numpy(np.arange(t)[None, :] >= taken[:, None]).to(device)
-            return x.masked_fill(padding[:, :, None, None, None], 0.0)
+            return (x.masked_fill(padding[:, :, None, None, None], 0.0),
+                    torch.from_numpy(taken - 1).to(device))
+        last = torch.full((len(sample_rows),), self.window_length - 1, device=device)
         # Held frames sit at the end of the gathered window (the front repeats the oldest).
         sample_held = [max(held[r] for r in rows) for rows in sample_rows]
         if self.interpolation == "nearest":
             return frames(np.stack([length - c + uniform_indices(c, self.window_length)
-                                    for c in sample_held]))
+                                    for c in sample_held])), last
         position = np.stack([length - c + uniform_positions(c, self.window_length)
                              for c in sample_held])
         before = np.floor(position).astype(np.int64)
         weight = torch.from_numpy(position - before).to(device)[:, :, None].expand(
             -1, -1, self.persons)
         return blend_frames(frames(before), frames(np.minimum(before + 1, length - 1)), weight,
-                            self.dims)
+                            self.dims), last
 
-    def _forward(self, coords: torch.Tensor, conf: torch.Tensor, axis: str
+    def _forward(self, coords: torch.Tensor, conf: torch.Tensor, axis: str, last: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Preprocess samples (S, T, M, V, D), forward, and the newest frame's refined pose of
-        every slot back in sensor space, (S, M, V, D)."""
+        """Preprocess samples (S, T, M, V, D), forward, and the newest frame's (at ``last``,
+        (S,)) refined pose of every slot back in sensor space, (S, M, V, D)."""
         config = self._preprocess[axis]
         model_in, transform = preprocess(coords, conf, self.layout, config)
         n = model_in.shape[0]
@@ -451,10 +457,11 @@ class Recognizer:
             probs, refined = probs[:n].clone(), refined[:n]
             probs[pairs] = (probs[pairs] + other) / 2
         probs = probs.cpu()
-        # The PRM's offset on the last model frame, in sensor units, added to the newest input.
-        offset = refined[:, :, -1:] - model_in[:, :, -1:]
+        # The PRM's offset on the newest frame, in sensor units, added to the newest input.
+        at = last.view(-1, 1, 1, 1, 1).expand(-1, model_in.shape[1], 1, *model_in.shape[3:])
+        offset = refined.gather(2, at) - model_in.gather(2, at)
         offset = transform.inverse_offsets(offset)[:, 0]                # (S, M, V, D)
-        newest = coords[:, -1]
+        newest = coords[torch.arange(n, device=coords.device), last]
         return probs, (newest + offset).float().cpu(), offset.float().cpu()
 
     def _person(self, pid: int, probs: np.ndarray, stamps: tuple[int, int], count: int,

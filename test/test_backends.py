@@ -226,6 +226,11 @@ def test_the_recognizer_refuses_a_tampered_graph_and_runs_on_a_good_one(shared, 
     tamper(rec.backend_info.graph)
     with pytest.raises(BackendError):
         Recognizer.from_params(params)
+    # backend auto runs torch only where torch cannot export: a bad graph stops it too.
+    with pytest.raises(BackendError, match="differs"):
+        Recognizer.from_params(RecognizerParams.from_dict(
+            {"model": str(path), "window": 16, "min_frames": 4, "backend": "auto",
+             "device": "cpu", "backend_cache_dir": str(cache)}))
 
 
 def test_threads_is_one_setting_and_torch_threads_still_works():

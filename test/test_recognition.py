@@ -326,6 +326,9 @@ def test_a_frame_tf2_cannot_transform_is_dropped_counted_and_reported_once():
     assert stats["dropped_no_transform"] == 2 and stats["dropped_total"] == 2
     assert stats["messages_received"] == 2 and stats["messages_empty"] == 0
     assert stats["people_tracked"] == 0
+    # Nobody in view: nothing to transform, so no drop (an idle scene does not warn).
+    assert rec.ingest(gravity.to_model(frame(2, {}))) == []
+    assert rec.stats()["messages_empty"] == 1 and rec.stats()["dropped_total"] == 2
 
 
 def test_gravity_remembers_a_bounded_number_of_frame_ids():
@@ -490,6 +493,22 @@ def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir, wind
         # Log scale: the random model is sure of class 0, so the other classes' small
         # probabilities are where a different window would show.
         np.testing.assert_allclose(np.log(live[k]), np.log(offline[k]), atol=1e-3)
+
+
+def test_a_crop_models_refined_pose_is_the_newest_frame_while_the_track_is_short():
+    """A track shorter than the crop sits at the window's start: its newest frame, not the
+    padding after it, is what /refined_poses shows (without a PRM: the input itself)."""
+    rec = tiny_recognizer(use_prm=False, min_frames=4)
+    crop = {"architecture": rec.model.arch, "class_names": CLASSES,
+            "preprocess": {"center": "first_frame", "scale": "torso"},
+            "window": {"mode": "crop", "length": 16}}
+    rec = Recognizer(rec.model, crop, rec.params, "cpu")
+    frames = [frame(t) for t in range(5)]
+    for f in frames:
+        rec.ingest(f)
+    person = rec.infer().people[0]
+    np.testing.assert_allclose(person.refined, frames[-1].coords[0], atol=1e-4)
+    np.testing.assert_array_equal(person.joint_confidence, frames[-1].confidence[0])
 
 
 def test_a_crop_model_needs_a_window_as_long_as_its_crop():

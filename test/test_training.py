@@ -49,6 +49,14 @@ def test_config_defaults_and_unknown_keys(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+def test_numbers_yaml_reads_as_strings_are_numbers(tmp_path):
+    config = tmp_path / "lr.yaml"
+    config.write_text("optim: {lr: 1e-3, weight_decay: 5e-4}\n")   # YAML 1.1: two strings
+    cfg = load_config(config, parse_set(["optim.momentum=9e-1"]))
+    assert (cfg["optim"]["lr"], cfg["optim"]["weight_decay"]) == (0.001, 0.0005)
+    assert cfg["optim"]["momentum"] == 0.9
+
+
 @pytest.mark.parametrize("text, words", [
     ("window: 48\n", "window: expected a section"),
     ("model: stgcn\n", "model: expected a section"),

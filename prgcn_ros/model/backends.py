@@ -45,6 +45,10 @@ class BackendError(RuntimeError):
     """A backend that cannot be used (not installed, failed its start-up check); one line."""
 
 
+class ExportError(BackendError):
+    """The installed torch cannot export the model to ONNX (backend auto then runs torch)."""
+
+
 class Backend(Protocol):
     """The network call: a preprocessed batch (N, C, T, V, M) in, (logits (N, classes),
     refined input (N, C, T, V, M)) out."""
@@ -207,7 +211,7 @@ def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
             except OSError:
                 raise
             except Exception as error:   # an older torch's exporter, an operator it lacks
-                raise BackendError(f"backend onnxruntime: torch {torch.__version__} cannot "
+                raise ExportError(f"backend onnxruntime: torch {torch.__version__} cannot "
                                    f"export the model to ONNX ({type(error).__name__}: "
                                    f"{error}); backend torch runs it as it is") from None
             import onnx

@@ -97,8 +97,8 @@ class Gravity:
     def to_model(self, frame: InputFrame) -> InputFrame:
         """Rotate a frame's 3D skeletons (2D layouts pass untouched). Without a transform its
         skeletons are removed and counted as dropped ``no_transform``."""
-        if not self.active or frame.layout in TWO_D_LAYOUTS:
-            return frame
+        if not self.active or frame.layout in TWO_D_LAYOUTS or not frame.ids:
+            return frame        # (an empty array needs no transform: nobody to rotate)
         rotation = self.rotation(frame.frame_id)
         if rotation is None:
             dropped = {**frame.dropped, "no_transform": frame.dropped.get("no_transform", 0) + 1}

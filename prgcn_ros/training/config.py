@@ -192,13 +192,24 @@ def _merge(base: dict, override: dict, where: str, top: bool = True) -> dict:
                                   f"({', '.join(sorted(base[key]))}), got {value!r}")
             out[key] = _merge(base[key], value or {}, f"{where}.{key}", top=False)
         else:
-            _check_type(base[key], value, f"{where}.{key}")
-            out[key] = copy.deepcopy(value)
+            out[key] = _checked(base[key], copy.deepcopy(value), f"{where}.{key}")
     return out
 
 
+def _checked(default: Any, value: Any, where: str) -> Any:
+    """A setting of the kind its default is (null is always allowed: the default's meaning).
+    YAML 1.1 reads 1e-3 (no decimal point) as a string: where a number belongs, it is one."""
+    if isinstance(default, (int, float)) and not isinstance(default, bool) \
+            and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    _check_type(default, value, where)
+    return value
+
+
 def _check_type(default: Any, value: Any, where: str) -> None:
-    """A setting of the kind its default is (null is always allowed: the default's meaning)."""
     if default is None or value is None:
         return
     if isinstance(default, bool):

@@ -386,11 +386,11 @@ class Recognizer:
         resample: the held frames spread evenly over the model's length (the whole clip,
         offline), by the nearest frame or linear between frames as the model was trained;
         crop: the newest ``length`` frames; a shorter track's followed by empty frames, as
-        training pads a short clip. The two people of
-        a pair share one time line, aligned at their newest frames (they arrive in the same
-        messages): frames before a partner's first are empty (confidence 0), like a person
-        absent from part of a training clip. Slots without a person are empty, as training
-        pads a clip of fewer people (``SkeletonSequence.main_persons``).
+        training pads a short clip. The two people of a pair share one time line, aligned at
+        their newest frames (they arrive in the same messages): frames before a partner's
+        first are empty (confidence 0), like a person absent from part of a training clip.
+        Slots without a person are empty, as training pads a clip of fewer people
+        (``SkeletonSequence.main_persons``).
         """
         length = batch.shape[1]
         slot_rows = np.full((len(sample_rows), self.persons), -1)

@@ -308,10 +308,9 @@ def run(model_path: str | Path, cfg: dict, split: str = "test", confusion: str |
         device: str = "cpu", progress: bool = True, refinement: bool = False,
         backend: str = "torch") -> dict[str, Any]:
     from prgcn_ros.model.io import load_model, resolve_model
-
-    model_path = resolve_model(model_path)
     from prgcn_ros.recognition import metadata_problem
 
+    model_path = resolve_model(model_path)
     model, metadata = load_model(model_path, device=device, expected_layout=cfg["layout"],
                                  expected_channels=in_channels(cfg),
                                  expected_by=f"the config {cfg.get('_path') or ''}".strip())

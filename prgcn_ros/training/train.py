@@ -427,9 +427,12 @@ class Trainer:
         # A checkpoint that recorded no config has nothing to compare.
         saved = with_defaults(doc["config"]) if "config" in doc else {}
         current = public(self.cfg)
-        # Everything that makes the run, but the number of epochs (a run may be extended).
+        # Everything that makes the run, but the number of epochs (a run may be extended) and
+        # where the data lies (another machine, a moved folder).
         if "optim" in saved:
             saved["optim"] = {**saved["optim"], "epochs": current["optim"]["epochs"]}
+        if "data" in saved:
+            saved["data"] = {**saved["data"], "dir": current["data"]["dir"]}
         for key in ("seed", "model", "layout", "window", "preprocess", "augment", "refine",
                     "data", "calibration", "outliers", "optim"):
             if key in saved and saved[key] != current.get(key):

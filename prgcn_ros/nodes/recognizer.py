@@ -425,24 +425,24 @@ class RecognizerNode(Node):
         """Input publishers whose messages cannot reach us: best effort against our reliable
         (the one QoS mismatch our inputs' profile allows). Found in the ROS graph at each
         diagnostics period rather than by a QoS event handler, which would cost every executor
-        wake-up (12 % of ingestion throughput, measured). Each is logged once."""
+        wake-up (12 % of ingestion throughput, measured). Each is logged once while it stays."""
         if self.node_params.input_reliability != "reliable":
             return 0
-        count = 0
+        present: set[bytes] = set()
         for sub in self._input_subscriptions:
             for info in self.get_publishers_info_by_topic(sub.topic_name):
                 if info.qos_profile.reliability != ReliabilityPolicy.BEST_EFFORT:
                     continue
-                count += 1
                 gid = bytes(info.endpoint_gid)
+                present.add(gid)
                 if gid not in self._incompatible_seen:
-                    self._incompatible_seen.add(gid)
                     self.get_logger().warning(
                         f"{info.node_namespace.rstrip('/')}/{info.node_name} publishes "
                         f"{sub.topic_name} best effort, and input_reliability is reliable: "
                         f"none of its messages arrive (input_reliability best_effort takes "
                         f"them)")
-        return count
+        self._incompatible_seen = present     # those gone are forgotten: nothing grows
+        return len(present)
 
     def _ingest(self, frame, info: dict | None) -> None:
         frame.clock_s = self._clock_now()

@@ -147,17 +147,18 @@ def parse_ntu_name(path: str | Path) -> NtuName | None:
 
 
 # --------------------------------------------------------------------------- helpers
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, encoding: str = "ascii") -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise RecordingError(path, "", f"cannot read: {exc.strerror or exc}") from None
     try:
-        return data.decode("ascii")
+        return data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
+        what = "non-ASCII byte" if encoding == "ascii" else "not UTF-8"
         raise RecordingError(path, f"byte {exc.start} (line {line})",
-                             "not a text file (non-ASCII byte)") from None
+                             f"not a text file ({what})") from None
 
 
 def _check_line_end(path: Path, text: str, lines: list[str]) -> None:
@@ -339,16 +340,7 @@ _POSE_LAYOUTS = {18: "coco18", 25: "body25"}
 
 def _load_json(path: Path) -> Any:
     # JSON is UTF-8 (a label may be "café"; some writers put a byte-order mark first).
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RecordingError(path, "", f"cannot read: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise RecordingError(path, f"byte {exc.start} (line {line})",
-                             "not a text file (not UTF-8)") from None
+    text = _read_text(path, "utf-8-sig")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -197,33 +197,27 @@ def _merge(base: dict, override: dict, where: str, top: bool = True) -> dict:
 
 
 def _checked(default: Any, value: Any, where: str) -> Any:
-    """A setting of the kind its default is (null is always allowed: the default's meaning).
-    YAML 1.1 reads 1e-3 (no decimal point) as a string: where a number belongs, it is one."""
-    if isinstance(default, (int, float)) and not isinstance(default, bool) \
-            and isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    _check_type(default, value, where)
-    return value
-
-
-def _check_type(default: Any, value: Any, where: str) -> None:
+    """A setting of the kind its default is (null is always allowed: the default's meaning)."""
     if default is None or value is None:
-        return
+        return value
     if isinstance(default, bool):
         ok, kind = isinstance(value, bool), "true or false"
     elif isinstance(default, (int, float)):
+        if isinstance(value, str):   # YAML 1.1 reads 1e-3 (no decimal point) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
     elif isinstance(default, str):
         ok, kind = isinstance(value, str), "a string"
     elif isinstance(default, (list, tuple)):
         ok, kind = isinstance(value, (list, tuple)), "a list"
     else:
-        return
+        return value
     if not ok:
         raise ConfigError(f"{where}: expected {kind}, got {value!r}")
+    return value
 
 
 def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:

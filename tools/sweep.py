@@ -33,24 +33,31 @@ from pathlib import Path
 import yaml
 
 
+def variant_problem(variant: object) -> str | None:
+    """What is wrong with one plan entry, or None."""
+    if not isinstance(variant, dict):
+        return "not a mapping"
+    if not (variant.get("name") and variant.get("config")):
+        return "needs a name and a config"
+    sets = variant.get("set", [])
+    if not (isinstance(sets, list) and all(isinstance(x, str) and "=" in x for x in sets)):
+        return "set: must be a list of KEY=VALUE strings"
+    over = variant.get("over", {"seed": [1]})
+    if not (isinstance(over, dict) and len(over) == 1
+            and isinstance(next(iter(over.values())), list)):
+        return "over: must be one key with a list of values"
+    return None
+
+
 def check_plan(plan: object, where: Path) -> list[dict]:
     """The plan's variants, or SystemExit with one line saying what is wrong."""
     if not isinstance(plan, list) or not plan:
         raise SystemExit(f"sweep: {where}: expected a list of variants (see the top of "
                          f"tools/sweep.py)")
     for i, variant in enumerate(plan):
-        name = variant.get("name") if isinstance(variant, dict) else None
-        over = variant.get("over", {"seed": [1]}) if isinstance(variant, dict) else None
-        problem = (
-            "not a mapping" if not isinstance(variant, dict) else
-            "needs a name and a config" if not (name and variant.get("config")) else
-            "set: must be a list of KEY=VALUE strings" if not (
-                isinstance(variant.get("set", []), list)
-                and all(isinstance(x, str) and "=" in x for x in variant.get("set", []))) else
-            "over: must be one key with a list of values" if not (
-                isinstance(over, dict) and len(over) == 1
-                and isinstance(next(iter(over.values())), list)) else None)
+        problem = variant_problem(variant)
         if problem:
+            name = variant.get("name") if isinstance(variant, dict) else None
             raise SystemExit(f"sweep: {where}: variant {i + 1} ({name or '?'}): {problem}")
     return plan
 

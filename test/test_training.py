@@ -430,6 +430,45 @@ def test_mirror_swaps_sides_and_negates_x():
         augment(x, present, 3, {"mirror": 0.5}, torch.Generator())
 
 
+def test_path_scale_scales_the_walk_not_the_pose(msr_train):
+    """augment.path_scale: the root's displacement over the ground since its first frame is
+    scaled, its height and each frame's pose about the root are not; a frame whose root the
+    driver lost moves with the last frame that had it, and a lost joint is not moved."""
+    from prgcn_ros.skeleton.layouts import get_layout
+    lay = get_layout("kinect20")
+    root = lay.index("hip_center")
+    batch = batching.build_batch([msr_train[i] for i in range(4)], small_cfg(), train=False)
+    x, present = batch.x.clone(), batch.present.clone()
+    x[:, 0, :, :, 0] += torch.linspace(0.0, 2.0, x.shape[2])[None, :, None]  # walk along x
+    present[0, 3, root] = False                       # the driver lost the root in frame 3
+    wrist = lay.index("left_wrist")
+    present[1, 2, wrist] = False                      # and a wrist in frame 2
+    out, _ = augment(x, present, 3, {"path_scale": [0.5, 0.5]}, torch.Generator(),
+                     layout="kinect20")
+    seen = present[1:, :, root, 0]
+    moved = out[1:, :, :, root, 0] - out[1:, :, :1, root, 0]
+    walked = x[1:, :, :, root, 0] - x[1:, :, :1, root, 0]
+    assert torch.allclose(moved[:, [0, 2]], 0.5 * walked[:, [0, 2]], atol=1e-5)
+    assert torch.allclose(moved[:, 1], walked[:, 1], atol=1e-5)          # height kept
+    pose_after = out[1:, :, :, :, 0] - out[1:, :, :, root:root + 1, 0]
+    pose_before = x[1:, :, :, :, 0] - x[1:, :, :, root:root + 1, 0]
+    both = (present[1:, :, :, 0] & seen[:, :, None])[:, None].expand_as(pose_after)
+    both = both.clone()
+    both[0, :, 2, wrist] = False
+    assert torch.allclose(pose_after[both], pose_before[both], atol=1e-5)
+    assert torch.equal(out[1, :, 2, wrist], x[1, :, 2, wrist])
+    others = [j for j in range(lay.num_joints) if j != root]   # the lost root itself stays
+    assert torch.allclose(out[0, :, 3, others] - x[0, :, 3, others],
+                          out[0, :, 2, others] - x[0, :, 2, others], atol=1e-6)
+    assert torch.equal(out[0, :, 3, root], x[0, :, 3, root])
+    with pytest.raises(ValueError, match="layout"):
+        augment(x, present, 3, {"path_scale": [0.5, 1.0]}, torch.Generator())
+    from prgcn_ros.training.config import ConfigError, load_config
+    for wrong in ([1.2, 0.4], [-0.5, 1.0], ["far", 1.0], [0.5, 1.0, 1.5]):
+        with pytest.raises(ConfigError, match="path_scale"):
+            load_config(None, overrides={"augment": {"path_scale": wrong}})
+
+
 def test_body_shape_changes_proportions_not_motion(msr_train):
     """augment.body_shape: each bone keeps its direction in every frame and gets one length
     factor for the whole clip, shared by its left and right twins; the root stays, and a

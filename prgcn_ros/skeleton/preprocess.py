@@ -122,6 +122,12 @@ def _anchor(layout: Layout, names: list[str], coords: torch.Tensor, conf: torch.
     return point, ok
 
 
+def root_joints(layout: str | Layout) -> list[int]:
+    """Indices of the joints whose midpoint is the layout's root (the centring anchor)."""
+    layout = get_layout(layout)
+    return [layout.index(name) for name in _ROOT[layout.name]]
+
+
 def _first_true(ok: torch.Tensor) -> torch.Tensor:
     """Index along dim 1 of the first True (0 when none)."""
     return torch.argmax(ok.to(torch.int8), dim=1)
@@ -483,4 +489,5 @@ def drop_empty_frames(seq: SkeletonSequence) -> SkeletonSequence:
 __all__ = ["PreprocessConfig", "Transform", "preprocess", "preprocess_sequence",
            "INTERPOLATIONS", "window_setting", "uniform_positions", "uniform_indices",
            "blend_frames", "interpolate_frames", "random_window_span", "random_window_indices",
-           "random_sorted_indices", "resample_window", "random_window", "drop_empty_frames"]
+           "random_sorted_indices", "resample_window", "random_window", "drop_empty_frames",
+           "root_joints"]

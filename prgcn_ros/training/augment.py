@@ -13,6 +13,7 @@ import math
 import torch
 
 from prgcn_ros.skeleton.layouts import get_layout
+from prgcn_ros.skeleton.preprocess import root_joints
 
 from .noise import stretch_bones
 
@@ -85,6 +86,34 @@ def body_shape_factors(n: int, m: int, sd: float, layout: str, gen: torch.Genera
     return factor[:, twin]
 
 
+def scale_paths(x: torch.Tensor, present: torch.Tensor, dims: int, factor: torch.Tensor,
+                layout: str, vertical_axis: int) -> torch.Tensor:
+    """``x`` (N, C, T, V, M) with each person's path over the ground scaled by ``factor`` (N,):
+    every frame shifted along the horizontal axes by (factor - 1) x the root's displacement
+    since its first confident frame, so the pose in each frame is unchanged and the person
+    covers more or less ground. A frame whose root is missing keeps the last confident one's
+    shift. Missing joints are not moved."""
+    roots = root_joints(layout)
+    root = x[:, :dims][:, :, :, roots].mean(3)                       # (N, D, T, M)
+    root_ok = present[:, :, roots].all(2)                            # (N, T, M)
+    t = x.shape[2]
+    frame = torch.arange(t)[None, :, None].expand_as(root_ok)
+    last_ok = torch.where(root_ok, frame, -1).cummax(1).values       # (N, T, M)
+    first_ok = torch.where(root_ok, frame, t).min(1, keepdim=True).values.clamp(max=t - 1)
+    last_ok = torch.where(last_ok < 0, first_ok, last_ok)
+
+    def root_at(frames: torch.Tensor) -> torch.Tensor:             # (N, T, M) -> (N, D, T, M)
+        return torch.gather(root, 2, frames[:, None].expand(-1, dims, -1, -1))
+
+    shift = root_at(last_ok) - root_at(first_ok.expand_as(last_ok))
+    shift = shift * (factor.to(x.dtype) - 1.0)[:, None, None, None]
+    shift[:, vertical_axis] = 0.0
+    keep = present[:, None].to(torch.bool)
+    out = x.clone()
+    out[:, :dims] = torch.where(keep, x[:, :dims] + shift[:, :, :, None], x[:, :dims])
+    return out
+
+
 def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
             gen: torch.Generator, layout: str | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,6 +127,9 @@ def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
     right joints: the same action performed with the other hand. ``body_shape`` (needs
     ``layout``) stretches each bone of a clip by its own factor 1 + N(0, body_shape), the same
     over the clip and for both sides: the same motion by a person of other proportions.
+    ``path_scale`` [lo, hi] (needs ``layout``) scales each person's path over the ground by a
+    factor uniform in [lo, hi] (see :func:`scale_paths`): the same motion covering more or
+    less ground, as a sensor that tracks a shorter part of a walk sees it.
     """
     if x.shape[1] < dims:
         raise ValueError(f"input has {x.shape[1]} channels, fewer than {dims} coordinates")
@@ -111,6 +143,12 @@ def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
         keep = present[:, None].to(torch.bool)
         stretched = stretch_bones(x[:, :dims], keep, factor, get_layout(layout))
         x = torch.cat((stretched, x[:, dims:]), dim=1)
+    path_lo, path_hi = (float(v) for v in aug.get("path_scale", (1.0, 1.0)))
+    if (path_lo, path_hi) != (1.0, 1.0):
+        if layout is None:
+            raise ValueError("path_scale needs the layout (its root joint)")
+        factor = _uniform(n, path_lo, path_hi, gen)
+        x = scale_paths(x, present, dims, factor, layout, int(aug.get("vertical_axis", 1)))
     p_mirror = float(aug.get("mirror", 0.0))
     if p_mirror > 0:
         if layout is None:

@@ -130,7 +130,8 @@ def make_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
 
 def _augments(aug: dict) -> bool:
     lo, hi = (float(v) for v in aug.get("scale", (1.0, 1.0)))
+    path = tuple(float(v) for v in aug.get("path_scale", (1.0, 1.0)))
     return bool(float(aug.get("rotate_deg", 0)) or float(aug.get("tilt_deg", 0))
                 or float(aug.get("translate", 0)) or float(aug.get("mirror", 0))
                 or float(aug.get("body_shape", 0))
-                or lo != 1.0 or hi != 1.0)
+                or lo != 1.0 or hi != 1.0 or path != (1.0, 1.0))

@@ -76,6 +76,9 @@ DEFAULTS: dict[str, Any] = {
         # Other body proportions: each bone of a clip stretched by 1 + N(0, body_shape), the
         # same over the clip and for a left bone and its right twin (0: off).
         "body_shape": 0.0,
+        # Each person's path over the ground scaled by a factor uniform in [lo, hi] (the pose
+        # in each frame unchanged; [1, 1]: off).
+        "path_scale": [1.0, 1.0],
     },
     # Exactly the architecture dict of prgcn_ros.model.build.build_model (and of the model
     # file's metadata), less "num_classes" and "layout", which come from the data and `layout`.
@@ -315,6 +318,12 @@ def _check(cfg: dict, where: str) -> None:
                           f"{', '.join(PAIR_ORDERS)}")
     if float(cfg["augment"]["body_shape"] or 0.0) < 0:
         raise ConfigError(f"{where}: augment.body_shape is a standard deviation (>= 0)")
+    try:
+        low, high = (float(v) for v in cfg["augment"]["path_scale"])
+    except (TypeError, ValueError):
+        low, high = 1.0, 0.0
+    if not 0.0 <= low <= high:
+        raise ConfigError(f"{where}: augment.path_scale must be [lo, hi] with 0 <= lo <= hi")
     if not 0.0 <= float(cfg["optim"]["ema_decay"] or 0.0) < 1.0:
         raise ConfigError(f"{where}: optim.ema_decay must be in [0, 1) (0: no averaging)")
     if float(cfg["optim"]["view_consistency"] or 0.0) < 0.0:

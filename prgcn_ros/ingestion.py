@@ -303,6 +303,8 @@ class Ingestion:
         conf_np = np.stack(conf)
         tracker = self._tracker(key, layout.name)
         local_ids = tracker.update(coords_np, conf_np, frame.clock, ids)
+        for local in tracker.taken_over:     # the driver now uses an id the tracker had chosen
+            self._remove_track(key, local)
         mapped, mapped_conf = map_joints(coords_np, conf_np, layout.name, self.layout.name)
         frames = torch.from_numpy(np.concatenate([mapped, mapped_conf[..., None]], -1))
         axis = self.axis_for(frame.source)

@@ -602,6 +602,22 @@ def test_the_same_id_from_two_sources_is_two_people_each_in_its_own_frame():
     assert people[1].frame_id == "kinect" and people[ID_SPAN + 1].frame_id == "other_camera"
 
 
+def test_a_driver_id_the_tracker_had_given_ends_that_track_instead_of_merging_two_people():
+    rec = tiny_recognizer()
+    for t in range(5):                                    # id-less: the tracker says 0
+        rec.ingest(frame(t, {-1: pose(seed=t)}))
+    assert [p.person_id for p in rec.infer().people] == [0]
+    for t in range(5, 10):                                # the driver names someone else 0
+        rec.ingest(frame(t, {0: pose(2.0, t), -1: pose(seed=t)}))
+    departed = rec.expire_people(now=100.0 + 10 / 30)
+    assert [(d.person_id, d.labelled) for d in departed] == [(0, True)]
+    people = {p.person_id: p for p in rec.infer().people}
+    assert sorted(people) == [0, 1]
+    # Each window holds its own person's frames alone, from frame 5 on.
+    assert all(p.window_start_ns == frame(5).stamp_ns for p in people.values())
+    assert rec.people_tracked == 2
+
+
 def test_a_pass_is_split_by_frame_so_every_output_carries_its_own_frame():
     rec = tiny_recognizer()
     for t in range(5):

@@ -87,6 +87,25 @@ def test_given_ids_kept_and_refreshed(handshake):
     assert got[0] == 0 and got[1] not in (0, -1)
 
 
+def test_a_source_id_never_stands_for_two_people(handshake):
+    """An id-less person got the tracker's id 0; then the driver names another person 0. The
+    id-less person's track ends (reported) and goes on under a fresh id, the driver's person
+    has id 0 alone."""
+    tracker = Tracker(gate=0.3, timeout_s=1.0)
+    a, b = handshake.coords[:, 0], handshake.coords[:, 1]
+    ca, cb = handshake.confidence[:, 0], handshake.confidence[:, 1]
+    assert tracker.update(a[:1], ca[:1], 0.0, ids=[-1]) == [0] and tracker.taken_over == []
+    got = tracker.update(np.stack([b[1], a[1]]), np.stack([cb[1], ca[1]]), 1 / FPS,
+                         ids=[0, -1])
+    assert got[0] == 0 and got[1] not in (0, -1)
+    assert tracker.taken_over == [0]
+    # From now on both keep their ids, and nothing more is taken over.
+    for t in range(2, 6):
+        again = tracker.update(np.stack([b[t], a[t]]), np.stack([cb[t], ca[t]]), t / FPS,
+                               ids=[0, -1])
+        assert again == got and tracker.taken_over == []
+
+
 def test_gate_and_unusable_people(handshake):
     tracker = Tracker(gate=0.3, timeout_s=1.0)
     first = tracker.update(handshake.coords[0, :1], handshake.confidence[0, :1], 0.0)

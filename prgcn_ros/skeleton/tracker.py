@@ -20,6 +20,7 @@ class _Track:
     coords: np.ndarray       # (V, D): the latest confident position of every joint
     seen: np.ndarray         # (V,) bool: the joint has been confident at least once
     last_stamp_s: float
+    made: bool = False       # the tracker chose its id (the source gave none)
 
 
 class Tracker:
@@ -27,9 +28,12 @@ class Tracker:
 
     ``update`` returns one id per input person. When the source gives ids they are kept as they
     are (an id < 0 means "unknown" and is associated like an id-less person). Fresh ids count up
-    from 0 and skip ids in use. Association uses the joints at ``min_confidence`` or above, or,
-    where a person has none, every joint with a confidence above 0. A person without one
-    cannot be associated and gets -1 (no track is started for it).
+    from 0 and skip ids in use. When the source later gives an id the tracker had chosen for an
+    id-less person, that person's track ends (listed in :attr:`taken_over` after the update)
+    and they are associated again under a fresh id: an id never stands for two people.
+    Association uses the joints at ``min_confidence`` or above, or, where a person has none,
+    every joint with a confidence above 0. A person without one cannot be associated and gets
+    -1 (no track is started for it).
     """
 
     def __init__(self, gate: float, timeout_s: float, min_confidence: float = 0.1) -> None:
@@ -40,6 +44,7 @@ class Tracker:
         self.min_confidence = float(min_confidence)
         self._tracks: dict[int, _Track] = {}
         self._ids = itertools.count()
+        self.taken_over: list[int] = []     # tracker-made ids a source id ended, last update
 
     @property
     def active_ids(self) -> list[int]:
@@ -54,12 +59,12 @@ class Tracker:
             if candidate not in self._tracks:
                 return candidate
 
-    def _refresh(self, track_id: int, coords: np.ndarray, ok: np.ndarray, stamp_s: float
-                 ) -> None:
+    def _refresh(self, track_id: int, coords: np.ndarray, ok: np.ndarray, stamp_s: float,
+                 made: bool = False) -> None:
         track = self._tracks.get(track_id)
         if track is None:
             self._tracks[track_id] = _Track(np.where(ok[:, None], coords, 0.0), ok.copy(),
-                                            stamp_s)
+                                            stamp_s, made)
             return
         # Joints not seen in this frame keep their last position: occluded limbs still help.
         track.coords = np.where(ok[:, None], coords, track.coords)
@@ -102,10 +107,15 @@ class Tracker:
         faint = ~ok.any(1)
         ok[faint] = confidence[faint] > 0
         result: list[int | None] = [None] * people
+        self.taken_over = []
         if ids is not None:
             for p, given in enumerate(ids):
                 if given is not None and int(given) >= 0:
                     result[p] = int(given)
+                    track = self._tracks.get(result[p])
+                    if track is not None and track.made:
+                        del self._tracks[result[p]]
+                        self.taken_over.append(result[p])
                     self._refresh(int(given), coords[p], ok[p], stamp_s)
         todo = [p for p in range(people) if result[p] is None]
         if todo:
@@ -123,12 +133,13 @@ class Tracker:
                     if allowed[r, c]:
                         result[todo[r]] = candidates[c]
             for p in todo:
-                if result[p] is None:
+                made = result[p] is None
+                if made:
                     if not ok[p].any():
                         result[p] = -1
                         continue
                     result[p] = self._fresh_id()
-                self._refresh(result[p], coords[p], ok[p], stamp_s)
+                self._refresh(result[p], coords[p], ok[p], stamp_s, made)
         return [int(r) for r in result]  # type: ignore[arg-type]
 
     def expire(self, stamp_s: float) -> list[int]:

@@ -333,6 +333,17 @@ def test_openpose_frames_without_body_keypoints(tmp_path):
     _fails_cleanly(read_openpose_dir, folder, "v_000000000000_keypoints.json")
 
 
+def test_openpose_frame_whose_people_differ_in_keypoint_count(tmp_path):
+    """A frame holding a BODY_25 person and a COCO-18 one: one line naming the frame, not an
+    error from deep inside numpy (the player's --follow skips such a file and goes on)."""
+    folder = tmp_path / "op"
+    folder.mkdir()
+    (folder / "v_000000000000_keypoints.json").write_text(json.dumps({"people": [
+        {"pose_keypoints_2d": [100.0, 200.0, 0.9] * 25},
+        {"pose_keypoints_2d": [100.0, 200.0, 0.9] * 18}]}))
+    _fails_cleanly(read_openpose_dir, folder, "people[1]")
+
+
 def test_sbu_file_cut_short_or_damaged_in_its_first_row(data_dir, tmp_path):
     source = data_dir / "sbu_interaction" / "s01s02" / "07" / "001" / "skeleton_pos.txt"
     if not source.is_file():

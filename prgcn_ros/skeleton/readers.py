@@ -453,9 +453,9 @@ def read_kinetics_json(path: str | Path) -> SkeletonSequence:
 
 
 # --------------------------------------------------------------------------- OpenPose
-def _natural_key(path: Path) -> tuple:
-    return tuple(int(part) if part.isdigit() else part
-                 for part in re.split(r"(\d+)", path.name))
+def natural_key(name: str) -> tuple:
+    """Sort key of a file name by the numbers in it (OpenPose's frame_9 before frame_10)."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def _openpose_frame(path: Path, obj: Any, joints: int | None
@@ -467,7 +467,9 @@ def _openpose_frame(path: Path, obj: Any, joints: int | None
         keypoints = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
         if keypoints is None:
             raise RecordingError(path, f"people[{p}]", "no 'pose_keypoints_2d'")
-        people.append(_pose_block(path, f"people[{p}]", keypoints, None, joints, 3))
+        xy, score = _pose_block(path, f"people[{p}]", keypoints, None, joints, 3)
+        joints = joints or len(xy)         # every person of a frame has the first one's count
+        people.append((xy, score))
     return people
 
 
@@ -483,7 +485,7 @@ def read_openpose_dir(path: str | Path, layout: str | None = None,
     path = Path(path)
     if not path.is_dir():
         raise RecordingError(path, "", "not a directory of OpenPose JSON frames")
-    files = sorted(path.glob("*.json"), key=_natural_key)
+    files = sorted(path.glob("*.json"), key=lambda file: natural_key(file.name))
     if not files:
         raise RecordingError(path, "", "no *.json frames in the directory")
     if layout and get_layout(layout).name not in TWO_D_LAYOUTS:

@@ -153,3 +153,86 @@ def test_a_recording_without_a_frame_rate_leaves_no_half_written_bag(data_dir, t
     with pytest.raises(BagError, match="frame rate 0.0"):
         write_bag(tmp_path / "bag", [seq])
     assert not (tmp_path / "bag").exists()
+
+
+def _bag_of(path, topics: dict[str, type]) -> None:
+    """A bag with one default-constructed message on each topic."""
+    from rosbags.rosbag2 import Writer
+
+    from prgcn_ros.skeleton.bags import typestore
+
+    store = typestore()
+    with Writer(path, version=8) as writer:
+        for topic, kind in topics.items():
+            msgtype = MARKER_ARRAY if kind is MarkerArray else "prgcn_msgs/msg/SkeletonArray"
+            connection = writer.add_connection(topic, msgtype, typestore=store)
+            writer.write(connection, 10**9, serialize_message(kind()))
+
+
+def test_a_bag_recorded_with_all_topics_plays_the_skeletons_not_old_rviz_markers(tmp_path):
+    """`ros2 bag record -a` beside a running recognizer also holds its /refined_poses/markers:
+    played back, they would draw old output over the new. Only SkeletonArray topics and the
+    Azure driver's body_tracking_data play, other MarkerArray topics when named."""
+    from prgcn_ros.skeleton.bags import BagError, bag_topics
+
+    bag = tmp_path / "all_topics"
+    _bag_of(bag, {"/skeletons": SkeletonArray, "/body_tracking_data": MarkerArray,
+                  "/refined_poses/markers": MarkerArray})
+    assert bag_topics(bag) == [("/body_tracking_data", MARKER_ARRAY),
+                               ("/skeletons", "prgcn_msgs/msg/SkeletonArray")]
+    assert [t for t, *_ in read_bag(bag)] == ["/skeletons", "/body_tracking_data"]
+    assert bag_topics(bag, ["/refined_poses/markers"]) == [("/refined_poses/markers",
+                                                            MARKER_ARRAY)]
+    only_markers = tmp_path / "markers_only"
+    _bag_of(only_markers, {"/refined_poses/markers": MarkerArray})
+    with pytest.raises(BagError, match="play only when named.*/refined_poses/markers"):
+        bag_topics(only_markers)
+
+
+def test_write_bag_holds_what_playing_sends(data_dir, tmp_path):
+    """Ids as the player sends them (-1 for a clip whose people have no ids), the frame_id
+    parameter, and the topic in the node's namespace."""
+    from rclpy.serialization import deserialize_message
+
+    clip = data_dir / "kinetics_skeleton" / "--33Lscn6sk.json"
+    bag = tmp_path / "kinetics_bag"
+    written = subprocess.run(
+        [sys.executable, "-m", "prgcn_ros.nodes.player", "--write-bag", str(bag), str(clip),
+         "--ros-args", "-p", "frame_id:=kinect", "-r", "__ns:=/robot1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert written.returncode == 0, written.stdout + written.stderr
+    messages = [(topic, deserialize_message(raw, SkeletonArray))
+                for topic, _, _, raw in read_bag(bag)]
+    assert {topic for topic, _ in messages} == {"/robot1/skeletons"}
+    assert {m.header.frame_id for _, m in messages} == {"kinect"}
+    assert {s.id for _, m in messages for s in m.skeletons} == {-1}
+    assert max(len(m.skeletons) for _, m in messages) > 1
+
+
+def test_a_stalled_bag_player_catches_up_without_a_burst(data_dir, tmp_path, ros_context):
+    """After a stall (a busy machine), messages go out at most 4/3 as fast as recorded, never
+    back to back: the recognizer would drop a burst as a flood."""
+    from prgcn_ros.nodes.player import MIN_SPACING, PlayerNode, parse_args
+    from prgcn_ros.skeleton.bags import write_bag
+
+    bag = tmp_path / "stall_bag"
+    seq = read_recording(data_dir / "msr_action3d" / CLIP)
+    write_bag(bag, [seq])
+    node = PlayerNode(parse_args([str(bag), "--rate", "4", "--quiet"]))
+    node.open_bag(bag)
+    sent: list[float] = []
+
+    class Recorder:
+        def publish(self, msg) -> None:
+            if len(sent) == 3:
+                time.sleep(0.5)          # the stall: about 30 messages' worth at this rate
+            sent.append(time.monotonic())
+
+    node.bag_publishers = {t: (kind, Recorder()) for t, (kind, _) in node.bag_publishers.items()}
+    node.play_bag(bag)
+    node.destroy_node()
+    spacing = 1.0 / (seq.fps * 4)
+    gaps = np.diff(sent[3:])                            # from the first one after it
+    assert len(sent) == sum(1 for _ in read_bag(bag))
+    assert gaps.min() >= 0.9 * MIN_SPACING * spacing
+    assert np.median(gaps[:20]) < 0.9 * spacing          # catching up, faster than recorded

@@ -84,6 +84,11 @@ def test_player_follows_a_folder_openpose_writes_into(listener, tmp_path):
         assert spin_until(node, lambda: "following" in process_log(player), 30)
         spin_until(node, lambda: False, 0.5)
         for i in range(3):
+            if i == 1:   # a frame file the reader refuses is skipped, the stream goes on
+                bad = openpose_frame(2, 9)
+                bad["people"][1]["pose_keypoints_2d"] = bad["people"][1]["pose_keypoints_2d"][:54]
+                (tmp_path / "bad.json").write_text(json.dumps(bad))
+                (tmp_path / "bad.json").rename(folder / "bad_000000000000_keypoints.json")
             path = folder / f"live_{i:012d}_keypoints.json"
             # OpenPose writes a file, then it is complete: write elsewhere, then move in.
             tmp = tmp_path / "partial.json"
@@ -94,6 +99,7 @@ def test_player_follows_a_folder_openpose_writes_into(listener, tmp_path):
     finally:
         stop_process(player)
     assert len(received) == 3                        # the old file was skipped
+    assert "skipping bad_000000000000_keypoints.json" in process_log(player)
     assert all(m.layout == "body25" and len(m.skeletons) == 2 for m in received)
     assert all(s.id == -1 and len(s.keypoints) == 25 for m in received for s in m.skeletons)
 
@@ -123,3 +129,12 @@ def test_follow_takes_no_recordings_and_writes_no_bag(tmp_path, extra, capsys):
     with pytest.raises(SystemExit) as stop:
         parse_args(["--follow", str(tmp_path), *extra])
     assert stop.value.code == 2 and "--follow publishes a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--rate", "2"], ["--parallel", "2"], ["--loop"]])
+def test_write_bag_refuses_the_options_of_playing(tmp_path, extra, capsys):
+    from prgcn_ros.nodes.player import parse_args
+
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["rec.txt", "--write-bag", str(tmp_path / "out"), *extra])
+    assert stop.value.code == 2 and "no --rate, --parallel or --loop" in capsys.readouterr().err

@@ -10,9 +10,10 @@ send -1 and the recognizer's tracker assigns ids). ``--parallel K`` plays K reco
 once, as K people in the same messages.
 ``--follow DIR`` publishes each OpenPose frame file as it appears (OpenPose running live).
 A rosbag2 (directory, ``.mcap`` or ``.db3``) of SkeletonArray or of the Azure Kinect driver's
-MarkerArray is played with its own timing: SkeletonArray onto ``--topic``, MarkerArray onto its
-recorded topic, restamped. ``--write-bag OUT`` writes the recordings into a rosbag2 instead
-of publishing them (no ROS needed).
+MarkerArray (``.../body_tracking_data``; other MarkerArray topics only with ``--bag-topic``) is
+played with its own timing, read as it plays: SkeletonArray onto ``--topic``, MarkerArray onto
+its recorded topic, restamped. ``--write-bag OUT`` writes the recordings into a rosbag2
+instead of publishing them, with the ids, ``frame_id`` and topic playing would use.
 
 Run: ``prgcn-player a01_s02_e01_skeleton3D.txt ... [--rate 2] [--loop]
 --ros-args -p frame_id:=kinect``
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import os
 import sys
 import time
 from collections import deque
@@ -40,14 +41,19 @@ from prgcn_ros.skeleton.bags import (
     MARKER_ARRAY,
     STORAGES,
     BagError,
+    bag_topics,
     is_bag,
+    person_ids,
     read_bag,
     write_bag,
 )
-from prgcn_ros.skeleton.readers import RecordingError, read_recording
+from prgcn_ros.skeleton.readers import RecordingError, natural_key, read_recording
 from prgcn_ros.skeleton.sequence import SkeletonSequence
 
-IDS_PER_RECORDING = 100
+# Messages are never sent closer than this share of their recorded spacing: a player behind
+# schedule (a busy machine) catches up at 4/3 speed instead of in a burst the recognizer would
+# drop as a flood.
+MIN_SPACING = 0.75
 
 
 @dataclass
@@ -59,14 +65,6 @@ class _Playing:
     next_frame: int = 0
 
 
-def person_ids(index: int, seq: SkeletonSequence) -> list[int]:
-    """Ids of a recording's person slots. A source without ids whose slots do not follow one
-    person (OpenPose, Kinetics-skeleton) sends -1: the recognizer's tracker assigns them."""
-    if seq.person_ids is None and seq.num_persons > 1:
-        return [-1] * seq.num_persons
-    return [IDS_PER_RECORDING * index + m for m in range(seq.num_persons)]
-
-
 def frame_people(seq: SkeletonSequence, t: int, ids: list[int]
                  ) -> tuple[list[int], np.ndarray, np.ndarray]:
     """The people present in frame t (a slot with no confident joint is nobody)."""
@@ -74,13 +72,19 @@ def frame_people(seq: SkeletonSequence, t: int, ids: list[int]
     return ([ids[m] for m in present], seq.coords[t, present], seq.confidence[t, present])
 
 
+def declare_frame_id(node: Node) -> str:
+    """The player's ``frame_id`` parameter (default ``camera``)."""
+    return node.declare_parameter("frame_id", "camera").value
+
+
 class PlayerNode(Node):
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__("prgcn_player")
         self.args = args
-        self.frame_id = self.declare_parameter("frame_id", "camera").value
+        self.frame_id = declare_frame_id(self)
         self.publisher = self.create_publisher(SkeletonArray, args.topic, 10)
         self.outputs = [self.publisher]    # what wait_for_subscribers waits on
+        self.bag_publishers: dict[str, tuple[type, object]] = {}   # bag topic -> (type, pub)
 
     def wait_for_subscribers(self) -> None:
         """Messages published before discovery matches a subscriber are lost: wait a little."""
@@ -95,33 +99,39 @@ class PlayerNode(Node):
         if matched():
             time.sleep(0.2)
 
-    def open_bag(self, bag: Path) -> list[tuple]:
-        """Read a bag's messages and make a publisher per topic (SkeletonArray: --topic)."""
-        from rclpy.serialization import deserialize_message
+    def open_bag(self, bag: Path) -> None:
+        """Make a publisher per played topic of the bag (SkeletonArray: --topic)."""
         from visualization_msgs.msg import MarkerArray
 
-        messages, publishers = [], {}
-        for topic, msgtype, stamp, raw in read_bag(bag, self.args.bag_topic):
-            kind = MarkerArray if msgtype == MARKER_ARRAY else SkeletonArray
-            out = topic if kind is MarkerArray else self.args.topic
-            if out not in publishers:
-                publishers[out] = (self.publisher if kind is SkeletonArray
-                                   else self.create_publisher(kind, out, 10))
-            messages.append((stamp, publishers[out], deserialize_message(raw, kind)))
-        if not messages:
-            raise BagError(f"{bag}: its SkeletonArray/MarkerArray topics hold no message")
-        self.outputs = list(publishers.values())
+        for topic, msgtype in bag_topics(bag, self.args.bag_topic):
+            if msgtype == MARKER_ARRAY:
+                self.bag_publishers[topic] = (MarkerArray,
+                                              self.create_publisher(MarkerArray, topic, 10))
+            else:
+                self.bag_publishers[topic] = (SkeletonArray, self.publisher)
+        self.outputs = list({id(p): p for _, p in self.bag_publishers.values()}.values())
         if not self.args.quiet:
-            print(f"playing {bag}: {len(messages)} messages on "
-                  f"{', '.join(p.topic_name for p in self.outputs)}", flush=True)
-        return messages
+            print(f"playing {bag} on {', '.join(p.topic_name for p in self.outputs)}",
+                  flush=True)
 
-    def play_bag(self, messages: list[tuple]) -> None:
-        """Publish a bag's messages with its own timing (divided by --rate), stamped now."""
+    def play_bag(self, bag: Path) -> None:
+        """Publish a bag's messages with its own timing (divided by --rate), stamped now, each
+        read and decoded just before it is due."""
+        from rclpy.serialization import deserialize_message
+
+        rate = self.args.rate
         while rclpy.ok():
-            start, first = time.monotonic(), messages[0][0]
-            for stamp, publisher, msg in messages:
-                delay = start + (stamp - first) / 1e9 / self.args.rate - time.monotonic()
+            start = time.monotonic()
+            first = previous = None
+            sent = -float("inf")
+            for topic, _, stamp, raw in read_bag(bag, self.args.bag_topic):
+                kind, publisher = self.bag_publishers[topic]
+                msg = deserialize_message(raw, kind)
+                first = stamp if first is None else first
+                due = start + (stamp - first) / 1e9 / rate
+                if previous is not None:
+                    due = max(due, sent + MIN_SPACING * (stamp - previous) / 1e9 / rate)
+                delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 now = self.get_clock().now().to_msg()
@@ -131,6 +141,9 @@ class PlayerNode(Node):
                     for marker in msg.markers:
                         marker.header.stamp = now
                 publisher.publish(msg)
+                sent, previous = time.monotonic(), stamp
+                if not rclpy.ok():
+                    return
             if not self.args.loop:
                 return
             time.sleep(1.0 / 30.0)   # a new round does not come at once (flood check)
@@ -180,9 +193,8 @@ class PlayerNode(Node):
                 for layout, (ids, coords, conf) in groups.items():
                     self.publish(layout, ids, np.concatenate(coords), np.concatenate(conf))
                 playing = [p for p in playing if p.next_frame < p.seq.num_frames]
-                # Behind schedule (busy machine): play on late rather than in a burst, so
-                # messages never come closer than 3/4 of a tick (the recognizer drops floods).
-                next_tick = max(next_tick + period, time.monotonic() + 0.75 * period)
+                # Behind schedule (busy machine): play on late rather than in a burst.
+                next_tick = max(next_tick + period, time.monotonic() + MIN_SPACING * period)
             if not self.args.loop:
                 return
 
@@ -192,43 +204,54 @@ class PlayerNode(Node):
         Files that appear together (OpenPose wrote faster than one poll, or a burst was copied
         in) are paced at the recording's frame rate times --rate, each stamped when sent: back
         to back they would be closer than any sensor sends and the recognizer would drop them
-        as a flood."""
-        seen = set(directory.glob("*.json"))
-        retries: dict[Path, int] = {}
+        as a flood. A backlog drains at 4/3 of that rate. A folder of many thousand frames is
+        listed by name only, and no more often than listing it takes."""
+        seen = _frame_files(directory)
+        retries: dict[str, int] = {}
         next_send = time.monotonic()
         print(f"following {directory}: {len(seen)} existing frame files skipped", flush=True)
         while rclpy.ok():
-            fresh = sorted(set(directory.glob("*.json")) - seen, key=_natural_key)
-            for path in fresh:
+            listed = time.monotonic()
+            names = _frame_files(directory)
+            listing_s = time.monotonic() - listed
+            seen &= names               # files removed from the folder are forgotten
+            for name in sorted(names - seen, key=natural_key):
+                path = directory / name
                 try:
                     seq = read_recording(path)
-                except (RecordingError, json.JSONDecodeError) as error:
+                except (RecordingError, json.JSONDecodeError, OSError) as error:
                     # OpenPose may still be writing it: retry a few polls, then skip it.
-                    retries[path] = retries.get(path, 0) + 1
-                    if retries[path] >= 5:
-                        print(f"skipping {path.name}: {error}", file=sys.stderr, flush=True)
-                        seen.add(path)
-                    break
-                seen.add(path)
-                retries.pop(path, None)
+                    retries[name] = retries.get(name, 0) + 1
+                    if retries[name] < 5:
+                        break
+                    print(f"skipping {name}: {error}", file=sys.stderr, flush=True)
+                    seq = None
+                except Exception as error:   # no file may end a live stream
+                    print(f"skipping {name}: {type(error).__name__}: {error}", file=sys.stderr,
+                          flush=True)
+                    seq = None
+                seen.add(name)
+                retries.pop(name, None)
+                if seq is None:
+                    continue
                 ids, coords, conf = frame_people(seq, 0, [-1] * seq.num_persons)
                 if ids:
                     delay = next_send - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
                     self.publish(seq.layout, ids, _xyz(coords), conf)
-                    next_send = time.monotonic() + 1.0 / (seq.fps * self.args.rate)
-            time.sleep(self.args.poll)
+                    next_send = time.monotonic() + MIN_SPACING / (seq.fps * self.args.rate)
+            time.sleep(max(self.args.poll, listing_s))
+
+
+def _frame_files(directory: Path) -> set[str]:
+    return {name for name in os.listdir(directory) if name.endswith(".json")}
 
 
 def _xyz(coords: np.ndarray) -> np.ndarray:
     if coords.shape[-1] == 3:
         return coords
     return np.concatenate([coords, np.zeros(coords.shape[:-1] + (1,), coords.dtype)], -1)
-
-
-def _natural_key(path: Path) -> tuple:
-    return tuple(int(s) if s.isdigit() else s for s in re.split(r"(\d+)", path.name))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -254,10 +277,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true", help="no line per recording")
     parser.add_argument("--bag-topic", action="append", default=[], metavar="TOPIC",
                         help="play only this topic of a rosbag2 (repeatable; default: every "
-                        "SkeletonArray and MarkerArray topic)")
+                        "SkeletonArray topic and the Azure Kinect driver's body_tracking_data)")
     parser.add_argument("--write-bag", type=Path, metavar="OUT",
                         help="write the recordings into a new rosbag2 OUT (a directory) as "
-                        "SkeletonArray on --topic instead of publishing them")
+                        "SkeletonArray on --topic (with the frame_id parameter) instead of "
+                        "publishing them")
     parser.add_argument("--storage", choices=STORAGES, default="mcap",
                         help="--write-bag storage (default mcap)")
     args = parser.parse_args(argv)
@@ -270,11 +294,34 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.follow and (args.recordings or args.write_bag):
         parser.error("--follow publishes a folder as OpenPose fills it: no recordings, no "
                      "--write-bag with it")
+    if args.write_bag and (args.rate != 1.0 or args.parallel != 1 or args.loop):
+        parser.error("--write-bag writes the recordings one after another at their own frame "
+                     "rate: no --rate, --parallel or --loop with it")
     bags = [p for p in args.recordings if is_bag(p)]
     if bags and (len(bags) > 1 or len(args.recordings) > 1 or args.follow or args.write_bag):
         parser.error("a rosbag2 is played alone: one bag, no other recordings")
     args.bag = bags[0] if bags else None
     return args
+
+
+def _write_bag(args: argparse.Namespace, recordings: list[SkeletonSequence]) -> int:
+    """--write-bag: the bag holds what playing would send (ids, frame_id, topic resolved in
+    the node's namespace)."""
+    node = Node("prgcn_player")
+    try:
+        frame_id = declare_frame_id(node)
+        topic = node.resolve_topic_name(args.topic)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    try:
+        count = write_bag(args.write_bag, recordings, topic, args.storage, frame_id)
+    except Exception as error:   # rosbags' writer errors (e.g. OUT exists) and BagError
+        print(f"prgcn-player: --write-bag {args.write_bag}: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {count} SkeletonArray messages on {topic} (frame_id {frame_id}) to "
+          f"{args.write_bag} ({args.storage})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,19 +334,13 @@ def main(argv: list[str] | None = None) -> int:
         except (RecordingError, OSError) as error:
             print(f"prgcn-player: {error}", file=sys.stderr)
             return 1
-    if args.write_bag:
-        try:
-            count = write_bag(args.write_bag, recordings, args.topic, args.storage)
-        except Exception as error:   # rosbags' writer errors (e.g. OUT exists) and BagError
-            print(f"prgcn-player: --write-bag {args.write_bag}: {error}", file=sys.stderr)
-            return 1
-        print(f"wrote {count} SkeletonArray messages on {args.topic} to {args.write_bag} "
-              f"({args.storage})")
-        return 0
     rclpy.init(args=argv)
+    if args.write_bag:
+        return _write_bag(args, recordings)
     node = PlayerNode(args)
     try:
-        messages = node.open_bag(args.bag) if args.bag else []
+        if args.bag:
+            node.open_bag(args.bag)
     except BagError as error:
         print(f"prgcn-player: {error}", file=sys.stderr)
         node.destroy_node()
@@ -308,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         node.wait_for_subscribers()
         if args.bag:
-            node.play_bag(messages)
+            node.play_bag(args.bag)
             time.sleep(1.0)
         elif args.follow:
             node.follow(args.follow)
@@ -318,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except BagError as error:     # the bag changed or broke while it played
+        print(f"prgcn-player: {error}", file=sys.stderr)
+        return 1
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -7,11 +7,13 @@ bytes, which a player deserializes with rclpy into the real message class and re
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,10 @@ from prgcn_ros.skeleton.sequence import SkeletonSequence
 SKELETON_ARRAY = "prgcn_msgs/msg/SkeletonArray"
 MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
 PLAYABLE = (SKELETON_ARRAY, MARKER_ARRAY)
+# The Azure Kinect ROS driver's body markers: the only MarkerArray topic played unless named
+# (a bag recorded with -a also holds RViz markers, the recognizer's own among them).
+AZURE_MARKER_TOPIC = "body_tracking_data"
+IDS_PER_RECORDING = 100
 STORAGES = ("mcap", "sqlite3")
 # The message files of prgcn_msgs, in dependency order (each only uses those before it).
 MSG_FILES = ("Keypoint", "Skeleton", "SkeletonArray", "Action", "ActionArray",
@@ -62,12 +68,21 @@ def typestore():
     return store
 
 
+def person_ids(index: int, seq: SkeletonSequence) -> list[int]:
+    """Ids of recording ``index``'s person slots as the player sends them: 100 * index + slot.
+    A source without ids whose slots do not follow one person (OpenPose, Kinetics-skeleton)
+    sends -1: the recognizer's tracker assigns them."""
+    if seq.person_ids is None and seq.num_persons > 1:
+        return [-1] * seq.num_persons
+    return [IDS_PER_RECORDING * index + m for m in range(seq.num_persons)]
+
+
 def write_bag(path: Path, recordings: Sequence[SkeletonSequence], topic: str = "/skeletons",
               storage: str = "mcap", frame_id: str = "camera", start_ns: int = 0) -> int:
     """Write recordings one after another into a new rosbag2 at `path` (a directory), one
-    SkeletonArray per frame at the recording's frame rate; recording k's person m is id
-    100 * k + m, as prgcn-player plays them; frames with nobody in view are left out (their time
-passes). Returns the number of messages written."""
+    SkeletonArray per frame at the recording's frame rate, with the ids prgcn-player sends
+    (:func:`person_ids`); frames with nobody in view are left out (their time passes). Returns
+    the number of messages written."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     if storage not in STORAGES:
@@ -88,6 +103,7 @@ passes). Returns the number of messages written."""
     with Writer(Path(path), version=8, storage_plugin=plugin) as writer:
         connection = writer.add_connection(topic, SKELETON_ARRAY, typestore=store)
         for k, seq in enumerate(recordings):
+            ids = person_ids(k, seq)
             period = int(round(1e9 / seq.fps))
             for t in range(seq.num_frames):
                 stamp += period
@@ -99,7 +115,7 @@ passes). Returns the number of messages written."""
                     xyz = seq.coords[t, m]
                     if xyz.shape[-1] == 2:
                         xyz = np.concatenate([xyz, np.zeros((len(xyz), 1), xyz.dtype)], -1)
-                    skeletons.append(skeleton_t(id=100 * k + m, keypoints=[
+                    skeletons.append(skeleton_t(id=ids[m], keypoints=[
                         keypoint_t(position=point_t(x=float(x), y=float(y), z=float(z)),
                                    confidence=float(c)) for (x, y, z), c in zip(xyz, conf)]))
                 if not skeletons:
@@ -113,25 +129,54 @@ passes). Returns the number of messages written."""
     return count
 
 
-def read_bag(path: Path, topics: Sequence[str] = ()
-             ) -> Iterator[tuple[str, str, int, bytes]]:
-    """(topic, message type, timestamp ns, CDR bytes) of every SkeletonArray and MarkerArray
-    message in the bag, in time order; `topics` restricts to those topics."""
+def _playable(connections: Sequence, topics: Sequence[str]) -> list:
+    """The connections a player plays: every SkeletonArray topic and the Azure driver's
+    MarkerArray topic, or the named ``topics`` of those types."""
+    return [c for c in connections if c.msgtype in PLAYABLE
+            and (c.topic in topics if topics else
+                 c.msgtype == SKELETON_ARRAY or c.topic.endswith(AZURE_MARKER_TOPIC))]
+
+
+def _nothing_to_play(path: Path, connections: Sequence, topics: Sequence[str]) -> BagError:
+    found = sorted({f"{c.topic} ({c.msgtype})" for c in connections})
+    return BagError(f"{path}: no SkeletonArray or Azure Kinect {AZURE_MARKER_TOPIC} MarkerArray "
+                    f"topic" + (f" among {', '.join(topics)}" if topics else
+                                " (other MarkerArray topics play only when named)")
+                    + f"; the bag has: {', '.join(found) or 'nothing'}")
+
+
+@contextlib.contextmanager
+def _reader(path: Path) -> Iterator[Any]:
+    """A rosbags Reader; its own errors become one line naming the bag."""
     from rosbags.rosbag2 import Reader
 
     try:
         with Reader(Path(path)) as reader:
-            connections = [c for c in reader.connections if c.msgtype in PLAYABLE
-                           and (not topics or c.topic in topics)]
-            if not connections:
-                found = sorted({f"{c.topic} ({c.msgtype})" for c in reader.connections})
-                raise BagError(f"{path}: no {' or '.join(PLAYABLE)} topic"
-                               + (f" among {', '.join(topics)}" if topics else "")
-                               + f"; the bag has: {', '.join(found) or 'nothing'}")
-            for connection, stamp, raw in reader.messages(connections=connections):
-                yield connection.topic, connection.msgtype, stamp, bytes(raw)
+            yield reader
     except BagError:
         raise
-    except Exception as error:   # rosbags' own reader errors: one line naming the bag
+    except Exception as error:
         raise BagError(f"{path}: not a readable rosbag2 ({type(error).__name__}: {error})"
                        ) from None
+
+
+def bag_topics(path: Path, topics: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(topic, message type) of each topic :func:`read_bag` plays; a bag with none, or whose
+    topics hold no message, is a BagError naming what it has."""
+    with _reader(path) as reader:
+        connections = _playable(reader.connections, topics)
+        if not sum(c.msgcount for c in connections):
+            raise _nothing_to_play(path, reader.connections, topics)
+        return sorted({(c.topic, c.msgtype) for c in connections})
+
+
+def read_bag(path: Path, topics: Sequence[str] = ()
+             ) -> Iterator[tuple[str, str, int, bytes]]:
+    """(topic, message type, timestamp ns, CDR bytes) of every message :func:`bag_topics`
+    names, in time order, read as they are asked for (a bag of hours is never held whole)."""
+    with _reader(path) as reader:
+        connections = _playable(reader.connections, topics)
+        if not connections:
+            raise _nothing_to_play(path, reader.connections, topics)
+        for connection, stamp, raw in reader.messages(connections=connections):
+            yield connection.topic, connection.msgtype, stamp, bytes(raw)

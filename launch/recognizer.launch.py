@@ -25,14 +25,14 @@ install and from the project's venv (`make setup` registers the package in its a
 Without launch_ros (pip-installed rclpy) the same node and YAML start with
 ``prgcn-recognizer --ros-args --params-file config/recognizer.yaml``.
 """
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from launch import LaunchDescription
+from launch import LaunchContext, LaunchDescription
 
 PACKAGE = "prgcn_ros"
 EXECUTABLE = "prgcn-recognizer"
@@ -41,6 +41,9 @@ PARAMS_FILE = "config/recognizer.yaml"
 RVIZ_FILE = "rviz/prgcn.rviz"
 # The node's input topic (relative: it follows the namespace); input_topic remaps it.
 INPUT_TOPIC = "skeletons"
+# Launch arguments that set the node parameter of their name when given (not empty); left
+# empty, the params_file's value stands.
+OVERRIDES = ("model", "device")
 
 # name -> (default, description); the defaults that name files are substitutions below.
 ARGUMENTS = {
@@ -53,14 +56,15 @@ ARGUMENTS = {
                     "within which two people are one sample; 0: 2 m)"),
     "use_sim_time": ("false", "use /clock (rosbag2 playback with --clock)"),
     "log_level": ("info", "debug, info, warn, error or fatal"),
-    "model": ("msr_action3d",
+    "model": ("",
               "a shipped model's name (msr_action3d, nw_ucla, utd_mhad, sbu_interaction) or a "
               "model file (relative: the working directory, else the package's share directory); "
-              "wins over model in params_file. "
+              "wins over model in params_file (empty: params_file's, in the shipped file "
+              "msr_action3d). "
               "sbu_interaction is a two-person model: /action labels both people of a pair, "
               "each with the other's id in partner_id (-1: alone)"),
-    "device": ("auto", "auto (cuda when present), cpu, cuda or cuda:N; wins over device in "
-               "params_file"),
+    "device": ("", "auto (cuda when present), cpu, cuda or cuda:N; wins over device in "
+               "params_file (empty: params_file's, in the shipped file auto)"),
     "input_topic": ("skeletons", "prgcn_msgs/SkeletonArray input topic (remaps skeletons, the "
                     "default skeleton_topic); "
                     "absolute (/skeletons) for recognizers in several namespaces on one input"),
@@ -79,21 +83,23 @@ def generate_launch_description() -> LaunchDescription:
     def arg(name: str) -> LaunchConfiguration:
         return LaunchConfiguration(name)
 
-    recognizer = Node(
-        package=PACKAGE,
-        executable=EXECUTABLE,
-        name=NODE_NAME,
-        namespace=arg("namespace"),
-        output="screen",
-        # The YAML first; the launch arguments override its values.
-        parameters=[arg("params_file"), {
-            "model": ParameterValue(arg("model"), value_type=str),
-            "device": ParameterValue(arg("device"), value_type=str),
-            "use_sim_time": ParameterValue(arg("use_sim_time"), value_type=bool),
-        }],
-        remappings=[(INPUT_TOPIC, arg("input_topic"))],
-        arguments=["--ros-args", "--log-level", arg("log_level")],
-    )
+    def recognizer(context: LaunchContext) -> list[Node]:
+        given = {name: value for name in OVERRIDES if (value := arg(name).perform(context))}
+        return [Node(
+            package=PACKAGE,
+            executable=EXECUTABLE,
+            name=NODE_NAME,
+            namespace=arg("namespace"),
+            output="screen",
+            # The YAML first; the launch arguments given override its values.
+            parameters=[arg("params_file"), {
+                **given,
+                "use_sim_time": ParameterValue(arg("use_sim_time"), value_type=bool),
+            }],
+            remappings=[(INPUT_TOPIC, arg("input_topic"))],
+            arguments=["--ros-args", "--log-level", arg("log_level")],
+        )]
+
     rviz = Node(
         package="rviz2",
         executable="rviz2",
@@ -105,4 +111,4 @@ def generate_launch_description() -> LaunchDescription:
         condition=IfCondition(arg("rviz")),
         output="screen",
     )
-    return LaunchDescription([*arguments, recognizer, rviz])
+    return LaunchDescription([*arguments, OpaqueFunction(function=recognizer), rviz])

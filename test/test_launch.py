@@ -78,9 +78,13 @@ def test_launch_file_loads_the_shipped_yaml_and_sets_known_parameters(launch_tre
                       if any(k.arg == "package" and _value(k.value, constants) == "prgcn_ros"
                              for k in n.keywords))
     parameters = next(k.value for k in recognizer.keywords if k.arg == "parameters")
-    names = {k.value for d in parameters.elts if isinstance(d, ast.Dict) for k in d.keys}
-    assert {"model", "device"} <= names
-    assert names <= set(parameter_names()) | {"use_sim_time"}
+    names = {k.value for d in parameters.elts if isinstance(d, ast.Dict) for k in d.keys if k}
+    # model and device override the YAML only when given (**given), so a params_file's own
+    # model and device stand when they are not.
+    assert any(k is None for d in parameters.elts if isinstance(d, ast.Dict) for k in d.keys)
+    assert constants["OVERRIDES"] == ("model", "device")
+    assert all(constants["ARGUMENTS"][name][0] == "" for name in constants["OVERRIDES"])
+    assert names | set(constants["OVERRIDES"]) <= set(parameter_names()) | {"use_sim_time"}
 
 
 def test_launch_file_has_the_arguments_a_robot_integrator_expects(launch_tree):
@@ -88,7 +92,8 @@ def test_launch_file_has_the_arguments_a_robot_integrator_expects(launch_tree):
     assert set(constants["ARGUMENTS"]) == {
         "namespace", "params_file", "use_sim_time", "log_level", "model", "device",
         "input_topic", "rviz", "fixed_frame"}
-    used = {ast.literal_eval(c.args[0]) for c in _calls(launch_tree, "arg")}
+    used = {ast.literal_eval(c.args[0]) for c in _calls(launch_tree, "arg")
+            if isinstance(c.args[0], ast.Constant)} | set(constants["OVERRIDES"])
     assert used == set(constants["ARGUMENTS"]), "every argument is used"
     # Files are found by substitution, never looked up eagerly at import.
     text = LAUNCH_FILE.read_text()

@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except BagError as error:     # the bag changed or broke while it played
+    except (BagError, OSError) as error:   # the bag or the followed folder broke or went
         print(f"prgcn-player: {error}", file=sys.stderr)
         return 1
     finally:

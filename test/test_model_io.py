@@ -106,6 +106,52 @@ def test_weights_not_matching_architecture(saved, change, words):
     assert "do not match the architecture" in message and words in message
 
 
+@pytest.mark.parametrize("change, words", [
+    ({"calibration": {"temperature": -1.0}}, "temperature -1.0 is not a positive number"),
+    ({"calibration": {"temperature": 0}}, "temperature 0 is not a positive number"),
+    ({"calibration": {"temperature": float("nan")}}, "is not a positive number"),
+    ({"calibration": {"temperature": "hot"}}, "'hot' is not a positive number"),
+    ({"calibration": 3}, "calibration is not an object"),
+    ({"max_persons": 3}, "max_persons 3 is not 1 or 2"),
+    ({"max_persons": "two"}, "max_persons 'two' is not 1 or 2"),
+    ({"format": "something-else/9"}, "format 'something-else/9'"),
+    ({"architecture": "extra"}, "architecture"),
+])
+def test_metadata_values_every_reader_uses_are_checked(saved, change, words):
+    """A negative temperature would invert the ranking, NaN suppress every output, a third
+    person slot run samples training never made: refused, naming the file."""
+    path, _ = saved
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta.update(change)
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    assert words in _error(path)
+
+
+def test_an_architecture_torch_cannot_build_is_one_line(saved):
+    path, _ = saved
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["architecture"]["num_classes"] = -1
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    assert "architecture cannot be built" in _error(path)
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("classifier.weight", float("nan"), "holding NaN or infinity"),
+    ("classifier.bias", float("inf"), "holding NaN or infinity"),
+    (None, -1.0, "batch-norm variances below 0"),
+])
+def test_weights_a_diverged_training_writes_are_refused(saved, key, value, words):
+    from safetensors.torch import load_file, save_file
+
+    path, _ = saved
+    weights = load_file(str(path))
+    key = key or next(k for k in weights if k.endswith("running_var"))
+    weights[key] = weights[key].clone()
+    weights[key].view(-1)[0] = value
+    save_file(weights, str(path), metadata={"format": "prgcn_ros-model/1"})
+    assert words in _error(path)
+
+
 def test_layout_mismatch(saved):
     path, _ = saved
     message = _error(path, expected_layout="coco18")

@@ -25,7 +25,7 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
     kwargs = {key: value for key, value in arch.items() if key != "name"}
     try:
         return ARCHITECTURES[name](**kwargs)
-    except TypeError as error:
+    except (TypeError, RuntimeError) as error:   # RuntimeError: e.g. a negative size
         raise ValueError(f"bad arguments for architecture {name!r}: {error}") from None
 
 

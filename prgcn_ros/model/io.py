@@ -6,6 +6,7 @@ read with safetensors. Every problem raises ModelFileError with one line naming 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,28 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"model {path}: metadata {meta_file} is not a JSON object")
     if not isinstance(meta.get("architecture"), dict):
         raise ModelFileError(f"model {path}: metadata {meta_file} has no \"architecture\" object")
+    problem = _metadata_value_problem(meta)
+    if problem:
+        raise ModelFileError(f"model {path}: metadata {meta_file}: {problem}")
     return meta
+
+
+def _metadata_value_problem(meta: dict[str, Any]) -> str | None:
+    """What in the values every reader of a model file uses is wrong, or None."""
+    if meta.get("format", FORMAT) != FORMAT:
+        return f"format {meta['format']!r} is not {FORMAT!r}"
+    calibration = meta.get("calibration")
+    if calibration is not None and not isinstance(calibration, dict):
+        return "calibration is not an object"
+    temperature = (calibration or {}).get("temperature")
+    if temperature is not None and not (
+            isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+            and math.isfinite(temperature) and temperature > 0):
+        return f"calibration.temperature {temperature!r} is not a positive number"
+    persons = meta.get("max_persons")
+    if persons is not None and (isinstance(persons, bool) or persons not in (1, 2)):
+        return f"max_persons {persons!r} is not 1 or 2"
+    return None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu",
@@ -137,7 +159,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     arch = meta["architecture"]
     try:
         model = build_model(arch)
-    except (ValueError, KeyError) as error:
+    except (ValueError, KeyError, TypeError) as error:
         raise ModelFileError(f"model {path}: architecture cannot be built: "
                              f"{_one_line(error)}") from None
     layout = layout_name(arch["layout"])
@@ -178,6 +200,16 @@ def _check_weights(path: Path, model: nn.Module, weights: dict[str, torch.Tensor
         problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
     if mismatched:
         problems.append(f"{len(mismatched)} with the wrong shape (e.g. {mismatched[0]})")
+    # A diverged training writes such values; the model would load and never give a label.
+    not_finite = [key for key, value in weights.items()
+                  if value.is_floating_point() and not torch.isfinite(value).all()]
+    if not_finite:
+        problems.append(f"{len(not_finite)} holding NaN or infinity (e.g. {not_finite[0]})")
+    negative = [key for key, value in weights.items()
+                if key.endswith("running_var") and value.is_floating_point()
+                and (value < 0).any()]
+    if negative:
+        problems.append(f"{len(negative)} batch-norm variances below 0 (e.g. {negative[0]})")
     if problems:
         raise ModelFileError(f"model {path}: weights do not match the architecture: "
                              + "; ".join(problems))

@@ -214,9 +214,12 @@ class RecognizerParams:
         return params
 
     def problems(self) -> list[str]:
+        from prgcn_ros.model.backends import device_problem  # torch: only when validating
+
         out = []
-        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
-            out.append(f"device must be auto, cpu or cuda[:N], got {clip_text(self.device)!r}")
+        if device_problem(self.device):
+            out.append(f"device must be auto, cpu, cuda or cuda:N, got "
+                       f"{clip_text(self.device)!r}")
         out += range_problems(self, PARAMETER_SPECS)
         if not 1 <= self.min_frames <= max(self.window, 1):
             out.append(f"min_frames must be between 1 and window ({self.window}), "

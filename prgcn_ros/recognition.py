@@ -131,9 +131,10 @@ class Recognizer:
         self.window_mode, self.window_length, self.interpolation = window_setting(
             metadata.get("window"))
         if self.window_mode == "crop" and params.window < self.window_length:
-            raise ParameterError(f"window {params.window} frames is shorter than the model's "
-                                 f"crop of {self.window_length} consecutive frames: set window "
-                                 f"to at least {self.window_length}")
+            raise ParameterError(f"window {params.window} frames is shorter than the crop of "
+                                 f"{self.window_length} consecutive frames of model "
+                                 f"{params.model}: set window to at least "
+                                 f"{self.window_length}")
         pre = dict(metadata.get("preprocess") or {})
         self.model_axis = pre.get("axis", "y_up")
         # The model's settings with the input's axis convention (preprocessing turns it y up).

@@ -1,6 +1,7 @@
 """The network backends: ONNX Runtime against torch, the graph cache, the start-up check."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ from prgcn_ros.live_data import RecognizerParams
 from prgcn_ros.model.backends import (
     CACHE_DIR_NAME,
     BackendError,
+    ExportError,
     OnnxBackend,
     TorchBackend,
     cache_file_name,
@@ -129,6 +131,7 @@ def test_second_start_reuses_the_cached_graph(tmp_path):
     assert second.graph.stat().st_mtime_ns == stamp
     # Atomic writes leave no temporary files behind.
     assert [p.name for p in first.graph.parent.iterdir()] == [first.graph.name]
+    assert first.graph.stat().st_mode & 0o777 == 0o644   # another user's node reads it too
 
 
 @pytest.mark.slow
@@ -143,6 +146,43 @@ def test_changed_weights_or_export_version_rebuild_the_graph(shared, tmp_path):
     assert second.max_diff <= 1e-4                # and the new one follows the new weights
     _, third = _graph(path, version=export_version() + "-changed")
     assert not third.reused and third.graph != second.graph
+
+
+@pytest.mark.slow
+def test_editing_the_metadata_outside_the_graph_exports_nothing(shared, tmp_path):
+    """A fitted temperature or renamed classes change no node of the graph (N, T and M are
+    free, the temperature is applied after it): the cached graph is used as it is."""
+    path = _with_graph(shared, tmp_path)
+    meta = json.loads(metadata_path(path).read_text())
+    meta["calibration"] = {"temperature": 0.7}
+    meta["class_names"] = [f"renamed {n}" for n in meta["class_names"]]
+    meta["window"] = {"mode": "resample", "length": 32}
+    metadata_path(path).write_text(json.dumps(meta))
+    _, info = _graph(path)
+    assert info.reused
+
+
+@pytest.mark.slow
+def test_a_shared_cache_keeps_its_most_recently_used_graphs(shared, tmp_path):
+    """The user's cache (or backend_cache_dir) may hold graphs of many models: it stays at
+    SHARED_CACHE_GRAPHS, the least recently used going first; one just reused stays."""
+    from prgcn_ros.model.backends import SHARED_CACHE_GRAPHS
+
+    cache = tmp_path / "cache"
+    path = _with_graph(shared, tmp_path / "reused", cache)
+    cache_graph = cache / cache_file_name(path)
+    os.utime(cache_graph, (1_000, 1_000))              # used long ago ...
+    _graph(path, cache=cache)                          # ... and now again
+    for k in range(SHARED_CACHE_GRAPHS + 4):           # older graphs of other models
+        old = cache / f"other{k}.{k:020d}.onnx"
+        old.write_bytes(b"")
+        os.utime(old, (2_000 + k, 2_000 + k))
+    fresh = _model_file(tmp_path / "new" / "m.safetensors", seed=3)
+    _, info = _graph(fresh, cache=cache)
+    left = sorted(p.name for p in cache.glob("*.onnx"))
+    assert len(left) == SHARED_CACHE_GRAPHS
+    assert info.graph.name in left and cache_graph.name in left
+    assert "other0.00000000000000000000.onnx" not in left
 
 
 @pytest.mark.slow
@@ -248,8 +288,18 @@ def test_onnx_graph_export_needs_a_writable_place(tmp_path):
     model, _ = load_model(path)
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(BackendError, match="cannot write"):
+    with pytest.raises(ExportError, match="cannot write"):
         onnx_graph(model, path, check_window(3, 16, 20), cache_dir=blocker / "sub")
+    # Backend auto then runs torch, and says why; backend onnxruntime stops.
+    from prgcn_ros.recognition import Recognizer
+
+    values = {"model": str(path), "window": 16, "min_frames": 4, "device": "cpu",
+              "backend_cache_dir": str(blocker / "sub")}
+    rec = Recognizer.from_params(RecognizerParams.from_dict({**values, "backend": "auto"}))
+    assert rec.backend.name == "torch" and "cannot write" in rec.backend_info.fallback
+    with pytest.raises(ExportError, match="cannot write"):
+        Recognizer.from_params(RecognizerParams.from_dict({**values,
+                                                           "backend": "onnxruntime"}))
 
 
 def test_a_torch_that_cannot_export_stops_onnxruntime_and_auto_runs_torch(tmp_path,
@@ -303,3 +353,17 @@ def test_eval_on_onnxruntime_gives_torchs_accuracy_on_the_273_test_clips(tmp_pat
     assert onnx_result["confusion"] == torch_result["confusion"]
     meta = json.loads(shipped.with_suffix(".json").read_text())
     assert onnx_result["top1"] == pytest.approx(meta["accuracy"]["top1"], abs=1e-9)
+
+
+def test_a_cuda_device_the_machine_does_not_have_is_one_line(monkeypatch):
+    """cuda:5 on a one-GPU robot, or cuda:x anywhere: a ValueError (the node's one-line
+    ParameterError), not torch's RuntimeError at the first tensor moved there."""
+    from prgcn_ros.model.backends import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match="has 1 CUDA device"):
+        resolve_device("cuda:5")
+    with pytest.raises(ValueError, match="auto, cpu, cuda or cuda:N, got 'cuda:x'"):
+        resolve_device("cuda:x")

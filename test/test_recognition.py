@@ -97,7 +97,8 @@ def test_shipped_yaml_holds_exactly_the_known_parameters():
     ({"min_frames": 50, "window": 10}, ["min_frames must be between 1 and window"]),
     ({"max_rate_hz": -1.0}, ["max_rate_hz must be between"]),
     ({"max_rate_hz": float("nan")}, ["max_rate_hz"]),
-    ({"device": "tpu"}, ["device must be auto, cpu or cuda"]),
+    ({"device": "tpu"}, ["device must be auto, cpu, cuda or cuda:N"]),
+    ({"device": "cuda:x"}, ["device must be auto, cpu, cuda or cuda:N, got 'cuda:x'"]),
     ({"input_layout": "coco19"}, ["input_layout 'coco19' is not a known layout"]),
     ({"axis": "z_up"}, ["axis must be y_up, y_down"]),
     ({"smoothing": 0, "top_k": 0}, ["smoothing", "top_k"]),
@@ -515,7 +516,8 @@ def test_a_crop_model_needs_a_window_as_long_as_its_crop():
     model = tiny_recognizer().model
     metadata = {"architecture": model.arch, "class_names": CLASSES,
                 "window": {"mode": "crop", "length": 64}}
-    with pytest.raises(ParameterError, match="shorter than the model's crop of 64"):
+    with pytest.raises(ParameterError,
+                       match="shorter than the crop of 64 consecutive frames of model"):
         Recognizer(model, metadata, RecognizerParams(window=48), "cpu")
 
 

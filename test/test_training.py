@@ -268,7 +268,7 @@ def test_interpolation_setting():
 
 def test_device_setting(msr_train):
     assert load_config(MSR_CONFIG)["device"] == "auto"
-    with pytest.raises(ConfigError, match="device must be auto, cpu or cuda"):
+    with pytest.raises(ConfigError, match="device must be auto, cpu, cuda or cuda:N"):
         load_config(MSR_CONFIG, {"device": "gpu"})
     trainer = Trainer(small_cfg(device="cpu"), train_set=subset(msr_train, 4), log=lambda m: None)
     assert trainer.dist.device.type == "cpu"

@@ -87,7 +87,7 @@ def test_eval_mistakes_are_one_line(tiny_model, capsys):
     assert err.startswith("prgcn-eval: error: ") and f"the config {ntu}" in err, err
     assert evaluate_cli.main(["--model", str(tiny_model), "--config", str(MSR_CONFIG),
                               "--device", "gpu"]) == 2
-    assert "device must be auto, cpu or cuda" in capsys.readouterr().err
+    assert "device must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert evaluate_cli.main(["--model", str(tiny_model), "--config", str(MSR_CONFIG),
                                   "--device", "cuda"]) == 2

@@ -14,10 +14,14 @@ Nothing here imports rclpy; onnxruntime is imported only when that backend is ch
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +38,8 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 # the outputs' own scale (0.1-10).
 CHECK_BOUND = 1e-3
 CACHE_DIR_NAME = ".onnx_cache"
+# Graphs a shared cache (the user's, or backend_cache_dir) keeps, the most recently used.
+SHARED_CACHE_GRAPHS = 16
 # Bump when the graph export_model makes for the same weights changes in a way the source hash
 # below cannot see (e.g. an exporter option passed from elsewhere).
 EXPORT_FORMAT = 1
@@ -83,9 +89,9 @@ def onnxruntime_available() -> bool:
 
 def device_problem(device: str) -> str | None:
     """Why ``device`` is not a device name (auto, cpu, cuda, cuda:N); None when it is one."""
-    if device in ("auto", "cpu") or device.startswith("cuda"):
+    if device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", device):
         return None
-    return f"device must be auto, cpu or cuda[:N], got {device!r}"
+    return f"device must be auto, cpu, cuda or cuda:N, got {device!r}"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -98,6 +104,10 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(problem)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r}: CUDA is not available here (use device auto or cpu)")
+    index = torch.device(device).index
+    if index is not None and index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s), numbered from 0")
     return torch.device(device)
 
 
@@ -123,15 +133,17 @@ def export_version() -> str:
 
 
 def model_hash(model_path: str | Path) -> str:
-    """sha256 of the weights and the metadata (the architecture lives there)."""
-    from prgcn_ros.model.io import metadata_path
+    """sha256 of what the graph is made of: the weights and the architecture. The rest of the
+    metadata (class names, temperature, window) is applied outside the graph, whose N, T and M
+    are free: editing it needs no new export."""
+    from prgcn_ros.model.io import read_metadata
 
     h = hashlib.sha256()
-    for part in (Path(model_path), metadata_path(model_path)):
-        if part.is_file():
-            with part.open("rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
+    with Path(model_path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    architecture = read_metadata(model_path)["architecture"]
+    h.update(json.dumps(architecture, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -168,6 +180,7 @@ def _write_atomic(directory: Path, name: str, write: Callable[[Path], Any]) -> P
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o644)     # like the model file: a node of another user reads it too
         os.replace(tmp, directory / name)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -180,6 +193,13 @@ def _remove_stale(directory: Path, stem: str, keep: str) -> None:
     for old in directory.glob(f"{stem}.*.onnx"):
         if old.name != keep:
             old.unlink(missing_ok=True)
+
+
+def _keep_newest(directory: Path, count: int) -> None:
+    # A shared cache may hold same-named models: its least recently used graphs go instead.
+    graphs = sorted(directory.glob("*.onnx"), key=lambda p: p.stat().st_atime, reverse=True)
+    for old in graphs[count:]:
+        old.unlink(missing_ok=True)
 
 
 def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
@@ -198,6 +218,9 @@ def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
         path = directory / name
         if path.is_file():
             if loads is None or loads(path):
+                # Used now: its access time, which a shared cache keeps the newest of.
+                with contextlib.suppress(OSError):
+                    os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
                 return CachedGraph(path, reused=True)
             log.warning("cached ONNX graph %s cannot be loaded; exporting it again", path)
     problems = []
@@ -223,13 +246,14 @@ def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
         except OSError as error:   # read-only or full: try the next place
             problems.append(f"{directory}: {error.strerror or error}")
             continue
-        if directory == Path(model_path).resolve().parent / CACHE_DIR_NAME:
-            try:   # only beside the model: a shared cache may hold same-named models
+        with contextlib.suppress(OSError):
+            if directory == Path(model_path).resolve().parent / CACHE_DIR_NAME:
                 _remove_stale(directory, Path(model_path).stem, name)
-            except OSError:
-                pass
+            else:
+                _keep_newest(directory, SHARED_CACHE_GRAPHS)
         return CachedGraph(path, reused=False)
-    raise BackendError("cannot write the ONNX graph anywhere: " + "; ".join(problems))
+    raise ExportError("backend onnxruntime: cannot write the ONNX graph anywhere ("
+                      + "; ".join(problems) + "); backend torch runs the model without it")
 
 
 def session_options(threads: int) -> Any:

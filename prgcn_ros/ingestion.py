@@ -304,7 +304,9 @@ class Ingestion:
         tracker = self._tracker(key, layout.name)
         local_ids = tracker.update(coords_np, conf_np, frame.clock, ids)
         for local in tracker.taken_over:     # the driver now uses an id the tracker had chosen
-            self._remove_track(key, local)
+            # No DELETE for it: that person_id goes on, as the driver's person, whose markers
+            # overwrite these; a DELETE would wipe theirs until its next pass.
+            self._remove_track(key, local, report=False)
         mapped, mapped_conf = map_joints(coords_np, conf_np, layout.name, self.layout.name)
         frames = torch.from_numpy(np.concatenate([mapped, mapped_conf[..., None]], -1))
         axis = self.axis_for(frame.source)
@@ -372,7 +374,7 @@ class Ingestion:
             tracker.remove(local)
             self._remove_track(key, local)
 
-    def _remove_track(self, key: SourceKey, local: int) -> None:
+    def _remove_track(self, key: SourceKey, local: int, report: bool = True) -> None:
         internal = self._keys.pop((key, local), None)
         if internal is not None:
             pairing = self._pairings.get(key)
@@ -380,8 +382,9 @@ class Ingestion:
                 pairing.remove(internal)
             self.buffer.remove(internal)
             track = self.tracks.pop(internal)
-            self._ended.append(Departed(track.person_id, track.frame_id, track.labelled,
-                                        track.last_stamp_ns))
+            if report:
+                self._ended.append(Departed(track.person_id, track.frame_id, track.labelled,
+                                            track.last_stamp_ns))
 
     def end_all(self) -> None:
         """End every track (the node's clock changed its basis: time-outs cannot compare)."""

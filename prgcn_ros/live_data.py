@@ -217,9 +217,8 @@ class RecognizerParams:
         from prgcn_ros.model.backends import device_problem  # torch: only when validating
 
         out = []
-        if device_problem(self.device):
-            out.append(f"device must be auto, cpu, cuda or cuda:N, got "
-                       f"{clip_text(self.device)!r}")
+        if device_problem(self.device):   # the message quotes a clipped value
+            out.append(str(device_problem(clip_text(self.device))))
         out += range_problems(self, PARAMETER_SPECS)
         if not 1 <= self.min_frames <= max(self.window, 1):
             out.append(f"min_frames must be between 1 and window ({self.window}), "

@@ -177,9 +177,13 @@ def test_a_shared_cache_keeps_its_most_recently_used_graphs(shared, tmp_path):
         old = cache / f"other{k}.{k:020d}.onnx"
         old.write_bytes(b"")
         os.utime(old, (2_000 + k, 2_000 + k))
+    own = cache / "my_detector.onnx"                   # not the cache's: never touched
+    own.write_bytes(b"")
+    os.utime(own, (1, 1))
     fresh = _model_file(tmp_path / "new" / "m.safetensors", seed=3)
     _, info = _graph(fresh, cache=cache)
-    left = sorted(p.name for p in cache.glob("*.onnx"))
+    assert own.is_file()
+    left = sorted(p.name for p in cache.glob("*.*.onnx"))
     assert len(left) == SHARED_CACHE_GRAPHS
     assert info.graph.name in left and cache_graph.name in left
     assert "other0.00000000000000000000.onnx" not in left

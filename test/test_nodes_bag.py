@@ -235,4 +235,5 @@ def test_a_stalled_bag_player_catches_up_without_a_burst(data_dir, tmp_path, ros
     gaps = np.diff(sent[3:])                            # from the first one after it
     assert len(sent) == sum(1 for _ in read_bag(bag))
     assert gaps.min() >= 0.9 * MIN_SPACING * spacing
-    assert np.median(gaps[:20]) < 0.9 * spacing          # catching up, faster than recorded
+    # Catching up: on average faster than recorded (0.75 of it, plus each sleep's overshoot).
+    assert np.mean(gaps) < 0.95 * spacing

@@ -89,6 +89,7 @@ def test_player_follows_a_folder_openpose_writes_into(listener, tmp_path):
                 bad["people"][1]["pose_keypoints_2d"] = bad["people"][1]["pose_keypoints_2d"][:54]
                 (tmp_path / "bad.json").write_text(json.dumps(bad))
                 (tmp_path / "bad.json").rename(folder / "bad_000000000000_keypoints.json")
+                (folder / ".copying.json").write_text("{")   # a copy tool's hidden file
             path = folder / f"live_{i:012d}_keypoints.json"
             # OpenPose writes a file, then it is complete: write elsewhere, then move in.
             tmp = tmp_path / "partial.json"
@@ -100,6 +101,7 @@ def test_player_follows_a_folder_openpose_writes_into(listener, tmp_path):
         stop_process(player)
     assert len(received) == 3                        # the old file was skipped
     assert "skipping bad_000000000000_keypoints.json" in process_log(player)
+    assert ".copying.json" not in process_log(player)
     assert all(m.layout == "body25" and len(m.skeletons) == 2 for m in received)
     assert all(s.id == -1 and len(s.keypoints) == 25 for m in received for s in m.skeletons)
 

@@ -467,6 +467,9 @@ def test_path_scale_scales_the_walk_not_the_pose(msr_train):
     for wrong in ([1.2, 0.4], [-0.5, 1.0], ["far", 1.0], [0.5, 1.0, 1.5]):
         with pytest.raises(ConfigError, match="path_scale"):
             load_config(None, overrides={"augment": {"path_scale": wrong}})
+    with pytest.raises(ConfigError, match="per_frame removes"):
+        load_config(None, overrides={"augment": {"path_scale": [0.5, 1.0]},
+                                     "preprocess": {"center": "per_frame"}})
 
 
 def test_body_shape_changes_proportions_not_motion(msr_train):

@@ -158,6 +158,9 @@ def cache_file_name(model_path: str | Path, version: str | None = None) -> str:
     return f"{Path(model_path).stem}.{key.hexdigest()[:20]}.onnx"
 
 
+CACHED_NAME = re.compile(r".+\.[0-9a-f]{20}\.onnx")     # what cache_file_name makes
+
+
 def cache_candidates(model_path: str | Path, cache_dir: str | Path | None = None) -> list[Path]:
     """Directories to cache in, in order: ``cache_dir`` when given, else next to the model,
     then the user's cache directory."""
@@ -197,7 +200,9 @@ def _remove_stale(directory: Path, stem: str, keep: str) -> None:
 
 def _keep_newest(directory: Path, count: int) -> None:
     # A shared cache may hold same-named models: its least recently used graphs go instead.
-    graphs = sorted(directory.glob("*.onnx"), key=lambda p: p.stat().st_atime, reverse=True)
+    # Only graphs this cache named (<stem>.<key>.onnx): a user's own .onnx files stay.
+    graphs = [p for p in directory.glob("*.onnx") if CACHED_NAME.fullmatch(p.name)]
+    graphs.sort(key=lambda p: p.stat().st_atime, reverse=True)
     for old in graphs[count:]:
         old.unlink(missing_ok=True)
 
@@ -217,10 +222,11 @@ def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
     for directory in candidates:
         path = directory / name
         if path.is_file():
+            # Used now (its access time, which a shared cache keeps the newest of), before the
+            # check: another node trimming that cache meanwhile passes it over.
+            with contextlib.suppress(OSError):
+                os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
             if loads is None or loads(path):
-                # Used now: its access time, which a shared cache keeps the newest of.
-                with contextlib.suppress(OSError):
-                    os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
                 return CachedGraph(path, reused=True)
             log.warning("cached ONNX graph %s cannot be loaded; exporting it again", path)
     problems = []

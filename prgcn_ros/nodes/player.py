@@ -201,11 +201,12 @@ class PlayerNode(Node):
     def follow(self, directory: Path) -> None:
         """Publish each new OpenPose frame file as it appears (files there before are skipped).
 
-        Files that appear together (OpenPose wrote faster than one poll, or a burst was copied
-        in) are paced at the recording's frame rate times --rate, each stamped when sent: back
-        to back they would be closer than any sensor sends and the recognizer would drop them
-        as a flood. A backlog drains at 4/3 of that rate. A folder of many thousand frames is
-        listed by name only, and no more often than listing it takes."""
+        Each file is sent as it appears, stamped when sent. Files that appear together
+        (OpenPose wrote faster than one poll, a burst copied in, a backlog) go out at 4/3 of the
+        recording's frame rate times --rate: back to back they would be closer than any sensor
+        sends and the recognizer would drop them as a flood. Hidden files (an editor's or a
+        copy tool's) are left alone. A folder of many thousand frames is listed by name only,
+        and no more often than listing it takes."""
         seen = _frame_files(directory)
         retries: dict[str, int] = {}
         next_send = time.monotonic()
@@ -245,7 +246,8 @@ class PlayerNode(Node):
 
 
 def _frame_files(directory: Path) -> set[str]:
-    return {name for name in os.listdir(directory) if name.endswith(".json")}
+    return {name for name in os.listdir(directory)
+            if name.endswith(".json") and not name.startswith(".")}
 
 
 def _xyz(coords: np.ndarray) -> np.ndarray:

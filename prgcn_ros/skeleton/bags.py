@@ -134,7 +134,8 @@ def _playable(connections: Sequence, topics: Sequence[str]) -> list:
     MarkerArray topic, or the named ``topics`` of those types."""
     return [c for c in connections if c.msgtype in PLAYABLE
             and (c.topic in topics if topics else
-                 c.msgtype == SKELETON_ARRAY or c.topic.endswith(AZURE_MARKER_TOPIC))]
+                 c.msgtype == SKELETON_ARRAY
+                 or c.topic.rsplit("/", 1)[-1] == AZURE_MARKER_TOPIC)]
 
 
 def _nothing_to_play(path: Path, connections: Sequence, topics: Sequence[str]) -> BagError:

@@ -122,12 +122,6 @@ def _anchor(layout: Layout, names: list[str], coords: torch.Tensor, conf: torch.
     return point, ok
 
 
-def root_joints(layout: str | Layout) -> list[int]:
-    """Indices of the joints whose midpoint is the layout's root (the centring anchor)."""
-    layout = get_layout(layout)
-    return [layout.index(name) for name in _ROOT[layout.name]]
-
-
 def _first_true(ok: torch.Tensor) -> torch.Tensor:
     """Index along dim 1 of the first True (0 when none)."""
     return torch.argmax(ok.to(torch.int8), dim=1)
@@ -152,6 +146,21 @@ def _last_true_index(ok: torch.Tensor) -> torch.Tensor:
     t = torch.arange(ok.shape[1], device=ok.device).view(1, -1, *([1] * (ok.dim() - 2)))
     marked = torch.where(ok, t, torch.full_like(t, -1))
     return torch.cummax(marked, dim=1).values
+
+
+def held_root(coords: torch.Tensor, present: torch.Tensor, layout: str | Layout
+              ) -> torch.Tensor:
+    """The root (N, D, T, M) of model-input coordinates (N, D, T, V, M) in every frame, by
+    per_frame centring's rule: a frame whose root is not ``present`` (N, T, V, M) holds the
+    latest confident one, frames before the first confident one take that one (a person
+    without any: frame 0's, so constant)."""
+    layout = get_layout(layout)
+    joints = [layout.index(name) for name in _ROOT[layout.name]]
+    root = coords[:, :, :, joints].mean(3)                             # (N, D, T, M)
+    ok = present[:, :, joints].all(2)                                  # (N, T, M)
+    last = _last_true_index(ok)
+    last = torch.where(last < 0, _first_true(ok)[:, None], last)
+    return torch.gather(root, 2, last[:, None].expand(-1, root.shape[1], -1, -1))
 
 
 @dataclass
@@ -490,4 +499,4 @@ __all__ = ["PreprocessConfig", "Transform", "preprocess", "preprocess_sequence",
            "INTERPOLATIONS", "window_setting", "uniform_positions", "uniform_indices",
            "blend_frames", "interpolate_frames", "random_window_span", "random_window_indices",
            "random_sorted_indices", "resample_window", "random_window", "drop_empty_frames",
-           "root_joints"]
+           "held_root"]

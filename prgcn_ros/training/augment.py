@@ -13,7 +13,7 @@ import math
 import torch
 
 from prgcn_ros.skeleton.layouts import get_layout
-from prgcn_ros.skeleton.preprocess import root_joints
+from prgcn_ros.skeleton.preprocess import held_root
 
 from .noise import stretch_bones
 
@@ -93,19 +93,8 @@ def scale_paths(x: torch.Tensor, present: torch.Tensor, dims: int, factor: torch
     since its first confident frame, so the pose in each frame is unchanged and the person
     covers more or less ground. A frame whose root is missing keeps the last confident one's
     shift. Missing joints are not moved."""
-    roots = root_joints(layout)
-    root = x[:, :dims][:, :, :, roots].mean(3)                       # (N, D, T, M)
-    root_ok = present[:, :, roots].all(2)                            # (N, T, M)
-    t = x.shape[2]
-    frame = torch.arange(t)[None, :, None].expand_as(root_ok)
-    last_ok = torch.where(root_ok, frame, -1).cummax(1).values       # (N, T, M)
-    first_ok = torch.where(root_ok, frame, t).min(1, keepdim=True).values.clamp(max=t - 1)
-    last_ok = torch.where(last_ok < 0, first_ok, last_ok)
-
-    def root_at(frames: torch.Tensor) -> torch.Tensor:             # (N, T, M) -> (N, D, T, M)
-        return torch.gather(root, 2, frames[:, None].expand(-1, dims, -1, -1))
-
-    shift = root_at(last_ok) - root_at(first_ok.expand_as(last_ok))
+    root = held_root(x[:, :dims], present, layout)                 # (N, D, T, M)
+    shift = root - root[:, :, :1]
     shift = shift * (factor.to(x.dtype) - 1.0)[:, None, None, None]
     shift[:, vertical_axis] = 0.0
     keep = present[:, None].to(torch.bool)

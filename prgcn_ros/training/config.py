@@ -324,6 +324,9 @@ def _check(cfg: dict, where: str) -> None:
         low, high = 1.0, 0.0
     if not 0.0 <= low <= high:
         raise ConfigError(f"{where}: augment.path_scale must be [lo, hi] with 0 <= lo <= hi")
+    if (low, high) != (1.0, 1.0) and cfg["preprocess"]["center"] == "per_frame":
+        raise ConfigError(f"{where}: augment.path_scale scales the path that preprocess.center "
+                          f"per_frame removes: use first_frame (or none) with it")
     if not 0.0 <= float(cfg["optim"]["ema_decay"] or 0.0) < 1.0:
         raise ConfigError(f"{where}: optim.ema_decay must be in [0, 1) (0: no averaging)")
     if float(cfg["optim"]["view_consistency"] or 0.0) < 0.0:

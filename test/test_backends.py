@@ -163,9 +163,10 @@ def test_editing_the_metadata_outside_the_graph_exports_nothing(shared, tmp_path
 
 
 @pytest.mark.slow
-def test_a_shared_cache_keeps_its_most_recently_used_graphs(shared, tmp_path):
-    """The user's cache (or backend_cache_dir) may hold graphs of many models: it stays at
-    SHARED_CACHE_GRAPHS, the least recently used going first; one just reused stays."""
+def test_a_cache_directory_keeps_its_most_recently_used_graphs(shared, tmp_path):
+    """backend_cache_dir (or the user's cache) is used instead of the model's directory, and
+    may hold graphs of many models: it stays at SHARED_CACHE_GRAPHS, the least recently used
+    going first; one just reused stays."""
     from prgcn_ros.model.backends import SHARED_CACHE_GRAPHS
 
     cache = tmp_path / "cache"
@@ -182,6 +183,7 @@ def test_a_shared_cache_keeps_its_most_recently_used_graphs(shared, tmp_path):
     os.utime(own, (1, 1))
     fresh = _model_file(tmp_path / "new" / "m.safetensors", seed=3)
     _, info = _graph(fresh, cache=cache)
+    assert info.graph.parent == cache and not (fresh.parent / CACHE_DIR_NAME).exists()
     assert own.is_file()
     left = sorted(p.name for p in cache.glob("*.*.onnx"))
     assert len(left) == SHARED_CACHE_GRAPHS
@@ -222,15 +224,6 @@ def test_an_unwritable_model_directory_falls_back_to_the_user_cache(tmp_path, mo
         assert again.reused and again.graph == info.graph
     finally:
         model_dir.chmod(0o755)
-
-
-@pytest.mark.slow
-def test_a_cache_directory_parameter_is_used(tmp_path):
-    path = _model_file(tmp_path / "m.safetensors")
-    cache = tmp_path / "cache"
-    _, info = _graph(path, cache=cache)
-    assert info.graph.parent == cache
-    assert not (tmp_path / CACHE_DIR_NAME).exists()
 
 
 # ---------------------------------------------------------------------------- refusal

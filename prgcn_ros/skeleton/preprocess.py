@@ -155,9 +155,9 @@ def held_root(coords: torch.Tensor, present: torch.Tensor, layout: str | Layout
     latest confident one, frames before the first confident one take that one (a person
     without any: frame 0's, so constant)."""
     layout = get_layout(layout)
-    joints = [layout.index(name) for name in _ROOT[layout.name]]
-    root = coords[:, :, :, joints].mean(3)                             # (N, D, T, M)
-    ok = present[:, :, joints].all(2)                                  # (N, T, M)
+    joints = _joint_index(layout, tuple(_ROOT[layout.name]), coords.device)
+    root = coords.index_select(3, joints).mean(3)                      # (N, D, T, M)
+    ok = present.index_select(2, joints.to(present.device)).all(2)     # (N, T, M)
     last = _last_true_index(ok)
     last = torch.where(last < 0, _first_true(ok)[:, None], last)
     return torch.gather(root, 2, last[:, None].expand(-1, root.shape[1], -1, -1))

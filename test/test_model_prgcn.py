@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from prgcn_ros.model import PRGCN, STGCN, build_model, model_arch
-from prgcn_ros.model.bones import held_bones
+from prgcn_ros.model.bones import RigidBones, held_bones
 from prgcn_ros.model.gcn import SpatialConv
 from prgcn_ros.model.gfm import temporal_max_pool
 from prgcn_ros.model.graph import normalized_adjacency
@@ -123,6 +123,21 @@ def test_rigid_bones_hold_each_limb_bone_over_the_window_and_keep_its_direction(
                 torch.testing.assert_close(b, g, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(held[:, :, 9:], loose[:, :, 9:])
     torch.testing.assert_close(held[1, ..., 1], loose[1, ..., 1])
+
+
+def test_rigid_bones_rebuild_a_chain_from_the_centre_and_leave_unconnected_joints():
+    """Each joint is rebuilt as the centre plus the held bones on its path; a joint the bones do
+    not connect to the centre keeps its place."""
+    layout = Layout("chain", ("hip_center", "left_knee", "left_ankle", "lost"),
+                    bones=((0, 1), (1, 2)), center=0)
+    coords = torch.zeros(1, 3, 2, 4)
+    coords[0, :, 0] = torch.tensor([[0.0, 1, 1, 5], [0, 0, 2, 5], [0, 0, 0, 5]])
+    coords[0, :, 1] = torch.tensor([[1.0, 4, 4, 7], [0, 0, 1, 7], [0, 0, 0, 7]])
+    rebuilt = RigidBones(layout)(coords, torch.ones(1, 1, 2, 1))
+    # Knee bone lengths 1 and 3 hold at 2, ankle bones 2 and 1 at 1.5, directions kept.
+    expected = torch.tensor([[[0.0, 2, 2, 5], [0, 0, 1.5, 5], [0, 0, 0, 5]],
+                             [[1.0, 3, 3, 7], [0, 0, 1.5, 7], [0, 0, 0, 7]]]).permute(1, 0, 2)
+    torch.testing.assert_close(rebuilt[0], expected)
 
 
 def test_spine_and_neck_segments_are_the_bones_left_free():

@@ -42,22 +42,33 @@ class RigidBones(nn.Module):
     def __init__(self, layout: Layout) -> None:
         super().__init__()
         tree = layout.tree()
-        self.parent_index = [a for a, _ in tree]
-        self.child_index = [b for _, b in tree]
-        self.held = list(held_bones(layout))
-        self.num_joints = layout.num_joints
+        v, b = layout.num_joints, len(tree)
+        # As matrices, so the layer is a few tensor operations rather than a Python loop over
+        # the bones (a third of the operations of the whole network, and of its export time):
+        # bones = coords @ to_bones; joint = its tree's root + the bones on the path to it.
+        to_bones = torch.zeros(v, b)
+        on_path = torch.zeros(b, v)
+        from_root = torch.zeros(v, v)
+        paths: dict[int, list[int]] = {layout.center: []}
+        for i, (parent, child) in enumerate(tree):
+            to_bones[child, i], to_bones[parent, i] = 1.0, -1.0
+            paths[child] = paths[parent] + [i]       # parents come first in the tree
+        for joint in range(v):
+            if joint in paths:
+                from_root[layout.center, joint] = 1.0
+                on_path[paths[joint], joint] = 1.0
+            else:                                    # not connected: keeps its refined place
+                from_root[joint, joint] = 1.0
+        self.register_buffer("to_bones", to_bones, persistent=False)
+        self.register_buffer("on_path", on_path, persistent=False)
+        self.register_buffer("from_root", from_root, persistent=False)
+        self.register_buffer("held", torch.tensor(held_bones(layout)), persistent=False)
 
     def forward(self, coords: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        joints = [coords[:, :, :, j] for j in range(self.num_joints)]
-        weight = weight[:, :, :, 0]                                               # (N, 1, T)
-        frames = weight.sum(2, keepdim=True).clamp(min=1.0)                       # (N, 1, 1)
-        for i in range(len(self.child_index)):
-            parent, child = self.parent_index[i], self.child_index[i]
-            bone = coords[:, :, :, child] - coords[:, :, :, parent]               # (N, D, T)
-            if self.held[i]:
-                length = torch.linalg.vector_norm(bone, dim=1, keepdim=True)  # (N, 1, T)
-                mean = (length * weight).sum(2, keepdim=True) / frames
-                bone = bone / length.clamp(min=1e-6) * mean
-            # Parents come first in the tree, so joints[parent] is already rebuilt.
-            joints[child] = joints[parent] + bone
-        return torch.stack(joints, dim=3)
+        weight = weight[:, :, :, :1]                                          # (N, 1, T, 1)
+        frames = weight.sum(2, keepdim=True).clamp(min=1.0)                   # (N, 1, 1, 1)
+        bones = coords.matmul(self.to_bones)                                  # (N, D, T, B)
+        length = torch.linalg.vector_norm(bones, dim=1, keepdim=True)         # (N, 1, T, B)
+        mean = (length * weight).sum(2, keepdim=True) / frames                # (N, 1, 1, B)
+        bones = torch.where(self.held, bones / length.clamp(min=1e-6) * mean, bones)
+        return coords.matmul(self.from_root) + bones.matmul(self.on_path)

@@ -9,8 +9,8 @@ import pytest
 from test_training_util import MSR_CONFIG, REPO, require_data
 
 SWEEP = REPO / "tools" / "sweep.py"
-# One epoch on the training subjects, tested on one subject: a few seconds a run.
-QUICK = ["optim.epochs=1", "data.test_subjects=[2]"]
+# One epoch on one training subject, tested on another: a few seconds a run.
+QUICK = ["optim.epochs=1", "data.train_subjects=[1]", "data.test_subjects=[2]"]
 
 
 def run_sweep(tmp_path, plan: list[dict], *args: str) -> tuple[list[dict], str]:

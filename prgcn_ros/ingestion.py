@@ -194,9 +194,22 @@ class Ingestion:
         ids, coords, conf = self._valid_skeletons(frame, layout, new)
         if not ids:
             return False
+        coords_np, conf_np = np.stack(coords), np.stack(conf)
+        mapped, mapped_conf = map_joints(coords_np, conf_np, layout.name, self.layout.name)
+        # Seen only by joints the model's layout has not (a BODY_25 person of toes and heels
+        # for a COCO-18 model): the model would be shown nobody.
+        seen = (mapped_conf > 0).any(axis=1)
+        if not seen.all():
+            self._drop("no_confidence", new, int((~seen).sum()))
+            if not seen.any():
+                return False
+            ids = [i for i, keep in zip(ids, seen) if keep]
+            coords_np, conf_np = coords_np[seen], conf_np[seen]
+            mapped, mapped_conf = mapped[seen], mapped_conf[seen]
         # Only messages that brought a skeleton move the source on.
         source.accept(frame, restart)
-        self._buffer(frame, key, source, layout, ids, coords, conf, new)
+        self._buffer(frame, key, source, layout, ids, (coords_np, conf_np),
+                     (mapped, mapped_conf), new)
         return True
 
     def _source(self, key: SourceKey) -> Source:
@@ -297,17 +310,18 @@ class Ingestion:
         return ids, coords, conf
 
     def _buffer(self, frame: InputFrame, key: SourceKey, source: Source, layout: Layout,
-                ids: list[int], coords: list[np.ndarray], conf: list[np.ndarray],
-                new: list[str]) -> None:
-        coords_np = np.stack(coords)
-        conf_np = np.stack(conf)
+                ids: list[int], given: tuple[np.ndarray, np.ndarray],
+                model_joints: tuple[np.ndarray, np.ndarray], new: list[str]) -> None:
+        """Track and buffer valid skeletons: ``given`` (coords, confidences) in their own
+        layout, for the tracker; ``model_joints`` the same mapped into the model's layout."""
+        coords_np, conf_np = given
+        mapped, mapped_conf = model_joints
         tracker = self._tracker(key, layout.name)
         local_ids = tracker.update(coords_np, conf_np, frame.clock, ids)
         for local in tracker.taken_over:     # the driver now uses an id the tracker had chosen
             # No DELETE for it: that person_id goes on, as the driver's person, whose markers
             # overwrite these; a DELETE would wipe theirs until its next pass.
             self._remove_track(key, local, report=False)
-        mapped, mapped_conf = map_joints(coords_np, conf_np, layout.name, self.layout.name)
         frames = torch.from_numpy(np.concatenate([mapped, mapped_conf[..., None]], -1))
         axis = self.axis_for(frame.source)
         buffered: dict[int, int] = {}          # internal key -> row of this message

@@ -28,7 +28,8 @@ DROP_REASONS: dict[str, str] = {
     "non_finite": "NaN or inf in a skeleton's coordinates or confidences (as float32)",
     "implausible_coordinates": "a joint farther from the sensor than any sensor sees "
                                "(100 m for 3D layouts, 100,000 px for image keypoints)",
-    "no_confidence": "a skeleton whose every joint has confidence 0",
+    "no_confidence": "a skeleton with no joint of confidence above 0 that the model's "
+                     "layout has",
     "duplicate_id": "skeletons sharing one id in one message (every one of them is dropped)",
     "too_many_people": "a message with more than max_people skeletons, or a new person while "
                        "max_people are tracked",

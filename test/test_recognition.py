@@ -568,6 +568,36 @@ def test_a_2d_model_takes_openpose_keypoints_in_pixels():
     np.testing.assert_allclose(person.refined - person.offsets, mapped, atol=1e-3)
 
 
+def test_a_person_seen_only_by_joints_the_model_lacks_is_dropped_not_labelled():
+    """BODY_25 people for a COCO-18 model: one seen only by toes and heels (joints COCO-18 has
+    not) would be an all-missing window; it is dropped as no_confidence, the other is kept."""
+    torch.manual_seed(0)
+    model = PRGCN(len(CLASSES), "coco18")
+    meta = {"architecture": model.arch, "class_names": CLASSES,
+            "preprocess": {"center": "first_frame", "scale": "torso", "axis": "y_down"},
+            "window": {"mode": "resample", "length": 8}}
+    rec = Recognizer(model, meta, RecognizerParams(window=16, min_frames=3), "cpu")
+    body25 = get_layout("body25")
+    feet = np.zeros(25)
+    feet[[body25.index(f"{side}_{part}") for side in ("left", "right")
+          for part in ("big_toe", "small_toe", "heel")]] = 0.9
+    rng = np.random.default_rng(0)
+    people = {3: rng.uniform(200, 400, (25, 3)) * (1, 1, 0),
+              5: rng.uniform(500, 700, (25, 3)) * (1, 1, 0)}
+    for t in range(4):
+        f = frame(t, {k: v + t for k, v in people.items()}, layout="body25")
+        f.confidence = [np.full(25, 0.7), feet]
+        assert rec.ingest(f) == (["no_confidence"] if t == 0 else [])
+    assert rec.dropped["no_confidence"] == 4
+    assert [p.person_id for p in rec.infer().people] == [3]
+    # A message of such people alone brings nobody: no track starts.
+    alone = frame(4, {9: people[5] + 4}, layout="body25")
+    alone.confidence = [feet]
+    rec.ingest(alone)
+    assert rec.dropped["no_confidence"] == 5 and 9 not in {t.person_id for t in
+                                                          rec.ingestion.tracks.values()}
+
+
 def test_a_clock_jumping_back_restarts_the_input_instead_of_stalling_it():
     """A bag played again or a restarted driver: stamps far in the past are a new start."""
     rec = tiny_recognizer(track_timeout_s=1.0)

@@ -52,6 +52,8 @@ def test_refined_poses_come_back_in_the_z_up_input_frame(z_up_recognizer):
 @pytest.mark.parametrize("overrides, words", [
     (["input_frame_convention:=x_up"], ["input_frame_convention must be", "z_up"]),
     (["camera_tilt_deg:=120.0", "input_frame_convention:=y_down"], ["camera_tilt_deg"]),
+    # A tilt alone was ignored without a word: the frame it is undone in must be named.
+    (["camera_tilt_deg:=25.0"], ["camera_tilt_deg 25", "input_frame_convention"]),
 ])
 def test_bad_gravity_parameters_stop_start_up_with_one_line(overrides, words, tiny_model,
                                                            tmp_path):

@@ -60,6 +60,10 @@ class Gravity:
             raise GravityError(f"camera_tilt_deg must be within -90..90, got {tilt:g}")
         if gravity_frame and not convention:
             convention = "z_up"          # REP-103 frames are z up
+        if tilt and not convention:      # it would be ignored: a pitch of which axes?
+            raise GravityError(f"camera_tilt_deg {tilt:g} is undone in the frame "
+                               f"input_frame_convention names; set that too (y_up: a Kinect's "
+                               f"camera frame, y_down: an optical frame)")
         gravity = cls(convention, tilt, gravity_frame, node)
         if gravity_frame:
             gravity._start_tf2()

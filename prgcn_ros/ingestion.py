@@ -119,7 +119,7 @@ class Ingestion:
     """Validates, tracks and buffers input frames (thread-safe; see the module docstring)."""
 
     def __init__(self, params: RecognizerParams, layout: Layout, dims: int,
-                 device: torch.device, axis_for: Callable[[str], str], persons: int = 1
+                 device: torch.device, axis_for: Callable[[str, str], str], persons: int = 1
                  ) -> None:
         self.params = params
         self.layout = layout
@@ -323,7 +323,7 @@ class Ingestion:
             # overwrite these; a DELETE would wipe theirs until its next pass.
             self._remove_track(key, local, report=False)
         frames = torch.from_numpy(np.concatenate([mapped, mapped_conf[..., None]], -1))
-        axis = self.axis_for(frame.source)
+        axis = self.axis_for(frame.source, layout.name)
         buffered: dict[int, int] = {}          # internal key -> row of this message
         for p, local in enumerate(local_ids):
             if local < 0:

@@ -87,6 +87,10 @@ from prgcn_ros.training.calibration import scaled, temperature_of
 # 1 or 10 people, so there every ready person goes into one pass.
 CPU_MAX_BATCH = 4
 
+# Layouts whose source fixes the axes, read so on /skeletons while `axis` is empty (the
+# model's convention otherwise): the Azure Kinect Body Tracking SDK's camera frame is y down.
+LAYOUT_AXES = {"azure32": "y_down"}
+
 
 
 def default_torch_threads() -> int:
@@ -195,10 +199,11 @@ class Recognizer:
         return self.backend_info
 
     # ------------------------------------------------------------------ ingestion
-    def axis_for(self, source: str) -> str:
+    def axis_for(self, source: str, layout: str) -> str:
+        """The axis convention of ``layout`` skeletons from input ``source``."""
         if source == "azure_kinect":
             return self.params.azure_axis
-        return self.params.axis or self.model_axis
+        return self.params.axis or LAYOUT_AXES.get(layout, self.model_axis)
 
     def ingest(self, frame: InputFrame) -> list[str]:
         """See :meth:`prgcn_ros.ingestion.Ingestion.ingest`."""

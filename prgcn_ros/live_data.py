@@ -300,13 +300,17 @@ def coerce(value: Any, kind: type) -> Any:
 
 
 # ---------------------------------------------------------------------------- data
+# InputFrame.source of the Azure Kinect driver's body-tracking markers (its own axis settings).
+AZURE_SOURCE = "azure_kinect"
+
+
 @dataclass
 class InputFrame:
     """One input message: every skeleton seen at one instant, as plain arrays.
 
     coords: per skeleton (V, 3) (2D layouts: z ignored); confidence: per skeleton (V,).
     ids: per skeleton the driver's id, -1 when unknown. ``source`` names the input (the node
-    uses "skeletons" and "azure_kinect"); with ``frame_id``, ``layout`` and ``publisher`` it
+    uses "skeletons" and AZURE_SOURCE); with ``frame_id``, ``layout`` and ``publisher`` it
     names the sensor.
     ``arrival``: monotonic seconds (latency, rates); ``clock_s``: the node's clock in seconds
     (track time-outs, stamp checks; sim time under use_sim_time), None: ``arrival``.
@@ -352,6 +356,7 @@ class PersonResult:
     probabilities: np.ndarray      # (classes,) after smoothing
     axis: str = "y_up"             # the input's axis convention (y_down: optical, image)
     frame_id: str = ""             # the person's own sensor frame
+    up: np.ndarray | None = None   # (3,) the model's up in that frame, for input rotated in
     partner_id: int = NO_PARTNER   # the other person of a two-person sample
 
 

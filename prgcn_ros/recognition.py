@@ -40,6 +40,7 @@ import torch
 from prgcn_ros.ingestion import Departed, Ingestion
 from prgcn_ros.live_data import (  # noqa: F401 - re-exported: the pipeline's public names
     AXES,
+    AZURE_SOURCE,
     DEFAULT_MODEL,
     DROP_REASONS,
     NO_PARTNER,
@@ -201,7 +202,7 @@ class Recognizer:
     # ------------------------------------------------------------------ ingestion
     def axis_for(self, source: str, layout: str) -> str:
         """The axis convention of ``layout`` skeletons from input ``source``."""
-        if source == "azure_kinect":
+        if source == AZURE_SOURCE:
             return self.params.azure_axis
         return self.params.axis or LAYOUT_AXES.get(layout, self.model_axis)
 

@@ -8,8 +8,8 @@ import importlib.util
 import numpy as np
 import pytest
 from rosutil import (
+    azure_markers,
     connected_probe,
-    process_log,
     rclpy_session,
     recognizer_args,
     recognizer_process,
@@ -19,6 +19,10 @@ from rosutil import (
     wait_for_exit,
 )
 
+from prgcn_ros.live_data import local_id
+from prgcn_ros.skeleton.frames import gravity_rotation
+from prgcn_ros.skeleton.mapping import map_joints
+
 pytestmark = pytest.mark.ros
 
 
@@ -27,8 +31,36 @@ def z_up_recognizer(tiny_model, tmp_path_factory):
     with recognizer_process(
             tiny_model, tmp_path_factory.mktemp("gravity") / "recognizer.log",
             "input_frame_convention:=z_up", "camera_tilt_deg:=10.0", "min_frames:=4",
-            "window:=16", "smoothing:=1") as proc:
+            "window:=16", "smoothing:=1", "azure_kinect:=true", "azure_tilt_deg:=20.0") as proc:
         yield proc
+
+
+def _label_and_joints(probe, stamp, pid: int) -> tuple[np.ndarray, np.ndarray]:
+    """The RViz label's position and the joints of person ``pid`` at ``stamp``."""
+    found = {}
+
+    def both() -> bool:
+        for m in probe.markers:
+            for marker in m.markers:
+                if marker.header.stamp == stamp and marker.id == local_id(pid):
+                    found[marker.ns.split("/")[0]] = marker
+        return "label" in found and "joints" in found
+
+    assert spin_until(probe.node, both, 20.0)
+    p = found["label"].pose.position
+    return (np.array([p.x, p.y, p.z]),
+            np.array([[q.x, q.y, q.z] for q in found["joints"].points]))
+
+
+def _refined(probe, stamp, pid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Refined joints and offsets of person ``pid`` at ``stamp``."""
+    assert spin_until(probe.node, lambda: any(
+        local_id(s.person_id) == pid for m in probe.refined for s in m.skeletons
+        if m.header.stamp == stamp), 20.0)
+    skeleton = next(s for m in probe.refined for s in m.skeletons
+                    if local_id(s.person_id) == pid and m.header.stamp == stamp)
+    return (np.array([[k.position.x, k.position.y, k.position.z] for k in skeleton.keypoints]),
+            np.array([[o.x, o.y, o.z] for o in skeleton.offsets]))
 
 
 @pytest.mark.slow
@@ -38,15 +70,35 @@ def test_refined_poses_come_back_in_the_z_up_input_frame(z_up_recognizer):
         person = standing(4)[:, [2, 0, 1]]
         last = probe.play({31: person}, 8)
         probe.wait_action(31, stamp=last)
-        assert spin_until(probe.node, lambda: any(
-            s.person_id == 31 for m in probe.refined for s in m.skeletons
-            if m.header.stamp == last), 20.0), process_log(z_up_recognizer)
-    skeleton = next(s for m in probe.refined for s in m.skeletons
-                    if s.person_id == 31 and m.header.stamp == last)
-    refined = np.array([[k.position.x, k.position.y, k.position.z] for k in skeleton.keypoints])
-    offsets = np.array([[o.x, o.y, o.z] for o in skeleton.offsets])
+        refined, offsets = _refined(probe, last, 31)
+        label, joints = _label_and_joints(probe, last, 31)
     # refined = input + offsets, in the frame the input came in (Probe.play moved it 7 cm).
     np.testing.assert_allclose(refined - offsets, person + 0.01 * 7, atol=1e-4)
+    # The label sits above the head: up is the model's up in the input frame (about +z).
+    assert label[2] > joints[:, 2].max()
+
+
+@pytest.mark.slow
+def test_a_pitched_azure_kinect_is_turned_upright_and_answered_in_its_own_frame(
+        z_up_recognizer):
+    """azure_tilt_deg: the Azure input's markers (depth_camera_link, optical, pitched 20
+    degrees down) are turned into the y-up convention; refined poses come back in the
+    driver's frame, the label above the head there."""
+    rotation = gravity_rotation("y_down", 20.0)          # optical, pitched -> y up
+    with rclpy_session(), connected_probe(z_up_recognizer, azure=True) as probe:
+        person = standing(5, "azure32")
+        stamp = None
+        for t in range(8):
+            stamp = probe.now()
+            probe.azure.publish(azure_markers(stamp, {4: person + 0.01 * t}))
+            probe.spin(1 / 30)
+        probe.wait_action(4, stamp=stamp)
+        refined, offsets = _refined(probe, stamp, 4)
+        label, joints = _label_and_joints(probe, stamp, 4)
+    expected, _ = map_joints(person + 0.07, np.ones(32), "azure32", "kinect20")
+    np.testing.assert_allclose(refined - offsets, expected, atol=1e-4)
+    up = rotation[1]                          # the model's up in the driver's frame
+    assert label @ up > (joints @ up).max()
 
 
 @pytest.mark.parametrize("overrides, words", [

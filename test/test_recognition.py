@@ -265,35 +265,51 @@ def test_an_azure32_skeleton_array_is_read_in_the_azure_frame_unless_axis_says(a
 
 
 @pytest.mark.slow
-def test_the_shipped_model_labels_azure32_clips_on_skeletons_as_kinect_ones():
+def test_the_shipped_model_labels_azure32_clips_as_kinect_ones_also_from_a_pitched_camera():
+    """Ten MSR test clips sent as azure32 skeletons: on /skeletons, through the Azure input
+    from a camera pitched 25 degrees down with azure_tilt_deg (the node's gravity hook), and
+    as the kinect20 originals, get the same labels from the shipped model."""
     from test_training_util import require_data
 
+    from prgcn_ros.live_data import AZURE_SOURCE
     from prgcn_ros.model.io import load_model
+    from prgcn_ros.nodes.gravity import Gravity
+    from prgcn_ros.skeleton.frames import tilt_matrix
     from prgcn_ros.skeleton.readers import read_msr_action3d
 
     data = require_data() / "msr_action3d"
     model, meta = load_model(Path(__file__).resolve().parents[1] / "models"
                              / "prgcn_msr_action3d.safetensors")
 
-    def labels(as_azure: bool) -> list[str]:
-        params = RecognizerParams(window=96, min_frames=1, smoothing=1, max_rate_hz=1e9)
+    def labels(how: str) -> list[str]:
+        gravity = Gravity.from_parameters({"azure_tilt_deg": 25.0, "azure_axis": "y_down"})
+        params = RecognizerParams(window=96, min_frames=1, smoothing=1, max_rate_hz=1e9,
+                                  azure_axis="y_up" if how == "pitched" else "y_down")
         rec = Recognizer(model, meta, params, "cpu")
         for k, path in enumerate(sorted(data.glob("a*_s02_e01_skeleton3D.txt"))[::2]):
             clip = read_msr_action3d(path)
             for t in range(clip.num_frames):
                 xyz, conf = clip.coords[t, 0].astype(np.float64), clip.confidence[t, 0]
-                if as_azure:
-                    xyz, conf = _as_azure(xyz), conf[_azure_rows()]
-                rec.ingest(InputFrame(stamp_ns=(t + 1) * 10**8, frame_id=f"camera{k}",
-                                      layout="azure32" if as_azure else "kinect20", ids=[k],
-                                      coords=[xyz], confidence=[conf], arrival=float(t)))
+                layout, source = "kinect20", "skeletons"
+                if how == "skeletons":
+                    xyz, conf, layout = _as_azure(xyz), conf[_azure_rows()], "azure32"
+                elif how == "pitched":
+                    # Seen by a camera pitched 25 degrees down, in its optical frame.
+                    xyz = (xyz[_azure_rows()] @ tilt_matrix(25.0)) * (-1.0, -1.0, 1.0)
+                    conf, layout, source = conf[_azure_rows()], "azure32", AZURE_SOURCE
+                f = InputFrame(stamp_ns=(t + 1) * 10**8, frame_id=f"camera{k}", layout=layout,
+                               ids=[k], coords=[xyz], confidence=[conf], arrival=float(t),
+                               source=source)
+                rec.ingest(gravity.to_model(f))
         found = {}
         while (result := rec.infer()) is not None:
             found.update({local_id(p.person_id): p.label for p in result.people})
         return [found[k] for k in sorted(found)]
 
-    kinect = labels(as_azure=False)
-    assert len(kinect) == 10 and labels(as_azure=True) == kinect
+    kinect = labels("kinect20")
+    assert len(kinect) == 10
+    assert labels("skeletons") == kinect
+    assert labels("pitched") == kinect
 
 
 BAD_FRAMES = {

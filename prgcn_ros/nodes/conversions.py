@@ -24,7 +24,7 @@ from prgcn_msgs.msg import (
     Skeleton,
     SkeletonArray,
 )
-from prgcn_ros.live_data import ID_SPAN, NO_PARTNER, InferenceResult, InputFrame
+from prgcn_ros.live_data import AZURE_SOURCE, ID_SPAN, NO_PARTNER, InferenceResult, InputFrame
 from prgcn_ros.skeleton.layouts import get_layout
 
 # Azure Kinect ROS driver body tracking: marker id = body_id * 100 + joint, 32 joints.
@@ -62,7 +62,7 @@ def skeleton_array_to_frame(msg: SkeletonArray, arrival: float, source: str = "s
                       source=source, arrival=arrival)
 
 
-def azure_markers_to_frame(msg: MarkerArray, arrival: float, source: str = "azure_kinect"
+def azure_markers_to_frame(msg: MarkerArray, arrival: float, source: str = AZURE_SOURCE
                            ) -> InputFrame:
     """Azure Kinect body tracking markers (id = body_id * 100 + joint) as one frame.
 
@@ -187,7 +187,8 @@ def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray
     ("id: label confidence", and "(with partner id)" for a pair of a two-person model).
 
     Sizes follow the skeleton's own extent, so metres and pixels both look right; "up" is +y
-    for y-up inputs and -y for optical frames and images (the person's axis convention).
+    for y-up inputs and -y for optical frames and images (the person's axis convention), or
+    the model's up in the input frame where the input was rotated (``person.up``).
     """
     layout = get_layout(result.layout)
     header = result_header(result)
@@ -200,7 +201,8 @@ def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray
             continue
         extent = float(np.ptp(xyz[seen], axis=0).max()) or 1.0
         color = person_color(person.person_id)
-        up = np.array([0.0, -1.0 if person.axis == "y_down" else 1.0, 0.0])
+        up = np.array([0.0, -1.0 if person.axis == "y_down" else 1.0, 0.0]) \
+            if person.up is None else np.asarray(person.up, np.float64)
         mid = marker_id(person.person_id)
         pid = person.person_id
 

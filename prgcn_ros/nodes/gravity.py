@@ -9,6 +9,9 @@ Parameters (read by the recognizer node, validated here):
 - ``gravity_frame``: a gravity-aligned frame (e.g. ``base_link``): each message's rotation
   from its ``frame_id`` into it is looked up in tf2, then the frame is read as
   ``input_frame_convention`` (default z_up). Needs tf2_ros (robots have it; pip rclpy does not).
+  It serves the Azure Kinect input too (the driver broadcasts its ``depth_camera_link``);
+- ``azure_tilt_deg``: the Azure Kinect input's fixed camera pitch, undone after its
+  ``azure_axis`` convention (without ``gravity_frame``).
 
 The refined poses go back into the input's own frame (:meth:`Gravity.to_input`).
 The math lives in :mod:`prgcn_ros.skeleton.frames` (ROS-free, tested off-robot).
@@ -20,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from prgcn_ros.live_data import AZURE_SOURCE
 from prgcn_ros.recognition import TWO_D_LAYOUTS, InputFrame
 from prgcn_ros.skeleton.frames import CONVENTIONS, gravity_rotation, quaternion_matrix
 
-PARAMETERS = {"input_frame_convention": "", "camera_tilt_deg": 0.0, "gravity_frame": ""}
+PARAMETERS = {"input_frame_convention": "", "camera_tilt_deg": 0.0, "gravity_frame": "",
+              "azure_tilt_deg": 0.0}
 
 # frame_ids whose rotation is remembered at most (a driver that names a frame per message
 # must not grow the node's memory).
@@ -34,46 +39,67 @@ class GravityError(ValueError):
     """A gravity parameter is invalid or cannot be served here; one line for the user."""
 
 
+def _degrees(values: dict[str, Any], name: str) -> float:
+    try:
+        value = float(values.get(name, 0.0))
+    except (TypeError, ValueError):
+        raise GravityError(f"{name} must be a number (degrees, positive looking down)") from None
+    if not -90.0 <= value <= 90.0:
+        raise GravityError(f"{name} must be within -90..90, got {value:g}")
+    return value
+
+
 @dataclass
 class Gravity:
     convention: str = ""
     tilt_deg: float = 0.0
     gravity_frame: str = ""
     node: Any = None                     # rclpy node, for tf2 (gravity_frame only)
-    _fixed: np.ndarray | None = None
+    azure_tilt_deg: float = 0.0
+    # Fixed rotations by input ("skeletons", AZURE_SOURCE), without gravity_frame.
+    _fixed: dict[str, np.ndarray] = field(default_factory=dict)
     _by_frame: dict[str, np.ndarray] = field(default_factory=dict)
     _buffer: Any = None
 
     @classmethod
     def from_parameters(cls, values: dict[str, Any], node: Any = None) -> Gravity:
+        """``values``: the PARAMETERS, and ``azure_axis`` (the Azure input's convention)."""
         convention = str(values.get("input_frame_convention", "") or "")
         gravity_frame = str(values.get("gravity_frame", "") or "")
-        try:
-            tilt = float(values.get("camera_tilt_deg", 0.0))
-        except (TypeError, ValueError):
-            raise GravityError("camera_tilt_deg must be a number (degrees, positive looking "
-                               "down)") from None
+        tilt = _degrees(values, "camera_tilt_deg")
+        azure_tilt = _degrees(values, "azure_tilt_deg")
         if convention and convention not in CONVENTIONS:
             raise GravityError(f"input_frame_convention must be {', '.join(CONVENTIONS)} or "
                                f"empty, got {convention!r}")
-        if not -90.0 <= tilt <= 90.0:
-            raise GravityError(f"camera_tilt_deg must be within -90..90, got {tilt:g}")
         if gravity_frame and not convention:
             convention = "z_up"          # REP-103 frames are z up
         if tilt and not convention:      # it would be ignored: a pitch of which axes?
             raise GravityError(f"camera_tilt_deg {tilt:g} is undone in the frame "
                                f"input_frame_convention names; set that too (y_up: a Kinect's "
                                f"camera frame, y_down: an optical frame)")
-        gravity = cls(convention, tilt, gravity_frame, node)
+        gravity = cls(convention, tilt, gravity_frame, node, azure_tilt)
         if gravity_frame:
             gravity._start_tf2()
-        elif convention:
-            gravity._fixed = gravity_rotation(convention, tilt)
+            return gravity
+        if convention:
+            gravity._fixed["skeletons"] = gravity_rotation(convention, tilt)
+        if azure_tilt:
+            azure_axis = str(values.get("azure_axis", "y_down"))
+            gravity._fixed[AZURE_SOURCE] = gravity_rotation(azure_axis, azure_tilt)
         return gravity
 
     @property
     def active(self) -> bool:
+        """Whether /skeletons input is rotated (into the y-up convention)."""
         return bool(self.convention)
+
+    @property
+    def azure_active(self) -> bool:
+        """Whether the Azure Kinect input is rotated (into the y-up convention)."""
+        return self._buffer is not None or AZURE_SOURCE in self._fixed
+
+    def active_for(self, source: str) -> bool:
+        return self.azure_active if source == AZURE_SOURCE else self.active
 
     def _start_tf2(self) -> None:
         try:
@@ -85,25 +111,25 @@ class Gravity:
         self._buffer = Buffer()
         self._listener = TransformListener(self._buffer, self.node)
 
-    def rotation(self, frame_id: str) -> np.ndarray | None:
+    def rotation(self, frame_id: str, source: str = "skeletons") -> np.ndarray | None:
         """Input frame -> y-up camera convention; None while tf2 has no transform yet."""
         if self._buffer is None:
-            return self._fixed
+            return self._fixed.get(source)
         from rclpy.time import Time
         try:
             t = self._buffer.lookup_transform(self.gravity_frame, frame_id, Time())
         except Exception:   # tf2's lookup, connectivity and extrapolation errors alike
             return None
         q = t.transform.rotation
-        return gravity_rotation(self.convention, self.tilt_deg,
-                                quaternion_matrix(q.x, q.y, q.z, q.w))
+        tilt = self.azure_tilt_deg if source == AZURE_SOURCE else self.tilt_deg
+        return gravity_rotation(self.convention, tilt, quaternion_matrix(q.x, q.y, q.z, q.w))
 
     def to_model(self, frame: InputFrame) -> InputFrame:
         """Rotate a frame's 3D skeletons (2D layouts pass untouched). Without a transform its
         skeletons are removed and counted as dropped ``no_transform``."""
-        if not self.active or frame.layout in TWO_D_LAYOUTS or not frame.ids:
+        if not self.active_for(frame.source) or frame.layout in TWO_D_LAYOUTS or not frame.ids:
             return frame        # (an empty array needs no transform: nobody to rotate)
-        rotation = self.rotation(frame.frame_id)
+        rotation = self.rotation(frame.frame_id, frame.source)
         if rotation is None:
             dropped = {**frame.dropped, "no_transform": frame.dropped.get("no_transform", 0) + 1}
             frame.ids, frame.coords, frame.confidence, frame.dropped = [], [], [], dropped
@@ -114,10 +140,16 @@ class Gravity:
         frame.coords = [(c @ rotation.T).astype(c.dtype, copy=False) for c in frame.coords]
         return frame
 
+    def up_in(self, frame_id: str) -> np.ndarray | None:
+        """The y-up convention's up direction in frame ``frame_id`` (by its latest rotation);
+        None for a frame never rotated."""
+        rotation = self._by_frame.get(frame_id)
+        return None if rotation is None else rotation[1].copy()
+
     def to_input(self, points: np.ndarray, frame_id: str) -> np.ndarray:
         """Points (..., 3) of the y-up convention back into the frame `frame_id` they came in
         (by its latest rotation)."""
-        rotation = self._by_frame.get(frame_id) if self.active else None
+        rotation = self._by_frame.get(frame_id)
         if rotation is None or points.shape[-1] != 3:
             return points
         return (points @ rotation).astype(points.dtype, copy=False)

@@ -120,6 +120,7 @@ class NodeParams:
     input_frame_convention: str = ""
     camera_tilt_deg: float = 0.0
     gravity_frame: str = ""
+    azure_tilt_deg: float = 0.0
 
     def problems(self) -> list[str]:
         out = range_problems(self, NODE_PARAMETER_SPECS)
@@ -157,6 +158,8 @@ NODE_PARAMETER_SPECS: dict[str, ParamSpec] = {
                                  -90.0, 90.0),
     "gravity_frame": ParamSpec("a gravity-aligned frame (e.g. base_link): each input frame is "
                                "rotated into it with tf2 (robots only)"),
+    "azure_tilt_deg": ParamSpec("the Azure Kinect's fixed camera pitch to undo, degrees, "
+                                "positive looking down", -90.0, 90.0),
 }
 ALL_SPECS: dict[str, ParamSpec] = {**PARAMETER_SPECS, **NODE_PARAMETER_SPECS}
 
@@ -215,12 +218,16 @@ class RecognizerNode(Node):
         try:
             self.gravity = Gravity.from_parameters(
                 {"input_frame_convention": node.input_frame_convention,
-                 "camera_tilt_deg": node.camera_tilt_deg, "gravity_frame": node.gravity_frame},
+                 "camera_tilt_deg": node.camera_tilt_deg, "gravity_frame": node.gravity_frame,
+                 "azure_tilt_deg": node.azure_tilt_deg, "azure_axis": self.params.azure_axis},
                 node=self)
         except GravityError as error:
             raise StartupError(str(error)) from None
-        if self.gravity.active:   # skeletons arrive rotated into the y-up convention
+        # Rotated input arrives in the y-up convention.
+        if self.gravity.active:
             self.params.axis = "y_up"
+        if self.gravity.azure_active:
+            self.params.azure_axis = "y_up"
         if self.params.torch_threads:
             self.get_logger().warning("parameter torch_threads is deprecated: use threads "
                                       "(one setting for both backends)"
@@ -405,7 +412,8 @@ class RecognizerNode(Node):
 
     def _on_azure_markers(self, msg: MarkerArray, info: dict | None = None) -> None:
         try:
-            self._ingest(conversions.azure_markers_to_frame(msg, time.monotonic()), info)
+            frame = conversions.azure_markers_to_frame(msg, time.monotonic())
+            self._ingest(self.gravity.to_model(frame), info)
         except Exception:
             self._internal_error()
 
@@ -550,6 +558,8 @@ class RecognizerNode(Node):
         for person in result.people:   # refined poses back in the input's own frame
             person.refined = self.gravity.to_input(person.refined, person.frame_id)
             person.offsets = self.gravity.to_input(person.offsets, person.frame_id)
+            if person.refined.shape[-1] == 3:
+                person.up = self.gravity.up_in(person.frame_id)
         # One message per frame_id: every output carries its people's own frame.
         groups = result.by_frame()
         for group in groups:

@@ -19,7 +19,7 @@ GOALS = {
 }
 # Models below their goal: the figure the README's table states. They are reported as not
 # reached (xfail) until a recipe gets there; a changed figure without the table fails.
-DOCUMENTED_BELOW_GOAL = {"nw_ucla": 0.907}
+DOCUMENTED_BELOW_GOAL = {"nw_ucla": 0.912}
 # SBU: 5-fold cross-validation; the shipped model is fold 1's, models/sbu_folds/ the others.
 SBU_GOAL = 0.95
 SBU_DOCUMENTED_MEAN = 0.9650

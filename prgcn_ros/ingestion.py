@@ -427,8 +427,10 @@ class Ingestion:
         return pairing.partner(key) if pairing is not None else None
 
     def set_smoothing(self, smoothing: int) -> None:
-        """A live change of ``smoothing``: every person's score history keeps its newest."""
+        """A live change of ``smoothing``: every person's score history keeps its newest (none
+        when smoothing is off: nothing is added then, and an entry kept would be stale when
+        it is turned on again)."""
         with self.lock:
             self.params.smoothing = smoothing
             for track in self.tracks.values():
-                track.history = deque(track.history, maxlen=smoothing)
+                track.history = deque(track.history if smoothing > 1 else (), maxlen=smoothing)

@@ -137,7 +137,8 @@ PARAMETER_SPECS: dict[str, ParamSpec] = {
     "max_people": ParamSpec("people tracked at once over all inputs; a message with more "
                             "skeletons is dropped (bounds memory for crowds)", 1, 100_000),
     "input_layout": ParamSpec("read every SkeletonArray as this layout; empty: each message's"),
-    "axis": ParamSpec("axis convention of the skeleton input: y_up, y_down; empty: the model's"),
+    "axis": ParamSpec("axis convention of the skeleton input: y_up, y_down; empty: azure32 "
+                      "y_down (the SDK's camera frame), others the model's"),
     "azure_axis": ParamSpec("axis convention of the Azure Kinect input: y_up or y_down"),
     "track_timeout_s": ParamSpec("a person unseen this long is dropped (node clock: sim time "
                                  "under use_sim_time)", 1e-3, 1e6),
@@ -356,6 +357,7 @@ class PersonResult:
     probabilities: np.ndarray      # (classes,) after smoothing
     axis: str = "y_up"             # the input's axis convention (y_down: optical, image)
     frame_id: str = ""             # the person's own sensor frame
+    source: str = "skeletons"      # the input it came from (InputFrame.source)
     up: np.ndarray | None = None   # (3,) the model's up in that frame, for input rotated in
     partner_id: int = NO_PARTNER   # the other person of a two-person sample
 

@@ -313,7 +313,7 @@ class Recognizer:
             partner_id = [NO_PARTNER] * len(keys)
             for a, b in (rows for rows in sample_rows if len(rows) == 2):
                 partner_id[a], partner_id[b] = tracks[b].person_id, tracks[a].person_id
-            snapshot = [(t.person_id, t.frame_id, t.axis) for t in tracks]
+            snapshot = [(t.person_id, t.frame_id, t.axis, t.source[0]) for t in tracks]
             # A partner below min_frames runs in the pair's sample but gets no label yet.
             published = [self.buffer.total_frames(k) >= self.params.min_frames for k in keys]
             # Latency counts from a person's frame to the first /action that used it; before
@@ -356,7 +356,7 @@ class Recognizer:
                     if not (finite_probs[s] and finite_pose[s][slot]):
                         self.outputs_suppressed += 1
                         continue
-                    pid, frame_id, axis = snapshot[i]
+                    pid, frame_id, axis, source = snapshot[i]
                     track = tracks_by_key.get(keys[i])
                     p = probs[s].numpy()
                     if track is not None and self.params.smoothing > 1:
@@ -371,6 +371,7 @@ class Recognizer:
                                           newest_conf[s, slot])
                     person.axis = axis
                     person.frame_id = frame_id
+                    person.source = source
                     person.partner_id = partner_id[i]
                     people.append(person)
         done = time.monotonic()

@@ -106,6 +106,10 @@ def test_a_pitched_azure_kinect_is_turned_upright_and_answered_in_its_own_frame(
     (["camera_tilt_deg:=120.0", "input_frame_convention:=y_down"], ["camera_tilt_deg"]),
     # A tilt alone was ignored without a word: the frame it is undone in must be named.
     (["camera_tilt_deg:=25.0"], ["camera_tilt_deg 25", "input_frame_convention"]),
+    # The Azure pitch without the Azure input, or besides tf2's: one line, not ignored.
+    (["azure_tilt_deg:=6.0"], ["azure_tilt_deg 6", "azure_kinect:=true"]),
+    (["azure_kinect:=true", "azure_tilt_deg:=6.0", "gravity_frame:=base_link"],
+     ["azure_tilt_deg 6", "gravity_frame"]),
 ])
 def test_bad_gravity_parameters_stop_start_up_with_one_line(overrides, words, tiny_model,
                                                            tmp_path):

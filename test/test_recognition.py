@@ -421,6 +421,28 @@ def test_gravity_remembers_a_bounded_number_of_frame_ids():
     np.testing.assert_array_equal(gravity.to_input(point, "camera_0"), point)  # forgotten
 
 
+def test_two_inputs_in_one_frame_id_each_go_back_with_their_own_rotation():
+    """A tilted Azure Kinect (azure_tilt_deg) and an unrotated /skeletons publisher naming the
+    same frame: each input's people go back into it with their own rotation (none for
+    /skeletons), and the RViz up follows the same rule."""
+    from prgcn_ros.live_data import AZURE_SOURCE
+    from prgcn_ros.nodes.gravity import Gravity
+    from prgcn_ros.skeleton.frames import gravity_rotation
+
+    gravity = Gravity.from_parameters({"azure_tilt_deg": 30.0, "azure_axis": "y_down"})
+    gravity.to_model(frame(0, {1: pose()}, frame_id="depth_camera_link"))
+    gravity.to_model(frame(0, {2: np.zeros((32, 3))}, layout="azure32",
+                           frame_id="depth_camera_link", source=AZURE_SOURCE))
+    point = np.array([[0.0, 0.0, 2.0]])
+    np.testing.assert_array_equal(gravity.to_input(point, "depth_camera_link", "skeletons"),
+                                  point)
+    assert gravity.up_in("depth_camera_link", "skeletons") is None
+    rotation = gravity_rotation("y_down", 30.0)
+    np.testing.assert_allclose(gravity.to_input(point, "depth_camera_link", AZURE_SOURCE),
+                               point @ rotation, atol=1e-12)
+    np.testing.assert_allclose(gravity.up_in("depth_camera_link", AZURE_SOURCE), rotation[1])
+
+
 def test_a_1khz_burst_is_thinned_to_max_input_hz():
     rec = tiny_recognizer(max_input_hz=100.0)
     for i in range(1000):   # one second at 1 kHz
@@ -820,6 +842,24 @@ def test_live_parameters_apply_at_once():
     person = rec.infer().people[0]
     assert len(person.top_labels) == 3
     assert rec.ingestion.tracks[0].history.maxlen == 4
+
+
+def test_smoothing_turned_off_and_on_again_averages_no_stale_scores():
+    """smoothing 3, then 1 (off) for a while, then 3 again: the first pass after it averages
+    only itself, not a score kept from before smoothing was turned off."""
+    rec, raw = tiny_recognizer(smoothing=3), tiny_recognizer(smoothing=1)
+    for t in range(12):
+        if t == 5:
+            rec.set_smoothing(1)
+        if t == 10:
+            rec.set_smoothing(3)
+        for r in (rec, raw):
+            r.ingest(frame(t, {0: pose(0.3 * t, seed=t)}))
+        if t < 3:                                   # min_frames 4
+            continue
+        smoothed, alone = rec.infer().people[0], raw.infer().people[0]
+        if 5 <= t <= 10:
+            np.testing.assert_allclose(smoothed.probabilities, alone.probabilities, atol=1e-6)
 
 
 def test_a_drained_backlog_or_a_fast_replay_is_no_stamp_jump():

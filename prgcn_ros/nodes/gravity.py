@@ -58,7 +58,9 @@ class Gravity:
     azure_tilt_deg: float = 0.0
     # Fixed rotations by input ("skeletons", AZURE_SOURCE), without gravity_frame.
     _fixed: dict[str, np.ndarray] = field(default_factory=dict)
-    _by_frame: dict[str, np.ndarray] = field(default_factory=dict)
+    # The latest rotation by (input, frame_id): two inputs may share a frame_id but not a
+    # rotation (the Azure input's tilt, /skeletons' convention).
+    _by_frame: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     _buffer: Any = None
 
     @classmethod
@@ -77,6 +79,9 @@ class Gravity:
             raise GravityError(f"camera_tilt_deg {tilt:g} is undone in the frame "
                                f"input_frame_convention names; set that too (y_up: a Kinect's "
                                f"camera frame, y_down: an optical frame)")
+        if azure_tilt and gravity_frame:
+            raise GravityError(f"azure_tilt_deg {azure_tilt:g} undoes a fixed pitch, and with "
+                               f"gravity_frame tf2 gives the Azure camera's: set one of them")
         gravity = cls(convention, tilt, gravity_frame, node, azure_tilt)
         if gravity_frame:
             gravity._start_tf2()
@@ -121,7 +126,7 @@ class Gravity:
         except Exception:   # tf2's lookup, connectivity and extrapolation errors alike
             return None
         q = t.transform.rotation
-        tilt = self.azure_tilt_deg if source == AZURE_SOURCE else self.tilt_deg
+        tilt = 0.0 if source == AZURE_SOURCE else self.tilt_deg   # camera_tilt_deg: /skeletons'
         return gravity_rotation(self.convention, tilt, quaternion_matrix(q.x, q.y, q.z, q.w))
 
     def to_model(self, frame: InputFrame) -> InputFrame:
@@ -134,22 +139,24 @@ class Gravity:
             dropped = {**frame.dropped, "no_transform": frame.dropped.get("no_transform", 0) + 1}
             frame.ids, frame.coords, frame.confidence, frame.dropped = [], [], [], dropped
             return frame
-        if frame.frame_id not in self._by_frame and len(self._by_frame) >= MAX_FRAMES:
+        key = (frame.source, frame.frame_id)
+        if key not in self._by_frame and len(self._by_frame) >= MAX_FRAMES:
             self._by_frame.pop(next(iter(self._by_frame)))     # the oldest frame_id
-        self._by_frame[frame.frame_id] = rotation
+        self._by_frame[key] = rotation
         frame.coords = [(c @ rotation.T).astype(c.dtype, copy=False) for c in frame.coords]
         return frame
 
-    def up_in(self, frame_id: str) -> np.ndarray | None:
-        """The y-up convention's up direction in frame ``frame_id`` (by its latest rotation);
-        None for a frame never rotated."""
-        rotation = self._by_frame.get(frame_id)
+    def up_in(self, frame_id: str, source: str = "skeletons") -> np.ndarray | None:
+        """The y-up convention's up direction in frame ``frame_id`` of input ``source`` (by
+        its latest rotation); None for a frame never rotated."""
+        rotation = self._by_frame.get((source, frame_id))
         return None if rotation is None else rotation[1].copy()
 
-    def to_input(self, points: np.ndarray, frame_id: str) -> np.ndarray:
-        """Points (..., 3) of the y-up convention back into the frame `frame_id` they came in
-        (by its latest rotation)."""
-        rotation = self._by_frame.get(frame_id)
+    def to_input(self, points: np.ndarray, frame_id: str, source: str = "skeletons"
+                 ) -> np.ndarray:
+        """Points (..., 3) of the y-up convention back into the frame `frame_id` of input
+        ``source`` they came in (by its latest rotation)."""
+        rotation = self._by_frame.get((source, frame_id))
         if rotation is None or points.shape[-1] != 3:
             return points
         return (points @ rotation).astype(points.dtype, copy=False)

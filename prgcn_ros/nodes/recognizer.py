@@ -223,6 +223,9 @@ class RecognizerNode(Node):
                 node=self)
         except GravityError as error:
             raise StartupError(str(error)) from None
+        if node.azure_tilt_deg and not node.azure_kinect:
+            raise StartupError(f"azure_tilt_deg {node.azure_tilt_deg:g} is for the Azure Kinect "
+                               f"input, which is off (azure_kinect:=true turns it on)")
         # Rotated input arrives in the y-up convention.
         if self.gravity.active:
             self.params.axis = "y_up"
@@ -556,10 +559,11 @@ class RecognizerNode(Node):
 
     def _publish_result(self, result: InferenceResult) -> None:
         for person in result.people:   # refined poses back in the input's own frame
-            person.refined = self.gravity.to_input(person.refined, person.frame_id)
-            person.offsets = self.gravity.to_input(person.offsets, person.frame_id)
+            where = (person.frame_id, person.source)
+            person.refined = self.gravity.to_input(person.refined, *where)
+            person.offsets = self.gravity.to_input(person.offsets, *where)
             if person.refined.shape[-1] == 3:
-                person.up = self.gravity.up_in(person.frame_id)
+                person.up = self.gravity.up_in(*where)
         # One message per frame_id: every output carries its people's own frame.
         groups = result.by_frame()
         for group in groups:
@@ -570,7 +574,8 @@ class RecognizerNode(Node):
             for group in groups:
                 self.refined_pub.publish(conversions.refined_array_msg(group))
         if self.markers_pub.get_subscription_count():
-            lifetime = 2 * self.params.track_timeout_s
+            # Until the next pass is due (a low max_rate_hz) or the person is dropped.
+            lifetime = 2 * max(self.params.track_timeout_s, 1.0 / self.params.max_rate_hz)
             for group in groups:
                 self.markers_pub.publish(conversions.markers_msg(group, lifetime_s=lifetime))
 

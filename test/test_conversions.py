@@ -12,7 +12,7 @@ from prgcn_ros.live_data import (
     InferenceResult,
     PersonResult,
 )
-from prgcn_ros.nodes.conversions import action_array_msg, markers_msg
+from prgcn_ros.nodes.conversions import action_array_msg, marker_lifetime_s, markers_msg
 
 
 def person(pid: int, partner: int = NO_PARTNER, label: str = "hugging",
@@ -50,3 +50,10 @@ def test_the_label_marker_names_the_partner():
     texts = {m.id: m.text for m in markers_msg(result(person(3, partner=4), person(9))).markers
              if m.ns == "label"}
     assert texts == {3: "3: hugging 0.40 (with 4)", 9: "9: hugging 0.40"}
+
+
+def test_markers_outlive_the_gap_to_the_next_pass():
+    """Markers are renewed at each pass: at max_rate_hz 0.25 a pass comes every 4 s, so a
+    lifetime of 2 x track_timeout_s (2 s) would blank a person still in view half the time."""
+    assert marker_lifetime_s(1.0, 60.0) == 2.0
+    assert marker_lifetime_s(1.0, 0.25) > 4.0

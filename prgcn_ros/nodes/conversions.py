@@ -182,6 +182,12 @@ def marker_ns(kind: str, person_id: int) -> str:
     return kind if number == 0 else f"{kind}/{number}"
 
 
+def marker_lifetime_s(track_timeout_s: float, max_rate_hz: float) -> float:
+    """How long a person's markers stay in RViz unless renewed: past the next pass that is due
+    (a low max_rate_hz) and past the person's drop, whose DELETE removes them earlier."""
+    return 2.0 * max(track_timeout_s, 1.0 / max_rate_hz)
+
+
 def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray:
     """Joints (sphere list), bones (line list) and the label above the head, per person
     ("id: label confidence", and "(with partner id)" for a pair of a two-person model).

@@ -574,8 +574,8 @@ class RecognizerNode(Node):
             for group in groups:
                 self.refined_pub.publish(conversions.refined_array_msg(group))
         if self.markers_pub.get_subscription_count():
-            # Until the next pass is due (a low max_rate_hz) or the person is dropped.
-            lifetime = 2 * max(self.params.track_timeout_s, 1.0 / self.params.max_rate_hz)
+            lifetime = conversions.marker_lifetime_s(self.params.track_timeout_s,
+                                                     self.params.max_rate_hz)
             for group in groups:
                 self.markers_pub.publish(conversions.markers_msg(group, lifetime_s=lifetime))
 

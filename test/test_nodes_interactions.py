@@ -65,10 +65,15 @@ def probe(recognizer):
         yield probe
 
 
-def _set_min_confidence(probe: Probe, value: float):
+def _set_min_confidence(probe: Probe, value: float | int | str):
     setter = probe.node.create_client(SetParameters, "/prgcn_recognizer/set_parameters")
-    param = ParameterMsg(name="min_confidence", value=ParameterValue(
-        type=ParameterType.PARAMETER_DOUBLE, double_value=value))
+    if isinstance(value, str):
+        given = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    elif isinstance(value, int):           # as `ros2 param set ... min_confidence 0` sends it
+        given = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+    else:
+        given = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    param = ParameterMsg(name="min_confidence", value=given)
     return _call(probe, setter, SetParameters.Request(parameters=[param])).results[0]
 
 
@@ -92,10 +97,11 @@ def test_below_min_confidence_action_says_unknown_and_a_live_set_changes_it(prob
     assert action.confidence < START_THRESHOLD and action.top_scores[-1] > 0.1
     assert action.partner_id == NO_PARTNER
 
-    refused = _set_min_confidence(probe, 1.5)             # outside 0..1
-    assert not refused.successful and refused.reason
+    for bad in (1.5, 2, "high"):                          # outside 0..1, not a number
+        refused = _set_min_confidence(probe, bad)
+        assert not refused.successful and refused.reason
     try:
-        assert _set_min_confidence(probe, 0.0).successful
+        assert _set_min_confidence(probe, 0).successful   # a whole number is a float too
         last = probe.play({pid: standing(7)}, 3, frame_id="cam_unknown")
         _, action = probe.wait_action(pid, stamp=last)
         assert action.label in CLASSES and action.label == action.top_labels[0]

@@ -190,8 +190,11 @@ def parse_parameters(values: dict) -> tuple[RecognizerParams, NodeParams, list[s
 
 def descriptor(name: str, value) -> ParameterDescriptor:
     spec = ALL_SPECS[name]
+    # A live float takes a whole number too (`ros2 param set ... min_confidence 0`): typed
+    # dynamically, checked and converted by _on_set_parameters as the file's values are.
     desc = ParameterDescriptor(name=name, description=spec.description,
-                               read_only=not spec.live)
+                               read_only=not spec.live,
+                               dynamic_typing=spec.live and isinstance(value, float))
     if spec.low is not None and not isinstance(value, bool):
         if isinstance(value, int):
             desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),

@@ -645,14 +645,19 @@ def test_model_metadata_the_node_cannot_use_is_refused_naming_the_file(tmp_path,
     assert str(path) in str(error.value) and words in str(error.value)
 
 
-def test_a_2d_model_takes_openpose_keypoints_in_pixels():
-    """A COCO-18 model (Kinetics-style, x, y, confidence) fed OpenPose BODY_25 in pixels."""
+def coco18_recognizer() -> Recognizer:
+    """A COCO-18 model (Kinetics-style, x, y, confidence; image axes, y down)."""
     torch.manual_seed(0)
     model = PRGCN(len(CLASSES), "coco18")
     meta = {"architecture": model.arch, "class_names": CLASSES,
             "preprocess": {"center": "first_frame", "scale": "torso", "axis": "y_down"},
             "window": {"mode": "resample", "length": 8}}
-    rec = Recognizer(model, meta, RecognizerParams(window=16, min_frames=3), "cpu")
+    return Recognizer(model, meta, RecognizerParams(window=16, min_frames=3), "cpu")
+
+
+def test_a_2d_model_takes_openpose_keypoints_in_pixels():
+    """A COCO-18 model (Kinetics-style, x, y, confidence) fed OpenPose BODY_25 in pixels."""
+    rec = coco18_recognizer()
     rng = np.random.default_rng(0)
     people = {-1: rng.uniform(200, 400, (25, 3)) * (1, 1, 0)}
     for t in range(4):
@@ -670,12 +675,7 @@ def test_a_2d_model_takes_openpose_keypoints_in_pixels():
 def test_a_person_seen_only_by_joints_the_model_lacks_is_dropped_not_labelled():
     """BODY_25 people for a COCO-18 model: one seen only by toes and heels (joints COCO-18 has
     not) would be an all-missing window; it is dropped as no_confidence, the other is kept."""
-    torch.manual_seed(0)
-    model = PRGCN(len(CLASSES), "coco18")
-    meta = {"architecture": model.arch, "class_names": CLASSES,
-            "preprocess": {"center": "first_frame", "scale": "torso", "axis": "y_down"},
-            "window": {"mode": "resample", "length": 8}}
-    rec = Recognizer(model, meta, RecognizerParams(window=16, min_frames=3), "cpu")
+    rec = coco18_recognizer()
     body25 = get_layout("body25")
     feet = np.zeros(25)
     feet[[body25.index(f"{side}_{part}") for side in ("left", "right")

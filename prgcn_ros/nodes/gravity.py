@@ -27,9 +27,6 @@ from prgcn_ros.live_data import AZURE_SOURCE
 from prgcn_ros.recognition import TWO_D_LAYOUTS, InputFrame
 from prgcn_ros.skeleton.frames import CONVENTIONS, gravity_rotation, quaternion_matrix
 
-PARAMETERS = {"input_frame_convention": "", "camera_tilt_deg": 0.0, "gravity_frame": "",
-              "azure_tilt_deg": 0.0}
-
 # frame_ids whose rotation is remembered at most (a driver that names a frame per message
 # must not grow the node's memory).
 MAX_FRAMES = 256
@@ -65,7 +62,8 @@ class Gravity:
 
     @classmethod
     def from_parameters(cls, values: dict[str, Any], node: Any = None) -> Gravity:
-        """``values``: the PARAMETERS, and ``azure_axis`` (the Azure input's convention)."""
+        """``values``: the parameters above (missing: their defaults) and ``azure_axis``
+        (the Azure input's convention)."""
         convention = str(values.get("input_frame_convention", "") or "")
         gravity_frame = str(values.get("gravity_frame", "") or "")
         tilt = _degrees(values, "camera_tilt_deg")

@@ -395,9 +395,12 @@ class RateMeter:
         self.horizon_s = horizon_s
         self._times: deque[float] = deque()
         self._lock = threading.Lock()
+        self._first: float | None = None     # the first tick: a younger meter sees less
 
     def tick(self, now: float, count: int = 1) -> None:
         with self._lock:
+            if self._first is None:
+                self._first = now
             for _ in range(count):
                 self._times.append(now)
             self._trim(now)
@@ -405,7 +408,13 @@ class RateMeter:
     def rate(self, now: float) -> float:
         with self._lock:
             self._trim(now)
-            return len(self._times) / self.horizon_s
+            times = self._times
+            young = self._first is not None and now - self._first < self.horizon_s
+            if young and len(times) >= 2 and times[-1] > times[0]:
+                # Over the span seen so far, not the whole horizon (which under-reported a
+                # source's first seconds: 6 Hz for 30 Hz after 1 s).
+                return (len(times) - 1) / (times[-1] - times[0])
+            return len(times) / self.horizon_s
 
     def _trim(self, now: float) -> None:
         while self._times and self._times[0] < now - self.horizon_s:

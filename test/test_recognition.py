@@ -443,6 +443,19 @@ def test_two_inputs_in_one_frame_id_each_go_back_with_their_own_rotation():
     np.testing.assert_allclose(gravity.up_in("depth_camera_link", AZURE_SOURCE), rotation[1])
 
 
+def test_a_rate_meter_reports_a_new_sources_rate_from_its_first_second():
+    from prgcn_ros.live_data import RateMeter
+
+    meter = RateMeter(horizon_s=5.0)
+    for k in range(31):                          # 30 Hz for one second
+        meter.tick(100.0 + k / 30)
+    assert meter.rate(100.0 + 30 / 30) == pytest.approx(30.0)
+    for k in range(31, 301):                     # and on for nine more
+        meter.tick(100.0 + k / 30)
+    assert meter.rate(110.0) == pytest.approx(30.0, rel=0.01)
+    assert meter.rate(120.0) == 0.0              # silent for longer than the horizon
+
+
 def test_a_1khz_burst_is_thinned_to_max_input_hz():
     rec = tiny_recognizer(max_input_hz=100.0)
     for i in range(1000):   # one second at 1 kHz

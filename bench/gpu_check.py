@@ -110,8 +110,10 @@ def matches_cpu(model: torch.nn.Module, window: int, device: torch.device
     with torch.inference_mode():
         ref = cpu_model(x)[0]
         model.to(device)
-        for name, tf32 in (("float32", False), ("default", flags[0])):
-            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+        # "default": each flag as torch had it (cuDNN TF32 on, matmul TF32 off), as the
+        # recognizer runs; it had set both to cuDNN's.
+        for name, (conv, matmul) in (("float32", (False, False)), ("default", flags)):
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul
             got = model(x.to(device))[0].cpu()
             out[name] = float((ref - got).abs().max())
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags

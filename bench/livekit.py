@@ -251,7 +251,10 @@ def rss_growth(times_ns: np.ndarray, rss: np.ndarray, pub_ns: np.ndarray,
     if span <= 0:
         raise ValueError(f"{total} person-frames is not more than the warm-up {warmup_frames}")
     first = rss[(progress >= warmup_frames) & (progress < warmup_frames + span)]
-    last = rss[progress > total - span]
+    # Samples taken after the input stopped (the tail, the shutdown) are not the last tenth:
+    # only those within one message interval of the last message.
+    interval = float(np.median(np.diff(pub_ns))) if len(pub_ns) > 1 else 0.0
+    last = rss[(progress > total - span) & (times_ns < pub_ns[-1] + interval)]
     if not len(first) or not len(last):
         raise ValueError("too few memory samples in the first or last tenth")
     a, b = float(np.median(first)), float(np.median(last))

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "clips": r["n"],
         "seconds": round(time.perf_counter() - started, 1),
     }
-    if not args.no_write:
+    if not (args.no_write or args.quick):   # a smoke test's figures are no result
         # Its own date and machine: the file's "meta" describes the live benchmarks' run.
         summary["measured"] = {"date": livekit.today(), "machine": livekit.machine(),
                                "load_average": list(livekit.load_average())}

@@ -41,7 +41,7 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
                 verdict(ratio, lambda v: v >= 3.5)))
     ring = get(data, "ring_buffer.devices.cpu")
     if ring:
-        threads = next((k for k in ring if k.startswith("torch_threads_")), None)
+        threads = "torch_threads_1"                    # the project's one-thread rule
         append = get(ring, f"{threads}.append_us_per_frame.V20_window48_tracks10")
         gather = get(ring, f"{threads}.gather.V20_window48_tracks10.per_call_us")
         churn = get(ring, "memory_churn.rss_growth_after_warmup_bytes")

@@ -63,6 +63,18 @@ def test_rss_growth_compares_the_last_tenth_with_the_first_after_warm_up():
     assert out["samples_first_tenth"] == out["samples_last_tenth"] == 10
 
 
+def test_rss_growth_leaves_out_the_samples_taken_after_the_input_stopped():
+    """Memory flat while input runs and lower once it stops (the node winding down): no
+    growth, and no shrinkage either; the samples after the last message do not count."""
+    pub = np.arange(110) * 10 * MS
+    people = np.full(110, 10)
+    t = np.concatenate([pub + 5 * MS, pub[-1] + np.arange(1, 31) * 10 * MS])   # 30 after
+    rss = np.concatenate([np.full(110, 200.0), np.full(30, 150.0)]) * 2.0**20
+    out = livekit.rss_growth(t, rss, pub, people, warmup_frames=100)
+    assert out["rss_growth_pct"] == 0.0
+    assert out["samples_first_tenth"] == out["samples_last_tenth"] == 10
+
+
 def test_update_results_keeps_other_keys(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"model": {"speed_ratio_stgcn_over_prgcn": 4.0},

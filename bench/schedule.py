@@ -118,10 +118,13 @@ def main() -> int:
 
 
 def _mean_people_per_action(run: livekit.Run, phase: str) -> float:
-    """People per /action message received during the phase's measured part."""
-    start, end = run.phase_span(run.phase_index(phase))
+    """People per /action message received during the phase's measured part: from the end of
+    its warm-up to its last input message, the span phase_figures counts inference_hz over."""
+    index = run.phase_index(phase)
+    start, _ = run.phase_span(index)
+    last_pub = int(run.inputs["pub_ns"][run.messages(index)[-1]])
     a = run.actions
-    inside = (a["recv_ns"] >= start + live.WARMUP_S * livekit.NS) & (a["recv_ns"] <= end)
+    inside = (a["recv_ns"] >= start + live.WARMUP_S * livekit.NS) & (a["recv_ns"] <= last_pub)
     messages = len(set(a["msg"][inside].tolist()))
     return float(inside.sum()) / max(messages, 1)
 

@@ -6,6 +6,7 @@ The recognizer node's conversions and the ROS-free pipeline (:mod:`prgcn_ros.ing
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -412,8 +413,11 @@ class RateMeter:
             young = self._first is not None and now - self._first < self.horizon_s
             if young and len(times) >= 2 and times[-1] > times[0]:
                 # Over the span seen so far, not the whole horizon (which under-reported a
-                # source's first seconds: 6 Hz for 30 Hz after 1 s).
-                return (len(times) - 1) / (times[-1] - times[0])
+                # source's first seconds: 6 Hz for 30 Hz after 1 s): the events before the
+                # newest instant, over the time from the first to it.
+                newest = sum(1 for _ in itertools.takewhile(lambda t: t == times[-1],
+                                                            reversed(times)))
+                return (len(times) - newest) / (times[-1] - times[0])
             return len(times) / self.horizon_s
 
     def _trim(self, now: float) -> None:

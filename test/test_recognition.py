@@ -454,6 +454,10 @@ def test_a_rate_meter_reports_a_new_sources_rate_from_its_first_second():
         meter.tick(100.0 + k / 30)
     assert meter.rate(110.0) == pytest.approx(30.0, rel=0.01)
     assert meter.rate(120.0) == 0.0              # silent for longer than the horizon
+    crowd = RateMeter(horizon_s=5.0)             # 4 people a message: 120 person-frames/s
+    for k in range(2):
+        crowd.tick(200.0 + k / 30, count=4)
+    assert crowd.rate(200.0 + 1 / 30) == pytest.approx(120.0)
 
 
 def test_a_1khz_burst_is_thinned_to_max_input_hz():

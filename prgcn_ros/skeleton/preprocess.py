@@ -148,6 +148,13 @@ def _last_true_index(ok: torch.Tensor) -> torch.Tensor:
     return torch.cummax(marked, dim=1).values
 
 
+def _held_index(ok: torch.Tensor) -> torch.Tensor:
+    """Per position along dim 1, the latest True at or before it; positions before the first
+    True take the first (0 when there is none): per_frame centring's frame for each frame."""
+    last = _last_true_index(ok)
+    return torch.where(last < 0, _first_true(ok)[:, None], last)
+
+
 def held_root(coords: torch.Tensor, present: torch.Tensor, layout: str | Layout
               ) -> torch.Tensor:
     """The root (N, D, T, M) of model-input coordinates (N, D, T, V, M) in every frame, by
@@ -158,9 +165,8 @@ def held_root(coords: torch.Tensor, present: torch.Tensor, layout: str | Layout
     joints = _joint_index(layout, tuple(_ROOT[layout.name]), coords.device)
     root = coords.index_select(3, joints).mean(3)                      # (N, D, T, M)
     ok = present.index_select(2, joints.to(present.device)).all(2)     # (N, T, M)
-    last = _last_true_index(ok)
-    last = torch.where(last < 0, _first_true(ok)[:, None], last)
-    return torch.gather(root, 2, last[:, None].expand(-1, root.shape[1], -1, -1))
+    held = _held_index(ok)
+    return torch.gather(root, 2, held[:, None].expand(-1, root.shape[1], -1, -1))
 
 
 @dataclass
@@ -267,9 +273,7 @@ def preprocess(coords: torch.Tensor, confidence: torch.Tensor, layout: str | Lay
     elif config.center == "first_frame":
         origin = torch.where(has_root, _take(root, first[:, None]), fallback)
     else:
-        last = _last_true_index(root_ok)
-        last = torch.where(last < 0, first[:, None], last)
-        origin = torch.where(has_root, _take(root, last), fallback)
+        origin = torch.where(has_root, _take(root, _held_index(root_ok)), fallback)
     shared = config.persons == "shared" and m > 1
     pair = config.persons == "pair" and m > 1
     # Persons seen at all (an empty slot, padding for a lone person, is not).

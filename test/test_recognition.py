@@ -280,6 +280,7 @@ def test_the_shipped_model_labels_azure32_clips_as_kinect_ones_also_from_a_pitch
     data = require_data() / "msr_action3d"
     model, meta = load_model(Path(__file__).resolve().parents[1] / "models"
                              / "prgcn_msr_action3d.safetensors")
+    rows = _azure_rows()
 
     def labels(how: str) -> list[str]:
         gravity = Gravity.from_parameters({"azure_tilt_deg": 25.0, "azure_axis": "y_down"})
@@ -292,11 +293,11 @@ def test_the_shipped_model_labels_azure32_clips_as_kinect_ones_also_from_a_pitch
                 xyz, conf = clip.coords[t, 0].astype(np.float64), clip.confidence[t, 0]
                 layout, source = "kinect20", "skeletons"
                 if how == "skeletons":
-                    xyz, conf, layout = _as_azure(xyz), conf[_azure_rows()], "azure32"
+                    xyz, conf, layout = _as_azure(xyz), conf[rows], "azure32"
                 elif how == "pitched":
                     # Seen by a camera pitched 25 degrees down, in its optical frame.
-                    xyz = (xyz[_azure_rows()] @ tilt_matrix(25.0)) * (-1.0, -1.0, 1.0)
-                    conf, layout, source = conf[_azure_rows()], "azure32", AZURE_SOURCE
+                    xyz = (xyz[rows] @ tilt_matrix(25.0)) * (-1.0, -1.0, 1.0)
+                    conf, layout, source = conf[rows], "azure32", AZURE_SOURCE
                 f = InputFrame(stamp_ns=(t + 1) * 10**8, frame_id=f"camera{k}", layout=layout,
                                ids=[k], coords=[xyz], confidence=[conf], arrival=float(t),
                                source=source)

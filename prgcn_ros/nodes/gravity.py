@@ -52,7 +52,6 @@ class Gravity:
     tilt_deg: float = 0.0
     gravity_frame: str = ""
     node: Any = None                     # rclpy node, for tf2 (gravity_frame only)
-    azure_tilt_deg: float = 0.0
     # Fixed rotations by input ("skeletons", AZURE_SOURCE), without gravity_frame.
     _fixed: dict[str, np.ndarray] = field(default_factory=dict)
     # The latest rotation by (input, frame_id): two inputs may share a frame_id but not a
@@ -80,7 +79,7 @@ class Gravity:
         if azure_tilt and gravity_frame:
             raise GravityError(f"azure_tilt_deg {azure_tilt:g} undoes a fixed pitch, and with "
                                f"gravity_frame tf2 gives the Azure camera's: set one of them")
-        gravity = cls(convention, tilt, gravity_frame, node, azure_tilt)
+        gravity = cls(convention, tilt, gravity_frame, node)
         if gravity_frame:
             gravity._start_tf2()
             return gravity

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from test_training_util import MSR_CONFIG, REPO, msr_split, small_cfg, subset
 
 from prgcn_ros.skeleton.sequence import SkeletonSequence
-from prgcn_ros.training import batching
+from prgcn_ros.training import batching, noise
 from prgcn_ros.training import evaluate as evaluate_cli
 from prgcn_ros.training.augment import augment
 from prgcn_ros.training.config import (
@@ -28,7 +28,7 @@ from prgcn_ros.training.datasets import (
     parse_msr_name,
 )
 from prgcn_ros.training.export import example_input
-from prgcn_ros.training.train import Trainer, parse_set
+from prgcn_ros.training.train import Trainer, mixup_draw, parse_set
 
 
 @pytest.fixture(scope="module")
@@ -357,6 +357,47 @@ def test_checkpoint_from_before_an_option_existed_resumes(msr_train, tmp_path):
     state_file.write_text(json.dumps(state))
     with pytest.raises(ConfigError, match="augment"):
         Trainer(cfg, train_set=data, log=lambda m: None).resume(tmp_path / "run")
+
+
+def test_mixup_blends_the_windows_and_their_labels(msr_train):
+    alpha = 0.4
+    cfg = small_cfg(optim={"batch_size": 8, "mixup": alpha, "label_smoothing": 0.1},
+                    refine={"corrupt_prob": 0.8}, outliers={"per_batch": 0})
+    trainer = Trainer(cfg, train_set=subset(msr_train, 8), log=lambda m: None)
+    clips = [trainer.train_set[i] for i in range(8)]
+    batch = batching.build_batch(clips, cfg, train=True, generator=torch.Generator().manual_seed(2))
+    assert len(set(batch.labels.tolist())) > 1
+    seen: dict[str, torch.Tensor] = {}
+    trainer.model.register_forward_hook(
+        lambda _, args, output: seen.update(x=args[0].detach(), logits=output[0].detach(),
+                                            refined=output[1].detach()))
+    gen = torch.Generator().manual_seed(5)
+    replay = torch.Generator()
+    replay.set_state(gen.get_state())
+    losses = trainer.step(batch, gen)
+
+    # The same draws in the same order: the noise model's, then mixup's.
+    noisy, _ = noise.corrupt(batch.x, batch.present, batch.scale, cfg["layout"], trainer.noise,
+                             replay, dims=batch.dims)
+    pick = torch.rand(8, generator=replay) < 0.8
+    given = torch.where(pick[:, None, None, None, None], noisy, batch.x)
+    weight, order = mixup_draw(8, alpha, replay)
+    assert 0.0 < weight < 1.0 and not torch.equal(order, torch.arange(8))
+    torch.testing.assert_close(seen["x"], weight * given + (1 - weight) * given[order])
+    ce = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    expected = (weight * ce(seen["logits"], batch.labels)
+                + (1 - weight) * ce(seen["logits"], batch.labels[order]))
+    assert losses["classification"] == pytest.approx(float(expected), rel=1e-5)
+    # The PRM is pulled towards the same blend of the clean windows, over either clip's joints.
+    clean = weight * batch.x + (1 - weight) * batch.x[order]
+    restore = trainer.restore_losses(seen["refined"], seen["x"], clean,
+                                     batch.present | batch.present[order], batch.dims)
+    assert losses["restore"] == pytest.approx(float(restore["restore"]), rel=1e-5)
+
+    with pytest.raises(ConfigError, match="mixup is a Beta"):
+        small_cfg(optim={"mixup": -1.0})
+    with pytest.raises(ConfigError, match="mixup blends"):
+        small_cfg(optim={"mixup": 0.2, "view_consistency": 1.0})
 
 
 def test_weight_average_follows_its_definition_and_resumes(msr_train, tmp_path):

@@ -134,6 +134,10 @@ DEFAULTS: dict[str, Any] = {
         # recordings into its batch, and weight x (1 - cosine similarity) of the two clips'
         # pooled features (the classifier's input, centred on the batch mean) joins the loss.
         "view_consistency": 0.0,
+        # Mixup (Zhang et al. 2018): each batch is blended with itself in a random order, the
+        # windows and their labels by one weight drawn from Beta(mixup, mixup) (0: off). The
+        # restore objective's target is the same blend of the clean windows.
+        "mixup": 0.0,
     },
     # Confidence calibration (temperature scaling, prgcn_ros.training.calibration): a validation
     # split taken out of the training data, either the clips of these training `subjects`
@@ -331,6 +335,13 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: optim.ema_decay must be in [0, 1) (0: no averaging)")
     if float(cfg["optim"]["view_consistency"] or 0.0) < 0.0:
         raise ConfigError(f"{where}: optim.view_consistency must be >= 0 (0: off)")
+    mixup = float(cfg["optim"]["mixup"] or 0.0)
+    if mixup < 0.0:
+        raise ConfigError(f"{where}: optim.mixup is a Beta distribution's parameter (> 0; 0: off)")
+    if mixup and (float(cfg["optim"]["view_consistency"] or 0.0)
+                  or int(cfg["outliers"]["per_batch"] or 0)):
+        raise ConfigError(f"{where}: optim.mixup blends the clips of a batch, which would blend "
+                          f"the view-consistency pairs or the outlier clips too: use one of them")
     if cfg["refine"]["prm_optimizer"] not in ("sgd", "adam"):
         raise ConfigError(f"{where}: refine.prm_optimizer must be 'sgd' or 'adam'")
     from prgcn_ros.model.build import ARCHITECTURES
@@ -380,7 +391,6 @@ def data_root(cfg: dict) -> Path:
     return root if root.is_absolute() else base / root
 
 
-
 def lr_milestones(cfg: dict) -> list[int]:
     """Epochs (0-based) at which the learning rate is multiplied by ``schedule.gamma``."""
     sched = cfg["optim"]["schedule"]
@@ -393,7 +403,6 @@ def lr_milestones(cfg: dict) -> list[int]:
     if not every:
         return [int(start)]
     return list(range(int(start), epochs, int(every)))
-
 
 def learning_rate(cfg: dict, epoch: int) -> float:
     """The learning rate used during ``epoch`` (0-based)."""

@@ -202,6 +202,13 @@ def centred_similarity(features: torch.Tensor, pairs: torch.Tensor) -> torch.Ten
     return nn.functional.cosine_similarity(centred[pairs[:, 0]], centred[pairs[:, 1]], dim=1)
 
 
+def mixup_draw(n: int, alpha: float, generator: torch.Generator) -> tuple[float, torch.Tensor]:
+    """Mixup's blend weight, drawn from Beta(alpha, alpha), and a random order of the batch's
+    ``n`` clips to blend them with."""
+    rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    return float(rng.beta(alpha, alpha)), torch.randperm(n, generator=generator)
+
+
 class Trainer:
     """One training run: model, optimizer and data, stepped epoch by epoch."""
 
@@ -266,9 +273,10 @@ class Trainer:
         # augmentation), and the reconstruction loss where there is a PRM to learn it.
         corrupted = refine["objective"] == "restore" and float(refine["corrupt_prob"]) > 0
         restore = corrupted and getattr(self.model, "prm", None) is not None
+        mixup = float(self.cfg["optim"].get("mixup") or 0.0)
+        # Drawn on the CPU, where the batch is built: the same draws on every device.
+        gen = generator if generator is not None else torch.Generator().manual_seed(self.steps)
         if corrupted:
-            # Drawn on the CPU, where the batch is built: the same draws on every device.
-            gen = generator if generator is not None else torch.Generator().manual_seed(self.steps)
             noisy, _ = noise.corrupt(x, batch.present, batch.scale, self.cfg["layout"],
                                      self.noise, gen, dims=batch.dims)
             pick = torch.rand(x.shape[0], generator=gen) < float(refine["corrupt_prob"])
@@ -278,6 +286,14 @@ class Trainer:
         x = clean if x is batch.x else x.to(device)     # uncorrupted: one copy, not two
         batch = batch._replace(x=clean, labels=batch.labels.to(device),
                                present=batch.present.to(device), scale=batch.scale.to(device))
+        other_labels = None
+        if mixup:
+            weight, order = mixup_draw(x.shape[0], mixup, gen)
+            order = order.to(device)
+            x = weight * x + (1.0 - weight) * x[order]
+            batch = batch._replace(x=weight * batch.x + (1.0 - weight) * batch.x[order],
+                                   present=batch.present | batch.present[order])
+            other_labels = batch.labels[order]
         pooled: list[torch.Tensor] = []
         hook = None if pairs is None or not len(pairs) else \
             self.model.classifier.register_forward_pre_hook(lambda _, args: pooled.append(args[0]))
@@ -288,6 +304,9 @@ class Trainer:
                 hook.remove()
         logits = logits_of(output)
         losses = {"classification": self.loss_fn(logits, batch.labels)}
+        if other_labels is not None:
+            losses["classification"] = (weight * losses["classification"]
+                                        + (1.0 - weight) * self.loss_fn(logits, other_labels))
         if pooled:
             losses["view"] = self.view_weight * (1.0 - centred_similarity(pooled[0], pairs)).mean()
         foreign = batch.labels < 0
@@ -476,7 +495,7 @@ class Trainer:
                 "seed": int(cfg["seed"]),
                 "optimizer": {k: cfg["optim"][k] for k in
                               ("lr", "momentum", "nesterov", "weight_decay", "batch_size",
-                               "ema_decay")},
+                               "ema_decay", "mixup")},
                 "lr_milestones": lr_milestones(cfg),
                 "lr_gamma": float(cfg["optim"]["schedule"]["gamma"]),
                 "augment": cfg["augment"],

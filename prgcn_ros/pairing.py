@@ -5,7 +5,9 @@ people of an interaction in one sample. Live, the recognizer pairs people of one
 sensor: the same frame_id, so their coordinates compare) by the distance between their mean
 joint positions in the newest frame:
 
-- two unpaired people within the gate become a pair, the closest two first;
+- two unpaired people of the newest frame within the gate become a pair, the closest two
+  first (someone missing from it, out of view or occluded, pairs with nobody new: their last
+  position is old);
 - each person is in at most one pair;
 - a pair stays while both stay: it parts only when one of them leaves (the track ends) or they
   are more than ``RELEASE_FACTOR`` x the gate apart. Without that margin two people standing
@@ -68,13 +70,14 @@ class Pairing:
 
     def update(self, positions: Mapping[int, np.ndarray]) -> None:
         """The newest positions of the people of one frame (people not in it keep their last
-        position until :meth:`remove`); then pairs part or form by the rules above."""
+        position, and their pair, until :meth:`remove`); then pairs part, and the frame's
+        people form pairs, by the rules above."""
         for person, position in positions.items():
             self._positions[person] = np.asarray(position, np.float64)
         for a, b in self.pairs():
             if not self._distance(a, b) <= self.release:   # NaN (no position) parts them too
                 del self._partner[a], self._partner[b]
-        alone = sorted(p for p in self._positions if p not in self._partner)
+        alone = sorted(p for p in positions if p not in self._partner)
         if len(alone) < 2:
             return
         points = np.stack([self._positions[p] for p in alone])

@@ -36,14 +36,14 @@ def test_a_pair_holds_until_the_margin_beyond_the_gate_then_parts():
     pairing = Pairing(gate=2.0)
     pairing.update({1: at(0.0), 2: at(1.0)})
     # Beyond the gate but within the margin: still a pair (no flicker at the edge).
-    pairing.update({2: at(2.0 * RELEASE_FACTOR - 0.01)})
+    pairing.update({1: at(0.0), 2: at(2.0 * RELEASE_FACTOR - 0.01)})
     assert pairing.pairs() == [(1, 2)]
-    pairing.update({2: at(2.0 * RELEASE_FACTOR + 0.01)})
+    pairing.update({1: at(0.0), 2: at(2.0 * RELEASE_FACTOR + 0.01)})
     assert pairing.pairs() == []
     # Back within the margin but not within the gate: alone until within the gate again.
-    pairing.update({2: at(2.2)})
+    pairing.update({1: at(0.0), 2: at(2.2)})
     assert pairing.pairs() == []
-    pairing.update({2: at(1.9)})
+    pairing.update({1: at(0.0), 2: at(1.9)})
     assert pairing.pairs() == [(1, 2)]
 
 
@@ -60,8 +60,21 @@ def test_when_a_person_leaves_the_partner_is_free_and_pairs_again():
     pairing.update({3: at(0.5)})
     pairing.remove(2)
     assert pairing.partner(1) is None and len(pairing) == 2
-    pairing.update({1: at(0.0)})                  # the next frame pairs 1 with 3
+    pairing.update({1: at(0.0), 3: at(0.5)})      # the next frame pairs 1 with 3
     assert pairing.pairs() == [(1, 3)]
+
+
+def test_only_people_of_the_newest_frame_form_a_pair():
+    """Someone out of view keeps a last position that is old: a newcomer near it pairs with
+    the person actually there, not with the one who left (until the track times out)."""
+    pairing = Pairing(gate=2.0)
+    pairing.update({1: at(0.0), 2: at(2.3)})      # too far apart
+    assert pairing.pairs() == []
+    for _ in range(5):                            # 2 out of view; 3 comes in near 2's place
+        pairing.update({1: at(0.0), 3: at(1.9)})
+        assert pairing.pairs() == [(1, 3)]
+    pairing.update({2: at(2.3)})                  # 2 back: 1 and 3 stay a pair
+    assert pairing.pairs() == [(1, 3)] and pairing.partner(2) is None
 
 
 def test_people_missing_from_a_frame_keep_their_last_position_and_their_pair():

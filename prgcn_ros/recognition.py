@@ -327,7 +327,7 @@ class Recognizer:
                     t.labelled = True
                     t.last_inferred = start
 
-        x, last = self._sample_windows(batch, counts, sample_rows)  # (S, T, M, V, C), (S,)
+        x, last, windows = self._sample_windows(batch, stamps, counts, sample_rows)
         coords, conf = x[..., : self.dims], x[..., self.dims]
         probs = torch.empty((len(sample_rows), len(self.class_names)))
         refined = torch.empty((len(sample_rows), self.persons, self.layout.num_joints,
@@ -342,7 +342,8 @@ class Recognizer:
             probs[chosen], refined[chosen], offsets[chosen] = p, r, o
         if self.temperature != 1.0:
             probs = torch.from_numpy(scaled(probs.numpy(), self.temperature)).float()
-        newest_conf = conf[torch.arange(len(last), device=conf.device), last].cpu().numpy()
+        newest_conf = conf[torch.arange(len(last), device=conf.device)[:, None], last,
+                           torch.arange(self.persons, device=conf.device)].cpu().numpy()
         finite_probs = torch.isfinite(probs).all(1).tolist()
         finite_pose = (torch.isfinite(refined).flatten(2).all(2)
                        & torch.isfinite(offsets).flatten(2).all(2)).tolist()   # (S, M)
@@ -366,7 +367,8 @@ class Recognizer:
                             track.partner = partner
                         track.history.append(p)
                         p = np.mean(track.history, axis=0)
-                    person = self._person(pid, p, stamps[i], counts[i],
+                    first_ns, last_ns, used = windows[i]
+                    person = self._person(pid, p, (first_ns, last_ns), used,
                                           refined[s, slot].numpy(), offsets[s, slot].numpy(),
                                           newest_conf[s, slot])
                     person.axis = axis
@@ -385,68 +387,99 @@ class Recognizer:
                                layout=self.layout.name, people=people, arrivals=arrivals,
                                forward_s=done - began)
 
-    def _sample_windows(self, batch: torch.Tensor, counts: list[int],
-                        sample_rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The frames the model sees, (S, T, M, V, C): each sample's people in its slots; and
-        where each sample's newest frame is in it, (S,) (the last position, but for a crop
-        of a track shorter than the crop).
+    def _sample_windows(self, batch: torch.Tensor, stamps: np.ndarray, counts: list[int],
+                        sample_rows: list[list[int]]
+                        ) -> tuple[torch.Tensor, torch.Tensor, dict[int, tuple[int, int, int]]]:
+        """The frames the model sees, (S, T, M, V, C): each sample's people in its slots;
+        where each slot's newest frame is in it, (S, M); and per gathered row the window it
+        used: (first stamp, last stamp, frames).
 
         resample: the held frames spread evenly over the model's length (the whole clip,
         offline), by the nearest frame or linear between frames as the model was trained;
         crop: the newest ``length`` frames; a shorter track's followed by empty frames, as
-        training pads a short clip. The two people of a pair share one time line, aligned at
-        their newest frames (they arrive in the same messages): frames before a partner's
-        first are empty (confidence 0), like a person absent from part of a training clip.
-        Slots without a person are empty, as training pads a clip of fewer people
-        (``SkeletonSequence.main_persons``).
+        training pads a short clip. Slots without a person are empty, as training pads a clip
+        of fewer people (``SkeletonSequence.main_persons``).
+
+        The two people of a pair share one time line, the stamps either of them has (newest
+        ``window``): each is at their frame of that stamp or empty (confidence 0) where they
+        have none (not yet there, occluded, or dropped from that message), as a training clip
+        holds both people frame by frame.
         """
         length = batch.shape[1]
-        slot_rows = np.full((len(sample_rows), self.persons), -1)
+        count = len(sample_rows)
+        people = np.zeros((count, self.persons), np.int64)
+        # line[s, j, m]: the gathered position of slot m's frame at time line position j
+        # (-1: none there); held[s]: the time line's frames, at its end.
+        line = np.full((count, length, self.persons), -1, np.int64)
+        held = np.zeros(count, np.int64)
         for s, rows in enumerate(sample_rows):
-            slot_rows[s, : len(rows)] = rows
-        held = np.asarray(counts)
-        people = slot_rows.clip(min=0)
-        lone = (slot_rows[:, 1:] < 0).all(1)[:, None, None]       # keeps the ring's padding
+            people[s, : len(rows)] = rows
+            if len(rows) == 1:     # the person's own frames (the front repeats the oldest)
+                line[s, :, 0] = np.arange(length)
+                held[s] = counts[rows[0]]
+                continue
+            own = [stamps[r, length - counts[r]:] for r in rows]
+            times = np.union1d(*own)[-length:]
+            held[s] = len(times)
+            for slot, (r, theirs) in enumerate(zip(rows, own)):
+                at = np.searchsorted(theirs, times)
+                found = theirs[np.minimum(at, len(theirs) - 1)] == times
+                line[s, length - len(times):, slot] = np.where(
+                    found, length - counts[r] + at, -1)
         device = batch.device
+        people_t = torch.from_numpy(people).to(device)
 
         def frames(index: np.ndarray) -> torch.Tensor:
-            """Each sample's people at window positions ``index`` (S, T): (S, T, M, V, C)."""
-            present = (slot_rows >= 0)[:, None, :] & (
-                lone | (index[:, :, None] >= length - held[people][:, None, :]))
-            x = batch[torch.from_numpy(people).to(device)[:, None, :],
-                      torch.from_numpy(index).to(device)[:, :, None]]
-            if not present.all():
-                x = x * torch.from_numpy(present).to(device=device, dtype=x.dtype)[..., None, None]
+            """Each sample's people at time line positions ``index`` (S, T): (S, T, M, V, C)."""
+            rows = line[np.arange(count)[:, None], index]                      # (S, T, M)
+            x = batch[people_t[:, None, :], torch.from_numpy(rows.clip(min=0)).to(device)]
+            if (rows < 0).any():
+                present = torch.from_numpy(rows >= 0).to(device=device, dtype=x.dtype)
+                x = x * present[..., None, None]
             return x
 
         if self.window_mode == "crop":
             # The newest frames, as many as the model takes; a shorter track's frames first,
             # then empty frames (confidence 0), as training pads a short clip at its end.
             t = self.window_length
-            taken = np.array([min(max(held[r] for r in rows), t) for rows in sample_rows])
+            taken = np.minimum(held, t)
             index = np.arange(t)[None, :] + (length - taken)[:, None]
             x = frames(np.minimum(index, length - 1))
             padding = torch.from_numpy(np.arange(t)[None, :] >= taken[:, None]).to(device)
-            return (x.masked_fill(padding[:, :, None, None, None], 0.0),
-                    torch.from_numpy(taken - 1).to(device))
-        last = torch.full((len(sample_rows),), self.window_length - 1, device=device)
-        # Held frames sit at the end of the gathered window (the front repeats the oldest).
-        sample_held = [max(held[r] for r in rows) for rows in sample_rows]
-        if self.interpolation == "nearest":
-            return frames(np.stack([length - c + uniform_indices(c, self.window_length)
-                                    for c in sample_held])), last
-        position = np.stack([length - c + uniform_positions(c, self.window_length)
-                             for c in sample_held])
-        before = np.floor(position).astype(np.int64)
-        weight = torch.from_numpy(position - before).to(device)[:, :, None].expand(
-            -1, -1, self.persons)
-        return blend_frames(frames(before), frames(np.minimum(before + 1, length - 1)), weight,
-                            self.dims), last
+            x = x.masked_fill(padding[:, :, None, None, None], 0.0)
+        else:
+            taken = held
+            if self.interpolation == "nearest":
+                x = frames(np.stack([length - c + uniform_indices(c, self.window_length)
+                                     for c in held]))
+            else:
+                position = np.stack([length - c + uniform_positions(c, self.window_length)
+                                     for c in held])
+                before = np.floor(position).astype(np.int64)
+                weight = torch.from_numpy(position - before).to(device)[:, :, None].expand(
+                    -1, -1, self.persons)
+                x = blend_frames(frames(before), frames(np.minimum(before + 1, length - 1)),
+                                 weight, self.dims)
+        # Each slot's newest frame: the last window position where it has a joint (on the
+        # device: no copy back per pass).
+        shown = (x[..., self.dims] > 0).any(-1)                                # (S, T, M)
+        positions = torch.arange(shown.shape[1], device=device)[None, :, None]
+        newest = torch.where(shown, positions, -1).amax(1)                     # (S, M)
+        fallback = torch.from_numpy((taken - 1).clip(0, shown.shape[1] - 1)).to(device)
+        last = torch.where(newest >= 0, newest, fallback[:, None])
+        windows = {}
+        for s, rows in enumerate(sample_rows):
+            for slot, r in enumerate(rows):
+                used = line[s, length - taken[s]:, slot]
+                used = used[used >= 0]
+                windows[r] = (int(stamps[r, used[0]]), int(stamps[r, used[-1]]), len(used)) \
+                    if len(used) else (int(stamps[r, -1]), int(stamps[r, -1]), 0)
+        return x, last, windows
 
     def _forward(self, coords: torch.Tensor, conf: torch.Tensor, axis: str, last: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Preprocess samples (S, T, M, V, D), forward, and the newest frame's (at ``last``,
-        (S,)) refined pose of every slot back in sensor space, (S, M, V, D)."""
+        """Preprocess samples (S, T, M, V, D), forward, and each slot's newest frame's (at
+        ``last``, (S, M)) refined pose back in sensor space, (S, M, V, D)."""
         config = self._preprocess[axis]
         model_in, transform = preprocess(coords, conf, self.layout, config)
         n = model_in.shape[0]
@@ -466,10 +499,12 @@ class Recognizer:
             probs[pairs] = (probs[pairs] + other) / 2
         probs = probs.cpu()
         # The PRM's offset on the newest frame, in sensor units, added to the newest input.
-        at = last.view(-1, 1, 1, 1, 1).expand(-1, model_in.shape[1], 1, *model_in.shape[3:])
+        m = model_in.shape[-1]
+        at = last.view(n, 1, 1, 1, m).expand(-1, model_in.shape[1], 1, model_in.shape[3], -1)
         offset = refined.gather(2, at) - model_in.gather(2, at)
         offset = transform.inverse_offsets(offset)[:, 0]                # (S, M, V, D)
-        newest = coords[torch.arange(n, device=coords.device), last]
+        newest = coords[torch.arange(n, device=coords.device)[:, None], last,
+                        torch.arange(m, device=coords.device)]
         return probs, (newest + offset).float().cpu(), offset.float().cpu()
 
     def _person(self, pid: int, probs: np.ndarray, stamps: tuple[int, int], count: int,

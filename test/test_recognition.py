@@ -629,6 +629,22 @@ def test_a_crop_models_refined_pose_is_the_newest_frame_while_the_track_is_short
     np.testing.assert_array_equal(person.joint_confidence, frames[-1].confidence[0])
 
 
+def test_a_crop_models_window_stamps_and_frames_are_the_frames_it_saw():
+    model = tiny_recognizer().model
+    crop = {"architecture": model.arch, "class_names": CLASSES,
+            "preprocess": {"center": "first_frame", "scale": "torso"},
+            "window": {"mode": "crop", "length": 16}}
+    params = RecognizerParams.from_dict({"window": 24, "min_frames": 4, "max_rate_hz": 1e9})
+    rec = Recognizer(model, crop, params, "cpu")
+    frames = [frame(t) for t in range(20)]          # the ring holds 20, the crop takes 16
+    for f in frames:
+        rec.ingest(f)
+    person = rec.infer().people[0]
+    assert person.num_frames == 16
+    assert (person.window_start_ns, person.window_end_ns) == (frames[4].stamp_ns,
+                                                              frames[-1].stamp_ns)
+
+
 def test_a_crop_model_needs_a_window_as_long_as_its_crop():
     model = tiny_recognizer().model
     metadata = {"architecture": model.arch, "class_names": CLASSES,
@@ -1127,3 +1143,50 @@ def test_live_pairs_and_lone_people_match_the_offline_evaluation_on_sbu_clips(
             np.testing.assert_allclose(np.log(person.probabilities), np.log(offline[0]),
                                        atol=1e-3)
 
+
+
+@pytest.mark.parametrize("mode", ["resample", "crop"])
+def test_a_partner_missing_from_some_messages_stays_in_step(data_dir, mode):
+    """Person 2 of an SBU clip is left out of 8 messages mid-clip (occlusion, a driver
+    skipping a body): the pair's sample lines the two up by stamp, person 2 empty in those
+    frames, which is what prgcn-eval gives the clip with person 2 missing there."""
+    from dataclasses import replace
+
+    from prgcn_ros.skeleton.readers import read_sbu_interaction
+    from prgcn_ros.training.datasets import SequenceDataset
+    from prgcn_ros.training.evaluate import predict
+
+    clip = read_sbu_interaction(data_dir / "sbu_interaction" / "s01s02" / "07" / "001"
+                                / "skeleton_pos.txt")
+    gap = range(12, 20)
+    length = 48 if mode == "resample" else clip.num_frames - 4
+    cfg = {"layout": "openni15",
+           "preprocess": {"center": "first_frame", "scale": "torso", "persons": "shared"},
+           "window": {"mode": mode, "length": length}, "data": {"max_persons": 2},
+           "augment": {}, "inference": {"pair_orders": "given"}}
+    rec = pair_recognizer(48, "openni15", "given", "shared", min_frames=1, window=96)
+    if mode == "crop":
+        metadata = {"architecture": rec.model.arch, "class_names": CLASSES, "max_persons": 2,
+                    "preprocess": cfg["preprocess"], "window": cfg["window"]}
+        rec = Recognizer(rec.model, metadata, rec.params, "cpu")
+    for t in range(clip.num_frames):
+        slots = [0] if t in gap else [0, 1]
+        rec.ingest(InputFrame(stamp_ns=(t + 1) * 10**8, frame_id="kinect", layout="openni15",
+                              ids=[[1, 2][k] for k in slots],
+                              coords=[clip.coords[t, k] for k in slots],
+                              confidence=[clip.confidence[t, k] for k in slots]))
+    live = {p.person_id: p for p in rec.infer().people}
+    assert live[1].partner_id == 2 and live[2].partner_id == 1
+    missing = clip.confidence.copy()
+    missing[list(gap), 1] = 0.0
+    seen = replace(clip, confidence=missing)
+    if mode == "crop":            # the newest frames the crop takes
+        seen = seen.select_frames(np.arange(clip.num_frames - length, clip.num_frames))
+    offline, _ = predict(rec.model, SequenceDataset([lambda: seen], [0], ["clip"], CLASSES,
+                                                    "one clip"), cfg)
+    for person in live.values():
+        np.testing.assert_allclose(np.log(person.probabilities), np.log(offline[0]),
+                                   atol=1e-3)
+    assert live[2].num_frames == live[1].num_frames - len(gap)
+    # Both windows end at the newest message (person 2 is back in it).
+    assert live[2].window_end_ns == live[1].window_end_ns == clip.num_frames * 10**8

@@ -153,15 +153,16 @@ class DeviceRingBuffer:
 
     def gather(self, track_ids: Sequence[int] | None = None, length: int | None = None,
                min_frames: int = 1
-               ) -> tuple[torch.Tensor, list[int], list[tuple[int, int]], list[int]]:
+               ) -> tuple[torch.Tensor, list[int], np.ndarray, list[int]]:
         """The last ``length`` (default ``window``) frames of every ready track, oldest first.
 
         A track is ready when it holds at least ``min_frames`` frames; ``track_ids`` restricts
         the gather to those tracks (unknown or not-ready ids are left out). A track holding
         fewer than ``length`` frames is padded at the front by repeating its oldest frame.
 
-        Returns ``(batch (N, length, V, C) on the device, track ids (N), (first_stamp_ns,
-        last_stamp_ns) of the frames used per track, frames used per track (<= length))``.
+        Returns ``(batch (N, length, V, C) on the device, track ids (N), stamps (N, length)
+        int64 ns of those frames (the front padding repeats the oldest's), frames used per
+        track (<= length))``: a track's frames used are its last ``used`` positions.
         """
         length = self.window if length is None else int(length)
         if not 1 <= length <= self.window:
@@ -176,7 +177,7 @@ class DeviceRingBuffer:
                     slots.append(slot)
             if not ids:
                 empty = self.pool.new_empty((0, length, self.num_joints, self.channels))
-                return empty, [], [], []
+                return empty, [], np.zeros((0, length), np.int64), []
             slot_np = np.array(slots)
             count = np.array([self._count[s] for s in slots])
             head = np.array([self._head[s] for s in slots])
@@ -188,7 +189,5 @@ class DeviceRingBuffer:
             rows = torch.from_numpy((slot_np[:, None] * self.window + ring).reshape(-1))
             batch = self._select(rows.to(self.device)).view(
                 len(ids), length, self.num_joints, self.channels)
-            first = self._stamps[slot_np, ring[:, 0]]
-            last = self._stamps[slot_np, ring[:, -1]]
-        return (batch, ids, [(int(a), int(b)) for a, b in zip(first, last)],
-                [int(u) for u in used])
+            stamps = self._stamps[slot_np[:, None], ring]
+        return batch, ids, stamps, [int(u) for u in used]

@@ -47,6 +47,8 @@ SourceKey = tuple[str, str, str, bytes]
 # Sources remembered at most; beyond it, those with nobody tracked are forgotten, oldest first
 # (their numbers are never reused, so published ids stay unique).
 MAX_SOURCES = 256
+# The newest stamp a ROS time (int32 seconds, nanoseconds) holds: outputs carry input stamps.
+MAX_STAMP_NS = (2**31 - 1) * 1_000_000_000 + 999_999_999
 
 
 # How fast (seconds per second) a source's reference offset may rise: a backlog that drained
@@ -159,17 +161,21 @@ class Ingestion:
             self.input_rate.tick(frame.arrival)
             for reason, count in frame.dropped.items():
                 self._drop(reason, new, count)
+            if not frame.ids:
+                # Nobody in view: drivers say so every frame, some with no layout. Counted, but
+                # no drop (no WARN).
+                if not frame.dropped:   # a MarkerArray of foreign markers only is not "empty"
+                    self.empty_messages += 1
+                return new
+            if frame.stamp_ns > MAX_STAMP_NS:
+                self._drop("stamp_out_of_range", new)
+                return new
             layout = LAYOUTS.get(frame.layout)
             if layout is None:
                 self._drop("unknown_layout", new)
                 return new
             if not has_mapping(layout.name, self.layout.name):
                 self._drop("no_mapping", new)
-                return new
-            if not frame.ids:
-                # Nobody in view: drivers say so every frame. Counted, but no drop (no WARN).
-                if not frame.dropped:   # a MarkerArray of foreign markers only is not "empty"
-                    self.empty_messages += 1
                 return new
             if len(frame.ids) > self.params.max_people:
                 # Checked before tracking: association costs people x tracks x joints.
@@ -297,15 +303,18 @@ class Ingestion:
                 self._drop("duplicate_id", new)
             elif xyz.shape != (v, 3) or c.shape != (v,):
                 self._drop("wrong_joint_count", new)
-            elif not (np.isfinite(xyz).all() and np.isfinite(c).all()):
+            elif not (np.isfinite(c).all() and np.isfinite(xyz[c > 0, : self.dims]).all()):
                 self._drop("non_finite", new)
-            elif (np.abs(xyz[:, : self.dims]) > bound).any():
+            elif (np.abs(np.nan_to_num(xyz[:, : self.dims], nan=0.0)) > bound).any():
                 self._drop("implausible_coordinates", new)
             elif not (c > 0).any():
                 self._drop("no_confidence", new)
             else:
+                # A missing joint (confidence 0) may come as NaN (some drivers write it so):
+                # its coordinates mean nothing, and are kept at 0.
                 ids.append(pid)
-                coords.append(xyz[:, : self.dims])
+                coords.append(np.where(np.isfinite(xyz[:, : self.dims]), xyz[:, : self.dims],
+                                       np.float32(0)))
                 conf.append(np.clip(c, 0.0, 1.0))
         return ids, coords, conf
 

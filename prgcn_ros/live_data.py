@@ -26,7 +26,8 @@ DROP_REASONS: dict[str, str] = {
     "unknown_layout": "the message's layout is not a known skeleton layout",
     "no_mapping": "no joint mapping from the message's layout to the model's",
     "wrong_joint_count": "a skeleton's joint count does not match its layout",
-    "non_finite": "NaN or inf in a skeleton's coordinates or confidences (as float32)",
+    "non_finite": "NaN or inf in a skeleton's confidences or in the coordinates of a joint "
+                  "of confidence above 0 (as float32)",
     "implausible_coordinates": "a joint farther from the sensor than any sensor sees "
                                "(100 m for 3D layouts, 100,000 px for image keypoints)",
     "no_confidence": "a skeleton with no joint of confidence above 0 that the model's "
@@ -34,6 +35,8 @@ DROP_REASONS: dict[str, str] = {
     "duplicate_id": "skeletons sharing one id in one message (every one of them is dropped)",
     "too_many_people": "a message with more than max_people skeletons, or a new person while "
                        "max_people are tracked",
+    "stamp_out_of_range": "a header stamp past the last second a ROS time holds "
+                          "(2**31 - 1 s, once nanosec is carried into seconds)",
     "stamp_backwards": "a message stamped earlier than the previous one from its source",
     "stamp_repeated": "a message stamped the same as the previous one from its source",
     "stamp_outlier": "a lone message whose stamp jumped from its source's timeline (ahead by "

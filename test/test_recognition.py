@@ -319,6 +319,9 @@ BAD_FRAMES = {
     "non_finite": lambda t: frame(t, {0: np.where(np.arange(20)[:, None] == 3, np.nan,
                                                   pose(seed=t))}),
     "stamp_backwards": lambda t: frame(t - 3),
+    # sec 2**31 - 1 with a second and more in nanosec: no ROS time holds it.
+    "stamp_out_of_range": lambda t: InputFrame(
+        **{**frame(t).__dict__, "stamp_ns": (2**31 - 1) * 10**9 + 10**9 + t}),
     "stamp_repeated": lambda t: frame(t - 1),
     # Finite in float64, inf as the float32 the pipeline keeps.
     "non_finite_after_cast": lambda t: frame(t, {0: np.where(np.arange(20)[:, None] == 3, 1e39,
@@ -375,6 +378,31 @@ def test_empty_messages_are_counted_not_dropped_and_tracks_go_on():
     assert rec.infer().people[0].num_frames == 4
 
 
+def test_nobody_in_view_with_no_layout_is_an_empty_message_not_a_drop():
+    rec = tiny_recognizer()
+    assert rec.ingest(frame(0, {}, layout="")) == []
+    assert rec.stats()["messages_empty"] == 1 and rec.stats()["dropped_total"] == 0
+
+
+def test_a_missing_joint_may_be_nan_and_a_2d_skeletons_unused_z_too():
+    rec = tiny_recognizer()
+    for t in range(5):
+        f = frame(t)
+        f.coords[0][3] = np.nan                       # joint 3 missing, written as NaN
+        f.confidence[0][3] = 0.0
+        assert rec.ingest(f) == []
+    person = rec.infer().people[0]
+    assert person.num_frames == 5 and np.isfinite(person.refined).all()
+    assert rec.stats()["dropped_total"] == 0
+    rec2 = coco18_recognizer()
+    keypoints = np.column_stack([np.linspace(200, 400, 18), np.linspace(100, 500, 18),
+                                 np.full(18, np.nan)])                 # z unused in 2D
+    assert rec2.ingest(InputFrame(stamp_ns=10**9, frame_id="camera", layout="coco18",
+                                  ids=[1], coords=[keypoints],
+                                  confidence=[np.ones(18)])) == []
+    assert rec2.stats()["frames_buffered"] == 1
+
+
 def test_zero_confidence_skeleton_is_dropped_but_its_neighbours_are_kept():
     rec = tiny_recognizer()
     for t in range(5):
@@ -408,6 +436,9 @@ def test_a_frame_tf2_cannot_transform_is_dropped_counted_and_reported_once():
     # Nobody in view: nothing to transform, so no drop (an idle scene does not warn).
     assert rec.ingest(gravity.to_model(frame(2, {}))) == []
     assert rec.stats()["messages_empty"] == 1 and rec.stats()["dropped_total"] == 2
+    # A layout ingestion does not know is dropped for that alone: one reason per message.
+    assert rec.ingest(gravity.to_model(frame(3, layout="kinect_v2"))) == ["unknown_layout"]
+    assert rec.stats()["dropped_total"] == 3
 
 
 def test_gravity_remembers_a_bounded_number_of_frame_ids():
@@ -420,6 +451,11 @@ def test_gravity_remembers_a_bounded_number_of_frame_ids():
     newest = gravity.to_input(point, f"camera_{MAX_FRAMES + 9}")
     np.testing.assert_allclose(newest, [[0.0, 0.0, 1.0]], atol=1e-6)   # y up -> z up
     np.testing.assert_array_equal(gravity.to_input(point, "camera_0"), point)  # forgotten
+    # The camera in use stays while other frame_ids come and go (least recently used out).
+    for i in range(2 * MAX_FRAMES):
+        gravity.to_model(frame(i, frame_id="camera"))
+        gravity.to_model(frame(i, frame_id=f"passing_{i}"))
+        assert gravity.up_in("camera") is not None, i
 
 
 def test_two_inputs_in_one_frame_id_each_go_back_with_their_own_rotation():

@@ -26,6 +26,7 @@ import numpy as np
 from prgcn_ros.live_data import AZURE_SOURCE
 from prgcn_ros.recognition import TWO_D_LAYOUTS, InputFrame
 from prgcn_ros.skeleton.frames import CONVENTIONS, gravity_rotation, quaternion_matrix
+from prgcn_ros.skeleton.layouts import LAYOUTS
 
 # frame_ids whose rotation is remembered at most (a driver that names a frame per message
 # must not grow the node's memory).
@@ -129,16 +130,19 @@ class Gravity:
     def to_model(self, frame: InputFrame) -> InputFrame:
         """Rotate a frame's 3D skeletons (2D layouts pass untouched). Without a transform its
         skeletons are removed and counted as dropped ``no_transform``."""
-        if not self.active_for(frame.source) or frame.layout in TWO_D_LAYOUTS or not frame.ids:
-            return frame        # (an empty array needs no transform: nobody to rotate)
+        if (not self.active_for(frame.source) or frame.layout in TWO_D_LAYOUTS
+                or frame.layout not in LAYOUTS or not frame.ids):
+            # Nobody to rotate; or a layout ingestion drops anyway (one reason per message).
+            return frame
         rotation = self.rotation(frame.frame_id, frame.source)
         if rotation is None:
             dropped = {**frame.dropped, "no_transform": frame.dropped.get("no_transform", 0) + 1}
             frame.ids, frame.coords, frame.confidence, frame.dropped = [], [], [], dropped
             return frame
         key = (frame.source, frame.frame_id)
-        if key not in self._by_frame and len(self._by_frame) >= MAX_FRAMES:
-            self._by_frame.pop(next(iter(self._by_frame)))     # the oldest frame_id
+        # Least recently used first out: a camera's frame stays while others come and go.
+        if self._by_frame.pop(key, None) is None and len(self._by_frame) >= MAX_FRAMES:
+            self._by_frame.pop(next(iter(self._by_frame)))
         self._by_frame[key] = rotation
         frame.coords = [(c @ rotation.T).astype(c.dtype, copy=False) for c in frame.coords]
         return frame

@@ -106,6 +106,36 @@ def test_player_follows_a_folder_openpose_writes_into(listener, tmp_path):
     assert all(s.id == -1 and len(s.keypoints) == 25 for m in received for s in m.skeletons)
 
 
+def test_player_follow_consume_deletes_what_it_sent_and_reports_a_bad_file_kind_once(
+        listener, tmp_path):
+    node, received = listener
+    folder = tmp_path / "openpose"
+    folder.mkdir()
+    player = start_process(["-m", "prgcn_ros.nodes.player", "--follow", str(folder), "--consume",
+                            "--topic", "/player_test"], tmp_path / "player.log")
+
+    def move_in(name: str, frame: dict) -> None:
+        (tmp_path / "partial.json").write_text(json.dumps(frame))
+        (tmp_path / "partial.json").rename(folder / name)
+
+    try:
+        assert spin_until(node, lambda: node.count_subscribers("/player_test") >= 1
+                          and "following" in process_log(player), 30)
+        for i in range(4):
+            if i in (1, 2):      # two files the reader refuses for the same reason
+                bad = openpose_frame(1, 9)
+                bad["people"][0]["pose_keypoints_2d"] = bad["people"][0]["pose_keypoints_2d"][:48]
+                move_in(f"bad_{i:012d}_keypoints.json", bad)
+            move_in(f"live_{i:012d}_keypoints.json", openpose_frame(1, i + 1))
+            assert spin_until(node, lambda n=i: len(received) >= n + 1, 10), process_log(player)
+        assert spin_until(node, lambda: not any(folder.iterdir()), 10), list(folder.iterdir())
+    finally:
+        stop_process(player)
+    log = process_log(player)
+    assert len(received) == 4
+    assert log.count("skipping bad_") == 1 and "2 frame file(s) skipped" in log
+
+
 def test_player_loops_with_fresh_stamps(listener, data_dir, tmp_path):
     node, received = listener
     clip = data_dir / "msr_action3d" / "a01_s01_e01_skeleton3D.txt"
@@ -122,6 +152,14 @@ def test_player_loops_with_fresh_stamps(listener, data_dir, tmp_path):
     tick_ns = 1e9 / (15 * 8)
     assert stamps[frames] - stamps[frames - 1] > 0.5 * tick_ns
     assert {s.id for m in received for s in m.skeletons} == {0}
+
+
+def test_consume_needs_follow(tmp_path, capsys):
+    from prgcn_ros.nodes.player import parse_args
+
+    with pytest.raises(SystemExit) as stop:
+        parse_args([str(tmp_path / "rec.txt"), "--consume"])
+    assert stop.value.code == 2 and "only with --follow" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra", [["rec.txt"], ["--write-bag", "out_bag"]])

@@ -206,43 +206,62 @@ class PlayerNode(Node):
         recording's frame rate times --rate: back to back they would be closer than any sensor
         sends and the recognizer would drop them as a flood. Hidden files (an editor's or a
         copy tool's) are left alone. A folder of many thousand frames is listed by name only,
-        and no more often than listing it takes."""
+        and no more often than listing it takes. OpenPose never deletes its files: with
+        --consume each file is deleted once sent or skipped, so that the folder, its listing and
+        the names remembered stay small over hours. A file skipped as unreadable is reported
+        once per kind of error, then counted."""
         seen = _frame_files(directory)
         retries: dict[str, int] = {}
+        reported: set[str] = set()
+        skipped = 0
         next_send = time.monotonic()
         print(f"following {directory}: {len(seen)} existing frame files skipped", flush=True)
-        while rclpy.ok():
-            listed = time.monotonic()
-            names = _frame_files(directory)
-            listing_s = time.monotonic() - listed
-            seen &= names               # files removed from the folder are forgotten
-            for name in sorted(names - seen, key=natural_key):
-                path = directory / name
-                try:
-                    seq = read_recording(path)
-                except (RecordingError, json.JSONDecodeError, OSError) as error:
-                    # OpenPose may still be writing it: retry a few polls, then skip it.
-                    retries[name] = retries.get(name, 0) + 1
-                    if retries[name] < 5:
-                        break
-                    print(f"skipping {name}: {error}", file=sys.stderr, flush=True)
-                    seq = None
-                except Exception as error:   # no file may end a live stream
-                    print(f"skipping {name}: {type(error).__name__}: {error}", file=sys.stderr,
-                          flush=True)
-                    seq = None
-                seen.add(name)
-                retries.pop(name, None)
-                if seq is None:
-                    continue
-                ids, coords, conf = frame_people(seq, 0, [-1] * seq.num_persons)
-                if ids:
-                    delay = next_send - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                    self.publish(seq.layout, ids, _xyz(coords), conf)
-                    next_send = time.monotonic() + MIN_SPACING / (seq.fps * self.args.rate)
-            time.sleep(max(self.args.poll, listing_s))
+        try:
+            while rclpy.ok():
+                listed = time.monotonic()
+                names = _frame_files(directory)
+                listing_s = time.monotonic() - listed
+                seen &= names               # files removed from the folder are forgotten
+                retries = {name: n for name, n in retries.items() if name in names}
+                for name in sorted(names - seen, key=natural_key):
+                    path = directory / name
+                    try:
+                        seq = read_recording(path)
+                        problem = None
+                    except (RecordingError, json.JSONDecodeError, OSError) as error:
+                        # OpenPose may still be writing it: retry a few polls, then skip it.
+                        retries[name] = retries.get(name, 0) + 1
+                        if retries[name] < 5:
+                            break
+                        seq, problem = None, (type(error).__name__, str(error))
+                    except Exception as error:   # no file may end a live stream
+                        seq, problem = None, (type(error).__name__, f"{type(error).__name__}: "
+                                                                    f"{error}")
+                    seen.add(name)
+                    retries.pop(name, None)
+                    if problem is not None:
+                        skipped += 1
+                        if problem[0] not in reported:
+                            reported.add(problem[0])
+                            print(f"skipping {name}: {problem[1]} (files skipped for a "
+                                  f"{problem[0]} from now on are counted, not listed)",
+                                  file=sys.stderr, flush=True)
+                    if self.args.consume:
+                        path.unlink(missing_ok=True)
+                    if seq is None:
+                        continue
+                    ids, coords, conf = frame_people(seq, 0, [-1] * seq.num_persons)
+                    if ids:
+                        delay = next_send - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+                        self.publish(seq.layout, ids, _xyz(coords), conf)
+                        next_send = time.monotonic() + MIN_SPACING / (seq.fps * self.args.rate)
+                time.sleep(max(self.args.poll, listing_s))
+        finally:
+            if skipped:
+                print(f"{skipped} frame file(s) skipped as unreadable", file=sys.stderr,
+                      flush=True)
 
 
 def _frame_files(directory: Path) -> set[str]:
@@ -264,6 +283,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="recording files or OpenPose JSON directories, played in order")
     parser.add_argument("--follow", type=Path, metavar="DIR",
                         help="publish OpenPose frame files as they appear in DIR")
+    parser.add_argument("--consume", action="store_true",
+                        help="with --follow: delete each frame file once sent or skipped "
+                        "(OpenPose keeps every file: over hours the folder and its listing grow)")
     parser.add_argument("--rate", type=float, default=1.0,
                         help="speed factor over the native frame rate (default 1)")
     parser.add_argument("--loop", action="store_true", help="start again after the last one")
@@ -293,6 +315,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--rate must be positive, --parallel at least 1, --wait not negative")
     if args.follow and not args.follow.is_dir():
         parser.error(f"--follow {args.follow}: not a directory")
+    if args.consume and not args.follow:
+        parser.error("--consume deletes the frame files --follow has sent: only with --follow")
+    if args.consume and args.follow.is_dir() and not os.access(args.follow, os.W_OK | os.X_OK):
+        parser.error(f"--consume: cannot delete files in {args.follow} (no write permission)")
     if args.follow and (args.recordings or args.write_bag):
         parser.error("--follow publishes a folder as OpenPose fills it: no recordings, no "
                      "--write-bag with it")

@@ -301,20 +301,23 @@ class Ingestion:
                 c = np.asarray(c, np.float64).astype(np.float32)
             if pid in repeated:
                 self._drop("duplicate_id", new)
-            elif xyz.shape != (v, 3) or c.shape != (v,):
+                continue
+            if xyz.shape != (v, 3) or c.shape != (v,):
                 self._drop("wrong_joint_count", new)
-            elif not (np.isfinite(c).all() and np.isfinite(xyz[c > 0, : self.dims]).all()):
+                continue
+            # A missing joint (confidence 0) may come as NaN or inf (some drivers write it so):
+            # its coordinates mean nothing, and are kept at 0.
+            finite = np.isfinite(xyz[:, : self.dims])
+            xyz = np.where(finite, xyz[:, : self.dims], np.float32(0))
+            if not (np.isfinite(c).all() and finite[c > 0].all()):
                 self._drop("non_finite", new)
-            elif (np.abs(np.nan_to_num(xyz[:, : self.dims], nan=0.0)) > bound).any():
+            elif (np.abs(xyz) > bound).any():
                 self._drop("implausible_coordinates", new)
             elif not (c > 0).any():
                 self._drop("no_confidence", new)
             else:
-                # A missing joint (confidence 0) may come as NaN (some drivers write it so):
-                # its coordinates mean nothing, and are kept at 0.
                 ids.append(pid)
-                coords.append(np.where(np.isfinite(xyz[:, : self.dims]), xyz[:, : self.dims],
-                                       np.float32(0)))
+                coords.append(xyz)
                 conf.append(np.clip(c, 0.0, 1.0))
         return ids, coords, conf
 

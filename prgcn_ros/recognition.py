@@ -357,6 +357,9 @@ class Recognizer:
                     if not (finite_probs[s] and finite_pose[s][slot]):
                         self.outputs_suppressed += 1
                         continue
+                    first_ns, last_ns, used = windows[i]
+                    if not used:     # a partner missing from every frame of the time line
+                        continue
                     pid, frame_id, axis, source = snapshot[i]
                     track = tracks_by_key.get(keys[i])
                     p = probs[s].numpy()
@@ -367,7 +370,6 @@ class Recognizer:
                             track.partner = partner
                         track.history.append(p)
                         p = np.mean(track.history, axis=0)
-                    first_ns, last_ns, used = windows[i]
                     person = self._person(pid, p, (first_ns, last_ns), used,
                                           refined[s, slot].numpy(), offsets[s, slot].numpy(),
                                           newest_conf[s, slot])
@@ -419,6 +421,13 @@ class Recognizer:
                 held[s] = counts[rows[0]]
                 continue
             own = [stamps[r, length - counts[r]:] for r in rows]
+            if any((np.diff(theirs) <= 0).any() for theirs in own):
+                # Stamps that do not rise (unstamped input stamped by a node clock that went
+                # back, e.g. a looped bag's sim time) cannot be lined up: newest with newest.
+                held[s] = max(counts[r] for r in rows)
+                for slot, r in enumerate(rows):
+                    line[s, length - counts[r]:, slot] = np.arange(length - counts[r], length)
+                continue
             times = np.union1d(*own)[-length:]
             held[s] = len(times)
             for slot, (r, theirs) in enumerate(zip(rows, own)):

@@ -126,14 +126,19 @@ def test_player_follow_consume_deletes_what_it_sent_and_reports_a_bad_file_kind_
                 bad = openpose_frame(1, 9)
                 bad["people"][0]["pose_keypoints_2d"] = bad["people"][0]["pose_keypoints_2d"][:48]
                 move_in(f"bad_{i:012d}_keypoints.json", bad)
+            if i == 3:           # a folder named like a frame: skipped, cannot be deleted
+                (folder / "dir_000000000003_keypoints.json").mkdir()
             move_in(f"live_{i:012d}_keypoints.json", openpose_frame(1, i + 1))
             assert spin_until(node, lambda n=i: len(received) >= n + 1, 10), process_log(player)
-        assert spin_until(node, lambda: not any(folder.iterdir()), 10), list(folder.iterdir())
+        left = [folder / "dir_000000000003_keypoints.json"]
+        assert spin_until(node, lambda: list(folder.iterdir()) == left, 10), \
+            list(folder.iterdir())
     finally:
         stop_process(player)
     log = process_log(player)
     assert len(received) == 4
-    assert log.count("skipping bad_") == 1 and "2 frame file(s) skipped" in log
+    assert log.count("skipping bad_") == 1 and "3 frame file(s) skipped" in log
+    assert log.count("--consume: cannot delete dir_") == 1
 
 
 def test_player_loops_with_fresh_stamps(listener, data_dir, tmp_path):

@@ -388,8 +388,9 @@ def test_a_missing_joint_may_be_nan_and_a_2d_skeletons_unused_z_too():
     rec = tiny_recognizer()
     for t in range(5):
         f = frame(t)
-        f.coords[0][3] = np.nan                       # joint 3 missing, written as NaN
-        f.confidence[0][3] = 0.0
+        f.coords[0][3] = np.nan                       # joints 3 and 5 missing, written as
+        f.coords[0][5] = (np.inf, 1e39, -np.inf)      # NaN, inf, inf as float32
+        f.confidence[0][[3, 5]] = 0.0
         assert rec.ingest(f) == []
     person = rec.infer().people[0]
     assert person.num_frames == 5 and np.isfinite(person.refined).all()
@@ -1060,6 +1061,34 @@ def test_a_pair_runs_when_either_has_new_frames_and_both_are_published():
     people = {p.person_id: p for p in rec.infer().people}
     assert sorted(people) == [1, 2] and people[1].partner_id == 2
     assert people[1].num_frames == 5 and people[2].num_frames == 6
+
+
+def test_a_partner_absent_from_the_whole_window_gets_no_label_from_it():
+    """Person 2 missing from more messages than the window holds (but not yet timed out):
+    their slot of the pair is empty, so the pass publishes nothing for them."""
+    rec = pair_recognizer(window=16, min_frames=4)
+    for t in range(5):
+        rec.ingest(frame(t, {1: beside(0.0, t), 2: beside(1.0, t)}))
+    assert len(rec.infer().people) == 2
+    for t in range(5, 25):
+        rec.ingest(frame(t, {1: beside(0.0, t)}))
+    people = rec.infer().people
+    assert [p.person_id for p in people] == [1] and people[0].partner_id == 2
+
+
+def test_a_pair_whose_stamps_go_back_is_lined_up_newest_with_newest():
+    """Unstamped input is stamped by the node's clock, which may go back (sim time of a looped
+    bag): such frames cannot be lined up by stamp, so the pair's frames meet at the newest."""
+    rec = pair_recognizer(min_frames=4)
+    for t in range(8):
+        f = frame(t % 4, {1: beside(0.0, t), 2: beside(1.0, t + 50)}, stamped=False,
+                  arrival=100.0 + t / 30)
+        rec.ingest(f)
+    people = {p.person_id: p for p in rec.infer().people}
+    assert people[1].num_frames == people[2].num_frames == 8
+    for pid, x, seed in ((1, 0.0, 7), (2, 1.0, 57)):
+        np.testing.assert_allclose(people[pid].refined - people[pid].offsets, beside(x, seed),
+                                   atol=1e-5)
 
 
 def test_a_pair_is_one_sample_of_max_batch():

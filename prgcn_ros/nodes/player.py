@@ -247,7 +247,14 @@ class PlayerNode(Node):
                                   f"{problem[0]} from now on are counted, not listed)",
                                   file=sys.stderr, flush=True)
                     if self.args.consume:
-                        path.unlink(missing_ok=True)
+                        try:
+                            path.unlink(missing_ok=True)
+                        except OSError as error:   # not ours to delete: the stream goes on
+                            if "unlink" not in reported:
+                                reported.add("unlink")
+                                print(f"--consume: cannot delete {name}: {error} (further "
+                                      f"such files are left in place)", file=sys.stderr,
+                                      flush=True)
                     if seq is None:
                         continue
                     ids, coords, conf = frame_people(seq, 0, [-1] * seq.num_persons)

@@ -57,3 +57,27 @@ def test_markers_outlive_the_gap_to_the_next_pass():
     lifetime of 2 x track_timeout_s (2 s) would blank a person still in view half the time."""
     assert marker_lifetime_s(1.0, 60.0) == 2.0
     assert marker_lifetime_s(1.0, 0.25) > 4.0
+
+
+def _skeleton_array(people: int, joints: int):
+    from prgcn_msgs.msg import Keypoint, Skeleton, SkeletonArray
+
+    msg = SkeletonArray(layout="kinect20")
+    msg.header.frame_id = "kinect"
+    msg.skeletons = [Skeleton(id=i, keypoints=[Keypoint(confidence=1.0) for _ in range(joints)])
+                     for i in range(people)]
+    return msg
+
+
+def test_what_the_pipeline_drops_whole_is_not_converted():
+    """A crowd over max_people is one too_many_people drop without a skeleton converted; a
+    skeleton of more keypoints than any layout has comes as no joints (wrong_joint_count)."""
+    from prgcn_ros.nodes.conversions import skeleton_array_to_frame
+
+    crowd = skeleton_array_to_frame(_skeleton_array(60, 20), 0.0, max_people=50)
+    assert crowd.ids == [] and crowd.dropped == {"too_many_people": 1}
+    fine = skeleton_array_to_frame(_skeleton_array(50, 20), 0.0, max_people=50)
+    assert fine.ids == list(range(50)) and fine.dropped == {}
+    assert fine.coords[0].shape == (20, 3)
+    huge = skeleton_array_to_frame(_skeleton_array(1, 5000), 0.0, max_people=50)
+    assert huge.ids == [0] and huge.coords[0].shape == (0, 3)

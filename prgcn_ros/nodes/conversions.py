@@ -25,7 +25,7 @@ from prgcn_msgs.msg import (
     SkeletonArray,
 )
 from prgcn_ros.live_data import AZURE_SOURCE, ID_SPAN, NO_PARTNER, InferenceResult, InputFrame
-from prgcn_ros.skeleton.layouts import get_layout
+from prgcn_ros.skeleton.layouts import LAYOUTS, get_layout
 
 # Azure Kinect ROS driver body tracking: marker id = body_id * 100 + joint, 32 joints.
 AZURE_LAYOUT = "azure32"
@@ -33,6 +33,7 @@ AZURE_ID_STRIDE = 100
 AZURE_JOINTS = 32
 
 MARKER_NAMESPACES = ("joints", "bones", "label")
+MAX_LAYOUT_JOINTS = max(layout.num_joints for layout in LAYOUTS.values())
 
 
 # ---------------------------------------------------------------------------- time
@@ -45,21 +46,31 @@ def ns_to_stamp(ns: int) -> Time:
 
 
 # ---------------------------------------------------------------------------- inputs
-def skeleton_array_to_frame(msg: SkeletonArray, arrival: float, source: str = "skeletons"
-                            ) -> InputFrame:
-    """One SkeletonArray as plain arrays; joint counts are checked later, by the pipeline."""
+def skeleton_array_to_frame(msg: SkeletonArray, arrival: float, source: str = "skeletons",
+                            max_people: int | None = None) -> InputFrame:
+    """One SkeletonArray as plain arrays; joint counts are checked later, by the pipeline.
+
+    What the pipeline would drop whole is not converted (the conversion is the costly part of a
+    huge message): more than ``max_people`` skeletons give a frame of nobody with the message
+    counted ``too_many_people``; a skeleton with more keypoints than any layout has comes as
+    zero joints (dropped later as ``wrong_joint_count``)."""
     ids, coords, conf = [], [], []
-    for skeleton in msg.skeletons:
+    dropped = {}
+    skeletons = msg.skeletons
+    if max_people is not None and len(skeletons) > max_people:
+        skeletons, dropped = [], {"too_many_people": 1}
+    for skeleton in skeletons:
         # One flat list per skeleton: attribute access is the cost here, not numpy.
-        values = [v for k in skeleton.keypoints
-                  for v in (k.position.x, k.position.y, k.position.z, k.confidence)]
+        values = [] if len(skeleton.keypoints) > MAX_LAYOUT_JOINTS else [
+            v for k in skeleton.keypoints
+            for v in (k.position.x, k.position.y, k.position.z, k.confidence)]
         arr = np.asarray(values, dtype=np.float64).reshape(-1, 4)
         ids.append(int(skeleton.id))
         coords.append(arr[:, :3])
         conf.append(arr[:, 3])
     return InputFrame(stamp_ns=stamp_to_ns(msg.header.stamp), frame_id=msg.header.frame_id,
                       layout=msg.layout, ids=ids, coords=coords, confidence=conf,
-                      source=source, arrival=arrival)
+                      source=source, arrival=arrival, dropped=dropped)
 
 
 def azure_markers_to_frame(msg: MarkerArray, arrival: float, source: str = AZURE_SOURCE

@@ -409,7 +409,8 @@ class RecognizerNode(Node):
     # ------------------------------------------------------------------ ingestion
     def _on_skeletons(self, msg: SkeletonArray, info: dict | None = None) -> None:
         try:
-            frame = conversions.skeleton_array_to_frame(msg, time.monotonic())
+            frame = conversions.skeleton_array_to_frame(msg, time.monotonic(),
+                                                        max_people=self.params.max_people)
             if self.params.input_layout:
                 frame.layout = self.params.input_layout
             self._ingest(self.gravity.to_model(frame), info)

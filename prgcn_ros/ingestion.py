@@ -374,7 +374,8 @@ class Ingestion:
         if tracker is None:
             # Metres for 3D sensors, pixels for image keypoints, unless the user says.
             gate = self.params.track_gate or (80.0 if layout in TWO_D_LAYOUTS else 0.5)
-            tracker = self._trackers[key] = Tracker(gate, self.params.track_timeout_s)
+            tracker = self._trackers[key] = Tracker(gate, self.params.track_timeout_s,
+                                                    id_limit=ID_SPAN)
         return tracker
 
     def count_drop(self, reason: str) -> bool:

@@ -173,3 +173,19 @@ def test_assignments_minimise_distance_over_random_scenes():
                     for cols in permutations(range(k), len(matched))
                     if all(cost[i, t] <= 1.0 for i, t in zip(rows, cols))), default=0.0)
         assert sum(cost[i, t] for i, t in matched) <= best + 1e-9
+
+
+def test_fresh_ids_start_again_below_the_limit_skipping_ids_in_use(handshake):
+    """People turned away every frame (a crowd over max_people) use up fresh ids: they wrap at
+    id_limit instead of running past the span a person id may take."""
+    tracker = Tracker(gate=0.3, timeout_s=1.0, id_limit=5)
+    kept = tracker.update(handshake.coords[0, :1], handshake.confidence[0, :1], 0.0)
+    assert kept == [0]
+    far = handshake.coords[0, :1] + np.array([3.0, 0.0, 0.0], np.float32)
+    seen = []
+    for t in range(1, 12):
+        [fresh] = tracker.update(far, handshake.confidence[0, :1], t / FPS)
+        tracker.remove(fresh)                 # what ingestion does with a person over the cap
+        tracker.update(handshake.coords[0, :1], handshake.confidence[0, :1], t / FPS)
+        seen.append(fresh)
+    assert 0 not in seen and max(seen) < 5 and len(set(seen)) == 4

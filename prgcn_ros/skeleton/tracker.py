@@ -28,17 +28,22 @@ class Tracker:
 
     ``update`` returns one id per input person. When the source gives ids they are kept as they
     are (an id < 0 means "unknown" and is associated like an id-less person). Fresh ids count up
-    from 0 and skip ids in use. When the source later gives an id the tracker had chosen for an
-    id-less person, that person's track ends (listed in :attr:`taken_over` after the update)
+    from 0, skip ids in use, and start again from 0 at ``id_limit`` (the span a person id may
+    take, so that a crowd turned away for weeks never runs past it). When the source later
+    gives an id the tracker had chosen for an id-less person, that person's track ends (listed
+    in :attr:`taken_over` after the update)
     and they are associated again under a fresh id: an id never stands for two people.
     Association uses the joints at ``min_confidence`` or above, or, where a person has none,
     every joint with a confidence above 0. A person without one cannot be associated and gets
     -1 (no track is started for it).
     """
 
-    def __init__(self, gate: float, timeout_s: float, min_confidence: float = 0.1) -> None:
-        if gate <= 0 or timeout_s <= 0:
-            raise ValueError(f"gate ({gate}) and timeout_s ({timeout_s}) must be positive")
+    def __init__(self, gate: float, timeout_s: float, min_confidence: float = 0.1,
+                 id_limit: int = 2**31) -> None:
+        if gate <= 0 or timeout_s <= 0 or id_limit < 1:
+            raise ValueError(f"gate ({gate}), timeout_s ({timeout_s}) and id_limit "
+                             f"({id_limit}) must be positive")
+        self.id_limit = int(id_limit)
         self.gate = float(gate)
         self.timeout_s = float(timeout_s)
         self.min_confidence = float(min_confidence)
@@ -54,10 +59,11 @@ class Tracker:
         return len(self._tracks)
 
     def _fresh_id(self) -> int:
-        while True:
-            candidate = next(self._ids)
+        for _ in range(len(self._tracks) + 1):
+            candidate = next(self._ids) % self.id_limit
             if candidate not in self._tracks:
                 return candidate
+        raise RuntimeError(f"all {self.id_limit} track ids are in use")
 
     def _refresh(self, track_id: int, coords: np.ndarray, ok: np.ndarray, stamp_s: float,
                  made: bool = False) -> None:

@@ -31,8 +31,8 @@ class Tracker:
     from 0, skip ids in use, and start again from 0 at ``id_limit`` (the span a person id may
     take, so that a crowd turned away for weeks never runs past it). When the source later
     gives an id the tracker had chosen for an id-less person, that person's track ends (listed
-    in :attr:`taken_over` after the update)
-    and they are associated again under a fresh id: an id never stands for two people.
+    in :attr:`taken_over` after the update) and they are associated again under a fresh id: an
+    id never stands for two people.
     Association uses the joints at ``min_confidence`` or above, or, where a person has none,
     every joint with a confidence above 0. A person without one cannot be associated and gets
     -1 (no track is started for it).

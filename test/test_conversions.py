@@ -81,3 +81,24 @@ def test_what_the_pipeline_drops_whole_is_not_converted():
     assert fine.coords[0].shape == (20, 3)
     huge = skeleton_array_to_frame(_skeleton_array(1, 5000), 0.0, max_people=50)
     assert huge.ids == [0] and huge.coords[0].shape == (0, 3)
+
+
+def test_azure_markers_of_another_frame_or_repeating_a_joint_are_foreign():
+    from builtin_interfaces.msg import Time
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    from prgcn_ros.nodes.conversions import azure_markers_to_frame
+
+    def marker(mid: int, x: float, frame_id: str = "depth_camera_link", sec: int = 5) -> Marker:
+        m = Marker(id=mid, action=Marker.ADD)
+        m.header.frame_id, m.header.stamp = frame_id, Time(sec=sec)
+        m.pose.position.x = x
+        return m
+
+    body = [marker(j, 0.1 * j) for j in range(32)]
+    extra = [marker(5, 50.0, frame_id="other_cam", sec=9), marker(6, 60.0, sec=9),
+             marker(7, 70.0)]                       # another frame, another stamp, a repeat
+    frame = azure_markers_to_frame(MarkerArray(markers=body + extra), 0.0)
+    assert frame.ids == [0] and frame.dropped == {"foreign_marker_id": 3}
+    assert (frame.frame_id, frame.stamp_ns) == ("depth_camera_link", 5 * 10**9)
+    np.testing.assert_allclose(frame.coords[0][5:8, 0], [0.5, 0.6, 0.7])

@@ -79,7 +79,8 @@ def azure_markers_to_frame(msg: MarkerArray, arrival: float, source: str = AZURE
 
     Markers whose id does not decode to a joint 0..31 are counted as foreign; DELETE markers are
     ignored. Joints a body lacks get confidence 0. The stamp and frame_id are the first body
-    marker's (the driver stamps every marker of a frame alike).
+    marker's (the driver stamps every marker of a frame alike); a marker of another stamp or
+    frame_id, or one repeating a joint, is not of this frame and counted as foreign too.
     """
     bodies: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     header = None
@@ -91,13 +92,17 @@ def azure_markers_to_frame(msg: MarkerArray, arrival: float, source: str = AZURE
         if marker.id < 0 or joint >= AZURE_JOINTS:
             foreign += 1
             continue
+        if header is None:
+            header = marker.header
+        elif (marker.header.frame_id != header.frame_id or marker.header.stamp != header.stamp
+              or (body in bodies and bodies[body][1][joint])):
+            foreign += 1
+            continue
         if body not in bodies:
             bodies[body] = (np.zeros((AZURE_JOINTS, 3)), np.zeros(AZURE_JOINTS))
         position = marker.pose.position
         bodies[body][0][joint] = (position.x, position.y, position.z)
         bodies[body][1][joint] = 1.0
-        if header is None:
-            header = marker.header
     ids = sorted(bodies)
     return InputFrame(
         stamp_ns=stamp_to_ns(header.stamp) if header else 0,

@@ -354,11 +354,11 @@ class Recognizer:
                 for slot, i in enumerate(rows):
                     if not published[i]:
                         continue
-                    if not (finite_probs[s] and finite_pose[s][slot]):
-                        self.outputs_suppressed += 1
-                        continue
                     first_ns, last_ns, used = windows[i]
                     if not used:     # a partner missing from every frame of the time line
+                        continue
+                    if not (finite_probs[s] and finite_pose[s][slot]):
+                        self.outputs_suppressed += 1
                         continue
                     pid, frame_id, axis, source = snapshot[i]
                     track = tracks_by_key.get(keys[i])
@@ -482,7 +482,7 @@ class Recognizer:
                 used = line[s, length - taken[s]:, slot]
                 used = used[used >= 0]
                 windows[r] = (int(stamps[r, used[0]]), int(stamps[r, used[-1]]), len(used)) \
-                    if len(used) else (int(stamps[r, -1]), int(stamps[r, -1]), 0)
+                    if len(used) else (0, 0, 0)        # no frame of theirs: not published
         return x, last, windows
 
     def _forward(self, coords: torch.Tensor, conf: torch.Tensor, axis: str, last: torch.Tensor

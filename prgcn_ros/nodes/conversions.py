@@ -55,7 +55,7 @@ def skeleton_array_to_frame(msg: SkeletonArray, arrival: float, source: str = "s
     counted ``too_many_people``; a skeleton with more keypoints than any layout has comes as
     zero joints (dropped later as ``wrong_joint_count``)."""
     ids, coords, conf = [], [], []
-    dropped = {}
+    dropped: dict[str, int] = {}
     skeletons = msg.skeletons
     if max_people is not None and len(skeletons) > max_people:
         skeletons, dropped = [], {"too_many_people": 1}

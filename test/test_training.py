@@ -110,6 +110,27 @@ def test_lr_schedule_forms():
     assert [learning_rate(cfg, e) for e in (49, 50, 80)] == pytest.approx([0.01, 1e-3, 1e-4])
 
 
+def test_lr_cosine_schedule_and_warmup():
+    cfg = load_config(MSR_CONFIG, parse_set(["optim.epochs=45", "optim.lr=0.02",
+                                             "optim.schedule.kind=cosine",
+                                             "optim.schedule.warmup=5"]))
+    rates = [learning_rate(cfg, e) for e in range(45)]
+    assert rates[:6] == pytest.approx([0.02 * k / 6 for k in range(1, 6)] + [0.02])
+    assert rates[25] == pytest.approx(0.01)                # half way along the cosine
+    assert all(a > b for a, b in zip(rates[5:], rates[6:]))
+    assert 0 < rates[-1] < 0.001
+    assert lr_milestones(cfg) == []
+    # the step schedule takes the warm-up too, then its milestones as before
+    cfg = load_config(MSR_CONFIG, parse_set(["optim.schedule.milestones=[50, 80]",
+                                             "optim.schedule.warmup=3"]))
+    assert [learning_rate(cfg, e) for e in (0, 2, 3, 50)] == pytest.approx(
+        [0.0025, 0.0075, 0.01, 1e-3])
+    for bad, match in (("optim.schedule.kind=linear", "schedule.kind"),
+                       ("optim.schedule.warmup=1000", "schedule.warmup")):
+        with pytest.raises(ConfigError, match=match):
+            load_config(MSR_CONFIG, parse_set([bad]))
+
+
 # --------------------------------------------------------------------------- data
 def test_msr_names_and_cross_subject_split():
     clip = parse_msr_name("a12_s03_e02_skeleton3D.txt")

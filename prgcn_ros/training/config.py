@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,10 @@ DEFAULTS: dict[str, Any] = {
         # Learning-rate decay by `gamma` at each milestone epoch (0-based epoch index at which
         # the new rate starts). Either explicit `milestones`, or `start` + `every`: decays at
         # start, start + every, ... (the paper's "every 10 epochs apart from the first 10").
-        "schedule": {"gamma": 0.1, "milestones": None, "start": 10, "every": 10},
+        # kind "cosine" ignores those: the rate falls from lr towards 0 along half a cosine over
+        # the epochs after `warmup` (either kind: the first `warmup` epochs rise linearly to lr).
+        "schedule": {"kind": "step", "gamma": 0.1, "milestones": None, "start": 10, "every": 10,
+                     "warmup": 0},
         "grad_clip": None,
         "label_smoothing": 0.0,
         # An exponential moving average of the weights (and batch-norm statistics), updated
@@ -172,6 +176,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+SCHEDULE_KINDS = ("step", "cosine")
 DATA_KINDS = ("msr_action3d", "stgcn_arrays", "nw_ucla", "utd_mhad", "sbu_interaction")
 
 
@@ -299,6 +304,15 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: optim.schedule.milestones must be a list of epochs, e.g. "
                           f"[40, 60] (null: every schedule.every epochs from schedule.start), "
                           f"got {milestones!r}")
+    sched = cfg["optim"]["schedule"]
+    if sched["kind"] not in SCHEDULE_KINDS:
+        raise ConfigError(f"{where}: optim.schedule.kind must be one of "
+                          f"{', '.join(SCHEDULE_KINDS)}, got {sched['kind']!r}")
+    warmup = sched["warmup"]
+    if not (isinstance(warmup, int) and not isinstance(warmup, bool)
+            and 0 <= warmup < int(cfg["optim"]["epochs"])):
+        raise ConfigError(f"{where}: optim.schedule.warmup must be a number of epochs from 0 to "
+                          f"fewer than optim.epochs ({cfg['optim']['epochs']}), got {warmup!r}")
     if cfg["window"]["mode"] not in ("resample", "crop"):
         raise ConfigError(f"{where}: window.mode must be 'resample' or 'crop'")
     if cfg["window"]["interpolation"] not in INTERPOLATIONS:
@@ -392,9 +406,12 @@ def data_root(cfg: dict) -> Path:
 
 
 def lr_milestones(cfg: dict) -> list[int]:
-    """Epochs (0-based) at which the learning rate is multiplied by ``schedule.gamma``."""
+    """Epochs (0-based) at which the learning rate is multiplied by ``schedule.gamma`` (none
+    for the cosine schedule)."""
     sched = cfg["optim"]["schedule"]
     epochs = int(cfg["optim"]["epochs"])
+    if sched.get("kind", "step") == "cosine":
+        return []
     if sched.get("milestones") is not None:
         return sorted(int(m) for m in sched["milestones"])
     start, every = sched.get("start"), sched.get("every")
@@ -406,9 +423,26 @@ def lr_milestones(cfg: dict) -> list[int]:
 
 def learning_rate(cfg: dict, epoch: int) -> float:
     """The learning rate used during ``epoch`` (0-based)."""
-    gamma = float(cfg["optim"]["schedule"]["gamma"])
+    sched = cfg["optim"]["schedule"]
+    lr = float(cfg["optim"]["lr"])
+    warmup = int(sched.get("warmup") or 0)
+    if epoch < warmup:
+        return lr * (epoch + 1) / (warmup + 1)
+    if sched.get("kind", "step") == "cosine":
+        span = max(int(cfg["optim"]["epochs"]) - warmup, 1)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(epoch - warmup, span) / span))
     decays = sum(1 for m in lr_milestones(cfg) if epoch >= m)
-    return float(cfg["optim"]["lr"]) * gamma ** decays
+    return lr * float(sched["gamma"]) ** decays
+
+
+def schedule_description(cfg: dict) -> str:
+    """The learning-rate schedule in words, for the training log."""
+    sched = cfg["optim"]["schedule"]
+    warmup = int(sched.get("warmup") or 0)
+    rise = f", rising over the first {warmup} epochs" if warmup else ""
+    if sched.get("kind", "step") == "cosine":
+        return f"lr {cfg['optim']['lr']} along a cosine{rise}"
+    return f"lr {cfg['optim']['lr']} x{sched['gamma']} at epochs {lr_milestones(cfg)}{rise}"
 
 
 def public(cfg: dict) -> dict:

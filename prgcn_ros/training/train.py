@@ -50,6 +50,7 @@ from .config import (
     lr_milestones,
     model_spec,
     public,
+    schedule_description,
     with_defaults,
 )
 from .datasets import SequenceDataset, build_dataset, class_names, split_description
@@ -496,6 +497,7 @@ class Trainer:
                 "optimizer": {k: cfg["optim"][k] for k in
                               ("lr", "momentum", "nesterov", "weight_decay", "batch_size",
                                "ema_decay", "mixup")},
+                "lr_schedule": cfg["optim"]["schedule"],
                 "lr_milestones": lr_milestones(cfg),
                 "lr_gamma": float(cfg["optim"]["schedule"]["gamma"]),
                 "augment": cfg["augment"],
@@ -568,8 +570,7 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
     epochs = int(cfg["optim"]["epochs"])
     every = max(int(cfg["output"].get("checkpoint_every") or 1), 1)
     trainer.log(f"training {cfg['name']}: {len(trainer.train_set)} clips "
-                f"({trainer.train_set.description}), {epochs} epochs, lr {cfg['optim']['lr']} "
-                f"x{cfg['optim']['schedule']['gamma']} at epochs {lr_milestones(cfg)}")
+                f"({trainer.train_set.description}), {epochs} epochs, {schedule_description(cfg)}")
     bar = tqdm(total=epochs, initial=trainer.epoch, desc=cfg["name"], disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     while trainer.epoch < epochs:

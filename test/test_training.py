@@ -573,6 +573,35 @@ def test_body_shape_changes_proportions_not_motion(msr_train):
         small_cfg(augment={"body_shape": -0.1})
 
 
+def test_drop_limb_takes_one_whole_limb_out_of_the_window():
+    """augment.drop_limb: at probability 1 each person loses exactly one limb (an arm from
+    the elbow, a leg from the knee) in every frame, zeroed and no longer present; the other
+    joints are untouched; at 0.5 about half of the people lose one."""
+    from prgcn_ros.skeleton.layouts import get_layout
+    lay = get_layout("kinect20")
+    x = torch.randn(400, 3, 6, 20, 1)
+    present = torch.ones(400, 6, 20, 1, dtype=torch.bool)
+    out, kept = augment(x, present, 3, {"drop_limb": 1.0}, torch.Generator().manual_seed(0),
+                        layout="kinect20")
+    lost = ~kept[:, 0, :, 0]                                       # (N, V), frame 0
+    assert torch.equal(~kept, lost[:, None, :, None].expand_as(kept))   # the whole window
+    assert torch.all(out.permute(0, 2, 3, 4, 1)[~kept] == 0)
+    assert torch.equal(out[kept[:, None].expand_as(out)], x[kept[:, None].expand_as(x)])
+    limbs = {tuple(j for j in range(20) if lay.joints[j].startswith(side) and any(
+        part in lay.joints[j] for part in parts))
+        for side in ("left_", "right_") for parts in (("elbow", "wrist", "hand"),
+                                                      ("knee", "ankle", "foot"))}
+    drawn = {tuple(torch.nonzero(row).flatten().tolist()) for row in lost}
+    assert drawn == limbs                                         # each of the four, and only
+    _, half = augment(x, present, 3, {"drop_limb": 0.5}, torch.Generator().manual_seed(1),
+                      layout="kinect20")
+    assert 0.4 < float((~half[:, 0, :, 0]).any(1).float().mean()) < 0.6
+    with pytest.raises(ValueError, match="layout"):
+        augment(x, present, 3, {"drop_limb": 0.5}, torch.Generator())
+    with pytest.raises(ConfigError, match="drop_limb"):
+        small_cfg(augment={"drop_limb": 1.5})
+
+
 def test_swap_persons_exchanges_the_two_people_before_preprocessing():
     """augment.swap_persons 1: a two-person clip trains as if its people came in the other
     order (the shared preprocessing then anchors on the other person); a lone person keeps

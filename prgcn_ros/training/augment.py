@@ -15,7 +15,7 @@ import torch
 from prgcn_ros.skeleton.layouts import get_layout
 from prgcn_ros.skeleton.preprocess import held_root
 
-from .noise import stretch_bones
+from .noise import limb_pairs, stretch_bones
 
 
 def mirror_permutation(layout: str) -> list[int]:
@@ -103,6 +103,36 @@ def scale_paths(x: torch.Tensor, present: torch.Tensor, dims: int, factor: torch
     return out
 
 
+def limb_masks(layout: str) -> torch.Tensor:
+    """(L, V) bool: the joints of each limb of ``layout`` (left arm, right arm, left leg, right
+    leg: from the elbow or the knee outwards), as far as the layout has them."""
+    lay = get_layout(layout)
+    masks = []
+    for pairs in limb_pairs(lay.name):
+        for side in (0, 1):
+            mask = torch.zeros(lay.num_joints, dtype=torch.bool)
+            mask[[pair[side] for pair in pairs]] = True
+            masks.append(mask)
+    return torch.stack(masks) if masks else torch.zeros((0, lay.num_joints), dtype=torch.bool)
+
+
+def drop_limbs(x: torch.Tensor, present: torch.Tensor, p: float, layout: str,
+               gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """With probability ``p`` per person, one limb drawn at random (see :func:`limb_masks`)
+    missing for the whole window: its joints zeroed in every channel, as preprocessing leaves
+    a missing joint, and no longer ``present`` (so no loss asks for them back)."""
+    masks = limb_masks(layout)
+    n, m = x.shape[0], x.shape[-1]
+    if len(masks) == 0:
+        return x, present
+    hit = torch.rand((n, m), generator=gen) < p
+    limb = torch.randint(0, len(masks), (n, m), generator=gen)
+    drop = masks[limb] & hit[..., None]                           # (N, M, V)
+    drop = drop.permute(0, 2, 1)[:, None]                         # (N, 1, V, M)
+    x = x.masked_fill(drop[:, None], 0.0)
+    return x, present & ~drop
+
+
 def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
             gen: torch.Generator, layout: str | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +148,9 @@ def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
     over the clip and for both sides: the same motion by a person of other proportions.
     ``path_scale`` [lo, hi] (needs ``layout``) scales each person's path over the ground by a
     factor uniform in [lo, hi] (see :func:`scale_paths`): the same motion covering more or
-    less ground, as a sensor that tracks a shorter part of a walk sees it.
+    less ground, as a sensor that tracks a shorter part of a walk sees it. ``drop_limb``
+    (needs ``layout``) takes one limb of a person out of the whole window at that probability
+    (see :func:`drop_limbs`): the same action with an arm or leg the sensor lost.
     """
     if x.shape[1] < dims:
         raise ValueError(f"input has {x.shape[1]} channels, fewer than {dims} coordinates")
@@ -149,6 +181,11 @@ def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
         sign = torch.ones(n, dims)
         sign[flip, 0] = -1.0
         mat = mat * sign[:, None, :]       # negate x before rotating
+    p_drop = float(aug.get("drop_limb", 0.0))
+    if p_drop > 0:
+        if layout is None:
+            raise ValueError("drop_limb needs the layout (its limbs)")
+        x, present = drop_limbs(x, present, p_drop, layout, gen)
     coords = x[:, :dims]
     moved = torch.einsum("nij,njtvm->nitvm", mat.to(x.dtype), coords)
     moved = moved + offset.to(x.dtype)[:, :, None, None, None]

@@ -133,5 +133,5 @@ def _augments(aug: dict) -> bool:
     path = tuple(float(v) for v in aug.get("path_scale", (1.0, 1.0)))
     return bool(float(aug.get("rotate_deg", 0)) or float(aug.get("tilt_deg", 0))
                 or float(aug.get("translate", 0)) or float(aug.get("mirror", 0))
-                or float(aug.get("body_shape", 0))
+                or float(aug.get("body_shape", 0)) or float(aug.get("drop_limb", 0))
                 or lo != 1.0 or hi != 1.0 or path != (1.0, 1.0))

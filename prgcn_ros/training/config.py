@@ -80,6 +80,9 @@ DEFAULTS: dict[str, Any] = {
         # Each person's path over the ground scaled by a factor uniform in [lo, hi] (the pose
         # in each frame unchanged; [1, 1]: off).
         "path_scale": [1.0, 1.0],
+        # Probability that one limb of a person (an arm from the elbow, a leg from the knee,
+        # drawn at random) is missing for the whole window (0: off).
+        "drop_limb": 0.0,
     },
     # Exactly the architecture dict of prgcn_ros.model.build.build_model (and of the model
     # file's metadata), less "num_classes" and "layout", which come from the data and `layout`.
@@ -334,6 +337,8 @@ def _check(cfg: dict, where: str) -> None:
     if cfg["inference"]["pair_orders"] not in PAIR_ORDERS:
         raise ConfigError(f"{where}: inference.pair_orders must be one of "
                           f"{', '.join(PAIR_ORDERS)}")
+    if not 0.0 <= float(cfg["augment"]["drop_limb"] or 0.0) <= 1.0:
+        raise ConfigError(f"{where}: augment.drop_limb is a probability (0 to 1)")
     if float(cfg["augment"]["body_shape"] or 0.0) < 0:
         raise ConfigError(f"{where}: augment.body_shape is a standard deviation (>= 0)")
     try:

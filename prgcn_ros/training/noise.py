@@ -70,7 +70,7 @@ class NoiseConfig:
 
 
 @functools.cache
-def _limb_pairs(layout_name: str) -> tuple[tuple[tuple[int, int], ...], ...]:
+def limb_pairs(layout_name: str) -> tuple[tuple[tuple[int, int], ...], ...]:
     """For each limb (left/right arm, leg) the (left, right) joint index pairs it swaps."""
     layout = get_layout(layout_name)
     limbs = []
@@ -123,7 +123,7 @@ def corrupt(x: torch.Tensor, present: torch.Tensor, scale: torch.Tensor,
         coords = stretch_bones(coords, keep, factor, layout)
 
     # Limb swaps: one limb's left and right joints exchange places in one frame.
-    limbs = _limb_pairs(layout.name)
+    limbs = limb_pairs(layout.name)
     if config.swap_prob > 0 and s > 0 and limbs:
         swap = rand(n, t, m) < min(config.swap_prob * s, 1.0)
         which = torch.randint(0, len(limbs), (n, t, m), generator=gen).to(dev)

@@ -459,6 +459,38 @@ def test_gravity_remembers_a_bounded_number_of_frame_ids():
         assert gravity.up_in("camera") is not None, i
 
 
+def test_gravity_read_by_the_inference_thread_always_finds_the_frame():
+    """Ingestion re-marks the camera in use on every message while the inference thread
+    reads its rotation back: the reader never sees the frame missing (an output would go out
+    unrotated, in the model's frame)."""
+    import sys
+    import threading
+
+    from prgcn_ros.nodes.gravity import Gravity
+
+    gravity = Gravity.from_parameters({"input_frame_convention": "z_up"})
+    gravity.to_model(frame(0, frame_id="camera"))
+    stop, misses, reads = threading.Event(), [0], [0]
+
+    def inference() -> None:
+        while not stop.is_set():
+            reads[0] += 1
+            misses[0] += gravity.up_in("camera") is None
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)        # switch threads as often as CPython allows
+    reader = threading.Thread(target=inference)
+    try:
+        reader.start()
+        for i in range(5000):
+            gravity.to_model(frame(i, frame_id="camera"))
+    finally:
+        stop.set()
+        reader.join()
+        sys.setswitchinterval(interval)
+    assert reads[0] > 100 and misses[0] == 0, (misses, reads)
+
+
 def test_two_inputs_in_one_frame_id_each_go_back_with_their_own_rotation():
     """A tilted Azure Kinect (azure_tilt_deg) and an unrotated /skeletons publisher naming the
     same frame: each input's people go back into it with their own rotation (none for

@@ -18,6 +18,7 @@ The math lives in :mod:`prgcn_ros.skeleton.frames` (ROS-free, tested off-robot).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +58,9 @@ class Gravity:
     _fixed: dict[str, np.ndarray] = field(default_factory=dict)
     # The latest rotation by (input, frame_id): two inputs may share a frame_id but not a
     # rotation (the Azure input's tilt, /skeletons' convention).
-    _by_frame: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    # Written by ingestion, read by the inference thread: an entry is replaced or moved in
+    # place, never taken out and put back, so a reader always finds a frame's rotation.
+    _by_frame: OrderedDict[tuple[str, str], np.ndarray] = field(default_factory=OrderedDict)
     _buffer: Any = None
 
     @classmethod
@@ -141,9 +144,13 @@ class Gravity:
             return frame
         key = (frame.source, frame.frame_id)
         # Least recently used first out: a camera's frame stays while others come and go.
-        if self._by_frame.pop(key, None) is None and len(self._by_frame) >= MAX_FRAMES:
-            self._by_frame.pop(next(iter(self._by_frame)))
-        self._by_frame[key] = rotation
+        if key in self._by_frame:
+            self._by_frame[key] = rotation
+            self._by_frame.move_to_end(key)
+        else:
+            if len(self._by_frame) >= MAX_FRAMES:
+                self._by_frame.popitem(last=False)
+            self._by_frame[key] = rotation
         frame.coords = [(c @ rotation.T).astype(c.dtype, copy=False) for c in frame.coords]
         return frame
 

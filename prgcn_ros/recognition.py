@@ -540,6 +540,7 @@ class Recognizer:
         now = time.monotonic() if now is None else now
         ing = self.ingestion
         with self._lock:
+            waiting = self._waiting()
             out: dict[str, Any] = {
                 "input_rate_hz": ing.input_rate.rate(now),
                 "inference_rate_hz": self._inference_rate.rate(now),
@@ -554,6 +555,9 @@ class Recognizer:
                 "frames_buffered": ing.frames,
                 "inferences": self.inferences,
                 "outputs_suppressed": self.outputs_suppressed,
+                "people_waiting": len(waiting),
+                "oldest_wait_ms": 1e3 * max((now - ing.tracks[k].pending[0] for k in waiting
+                                             if ing.tracks[k].pending), default=0.0),
                 "tracks_started": ing.tracks_started,
                 "tracks_expired": ing.tracks_expired,
                 "clock_resets": ing.clock_resets,

@@ -2,15 +2,18 @@
 into ingestion, or a message info no middleware would give on cue."""
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 import rclpy
+import torch
 from builtin_interfaces.msg import Time
-from rosutil import PARAMS_FILE, skeleton_array, standing
+from rosutil import PARAMS_FILE, Probe, skeleton_array, spin_until, standing
 
+from prgcn_ros.nodes import recognizer as recognizer_module
 from prgcn_ros.nodes.recognizer import RecognizerNode
 
 pytestmark = pytest.mark.ros
@@ -65,3 +68,120 @@ def test_latency_counts_the_wait_in_the_input_queue(tiny_model):
         node._on_skeletons(skeleton_array(Time(sec=100, nanosec=33_000_000), {7: standing(7)}),
                            None)
         assert time.monotonic() - track.pending[-1] < 1.0      # no info: taken now
+
+
+def _wait(condition, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _feed(node: RecognizerNode, first: int, count: int, pid: int = 7) -> None:
+    for t in range(first, first + count):
+        node._on_skeletons(skeleton_array(Time(sec=100, nanosec=t * 33_000_000),
+                                          {pid: standing(pid)}))
+
+
+def test_a_failed_inference_pass_skips_its_people_not_the_node(tiny_model, monkeypatch,
+                                                                  capfd):
+    """One pass raises (CUDA out of memory beside another process): logged once with its
+    traceback, counted as inference_errors, and the next frames are recognised as before."""
+    with recognizer_node(tiny_model) as node:
+        infer = node.recognizer.infer
+        calls, published = [], []
+
+        def fails_once(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return infer(*args, **kwargs)
+
+        publish = node._publish_result
+        monkeypatch.setattr(node.recognizer, "infer", fails_once)
+        monkeypatch.setattr(node, "_publish_result",
+                            lambda result: (published.append(result), publish(result)))
+        _feed(node, 0, 12)
+        assert _wait(lambda: node.inference_errors == 1)
+        _feed(node, 12, 3)
+        assert _wait(lambda: published), "nothing published after the failed pass"
+        assert node.inference_error is None and node.context.ok()
+        assert node._inference.is_alive()
+    log = capfd.readouterr().err
+    assert log.count("an inference pass failed") == 1, log
+    assert "CUDA out of memory (simulated)" in log and "Traceback" in log
+
+
+def test_inference_that_keeps_failing_stops_the_node(tiny_model, monkeypatch, capfd):
+    """A fault that does not go away: MAX_FAILED_PASSES in a row stop the node (main()
+    returns 1), after one logged error of its kind."""
+    monkeypatch.setattr(recognizer_module, "MAX_FAILED_PASSES", 3)
+    with recognizer_node(tiny_model) as node:
+        def broken(*args, **kwargs):
+            raise ValueError("a backend that refuses every input (simulated)")
+
+        monkeypatch.setattr(node.recognizer, "next_due", broken)
+        node._wake.set()
+        assert _wait(lambda: not node.context.ok(), 10)
+        assert isinstance(node.inference_error, ValueError) and node.inference_errors == 3
+    log = capfd.readouterr().err
+    assert log.count("an inference pass failed") == 1, log
+    assert "inference failed 3 times in a row" in log
+
+
+def test_a_stuck_pass_and_non_finite_outputs_turn_diagnostics_warn(tiny_model, monkeypatch,
+                                                                    capfd):
+    """/action going quiet must show in /diagnostics: people waiting longer than the latency
+    budget (a pass stuck in the backend), and outputs the model gave as NaN (suppressed)."""
+    with recognizer_node(tiny_model) as node:
+        probe = Probe()
+        release, entered, finished = threading.Event(), threading.Event(), threading.Event()
+        infer = node.recognizer.infer
+
+        def stuck(*args, **kwargs):
+            entered.set()
+            release.wait(30)
+            try:
+                return infer(*args, **kwargs)
+            finally:
+                finished.set()
+
+        monkeypatch.setattr(node.recognizer, "infer", stuck)
+        try:
+            _feed(node, 0, 12)
+            assert entered.wait(30)
+            budget = node.node_params.latency_budget_ms
+            assert _wait(lambda: node.recognizer.stats()["oldest_wait_ms"] > budget)
+
+            def diagnostics():
+                start = len(probe.diagnostics)
+                node._publish_diagnostics()
+                assert spin_until(probe.node, lambda: len(probe.diagnostics) > start, 10)
+                return probe.diagnostics[-1]
+
+            warned = diagnostics()
+            assert warned["level"] == 1 and "inference is behind or stuck" in warned["message"]
+            assert int(warned["people_waiting"]) == 1
+        finally:
+            release.set()
+        assert finished.wait(30)
+        forward = node.recognizer._forward
+
+        def nan_outputs(*args, **kwargs):
+            probs, refined, offsets = forward(*args, **kwargs)
+            return torch.full_like(probs, float("nan")), refined, offsets
+
+        monkeypatch.setattr(node.recognizer, "_forward", nan_outputs)
+        monkeypatch.setattr(node.recognizer, "infer", infer)
+        before = node.recognizer.outputs_suppressed
+        _feed(node, 12, 1)                      # one new frame: one pass, one output
+        assert _wait(lambda: node.recognizer.outputs_suppressed == before + 1)
+        warned = diagnostics()
+        assert warned["level"] == 1 and "outputs suppressed" in warned["message"], warned
+        quiet = diagnostics()               # nothing new since: OK again
+        assert "outputs suppressed" not in quiet["message"]
+        probe.node.destroy_node()
+    log = capfd.readouterr().err
+    assert log.count("the model gave non-finite values") == 1, log

@@ -102,6 +102,45 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_cleanly(tiny_model, tmp_path):
         assert code == 0 and "Traceback" not in log, f"{name}: {log}"
 
 
+def _exporting(cache: Path):
+    return lambda p: any(entry.name.startswith(".export.") for entry in cache.iterdir())
+
+
+def test_sigterm_at_any_moment_exits_cleanly_and_promptly(tiny_model, tmp_path):
+    """SIGTERM (systemd, docker stop, launch after its SIGINT) while torch loads, while the
+    ONNX graph of a first start is being exported, and once running: status 0, no traceback,
+    and out within seconds (docker stop's grace period is 10 s)."""
+    cache = tmp_path / "graphs"
+    cache.mkdir()
+    moments = {"torch loading": ((), MOMENTS["torch loading"]),
+               "exporting the graph": (("backend:=onnxruntime", f"backend_cache_dir:={cache}"),
+                                       _exporting(cache)),
+               "running": ((), MOMENTS["running"])}
+    procs = {name: start_process(recognizer_args(tiny_model, *overrides),
+                                 tmp_path / f"r{k}.log")
+             for k, (name, (overrides, _)) in enumerate(moments.items())}
+    signalled, deadline = {}, time.monotonic() + 120
+    while len(signalled) < len(procs) and time.monotonic() < deadline:
+        for name, proc in procs.items():
+            if name not in signalled and (moments[name][1](proc) or proc.poll() is not None):
+                proc.send_signal(signal.SIGTERM)
+                signalled[name] = time.monotonic()
+        time.sleep(0.005)
+    assert len(signalled) == len(procs), f"never reached: {set(procs) - set(signalled)}"
+    exited: dict[str, float] = {}
+    while len(exited) < len(procs) and time.monotonic() < max(signalled.values()) + 15:
+        for name, proc in procs.items():
+            if name not in exited and proc.poll() is not None:
+                exited[name] = time.monotonic()
+        time.sleep(0.01)
+    for name, proc in procs.items():
+        took = exited.get(name, float("inf")) - signalled[name]
+        code = stop_process(proc, timeout_s=60)
+        log = proc.log_path.read_text()
+        assert code == 0 and "Traceback" not in log, f"{name}: exit {code}: {log}"
+        assert took < 15, f"{name}: {took:.1f} s after SIGTERM"
+
+
 def _clock(sim_ns: int) -> Clock:
     return Clock(clock=Time(sec=sim_ns // 10**9, nanosec=sim_ns % 10**9))
 

@@ -16,19 +16,29 @@ _interrupt_received = False
 
 
 def _interrupted(signum, frame) -> None:
-    # Ctrl-C at any moment, start-up included (importing torch, loading the model, creating
-    # the DDS participant): leave quietly with status 0, running every `finally` on the way.
-    # A second Ctrl-C while shutting down must not break into atexit handlers (torch's).
+    # Ctrl-C or SIGTERM (systemd, docker stop, launch) at any moment, start-up included
+    # (importing torch, loading the model, exporting its graph, creating the DDS participant):
+    # leave quietly with status 0, running every `finally` on the way. A second signal while
+    # shutting down must not break into atexit handlers (torch's).
     global _interrupt_received
     _interrupt_received = True
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
     raise SystemExit(0)
 
 
-# Run as the program: installed before the heavy imports below, so an early Ctrl-C prints no
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _handle_stop_signals() -> None:
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, _interrupted)
+
+
+# Run as the program: installed before the heavy imports below, so an early signal prints no
 # traceback either. (Imported as a library, the host program's handling stays.)
 if __name__ == "__main__" or Path(sys.argv[0]).name == "prgcn-recognizer":
-    signal.signal(signal.SIGINT, _interrupted)
+    _handle_stop_signals()
 
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -93,6 +103,11 @@ WITH_MESSAGE_INFO = hasattr(Subscription, "CallbackType")
 # Parameters every rclpy node has; not ours to validate.
 _BUILTIN_PARAMETERS = {"use_sim_time", "start_type_description_service"}
 HOUSEKEEPING_PERIOD_S = 0.1
+# Failed inference passes in a row that stop the node (a fault that does not go away), the
+# pause after each, and how many kinds of error are logged (each once).
+MAX_FAILED_PASSES = 50
+FAILED_PASS_PAUSE_S = 0.1
+MAX_ERROR_KINDS = 16
 # Every entity is visited by the executor on every wake-up, in Python: no default QoS-event
 # handlers (measured: they cost ingestion a good part of its throughput). The inputs keep one:
 # messages the middleware lost (best effort, large messages) are counted, not silent.
@@ -309,6 +324,9 @@ class RecognizerNode(Node):
         self._next_diagnostics = time.monotonic() + p.diagnostics_period_s
         self._last_dropped = 0
         self._last_lost = 0
+        self._last_errors = 0
+        self._last_suppressed = 0
+        self._suppressed_logged = False
         self._clock_basis = self._track_clock()[0]
         per_pass = (f"at most {rec.max_batch} samples" if rec.max_batch
                     else "every person due")
@@ -499,8 +517,25 @@ class RecognizerNode(Node):
         stats = self.recognizer.stats()
         stats["messages_lost"] = self.messages_lost
         stats["publishers_incompatible"] = self._incompatible_publishers()
+        stats["inference_errors"] = self.inference_errors
         period = self.node_params.diagnostics_period_s
         warn = []
+        failed = self.inference_errors - self._last_errors
+        self._last_errors = self.inference_errors
+        if failed:
+            warn.append(f"{failed} inference passes failed in the last {period:g} s (see the "
+                        f"log)")
+        suppressed = stats["outputs_suppressed"] - self._last_suppressed
+        self._last_suppressed = stats["outputs_suppressed"]
+        if suppressed:
+            warn.append(f"{suppressed} outputs suppressed in the last {period:g} s (the model "
+                        f"gave non-finite values)")
+            if not self._suppressed_logged:
+                self._suppressed_logged = True
+                self.get_logger().warning(
+                    "the model gave non-finite values (NaN or inf) for a person: that output "
+                    "is not published (counted as outputs_suppressed in /diagnostics, logged "
+                    "only this once)")
         dropped = stats["dropped_total"] - self._last_dropped
         self._last_dropped = stats["dropped_total"]
         if dropped:
@@ -517,6 +552,11 @@ class RecognizerNode(Node):
         if stats["latency_samples"] and stats["latency_p99_ms"] > budget:
             warn.append(f"latency p99 {stats['latency_p99_ms']:.1f} ms over the {budget:g} ms "
                         f"budget (last {stats['latency_window_s']:g} s)")
+        if stats["people_waiting"] and stats["oldest_wait_ms"] > budget:
+            # What the latency figures cannot show: frames that never reach an output.
+            warn.append(f"{stats['people_waiting']} people waiting for a pass, the oldest "
+                        f"frame for {stats['oldest_wait_ms']:.0f} ms (over the {budget:g} ms "
+                        f"budget): inference is behind or stuck")
         self.diagnostics_pub.publish(conversions.diagnostics_msg(
             self.get_clock().now().to_msg(), self.status_name, stats, warn))
 
@@ -528,13 +568,16 @@ class RecognizerNode(Node):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.inference_error: BaseException | None = None
+        self.inference_errors = 0
+        self._inference_errors_seen: set[str] = set()
         self._inference = threading.Thread(target=self._inference_loop, name="inference",
                                            daemon=True)
         self._inference.start()
 
     def _inference_loop(self) -> None:
-        try:
-            while not self._stop.is_set():
+        failed_in_a_row = 0
+        while not self._stop.is_set():
+            try:
                 wait = self.recognizer.next_due()
                 if wait is None:          # nobody waits: sleep until ingestion has frames
                     self._wake.wait()
@@ -546,19 +589,39 @@ class RecognizerNode(Node):
                     result = self.recognizer.infer()
                     if result is not None:
                         self._publish_result(result)
-        except Exception as error:
-            if self._stop.is_set() or not self.context.ok():
-                return   # shut down during the pass: nothing to publish to
-            self.inference_error = error
-            self.get_logger().fatal(f"inference failed: {type(error).__name__}: {error}")
-            self.context.try_shutdown()   # the executor stops; main() reports the error
+                    failed_in_a_row = 0
+            except Exception as error:
+                if self._stop.is_set() or not self.context.ok():
+                    return   # shut down during the pass: nothing to publish to
+                # A pass can fail for a while and recover (CUDA out of memory beside another
+                # process): the people of the failed pass wait for their next frames.
+                failed_in_a_row += 1
+                self.inference_errors += 1
+                if failed_in_a_row >= MAX_FAILED_PASSES:
+                    self.inference_error = error
+                    self.get_logger().fatal(
+                        f"inference failed {failed_in_a_row} times in a row, last: "
+                        f"{type(error).__name__}: {error}")
+                    self.context.try_shutdown()   # the executor stops; main() reports it
+                    return
+                kind = f"{type(error).__name__}: {str(error)[:LOG_TEXT_LIMIT]}"
+                if kind not in self._inference_errors_seen:
+                    if len(self._inference_errors_seen) < MAX_ERROR_KINDS:
+                        self._inference_errors_seen.add(kind)
+                        self.get_logger().error(
+                            f"an inference pass failed, its people are skipped until their "
+                            f"next frames (counted as inference_errors in /diagnostics, each "
+                            f"kind of error logged once; {MAX_FAILED_PASSES} in a row stop "
+                            f"the node):\n{traceback.format_exc()}")
+                self._stop.wait(FAILED_PASS_PAUSE_S)
 
     def destroy_node(self) -> None:
         if hasattr(self, "_inference"):   # (a Ctrl-C during start-up may leave it unstarted)
             self._stop.set()
             self._wake.set()
             if self._inference.is_alive() and threading.current_thread() is not self._inference:
-                self._inference.join(timeout=10.0)
+                # Bounded: a pass stuck in the backend must not hold up the exit (daemon).
+                self._inference.join(timeout=2.0)
         super().destroy_node()
 
     def _publish_result(self, result: InferenceResult) -> None:
@@ -597,7 +660,7 @@ def main(args: list[str] | None = None) -> int:
     if extra:   # everything else is a ROS argument; --help or a typo
         print(USAGE, file=sys.stdout if extra in (["-h"], ["--help"]) else sys.stderr)
         return 0 if extra in (["-h"], ["--help"]) else 2
-    signal.signal(signal.SIGINT, _interrupted)
+    _handle_stop_signals()
     rclpy.init(args=argv)
     node = None
     executor = None
@@ -620,8 +683,10 @@ def main(args: list[str] | None = None) -> int:
     except RuntimeError:
         # The SystemExit of a Ctrl-C raised inside rclpy's conversion of a message taken on
         # this thread (Python code run from C++) comes out as pybind11's "Unable to convert
-        # call argument": still the Ctrl-C.
-        if not _interrupt_received:
+        # call argument": still the Ctrl-C. A context shut down (rclpy's own signal handler,
+        # or a fatal inference error) between the executor's check and its wait set comes
+        # out as RCLError "the given context is not valid".
+        if not _interrupt_received and rclpy.ok():
             raise
     finally:
         if executor is not None:

@@ -11,6 +11,7 @@ import pytest
 from test_training_util import REPO
 
 from prgcn_ros import paths
+from prgcn_ros.model.io import read_metadata
 
 # name: (dataset folder, goal top-1 on the standard protocol, test clips)
 GOALS = {
@@ -91,6 +92,12 @@ def test_msr_model_says_unknown_for_foreign_actions(tmp_path):
     run = subprocess.run([sys.executable, str(REPO / "bench" / "unknown.py"), "--results",
                           str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    point = json.loads(out.read_text())["unknown"]["at_goal_kept"]
+    result = json.loads(out.read_text())["unknown"]
+    # The sets measured: every MSR test clip, every UTD-MHAD clip of the seven foreign actions
+    # (the threshold is chosen to keep 95 %, so only the foreign share is a finding).
+    assert result["n_in_domain"] == 273 and result["n_foreign"] == 222, result
+    accuracy = read_metadata(REPO / "models" / "prgcn_msr_action3d.safetensors")["accuracy"]["top1"]
+    assert result["in_domain_top1"] == pytest.approx(accuracy, abs=1e-3)
+    point = result["at_goal_kept"]
     assert point["in_domain_kept"] >= 0.95, point
     assert point["foreign_unknown"] >= 0.80, point

@@ -88,11 +88,20 @@ def mean_twin_similarity(trainer: Trainer, dataset: SequenceDataset) -> float:
 
 
 def test_view_consistency_pulls_the_views_of_a_performance_together():
+    """Each clip with a twin is paired with a recording of its own performance by another
+    sensor (any partner pulled closer would raise the similarity too), and the term pulls the
+    twins' features together."""
     data = twin_subset()
+    others = data.other_views()
     similarity = {}
     for weight in (0.0, 5.0):
         trainer = Trainer(nw_cfg(view_consistency=weight, epochs=4), train_set=data,
                           log=lambda m: None)
+        if weight:
+            index = torch.randperm(len(data)).tolist()
+            pairs = trainer.view_pairs(index, torch.Generator().manual_seed(0)).tolist()
+            assert sorted(p for p, _ in pairs) == [p for p, i in enumerate(index) if others[i]]
+            assert all(twin in others[index[p]] for p, twin in pairs), pairs
         for _ in range(4):
             stats = trainer.train_epoch(progress=False)
         assert ("view" in stats) == (weight > 0)

@@ -175,6 +175,11 @@ def test_duplicate_ids_in_one_message_are_dropped_and_counted(probe):
         probe.skeletons.publish(msg)
         probe.spin(1 / 30)
     wait_counts(probe, {"dropped_duplicate_id": before + 10})
+    # An /action for pid would come after the counter: a valid person on the same input after
+    # it, once labelled, shows that anything the duplicates caused has arrived too.
+    later = next(_ids)
+    last = probe.play({later: standing(42)}, 5)
+    probe.wait_action(later, stamp=last)
     assert not probe.actions_for(pid)
 
 

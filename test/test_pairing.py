@@ -89,8 +89,11 @@ def test_pairing_is_stable_over_a_long_interaction():
     """Two people approaching and parting within the margin, and a third walking past: the
     pair never changes."""
     pairing = Pairing(gate=2.0)
+    # Out to 1.1 x the gate, into the margin (below RELEASE_FACTOR x the gate): a pair that
+    # parted at the gate itself would fail here.
+    assert 1.1 < RELEASE_FACTOR
     for t in range(200):
-        gap = 1.2 + 0.8 * np.sin(t / 20)          # 0.4 .. 2.0 m
+        gap = 1.3 + 0.9 * np.sin(t / 20)          # 0.4 .. 2.2 m
         pairing.update({1: at(0.0), 2: at(gap), 3: at(4.0 - t * 0.03, 2.5)})
         assert pairing.partner(1) == 2, t
 

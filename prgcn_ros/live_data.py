@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from prgcn_ros.skeleton.labels import UNKNOWN_LABEL  # noqa: F401 - re-exported
 from prgcn_ros.skeleton.layouts import LAYOUTS, TWO_D_LAYOUTS  # noqa: F401 - re-exported
 
 # Why each dropped input was dropped; the keys appear in /diagnostics as dropped_<key>.
@@ -71,8 +72,7 @@ ID_SPAN = 2**31
 DEFAULT_MODEL = "models/prgcn_msr_action3d.safetensors"
 
 # /action's label for a person whose calibrated top confidence is below min_confidence (the
-# top-k classes are still listed); class_index is then UNKNOWN_CLASS_INDEX.
-UNKNOWN_LABEL = "unknown"
+# top-k classes are still listed) is UNKNOWN_LABEL; class_index is then UNKNOWN_CLASS_INDEX.
 UNKNOWN_CLASS_INDEX = -1
 
 # Action.partner_id of a person recognised alone (a model of one person per sample, or nobody

@@ -249,6 +249,8 @@ class Recognizer:
 
     # ------------------------------------------------------------------ live parameters
     def set_top_k(self, top_k: int) -> None:
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
         self.params.top_k = top_k
         self.top_k = min(top_k, len(self.class_names))
 
@@ -582,6 +584,9 @@ def metadata_problem(metadata: Mapping[str, Any]) -> str | None:
     if not isinstance(names, list) or len(names) != outputs:
         count = len(names) if isinstance(names, list) else "no"
         return f"metadata has {count} class names for {outputs} model outputs"
+    if UNKNOWN_LABEL in names:
+        return (f"a class is named {UNKNOWN_LABEL!r}, the label /action gives below "
+                f"min_confidence: a listener could not tell the two apart")
     try:
         PreprocessConfig.from_dict(dict(metadata.get("preprocess") or {}))
         mode, length, interpolation = window_setting(metadata.get("window"))

@@ -111,6 +111,8 @@ def test_weights_not_matching_architecture(saved, change, words):
     ({"calibration": {"temperature": 0}}, "temperature 0 is not a positive number"),
     ({"calibration": {"temperature": float("nan")}}, "is not a positive number"),
     ({"calibration": {"temperature": "hot"}}, "'hot' is not a positive number"),
+    ({"calibration": {"temperature": 1e300}}, "1e+300 is outside 0.01-100"),
+    ({"calibration": {"temperature": 1e-320}}, "is outside 0.01-100"),
     ({"calibration": 3}, "calibration is not an object"),
     ({"max_persons": 3}, "max_persons 3 is not 1 or 2"),
     ({"max_persons": "two"}, "max_persons 'two' is not 1 or 2"),
@@ -118,8 +120,9 @@ def test_weights_not_matching_architecture(saved, change, words):
     ({"architecture": "extra"}, "architecture"),
 ])
 def test_metadata_values_every_reader_uses_are_checked(saved, change, words):
-    """A negative temperature would invert the ranking, NaN suppress every output, a third
-    person slot run samples training never made: refused, naming the file."""
+    """A negative temperature would invert the ranking, NaN suppress every output, a huge one
+    make every answer 'unknown' and a tiny one NaN scores, a third person slot run samples
+    training never made: refused, naming the file."""
     path, _ = saved
     meta = json.loads(path.with_suffix(".json").read_text())
     meta.update(change)

@@ -732,6 +732,7 @@ def test_a_crop_model_needs_a_window_as_long_as_its_crop():
      "'interpolation': 'cubic'"),
     (lambda m: m["architecture"].update(layout="kinect21"), "unknown skeleton layout"),
     (lambda m: m.update(inference={"pair_orders": "sorted"}), "pair_orders 'sorted'"),
+    (lambda m: m.update(class_names=[*CLASSES[:2], "unknown"]), "a class is named 'unknown'"),
 ])
 def test_model_metadata_the_node_cannot_use_is_refused_naming_the_file(tmp_path, change, words):
     from prgcn_ros.model.io import ModelFileError, save_model
@@ -945,6 +946,9 @@ def test_live_parameters_apply_at_once():
     person = rec.infer().people[0]
     assert len(person.top_labels) == 3
     assert rec.ingestion.tracks[0].history.maxlen == 4
+    with pytest.raises(ValueError, match="top_k"):   # no pass could list zero classes
+        rec.set_top_k(0)
+    assert rec.top_k == 3
 
 
 def test_smoothing_turned_off_and_on_again_averages_no_stale_scores():

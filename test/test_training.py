@@ -110,6 +110,17 @@ def test_lr_schedule_forms():
     assert [learning_rate(cfg, e) for e in (49, 50, 80)] == pytest.approx([0.01, 1e-3, 1e-4])
 
 
+def test_a_class_named_unknown_is_refused():
+    """'unknown' is what /action says below min_confidence: a class of that name could not be
+    told apart from it."""
+    from prgcn_ros.training.datasets import class_names
+
+    cfg = load_config(None, overrides={"data": {"kind": "stgcn_arrays",
+                                                "class_names": ["wave", "unknown"]}})
+    with pytest.raises(ConfigError, match="may not be named 'unknown'"):
+        class_names(cfg)
+
+
 def test_lr_cosine_schedule_and_warmup():
     cfg = load_config(MSR_CONFIG, parse_set(["optim.epochs=45", "optim.lr=0.02",
                                              "optim.schedule.kind=cosine",

@@ -19,6 +19,8 @@ from prgcn_ros.model.build import build_model, model_arch
 from prgcn_ros.model.graph import layout_name
 
 FORMAT = "prgcn_ros-model/1"
+# The calibration temperatures a model file may carry (the fit searches 0.05-20).
+TEMPERATURE_RANGE = (0.01, 100.0)
 
 # Models the package ships, by name: models/prgcn_<name>.safetensors (+ .json).
 SHIPPED_MODELS: tuple[str, ...] = ("msr_action3d", "nw_ucla", "utd_mhad", "sbu_interaction")
@@ -140,6 +142,11 @@ def _metadata_value_problem(meta: dict[str, Any]) -> str | None:
             isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
             and math.isfinite(temperature) and temperature > 0):
         return f"calibration.temperature {temperature!r} is not a positive number"
+    low, high = TEMPERATURE_RANGE
+    if temperature is not None and not low <= temperature <= high:
+        # Far outside what a fit gives: every answer 'unknown' (huge) or NaN scores (tiny).
+        return (f"calibration.temperature {temperature!r} is outside {low:g}-{high:g} (a fitted "
+                f"temperature lies within 0.05-20)")
     persons = meta.get("max_persons")
     if persons is not None and (isinstance(persons, bool) or persons not in (1, 2)):
         return f"max_persons {persons!r} is not 1 or 2"

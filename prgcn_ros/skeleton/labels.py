@@ -1,6 +1,10 @@
 """Class names of the datasets the readers know (0-based index = label)."""
 from __future__ import annotations
 
+# /action's label for a person the model does not know well enough (below min_confidence): no
+# model may name a class so.
+UNKNOWN_LABEL = "unknown"
+
 # MSR Action3D, action aAA in the file name is class AA - 1.
 MSR_ACTION3D_CLASSES: tuple[str, ...] = (
     "high arm wave", "horizontal arm wave", "hammer", "hand catch", "forward punch",

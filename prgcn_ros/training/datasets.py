@@ -19,6 +19,7 @@ from prgcn_ros.skeleton.labels import (
     NW_UCLA_ACTIONS,
     NW_UCLA_CLASSES,
     SBU_INTERACTION_CLASSES,
+    UNKNOWN_LABEL,
     UTD_MHAD_CLASSES,
 )
 from prgcn_ros.skeleton.sequence import SkeletonSequence
@@ -260,6 +261,14 @@ def sbu_interaction(root: Path, pairs: Sequence[str], description: str = ""
 
 def class_names(cfg: dict) -> list[str]:
     """The class names the config names: a list, a file under the data root, or a known set."""
+    names = _named_classes(cfg)
+    if UNKNOWN_LABEL in names:
+        raise ConfigError(f"a class may not be named {UNKNOWN_LABEL!r}: the recognizer answers "
+                          f"that below min_confidence (rename it, e.g. 'other')")
+    return names
+
+
+def _named_classes(cfg: dict) -> list[str]:
     names = cfg["data"].get("class_names")
     if isinstance(names, list):
         return [str(n) for n in names]

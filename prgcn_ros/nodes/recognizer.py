@@ -165,7 +165,8 @@ NODE_PARAMETER_SPECS: dict[str, ParamSpec] = {
     "input_depth": ParamSpec("QoS history depth of the inputs", 1, 100_000),
     "diagnostics_period_s": ParamSpec("seconds between /diagnostics messages", 1e-3, 3600.0),
     "latency_budget_ms": ParamSpec("/diagnostics turns WARN while the p99 latency of the "
-                                   "last seconds is above this", 0.0, 1e9, live=True),
+                                   "last seconds, or a frame's wait for a pass, is above "
+                                   "this", 0.0, 1e9, live=True),
     "input_frame_convention": ParamSpec("the 3D input's axes: empty (the axis parameter "
                                         "decides), y_up, y_down (optical frames) or z_up "
                                         "(REP-103 base_link, odom)"),

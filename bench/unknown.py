@@ -13,6 +13,11 @@ the result says which). Writes the sweep under "unknown" in bench/results.json (
 kept). Goal: >= 80 % of the foreign clips unknown while >= 95 % of the correct in-domain clips
 are kept. ``--limit N``: only the first N clips of each set (a quick check).
 
+Live, a person's label is the mean of their last ``smoothing`` passes, each over the window so
+far: the same clips streamed frame by frame through the recognizer (a pass after every frame,
+the shipped config/recognizer.yaml's window, min_frames and smoothing) give the operating
+point's shares as the node gives them (``unknown.live``; ``--no-live`` skips it).
+
 For choosing a threshold for the other shipped models (``nw_ucla``, ``utd_mhad``,
 ``sbu_interaction``; those whose data is there), it also writes the share of each one's correct
 test answers kept at every threshold, and the threshold that keeps 95 % of them
@@ -28,6 +33,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -37,6 +43,7 @@ import livekit  # noqa: E402
 
 from prgcn_ros import paths  # noqa: E402
 from prgcn_ros.model.io import load_model, resolve_model  # noqa: E402
+from prgcn_ros.recognition import InputFrame, Recognizer, RecognizerParams  # noqa: E402
 from prgcn_ros.training import calibration  # noqa: E402
 from prgcn_ros.training.config import load_config  # noqa: E402
 from prgcn_ros.training.datasets import SequenceDataset, build_dataset, utd_mhad  # noqa: E402
@@ -50,6 +57,8 @@ FOREIGN = ("sit to stand", "stand to sit", "squat (two arms stretch out)",
 GOAL_UNKNOWN, GOAL_KEPT = 0.80, 0.95
 THRESHOLDS = [round(0.05 * k, 2) for k in range(1, 20)]
 OTHER_MODELS = ("nw_ucla", "utd_mhad", "sbu_interaction")
+NODE_PARAMS = REPO / "config" / "recognizer.yaml"
+LIVE_FPS = 30.0
 
 
 def _first(dataset: SequenceDataset, limit: int | None) -> SequenceDataset:
@@ -86,6 +95,42 @@ def operating_point(in_probs: np.ndarray, in_labels: np.ndarray, foreign_probs: 
             if len(conf_foreign) else None}
 
 
+def live_settings() -> dict:
+    """The shipped node's settings that shape a person's label over time."""
+    shipped = yaml.safe_load(NODE_PARAMS.read_text())["/**"]["ros__parameters"]
+    return {key: shipped[key] for key in ("window", "min_frames", "smoothing")}
+
+
+def live_probabilities(model, meta: dict, clips: list, settings: dict | None = None,
+                       chunk: int = 64) -> np.ndarray:
+    """Each clip streamed frame by frame through the live recognizer, as a driver at LIVE_FPS
+    would send it (the clips of a chunk side by side, each its own sensor), with a pass after
+    every frame and the shipped node's window, min_frames and smoothing (or ``settings``): the
+    probabilities of the last /action of each clip's person (NaN where it never got one)."""
+    settings = live_settings() if settings is None else settings
+    out = np.full((len(clips), len(meta["class_names"])), np.nan)
+    for first in range(0, len(clips), chunk):
+        part = range(first, min(first + chunk, len(clips)))
+        recognizer = Recognizer(model, meta, RecognizerParams.from_dict({
+            **settings, "device": "cpu", "backend": "torch", "max_batch": chunk,
+            "max_people": chunk,
+            "max_rate_hz": 1e6, "track_timeout_s": 1e6}), "cpu")
+        for t in range(max(clips[k].num_frames for k in part)):
+            now = 100.0 + t / LIVE_FPS
+            for k in part:
+                clip = clips[k]
+                if t >= clip.num_frames or not clip.confidence[t, 0].any():
+                    continue
+                recognizer.ingest(InputFrame(
+                    stamp_ns=10**9 + round(t * 1e9 / LIVE_FPS), frame_id=f"clip{k}",
+                    layout=clip.layout, ids=[1], coords=[clip.coords[t, 0]],
+                    confidence=[clip.confidence[t, 0]], arrival=now, clock_s=now))
+            result = recognizer.infer(now=now)
+            for person in result.people if result is not None else []:
+                out[int(person.frame_id[len("clip"):])] = person.probabilities
+    return out
+
+
 def kept_by_model(names: tuple[str, ...], limit: int | None) -> dict[str, dict]:
     """Per shipped model whose data is here: the share of its correct test answers kept at each
     threshold (calibrated), and the threshold that keeps GOAL_KEPT of them."""
@@ -119,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the model's training config (its test split is in-domain)")
     parser.add_argument("--limit", type=int, default=None, help="first N clips of each set")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--no-live", action="store_true",
+                        help="skip streaming the clips through the live recognizer")
     args = parser.parse_args(argv)
 
     model_path = resolve_model(args.model)
@@ -169,6 +216,26 @@ def main(argv: list[str] | None = None) -> int:
         "limit": args.limit,
         "kept_by_model": kept_by_model(OTHER_MODELS, args.limit),
     }
+    if at_kept is not None and not args.no_live:
+        live_in = live_probabilities(model, meta, [in_domain[i] for i in range(len(in_domain))])
+        live_foreign = live_probabilities(model, meta, [foreign[i] for i in range(len(foreign))])
+        threshold = at_kept["threshold"]
+        right = live_in.argmax(1) == in_labels
+        live_at_kept = operating_point(live_in, in_labels, live_foreign)
+        result["live"] = {
+            "what": "the clips streamed through the recognizer, a pass after every frame at 30 "
+                    "Hz, config/recognizer.yaml's window, min_frames and smoothing: each clip's "
+                    "last /action; at the offline operating point's threshold, and its own",
+            "settings": live_settings(),
+            "in_domain_top1": float(right.mean()),
+            "threshold": threshold,
+            "in_domain_kept": float((live_in.max(1)[right] >= threshold).mean()),
+            "foreign_unknown": float((live_foreign.max(1) < threshold).mean()),
+            "at_goal_kept": live_at_kept,
+            "sweep": sweep(live_in, in_labels, live_foreign, THRESHOLDS),
+            "unlabelled_clips": int(np.isnan(live_in).any(1).sum()
+                                    + np.isnan(live_foreign).any(1).sum()),
+        }
     if not args.limit:       # a quick check on the first clips is no result
         livekit.update_results({"unknown": result}, args.results)
     for r in rows:
@@ -177,6 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     if at_kept:
         print(f"keeping {at_kept['in_domain_kept']:.3f} of the right answers (threshold "
               f"{at_kept['threshold']:.3f}): foreign unknown {at_kept['foreign_unknown']:.3f}")
+    if "live" in result:
+        live = result["live"]
+        print(f"live ({live['settings']}): at {live['threshold']:.3f} keeps "
+              f"{live['in_domain_kept']:.3f}, foreign unknown {live['foreign_unknown']:.3f}")
+        if live["at_goal_kept"]:
+            point = live["at_goal_kept"]
+            print(f"live, keeping {point['in_domain_kept']:.3f} of the right answers (threshold "
+                  f"{point['threshold']:.3f}): foreign unknown {point['foreign_unknown']:.3f}")
     print(f"T = {temperature:g} ({'calibrated' if result['calibrated'] else 'no temperature'}); "
           f"thresholds meeting the goal: {result['thresholds_meeting_goal'] or 'none'}")
     for name, row in result["kept_by_model"].items():

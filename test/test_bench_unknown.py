@@ -69,3 +69,25 @@ def test_kept_by_model_evaluates_a_shipped_model_on_its_own_test_clips(data_dir)
     for threshold in unknown.THRESHOLDS:
         expected = float((probs.max(1)[right] >= threshold).mean())
         assert row["kept"][str(threshold)] == pytest.approx(expected), threshold
+
+
+def test_live_streaming_gives_the_offline_scores_without_smoothing(data_dir):
+    """A clip streamed frame by frame through the recognizer, its whole length in the window
+    and no smoothing, ends on the scores prgcn-eval gives the clip: the live figures differ
+    from the offline ones by the smoothing alone."""
+    from prgcn_ros.model.io import load_model, resolve_model
+    from prgcn_ros.training.config import load_config
+    from prgcn_ros.training.datasets import build_dataset
+    from prgcn_ros.training.evaluate import config_for_model, config_path, predict
+
+    model, meta = load_model(resolve_model("msr_action3d"))
+    cfg = config_for_model(load_config(config_path("msr_action3d")), meta)
+    test = unknown._first(build_dataset(cfg, "test"), 3)
+    clips = [test[i] for i in range(len(test))]
+    assert max(clip.num_frames for clip in clips) <= 96
+    offline, _ = predict(model, test, cfg)
+    live = unknown.live_probabilities(model, meta, clips,
+                                      {"window": 96, "min_frames": 10, "smoothing": 1})
+    np.testing.assert_allclose(live, offline, atol=1e-5)
+    smoothed = unknown.live_probabilities(model, meta, clips, unknown.live_settings())
+    assert unknown.live_settings()["smoothing"] > 1 and not np.allclose(smoothed, offline)

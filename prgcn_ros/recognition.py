@@ -558,8 +558,11 @@ class Recognizer:
                 "inferences": self.inferences,
                 "outputs_suppressed": self.outputs_suppressed,
                 "people_waiting": len(waiting),
-                "oldest_wait_ms": 1e3 * max((now - ing.tracks[k].pending[0] for k in waiting
-                                             if ing.tracks[k].pending), default=0.0),
+                # As latency counts: before a person's first label only the newest frame (the
+                # rest were warm-up up to min_frames).
+                "oldest_wait_ms": 1e3 * max(
+                    (now - (t.pending[0] if t.labelled else t.pending[-1])
+                     for t in (ing.tracks[k] for k in waiting) if t.pending), default=0.0),
                 "tracks_started": ing.tracks_started,
                 "tracks_expired": ing.tracks_expired,
                 "clock_resets": ing.clock_resets,

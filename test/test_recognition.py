@@ -937,6 +937,21 @@ def test_a_sample_with_nan_outputs_is_suppressed_and_counted_the_others_publishe
     assert np.isfinite(people[0].probabilities).all() and np.isfinite(people[0].refined).all()
 
 
+def test_a_new_persons_warm_up_frames_are_not_a_wait_for_a_pass():
+    """/diagnostics' oldest_wait_ms counts as latency does: a person reaching min_frames waits
+    from their newest frame, not from their first warm-up frame (a false 'stuck' WARN)."""
+    rec = tiny_recognizer(min_frames=10)
+    for t in range(10):
+        rec.ingest(frame(t))                        # 30 Hz: the first is 0.3 s old at the last
+    stats = rec.stats(now=100.0 + 9 / 30 + 0.001)
+    assert stats["people_waiting"] == 1 and stats["oldest_wait_ms"] < 2.0, stats
+    rec.infer(now=100.0 + 9 / 30 + 0.002)
+    for t in range(10, 13):                         # labelled now: every new frame counts
+        rec.ingest(frame(t))
+    stats = rec.stats(now=100.0 + 12 / 30)
+    assert stats["oldest_wait_ms"] == pytest.approx(2 / 30 * 1e3, abs=0.5), stats
+
+
 def test_live_parameters_apply_at_once():
     rec = tiny_recognizer(top_k=1, smoothing=1)
     rec.set_top_k(3)

@@ -391,6 +391,27 @@ def test_checkpoint_from_before_an_option_existed_resumes(msr_train, tmp_path):
         Trainer(cfg, train_set=data, log=lambda m: None).resume(tmp_path / "run")
 
 
+def test_a_cosine_run_resumes_only_at_its_own_length(msr_train, tmp_path):
+    """The step schedule's run may be extended on resume; a cosine's length is its curve (a
+    50-epoch run resumed for 100 would jump from near 0 to half the rate)."""
+    data = subset(msr_train, 8)
+
+    def cfg(epochs: int) -> dict:
+        return small_cfg(optim={"batch_size": 4, "epochs": epochs,
+                                "schedule": {"kind": "cosine", "warmup": 1}})
+
+    first = Trainer(cfg(3), train_set=data, log=lambda m: None)
+    first.train_epoch(progress=False, max_steps=1)
+    first.save(tmp_path / "run")
+    Trainer(cfg(3), train_set=data, log=lambda m: None).resume(tmp_path / "run")
+    with pytest.raises(ConfigError, match="cosine schedule's length"):
+        Trainer(cfg(6), train_set=data, log=lambda m: None).resume(tmp_path / "run")
+    step = small_cfg(epochs=3)
+    first = Trainer(step, train_set=data, log=lambda m: None)
+    first.save(tmp_path / "step")
+    Trainer(small_cfg(epochs=6), train_set=data, log=lambda m: None).resume(tmp_path / "step")
+
+
 def test_mixup_blends_the_windows_and_their_labels(msr_train):
     alpha = 0.4
     cfg = small_cfg(optim={"batch_size": 8, "mixup": alpha, "label_smoothing": 0.1},

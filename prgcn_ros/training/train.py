@@ -450,6 +450,12 @@ class Trainer:
         # Everything that makes the run, but the number of epochs (a run may be extended) and
         # where the data lies (another machine, a moved folder).
         if "optim" in saved:
+            cosine = current["optim"]["schedule"].get("kind") == "cosine"
+            if cosine and saved["optim"]["epochs"] != current["optim"]["epochs"]:
+                # Its span is the run's length: another one would jump along the curve walked.
+                raise ConfigError(f"cannot resume from {path} with {current['optim']['epochs']} "
+                                  f"epochs: a cosine schedule's length is the run's "
+                                  f"({saved['optim']['epochs']} epochs)")
             saved["optim"] = {**saved["optim"], "epochs": current["optim"]["epochs"]}
         if "data" in saved:
             saved["data"] = {**saved["data"], "dir": current["data"]["dir"]}

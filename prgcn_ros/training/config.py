@@ -127,7 +127,8 @@ DEFAULTS: dict[str, Any] = {
         # the new rate starts). Either explicit `milestones`, or `start` + `every`: decays at
         # start, start + every, ... (the paper's "every 10 epochs apart from the first 10").
         # kind "cosine" ignores those: the rate falls from lr towards 0 along half a cosine over
-        # the epochs after `warmup` (either kind: the first `warmup` epochs rise linearly to lr).
+        # the epochs after `warmup` (such a run resumes only with its own number of epochs).
+        # Either kind: the first `warmup` epochs rise linearly to lr.
         "schedule": {"kind": "step", "gamma": 0.1, "milestones": None, "start": 10, "every": 10,
                      "warmup": 0},
         "grad_clip": None,

@@ -113,8 +113,7 @@ def live_probabilities(model, meta: dict, clips: list, settings: dict | None = N
         part = range(first, min(first + chunk, len(clips)))
         recognizer = Recognizer(model, meta, RecognizerParams.from_dict({
             **settings, "device": "cpu", "backend": "torch", "max_batch": chunk,
-            "max_people": chunk,
-            "max_rate_hz": 1e6, "track_timeout_s": 1e6}), "cpu")
+            "max_people": chunk, "max_rate_hz": 1e6, "track_timeout_s": 1e6}), "cpu")
         for t in range(max(clips[k].num_frames for k in part)):
             now = 100.0 + t / LIVE_FPS
             for k in part:

@@ -44,6 +44,7 @@ import livekit  # noqa: E402
 from prgcn_ros import paths  # noqa: E402
 from prgcn_ros.model.io import load_model, resolve_model  # noqa: E402
 from prgcn_ros.recognition import InputFrame, Recognizer, RecognizerParams  # noqa: E402
+from prgcn_ros.skeleton.sequence import frame_people  # noqa: E402
 from prgcn_ros.training import calibration  # noqa: E402
 from prgcn_ros.training.config import load_config  # noqa: E402
 from prgcn_ros.training.datasets import SequenceDataset, build_dataset, utd_mhad  # noqa: E402
@@ -106,7 +107,8 @@ def live_probabilities(model, meta: dict, clips: list, settings: dict | None = N
     """Each clip streamed frame by frame through the live recognizer, as a driver at LIVE_FPS
     would send it (the clips of a chunk side by side, each its own sensor), with a pass after
     every frame and the shipped node's window, min_frames and smoothing (or ``settings``): the
-    probabilities of the last /action of each clip's person (NaN where it never got one)."""
+    probabilities of the last /action of each clip's person (of a clip of several, the last
+    listed; NaN where it never got one)."""
     settings = live_settings() if settings is None else settings
     out = np.full((len(clips), len(meta["class_names"])), np.nan)
     for first in range(0, len(clips), chunk):
@@ -118,12 +120,14 @@ def live_probabilities(model, meta: dict, clips: list, settings: dict | None = N
             now = 100.0 + t / LIVE_FPS
             for k in part:
                 clip = clips[k]
-                if t >= clip.num_frames or not clip.confidence[t, 0].any():
+                if t >= clip.num_frames:
                     continue
-                recognizer.ingest(InputFrame(
-                    stamp_ns=10**9 + round(t * 1e9 / LIVE_FPS), frame_id=f"clip{k}",
-                    layout=clip.layout, ids=[1], coords=[clip.coords[t, 0]],
-                    confidence=[clip.confidence[t, 0]], arrival=now, clock_s=now))
+                ids, coords, conf = frame_people(clip, t, list(range(1, clip.num_persons + 1)))
+                if ids:
+                    recognizer.ingest(InputFrame(
+                        stamp_ns=10**9 + round(t * 1e9 / LIVE_FPS), frame_id=f"clip{k}",
+                        layout=clip.layout, ids=ids, coords=list(coords),
+                        confidence=list(conf), arrival=now, clock_s=now))
             result = recognizer.infer(now=now)
             for person in result.people if result is not None else []:
                 out[int(person.frame_id[len("clip"):])] = person.probabilities

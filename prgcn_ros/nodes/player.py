@@ -48,7 +48,7 @@ from prgcn_ros.skeleton.bags import (
     write_bag,
 )
 from prgcn_ros.skeleton.readers import RecordingError, natural_key, read_recording
-from prgcn_ros.skeleton.sequence import SkeletonSequence
+from prgcn_ros.skeleton.sequence import SkeletonSequence, frame_people
 
 # Messages are never sent closer than this share of their recorded spacing: a player behind
 # schedule (a busy machine) catches up at 4/3 speed instead of in a burst the recognizer would
@@ -63,13 +63,6 @@ class _Playing:
     step: float                # frames of this recording per tick of the player's clock
     phase: float = 0.0
     next_frame: int = 0
-
-
-def frame_people(seq: SkeletonSequence, t: int, ids: list[int]
-                 ) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """The people present in frame t (a slot with no confident joint is nobody)."""
-    present = [m for m in range(seq.num_persons) if (seq.confidence[t, m] > 0).any()]
-    return ([ids[m] for m in present], seq.coords[t, present], seq.confidence[t, present])
 
 
 def declare_frame_id(node: Node) -> str:

@@ -323,11 +323,7 @@ class RecognizerNode(Node):
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(HOUSEKEEPING_PERIOD_S, self._on_housekeeping, clock=self._steady)
         self._next_diagnostics = time.monotonic() + p.diagnostics_period_s
-        self._last_dropped = 0
-        self._last_lost = 0
-        self._last_errors = 0
-        self._last_suppressed = 0
-        self._suppressed_logged = False
+        self._last_totals: dict[str, int] = {}   # counters at the last diagnostics
         self._clock_basis = self._track_clock()[0]
         per_pass = (f"at most {rec.max_batch} samples" if rec.max_batch
                     else "every person due")
@@ -521,31 +517,26 @@ class RecognizerNode(Node):
         stats["inference_errors"] = self.inference_errors
         period = self.node_params.diagnostics_period_s
         warn = []
-        failed = self.inference_errors - self._last_errors
-        self._last_errors = self.inference_errors
+        failed = self._grown(stats, "inference_errors")
         if failed:
             warn.append(f"{failed} inference passes failed in the last {period:g} s (see the "
                         f"log)")
-        suppressed = stats["outputs_suppressed"] - self._last_suppressed
-        self._last_suppressed = stats["outputs_suppressed"]
+        suppressed = self._grown(stats, "outputs_suppressed")
         if suppressed:
             warn.append(f"{suppressed} outputs suppressed in the last {period:g} s (the model "
                         f"gave non-finite values)")
-            if not self._suppressed_logged:
-                self._suppressed_logged = True
+            if suppressed == stats["outputs_suppressed"]:     # the first ones
                 self.get_logger().warning(
                     "the model gave non-finite values (NaN or inf) for a person: that output "
                     "is not published (counted as outputs_suppressed in /diagnostics, logged "
                     "only this once)")
-        dropped = stats["dropped_total"] - self._last_dropped
-        self._last_dropped = stats["dropped_total"]
+        dropped = self._grown(stats, "dropped_total")
         if dropped:
             warn.append(f"{dropped} inputs dropped in the last {period:g} s")
         if stats["publishers_incompatible"]:
             warn.append(f"{stats['publishers_incompatible']} input publishers whose QoS cannot "
                         f"reach this node (best effort; input_reliability is reliable)")
-        lost = self.messages_lost - self._last_lost
-        self._last_lost = self.messages_lost
+        lost = self._grown(stats, "messages_lost")
         if lost:
             warn.append(f"{lost} input messages lost in transport in the last {period:g} s "
                         f"(large messages: input_reliability reliable)")
@@ -560,6 +551,12 @@ class RecognizerNode(Node):
                         f"budget): inference is behind or stuck")
         self.diagnostics_pub.publish(conversions.diagnostics_msg(
             self.get_clock().now().to_msg(), self.status_name, stats, warn))
+
+    def _grown(self, stats: dict, key: str) -> int:
+        """How much the counter ``stats[key]`` grew since the last diagnostics."""
+        grown = stats[key] - self._last_totals.get(key, 0)
+        self._last_totals[key] = stats[key]
+        return grown
 
     # ------------------------------------------------------------------ inference
     def _start_inference(self) -> None:
@@ -606,14 +603,14 @@ class RecognizerNode(Node):
                     self.context.try_shutdown()   # the executor stops; main() reports it
                     return
                 kind = f"{type(error).__name__}: {str(error)[:LOG_TEXT_LIMIT]}"
-                if kind not in self._inference_errors_seen:
-                    if len(self._inference_errors_seen) < MAX_ERROR_KINDS:
-                        self._inference_errors_seen.add(kind)
-                        self.get_logger().error(
-                            f"an inference pass failed, its people are skipped until their "
-                            f"next frames (counted as inference_errors in /diagnostics, each "
-                            f"kind of error logged once; {MAX_FAILED_PASSES} in a row stop "
-                            f"the node):\n{traceback.format_exc()}")
+                seen = self._inference_errors_seen
+                if kind not in seen and len(seen) < MAX_ERROR_KINDS:
+                    seen.add(kind)
+                    self.get_logger().error(
+                        f"an inference pass failed, its people are skipped until their next "
+                        f"frames (counted as inference_errors in /diagnostics, each kind of "
+                        f"error logged once; {MAX_FAILED_PASSES} in a row stop the node):\n"
+                        f"{traceback.format_exc()}")
                 self._stop.wait(FAILED_PASS_PAUSE_S)
 
     def destroy_node(self) -> None:

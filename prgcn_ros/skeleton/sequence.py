@@ -102,3 +102,11 @@ class SkeletonSequence:
                                                                     np.float32)], 1),
                 person_ids=None if out.person_ids is None else out.person_ids + [-1] * missing)
         return out
+
+
+def frame_people(seq: SkeletonSequence, t: int, ids: list[int]
+                 ) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The people present in frame t, each slot named by ``ids`` (a slot with no confident
+    joint is nobody): ids, coords (P, V, D) and confidence (P, V), as a driver sends them."""
+    present = [m for m in range(seq.num_persons) if (seq.confidence[t, m] > 0).any()]
+    return ([ids[m] for m in present], seq.coords[t, present], seq.confidence[t, present])

@@ -69,6 +69,9 @@ def test_kept_by_model_evaluates_a_shipped_model_on_its_own_test_clips(data_dir)
     for threshold in unknown.THRESHOLDS:
         expected = float((probs.max(1)[right] >= threshold).mean())
         assert row["kept"][str(threshold)] == pytest.approx(expected), threshold
+    assert 0.05 < row["temperature"] < 20            # a fitted temperature, in the fit's range
+    kept = [row["kept"][str(t)] for t in unknown.THRESHOLDS]
+    assert kept == sorted(kept, reverse=True) and kept[0] == 1.0   # nothing right is below 0.05
 
 
 def test_live_streaming_gives_the_offline_scores_without_smoothing(data_dir):

@@ -113,6 +113,7 @@ def test_an_sbu_interaction_replayed_by_the_player_is_labelled_for_both_people(
         assert action.num_frames == frames, action
         assert action.label == LABEL and action.top_labels[0] == LABEL, action.label
     # One sample for the two: one interaction label, each naming the other as partner.
+    assert actions[0].label == actions[1].label
     assert actions[0].partner_id == actions[1].person_id
     assert actions[1].partner_id == actions[0].person_id
     assert list(actions[0].top_scores) == list(actions[1].top_scores)

@@ -25,10 +25,11 @@ def _trained_like(model: torch.nn.Module, joints: int, persons: int = 1) -> torc
 
 
 def _with_learned_edges(model: PRGCN) -> PRGCN:
-    """Learned links that are not yet zero (they start so), so the export carries them."""
+    """Learned links and per-sample link weights that are not yet zero (they start so), so
+    the export carries them."""
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if name.endswith(".edges"):
+            if name.endswith((".edges", ".alpha")):
                 parameter.normal_(std=0.1)
     return model
 
@@ -42,6 +43,8 @@ def _max_diff(expected, actual) -> float:
                                   lambda: PRGCN(20, "kinect20", bone_input=True),
                                   lambda: _with_learned_edges(
                                       PRGCN(20, "kinect20", learned_edges=True)),
+                                  lambda: _with_learned_edges(
+                                      PRGCN(20, "kinect20", sample_topology=True)),
                                   lambda: PRGCN(20, "kinect20", temporal_kernel=9),
                                   lambda: PRGCN(60, "coco18", refine_channels=2,
                                                 fusion="sequential", use_tam=False),
@@ -94,11 +97,12 @@ def test_unknown_format(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_pair_model_exports(tmp_path, fmt):
-    """A two-person model with bone and partner channels, extent_norm and learned links (the
-    node feeds it M = 2 always)."""
+    """A two-person model with bone and partner channels, extent_norm, learned and per-sample
+    links (the node feeds it M = 2 always)."""
     model = _trained_like(_with_learned_edges(PRGCN(8, "openni15", bone_input=True,
                                                     partner_input=True, extent_norm=True,
-                                                    learned_edges=True)), 15, persons=2)
+                                                    learned_edges=True,
+                                                    sample_topology=True)), 15, persons=2)
     path = export_model(model, tmp_path / f"m.{fmt}", fmt, torch.randn(1, 3, 48, 15, 2))
     if fmt == "onnx":
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -275,6 +275,46 @@ def test_learned_edges_sit_in_the_gfm_and_tam_and_learn():
             assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
+def test_sample_topology_links_each_sample_its_own_way():
+    """CTR-GCN's per-sample links: they start as the plain convolution (α = 0), then join the
+    two hands, differently for two samples and per output channel."""
+    layout = get_layout("kinect20")
+    left, right = layout.index("left_hand"), layout.index("right_hand")
+    adjacency = torch.from_numpy(normalized_adjacency(layout))
+    torch.manual_seed(11)
+    x = torch.randn(2, 4, 5, 20)
+    plain = SpatialConv(4, 6, adjacency)
+    linked = SpatialConv(4, 6, adjacency, sample_topology=True)
+    linked.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(linked(x), plain(x))
+        linked.topology.alpha.fill_(1.0)
+        links = linked.topology(x)                          # (N, K, C_out, V, V)
+        assert links.shape == (2, 3, 6, 20, 20)
+        assert not torch.allclose(links[0, :, :, left, right], links[1, :, :, left, right])
+        assert not torch.allclose(links[0, 0, 0], links[0, 0, 1])
+        moved = x.clone()
+        moved[:, :, :, right] += 1.0
+        # The right hand reaches the left hand's output, which the plain convolution never does
+        # (moving the right hand also changes the links, hence a difference, not an identity).
+        assert torch.equal(plain(moved)[..., left], plain(x)[..., left])
+        assert not torch.allclose(linked(moved)[..., left], linked(x)[..., left])
+
+
+def test_sample_topology_sits_in_the_gfm_and_tam_and_learns():
+    torch.manual_seed(12)
+    model = PRGCN(10, "kinect20", sample_topology=True).train()
+    alphas = {name for name, _ in model.named_parameters() if name.endswith(".alpha")}
+    assert len(alphas) == 7 and all(not name.startswith("prm.") for name in alphas)
+    assert any(name.startswith("tam.") for name in alphas)
+    logits, _ = model(torch.randn(4, 3, 24, 20, 1))
+    F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
+    for name, parameter in model.named_parameters():
+        if name in alphas:
+            assert parameter.grad is not None and parameter.grad.abs() > 0, name
+    assert model.arch["sample_topology"] is True
+
+
 def test_a_wider_temporal_kernel_sees_further_back():
     """A change in the window's first frame reaches more of the GFM's output steps with
     K_t = 9 than with the paper's 3 (receptive fields of 57 and 15 frames)."""

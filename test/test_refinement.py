@@ -157,14 +157,17 @@ def _unfolded(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-@pytest.mark.parametrize("rigid_bones, learned_edges", [(False, False), (True, False),
-                                                       (False, True)])
-def test_folded_eval_network_equals_the_unfolded_one(rigid_bones, learned_edges):
+@pytest.mark.parametrize("rigid_bones, learned_edges, sample_topology",
+                         [(False, False, False), (True, False, False), (False, True, False),
+                          (False, False, True)])
+def test_folded_eval_network_equals_the_unfolded_one(rigid_bones, learned_edges,
+                                                      sample_topology):
     torch.manual_seed(0)
-    model = PRGCN(20, "kinect20", rigid_bones=rigid_bones, learned_edges=learned_edges)
+    model = PRGCN(20, "kinect20", rigid_bones=rigid_bones, learned_edges=learned_edges,
+                  sample_topology=sample_topology)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if name.endswith(".edges"):
+            if name.endswith((".edges", ".alpha")):
                 parameter.normal_(std=0.1)
         for _ in range(3):                                       # realistic running statistics
             model.train()(torch.randn(8, 3, 32, 20, 1))

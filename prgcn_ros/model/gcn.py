@@ -5,7 +5,11 @@ SpatialConv is the bare operation f_out = Σ_k (Â_k ⊙ M_k) f_in W_k, shared w
 (initialised to ones, so training starts from the graph itself). Since M_k multiplies Â_k, joints
 the skeleton does not connect never exchange features in one layer; with ``learned_edges`` a
 learned B_k is added, Σ_k (Â_k ⊙ M_k + B_k) f_in W_k (2s-AGCN's B_k, initialised to zeros), so
-e.g. the two hands can. GraphConv is PR-GCN's layer: the operation, BN, a residual (identity, or
+e.g. the two hands can. With ``sample_topology`` each sample also gets its own, per-channel
+links, CTR-GCN's channel-wise topology refinement (Chen et al., ICCV 2021): from the input's
+mean over time, Q_k[c, i, j] = ξ_k(tanh(φ(x̄)_i - ψ(x̄)_j))_c, added to the shared links as
+Σ_k (Â_k ⊙ M_k + α Q_k) f_in W_k with α learned from zero (training starts from the graph
+itself). GraphConv is PR-GCN's layer: the operation, BN, a residual (identity, or
 1x1 conv + BN when the channel count changes), ReLU.
 
 In eval mode the BNs and the residual projection are folded into the operation's two matrix
@@ -19,12 +23,33 @@ from torch import nn
 from prgcn_ros.model.norm import FoldableBatchNorm2d
 
 
+class SampleTopology(nn.Module):
+    """CTR-GCN's per-sample, per-channel links (N, C, T, V) -> α Q (N, K, C_out, V, V)."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int) -> None:
+        super().__init__()
+        relation = max(8, in_channels // 8)   # CTR-GCN's reduction (8 for 3-channel input)
+        self.groups = groups
+        self.out_channels = out_channels
+        self.source = nn.Conv1d(in_channels, relation, 1)   # φ
+        self.target = nn.Conv1d(in_channels, relation, 1)   # ψ
+        self.expand = nn.Conv2d(relation, groups * out_channels, 1)   # ξ, one map per group
+        self.alpha = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, _, v = x.shape
+        mean = x.mean(dim=2)                                          # (N, C, V)
+        relation = torch.tanh(self.source(mean).unsqueeze(-1) - self.target(mean).unsqueeze(-2))
+        links = self.expand(relation)                                 # (N, K·C_out, V_i, V_j)
+        return self.alpha * links.view(n, self.groups, self.out_channels, v, v)
+
+
 class SpatialConv(nn.Module):
     """Σ_k (Â_k ⊙ M_k [+ B_k]) X W_k over (N, C, T, V) features; W_k is a 1x1 conv
     C_in -> K·C_out."""
 
     def __init__(self, in_channels: int, out_channels: int, adjacency: torch.Tensor,
-                 learned_edges: bool = False) -> None:
+                 learned_edges: bool = False, sample_topology: bool = False) -> None:
         super().__init__()
         k, v, _ = adjacency.shape
         self.groups = k
@@ -35,6 +60,8 @@ class SpatialConv(nn.Module):
         self.attention = nn.Parameter(torch.ones(k, v, v))
         self.edges = nn.Parameter(torch.zeros(k, v, v)) if learned_edges else None
         self.conv = nn.Conv2d(in_channels, out_channels * k, 1)
+        self.topology = (SampleTopology(in_channels, out_channels, k) if sample_topology
+                         else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fused(x, None, None, None, None)
@@ -76,17 +103,24 @@ class SpatialConv(nn.Module):
         rows = x.permute(0, 2, 3, 1).reshape(n * t * v, c)
         y = torch.mm(rows, weight.t()).view(n * t, v * blocks, out)
         a = adjacency.permute(1, 2, 0).reshape(v, v * blocks)
-        y = torch.baddbmm(total_bias.expand(n * t, v, out), a.expand(n * t, v, v * blocks), y)
-        return y.view(n, t, v, out).permute(0, 3, 1, 2)
+        result = torch.baddbmm(total_bias.expand(n * t, v, out), a.expand(n * t, v, v * blocks),
+                               y).view(n, t, v, out)
+        if self.topology is not None:
+            # The per-sample links act on the same W_k x + b_k (BN scale included) as the shared.
+            grouped = y.view(n, t, v, blocks, out)[:, :, :, :k] + bias.view(1, 1, 1, k, out)
+            result = result + torch.einsum("nkcij,ntjkc->ntic", self.topology(x), grouped)
+        return result.permute(0, 3, 1, 2)
 
 
 class GraphConv(nn.Module):
     """PR-GCN graph convolution layer: SpatialConv, BN, residual, ReLU."""
 
     def __init__(self, in_channels: int, out_channels: int, adjacency: torch.Tensor,
-                 residual: bool = True, learned_edges: bool = False) -> None:
+                 residual: bool = True, learned_edges: bool = False,
+                 sample_topology: bool = False) -> None:
         super().__init__()
-        self.gcn = SpatialConv(in_channels, out_channels, adjacency, learned_edges)
+        self.gcn = SpatialConv(in_channels, out_channels, adjacency, learned_edges,
+                               sample_topology)
         self.bn = FoldableBatchNorm2d(out_channels)
         self.identity_residual = residual and in_channels == out_channels
         if residual and in_channels != out_channels:

@@ -39,10 +39,10 @@ def temporal_max_pool(x: torch.Tensor, stride: int) -> torch.Tensor:
     return out
 
 
-def _motion_layer(kind: str, stride: int, adjacency: torch.Tensor, learned_edges: bool,
+def _motion_layer(kind: str, stride: int, adjacency: torch.Tensor, links: dict,
                   temporal_kernel: int) -> nn.Module:
     if kind == "gcn":
-        return GraphConv(WIDTH, WIDTH, adjacency, learned_edges=learned_edges)
+        return GraphConv(WIDTH, WIDTH, adjacency, **links)
     return TemporalConv(WIDTH, WIDTH, stride, kernel_size=temporal_kernel)
 
 
@@ -64,23 +64,24 @@ class FusionStep(nn.Module):
 
 class GFM(nn.Module):
     """Parallel position/motion flows; (N, C, T, V) poses -> (N, 128, ceil(ceil(T/2)/3), V).
-    ``learned_edges``: every graph convolution learns links beside the skeleton's (gcn.py);
+    ``links``: GraphConv's keyword arguments for links beside the skeleton's (gcn.py:
+    ``learned_edges``, ``sample_topology``), for every graph convolution;
     ``temporal_kernel``: frames each temporal convolution spans (the paper's K_t = 3)."""
 
     def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True,
-                 learned_edges: bool = False, temporal_kernel: int = 3) -> None:
+                 links: dict | None = None, temporal_kernel: int = 3) -> None:
         super().__init__()
         # Table II "position only": both flows are fed P instead of P and M.
         self.use_motion = use_motion
         self.position_in = TemporalConv(in_channels, WIDTH, kernel_size=temporal_kernel)
         self.motion_in = TemporalConv(in_channels, WIDTH, kernel_size=temporal_kernel)
+        links = links or {}
         steps = []
         channels = WIDTH
         for (kind, stride), out in zip(MOTION_FLOW, POSITION_CHANNELS):
-            steps.append(FusionStep(_motion_layer(kind, stride, adjacency, learned_edges,
+            steps.append(FusionStep(_motion_layer(kind, stride, adjacency, links,
                                                   temporal_kernel), stride,
-                                    GraphConv(channels + WIDTH, out, adjacency,
-                                              learned_edges=learned_edges)))
+                                    GraphConv(channels + WIDTH, out, adjacency, **links)))
             channels = out
         self.steps = nn.ModuleList(steps)
 
@@ -96,15 +97,16 @@ class SequentialGFM(nn.Module):
     """Single-flow variant of Table II: [P, M] through the same layers, interleaved."""
 
     def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True,
-                 learned_edges: bool = False, temporal_kernel: int = 3) -> None:
+                 links: dict | None = None, temporal_kernel: int = 3) -> None:
         super().__init__()
+        links = links or {}
         self.use_motion = use_motion
         layers: list[nn.Module] = [TemporalConv(in_channels * (2 if use_motion else 1), WIDTH,
                                                 kernel_size=temporal_kernel)]
         channels = WIDTH
         for (kind, stride), out in zip(MOTION_FLOW, POSITION_CHANNELS):
-            layers += [_motion_layer(kind, stride, adjacency, learned_edges, temporal_kernel),
-                       GraphConv(channels, out, adjacency, learned_edges=learned_edges)]
+            layers += [_motion_layer(kind, stride, adjacency, links, temporal_kernel),
+                       GraphConv(channels, out, adjacency, **links)]
             channels = out
         self.layers = nn.Sequential(*layers)
 

@@ -37,7 +37,9 @@ class PRGCN(nn.Module):
 
     ``learned_edges`` lets every graph convolution of the GFM and TAM learn links beside the
     skeleton's (:mod:`~prgcn_ros.model.gcn`), so distant joints such as the two hands meet
-    before the final pooling; the PRM keeps the skeleton's links. ``temporal_kernel`` is the
+    before the final pooling; ``sample_topology`` gives them, besides, links of each sample's
+    own per channel (CTR-GCN's channel-wise topology refinement). The PRM keeps the skeleton's
+    links. ``temporal_kernel`` is the
     span of the GFM's temporal convolutions (the paper's K_t = 3; odd).
     """
 
@@ -46,7 +48,8 @@ class PRGCN(nn.Module):
                  fusion: str = "parallel", use_motion: bool = True,
                  rigid_bones: bool = False, bone_input: bool = False,
                  partner_input: bool = False, extent_norm: bool = False,
-                 learned_edges: bool = False, temporal_kernel: int = 3) -> None:
+                 learned_edges: bool = False, temporal_kernel: int = 3,
+                 sample_topology: bool = False) -> None:
         super().__init__()
         layout = layout_from_spec(layout)
         if fusion not in FUSIONS:
@@ -68,7 +71,8 @@ class PRGCN(nn.Module):
                      "rigid_bones": bool(rigid_bones), "bone_input": bool(bone_input),
                      "partner_input": bool(partner_input), "extent_norm": bool(extent_norm),
                      "learned_edges": bool(learned_edges),
-                     "temporal_kernel": temporal_kernel}
+                     "temporal_kernel": temporal_kernel,
+                     "sample_topology": bool(sample_topology)}
         self.layout = layout
         self.refine_channels = refine
         adjacency = torch.from_numpy(normalized_adjacency(layout))
@@ -84,8 +88,9 @@ class PRGCN(nn.Module):
                     + (in_channels if partner_input else 0))
         self.data_norm = DataNorm(features, layout.num_joints)
         gfm = GFM if fusion == "parallel" else SequentialGFM
-        self.gfm = gfm(features, adjacency, use_motion, learned_edges, temporal_kernel)
-        self.tam = TAM(OUT_CHANNELS, adjacency, learned_edges=learned_edges) if use_tam else None
+        links = {"learned_edges": bool(learned_edges), "sample_topology": bool(sample_topology)}
+        self.gfm = gfm(features, adjacency, use_motion, links, temporal_kernel)
+        self.tam = TAM(OUT_CHANNELS, adjacency, links=links) if use_tam else None
         features = self.tam.out_channels if self.tam is not None else OUT_CHANNELS
         self.classifier = nn.Linear(features, num_classes)
 

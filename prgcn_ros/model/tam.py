@@ -16,11 +16,11 @@ class TAM(nn.Module):
     """(N, C, T, V) -> (N, out_channels, 1, V)."""
 
     def __init__(self, in_channels: int, adjacency: torch.Tensor, hidden: int = 256,
-                 out_channels: int = 256, learned_edges: bool = False) -> None:
+                 out_channels: int = 256, links: dict | None = None) -> None:
         super().__init__()
         self.squeeze = nn.Conv2d(in_channels, hidden, 1)
         self.excite = nn.Conv2d(hidden, in_channels, 1)
-        self.gcn = GraphConv(in_channels, out_channels, adjacency, learned_edges=learned_edges)
+        self.gcn = GraphConv(in_channels, out_channels, adjacency, **(links or {}))
         self.out_channels = out_channels
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:

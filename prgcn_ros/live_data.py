@@ -376,6 +376,18 @@ class InferenceResult:
     arrivals: list[float]          # monotonic arrivals of the person-frames used for the first time
     forward_s: float
 
+    def only(self, person_ids: set[int]) -> InferenceResult | None:
+        """The result for those people alone, stamped with their newest frame (None: none)."""
+        people = [p for p in self.people if p.person_id in person_ids]
+        if len(people) == len(self.people):
+            return self
+        if not people:
+            return None
+        newest = max(people, key=lambda p: p.window_end_ns)
+        return InferenceResult(stamp_ns=newest.window_end_ns, frame_id=newest.frame_id,
+                               layout=self.layout, people=people, arrivals=self.arrivals,
+                               forward_s=self.forward_s)
+
     def by_frame(self) -> list[InferenceResult]:
         """One result per frame_id, each stamped with its own people's newest frame: every
         output message then carries the frame its people were seen in."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -217,6 +217,13 @@ class Recognizer:
     def expire_people(self, now: float | None = None) -> list[Departed]:
         """Like :meth:`expire`, with each person's frame_id and whether they were published."""
         return self.ingestion.expire(time.monotonic() if now is None else now)
+
+    def still_tracked(self, person_ids: Iterable[int]) -> set[int]:
+        """Those of ``person_ids`` whose track has not ended (a pass in flight may hold people
+        who have left since: their outputs would come after their markers' DELETE)."""
+        with self._lock:
+            tracked = {t.person_id for t in self.ingestion.tracks.values()}
+        return tracked.intersection(person_ids)
 
     # Counters the node and the tests read.
     @property

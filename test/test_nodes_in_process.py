@@ -12,6 +12,7 @@ import rclpy
 import torch
 from builtin_interfaces.msg import Time
 from rosutil import PARAMS_FILE, Probe, skeleton_array, spin_until, standing
+from visualization_msgs.msg import Marker
 
 from prgcn_ros.nodes import recognizer as recognizer_module
 from prgcn_ros.nodes.recognizer import RecognizerNode
@@ -185,3 +186,43 @@ def test_a_stuck_pass_and_non_finite_outputs_turn_diagnostics_warn(tiny_model, m
         probe.node.destroy_node()
     log = capfd.readouterr().err
     assert log.count("the model gave non-finite values") == 1, log
+
+
+def test_nothing_of_a_person_follows_their_delete(tiny_model, monkeypatch):
+    """A pass in flight while its person's track ends (a slow backend, a stalled machine): the
+    DELETE of their markers goes out, and no /action or marker of theirs after it (markers
+    published after their DELETE stayed up for their lifetime, 2 x track_timeout_s)."""
+    with recognizer_node(tiny_model) as node:
+        probe = Probe()
+        assert spin_until(probe.node, lambda: node.markers_pub.get_subscription_count() > 0
+                          and node.action_pub.get_subscription_count() > 0, 10)
+        computed, release = threading.Event(), threading.Event()
+        infer = node.recognizer.infer
+
+        def slow(*args, **kwargs):
+            result = infer(*args, **kwargs)
+            if result is not None and not computed.is_set():
+                computed.set()
+                release.wait(30)
+            return result
+
+        monkeypatch.setattr(node.recognizer, "infer", slow)
+        try:
+            _feed(node, 0, 12, pid=7)
+            assert computed.wait(30)            # person 7's pass holds its result
+            clock_now = node._clock_now
+            monkeypatch.setattr(node, "_clock_now", lambda: clock_now() + 1000.0)
+            node._on_housekeeping()             # ... while their track times out
+            monkeypatch.setattr(node, "_clock_now", clock_now)
+            assert node.recognizer.tracks_expired == 1
+        finally:
+            release.set()
+        # A later person's outputs come through the same publishers, after anything the pass
+        # of person 7 could have published.
+        _feed(node, 12, 12, pid=8)
+        assert spin_until(probe.node, lambda: probe.actions_for(8) and any(
+            mk.id == 8 for m in probe.markers for mk in m.markers), 30)
+        seen = [mk.action for m in probe.markers for mk in m.markers if mk.id == 7]
+        assert seen and set(seen) == {Marker.DELETE}, seen
+        assert not probe.actions_for(7)
+        probe.node.destroy_node()

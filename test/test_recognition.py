@@ -867,6 +867,30 @@ def test_a_pass_is_split_by_frame_so_every_output_carries_its_own_frame():
         assert g.stamp_ns == max(p.window_end_ns for p in g.people)
 
 
+def test_a_pass_keeps_only_people_still_tracked():
+    """A pass in flight when one of its people leaves: the result for the others alone, stamped
+    by their own newest frame (the node publishes that; see test_nodes_in_process)."""
+    rec = tiny_recognizer(track_timeout_s=0.5)
+    for t in range(5):
+        rec.ingest(frame(t, {1: pose(seed=t)}))
+        far = frame(t, {7: pose(2.0, t)})
+        far.frame_id, far.stamp_ns = "other_camera", far.stamp_ns + 5_000_000
+        rec.ingest(far)
+    result = rec.infer()
+    ids = {p.frame_id: p.person_id for p in result.people}  # the camera is a source of its own
+    both = set(ids.values())
+    assert len(both) == 2 and rec.still_tracked([*both, 99]) == both
+    assert result.only(both) is result
+    for t in range(5, 30):                          # the other camera's person leaves
+        rec.ingest(frame(t, {1: pose(seed=t)}))
+    assert rec.expire(now=100.0 + 30 / 30) == [ids["other_camera"]]
+    kept = result.only(rec.still_tracked(p.person_id for p in result.people))
+    assert [p.person_id for p in kept.people] == [ids["kinect"]]
+    assert kept.frame_id == "kinect" and kept.stamp_ns == kept.people[0].window_end_ns
+    assert kept.stamp_ns < result.stamp_ns          # the other camera's frames were 5 ms later
+    assert result.only(set()) is None
+
+
 def test_two_cameras_on_one_input_5_ms_apart_lose_no_frame():
     rec = tiny_recognizer()
     for t in range(10):

@@ -324,6 +324,9 @@ class RecognizerNode(Node):
         self.create_timer(HOUSEKEEPING_PERIOD_S, self._on_housekeeping, clock=self._steady)
         self._next_diagnostics = time.monotonic() + p.diagnostics_period_s
         self._last_totals: dict[str, int] = {}   # counters at the last diagnostics
+        # Outputs and a departed person's DELETE are published one at a time: no marker of a
+        # person can follow their DELETE (it would stay up until its lifetime ran out).
+        self._publishing = threading.Lock()
         self._clock_basis = self._track_clock()[0]
         per_pass = (f"at most {rec.max_batch} samples" if rec.max_batch
                     else "every person due")
@@ -504,11 +507,12 @@ class RecognizerNode(Node):
             period = self.node_params.diagnostics_period_s
             self._next_diagnostics = max(self._next_diagnostics + period, now)
             self._publish_diagnostics()
-        gone = self.recognizer.expire_people(self._clock_now())
-        # Only people who were published have markers; each DELETE in the person's own frame.
-        shown = [(d.person_id, d.frame_id, d.last_stamp_ns) for d in gone if d.labelled]
-        if shown:
-            self.markers_pub.publish(conversions.delete_markers_msg(shown))
+        with self._publishing:
+            gone = self.recognizer.expire_people(self._clock_now())
+            # Only people who were published have markers; each DELETE in their own frame.
+            shown = [(d.person_id, d.frame_id, d.last_stamp_ns) for d in gone if d.labelled]
+            if shown:
+                self.markers_pub.publish(conversions.delete_markers_msg(shown))
 
     def _publish_diagnostics(self) -> None:
         stats = self.recognizer.stats()
@@ -623,6 +627,14 @@ class RecognizerNode(Node):
         super().destroy_node()
 
     def _publish_result(self, result: InferenceResult) -> None:
+        with self._publishing:
+            # People whose track ended during the pass have had their DELETE: nothing more.
+            kept = result.only(self.recognizer.still_tracked(p.person_id
+                                                             for p in result.people))
+            if kept is not None:
+                self._publish_outputs(kept)
+
+    def _publish_outputs(self, result: InferenceResult) -> None:
         for person in result.people:   # refined poses back in the input's own frame
             where = (person.frame_id, person.source)
             person.refined = self.gravity.to_input(person.refined, *where)

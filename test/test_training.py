@@ -660,3 +660,31 @@ def test_swap_persons_exchanges_the_two_people_before_preprocessing():
     lone = batching.build_batch([alone], swapping, train=True,
                                 generator=torch.Generator().manual_seed(0))
     assert bool(lone.present[..., 0].any()) and not bool(lone.present[..., 1].any())
+
+
+@pytest.mark.parametrize("prm_optimizer", ["sgd", "adam"])
+def test_links_learn_at_their_own_rate(prm_optimizer):
+    """optim.links_lr_scale: the per-sample and learned links (they start at zero) in a group
+    of their own at that multiple of the rate, the PRM's group as before, every parameter in
+    exactly one group; at 1 the groups are the network's and the PRM's alone."""
+    from prgcn_ros.model.prgcn import PRGCN
+    from prgcn_ros.training.train import make_optimizer
+
+    model = PRGCN(10, "kinect20", sample_topology=True, learned_edges=True)
+    names = {id(p): name for name, p in model.named_parameters()}
+    for scale, count in ((10.0, 3), (1.0, 2)):
+        cfg = small_cfg(optim={"lr": 0.01, "links_lr_scale": scale},
+                        refine={"prm_optimizer": prm_optimizer, "prm_lr_scale": 0.3})
+        groups = make_optimizer(model, cfg).param_groups
+        assert len(groups) == count
+        owners = [id(p) for g in groups for p in g["params"]]
+        assert sorted(owners) == sorted(names) and len(set(owners)) == len(owners)
+        by_rate = {round(g["lr"], 6): {names[id(p)] for p in g["params"]} for g in groups}
+        assert all(n.startswith("prm.") for n in by_rate[0.003])
+        if scale == 10.0:
+            links = by_rate[0.1]
+            assert len(links) == 7 * 7 + 7      # 7 convolutions: 3 1x1 convs and alpha, edges
+            assert all(".topology." in n or n.endswith(".edges") for n in links)
+            assert not any(".topology." in n for n in by_rate[0.01])
+    with pytest.raises(ConfigError, match="links_lr_scale"):
+        small_cfg(optim={"links_lr_scale": 0.0})

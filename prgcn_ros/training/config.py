@@ -146,6 +146,9 @@ DEFAULTS: dict[str, Any] = {
         # windows and their labels by one weight drawn from Beta(mixup, mixup) (0: off). The
         # restore objective's target is the same blend of the clean windows.
         "mixup": 0.0,
+        # Learning rate of the links beside the skeleton's (model.learned_edges,
+        # model.sample_topology; they start at zero) relative to the rest of the network.
+        "links_lr_scale": 1.0,
     },
     # Confidence calibration (temperature scaling, prgcn_ros.training.calibration): a validation
     # split taken out of the training data, either the clips of these training `subjects`
@@ -355,6 +358,9 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: optim.ema_decay must be in [0, 1) (0: no averaging)")
     if float(cfg["optim"]["view_consistency"] or 0.0) < 0.0:
         raise ConfigError(f"{where}: optim.view_consistency must be >= 0 (0: off)")
+    if float(cfg["optim"]["links_lr_scale"]) <= 0.0:
+        raise ConfigError(f"{where}: optim.links_lr_scale must be positive (1: the network's "
+                          f"rate)")
     mixup = float(cfg["optim"]["mixup"] or 0.0)
     if mixup < 0.0:
         raise ConfigError(f"{where}: optim.mixup is a Beta distribution's parameter (> 0; 0: off)")

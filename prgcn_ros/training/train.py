@@ -91,17 +91,26 @@ def build_model(cfg: dict, num_classes: int) -> nn.Module:
         raise ConfigError(f"model section: {error}") from None
 
 
-def param_groups(model: nn.Module, lr: float, prm_lr_scale: float) -> list[dict[str, Any]]:
-    """The PRM's parameters (learning rate x ``prm_lr_scale``) and the rest (x 1).
+def param_groups(model: nn.Module, lr: float, prm_lr_scale: float,
+                 links_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """The rest of the network (learning rate x 1), the PRM's parameters (x ``prm_lr_scale``)
+    and, when ``links_lr_scale`` is not 1, the learned links beside the skeleton's (x that).
 
     The PRM's last layer writes offsets straight into the input's units: at the classifier's
     learning rate one SGD step moves every offset by a tenth of a torso, which the restore loss
-    then spends epochs undoing.
+    then spends epochs undoing. The links start at zero and stay near it at the network's rate.
     """
     prm = getattr(model, "prm", None)
     prm_ids = {id(p) for p in prm.parameters()} if prm is not None else set()
-    rest = [p for p in model.parameters() if id(p) not in prm_ids]
+    links = [p for name, p in model.named_parameters()
+             if links_lr_scale != 1.0 and id(p) not in prm_ids
+             and (name.endswith(".edges") or ".topology." in name)]
+    link_ids = {id(p) for p in links}
+    rest = [p for p in model.parameters() if id(p) not in prm_ids | link_ids]
     groups = [{"params": rest, "lr": lr, "lr_scale": 1.0}]
+    if links:
+        groups.append({"params": links, "lr": lr * links_lr_scale,
+                       "lr_scale": float(links_lr_scale)})
     if prm_ids:
         groups.append({"params": list(prm.parameters()), "lr": lr * prm_lr_scale,
                        "lr_scale": float(prm_lr_scale)})
@@ -159,16 +168,18 @@ def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer | Optim
     or by Adam (``refine.prm_optimizer``)."""
     opt, refine = cfg["optim"], cfg["refine"]
     lr = float(opt["lr"])
-    groups = param_groups(model, lr, float(refine["prm_lr_scale"]))
+    groups = param_groups(model, lr, float(refine["prm_lr_scale"]),
+                          float(opt["links_lr_scale"]))
 
     def sgd(chosen: list[dict[str, Any]]) -> torch.optim.SGD:
         return torch.optim.SGD(chosen, lr=lr, momentum=float(opt["momentum"]),
                                nesterov=bool(opt["nesterov"]),
                                weight_decay=float(opt["weight_decay"]))
 
-    if refine["prm_optimizer"] == "sgd" or len(groups) == 1:
+    if refine["prm_optimizer"] == "sgd" or getattr(model, "prm", None) is None:
         return sgd(groups)
-    return Optimizers([sgd(groups[:1]), torch.optim.Adam(groups[1:], lr=lr, weight_decay=0.0)])
+    # The PRM's group is the last.
+    return Optimizers([sgd(groups[:-1]), torch.optim.Adam(groups[-1:], lr=lr, weight_decay=0.0)])
 
 
 def logits_of(output: Any) -> torch.Tensor:

@@ -39,8 +39,8 @@ class PRGCN(nn.Module):
     skeleton's (:mod:`~prgcn_ros.model.gcn`), so distant joints such as the two hands meet
     before the final pooling; ``sample_topology`` gives them, besides, links of each sample's
     own per channel (CTR-GCN's channel-wise topology refinement). The PRM keeps the skeleton's
-    links. ``temporal_kernel`` is the
-    span of the GFM's temporal convolutions (the paper's K_t = 3; odd).
+    links. ``temporal_kernel`` is the span of the GFM's temporal convolutions (the paper's
+    K_t = 3; odd).
     """
 
     def __init__(self, num_classes: int, layout: str | Layout | dict, in_channels: int = 3,

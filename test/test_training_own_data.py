@@ -262,6 +262,25 @@ def test_init_from_the_shipped_model_written_before_later_options():
     assert init_from_model(model, shipped)["replaced"] == []
 
 
+def test_init_takes_a_model_without_the_weightless_steps_the_config_turns_on():
+    """rigid_bones and extent_norm hold no weights: the config decides them, every tensor of
+    the model file is copied (the shipped UTD-MHAD model into the NW-UCLA recipe, which has
+    extent_norm); a step with weights (learned_edges) is still refused."""
+    shipped = REPO / "models" / "prgcn_utd_mhad.safetensors"
+    assert not read_metadata(shipped)["architecture"].get("extent_norm")
+    spec = model_spec(load_config(CONFIG / "train_nw_ucla.yaml"), 10)
+    assert spec["extent_norm"]
+    model = build_model({**spec, "rigid_bones": True})
+    done = init_from_model(model, shipped)
+    assert done["replaced"] == ["classifier.weight", "classifier.bias"]
+    source = load_model(shipped)[0].state_dict()
+    for key, value in model.state_dict().items():
+        if not key.startswith("classifier."):
+            assert torch.equal(value, source[key]), key
+    with pytest.raises(ModelFileError, match="learned_edges"):
+        init_from_model(build_model({**spec, "learned_edges": True}), shipped)
+
+
 def test_train_cli_init(msr_model, tmp_path, capsys):
     _data("utd_mhad")
     out = tmp_path / "utd.safetensors"

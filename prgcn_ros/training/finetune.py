@@ -15,8 +15,8 @@ from torch import nn
 
 CLASSIFIER_PREFIX = "classifier."
 # Architecture keys that may differ from the model file's: the class count (the classifier is
-# replaced) and rigid bones (a layer without weights: the config decides).
-MAY_DIFFER = ("num_classes", "rigid_bones")
+# replaced), rigid bones and extent_norm (steps without weights: the config decides).
+MAY_DIFFER = ("num_classes", "rigid_bones", "extent_norm")
 
 
 def init_from_model(model: nn.Module, path: str | Path, class_names: list[str] | None = None

@@ -365,6 +365,7 @@ class PersonResult:
     source: str = "skeletons"      # the input it came from (InputFrame.source)
     up: np.ndarray | None = None   # (3,) the model's up in that frame, for input rotated in
     partner_id: int = NO_PARTNER   # the other person of a two-person sample
+    track: int = -1                # the recognizer's internal track key (never reused)
 
 
 @dataclass
@@ -376,9 +377,10 @@ class InferenceResult:
     arrivals: list[float]          # monotonic arrivals of the person-frames used for the first time
     forward_s: float
 
-    def only(self, person_ids: set[int]) -> InferenceResult | None:
-        """The result for those people alone, stamped with their newest frame (None: none)."""
-        people = [p for p in self.people if p.person_id in person_ids]
+    def only(self, tracks: set[int]) -> InferenceResult | None:
+        """The result for the people of those tracks alone, stamped with their newest frame
+        (None: none). The arrivals stay: latency counts every frame the pass used."""
+        people = [p for p in self.people if p.track in tracks]
         if len(people) == len(self.people):
             return self
         if not people:

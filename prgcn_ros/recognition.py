@@ -218,12 +218,12 @@ class Recognizer:
         """Like :meth:`expire`, with each person's frame_id and whether they were published."""
         return self.ingestion.expire(time.monotonic() if now is None else now)
 
-    def still_tracked(self, person_ids: Iterable[int]) -> set[int]:
-        """Those of ``person_ids`` whose track has not ended (a pass in flight may hold people
-        who have left since: their outputs would come after their markers' DELETE)."""
+    def still_tracked(self, tracks: Iterable[int]) -> set[int]:
+        """Those of the track keys ``tracks`` (PersonResult.track) whose track has not ended:
+        a pass in flight may hold people who have left since, whose outputs would come after
+        their markers' DELETE. Keys, not person ids: a restarted track takes its id again."""
         with self._lock:
-            tracked = {t.person_id for t in self.ingestion.tracks.values()}
-        return tracked.intersection(person_ids)
+            return {k for k in tracks if k in self.ingestion.tracks}
 
     # Counters the node and the tests read.
     @property
@@ -386,6 +386,7 @@ class Recognizer:
                     person.frame_id = frame_id
                     person.source = source
                     person.partner_id = partner_id[i]
+                    person.track = keys[i]
                     people.append(person)
         done = time.monotonic()
         self.inferences += 1

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from prgcn_ros.model import PRGCN, STGCN, build_model, model_arch
 from prgcn_ros.model.bones import RigidBones, held_bones
-from prgcn_ros.model.gcn import SpatialConv
+from prgcn_ros.model.gcn import GraphConv, SpatialConv
 from prgcn_ros.model.gfm import temporal_max_pool
 from prgcn_ros.model.graph import normalized_adjacency
 from prgcn_ros.skeleton.layouts import Layout, get_layout
@@ -284,6 +284,37 @@ def test_sample_topology_links_each_sample_its_own_way():
         # (moving the right hand also changes the links, hence a difference, not an identity).
         assert torch.equal(plain(moved)[..., left], plain(x)[..., left])
         assert not torch.allclose(linked(moved)[..., left], linked(x)[..., left])
+
+
+def test_sample_topology_is_ctr_gcns_sum():
+    """SpatialConv with per-sample links against the sum written out: z_k = W_k x + b_k, then
+    out[n, c, t, i] = Σ_k Σ_j (Â_k ⊙ M_k)[i, j] z_k[n, c, t, j] + α Q_k[n, c, i, j] z_k[...],
+    Q_k = ξ_k(tanh(φ(x̄)_i - ψ(x̄)_j)); in training and in the folded eval layer."""
+    layout = get_layout("kinect20")
+    adjacency = torch.from_numpy(normalized_adjacency(layout))
+    torch.manual_seed(13)
+    conv = SpatialConv(5, 6, adjacency, sample_topology=True)
+    with torch.no_grad():
+        conv.topology.alpha.fill_(0.7)
+        conv.attention.uniform_(0.5, 1.5)
+        x = torch.randn(2, 5, 7, 20)
+        k, v = adjacency.shape[0], 20
+        z = conv.conv(x).view(2, k, 6, 7, v)                       # (N, K, C, T, V)
+        top = conv.topology
+        mean = x.mean(dim=2)
+        relation = torch.tanh(top.source(mean)[:, :, :, None] - top.target(mean)[:, :, None, :])
+        q = top.expand(relation).view(2, k, 6, v, v)               # (N, K, C, i, j)
+        shared = torch.einsum("kij,nkctj->ncti", adjacency * conv.attention, z)
+        own = torch.einsum("nkcij,nkctj->ncti", 0.7 * q, z)
+        torch.testing.assert_close(conv(x), shared + own, atol=1e-5, rtol=1e-5)
+        # The folded layer (eval BN, residual projection) on the same operation.
+        layer = GraphConv(5, 6, adjacency, sample_topology=True)
+        layer.gcn.load_state_dict(conv.state_dict())
+        layer.train()(x)                                           # running statistics
+        layer.eval()
+        bn, (proj, proj_bn) = layer.bn, layer.residual
+        expected = torch.relu(bn(shared + own) + proj_bn(proj(x)))
+        torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("option, suffix, added", [

@@ -675,8 +675,15 @@ def test_links_learn_at_their_own_rate(prm_optimizer):
     for scale, count in ((10.0, 3), (1.0, 2)):
         cfg = small_cfg(optim={"lr": 0.01, "links_lr_scale": scale},
                         refine={"prm_optimizer": prm_optimizer, "prm_lr_scale": 0.3})
-        groups = make_optimizer(model, cfg).param_groups
+        optimizer = make_optimizer(model, cfg)
+        groups = optimizer.param_groups
         assert len(groups) == count
+        if prm_optimizer == "adam":                 # Adam takes the PRM's group alone
+            sgd, adam = optimizer.optimizers
+            assert isinstance(adam, torch.optim.Adam) and len(adam.param_groups) == 1
+            assert all(names[id(p)].startswith("prm.") for p in adam.param_groups[0]["params"])
+            assert not any(names[id(p)].startswith("prm.") for g in sgd.param_groups
+                           for p in g["params"])
         owners = [id(p) for g in groups for p in g["params"]]
         assert sorted(owners) == sorted(names) and len(set(owners)) == len(owners)
         by_rate = {round(g["lr"], 6): {names[id(p)] for p in g["params"]} for g in groups}

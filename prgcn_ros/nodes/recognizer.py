@@ -629,8 +629,7 @@ class RecognizerNode(Node):
     def _publish_result(self, result: InferenceResult) -> None:
         with self._publishing:
             # People whose track ended during the pass have had their DELETE: nothing more.
-            kept = result.only(self.recognizer.still_tracked(p.person_id
-                                                             for p in result.people))
+            kept = result.only(self.recognizer.still_tracked(p.track for p in result.people))
             if kept is not None:
                 self._publish_outputs(kept)
 

@@ -145,6 +145,7 @@ class Ingestion:
         self._reported: set[str] = set()
         self.messages = 0
         self.empty_messages = 0
+        self.confidences_clipped = 0   # skeletons kept with a confidence above 1 (NOTICES)
         self.frames = 0
         self.tracks_started = 0
         self.tracks_expired = 0
@@ -316,9 +317,12 @@ class Ingestion:
             elif not (c > 0).any():
                 self._drop("no_confidence", new)
             else:
+                if (c > 1).any():
+                    self.confidences_clipped += 1
+                    self._notice("confidences_clipped", new)
                 ids.append(pid)
                 coords.append(xyz)
-                conf.append(np.clip(c, 0.0, 1.0))
+                conf.append(np.clip(c, 0.0, 1.0))   # below 0: missing, as 0
         return ids, coords, conf
 
     def _buffer(self, frame: InputFrame, key: SourceKey, source: Source, layout: Layout,
@@ -387,6 +391,10 @@ class Ingestion:
 
     def _drop(self, reason: str, new: list[str], count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
+        self._notice(reason, new)
+
+    def _notice(self, reason: str, new: list[str]) -> None:
+        """``reason`` (a drop, or one of NOTICES) goes into ``new`` the first time only."""
         if reason not in self._reported:
             self._reported.add(reason)
             new.append(reason)

@@ -51,6 +51,12 @@ DROP_REASONS: dict[str, str] = {
                       "report it with the logged traceback)",
 }
 
+# What ingestion adjusts in a message it keeps (counted, logged once, the message taken).
+NOTICES: dict[str, str] = {
+    "confidences_clipped": "joint confidences above 1 (read as 1; a driver that sends levels, "
+                          "such as the Azure Kinect's 0-3, should scale them to 0-1)",
+}
+
 
 # Input axis conventions preprocessing knows: Kinect v1/v2, MSR, NTU are y up; optical camera
 # frames (the Azure Kinect driver's depth_camera_link) and image keypoints are y down.

@@ -562,6 +562,7 @@ class Recognizer:
                 "people_tracked": len(ing.tracks),
                 "messages_received": ing.messages,
                 "messages_empty": ing.empty_messages,
+                "confidences_clipped": ing.confidences_clipped,
                 "frames_buffered": ing.frames,
                 "inferences": self.inferences,
                 "outputs_suppressed": self.outputs_suppressed,

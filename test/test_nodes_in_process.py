@@ -57,6 +57,19 @@ def test_an_unforeseen_error_drops_the_message_not_the_node(tiny_model, monkeypa
     assert "a fault validation did not foresee" in log
 
 
+def test_confidences_above_one_are_logged_once_and_the_skeletons_kept(tiny_model, capfd):
+    with recognizer_node(tiny_model) as node:
+        for t in range(3):
+            node._on_skeletons(skeleton_array(Time(sec=100, nanosec=t * 33_000_000),
+                                              {7: standing(7)}, confidence=3.0))
+        stats = node.recognizer.stats()
+        assert stats["confidences_clipped"] == 3 and stats["dropped_total"] == 0
+        assert stats["frames_buffered"] == 3
+    log = capfd.readouterr().err
+    assert log.count("counted as confidences_clipped") == 1, log
+    assert "dropping input" not in log
+
+
 def test_latency_counts_the_wait_in_the_input_queue(tiny_model):
     """A message the middleware received 2 s before the node took it (a busy node, a deep
     queue) arrived 2 s ago as far as latency goes."""

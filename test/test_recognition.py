@@ -414,6 +414,24 @@ def test_zero_confidence_skeleton_is_dropped_but_its_neighbours_are_kept():
     assert [p.person_id for p in rec.infer().people] == [0]
 
 
+def test_confidences_above_one_are_read_as_one_counted_and_reported_once():
+    """Azure Kinect-style levels (0-3) sent as confidences: the skeleton is kept with its
+    confidences clipped to [0, 1] (below 0: missing), counted, and reported the first time."""
+    levels = np.array([0, 1, 2, 3] * 5, np.float64)
+    rec = tiny_recognizer()
+    for t in range(5):
+        f = frame(t, {0: pose(seed=t), 1: pose(1.0, t)})
+        f.confidence[1] = levels
+        f.confidence[0] = np.where(np.arange(20) == 3, -1.0, 1.0)     # -1: not tracked
+        assert rec.ingest(f) == (["confidences_clipped"] if t == 0 else [])
+    stats = rec.stats()
+    assert stats["confidences_clipped"] == 5 and stats["dropped_total"] == 0
+    people = {p.person_id: p for p in rec.infer().people}
+    assert sorted(people) == [0, 1]
+    np.testing.assert_array_equal(people[1].joint_confidence, np.minimum(levels, 1.0))
+    assert people[0].joint_confidence[3] == 0.0 and people[0].joint_confidence.sum() == 19
+
+
 class _TfWithoutTheFrame:
     """tf2's Buffer as it answers for a frame_id it does not know (mistyped, not yet broadcast);
     tf2_ros itself has no wheel here."""

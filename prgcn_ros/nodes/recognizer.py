@@ -80,6 +80,7 @@ from visualization_msgs.msg import MarkerArray  # noqa: E402
 from prgcn_msgs.msg import ActionArray, RefinedSkeletonArray, SkeletonArray  # noqa: E402
 from prgcn_ros.live_data import (  # noqa: E402
     DROP_REASONS,
+    NOTICES,
     PARAMETER_SPECS,
     ParameterError,
     ParamSpec,
@@ -493,11 +494,16 @@ class RecognizerNode(Node):
             frame.sent_s = sent / 1e9 if sent else None
         before = self.recognizer.frames
         for reason in self.recognizer.ingest(frame):
+            where = (f"layout {clip_text(frame.layout, LOG_TEXT_LIMIT)!r}, frame_id "
+                     f"{clip_text(frame.frame_id, LOG_TEXT_LIMIT)!r}")
+            if reason in NOTICES:
+                self.get_logger().warning(
+                    f"input kept: {NOTICES[reason]} ({where}); counted as {reason} in "
+                    f"/diagnostics, logged only this once")
+                continue
             self.get_logger().warning(
-                f"dropping input: {DROP_REASONS[reason]} (layout "
-                f"{clip_text(frame.layout, LOG_TEXT_LIMIT)!r}, frame_id "
-                f"{clip_text(frame.frame_id, LOG_TEXT_LIMIT)!r}); counted as dropped_{reason} "
-                f"in /diagnostics, logged only this once")
+                f"dropping input: {DROP_REASONS[reason]} ({where}); counted as "
+                f"dropped_{reason} in /diagnostics, logged only this once")
         if self.recognizer.frames > before:
             self._wake.set()
 

@@ -146,6 +146,7 @@ class Ingestion:
         self.messages = 0
         self.empty_messages = 0
         self.confidences_clipped = 0   # skeletons kept with a confidence above 1 (NOTICES)
+        self.ids_out_of_range = 0      # skeletons whose driver id is past ID_SPAN (NOTICES)
         self.frames = 0
         self.tracks_started = 0
         self.tracks_expired = 0
@@ -291,7 +292,12 @@ class Ingestion:
                          ) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
         v = layout.num_joints
         bound = COORDINATE_BOUND_2D_PX if layout.name in TWO_D_LAYOUTS else COORDINATE_BOUND_3D_M
-        # Ids outside the identity rule's span are unknown: the tracker assigns them.
+        # Ids outside the identity rule's span are unknown: the tracker assigns them. Negative
+        # ids are drivers' "unknown"; ids past the span are reported.
+        past = sum(int(i) >= ID_SPAN for i in frame.ids)
+        if past:
+            self.ids_out_of_range += past
+            self._notice("ids_out_of_range", new)
         given = [int(i) if 0 <= int(i) < ID_SPAN else -1 for i in frame.ids]
         repeated = {i for i, n in Counter(given).items() if i >= 0 and n > 1}
         ids, coords, conf = [], [], []

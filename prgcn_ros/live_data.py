@@ -55,6 +55,8 @@ DROP_REASONS: dict[str, str] = {
 NOTICES: dict[str, str] = {
     "confidences_clipped": "joint confidences above 1 (read as 1; a driver that sends levels, "
                           "such as the Azure Kinect's 0-3, should scale them to 0-1)",
+    "ids_out_of_range": "skeleton ids above 2**31 - 1 (tracked as unknown ids: their person_id "
+                        "is the tracker's, not the driver's)",
 }
 
 

@@ -563,6 +563,7 @@ class Recognizer:
                 "messages_received": ing.messages,
                 "messages_empty": ing.empty_messages,
                 "confidences_clipped": ing.confidences_clipped,
+                "ids_out_of_range": ing.ids_out_of_range,
                 "frames_buffered": ing.frames,
                 "inferences": self.inferences,
                 "outputs_suppressed": self.outputs_suppressed,

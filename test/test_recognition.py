@@ -432,6 +432,22 @@ def test_confidences_above_one_are_read_as_one_counted_and_reported_once():
     assert people[0].joint_confidence[3] == 0.0 and people[0].joint_confidence.sum() == 19
 
 
+def test_ids_past_the_identity_span_are_tracked_as_unknown_and_reported_once():
+    """Skeleton.id is int64: an id past 2**31 - 1 cannot keep its value as person_id (the
+    source offset), so the tracker assigns one, counted and reported once; -1 (a driver's
+    "unknown") is not reported."""
+    from prgcn_ros.live_data import ID_SPAN
+
+    rec = tiny_recognizer()
+    for t in range(5):
+        f = frame(t, {2**40 + 5: pose(seed=t), -1: pose(1.0, t)})
+        assert rec.ingest(f) == (["ids_out_of_range"] if t == 0 else [])
+    stats = rec.stats()
+    assert stats["ids_out_of_range"] == 5 and stats["dropped_total"] == 0
+    people = rec.infer().people
+    assert len(people) == 2 and all(0 <= p.person_id < ID_SPAN for p in people)
+
+
 class _TfWithoutTheFrame:
     """tf2's Buffer as it answers for a frame_id it does not know (mistyped, not yet broadcast);
     tf2_ros itself has no wheel here."""

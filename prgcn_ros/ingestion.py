@@ -155,8 +155,8 @@ class Ingestion:
 
     # ------------------------------------------------------------------ ingest
     def ingest(self, frame: InputFrame) -> list[str]:
-        """Validate, map, track and buffer one message. Returns the drop reasons seen for the
-        first time (log them once); every drop is counted in :attr:`dropped`."""
+        """Validate, map, track and buffer one message. Returns the drop reasons and NOTICES
+        seen for the first time (log them once); every drop is counted in :attr:`dropped`."""
         with self.lock:
             new: list[str] = []
             self.messages += 1

@@ -385,6 +385,15 @@ class InferenceResult:
     arrivals: list[float]          # monotonic arrivals of the person-frames used for the first time
     forward_s: float
 
+    @classmethod
+    def of(cls, people: list[PersonResult], layout: str, arrivals: list[float],
+           forward_s: float) -> InferenceResult:
+        """The result for ``people`` (at least one), stamped with the newest frame among
+        theirs and that frame's frame_id."""
+        newest = max(people, key=lambda p: p.window_end_ns)
+        return cls(stamp_ns=newest.window_end_ns, frame_id=newest.frame_id, layout=layout,
+                   people=people, arrivals=arrivals, forward_s=forward_s)
+
     def only(self, tracks: set[int]) -> InferenceResult | None:
         """The result for the people of those tracks alone, stamped with their newest frame
         (None: none). The arrivals stay: latency counts every frame the pass used."""
@@ -393,10 +402,7 @@ class InferenceResult:
             return self
         if not people:
             return None
-        newest = max(people, key=lambda p: p.window_end_ns)
-        return InferenceResult(stamp_ns=newest.window_end_ns, frame_id=newest.frame_id,
-                               layout=self.layout, people=people, arrivals=self.arrivals,
-                               forward_s=self.forward_s)
+        return InferenceResult.of(people, self.layout, self.arrivals, self.forward_s)
 
     def by_frame(self) -> list[InferenceResult]:
         """One result per frame_id, each stamped with its own people's newest frame: every
@@ -406,11 +412,9 @@ class InferenceResult:
             groups.setdefault(person.frame_id, []).append(person)
         if len(groups) <= 1:
             return [self]
-        return [InferenceResult(stamp_ns=max(p.window_end_ns for p in people), frame_id=fid,
-                                layout=self.layout, people=people,
-                                arrivals=self.arrivals if k == 0 else [],
-                                forward_s=self.forward_s)
-                for k, (fid, people) in enumerate(groups.items())]
+        return [InferenceResult.of(people, self.layout, self.arrivals if k == 0 else [],
+                                   self.forward_s)
+                for k, people in enumerate(groups.values())]
 
 
 # ---------------------------------------------------------------------------- statistics

@@ -394,10 +394,7 @@ class Recognizer:
         self.forward_time.add([done - began], done)
         if not people:
             return None
-        newest = max(people, key=lambda p: p.window_end_ns)
-        return InferenceResult(stamp_ns=newest.window_end_ns, frame_id=newest.frame_id,
-                               layout=self.layout.name, people=people, arrivals=arrivals,
-                               forward_s=done - began)
+        return InferenceResult.of(people, self.layout.name, arrivals, done - began)
 
     def _sample_windows(self, batch: torch.Tensor, stamps: np.ndarray, counts: list[int],
                         sample_rows: list[list[int]]

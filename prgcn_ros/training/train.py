@@ -105,8 +105,8 @@ def param_groups(model: nn.Module, lr: float, prm_lr_scale: float,
     links = [p for name, p in model.named_parameters()
              if links_lr_scale != 1.0 and id(p) not in prm_ids
              and (name.endswith(".edges") or ".topology." in name)]
-    link_ids = {id(p) for p in links}
-    rest = [p for p in model.parameters() if id(p) not in prm_ids | link_ids]
+    apart = prm_ids | {id(p) for p in links}
+    rest = [p for p in model.parameters() if id(p) not in apart]
     groups = [{"params": rest, "lr": lr, "lr_scale": 1.0}]
     if links:
         groups.append({"params": links, "lr": lr * links_lr_scale,

@@ -46,6 +46,7 @@ def _max_diff(expected, actual) -> float:
                                   lambda: _with_learned_edges(
                                       PRGCN(20, "kinect20", sample_topology=True)),
                                   lambda: PRGCN(20, "kinect20", temporal_kernel=9),
+                                  lambda: PRGCN(20, "kinect20", temporal_dilations=[1, 2]),
                                   lambda: PRGCN(60, "coco18", refine_channels=2,
                                                 fusion="sequential", use_tam=False),
                                   lambda: STGCN(20, "kinect20"),
@@ -98,11 +99,13 @@ def test_unknown_format(tmp_path):
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_pair_model_exports(tmp_path, fmt):
     """A two-person model with bone and partner channels, extent_norm, learned and per-sample
-    links (the node feeds it M = 2 always)."""
+    links, multi-scale temporal layers (the node feeds it M = 2 always)."""
     model = _trained_like(_with_learned_edges(PRGCN(8, "openni15", bone_input=True,
                                                     partner_input=True, extent_norm=True,
                                                     learned_edges=True,
-                                                    sample_topology=True)), 15, persons=2)
+                                                    sample_topology=True,
+                                                    temporal_dilations=[1, 2, 3])),
+                            15, persons=2)
     path = export_model(model, tmp_path / f"m.{fmt}", fmt, torch.randn(1, 3, 48, 15, 2))
     if fmt == "onnx":
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

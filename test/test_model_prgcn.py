@@ -356,6 +356,37 @@ def test_a_wider_temporal_kernel_sees_further_back():
         PRGCN(5, "kinect20", temporal_kernel=4)
 
 
+def test_multi_scale_temporal_layers_see_further_back_and_keep_every_length():
+    """With dilations 1 and 2 (K_t = 3) a change in the window's first frame reaches more of the
+    GFM's output steps than with the paper's layers, the lengths are the paper's for any T
+    (strides 2 and 3 included), and every branch learns."""
+    reached = {}
+    for dilations in (None, [1, 2]):
+        torch.manual_seed(10)
+        model = _calibrate(PRGCN(5, "kinect20", use_prm=False, temporal_dilations=dilations),
+                           (4, 3, 48, 20, 1))
+        x = torch.randn(1, 3, 48, 20, 1)
+        moved = x.clone()
+        moved[:, :, 0] += 1.0
+        with torch.no_grad():
+            f, g = (model.gfm(model.data_norm(model._features(v.view(1, 3, 48, 20), v.view(
+                1, 3, 48, 20), 1, 1))) for v in (x, moved))
+            for t in FRAMES:
+                assert model(torch.randn(2, 3, t, 20, 1))[0].shape == (2, 5), t
+        reached[str(dilations)] = int(((f - g).abs().amax(dim=(0, 1, 3)) > 1e-6).sum())
+    assert reached["None"] < reached["[1, 2]"] and f.shape[2] == 8, reached
+    model.train()
+    model(torch.randn(4, 3, 48, 20, 1))[0].sum().backward()
+    layers = [step.motion for step in model.gfm.steps if hasattr(step.motion, "branches")]
+    assert len(layers) == 4
+    for layer in layers:
+        for branch in layer.branches:
+            assert branch[0].weight.grad.abs().sum() > 0
+    for bad in ([], [0, 1]):
+        with pytest.raises(ValueError, match="temporal_dilations"):
+            PRGCN(5, "kinect20", temporal_dilations=bad)
+
+
 def test_without_prm_the_refined_poses_are_the_input():
     model = PRGCN(10, "ntu25", use_prm=False, use_tam=False).eval()
     x = torch.randn(2, 3, 8, 25, 1)
@@ -377,7 +408,8 @@ def test_classification_loss_reaches_every_prm_parameter():
                                     dict(fusion="sequential", use_motion=False),
                                     dict(use_tam=False), dict(use_prm=False, use_tam=False),
                                     dict(temporal_kernel=9),
-                                    dict(fusion="sequential", temporal_kernel=5)])
+                                    dict(fusion="sequential", temporal_kernel=5),
+                                    dict(fusion="sequential", temporal_dilations=[1, 2, 3])])
 def test_ablation_variants_run(kwargs):
     model = PRGCN(7, "coco18", **kwargs).eval()
     with torch.inference_mode():

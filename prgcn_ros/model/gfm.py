@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from prgcn_ros.model.gcn import GraphConv
-from prgcn_ros.model.tcn import TemporalConv, subsample_frames
+from prgcn_ros.model.tcn import MultiScaleTemporalConv, TemporalConv, subsample_frames
 
 # (motion layer, its stride) per fusion step; "gcn" is the motion flow's graph convolution.
 MOTION_FLOW = (("tcn", 1), ("tcn", 2), ("gcn", 1), ("tcn", 1), ("tcn", 3))
@@ -40,9 +40,12 @@ def temporal_max_pool(x: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 def _motion_layer(kind: str, stride: int, adjacency: torch.Tensor, links: dict,
-                  temporal_kernel: int) -> nn.Module:
+                  temporal_kernel: int, temporal_dilations: tuple[int, ...] | None
+                  ) -> nn.Module:
     if kind == "gcn":
         return GraphConv(WIDTH, WIDTH, adjacency, **links)
+    if temporal_dilations:
+        return MultiScaleTemporalConv(WIDTH, stride, temporal_kernel, temporal_dilations)
     return TemporalConv(WIDTH, WIDTH, stride, kernel_size=temporal_kernel)
 
 
@@ -66,10 +69,13 @@ class GFM(nn.Module):
     """Parallel position/motion flows; (N, C, T, V) poses -> (N, 128, ceil(ceil(T/2)/3), V).
     ``links``: GraphConv's keyword arguments for links beside the skeleton's (gcn.py:
     ``learned_edges``, ``sample_topology``), for every graph convolution;
-    ``temporal_kernel``: frames each temporal convolution spans (the paper's K_t = 3)."""
+    ``temporal_kernel``: frames each temporal convolution spans (the paper's K_t = 3);
+    ``temporal_dilations``: the motion flow's temporal layers multi-scale, one branch per
+    dilation (:class:`~prgcn_ros.model.tcn.MultiScaleTemporalConv`; None: the paper's)."""
 
     def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True,
-                 links: dict | None = None, temporal_kernel: int = 3) -> None:
+                 links: dict | None = None, temporal_kernel: int = 3,
+                 temporal_dilations: tuple[int, ...] | None = None) -> None:
         super().__init__()
         # Table II "position only": both flows are fed P instead of P and M.
         self.use_motion = use_motion
@@ -80,7 +86,7 @@ class GFM(nn.Module):
         channels = WIDTH
         for (kind, stride), out in zip(MOTION_FLOW, POSITION_CHANNELS):
             steps.append(FusionStep(_motion_layer(kind, stride, adjacency, links,
-                                                  temporal_kernel), stride,
+                                                  temporal_kernel, temporal_dilations), stride,
                                     GraphConv(channels + WIDTH, out, adjacency, **links)))
             channels = out
         self.steps = nn.ModuleList(steps)
@@ -97,7 +103,8 @@ class SequentialGFM(nn.Module):
     """Single-flow variant of Table II: [P, M] through the same layers, interleaved."""
 
     def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True,
-                 links: dict | None = None, temporal_kernel: int = 3) -> None:
+                 links: dict | None = None, temporal_kernel: int = 3,
+                 temporal_dilations: tuple[int, ...] | None = None) -> None:
         super().__init__()
         links = links or {}
         self.use_motion = use_motion
@@ -105,7 +112,8 @@ class SequentialGFM(nn.Module):
                                                 kernel_size=temporal_kernel)]
         channels = WIDTH
         for (kind, stride), out in zip(MOTION_FLOW, POSITION_CHANNELS):
-            layers += [_motion_layer(kind, stride, adjacency, links, temporal_kernel),
+            layers += [_motion_layer(kind, stride, adjacency, links, temporal_kernel,
+                                     temporal_dilations),
                        GraphConv(channels, out, adjacency, **links)]
             channels = out
         self.layers = nn.Sequential(*layers)

@@ -40,7 +40,8 @@ class PRGCN(nn.Module):
     before the final pooling; ``sample_topology`` gives them, besides, links of each sample's
     own per channel (CTR-GCN's channel-wise topology refinement). The PRM keeps the skeleton's
     links. ``temporal_kernel`` is the span of the GFM's temporal convolutions (the paper's
-    K_t = 3; odd).
+    K_t = 3; odd); ``temporal_dilations`` makes the motion flow's temporal layers multi-scale
+    (MS-G3D's, as in CTR-GCN: one branch per dilation, a max and a 1 x 1; None: the paper's).
     """
 
     def __init__(self, num_classes: int, layout: str | Layout | dict, in_channels: int = 3,
@@ -49,7 +50,8 @@ class PRGCN(nn.Module):
                  rigid_bones: bool = False, bone_input: bool = False,
                  partner_input: bool = False, extent_norm: bool = False,
                  learned_edges: bool = False, temporal_kernel: int = 3,
-                 sample_topology: bool = False) -> None:
+                 sample_topology: bool = False,
+                 temporal_dilations: list[int] | None = None) -> None:
         super().__init__()
         layout = layout_from_spec(layout)
         if fusion not in FUSIONS:
@@ -60,6 +62,11 @@ class PRGCN(nn.Module):
         temporal_kernel = int(temporal_kernel)
         if temporal_kernel < 1 or temporal_kernel % 2 == 0:
             raise ValueError(f"temporal_kernel must be odd and positive, not {temporal_kernel}")
+        if temporal_dilations is not None:
+            temporal_dilations = [int(d) for d in temporal_dilations]
+            if not temporal_dilations or min(temporal_dilations) < 1:
+                raise ValueError("temporal_dilations must be a non-empty list of positive "
+                                 f"integers or null, not {temporal_dilations}")
         if rigid_bones and (refine != 3 or not use_prm):
             raise ValueError("rigid_bones needs a PRM that refines 3D coordinates (use_prm "
                              f"true and refine_channels 3; here {bool(use_prm)}, {refine}): "
@@ -72,7 +79,8 @@ class PRGCN(nn.Module):
                      "partner_input": bool(partner_input), "extent_norm": bool(extent_norm),
                      "learned_edges": bool(learned_edges),
                      "temporal_kernel": temporal_kernel,
-                     "sample_topology": bool(sample_topology)}
+                     "sample_topology": bool(sample_topology),
+                     "temporal_dilations": temporal_dilations}
         self.layout = layout
         self.refine_channels = refine
         adjacency = torch.from_numpy(normalized_adjacency(layout))
@@ -89,7 +97,8 @@ class PRGCN(nn.Module):
         self.data_norm = DataNorm(features, layout.num_joints)
         gfm = GFM if fusion == "parallel" else SequentialGFM
         links = {"learned_edges": bool(learned_edges), "sample_topology": bool(sample_topology)}
-        self.gfm = gfm(features, adjacency, use_motion, links, temporal_kernel)
+        self.gfm = gfm(features, adjacency, use_motion, links, temporal_kernel,
+                       tuple(temporal_dilations) if temporal_dilations else None)
         self.tam = TAM(OUT_CHANNELS, adjacency, links=links) if use_tam else None
         features = self.tam.out_channels if self.tam is not None else OUT_CHANNELS
         self.classifier = nn.Linear(features, num_classes)

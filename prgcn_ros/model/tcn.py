@@ -59,3 +59,41 @@ class TemporalConv(nn.Module):
         if self.residual:
             y = y + (subsample_frames(x, self.stride) if self.stride > 1 else x)
         return self.relu(y)
+
+
+class MultiScaleTemporalConv(nn.Module):
+    """Multi-scale temporal convolution (MS-G3D's, as CTR-GCN uses it) in the place of a
+    TemporalConv that keeps its channel count: BN, then the channels split over branches, each
+    behind its own 1 x 1 bottleneck: a K_t x 1 convolution at each of ``dilations``, a 3-frame
+    max and a plain 1 x 1; concatenated, BN'd per branch, residual, ReLU. Lengths as
+    TemporalConv's: ceil(T / stride) for any T >= 1."""
+
+    def __init__(self, channels: int, stride: int = 1, kernel_size: int = 3,
+                 dilations: tuple[int, ...] = (1, 2)) -> None:
+        super().__init__()
+        self.stride = stride
+        branches = len(dilations) + 2
+        widths = [channels // branches + (i < channels % branches) for i in range(branches)]
+        self.bn_in = nn.BatchNorm2d(channels)
+
+        def bottleneck(width: int) -> list[nn.Module]:
+            return [nn.Conv2d(channels, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+
+        layers = [nn.Sequential(*bottleneck(width),
+                                nn.Conv2d(width, width, (kernel_size, 1), stride=(stride, 1),
+                                          padding=((kernel_size - 1) * d // 2, 0),
+                                          dilation=(d, 1)),
+                                nn.BatchNorm2d(width))
+                  for d, width in zip(dilations, widths)]
+        layers.append(nn.Sequential(*bottleneck(widths[-2]),
+                                    nn.MaxPool2d((3, 1), stride=(stride, 1), padding=(1, 0)),
+                                    nn.BatchNorm2d(widths[-2])))
+        layers.append(nn.Sequential(nn.Conv2d(channels, widths[-1], 1, stride=(stride, 1)),
+                                    nn.BatchNorm2d(widths[-1])))
+        self.branches = nn.ModuleList(layers)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn_in(x)
+        y = torch.cat([branch(y) for branch in self.branches], dim=1)
+        return self.relu(y + (subsample_frames(x, self.stride) if self.stride > 1 else x))

@@ -203,6 +203,41 @@ def test_sim_time_without_clock_then_a_paused_replay_keeps_its_tracks(
         assert resumed.num_frames == first.num_frames + 4
 
 
+@pytest.mark.slow
+def test_sim_time_going_back_ends_the_tracks_of_before(ros_context, tiny_model, tmp_path):
+    """A simulation reset (Gazebo's sends /clock back to 0) or a replay looping with --clock:
+    the people tracked before the jump end (their frames were seen 'later' than the clock now
+    reads, so they would not time out before it caught up), here on a camera that sends
+    nothing after the jump, and input after the jump is taken."""
+    with start(tiny_model, tmp_path, "/reset", "use_sim_time:=true", "min_frames:=4",
+               "window:=16", "track_timeout_s:=0.6", "diagnostics_period_s:=0.25",
+               "smoothing:=1") as proc, connected_probe(proc, "/reset") as probe:
+        clock_pub = probe.node.create_publisher(Clock, "/clock", 10)
+        wait_for_subscribers(probe.node, clock_pub, timeout_s=20)
+        before = probe.settled()
+
+        def play(start_ns: int, frames: int, person: int, camera: str) -> Time:
+            stamp = None
+            for t in range(frames):
+                stamp = _clock(start_ns + t * 33_000_000).clock
+                clock_pub.publish(Clock(clock=stamp))
+                probe.skeletons.publish(skeleton_array(stamp, {person: standing(person)
+                                                               + 0.001 * t},
+                                                       frame_id=camera))
+                probe.spin(1 / 30)
+            return stamp
+        probe.wait_action(13, stamp=play(1_000 * 10**9, 6, 13, "sim_cam"))
+        # The world resets: sim time from 5 s; camera 1 sees nobody (and sends nothing), camera 2
+        # sees person 14.
+        last = play(5 * 10**9, 6, 14, "sim_cam2")
+        stats = probe.wait_diagnostics(
+            lambda d: int(d["tracks_expired"]) >= int(before["tracks_expired"]) + 1, 15)
+        assert int(stats["tracks_expired"]) == int(before["tracks_expired"]) + 1
+        probe.wait_action(14, stamp=last)
+        assert int(probe.diagnostics[-1]["people_tracked"]) == 1
+    assert "node clock went back" in proc.log_path.read_text()
+
+
 def test_a_person_due_now_is_not_held_back_by_another_persons_rate_limit(
         ros_context, tiny_model, tmp_path):
     """max_rate_hz 1: person A, seen on, waits up to a second for their next pass. Person B,

@@ -328,7 +328,7 @@ class RecognizerNode(Node):
         # Outputs and a departed person's DELETE are published one at a time: no marker of a
         # person can follow their DELETE (it would stay up until its lifetime ran out).
         self._publishing = threading.Lock()
-        self._clock_basis = self._track_clock()[0]
+        self._clock_basis, self._clock_last = self._track_clock()
         per_pass = (f"at most {rec.max_batch} samples" if rec.max_batch
                     else "every person due")
         samples = ("one person a sample" if rec.persons == 1 else
@@ -423,6 +423,13 @@ class RecognizerNode(Node):
             self.get_logger().info(f"node clock is now {basis} time: tracks start over")
             self._clock_basis = basis
             self.recognizer.ingestion.end_all()
+        elif now < self._clock_last - self.params.track_timeout_s:
+            # Sim time went back (a simulation reset, a replay looping with --clock): people
+            # seen 'later' than now would not time out before the clock caught up with them.
+            self.get_logger().info(f"node clock went back {self._clock_last - now:.1f} s "
+                                   f"({basis} time): tracks start over")
+            self.recognizer.ingestion.end_all()
+        self._clock_last = now
         return now
 
     # ------------------------------------------------------------------ ingestion

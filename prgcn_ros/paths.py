@@ -48,8 +48,15 @@ def data_dir() -> Path:
     return (root.parent / "shared" / "data").resolve()
 
 
-def missing_data_message(what: Path) -> str:
-    """One message that says where the data was looked for and how to point at it."""
-    return (f"skeleton data not found: looked for {what}. Put the data there or set "
-            f"{DATA_ENV}=/path/to/data (the folder holding msr_action3d/, ntu_samples/, "
-            f"kinetics_skeleton/, nw_ucla/, utd_mhad/, sbu_interaction/).")
+def missing_data_message(what: Path, advice: str | None = None) -> str:
+    """One message that says where the data was looked for (the absolute path, and the first
+    folder on the way that is not there) and how to point at it (``advice``; by default
+    ``$PRGCN_DATA``'s)."""
+    what = Path(what).expanduser().absolute()
+    gap = next((p for p in (*reversed(what.parents), what) if not p.exists()), what)
+    where = f"{what}" + (f" ({gap} does not exist)" if gap != what else "")
+    if advice is None:
+        advice = (f"Put the data there or set {DATA_ENV}=/path/to/data (the folder holding "
+                  f"msr_action3d/, ntu_samples/, kinetics_skeleton/, nw_ucla/, utd_mhad/, "
+                  f"sbu_interaction/).")
+    return f"skeleton data not found: looked for {where}. {advice}"

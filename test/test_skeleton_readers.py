@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import random
 from pathlib import Path
@@ -294,6 +295,60 @@ def test_truncated_and_garbage_stgcn(data_dir, tmp_path):
         pickle.dump((["a", "b"], [0, 1]), fh)
     with pytest.raises(RecordingError, match="2 names and 2 labels for 3 samples"):
         read_stgcn_arrays(tmp_path / "x.npy", tmp_path / "two.pkl")
+
+
+class _Payload:
+    """Unpickled, it would run a command: what a label file from a stranger could hold."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def _stgcn_pair(tmp_path: Path, data: np.ndarray, names: object, labels: object,
+                stem: str = "x") -> tuple[Path, Path]:
+    np.save(tmp_path / f"{stem}.npy", data)
+    with (tmp_path / f"{stem}.pkl").open("wb") as fh:
+        pickle.dump((names, labels), fh)
+    return tmp_path / f"{stem}.npy", tmp_path / f"{stem}.pkl"
+
+
+def test_stgcn_labels_are_read_as_plain_data_only(tmp_path):
+    """A label pickle that would import code is refused before it runs; numpy's integers and
+    arrays (labels written from arrays) are read; a label that is not an integer is named."""
+    data = np.zeros((2, 3, 8, 20, 1), np.float32)
+    ran = tmp_path / "ran"
+    npy, pkl = _stgcn_pair(tmp_path, data, [_Payload(ran), "b"], [0, 1])
+    with pytest.raises(RecordingError, match=r"x\.pkl: .*would import (posix|os)\.system"):
+        read_stgcn_arrays(npy, pkl, layout="kinect20")
+    assert not ran.exists()
+    for labels in (np.array([0, 2]), [np.int64(0), np.int32(2)], [0.0, 2.0]):
+        npy, pkl = _stgcn_pair(tmp_path, data, np.array(["a", "b"]), labels)
+        assert read_stgcn_arrays(npy, pkl, layout="kinect20").labels == [0, 2]
+    npy, pkl = _stgcn_pair(tmp_path, data, ["a", "b"], [0, 1.7])
+    with pytest.raises(RecordingError, match=r"sample 1: label 1\.7 is not an integer"):
+        read_stgcn_arrays(npy, pkl, layout="kinect20")
+
+
+def test_stgcn_arrays_refused_when_opened(tmp_path):
+    """Faults a user's own arrays can have, each named when the arrays are opened (before
+    any training), not when a batch first reaches the clip."""
+    npy, pkl = _stgcn_pair(tmp_path, np.zeros((0, 3, 8, 20, 1), np.float32), [], [])
+    with pytest.raises(RecordingError, match=r"x\.npy: header: no samples"):
+        read_stgcn_arrays(npy, pkl, layout="kinect20")
+    data = np.zeros((5, 3, 8, 20, 1), np.float32)
+    data[1, 0, 3, 4] = np.nan
+    data[3, 2, 0, 0] = np.inf
+    npy, pkl = _stgcn_pair(tmp_path, data, list("abcde"), [0] * 5)
+    with pytest.raises(RecordingError, match=r"sample 1: non-finite values .* in 2 of 5 "
+                                             r"samples: \[1, 3\]"):
+        read_stgcn_arrays(npy, pkl, layout="kinect20")
+    npy, pkl = _stgcn_pair(tmp_path, np.zeros((2, 3, 8, 25, 1), np.float32), ["a", "b"], [0, 1])
+    with pytest.raises(RecordingError, match="25 joints, but layout 'kinect20' has 20 .*"
+                                             "layouts of 25 joints: body25, ntu25"):
+        read_stgcn_arrays(npy, pkl, layout="kinect20")
 
 
 def test_kinetics_json_numbered_from_zero_and_labels_out_of_range(data_dir, tmp_path):

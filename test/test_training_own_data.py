@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -221,6 +222,63 @@ def test_copied_config_run_from_the_repository_root_touches_no_tracked_file(tmp_
     png = Path(json.loads(done.stdout)["confusion_png"])
     assert png == tmp_path / "run" / "confusion_msr_action3d.png" and png.is_file()
     assert _tracked_digests() == before
+
+
+# --------------------------------------------------------------------------- a user's faults
+def _own_arrays(root: Path, labels: list[int], stem: str) -> None:
+    rng = np.random.default_rng(len(labels))
+    data = np.cumsum(rng.normal(0, 0.01, (len(labels), 3, 16, 20, 1)), axis=2) + 1.0
+    np.save(root / f"{stem}_data.npy", data.astype(np.float32))
+    with (root / f"{stem}_label.pkl").open("wb") as fh:
+        pickle.dump(([f"{stem}{k}" for k in range(len(labels))], labels), fh)
+
+
+def _own_config(tmp_path: Path, classes: list[str]) -> dict:
+    return load_config(None, {
+        "name": "mine", "layout": "kinect20", "fps": 30.0,
+        "data": {"kind": "stgcn_arrays", "dir": str(tmp_path), "root": "mine",
+                 "train_data": "train_data.npy", "train_label": "train_label.pkl",
+                 "test_data": "val_data.npy", "test_label": "val_label.pkl",
+                 "class_names": classes, "max_persons": 1},
+        "window": {"length": 16}, "optim": {"batch_size": 4, "epochs": 1},
+        "outliers": None, "calibration": {"subjects": None, "fraction": None},
+        "output": {"dir": str(tmp_path / "run"), "model": str(tmp_path / "run" / "m.safetensors")},
+        "threads": 1})
+
+
+def test_a_users_faulty_data_stops_the_run_before_training(tmp_path):
+    """A fault in the test split stops the run before its first epoch, not after the last
+    (the test arrays used to be read only then, and no model was written); repeated class
+    names are refused; a class without training clips is named in a warning; a missing
+    folder is named, with the advice that applies to an absolute data.dir."""
+    root = tmp_path / "mine"
+    root.mkdir()
+    _own_arrays(root, [0, 1, 0, 1, 0, 1, 0, 1], "train")
+    lines: list[str] = []
+    with pytest.raises(FileNotFoundError, match="val_data.npy"):
+        train_cli.train(_own_config(tmp_path, ["wave", "kick", "bow"]), progress=False,
+                        log=lines.append)
+    assert not any(line.startswith('{"epoch"') for line in lines), lines
+    assert not (tmp_path / "run" / "checkpoint.json").exists()
+
+    _own_arrays(root, [0, 1, 2, 0], "val")
+    lines.clear()
+    done = train_cli.train(_own_config(tmp_path, ["wave", "kick", "bow"]), progress=False,
+                           max_steps=1, log=lines.append)
+    assert Path(done["model"]).is_file()
+    assert [line for line in lines if "no training clip" in line] == [
+        "warning: no training clip for 1 classes (bow): the model cannot learn them"]
+
+    with pytest.raises(ConfigError, match="class names repeat: wave"):
+        train_cli.train(_own_config(tmp_path, ["wave", "kick", "wave"]), progress=False,
+                        log=lines.append)
+    cfg = _own_config(tmp_path, ["wave", "kick", "bow"])
+    cfg["data"]["root"] = "theirs"
+    with pytest.raises(FileNotFoundError) as error:
+        build_dataset(cfg, "train")
+    message = str(error.value)
+    assert f"({tmp_path / 'theirs'} does not exist)" in message
+    assert "change data.dir in the config" in message and "PRGCN_DATA=" not in message
 
 
 # --------------------------------------------------------------------------- --init

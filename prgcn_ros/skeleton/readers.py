@@ -26,7 +26,7 @@ from .labels import (
     UTD_MHAD_CLASSES,
     ntu_class_name,
 )
-from .layouts import TWO_D_LAYOUTS, get_layout
+from .layouts import LAYOUTS, TWO_D_LAYOUTS, get_layout
 from .sequence import SkeletonSequence
 
 MSR_FPS = 15.0
@@ -512,7 +512,40 @@ def read_openpose_dir(path: str | Path, layout: str | None = None,
 # --------------------------------------------------------------------------- ST-GCN arrays
 _STGCN_LAYOUTS = {18: "coco18", 25: "ntu25", 20: "kinect20", 17: "coco17", 32: "azure32",
                   15: "openni15"}
-_TWO_D = {"coco18", "coco17", "body25"}
+# Big enough to read a large release in few steps, small enough for any machine.
+_SCAN_BYTES = 64 << 20
+
+
+class _LabelUnpickler(pickle.Unpickler):
+    """Unpickles plain data only. An ST-GCN label file is names and integers (numpy's where it
+    was written from arrays); a pickle that imports anything else could run code, so it is
+    refused before it does."""
+
+    ALLOWED = {("builtins", name) for name in ("list", "tuple", "dict", "set", "frozenset",
+                                               "str", "bytes", "int", "float", "bool")} | {
+        (module, name) for module in ("numpy", "numpy.core.multiarray",
+                                      "numpy._core.multiarray", "numpy.core.numeric",
+                                      "numpy._core.numeric")
+        for name in ("dtype", "ndarray", "_reconstruct", "scalar", "_frombuffer")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it would import {module}.{name}; a label file holds "
+                                     f"names and integers only (refused: unpickling can run "
+                                     f"code)")
+
+
+def _non_finite_samples(data: np.ndarray) -> list[int]:
+    """The samples of (N, ...) ``data`` holding NaN or inf, read in chunks (memory-mapped)."""
+    per_sample = max(int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize, 1)
+    step = max(_SCAN_BYTES // per_sample, 1)
+    bad: list[int] = []
+    for start in range(0, data.shape[0], step):
+        chunk = np.asarray(data[start:start + step])
+        finite = np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
+        bad.extend(start + int(i) for i in np.flatnonzero(~finite))
+    return bad
 
 
 def _open_npy(path: Path) -> np.ndarray:
@@ -555,28 +588,44 @@ class StgcnArrays(Sequence[SkeletonSequence]):
         self.npy_path, self.pkl_path = Path(npy_path), Path(pkl_path)
         self.data = _open_npy(self.npy_path)
         n, c, _, v, _ = self.data.shape
+        if n == 0:
+            raise RecordingError(self.npy_path, "header", "no samples (N = 0)")
         try:
-            # The ST-GCN release stores (sample_names, labels) as a pickle. Unpickling can run
-            # code: this reader is only for dataset files the user trusts, never model files.
+            # The ST-GCN release stores (sample_names, labels) as a pickle: read as plain data.
             with self.pkl_path.open("rb") as fh:
-                names, labels = pickle.load(fh)
-            names, labels = [str(x) for x in names], [int(x) for x in labels]
+                names, labels = _LabelUnpickler(fh).load()
+            names, labels = [str(x) for x in names], list(labels)
+            inexact = next((k for k, x in enumerate(labels) if not float(x).is_integer()), None)
+            labels = [int(x) for x in labels] if inexact is None else labels
         except OSError as exc:
             raise RecordingError(self.pkl_path, "", f"cannot read: {exc.strerror or exc}"
                                  ) from None
         except Exception as exc:  # any unpickling failure means a bad file
             raise RecordingError(self.pkl_path, "", f"not a (sample_names, labels) pickle: "
                                  f"{type(exc).__name__}: {exc}") from None
+        if inexact is not None:
+            raise RecordingError(self.pkl_path, f"sample {inexact}", f"label "
+                                 f"{labels[inexact]!r} is not an integer (labels are 0-based "
+                                 f"class indices)")
         if len(names) != n or len(labels) != n:
             raise RecordingError(self.pkl_path, "", f"{len(names)} names and {len(labels)} "
                                  f"labels for {n} samples in {self.npy_path}")
         self.layout = layout or _STGCN_LAYOUTS.get(v)
         if self.layout is None or get_layout(self.layout).num_joints != v:
-            raise RecordingError(self.npy_path, "header", f"{v} joints: no known layout; "
-                                 f"pass layout=")
+            fits = sorted(name for name, known in LAYOUTS.items() if known.num_joints == v)
+            named = (f"layout {self.layout!r} has {get_layout(self.layout).num_joints}"
+                     if self.layout else "no layout named")
+            raise RecordingError(self.npy_path, "header", f"{v} joints, but {named} (the "
+                                 f"config's `layout`); layouts of {v} joints: "
+                                 f"{', '.join(fits) or 'none'}")
         if c != 3:
             raise RecordingError(self.npy_path, "header", f"{c} channels, expected 3")
-        self.two_d = self.layout in _TWO_D
+        bad = _non_finite_samples(self.data)
+        if bad:
+            raise RecordingError(self.npy_path, f"sample {bad[0]}", f"non-finite values (NaN "
+                                 f"or inf) in {len(bad)} of {n} samples: "
+                                 f"{bad[:10]}{' ...' if len(bad) > 10 else ''}")
+        self.two_d = self.layout in TWO_D_LAYOUTS
         self.fps = fps
         self.sample_names = names
         self.labels = labels
@@ -592,8 +641,6 @@ class StgcnArrays(Sequence[SkeletonSequence]):
             raise IndexError(f"sample {i} of {len(self)}")
         i %= len(self)
         sample = np.asarray(self.data[i], dtype=np.float32).transpose(1, 3, 2, 0)  # T M V C
-        if not np.isfinite(sample).all():
-            raise RecordingError(self.npy_path, f"sample {i}", "non-finite values")
         if self.two_d:
             coords, conf = sample[..., :2], np.clip(sample[..., 2], 0.0, 1.0)
         else:

@@ -29,6 +29,15 @@ from .config import ConfigError, data_base, data_root
 _MSR_NAME = re.compile(r"^a(\d+)_s(\d+)_e(\d+)$")
 
 
+class DataNotFound(FileNotFoundError):
+    """A dataset file or folder that is not there; :func:`build_dataset` says, from the
+    config, which setting to change."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(paths.missing_data_message(path))
+        self.path = Path(path)
+
+
 @dataclass(frozen=True)
 class MSRClip:
     """One MSR Action3D recording, from its name ``aAA_sSS_eEE``."""
@@ -63,11 +72,11 @@ def msr_file_list(root: Path, file_list: str | None) -> list[MSRClip]:
     if file_list:
         listing = root / file_list
         if not listing.is_file():
-            raise FileNotFoundError(paths.missing_data_message(listing))
+            raise DataNotFound(listing)
         names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
     else:
         if not root.is_dir():
-            raise FileNotFoundError(paths.missing_data_message(root))
+            raise DataNotFound(root)
         names = sorted(p.name for p in root.glob("a*_s*_e*_skeleton3D.txt"))
     return [parse_msr_name(n) for n in names]
 
@@ -138,7 +147,7 @@ def stgcn_arrays(data: Path, label: Path, class_names: Sequence[str], layout: st
 
     for path in (data, label):
         if not path.is_file():
-            raise FileNotFoundError(paths.missing_data_message(path))
+            raise DataNotFound(path)
     arrays = read_stgcn_arrays(data, label, layout=layout, fps=fps, label_names=class_names)
 
     def loader(i: int):
@@ -170,7 +179,7 @@ _KIND_CLASSES: dict[str, tuple[str, ...]] = {
 
 def _need_dir(root: Path) -> None:
     if not root.is_dir():
-        raise FileNotFoundError(paths.missing_data_message(root))
+        raise DataNotFound(root)
 
 
 def _from_files(files: Sequence[Path], reader, labels: Sequence[int], class_list: Sequence[str],
@@ -262,6 +271,10 @@ def sbu_interaction(root: Path, pairs: Sequence[str], description: str = ""
 def class_names(cfg: dict) -> list[str]:
     """The class names the config names: a list, a file under the data root, or a known set."""
     names = _named_classes(cfg)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"class names repeat: {', '.join(repeated)} (data.class_names): "
+                          f"each class needs a name of its own")
     if UNKNOWN_LABEL in names:
         raise ConfigError(f"a class may not be named {UNKNOWN_LABEL!r}: the recognizer answers "
                           f"that below min_confidence (rename it, e.g. 'other')")
@@ -280,7 +293,7 @@ def _named_classes(cfg: dict) -> list[str]:
         path = Path(names).expanduser()
         path = path if path.is_absolute() else data_root(cfg) / path
         if not path.is_file():
-            raise FileNotFoundError(paths.missing_data_message(path))
+            raise DataNotFound(path)
         return [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if cfg["data"]["kind"] in _KIND_CLASSES:
         return list(_KIND_CLASSES[cfg["data"]["kind"]])
@@ -290,15 +303,24 @@ def _named_classes(cfg: dict) -> list[str]:
 
 def build_dataset(cfg: dict, split: str) -> SequenceDataset:
     """The ``train`` or ``test`` split the config describes; a missing-data error says which
-    setting chose the data folder."""
+    setting chose the data folder and how to change it."""
     try:
         return _build_dataset(cfg, split)
-    except FileNotFoundError as error:
+    except DataNotFound as error:
         _, via = data_base(cfg)
-        hint = ("; an absolute data.dir wins over $PRGCN_DATA: change it in the config"
-                if via == "data.dir of the config" and
-                Path(cfg["data"]["dir"]).expanduser().is_absolute() else "")
-        raise FileNotFoundError(f"{error} (data folder chosen by {via}{hint})") from None
+        given = cfg["data"].get("dir")
+        if via == f"${paths.DATA_ENV}":
+            advice = f"Put the data there or set ${paths.DATA_ENV} to the folder holding it."
+        elif given and Path(given).expanduser().is_absolute():
+            advice = "Put the data there or change data.dir in the config."
+            via += f"; an absolute data.dir wins over ${paths.DATA_ENV}"
+        elif given:
+            advice = (f"Put the data there, change data.dir in the config (relative: from "
+                      f"the working directory) or set ${paths.DATA_ENV}.")
+        else:
+            advice = None
+        raise FileNotFoundError(f"{paths.missing_data_message(error.path, advice)} (data "
+                                f"folder chosen by {via})") from None
 
 
 def _build_dataset(cfg: dict, split: str) -> SequenceDataset:

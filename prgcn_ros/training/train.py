@@ -568,6 +568,13 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
     if where.is_main:
         check_writable(cfg["output"]["model"], Path(cfg["output"]["dir"]) / "checkpoint.json")
     trainer = Trainer(cfg, log=log)
+    # The test split is read now: a fault in it stops the run before training, not after.
+    test_set = build_dataset(cfg, "test") if evaluate_at_end and where.is_main else None
+    unlearned = sorted(set(range(len(trainer.class_names))) - set(trainer.train_set.labels))
+    if unlearned:
+        trainer.log(f"warning: no training clip for {len(unlearned)} classes "
+                    f"({', '.join(trainer.class_names[k] for k in unlearned[:10])}"
+                    f"{' ...' if len(unlearned) > 10 else ''}): the model cannot learn them")
     out_dir = Path(cfg["output"]["dir"])
     if init is not None and resume is None:
         from prgcn_ros.model.io import resolve_model
@@ -609,9 +616,8 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
         # others are done (no barrier that a long evaluation could time out).
         return {"model": cfg["output"]["model"], "epochs": trainer.epoch, "accuracy": None,
                 "train_time_s": trainer.train_time_s, "history": trainer.history}
-    if evaluate_at_end:
+    if test_set is not None:
         from .evaluate import evaluate_model
-        test_set = build_dataset(cfg, "test")
         result = evaluate_model(trainer.model, test_set, cfg, progress=progress)
         accuracy = {"split": test_set.description, "top1": result["top1"],
                     "top5": result["top5"], "n": result["n"]}

@@ -178,7 +178,8 @@ class Recognizer:
                             params.backend_cache_dir or None)
         except ExportError as error:
             if params.backend != "auto":
-                raise
+                raise BackendError(f"{error}; backend torch (or auto) runs the model without "
+                                   f"a graph") from None
             # auto: the fastest backend that works here, and torch always runs the model. (A
             # graph that fails its start-up check still stops the start: that is no torch's.)
             rec.use_backend("torch", path)
@@ -600,7 +601,7 @@ def metadata_problem(metadata: Mapping[str, Any]) -> str | None:
     try:
         PreprocessConfig.from_dict(dict(metadata.get("preprocess") or {}))
         mode, length, interpolation = window_setting(metadata.get("window"))
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, OverflowError) as error:
         return f"metadata preprocessing/window settings are invalid ({error})"
     if mode not in ("resample", "crop") or length < 1 or interpolation not in INTERPOLATIONS:
         return f"metadata window {metadata.get('window')!r} is invalid"

@@ -142,6 +142,11 @@ def test_changed_weights_or_export_version_rebuild_the_graph(shared, tmp_path):
     backend, second = _graph(path)
     assert not second.reused and second.graph != first.graph
     assert not first.graph.exists()                # the stale graph is removed
+    # ... and only this model's: a graph of model "m.v2" in the same folder stays.
+    other = first.graph.with_name(first.graph.name.replace(path.stem, f"{path.stem}.v2", 1))
+    other.write_bytes(b"graph of another model")
+    _model_file(path, seed=2)
+    assert not _graph(path)[1].reused and other.exists()
     assert second.max_diff <= 1e-4                # and the new one follows the new weights
     # Another exporter version names another graph, so a start finds none and exports.
     assert cache_file_name(path, export_version() + "-changed") != second.graph.name
@@ -293,9 +298,12 @@ def test_onnx_graph_export_needs_a_writable_place(tmp_path):
               "backend_cache_dir": str(blocker / "sub")}
     rec = Recognizer.from_params(RecognizerParams.from_dict({**values, "backend": "auto"}))
     assert rec.backend.name == "torch" and "cannot write" in rec.backend_info.fallback
-    with pytest.raises(ExportError, match="cannot write"):
+    # It stops, and says what to change (not that torch runs the model: it does not).
+    with pytest.raises(BackendError, match="cannot write.*backend_cache_dir a folder this user "
+                                           "can write; backend torch .or auto. runs") as error:
         Recognizer.from_params(RecognizerParams.from_dict({**values,
                                                            "backend": "onnxruntime"}))
+    assert "torch runs the model without it" not in str(error.value)
 
 
 def test_a_torch_that_cannot_export_stops_onnxruntime_and_auto_runs_torch(tmp_path,

@@ -117,6 +117,10 @@ def test_weights_not_matching_architecture(saved, change, words):
     ({"max_persons": 3}, "max_persons 3 is not 1 or 2"),
     ({"max_persons": "two"}, "max_persons 'two' is not 1 or 2"),
     ({"format": "something-else/9"}, "format 'something-else/9'"),
+    ({"format": "prgcn_ros-model/2"}, "a newer prgcn_ros? upgrade it"),
+    ({"window": {"length": 1_000_000_000}}, "window length 1000000000 is outside 1-10000"),
+    ({"window": {"length": float("inf")}}, "has no whole number of frames"),
+    ({"window": 0}, "window length 0 is outside"),
     ({"architecture": "extra"}, "architecture"),
 ])
 def test_metadata_values_every_reader_uses_are_checked(saved, change, words):
@@ -136,6 +140,61 @@ def test_an_architecture_torch_cannot_build_is_one_line(saved):
     meta["architecture"]["num_classes"] = -1
     path.with_suffix(".json").write_text(json.dumps(meta))
     assert "architecture cannot be built" in _error(path)
+
+
+def _kinect20_spec(**change) -> dict:
+    from prgcn_ros.skeleton.layouts import get_layout
+
+    layout = get_layout("kinect20")
+    spec = {"name": "kinect20", "joints": list(layout.joints),
+            "bones": [list(bone) for bone in layout.bones], "center": layout.center}
+    return {**spec, **change}
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"num_classes": "20"}, "num_classes '20' is not an integer"),
+    ({"num_classes": 1e400}, "num_classes inf is not an integer"),
+    ({"temporal_kernel": 3.0}, "temporal_kernel 3.0 is not an integer"),
+    ({"an_option_of_later": True}, "has no option an_option_of_later (a model file from a "
+                                   "newer prgcn_ros? upgrade it)"),
+    ({"layout": _kinect20_spec(bones=[[0, 99]])}, "bone [0, 99] is not among its 20 joints"),
+    ({"layout": _kinect20_spec(center=50)}, "centre 50 is not among its 20 joints"),
+    ({"layout": _kinect20_spec(bones=[[0, 1]])}, "differs from the built-in layout of that "
+                                                 "name"),
+])
+def test_architecture_values_are_named_in_one_line(saved, change, words):
+    """Values a file can hold that failed deep in torch or numpy with a traceback (overflow,
+    an index past the joints), or loaded silently against another layout than the node's."""
+    path, _ = saved
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["architecture"].update(change)
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    message = _error(path)
+    assert words in message and "\n" not in message, message
+
+
+def test_the_built_in_layout_written_out_in_full_still_loads(saved):
+    path, model = saved
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["architecture"]["layout"] = _kinect20_spec()
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    assert load_model(path, expected_layout="kinect20")[0].layout.name == "kinect20"
+
+
+def test_integer_weights_are_refused_and_other_float_widths_load(saved):
+    """Every float stored as an integer (a converter's mistake) used to load, truncated, and
+    answer at chance; float16 and float64 load, cast to the network's float32."""
+    from safetensors.torch import load_file, save_file
+
+    path, model = saved
+    weights = load_file(str(path))
+    for dtype in (torch.float16, torch.float64):
+        save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()},
+                  str(path), metadata={"format": "prgcn_ros-model/1"})
+        assert load_model(path)[0].classifier.weight.dtype == torch.float32
+    save_file({k: v.to(torch.int32) if v.is_floating_point() else v
+               for k, v in weights.items()}, str(path), metadata={"format": "prgcn_ros-model/1"})
+    assert "of the wrong kind of number (e.g. " in _error(path)
 
 
 @pytest.mark.parametrize("key, value, words", [

@@ -308,6 +308,16 @@ def test_init_fine_tunes_and_replaces_a_classifier_of_other_classes(msr_model, t
                     log=lambda m: None)
     with pytest.raises(ModelFileError, match="use_tam"):
         init_from_model(other.model, msr_model, other.class_names)
+    # Weights no training leaves are refused here too, naming the file (a NaN copied in would
+    # surface only as a diverged training).
+    from safetensors.torch import load_file, save_file
+    broken = tmp_path / "broken.safetensors"
+    weights = load_file(str(msr_model))
+    weights["classifier.weight"][0, 0] = float("nan")
+    save_file(weights, str(broken), metadata={"format": "prgcn_ros-model/1"})
+    broken.with_suffix(".json").write_text(msr_model.with_suffix(".json").read_text())
+    with pytest.raises(ModelFileError, match=f"--init {broken}: weights 1 holding NaN"):
+        init_from_model(same.model, broken, same.class_names)
 
 
 def test_init_from_the_shipped_model_written_before_later_options():

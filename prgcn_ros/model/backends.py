@@ -15,6 +15,7 @@ Nothing here imports rclpy; onnxruntime is imported only when that backend is ch
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -52,7 +53,8 @@ class BackendError(RuntimeError):
 
 
 class ExportError(BackendError):
-    """The installed torch cannot export the model to ONNX (backend auto then runs torch)."""
+    """No ONNX graph of the model: the installed torch cannot export it, or no cache folder
+    can hold it (backend auto then runs torch)."""
 
 
 class Backend(Protocol):
@@ -193,8 +195,9 @@ def _write_atomic(directory: Path, name: str, write: Callable[[Path], Any]) -> P
 
 def _remove_stale(directory: Path, stem: str, keep: str) -> None:
     # Graphs of older weights or export code of the same model are never used again.
-    for old in directory.glob(f"{stem}.*.onnx"):
-        if old.name != keep:
+    for old in directory.glob(f"{glob.escape(stem)}.*.onnx"):
+        if old.name != keep and re.fullmatch(rf"{re.escape(stem)}\.[0-9a-f]{{20}}\.onnx",
+                                             old.name):
             old.unlink(missing_ok=True)
 
 
@@ -242,7 +245,7 @@ def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
             except Exception as error:   # an older torch's exporter, an operator it lacks
                 raise ExportError(f"backend onnxruntime: torch {torch.__version__} cannot "
                                    f"export the model to ONNX ({type(error).__name__}: "
-                                   f"{error}); backend torch runs it as it is") from None
+                                   f"{error})") from None
             import onnx
             onnx.save_model(onnx.load(str(graph)), str(tmp), save_as_external_data=False)
 
@@ -259,7 +262,8 @@ def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
                 _keep_newest(directory, SHARED_CACHE_GRAPHS)
         return CachedGraph(path, reused=False)
     raise ExportError("backend onnxruntime: cannot write the ONNX graph anywhere ("
-                      + "; ".join(problems) + "); backend torch runs the model without it")
+                      + "; ".join(problems) + "): give backend_cache_dir a folder this user "
+                      "can write")
 
 
 def session_options(threads: int) -> Any:

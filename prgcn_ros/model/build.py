@@ -23,10 +23,21 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
     kwargs = {key: value for key, value in arch.items() if key != "name"}
+    unknown = sorted(set(kwargs) - set(inspect.signature(ARCHITECTURES[name]).parameters))
+    if unknown:
+        raise ValueError(f"architecture {name!r} has no option {', '.join(unknown)} (a model "
+                         f"file from a newer prgcn_ros? upgrade it)")
+    # Counts and sizes: "20" or 1e400 in a file would fail deep in torch, unnamed.
+    for key, value in kwargs.items():
+        if key.startswith("num_") or key.endswith(("_channels", "_kernel")):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"architecture {name!r}: {key} {value!r} is not an integer")
     try:
         return ARCHITECTURES[name](**kwargs)
-    except (TypeError, RuntimeError) as error:   # RuntimeError: e.g. a negative size
-        raise ValueError(f"bad arguments for architecture {name!r}: {error}") from None
+    # RuntimeError: e.g. a negative size; IndexError: a layout's bone past its joints
+    except (TypeError, RuntimeError, OverflowError, IndexError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"bad arguments for architecture {name!r}: {first}") from None
 
 
 def model_arch(model: nn.Module) -> dict[str, Any]:

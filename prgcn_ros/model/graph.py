@@ -77,12 +77,29 @@ def layout_spec(layout: str | Layout) -> str | dict:
 
 
 def layout_from_spec(spec: str | dict | Layout) -> Layout:
-    """Inverse of layout_spec."""
-    if isinstance(spec, dict):
-        return Layout(name=str(spec["name"]), joints=tuple(spec["joints"]),
-                      bones=tuple((int(a), int(b)) for a, b in spec["bones"]),
-                      center=int(spec["center"]))
-    return get_layout(spec)
+    """Inverse of layout_spec; ValueError for a custom layout whose bones or centre are not
+    among its joints, or that takes a built-in layout's name without being that layout (the
+    node and the readers would use the built-in one)."""
+    if not isinstance(spec, dict):
+        return get_layout(spec)
+    layout = Layout(name=str(spec["name"]), joints=tuple(str(j) for j in spec["joints"]),
+                    bones=tuple((int(a), int(b)) for a, b in spec["bones"]),
+                    center=int(spec["center"]))
+    joints = range(layout.num_joints)
+    outside = [bone for bone in layout.bones if bone[0] not in joints or bone[1] not in joints]
+    if outside or layout.center not in joints:
+        raise ValueError(f"layout {layout.name!r}: "
+                         + (f"bone {list(outside[0])}" if outside else f"centre {layout.center}")
+                         + f" is not among its {layout.num_joints} joints")
+    try:
+        builtin = get_layout(layout.name)
+    except ValueError:
+        return layout
+    if (layout.joints, layout.bones, layout.center) != (builtin.joints, builtin.bones,
+                                                         builtin.center):
+        raise ValueError(f"layout {layout.name!r} differs from the built-in layout of that name "
+                         f"(joints, bones or centre): give a custom layout a name of its own")
+    return builtin
 
 
 def layout_name(spec: str | dict | Layout) -> str:

@@ -17,10 +17,14 @@ from torch import nn
 from prgcn_ros import paths
 from prgcn_ros.model.build import build_model, model_arch
 from prgcn_ros.model.graph import layout_name
+from prgcn_ros.skeleton.preprocess import window_setting
 
 FORMAT = "prgcn_ros-model/1"
 # The calibration temperatures a model file may carry (the fit searches 0.05-20).
 TEMPERATURE_RANGE = (0.01, 100.0)
+# Frames a model's window may span: 5.5 min at 30 fps, far past any trained window (48-300);
+# beyond it the node would allocate the window for every person before saying anything.
+MAX_WINDOW_FRAMES = 10_000
 
 # Models the package ships, by name: models/prgcn_<name>.safetensors (+ .json).
 SHIPPED_MODELS: tuple[str, ...] = ("msr_action3d", "nw_ucla", "utd_mhad", "sbu_interaction")
@@ -133,7 +137,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 def _metadata_value_problem(meta: dict[str, Any]) -> str | None:
     """What in the values every reader of a model file uses is wrong, or None."""
     if meta.get("format", FORMAT) != FORMAT:
-        return f"format {meta['format']!r} is not {FORMAT!r}"
+        return (f"format {meta['format']!r} is not {FORMAT!r}, the one this prgcn_ros reads "
+                f"(a file from a newer prgcn_ros? upgrade it)")
+    try:
+        length = window_setting(meta.get("window"))[1]
+    except (ValueError, TypeError, OverflowError):
+        return f"window {meta.get('window')!r} has no whole number of frames"
+    if not 1 <= length <= MAX_WINDOW_FRAMES:
+        return f"window length {length} is outside 1-{MAX_WINDOW_FRAMES} frames"
     calibration = meta.get("calibration")
     if calibration is not None and not isinstance(calibration, dict):
         return "calibration is not an object"
@@ -206,7 +217,22 @@ def _check_weights(path: Path, model: nn.Module, weights: dict[str, torch.Tensor
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
     if mismatched:
-        problems.append(f"{len(mismatched)} with the wrong shape (e.g. {mismatched[0]})")
+        problems.append(f"{len(mismatched)} with the wrong shape (e.g. {mismatched[0]}; the "
+                        f"file's first)")
+    # Loading casts float16/64 to the network's float32 harmlessly; integers would be truncated.
+    kinds = [f"{key} {weights[key].dtype}" for key in sorted(set(expected) & set(weights))
+             if weights[key].is_floating_point() != expected[key].is_floating_point()]
+    if kinds:
+        problems.append(f"{len(kinds)} of the wrong kind of number (e.g. {kinds[0]})")
+    problems += weight_value_problems(weights)
+    if problems:
+        raise ModelFileError(f"model {path}: weights do not match the architecture: "
+                             + "; ".join(problems))
+
+
+def weight_value_problems(weights: dict[str, torch.Tensor]) -> list[str]:
+    """What in the values of a model file's weights no trained network holds."""
+    problems = []
     # A diverged training writes such values; the model would load and never give a label.
     not_finite = [key for key, value in weights.items()
                   if value.is_floating_point() and not torch.isfinite(value).all()]
@@ -217,9 +243,7 @@ def _check_weights(path: Path, model: nn.Module, weights: dict[str, torch.Tensor
                 and (value < 0).any()]
     if negative:
         problems.append(f"{len(negative)} batch-norm variances below 0 (e.g. {negative[0]})")
-    if problems:
-        raise ModelFileError(f"model {path}: weights do not match the architecture: "
-                             + "; ".join(problems))
+    return problems
 
 
 def _one_line(error: BaseException) -> str:

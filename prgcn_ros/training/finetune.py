@@ -24,7 +24,12 @@ def init_from_model(model: nn.Module, path: str | Path, class_names: list[str] |
     """Copy the weights of model file ``path`` into ``model`` (in place); returns a summary
     (``copied``, ``replaced``: the classifier tensors kept fresh, ``source_classes``)."""
     from prgcn_ros.model.build import complete_arch
-    from prgcn_ros.model.io import ModelFileError, read_metadata, read_weights
+    from prgcn_ros.model.io import (
+        ModelFileError,
+        read_metadata,
+        read_weights,
+        weight_value_problems,
+    )
 
     path = Path(path)
     if not path.is_file():
@@ -40,6 +45,9 @@ def init_from_model(model: nn.Module, path: str | Path, class_names: list[str] |
                                  f"{k}: {source_arch.get(k)!r} vs {own_arch.get(k)!r}"
                                  for k in differing) + ")")
     weights = read_weights(path, "--init")
+    problems = weight_value_problems(weights)
+    if problems:
+        raise ModelFileError(f"--init {path}: weights {'; '.join(problems)}")
     own = model.state_dict()
     copied, replaced = [], []
     new_state = {}

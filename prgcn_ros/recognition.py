@@ -361,6 +361,19 @@ class Recognizer:
         people = []
         with self._lock:
             for s, rows in enumerate(sample_rows):
+                # Every member's score history takes every pass of its sample, a partner still
+                # below min_frames too: the two of a pair then smooth to the same scores.
+                smoothed = {i: probs[s].numpy() for i in rows}
+                for i in rows:
+                    track = tracks_by_key.get(keys[i])
+                    if track is None or self.params.smoothing <= 1 or not finite_probs[s]:
+                        continue
+                    partner = next((keys[j] for j in rows if j != i), None)
+                    if partner != track.partner:   # another sample: start over
+                        track.history.clear()
+                        track.partner = partner
+                    track.history.append(smoothed[i])
+                    smoothed[i] = np.mean(track.history, axis=0)
                 for slot, i in enumerate(rows):
                     if not published[i]:
                         continue
@@ -371,16 +384,7 @@ class Recognizer:
                         self.outputs_suppressed += 1
                         continue
                     pid, frame_id, axis, source = snapshot[i]
-                    track = tracks_by_key.get(keys[i])
-                    p = probs[s].numpy()
-                    if track is not None and self.params.smoothing > 1:
-                        partner = next((keys[j] for j in rows if j != i), None)
-                        if partner != track.partner:   # another sample: start over
-                            track.history.clear()
-                            track.partner = partner
-                        track.history.append(p)
-                        p = np.mean(track.history, axis=0)
-                    person = self._person(pid, p, (first_ns, last_ns), used,
+                    person = self._person(pid, smoothed[i], (first_ns, last_ns), used,
                                           refined[s, slot].numpy(), offsets[s, slot].numpy(),
                                           newest_conf[s, slot])
                     person.axis = axis

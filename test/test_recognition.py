@@ -1166,6 +1166,34 @@ def test_two_people_close_together_are_one_sample_labelled_for_both():
     assert people[4].num_frames == people[9].num_frames == 5
 
 
+def test_a_pair_smooths_to_the_same_scores_for_both_when_one_joined_later():
+    """smoothing 3 (the node's default): the partner is below min_frames for the pair's first
+    passes. Both must still get one label and one set of scores (each used to average its own
+    published passes only: 'kick' for one, 'wave' for the other in the same pass)."""
+    rec = pair_recognizer(smoothing=3, min_frames=4)
+    network, passes = TorchBackend(rec.model), []
+
+    def changing_its_mind(x):             # 'kick' for three passes, then 'wave'
+        _, refined = network(x)
+        passes.append(x.shape[0])
+        logits = [0.0, 0.0, 3.0] if len(passes) < 4 else [3.0, 0.0, 0.0]
+        return torch.tensor([logits]).repeat(x.shape[0], 1), refined
+    rec.backend = changing_its_mind
+    both = 0
+    for t in range(9):
+        people = {1: beside(0.0, t)}
+        if t >= 3:                         # the partner arrives three frames later
+            people[2] = beside(0.8, t + 50)
+        rec.ingest(frame(t, people))
+        result = rec.infer()
+        shown = {p.person_id: p for p in result.people} if result else {}
+        if len(shown) == 2:
+            both += 1
+            np.testing.assert_array_equal(shown[1].probabilities, shown[2].probabilities)
+            assert shown[1].label == shown[2].label and shown[1].partner_id == 2
+    assert both == 3
+
+
 def test_a_pair_runs_when_either_has_new_frames_and_both_are_published():
     rec = pair_recognizer()
     for t in range(5):

@@ -376,6 +376,7 @@ class PersonResult:
     up: np.ndarray | None = None   # (3,) the model's up in that frame, for input rotated in
     partner_id: int = NO_PARTNER   # the other person of a two-person sample
     track: int = -1                # the recognizer's internal track key (never reused)
+    refined_stamp_ns: int = 0      # the input frame `refined` is (0: window_end_ns)
 
 
 @dataclass

@@ -337,7 +337,8 @@ class Recognizer:
                     t.labelled = True
                     t.last_inferred = start
 
-        x, last, windows = self._sample_windows(batch, stamps, counts, sample_rows)
+        x, last, windows, window_rows = self._sample_windows(batch, stamps, counts,
+                                                              sample_rows)
         coords, conf = x[..., : self.dims], x[..., self.dims]
         probs = torch.empty((len(sample_rows), len(self.class_names)))
         refined = torch.empty((len(sample_rows), self.persons, self.layout.num_joints,
@@ -354,6 +355,11 @@ class Recognizer:
             probs = torch.from_numpy(scaled(probs.numpy(), self.temperature)).float()
         newest_conf = conf[torch.arange(len(last), device=conf.device)[:, None], last,
                            torch.arange(self.persons, device=conf.device)].cpu().numpy()
+        # The frame each slot's refined pose is: its newest in the window the model saw (a
+        # pair's time line, or a window resampled from over twice its length, may skip the
+        # person's very newest frame).
+        refined_rows = window_rows[np.arange(len(sample_rows))[:, None], last.cpu().numpy(),
+                                   np.arange(self.persons)]                    # (S, M)
         finite_probs = torch.isfinite(probs).all(1).tolist()
         finite_pose = (torch.isfinite(refined).flatten(2).all(2)
                        & torch.isfinite(offsets).flatten(2).all(2)).tolist()   # (S, M)
@@ -392,6 +398,8 @@ class Recognizer:
                     person.source = source
                     person.partner_id = partner_id[i]
                     person.track = keys[i]
+                    row = refined_rows[s, slot]
+                    person.refined_stamp_ns = int(stamps[i, row]) if row >= 0 else last_ns
                     people.append(person)
         done = time.monotonic()
         self.inferences += 1
@@ -403,10 +411,12 @@ class Recognizer:
 
     def _sample_windows(self, batch: torch.Tensor, stamps: np.ndarray, counts: list[int],
                         sample_rows: list[list[int]]
-                        ) -> tuple[torch.Tensor, torch.Tensor, dict[int, tuple[int, int, int]]]:
+                        ) -> tuple[torch.Tensor, torch.Tensor, dict[int, tuple[int, int, int]],
+                                   np.ndarray]:
         """The frames the model sees, (S, T, M, V, C): each sample's people in its slots;
-        where each slot's newest frame is in it, (S, M); and per gathered row the window it
-        used: (first stamp, last stamp, frames).
+        where each slot's newest frame is in it, (S, M); per gathered row the window it
+        used: (first stamp, last stamp, frames); and the gathered frame at each window
+        position and slot, (S, T, M) (-1: none; between two frames, the nearer).
 
         resample: the held frames spread evenly over the model's length (the whole clip,
         offline), by the nearest frame or linear between frames as the model was trained;
@@ -465,17 +475,20 @@ class Recognizer:
             t = self.window_length
             taken = np.minimum(held, t)
             index = np.arange(t)[None, :] + (length - taken)[:, None]
-            x = frames(np.minimum(index, length - 1))
+            at = np.minimum(index, length - 1)
+            x = frames(at)
             padding = torch.from_numpy(np.arange(t)[None, :] >= taken[:, None]).to(device)
             x = x.masked_fill(padding[:, :, None, None, None], 0.0)
         else:
             taken = held
             if self.interpolation == "nearest":
-                x = frames(np.stack([length - c + uniform_indices(c, self.window_length)
-                                     for c in held]))
+                at = np.stack([length - c + uniform_indices(c, self.window_length)
+                               for c in held])
+                x = frames(at)
             else:
                 position = np.stack([length - c + uniform_positions(c, self.window_length)
                                      for c in held])
+                at = np.rint(position).astype(np.int64)
                 before = np.floor(position).astype(np.int64)
                 weight = torch.from_numpy(position - before).to(device)[:, :, None].expand(
                     -1, -1, self.persons)
@@ -495,7 +508,7 @@ class Recognizer:
                 used = used[used >= 0]
                 windows[r] = (int(stamps[r, used[0]]), int(stamps[r, used[-1]]), len(used)) \
                     if len(used) else (0, 0, 0)        # no frame of theirs: not published
-        return x, last, windows
+        return x, last, windows, line[np.arange(count)[:, None], at]
 
     def _forward(self, coords: torch.Tensor, conf: torch.Tensor, axis: str, last: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

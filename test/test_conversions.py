@@ -12,7 +12,12 @@ from prgcn_ros.live_data import (
     InferenceResult,
     PersonResult,
 )
-from prgcn_ros.nodes.conversions import action_array_msg, marker_lifetime_s, markers_msg
+from prgcn_ros.nodes.conversions import (
+    action_array_msg,
+    marker_lifetime_s,
+    markers_msg,
+    refined_array_msg,
+)
 
 
 def person(pid: int, partner: int = NO_PARTNER, label: str = "hugging",
@@ -44,6 +49,18 @@ def test_unknown_keeps_the_top_k_on_the_action():
     assert (action.label, action.class_index) == ("unknown", -1)
     assert list(action.top_labels) == ["hugging", "pushing"]
     np.testing.assert_allclose(action.top_scores, [0.4, 0.3], rtol=1e-6)   # float32
+
+
+def test_each_refined_pose_carries_the_stamp_of_its_own_frame():
+    """The array's header is the newest frame of its people; each skeleton says which frame
+    it is (a result from before the field existed falls back to the window's end)."""
+    older = person(4)
+    older.refined_stamp_ns = 1_500
+    skeletons = refined_array_msg(result(person(3), older)).skeletons
+    assert [(s.stamp.sec, s.stamp.nanosec) for s in skeletons] == [(0, 2_000), (0, 1_500)]
+    # Its markers too: RViz places them by the camera's pose at that stamp.
+    stamps = {(m.id, m.header.stamp.nanosec) for m in markers_msg(result(person(3), older)).markers}
+    assert stamps == {(3, 2_000), (4, 1_500)}
 
 
 def test_the_label_marker_names_the_partner():

@@ -24,6 +24,8 @@ def test_generated_messages_have_the_designed_fields():
     assert fields["prgcn_msgs/Action"]["partner_id"] == "int64"
     assert fields["prgcn_msgs/ActionArray"]["header"] == "std_msgs/Header"
     assert fields["prgcn_msgs/RefinedSkeleton"]["offsets"] == "sequence<geometry_msgs/Vector3>"
+    # The stamp of the input frame each refined pose is (it can be older than the header's).
+    assert fields["prgcn_msgs/RefinedSkeleton"]["stamp"] == "builtin_interfaces/Time"
 
 
 def test_every_message_type_round_trips_across_processes(ros_context, tmp_path):

@@ -1194,6 +1194,28 @@ def test_a_pair_smooths_to_the_same_scores_for_both_when_one_joined_later():
     assert both == 3
 
 
+def test_a_refined_pose_carries_the_stamp_of_the_frame_it_is():
+    """A pair whose partner is missing from the newest message, with the window at twice the
+    model's length (the node's default, 96 for 48): the resampled time line takes every other
+    frame and skips the partner's newest. The refined pose is the newest frame the model saw,
+    and says so; it used to go out as the newest frame with an older frame's pose."""
+    rec = pair_recognizer(length=8, window=16, min_frames=4)
+    for t in range(16):
+        people = {1: beside(0.0, t)}
+        if t != 15:
+            people[2] = beside(0.8, t + 50)
+        rec.ingest(frame(t, people))
+    shown = {p.person_id: p for p in rec.infer().people}
+    def stamp(t: int) -> int:
+        return frame(t).stamp_ns
+
+    assert shown[2].window_end_ns == stamp(14)         # the partner's newest frame
+    assert shown[2].refined_stamp_ns == stamp(13)      # the newest one the model saw
+    np.testing.assert_allclose(shown[2].refined - shown[2].offsets, beside(0.8, 63), atol=1e-5)
+    assert shown[1].refined_stamp_ns == shown[1].window_end_ns == stamp(15)
+    np.testing.assert_allclose(shown[1].refined - shown[1].offsets, beside(0.0, 15), atol=1e-5)
+
+
 def test_a_pair_runs_when_either_has_new_frames_and_both_are_published():
     rec = pair_recognizer()
     for t in range(5):

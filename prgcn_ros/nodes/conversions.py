@@ -173,8 +173,9 @@ def refined_array_msg(result: InferenceResult) -> RefinedSkeletonArray:
         keypoints = [Keypoint(position=p, confidence=c) for p, c in
                      zip(_points(person.refined), person.joint_confidence.tolist())]
         offsets = [Vector3(x=o[0], y=o[1], z=o[2]) for o in _xyz(person.offsets).tolist()]
-        msg.skeletons.append(RefinedSkeleton(person_id=int(person.person_id),
-                                             keypoints=keypoints, offsets=offsets))
+        msg.skeletons.append(RefinedSkeleton(
+            person_id=int(person.person_id), keypoints=keypoints, offsets=offsets,
+            stamp=ns_to_stamp(person.refined_stamp_ns or person.window_end_ns)))
     return msg
 
 
@@ -213,7 +214,6 @@ def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray
     the model's up in the input frame where the input was rotated (``person.up``).
     """
     layout = get_layout(result.layout)
-    header = result_header(result)
     lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1.0) * 1e9))
     out = MarkerArray()
     for person in result.people:
@@ -227,6 +227,9 @@ def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray
             if person.up is None else np.asarray(person.up, np.float64)
         mid = marker_id(person.person_id)
         pid = person.person_id
+        # Stamped with the frame the pose is: RViz looks up a moving camera's pose at it.
+        header = Header(stamp=ns_to_stamp(person.refined_stamp_ns or person.window_end_ns),
+                        frame_id=result.frame_id)
 
         joints = Marker(header=header, ns=marker_ns("joints", pid), id=mid,
                         type=Marker.SPHERE_LIST, action=Marker.ADD, color=color, lifetime=lifetime)

@@ -493,6 +493,52 @@ def test_gravity_remembers_a_bounded_number_of_frame_ids():
         assert gravity.up_in("camera") is not None, i
 
 
+class _PanningCamera:
+    """tf2's Buffer for a camera panning about the vertical at 5 degrees a frame (tf2_ros has
+    no wheel here): at a given time its rotation then; at time 0, its newest, ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def lookup_transform(self, target: str, source: str, time):
+        from types import SimpleNamespace
+
+        t = (time.nanoseconds - frame(0).stamp_ns) / (frame(1).stamp_ns - frame(0).stamp_ns) \
+            if time.nanoseconds else self.now
+        half = np.radians(5.0 * t) / 2
+        rotation = SimpleNamespace(x=0.0, y=0.0, z=float(np.sin(half)), w=float(np.cos(half)))
+        return SimpleNamespace(transform=SimpleNamespace(rotation=rotation))
+
+
+def test_a_moving_camera_rotates_each_frame_by_its_own_transform_there_and_back():
+    """gravity_frame with a panning camera: a message is turned by the camera's rotation at
+    its stamp (not tf2's newest), and its refined pose goes back with that same rotation,
+    though newer messages of the frame came in during the pass (the newest rotation put it
+    a metre off)."""
+    from prgcn_ros.nodes.gravity import Gravity
+    from prgcn_ros.skeleton.frames import gravity_rotation, quaternion_matrix
+
+    camera = _PanningCamera()
+    gravity = Gravity(convention="z_up", gravity_frame="base_link")
+    gravity._buffer = camera
+    rec = tiny_recognizer(use_prm=False)                # refined = input exactly
+    given = {t: pose(seed=t) + (0.0, 0.0, 1.0) for t in range(8)}
+    for t in range(6):
+        camera.now = t + 4                              # tf2 runs ahead of the skeletons
+        f = gravity.to_model(frame(t, {0: given[t]}, frame_id="head_cam"))
+        half = np.radians(5.0 * t) / 2
+        at_stamp = gravity_rotation("z_up", 0.0, quaternion_matrix(0, 0, np.sin(half),
+                                                                   np.cos(half)))
+        np.testing.assert_allclose(f.coords[0], given[t] @ at_stamp.T, atol=1e-6)
+        rec.ingest(f)
+    person = rec.infer().people[0]
+    for t in (6, 7):                                    # in while the pass ran
+        camera.now = t + 4
+        rec.ingest(gravity.to_model(frame(t, {0: given[t]}, frame_id="head_cam")))
+    back = gravity.to_input(person.refined, "head_cam", "skeletons", person.refined_stamp_ns)
+    np.testing.assert_allclose(back, given[5], atol=1e-5)
+
+
 def test_gravity_read_by_the_inference_thread_always_finds_the_frame():
     """Ingestion re-marks the camera in use on every message while the inference thread
     reads its rotation back: the reader never sees the frame missing (an output would go out

@@ -18,7 +18,8 @@ The math lives in :mod:`prgcn_ros.skeleton.frames` (ROS-free, tested off-robot).
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+import threading
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,9 @@ from prgcn_ros.skeleton.layouts import LAYOUTS
 # frame_ids whose rotation is remembered at most (a driver that names a frame per message
 # must not grow the node's memory).
 MAX_FRAMES = 256
+# Rotations kept per frame_id from tf2 (a moving camera: each frame goes back with the one it
+# came in with); a fixed rotation needs one.
+ROTATIONS_KEPT = 128
 
 
 class GravityError(ValueError):
@@ -56,11 +60,11 @@ class Gravity:
     node: Any = None                     # rclpy node, for tf2 (gravity_frame only)
     # Fixed rotations by input ("skeletons", AZURE_SOURCE), without gravity_frame.
     _fixed: dict[str, np.ndarray] = field(default_factory=dict)
-    # The latest rotation by (input, frame_id): two inputs may share a frame_id but not a
-    # rotation (the Azure input's tilt, /skeletons' convention).
-    # Written by ingestion, read by the inference thread: an entry is replaced or moved in
-    # place, never taken out and put back, so a reader always finds a frame's rotation.
-    _by_frame: OrderedDict[tuple[str, str], np.ndarray] = field(default_factory=OrderedDict)
+    # The recent rotations by (input, frame_id), as (stamp_ns, rotation) oldest first: two
+    # inputs may share a frame_id but not a rotation (the Azure input's tilt, /skeletons'
+    # convention). Written by ingestion, read by the publishing thread, under _lock.
+    _by_frame: OrderedDict[tuple[str, str], deque] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _buffer: Any = None
 
     @classmethod
@@ -117,14 +121,21 @@ class Gravity:
         self._buffer = Buffer()
         self._listener = TransformListener(self._buffer, self.node)
 
-    def rotation(self, frame_id: str, source: str = "skeletons") -> np.ndarray | None:
-        """Input frame -> y-up camera convention; None while tf2 has no transform yet."""
+    def rotation(self, frame_id: str, source: str = "skeletons", stamp_ns: int = 0
+                 ) -> np.ndarray | None:
+        """Input frame -> y-up camera convention at ``stamp_ns`` (tf2's latest where it has
+        none for that time, e.g. not yet; 0: the latest); None while tf2 has no transform."""
         if self._buffer is None:
             return self._fixed.get(source)
         from rclpy.time import Time
-        try:
-            t = self._buffer.lookup_transform(self.gravity_frame, frame_id, Time())
-        except Exception:   # tf2's lookup, connectivity and extrapolation errors alike
+        t = None
+        for when in ((Time(nanoseconds=stamp_ns),) if stamp_ns > 0 else ()) + (Time(),):
+            try:
+                t = self._buffer.lookup_transform(self.gravity_frame, frame_id, when)
+                break
+            except Exception:   # tf2's lookup, connectivity and extrapolation errors alike
+                continue
+        if t is None:
             return None
         q = t.transform.rotation
         tilt = 0.0 if source == AZURE_SOURCE else self.tilt_deg   # camera_tilt_deg: /skeletons'
@@ -137,34 +148,50 @@ class Gravity:
                 or frame.layout not in LAYOUTS or not frame.ids):
             # Nobody to rotate; or a layout ingestion drops anyway (one reason per message).
             return frame
-        rotation = self.rotation(frame.frame_id, frame.source)
+        rotation = self.rotation(frame.frame_id, frame.source, frame.stamp_ns)
         if rotation is None:
             dropped = {**frame.dropped, "no_transform": frame.dropped.get("no_transform", 0) + 1}
             frame.ids, frame.coords, frame.confidence, frame.dropped = [], [], [], dropped
             return frame
         key = (frame.source, frame.frame_id)
-        # Least recently used first out: a camera's frame stays while others come and go.
-        if key in self._by_frame:
-            self._by_frame[key] = rotation
-            self._by_frame.move_to_end(key)
-        else:
-            if len(self._by_frame) >= MAX_FRAMES:
-                self._by_frame.popitem(last=False)
-            self._by_frame[key] = rotation
+        with self._lock:
+            # Least recently used first out: a camera's frame stays while others come and go.
+            if key in self._by_frame:
+                self._by_frame.move_to_end(key)
+            else:
+                if len(self._by_frame) >= MAX_FRAMES:
+                    self._by_frame.popitem(last=False)
+                self._by_frame[key] = deque(
+                    maxlen=ROTATIONS_KEPT if self._buffer is not None else 1)
+            self._by_frame[key].append((frame.stamp_ns, rotation))
         frame.coords = [(c @ rotation.T).astype(c.dtype, copy=False) for c in frame.coords]
         return frame
 
-    def up_in(self, frame_id: str, source: str = "skeletons") -> np.ndarray | None:
-        """The y-up convention's up direction in frame ``frame_id`` of input ``source`` (by
-        its latest rotation); None for a frame never rotated."""
-        rotation = self._by_frame.get((source, frame_id))
+    def _rotation_at(self, frame_id: str, source: str, stamp_ns: int) -> np.ndarray | None:
+        """The rotation the frame of ``stamp_ns`` came in with: the newest kept at or before
+        it (0: the newest; older than all kept: the oldest); None for a frame never rotated."""
+        with self._lock:
+            kept = self._by_frame.get((source, frame_id))
+            if not kept:
+                return None
+            if stamp_ns <= 0:
+                return kept[-1][1]
+            return next((rotation for stamp, rotation in reversed(kept) if stamp <= stamp_ns),
+                        kept[0][1])
+
+    def up_in(self, frame_id: str, source: str = "skeletons", stamp_ns: int = 0
+              ) -> np.ndarray | None:
+        """The y-up convention's up direction in frame ``frame_id`` of input ``source`` at
+        ``stamp_ns`` (0: its latest rotation); None for a frame never rotated."""
+        rotation = self._rotation_at(frame_id, source, stamp_ns)
         return None if rotation is None else rotation[1].copy()
 
-    def to_input(self, points: np.ndarray, frame_id: str, source: str = "skeletons"
-                 ) -> np.ndarray:
-        """Points (..., 3) of the y-up convention back into the frame `frame_id` of input
-        ``source`` they came in (by its latest rotation)."""
-        rotation = self._by_frame.get((source, frame_id))
+    def to_input(self, points: np.ndarray, frame_id: str, source: str = "skeletons",
+                 stamp_ns: int = 0) -> np.ndarray:
+        """Points (..., 3) of the y-up convention back into the frame ``frame_id`` of input
+        ``source`` they came in, with the rotation of the frame of ``stamp_ns`` (0: the
+        latest)."""
+        rotation = self._rotation_at(frame_id, source, stamp_ns)
         if rotation is None or points.shape[-1] != 3:
             return points
         return (points @ rotation).astype(points.dtype, copy=False)

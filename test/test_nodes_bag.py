@@ -133,6 +133,17 @@ def test_player_names_the_bag_when_it_has_nothing_to_play(tmp_path):
     assert time.monotonic() - started < 60
 
 
+def test_a_bag_whose_metadata_is_broken_is_named_in_one_line(tmp_path):
+    from prgcn_ros.skeleton.bags import BagError, bag_topics
+
+    bag = tmp_path / "broken_bag"
+    bag.mkdir()
+    (bag / "metadata.yaml").write_text("rosbag2_bagfile_information:\n  version: [8\n")
+    with pytest.raises(BagError, match="broken_bag: not a readable rosbag2") as error:
+        bag_topics(bag)
+    assert "\n" not in str(error.value), str(error.value)
+
+
 def test_write_bag_never_overwrites(data_dir, tmp_path):
     out = tmp_path / "exists"
     out.mkdir()

@@ -3,6 +3,8 @@ that OpenPose writes into."""
 from __future__ import annotations
 
 import json
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -167,6 +169,40 @@ def test_player_loops_with_fresh_stamps(listener, data_dir, tmp_path):
     tick_ns = 1e9 / (15 * 8)
     assert stamps[frames] - stamps[frames - 1] > 0.5 * tick_ns
     assert {s.id for m in received for s in m.skeletons} == {0}
+
+
+@pytest.mark.parametrize("stop, rate", [(signal.SIGINT, "8"), (signal.SIGTERM, "8"),
+                                         (signal.SIGTERM, "0.01")])
+def test_a_stop_signal_during_playback_ends_it_promptly_with_status_0(listener, data_dir,
+                                                                       tmp_path, stop, rate):
+    """Ctrl-C or SIGTERM while playing, at a normal rate and at one frame in 6.7 s: status
+    0 within a second or two, no traceback (a publish into the context rclpy's handler had
+    shut down gave a traceback and status 1; a slow rate held SIGTERM until the next frame)."""
+    node, received = listener
+    clip = data_dir / "msr_action3d" / "a01_s01_e01_skeleton3D.txt"
+    player = start_process(["-m", "prgcn_ros.nodes.player", str(clip), "--loop", "--rate", rate,
+                            "--topic", "/player_test", "--quiet"], tmp_path / "player.log")
+    try:
+        assert spin_until(node, lambda: len(received) >= 1, 60), process_log(player)
+        spin_until(node, lambda: False, 0.3)          # mid-way between two frames
+        sent = time.monotonic()
+        player.send_signal(stop)
+        assert spin_until(node, lambda: player.poll() is not None, 10), process_log(player)
+        took = time.monotonic() - sent
+    finally:
+        code = stop_process(player)
+    assert code == 0 and "Traceback" not in process_log(player), process_log(player)
+    assert took < 3.0, took
+
+
+def test_a_rate_that_is_not_a_positive_number_is_refused(capsys):
+    from prgcn_ros.nodes.player import parse_args
+
+    for rate in ("nan", "inf", "0", "-1"):
+        with pytest.raises(SystemExit) as stop:
+            parse_args(["rec.txt", "--rate", rate])
+        error = capsys.readouterr().err
+        assert stop.value.code == 2 and "--rate must be a positive, finite number" in error
 
 
 def test_consume_needs_follow(tmp_path, capsys):

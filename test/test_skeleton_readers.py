@@ -195,6 +195,9 @@ def test_read_recording_dispatch(data_dir, msr_files, tmp_path):
     assert read_recording(data_dir / "ntu_samples" / "S001C001P001R001A011.skeleton"
                           ).layout == "ntu25"
     assert read_recording(data_dir / "kinetics_skeleton" / KINETICS_CLIP).layout == "coco18"
+    # A shell pattern that matched nothing: named as missing, not as an unknown kind.
+    with pytest.raises(RecordingError, match=r"\*\.nomatch: no such file or folder"):
+        read_recording(tmp_path / "*.nomatch")
     (tmp_path / "a.npy").write_bytes(b"")
     with pytest.raises(RecordingError, match="read_stgcn_arrays"):
         read_recording(tmp_path / "a.npy")

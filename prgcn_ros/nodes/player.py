@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Header
 
 from prgcn_msgs.msg import SkeletonArray
@@ -55,6 +59,17 @@ from prgcn_ros.skeleton.sequence import SkeletonSequence, frame_people
 # drop as a flood.
 MIN_SPACING = 0.75
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Set by Ctrl-C or SIGTERM: playback ends after the message being sent, with status 0.
+STOP = threading.Event()
+_leave_at_once = True     # before the node exists: reading recordings, nothing to finish
+
+
+def _on_stop_signal(signum, frame) -> None:
+    STOP.set()
+    if _leave_at_once:
+        raise SystemExit(0)
+
 
 @dataclass
 class _Playing:
@@ -71,13 +86,22 @@ def declare_frame_id(node: Node) -> str:
 
 
 class PlayerNode(Node):
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, stop: threading.Event | None = None) -> None:
         super().__init__("prgcn_player")
         self.args = args
+        self.stop = stop or threading.Event()
         self.frame_id = declare_frame_id(self)
         self.publisher = self.create_publisher(SkeletonArray, args.topic, 10)
         self.outputs = [self.publisher]    # what wait_for_subscribers waits on
         self.bag_publishers: dict[str, tuple[type, object]] = {}   # bag topic -> (type, pub)
+
+    def running(self) -> bool:
+        return rclpy.ok() and not self.stop.is_set()
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, woken by a stop: a low --rate or a bag's long gap does not hold Ctrl-C."""
+        if seconds > 0:
+            self.stop.wait(seconds)
 
     def wait_for_subscribers(self) -> None:
         """Messages published before discovery matches a subscriber are lost: wait a little."""
@@ -86,11 +110,11 @@ class PlayerNode(Node):
         def matched() -> int:
             return max(p.get_subscription_count() for p in self.outputs)
         while (matched() < self.args.subscribers
-               and time.monotonic() < deadline and rclpy.ok()):
+               and time.monotonic() < deadline and self.running()):
             rclpy.spin_once(self, timeout_sec=0.05)
         # Give the subscriber's own side of the match a moment too.
         if matched():
-            time.sleep(0.2)
+            self.pause(0.2)
 
     def open_bag(self, bag: Path) -> None:
         """Make a publisher per played topic of the bag (SkeletonArray: --topic)."""
@@ -113,7 +137,7 @@ class PlayerNode(Node):
         from rclpy.serialization import deserialize_message
 
         rate = self.args.rate
-        while rclpy.ok():
+        while self.running():
             start = time.monotonic()
             first = previous = None
             sent = -float("inf")
@@ -124,9 +148,9 @@ class PlayerNode(Node):
                 due = start + (stamp - first) / 1e9 / rate
                 if previous is not None:
                     due = max(due, sent + MIN_SPACING * (stamp - previous) / 1e9 / rate)
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                self.pause(due - time.monotonic())
+                if not self.running():
+                    return
                 now = self.get_clock().now().to_msg()
                 if isinstance(msg, SkeletonArray):
                     msg.header.stamp = now
@@ -135,11 +159,9 @@ class PlayerNode(Node):
                         marker.header.stamp = now
                 publisher.publish(msg)
                 sent, previous = time.monotonic(), stamp
-                if not rclpy.ok():
-                    return
             if not self.args.loop:
                 return
-            time.sleep(1.0 / 30.0)   # a new round does not come at once (flood check)
+            self.pause(1.0 / 30.0)   # a new round does not come at once (flood check)
 
     def publish(self, layout: str, ids: list[int], coords: np.ndarray, conf: np.ndarray
                 ) -> None:
@@ -154,10 +176,10 @@ class PlayerNode(Node):
         # One clock across --loop rounds: a new round's first frame comes a tick after the
         # last one, not at once (the recognizer would drop it as a flood).
         next_tick = time.monotonic()
-        while rclpy.ok():
+        while self.running():
             queue = deque(enumerate(recordings))
             playing: list[_Playing] = []
-            while (queue or playing) and rclpy.ok():
+            while (queue or playing) and self.running():
                 while queue and len(playing) < self.args.parallel:
                     index, seq = queue.popleft()
                     step = seq.fps * self.args.rate / tick_hz
@@ -166,9 +188,9 @@ class PlayerNode(Node):
                         print(f"playing {Path(seq.source).name}: {seq.num_frames} frames at "
                               f"{seq.fps:g} fps as person(s) {person_ids(index, seq)}",
                               flush=True)
-                delay = next_tick - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                self.pause(next_tick - time.monotonic())
+                if not self.running():
+                    return
                 groups: dict[str, tuple[list, list, list]] = {}
                 for p in playing:
                     p.phase += p.step
@@ -210,7 +232,7 @@ class PlayerNode(Node):
         next_send = time.monotonic()
         print(f"following {directory}: {len(seen)} existing frame files skipped", flush=True)
         try:
-            while rclpy.ok():
+            while self.running():
                 listed = time.monotonic()
                 names = _frame_files(directory)
                 listing_s = time.monotonic() - listed
@@ -252,12 +274,12 @@ class PlayerNode(Node):
                         continue
                     ids, coords, conf = frame_people(seq, 0, [-1] * seq.num_persons)
                     if ids:
-                        delay = next_send - time.monotonic()
-                        if delay > 0:
-                            time.sleep(delay)
+                        self.pause(next_send - time.monotonic())
+                        if not self.running():
+                            return
                         self.publish(seq.layout, ids, _xyz(coords), conf)
                         next_send = time.monotonic() + MIN_SPACING / (seq.fps * self.args.rate)
-                time.sleep(max(self.args.poll, listing_s))
+                self.pause(max(self.args.poll, listing_s))
         finally:
             if skipped:
                 print(f"{skipped} frame file(s) skipped as unreadable", file=sys.stderr,
@@ -311,8 +333,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.recordings and not args.follow:
         parser.error("give recordings to play, or --follow DIR")
-    if args.rate <= 0 or args.parallel < 1 or args.wait < 0:
-        parser.error("--rate must be positive, --parallel at least 1, --wait not negative")
+    if not (math.isfinite(args.rate) and args.rate > 0) or args.parallel < 1 or args.wait < 0:
+        parser.error("--rate must be a positive, finite number, --parallel at least 1, --wait "
+                     "not negative")
     if args.follow and not args.follow.is_dir():
         parser.error(f"--follow {args.follow}: not a directory")
     if args.consume and not args.follow:
@@ -353,8 +376,11 @@ def _write_bag(args: argparse.Namespace, recordings: list[SkeletonSequence]) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _leave_at_once
     argv = sys.argv if argv is None else argv
     args = parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, _on_stop_signal)
     recordings = []
     for path in [] if args.bag else args.recordings:
         try:
@@ -362,36 +388,36 @@ def main(argv: list[str] | None = None) -> int:
         except (RecordingError, OSError) as error:
             print(f"prgcn-player: {error}", file=sys.stderr)
             return 1
-    rclpy.init(args=argv)
     if args.write_bag:
+        rclpy.init(args=argv)
         return _write_bag(args, recordings)
-    node = PlayerNode(args)
+    # From here a stop signal ends playback between messages (ours alone: rclpy's handler
+    # would shut the context down under a publish, a traceback and status 1).
+    _leave_at_once = False
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    node = None
     try:
+        node = PlayerNode(args, STOP)
         if args.bag:
             node.open_bag(args.bag)
-    except BagError as error:
-        print(f"prgcn-player: {error}", file=sys.stderr)
-        node.destroy_node()
-        rclpy.try_shutdown()
-        return 1
-    try:
         node.wait_for_subscribers()
         if args.bag:
             node.play_bag(args.bag)
-            time.sleep(1.0)
+            node.pause(1.0)
         elif args.follow:
             node.follow(args.follow)
         else:
             node.play(recordings)
             # Let the last messages leave before the process goes (a busy machine is slow).
-            time.sleep(1.0)
+            node.pause(1.0)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (BagError, OSError) as error:   # the bag or the followed folder broke or went
+    except (BagError, OSError) as error:   # the bag (or the followed folder) broke or went
         print(f"prgcn-player: {error}", file=sys.stderr)
         return 1
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
 

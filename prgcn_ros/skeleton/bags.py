@@ -156,8 +156,9 @@ def _reader(path: Path) -> Iterator[Any]:
             yield reader
     except BagError:
         raise
-    except Exception as error:
-        raise BagError(f"{path}: not a readable rosbag2 ({type(error).__name__}: {error})"
+    except Exception as error:   # a YAML error spans lines: its first says what is wrong
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise BagError(f"{path}: not a readable rosbag2 ({type(error).__name__}: {first})"
                        ) from None
 
 

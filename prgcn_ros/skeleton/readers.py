@@ -811,6 +811,8 @@ def read_recording(path: str | Path) -> SkeletonSequence:
     (UTD-MHAD), ``.json`` (NW-UCLA clip, Kinetics-skeleton clip, or one OpenPose frame).
     """
     path = Path(path)
+    if not path.exists():    # e.g. a shell pattern that matched nothing, passed on as it is
+        raise RecordingError(path, "", "no such file or folder")
     if path.is_dir():
         return read_openpose_dir(path)
     suffix = path.suffix.lower()

@@ -95,6 +95,15 @@ def test_launch_file_has_the_arguments_a_robot_integrator_expects(launch_tree):
     used = {ast.literal_eval(c.args[0]) for c in _calls(launch_tree, "arg")
             if isinstance(c.args[0], ast.Constant)} | set(constants["OVERRIDES"])
     assert used == set(constants["ARGUMENTS"]), "every argument is used"
+    # input_topic remaps the node's input, in that direction: (INPUT_TOPIC, arg input_topic).
+    recognizer = next(n for n in _calls(launch_tree, "Node")
+                      if any(k.arg == "package" and _value(k.value, constants) == "prgcn_ros"
+                             for k in n.keywords))
+    remappings = next(k.value for k in recognizer.keywords if k.arg == "remappings")
+    [(source, target)] = [rule.elts for rule in remappings.elts]
+    assert _value(source, constants) == constants["INPUT_TOPIC"] == NodeParams().skeleton_topic
+    assert getattr(target.func, "id", None) == "arg"
+    assert ast.literal_eval(target.args[0]) == "input_topic"
     # Files are found by substitution, never looked up eagerly at import.
     text = LAUNCH_FILE.read_text()
     assert "FindPackageShare" in text and "get_package_share_directory" not in text

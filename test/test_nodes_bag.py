@@ -81,7 +81,7 @@ def test_recordings_written_as_a_bag_play_back_as_skeleton_arrays(storage, data_
     np.testing.assert_allclose(xyz, seq.coords[present[-1], 0], atol=1e-6)
     # Played at 4x the recording's 15 fps: the bag's timing, not as fast as possible.
     span = (stamps[-1] - stamps[0]) / 1e9
-    assert span >= 0.5 * (len(received) - 1) / (seq.fps * 4)
+    assert span >= 0.7 * (len(received) - 1) / (seq.fps * 4)     # catching up: 4/3 at most
 
 
 def test_azure_kinect_marker_bag_plays_on_its_own_topic(tmp_path, ros_context):

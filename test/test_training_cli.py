@@ -273,14 +273,13 @@ def test_stgcn_array_path(tmp_path):
 
 # --------------------------------------------------------------------------- shipped model
 def test_shipped_model_metadata():
-    if not SHIPPED.is_file():
-        pytest.skip(f"{SHIPPED} not trained yet")
+    assert SHIPPED.is_file(), f"the shipped model {SHIPPED} is missing"
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
     assert meta["layout"] == "kinect20" and meta["in_channels"] == 3
     assert meta["architecture"]["use_prm"] and meta["architecture"]["use_tam"]
     assert len(meta["class_names"]) == 20
     acc = meta["accuracy"]
-    assert acc["n"] == 273 and 0.0 < acc["top1"] <= acc["top5"] <= 1.0
+    assert acc["n"] == 273      # its figures: test_shipped_model_accuracy_matches_metadata
     # 14.6 min on a quiet 2-core machine; the restore recipe's run took 68.5 min beside two other
     # trainings on the same 2 cores (docs/refinement.md).
     assert meta["training"]["train_time_s"] < 90 * 60
@@ -290,8 +289,7 @@ def test_shipped_model_metadata():
 @pytest.mark.slow
 def test_shipped_model_accuracy_matches_metadata():
     require_data()
-    if not SHIPPED.is_file():
-        pytest.skip(f"{SHIPPED} not trained yet")
+    assert SHIPPED.is_file(), f"the shipped model {SHIPPED} is missing"
     from prgcn_ros.model.io import load_model
     from prgcn_ros.training.datasets import build_dataset
 

@@ -114,8 +114,7 @@ def test_sbu_five_folds_cover_every_sequence_once():
 # --------------------------------------------------------------------------- model names
 def test_models_by_name_or_path(tmp_path, monkeypatch):
     shipped = REPO / "models" / "prgcn_msr_action3d.safetensors"
-    if not shipped.is_file():
-        pytest.skip("the shipped MSR model is not there")
+    assert shipped.is_file(), f"the shipped model {shipped} is missing"
     assert resolve_model("msr_action3d") == shipped.resolve()
     assert resolve_model(str(shipped)) == shipped.resolve()
     monkeypatch.chdir(tmp_path)          # relative paths: the cwd, else the share directory
@@ -135,8 +134,7 @@ def test_models_by_name_or_path(tmp_path, monkeypatch):
 def test_recognizer_parameter_takes_a_model_name():
     from prgcn_ros.recognition import RecognizerParams
 
-    if not (REPO / "models" / "prgcn_msr_action3d.safetensors").is_file():
-        pytest.skip("the shipped MSR model is not there")
+    assert (REPO / "models" / "prgcn_msr_action3d.safetensors").is_file()
     assert RecognizerParams(model="msr_action3d").model_path().name == \
         "prgcn_msr_action3d.safetensors"
     with pytest.raises(ModelFileError, match="sbu_interaction"):

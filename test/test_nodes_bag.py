@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,6 +132,29 @@ def test_player_names_the_bag_when_it_has_nothing_to_play(tmp_path):
     assert result.returncode == 1
     assert str(bag) in result.stderr and "/chatter (std_msgs/msg/String)" in result.stderr
     assert time.monotonic() - started < 60
+
+
+def test_a_write_interrupted_by_a_stop_signal_leaves_no_bag_and_says_so(data_dir, tmp_path,
+                                                                       monkeypatch, capsys):
+    """Ctrl-C or SIGTERM while --write-bag writes (the signal handler raises SystemExit then):
+    the half-written bag goes, status 1; a folder that was there before is left alone."""
+    import prgcn_ros.nodes.player as player
+    from prgcn_ros.skeleton.readers import read_recording
+
+    def interrupted(path, *args, **kwargs):
+        Path(path).mkdir(exist_ok=True)
+        (Path(path) / "metadata.yaml").write_text("half")
+        raise SystemExit(0)
+
+    monkeypatch.setattr(player, "write_bag", interrupted)
+    clip = read_recording(data_dir / "msr_action3d" / "a01_s01_e01_skeleton3D.txt")
+    out = tmp_path / "out_bag"
+    args = player.parse_args([str(clip.source), "--write-bag", str(out)])
+    assert player._write_bag_file(args, [clip], "/skeletons", "camera") == 1
+    assert not out.exists() and "interrupted, nothing written" in capsys.readouterr().err
+    out.mkdir()                                         # there before: not ours to delete
+    assert player._write_bag_file(args, [clip], "/skeletons", "camera") == 1
+    assert out.is_dir() and "interrupted" in capsys.readouterr().err
 
 
 def test_a_bag_whose_metadata_is_broken_is_named_in_one_line(tmp_path):

@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -365,8 +366,20 @@ def _write_bag(args: argparse.Namespace, recordings: list[SkeletonSequence]) -> 
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+    return _write_bag_file(args, recordings, topic, frame_id)
+
+
+def _write_bag_file(args: argparse.Namespace, recordings: list[SkeletonSequence], topic: str,
+                    frame_id: str) -> int:
+    existed = Path(args.write_bag).exists()
     try:
         count = write_bag(args.write_bag, recordings, topic, args.storage, frame_id)
+    except SystemExit:   # Ctrl-C or SIGTERM while writing: no half-written bag is left
+        if not existed:
+            shutil.rmtree(args.write_bag, ignore_errors=True)
+        print(f"prgcn-player: --write-bag {args.write_bag}: interrupted, nothing written",
+              file=sys.stderr)
+        return 1
     except Exception as error:   # rosbags' writer errors (e.g. OUT exists) and BagError
         print(f"prgcn-player: --write-bag {args.write_bag}: {error}", file=sys.stderr)
         return 1

@@ -488,8 +488,9 @@ class Recognizer:
             else:
                 position = np.stack([length - c + uniform_positions(c, self.window_length)
                                      for c in held])
-                at = np.rint(position).astype(np.int64)
                 before = np.floor(position).astype(np.int64)
+                # The nearer frame, a tie to the later one as blend_frames takes it.
+                at = np.minimum(before + (position - before >= 0.5), length - 1)
                 weight = torch.from_numpy(position - before).to(device)[:, :, None].expand(
                     -1, -1, self.persons)
                 x = blend_frames(frames(before), frames(np.minimum(before + 1, length - 1)),

@@ -382,7 +382,7 @@ def test_multi_scale_temporal_layers_see_further_back_and_keep_every_length():
     for layer in layers:
         for branch in layer.branches:
             assert branch[0].weight.grad.abs().sum() > 0
-    for bad in ([], [0, 1]):
+    for bad in ([], [0, 1], [1.5], "12", [True, 2], list(range(1, 16))):
         with pytest.raises(ValueError, match="temporal_dilations"):
             PRGCN(5, "kinect20", temporal_dilations=bad)
 

@@ -157,6 +157,28 @@ def test_a_write_interrupted_by_a_stop_signal_leaves_no_bag_and_says_so(data_dir
     assert out.is_dir() and "interrupted" in capsys.readouterr().err
 
 
+def test_a_write_interrupted_while_reading_the_recordings_says_so(tmp_path, monkeypatch,
+                                                                  capsys):
+    """A stop signal while the recordings are read (the handler raises SystemExit then):
+    with --write-bag, status 1 and a message, not status 0 as if the bag were written."""
+    import signal
+
+    import prgcn_ros.nodes.player as player
+
+    def interrupted(path):
+        raise SystemExit(0)
+
+    monkeypatch.setattr(player, "read_recording", interrupted)
+    handlers = {stop: signal.getsignal(stop) for stop in player.STOP_SIGNALS}
+    try:
+        out = tmp_path / "out_bag"
+        assert player.main(["prgcn-player", "rec.txt", "--write-bag", str(out)]) == 1
+        assert not out.exists() and "interrupted, nothing written" in capsys.readouterr().err
+    finally:
+        for stop, handler in handlers.items():
+            signal.signal(stop, handler)
+
+
 def test_a_bag_whose_metadata_is_broken_is_named_in_one_line(tmp_path):
     from prgcn_ros.skeleton.bags import BagError, bag_topics
 

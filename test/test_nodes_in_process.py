@@ -57,6 +57,54 @@ def test_an_unforeseen_error_drops_the_message_not_the_node(tiny_model, monkeypa
     assert "a fault validation did not foresee" in log
 
 
+class _TurningHead:
+    """tf2's Buffer for a head camera turning at 30 degrees a second (tf2_ros has no wheel
+    here): its rotation at any time, the present one for time 0."""
+
+    def lookup_transform(self, target: str, source: str, when):
+        from types import SimpleNamespace
+
+        import numpy as np
+
+        at = when.nanoseconds or time.time_ns()
+        half = np.radians(30.0 * (at % 10**12) / 1e9) / 2
+        rotation = SimpleNamespace(x=0.0, y=0.0, z=float(np.sin(half)), w=float(np.cos(half)))
+        return SimpleNamespace(transform=SimpleNamespace(rotation=rotation))
+
+
+def test_unstamped_input_from_a_turning_camera_goes_back_with_its_own_rotation(tiny_model):
+    """Unstamped skeletons (stamp 0) are stamped on arrival before they are turned, so the
+    rotation is kept by that stamp and a refined pose goes back with its own frame's, not the
+    newest one (kept under stamp 0 before: off by the turn made during the pass)."""
+    import numpy as np
+
+    from prgcn_ros.nodes.gravity import Gravity
+
+    with recognizer_node(tiny_model) as node:
+        node.gravity = Gravity(convention="z_up", gravity_frame="base_link")
+        node.gravity._buffer = _TurningHead()
+        network = node.recognizer.backend
+
+        def slow(x):                               # frames come in during every pass
+            time.sleep(0.12)
+            return network(x)
+        node.recognizer.backend = slow
+        published = []
+        publish = node._publish_outputs
+
+        def recorded(result):
+            publish(result)                        # turns the poses back in place
+            published.extend(p.refined - p.offsets for p in result.people)
+        node._publish_outputs = recorded
+        given = [standing(t) for t in range(40)]
+        for t in range(40):
+            node._on_skeletons(skeleton_array(Time(), {5: given[t]}, frame_id="head_cam"))
+            time.sleep(0.05)
+        assert len(published) >= 3
+        for back in published:                     # each pose is one of the frames given
+            assert min(np.abs(back - g).max() for g in given) < 1e-4
+
+
 def test_confidences_above_one_are_logged_once_and_the_skeletons_kept(tiny_model, capfd):
     with recognizer_node(tiny_model) as node:
         for t in range(3):

@@ -1262,6 +1262,23 @@ def test_a_refined_pose_carries_the_stamp_of_the_frame_it_is():
     np.testing.assert_allclose(shown[1].refined - shown[1].offsets, beside(0.0, 15), atol=1e-5)
 
 
+def test_a_linearly_resampled_refined_pose_carries_the_stamp_of_the_frame_it_took():
+    """Linear resampling at twice the model's length puts every window position half way
+    between two frames; where the partner is missing from one of them the position takes the
+    other, the later on a tie (blend_frames). Its stamp is that frame's (it named the frame
+    before, which the partner was missing from, and fell back to their newest)."""
+    rec = pair_recognizer(length=4, window=8, interpolation="linear", min_frames=4)
+    for t in range(8):
+        people = {1: beside(0.0, t)}
+        if t not in (4, 7):
+            people[2] = beside(0.8, t + 50)
+        rec.ingest(frame(t, people))
+    partner = next(p for p in rec.infer().people if p.person_id == 2)
+    np.testing.assert_allclose(partner.refined - partner.offsets, beside(0.8, 55), atol=1e-5)
+    assert partner.refined_stamp_ns == frame(5).stamp_ns
+    assert partner.window_end_ns == frame(6).stamp_ns
+
+
 def test_a_pair_runs_when_either_has_new_frames_and_both_are_published():
     rec = pair_recognizer()
     for t in range(5):

@@ -330,6 +330,15 @@ def test_stgcn_labels_are_read_as_plain_data_only(tmp_path):
     for labels in (np.array([0, 2]), [np.int64(0), np.int32(2)], [0.0, 2.0]):
         npy, pkl = _stgcn_pair(tmp_path, data, np.array(["a", "b"]), labels)
         assert read_stgcn_arrays(npy, pkl, layout="kinect20").labels == [0, 2]
+        for protocol in range(3):   # as Python 2 era tools wrote them (bytes via _codecs)
+            with pkl.open("wb") as fh:
+                pickle.dump((np.array(["a", "b"]), labels), fh, protocol=protocol)
+            assert read_stgcn_arrays(npy, pkl, layout="kinect20").labels == [0, 2]
+    # Protocol 2 names Python 2's modules (__builtin__.frozenset), as Python 2 wrote them.
+    with pkl.open("wb") as fh:
+        pickle.dump((frozenset({"a", "b"}), [0, 2]), fh, protocol=2)
+    assert b"__builtin__" in pkl.read_bytes()
+    assert read_stgcn_arrays(npy, pkl, layout="kinect20").labels == [0, 2]
     npy, pkl = _stgcn_pair(tmp_path, data, ["a", "b"], [0, 1.7])
     with pytest.raises(RecordingError, match=r"sample 1: label 1\.7 is not an integer"):
         read_stgcn_arrays(npy, pkl, layout="kinect20")
@@ -343,7 +352,8 @@ def test_stgcn_arrays_refused_when_opened(tmp_path):
         read_stgcn_arrays(npy, pkl, layout="kinect20")
     data = np.zeros((5, 3, 8, 20, 1), np.float32)
     data[1, 0, 3, 4] = np.nan
-    data[3, 2, 0, 0] = np.inf
+    data = data.astype(np.float64)
+    data[3, 2, 0, 0] = 1e39                        # finite as float64, inf as training reads it
     npy, pkl = _stgcn_pair(tmp_path, data, list("abcde"), [0] * 5)
     with pytest.raises(RecordingError, match=r"sample 1: non-finite values .* in 2 of 5 "
                                              r"samples: \[1, 3\]"):

@@ -63,10 +63,15 @@ class PRGCN(nn.Module):
         if temporal_kernel < 1 or temporal_kernel % 2 == 0:
             raise ValueError(f"temporal_kernel must be odd and positive, not {temporal_kernel}")
         if temporal_dilations is not None:
-            temporal_dilations = [int(d) for d in temporal_dilations]
-            if not temporal_dilations or min(temporal_dilations) < 1:
-                raise ValueError("temporal_dilations must be a non-empty list of positive "
-                                 f"integers or null, not {temporal_dilations}")
+            dilations = list(temporal_dilations) if isinstance(
+                temporal_dilations, (list, tuple)) else None
+            # Each branch needs channels of its own: the dilations, a max and a 1 x 1 share 64.
+            if not dilations or len(dilations) + 2 > 16 or not all(
+                    isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                    for d in dilations):
+                raise ValueError("temporal_dilations must be a list of 1-14 positive integers "
+                                 f"or null, not {temporal_dilations!r}")
+            temporal_dilations = [int(d) for d in dilations]
         if rigid_bones and (refine != 3 or not use_prm):
             raise ValueError("rigid_bones needs a PRM that refines 3D coordinates (use_prm "
                              f"true and refine_channels 3; here {bool(use_prm)}, {refine}): "

@@ -401,6 +401,12 @@ def main(argv: list[str] | None = None) -> int:
         except (RecordingError, OSError) as error:
             print(f"prgcn-player: {error}", file=sys.stderr)
             return 1
+        except SystemExit:   # a stop signal: playing would stop anyway, a bag was asked for
+            if not args.write_bag:
+                raise
+            print(f"prgcn-player: --write-bag {args.write_bag}: interrupted, nothing written",
+                  file=sys.stderr)
+            return 1
     if args.write_bag:
         rclpy.init(args=argv)
         return _write_bag(args, recordings)

@@ -439,14 +439,14 @@ class RecognizerNode(Node):
                                                         max_people=self.params.max_people)
             if self.params.input_layout:
                 frame.layout = self.params.input_layout
-            self._ingest(self.gravity.to_model(frame), info)
+            self._ingest(frame, info)
         except Exception:
             self._internal_error()
 
     def _on_azure_markers(self, msg: MarkerArray, info: dict | None = None) -> None:
         try:
             frame = conversions.azure_markers_to_frame(msg, time.monotonic())
-            self._ingest(self.gravity.to_model(frame), info)
+            self._ingest(frame, info)
         except Exception:
             self._internal_error()
 
@@ -499,6 +499,8 @@ class RecognizerNode(Node):
             frame.stamped = False
             sent = (info or {}).get("source_timestamp")
             frame.sent_s = sent / 1e9 if sent else None
+        # Turned after stamping: a moving camera's rotation is kept by the frame's stamp.
+        frame = self.gravity.to_model(frame)
         before = self.recognizer.frames
         for reason in self.recognizer.ingest(frame):
             where = (f"layout {clip_text(frame.layout, LOG_TEXT_LIMIT)!r}, frame_id "

@@ -6,6 +6,7 @@ nothing half-read is ever returned.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import json
 import math
 import pickle
@@ -526,10 +527,14 @@ class _LabelUnpickler(pickle.Unpickler):
         (module, name) for module in ("numpy", "numpy.core.multiarray",
                                       "numpy._core.multiarray", "numpy.core.numeric",
                                       "numpy._core.numeric")
-        for name in ("dtype", "ndarray", "_reconstruct", "scalar", "_frombuffer")}
+        for name in ("dtype", "ndarray", "_reconstruct", "scalar", "_frombuffer")} | {
+        ("_codecs", "encode")}    # how protocols 0-2 carry bytes (numpy's buffers)
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
+        # Python 2's names (__builtin__.set), as pickle itself maps them for protocols 0-2.
+        known = _compat_pickle.NAME_MAPPING.get(
+            (module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
+        if known in self.ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"it would import {module}.{name}; a label file holds "
                                      f"names and integers only (refused: unpickling can run "
@@ -537,12 +542,15 @@ class _LabelUnpickler(pickle.Unpickler):
 
 
 def _non_finite_samples(data: np.ndarray) -> list[int]:
-    """The samples of (N, ...) ``data`` holding NaN or inf, read in chunks (memory-mapped)."""
+    """The samples of (N, ...) ``data`` holding NaN or inf as float32, read in chunks
+    (memory-mapped)."""
     per_sample = max(int(np.prod(data.shape[1:], dtype=np.int64)) * data.dtype.itemsize, 1)
     step = max(_SCAN_BYTES // per_sample, 1)
     bad: list[int] = []
     for start in range(0, data.shape[0], step):
-        chunk = np.asarray(data[start:start + step])
+        # As training reads them: a float64 value beyond float32's range is inf there.
+        with np.errstate(over="ignore"):
+            chunk = np.asarray(data[start:start + step], dtype=np.float32)
         finite = np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
         bad.extend(start + int(i) for i in np.flatnonzero(~finite))
     return bad

@@ -66,6 +66,8 @@ def test_numbers_yaml_reads_as_strings_are_numbers(tmp_path):
     ("optim: {nesterov: 'yes'}\n", "optim.nesterov: expected true or false"),
     ("optim: {schedule: {milestones: 40}}\n", "milestones must be a list of epochs"),
     ("optim: [1\n", "not valid YAML"),
+    ("optim: {epochs: 0}\n", "optim.epochs must be a whole number of at least 1, got 0"),
+    ("optim: {batch_size: -4}\n", "optim.batch_size must be a whole number of at least 1"),
 ])
 def test_config_mistakes_are_one_line_naming_the_key(tmp_path, text, words):
     bad = tmp_path / "bad.yaml"

@@ -71,3 +71,20 @@ def test_two_processes_follow_the_single_process_loss_curve(tmp_path):
     assert (tmp_path / "two" / "checkpoint.json").is_file()
     from prgcn_ros.model.io import load_model
     load_model(tmp_path / "two" / "model.safetensors")
+
+
+def test_more_processes_than_clips_in_a_batch_is_refused(tmp_path):
+    """Each process takes its share of every batch: 2 processes and batches of 1 trained on
+    nothing, wrote the untrained model and exited 0 (loss 0.0 in every epoch's line)."""
+    require_data()
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+         "2", "-m", "prgcn_ros.training.train", "--config", str(MSR_CONFIG), "--epochs", "1",
+         "--no-eval", "--no-progress", "--out-dir", str(tmp_path / "run"),
+         "--output", str(tmp_path / "run" / "model.safetensors"), "--set",
+         "optim.batch_size=1", "--set", "data.train_subjects=[1]", "--set", "threads=1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert done.returncode != 0
+    assert "2 processes need a batch (optim.batch_size 1)" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "run" / "model.safetensors").exists()

@@ -267,6 +267,11 @@ def test_a_users_faulty_data_stops_the_run_before_training(tmp_path):
     assert [line for line in lines if "no training clip" in line] == [
         "warning: no training clip for 1 classes (bow): the model cannot learn them"]
 
+    with pytest.raises(ConfigError, match="epoch 1 trained on no clip"):    # no step at all
+        train_cli.train(_own_config(tmp_path, ["wave", "kick", "bow"]), progress=False,
+                        max_steps=0, log=lines.append)
+    with pytest.raises(SystemExit):
+        train_cli.main(["--config", "any.yaml", "--max-steps", "0"])
     with pytest.raises(ConfigError, match="class names repeat: wave"):
         train_cli.train(_own_config(tmp_path, ["wave", "kick", "wave"]), progress=False,
                         log=lines.append)

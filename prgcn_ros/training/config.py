@@ -316,6 +316,11 @@ def _check(cfg: dict, where: str) -> None:
     if sched["kind"] not in SCHEDULE_KINDS:
         raise ConfigError(f"{where}: optim.schedule.kind must be one of "
                           f"{', '.join(SCHEDULE_KINDS)}, got {sched['kind']!r}")
+    for key in ("epochs", "batch_size"):
+        value = cfg["optim"][key]
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise ConfigError(f"{where}: optim.{key} must be a whole number of at least 1, "
+                              f"got {value!r}")
     warmup = sched["warmup"]
     if not (isinstance(warmup, int) and not isinstance(warmup, bool)
             and 0 <= warmup < int(cfg["optim"]["epochs"])):

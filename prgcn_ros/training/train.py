@@ -568,6 +568,13 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
     if where.is_main:
         check_writable(cfg["output"]["model"], Path(cfg["output"]["dir"]) / "checkpoint.json")
     trainer = Trainer(cfg, log=log)
+    if where.enabled and min(int(cfg["optim"]["batch_size"]), len(trainer.train_set)) < \
+            where.world:
+        # Each process takes its share of every batch: with fewer clips than processes
+        # there would be no step at all.
+        raise ConfigError(f"{where.world} processes need a batch (optim.batch_size "
+                          f"{cfg['optim']['batch_size']}) and a training split "
+                          f"({len(trainer.train_set)} clips) of at least {where.world} clips")
     # The test split is read now: a fault in it stops the run before training, not after.
     test_set = build_dataset(cfg, "test") if evaluate_at_end and where.is_main else None
     unlearned = sorted(set(range(len(trainer.class_names))) - set(trainer.train_set.labels))
@@ -599,6 +606,9 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
                file=sys.stderr, dynamic_ncols=True)
     while trainer.epoch < epochs:
         stats = trainer.train_epoch(progress=progress, max_steps=max_steps)
+        if not stats["clips"]:
+            raise ConfigError(f"epoch {stats['epoch']} trained on no clip "
+                              f"({len(trainer.train_set)} in the training split)")
         if not math.isfinite(stats["loss"]):
             raise FloatingPointError(f"training diverged at epoch {stats['epoch']} "
                                      f"(loss {stats['loss']})")
@@ -633,6 +643,13 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
     return {"model": str(model_path), "epochs": trainer.epoch, "accuracy": accuracy,
             "calibration": trainer.calibration, "train_time_s": trainer.train_time_s,
             "history": trainer.history}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -670,7 +687,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override any config key, e.g. --set model.use_tam=false")
     parser.add_argument("--threads", type=int, help="torch threads (default: config)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: config, auto)")
-    parser.add_argument("--max-steps", type=int, help="at most this many steps per epoch")
+    parser.add_argument("--max-steps", type=_positive_int,
+                        help="at most this many steps per epoch (1 or more)")
     parser.add_argument("--no-eval", action="store_true", help="skip the final test evaluation")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars; one JSON line per epoch instead")

@@ -368,18 +368,20 @@ class Recognizer:
         with self._lock:
             for s, rows in enumerate(sample_rows):
                 # Every member's score history takes every pass of its sample, a partner still
-                # below min_frames too: the two of a pair then smooth to the same scores.
+                # below min_frames too, and all start over when any member's sample changed
+                # (one was away while the other ran alone): a pair smooths to one set of scores.
                 smoothed = {i: probs[s].numpy() for i in rows}
-                for i in rows:
-                    track = tracks_by_key.get(keys[i])
-                    if track is None or self.params.smoothing <= 1 or not finite_probs[s]:
-                        continue
-                    partner = next((keys[j] for j in rows if j != i), None)
-                    if partner != track.partner:   # another sample: start over
-                        track.history.clear()
-                        track.partner = partner
-                    track.history.append(smoothed[i])
-                    smoothed[i] = np.mean(track.history, axis=0)
+                members = [(i, tracks_by_key.get(keys[i])) for i in rows]
+                members = [(i, track) for i, track in members if track is not None]
+                if self.params.smoothing > 1 and finite_probs[s]:
+                    partner = {i: next((keys[j] for j in rows if j != i), None) for i in rows}
+                    if any(track.partner != partner[i] for i, track in members):
+                        for i, track in members:
+                            track.history.clear()
+                            track.partner = partner[i]
+                    for i, track in members:
+                        track.history.append(smoothed[i])
+                        smoothed[i] = np.mean(track.history, axis=0)
                 for slot, i in enumerate(rows):
                     if not published[i]:
                         continue

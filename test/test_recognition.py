@@ -1240,6 +1240,30 @@ def test_a_pair_smooths_to_the_same_scores_for_both_when_one_joined_later():
     assert both == 3
 
 
+def test_a_pair_formed_again_smooths_to_the_same_scores_for_both():
+    """A and B paired; A out of view (track alive) while B walks off, runs alone and comes
+    back: the pair forms again. A's history still held the old pair's passes (its partner had
+    not changed), B's had started over: 'kick' for one and 'wave' for the other in one pass."""
+    rec = pair_recognizer(smoothing=3, min_frames=4, track_timeout_s=5.0)
+    network, passes = TorchBackend(rec.model), []
+
+    def changing_its_mind(x):             # 'kick' for four passes, then 'wave'
+        _, refined = network(x)
+        passes.append(x.shape[0])
+        logits = [0.0, 0.0, 3.0] if len(passes) <= 4 else [3.0, 0.0, 0.0]
+        return torch.tensor([logits]).repeat(x.shape[0], 1), refined
+    rec.backend = changing_its_mind
+    scenes = ([{1: 0.0, 2: 1.0}] * 6 + [{2: x} for x in (2.0, 3.0, 4.0, 3.0, 2.0, 1.5)]
+              + [{1: 0.0, 2: 1.0}])
+    for t, scene in enumerate(scenes):
+        rec.ingest(frame(t, {pid: beside(x, t + 50 * pid) for pid, x in scene.items()}))
+        result = rec.infer()
+    shown = {p.person_id: p for p in result.people}
+    assert shown[1].partner_id == 2 and shown[2].partner_id == 1
+    np.testing.assert_array_equal(shown[1].probabilities, shown[2].probabilities)
+    assert shown[1].label == shown[2].label
+
+
 def test_a_refined_pose_carries_the_stamp_of_the_frame_it_is():
     """A pair whose partner is missing from the newest message, with the window at twice the
     model's length (the node's default, 96 for 48): the resampled time line takes every other

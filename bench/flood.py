@@ -73,7 +73,7 @@ def main() -> int:
         "model_kind": model_kind, "torch_threads": run.torch_threads,
         "alive": bool(run.alive and answering),
         "process_alive": run.alive, "labels_after_flood": answering,
-        "persons": n, "flood_input_hz": flood["input_hz"],
+        "persons": n, "flood_input_hz": flood["input_hz"], "flood_seconds": args.seconds,
         "flood_messages": flood["published_messages"],
         "dropped_by_reason": flood["dropped_by_reason"],
         "not_received_messages": flood["not_received_messages"],

@@ -221,8 +221,12 @@ def percentile_ms(values_ns: np.ndarray, q: float) -> float | None:
 
 
 def median(values: Iterable[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return round(statistics.median(kept), 2) if kept else None
+    """The median, or None (not measured) when any run measured nothing: a failed repeat is
+    not left out of a median of the others without a word."""
+    values = list(values)
+    if not values or any(v is None for v in values):
+        return None
+    return round(statistics.median(values), 2)
 
 
 def kept_by_rate_limit(stamps: np.ndarray, max_hz: float) -> np.ndarray:

@@ -3,8 +3,10 @@
     .venv/bin/python bench/refinement.py [--quick]
 
 For the shipped model (the restore objective) and, where their files exist, the two ablation
-models in models/ablations/ (the paper's classification-only PRM, and no PRM; same recipe and
-seed otherwise), ``prgcn-eval --refinement``'s measurement: clean windows (mean |offset|,
+models in models/ablations/ (the paper's classification-only PRM, and no PRM; trained with the
+earlier 70-epoch recipe, without the shipped model's scale and translation augmentation,
+outlier exposure and rigid bones, so a gap to them is not the PRM's alone),
+``prgcn-eval --refinement``'s measurement: clean windows (mean |offset|,
 bone-length variation, jitter), windows corrupted by the config's driver noise model at the
 strengths it names (MPJPE against the clean window relative to the corrupted input's, next to
 a Savitzky-Golay filter's, and top-1), and the label changes one 0.5 m spike causes. Every
@@ -57,10 +59,10 @@ def seeds(cfg: dict, shipped: dict) -> dict:
         minutes[seed] = round(meta["training"]["train_time_s"] / 60, 1)
     values = torch.tensor(list(top1.values()), dtype=torch.float64)
     out = {"top1": top1, "mean": float(values.mean()),
-           "sd": float(values.std()) if len(values) > 1 else 0.0,
+           "sd": float(values.std()) if len(values) > 1 else None,
            "train_minutes": minutes}
-    print(f"seeds {', '.join(top1)}: top-1 mean {100 * out['mean']:.2f} % "
-          f"+- {100 * out['sd']:.1f}", flush=True)
+    spread = f"+- {100 * out['sd']:.1f}" if out["sd"] is not None else "(one seed)"
+    print(f"seeds {', '.join(top1)}: top-1 mean {100 * out['mean']:.2f} % {spread}", flush=True)
     return out
 
 

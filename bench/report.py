@@ -5,11 +5,15 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
+# The benchmarks' keys in bench/results.json, in the table's order.
+SECTIONS = ("model", "ring_buffer", "live", "schedule", "soak", "flood", "refine", "unknown",
+            "gpu_check")
 
 
 def get(data: dict, path: str) -> Any:
@@ -32,6 +36,10 @@ def fmt(value: Any, unit: str = "") -> str:
     if isinstance(value, float):
         value = f"{value:g}"
     return f"{value}{unit}"
+
+
+def _date(section: dict) -> str:
+    return str(section.get("date") or get(section, "measured.date") or "not recorded")
 
 
 def rows(data: dict) -> list[tuple[str, str, str, str]]:
@@ -61,8 +69,8 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
         base = f"live.persons_{n}"
         p50, p99 = get(data, f"{base}.p50_ms"), get(data, f"{base}.p99_ms")
         dropped, hz = get(data, f"{base}.dropped_frames"), get(data, f"{base}.inference_hz")
-        if p50 is None:
-            continue
+        if p50 is None and n not in goals:
+            continue                       # no goal: nothing to report as not measured
         who = f"{n} {'person' if n == 1 else 'people'} at 30 Hz, {backend}"
         measured = f"{fmt(p50)} / {fmt(p99)} ms; {fmt(dropped)}; {fmt(hz)} Hz"
         if n not in goals:
@@ -73,7 +81,8 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
         value = p50 if key == "p50_ms" else p99
         out.append((f"Live, {who}: latency p50 / p99; dropped; /action rate",
                     f"{key[:3]} {goal}, 0 dropped", measured,
-                    verdict(value, ok) if dropped == 0 else "**missed** (dropped)"))
+                    verdict(value, ok) if value is None or dropped == 0
+                    else "**missed** (dropped)"))
     capped, one = get(data, "schedule.capped"), get(data, "schedule.one_pass")
     if capped and one:
         out.append(("Live, 10 people: passes of max_batch (auto) vs one pass of everyone: "
@@ -86,8 +95,12 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
     out.append((f"Soak, {fmt(frames)} person-frames, people coming and going: RSS growth",
                 "≤ 5 %", fmt(growth, " %"), verdict(growth, lambda v: v <= 5)))
     alive = get(data, "flood.alive")
-    out.append((f"Flood, {fmt(get(data, 'flood.flood_input_hz'))} Hz for 10 s: alive and "
-                "labelling afterwards", "alive", fmt(alive), verdict(alive, bool)))
+    seconds = get(data, "flood.flood_seconds")
+    if seconds is None:   # runs before the figure had a key of its own: their description
+        found = re.search(r"for ([\d.]+) s", get(data, "flood.what") or "")
+        seconds = float(found.group(1)) if found else None
+    out.append((f"Flood, {fmt(get(data, 'flood.flood_input_hz'))} Hz for {fmt(seconds)} s: "
+                "alive and labelling afterwards", "alive", fmt(alive), verdict(alive, bool)))
     kept = get(data, "flood.kept_latency_p99_ms")
     reasons = get(data, "flood.dropped_by_reason") or {}
     lost = get(data, "flood.not_received_messages")
@@ -113,19 +126,36 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
         corrupted = get(data, "refine.top1_corrupted") or {}
         default, no_prm = (get(corrupted, f"{k}.1") for k in ("default", "no_prm"))
         if default is not None and no_prm is not None:
-            out.append(("Top-1 on corrupted test windows: default vs no PRM", "≥ +2 points",
+            # The ablation models were trained with the earlier 70-epoch recipe (no scale or
+            # translation, outlier exposure or rigid bones): the gap is not the PRM's alone.
+            out.append(("Top-1 on corrupted test windows: shipped model vs the no-PRM ablation "
+                        "(its earlier 70-epoch recipe)", "≥ +2 points",
                         f"{100 * default:.1f} vs {100 * no_prm:.1f} %",
                         verdict(default - no_prm, lambda v: v >= 0.02)))
         seeds = get(data, "refine.seeds")
         if seeds:
+            five = len(seeds["top1"]) == 5 and seeds.get("sd") is not None
+            spread = f" ± {100 * seeds['sd']:.2f}" if seeds.get("sd") is not None else ""
             out.append((f"MSR Action3D top-1, seeds {', '.join(seeds['top1'])}: mean ± sd",
-                        "≥ 90 %", f"{100 * seeds['mean']:.2f} ± {100 * seeds['sd']:.2f} %",
-                        verdict(seeds["mean"], lambda v: v >= 0.90)))
+                        "≥ 90 % over 5 seeds", f"{100 * seeds['mean']:.2f}{spread} %",
+                        verdict(seeds["mean"], lambda v: v >= 0.90) if five
+                        else f"not measured ({len(seeds['top1'])} of 5 seeds)"))
+    at_goal = get(data, "unknown.at_goal_kept")
+    goal = get(data, "unknown.goal") or {}
+    if at_goal:
+        out.append((f"'unknown' (MSR model at min_confidence {at_goal['threshold']:.2f}): "
+                    f"foreign UTD-MHAD clips unknown; right MSR answers kept",
+                    f"≥ {100 * goal['foreign_unknown']:.0f} % / ≥ "
+                    f"{100 * goal['in_domain_kept']:.0f} %",
+                    f"{100 * at_goal['foreign_unknown']:.1f} / "
+                    f"{100 * at_goal['in_domain_kept']:.1f} %",
+                    verdict(at_goal, lambda v: v["foreign_unknown"] >= goal["foreign_unknown"]
+                            and v["in_domain_kept"] >= goal["in_domain_kept"])))
     gpu = data.get("gpu_check")
     if gpu:
         diff = gpu["max_abs_diff_vs_cpu"]
         out.append((f"GPU check on {gpu['card']} ({gpu['date']}): logits vs CPU, float32 / TF32;"
-                    f" model per window, N = 1 / 10", "all checks pass",
+                    f" model per window, N = 1 / 10", "gpu_check.py's checks pass",
                     f"{diff['float32']:.1e} / {diff['default']:.1e}; "
                     f"{gpu['streaming']['live_model_T48_N1_ms']:.1f} / "
                     f"{gpu['streaming']['live_model_T48_N10_ms']:.1f} ms",
@@ -142,9 +172,11 @@ def main() -> int:
         print("| " + " | ".join(row) + " |")
     meta = data.get("meta") or {}
     machine = meta.get("machine") or {}
-    print(f"\nMeasured {meta.get('date', '?')} on {machine.get('cpu_model', '?')}, "
-          f"{machine.get('cores', '?')} cores; recognizer torch threads: "
-          f"{meta.get('recognizer_torch_threads', '?')}.")
+    print(f"\nLive runs on {machine.get('cpu_model', '?')}, {machine.get('cores', '?')} cores; "
+          f"recognizer torch threads: {meta.get('recognizer_torch_threads', '?')}. Each "
+          f"benchmark's own date: " + ", ".join(
+              f"{key} {_date(data[key])}" for key in SECTIONS
+              if isinstance(data.get(key), dict)) + ".")
     return 0
 
 

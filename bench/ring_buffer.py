@@ -7,6 +7,7 @@ Writes its figures into bench/results.json under "ring_buffer" (other keys are k
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -136,6 +137,7 @@ def main() -> int:
     results: dict = {
         "what": "DeviceRingBuffer (prgcn_ros/skeleton/ring_buffer.py): append one (V, 3) float32 "
                 "numpy frame; gather the last `window` frames of every track into one batch",
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
                     "platform": platform.platform(),
                     "load_average_at_start": [round(x, 2) for x in os.getloadavg()],

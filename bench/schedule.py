@@ -61,10 +61,12 @@ def main() -> int:
     load_start = livekit.load_average()
     runs: dict[str, dict[int, list[dict]]] = {name: {n: [] for n in persons}
                                               for name in settings}
+    alive = True
     order = list(settings)
     for repeat in range(args.repeats):
         for name in (order if repeat % 2 == 0 else order[::-1]):
             run = livekit.run_scenario(f"schedule_{name}", plan, model, settings[name])
+            alive = alive and run.alive
             for n in persons:
                 phase = f"persons_{n}_run0"
                 figures = run.phase_figures(phase, live.WARMUP_S)
@@ -80,7 +82,8 @@ def main() -> int:
                 "over repeats",
         "date": livekit.today(), "machine": livekit.machine(), "model_kind": model_kind,
         "load_average_start": load_start, "load_average_end": livekit.load_average(),
-        "repeats": args.repeats, "phase_s": args.duration, "settings": {}, "best": {},
+        "repeats": args.repeats, "phase_s": args.duration, "recognizer_alive": alive,
+        "settings": {}, "best": {},
     }
     for name, by_persons in runs.items():
         out["settings"][name] = {"parameters": settings[name]}
@@ -114,7 +117,7 @@ def main() -> int:
     print(json.dumps({"settings": summary, "best": out["best"]}, indent=2))
     if not args.no_results:
         livekit.update_results({"schedule": out})
-    return 0
+    return 0 if alive else 1
 
 
 def _mean_people_per_action(run: livekit.Run, phase: str) -> float:

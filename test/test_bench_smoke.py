@@ -85,3 +85,27 @@ def test_update_results_keeps_other_keys(tmp_path):
     assert data["model"] == {"speed_ratio_stgcn_over_prgcn": 4.0}
     assert data["live"]["persons_1"]["p99_ms"] == 20.0
     assert data["meta"] == {"other": 1, "date": "d"}
+
+
+def test_a_repeat_that_measured_nothing_makes_the_median_not_measured():
+    assert livekit.median([4.0, 6.0, 5.0]) == 5.0
+    assert livekit.median([4.0, None, 5.0]) is None      # not the median of the other two
+    assert livekit.median([]) is None
+
+
+def test_the_report_shows_a_goal_it_could_not_measure():
+    """A goal whose figure is missing (a failed live phase, fewer seeds than the goal's five)
+    is a row that says so, not a row left out; figures and verdicts come from the file."""
+    import report
+
+    data = json.loads((Path(report.__file__).parent / "results.json").read_text())
+    full = {row[0]: row for row in report.rows(data)}
+    del data["live"]["persons_10"]
+    data["refine"]["seeds"] = {"top1": {"1": 0.93}, "mean": 0.93, "sd": None}
+    assert len(report.rows(data)) == len(full)
+    rows = {row[0].split(":")[0]: row for row in report.rows(data)}
+    assert rows["Live, 10 people at 30 Hz, onnxruntime"][3] == "not measured"
+    assert rows["MSR Action3D top-1, seeds 1"][3] == "not measured (1 of 5 seeds)"
+    for live in ("Live, 1 person at 30 Hz, onnxruntime", "Soak, 100003 person-frames, people "
+                 "coming and going"):
+        assert any(name.startswith(live) and row[3] == "met" for name, row in full.items())

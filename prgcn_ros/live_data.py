@@ -366,7 +366,7 @@ class PersonResult:
     window_start_ns: int
     window_end_ns: int
     num_frames: int
-    refined: np.ndarray            # (V, D) newest frame, the input's frame and units
+    refined: np.ndarray            # (V, D) newest frame the model saw, input's frame and units
     offsets: np.ndarray            # (V, D) refined - input
     joint_confidence: np.ndarray   # (V,)
     probabilities: np.ndarray      # (classes,) after smoothing

@@ -5,7 +5,7 @@
     prgcn-train --config config/train_msr_action3d.yaml --set model.use_prm=false \\
                 --set model.rigid_bones=false --output runs/no_prm/model.safetensors  # ablation
     prgcn-train --config my.yaml --init msr_action3d                      # fine-tune
-    torchrun --nproc_per_node 2 $(which prgcn-train) --config ...        # 2 processes (DDP)
+    torchrun --nproc_per_node 2 -m prgcn_ros.training.train --config ...  # 2 processes (DDP)
 
 The model file goes to ``output.model`` (null: ``<output.dir>/<name>.safetensors``); a shipped
 model or a file tracked by git is never overwritten without ``--force`` (the run writes under

@@ -77,12 +77,16 @@ class Source:
     def accept(self, frame: InputFrame, restart: bool = False) -> None:
         stamp_ns, clock = frame.stamp_ns, frame.clock
         self.last_sent = clock if frame.sent_s is None else frame.sent_s
+        self.last_clock = clock
+        if not frame.stamped:
+            # Stamped on arrival by the node: not the sensor's capture time, so it must not
+            # move the timeline the source's own stamps are checked against.
+            return
         seen = clock - stamp_ns / 1e9
         first = self.last_stamp_ns is None or restart
         self.offset = seen if first else min(seen, self.reference(clock))
         self.offset_clock = clock
         self.last_stamp_ns = stamp_ns
-        self.last_clock = clock
 
 
 @dataclass
@@ -241,20 +245,25 @@ class Ingestion:
                   ) -> str | None:
         """Per-source ordering, stamp-jump and flood checks: "ok", "restart" (a confirmed
         jump: the source's people ended) or None (dropped, counted)."""
-        if source.last_stamp_ns is None:
-            return "ok"
-        min_gap_s = 1.0 / self.params.max_input_hz
+        # 1/max_input_hz, less a microsecond: a source at exactly that rate, its stamps rounded
+        # to whole nanoseconds (8,333,333 ns at 120 Hz), is not a flood.
+        min_gap_ns = round(1e9 / self.params.max_input_hz) - 1000
         if not frame.stamped:
             # Stamped on arrival by the node: only a flood can be told, by the send time.
             sent = frame.clock if frame.sent_s is None else frame.sent_s
-            if sent - source.last_sent < min_gap_s:
+            if source.last_sent and (sent - source.last_sent) * 1e9 < min_gap_ns:
                 self._drop("flood", new)
                 return None
             return "ok"
-        gap_s = (frame.stamp_ns - source.last_stamp_ns) / 1e9
+        if source.last_stamp_ns is None:
+            return "ok"
+        gap_ns = frame.stamp_ns - source.last_stamp_ns
+        gap_s = gap_ns / 1e9
         # How much earlier than the fastest delivery seen the stamp claims the message was
         # sent. Late delivery (a backlog, lost messages) only lowers it; a clock jump raises it.
-        lead_s = source.reference(frame.clock) - (frame.clock - frame.stamp_ns / 1e9)
+        # The offset as of the last accepted message: time without messages (nobody in view)
+        # says nothing about the sensor's clock, so it does not move the reference.
+        lead_s = source.offset - (frame.clock - frame.stamp_ns / 1e9)
         tolerance = self.params.stamp_tolerance_s
         if lead_s > tolerance or gap_s < -self.params.track_timeout_s:
             # The stamp left the source's timeline. The message is held: alone it is an outlier
@@ -278,11 +287,11 @@ class Ingestion:
         if source.held is not None:                   # back on the timeline: it was alone
             source.held = None
             self._drop("stamp_outlier", new)
-        if gap_s < 0:
+        if gap_ns < 0:
             self._drop("stamp_backwards", new)
-        elif gap_s == 0:
+        elif gap_ns == 0:
             self._drop("stamp_repeated", new)
-        elif gap_s < min_gap_s:
+        elif gap_ns < min_gap_ns:
             self._drop("flood", new)
         else:
             return "ok"
@@ -434,7 +443,9 @@ class Ingestion:
                 self._end_source(key)
             for source in self._sources.values():
                 source.last_stamp_ns = None
-                source.held = None
+                if source.held is not None:   # never confirmed: a lone jump, as before
+                    source.held = None
+                    self._drop("stamp_outlier", [])
 
     def expire(self, now: float) -> list[Departed]:
         """End the tracks unseen for track_timeout_s on the node's clock (memory freed);

@@ -1126,6 +1126,57 @@ def test_a_lone_outlier_is_counted_when_the_next_message_shows_it():
     assert rec.dropped["stamp_outlier"] == 1 and rec.frames == 6
 
 
+def test_unstamped_messages_in_a_stamped_stream_do_not_move_its_timeline():
+    """Every 10th message unstamped (stamp 0: the node stamps it on arrival) in a 30 Hz stream
+    delivered 0.5 s after capture: the arrival stamps are not capture times. They moved the
+    timeline, and 76 of 90 messages were dropped as stamp_backwards."""
+    import dataclasses
+
+    rec = tiny_recognizer()
+    for t in range(90):
+        f = frame(t, arrival=100.0 + t / 30 + 0.5)
+        if t % 10 == 5:
+            f = dataclasses.replace(f, stamp_ns=int((100.0 + t / 30 + 0.5) * 1e9),
+                                    stamped=False)
+        rec.ingest(f)
+    assert sum(rec.dropped.values()) == 0 and rec.clock_resets == 0 and rec.frames == 90
+
+
+def test_a_source_back_after_a_long_pause_is_no_stamp_jump():
+    """Nobody in view for 10 s (the driver sends nothing), then the person again: the first
+    message back is taken at once, no clock reset (the reference had crept up while idle and
+    held it as a jump after about 6 s)."""
+    rec = tiny_recognizer()
+    for t in list(range(20)) + list(range(320, 340)):      # 30 Hz, a 10 s gap
+        assert rec.ingest(frame(t)) == []
+        if t == 320:
+            assert rec.frames == 21
+    assert sum(rec.dropped.values()) == 0 and rec.clock_resets == 0
+
+
+def test_a_source_at_exactly_max_input_hz_is_no_flood():
+    """120 Hz with stamps rounded to whole nanoseconds (8,333,333 ns apart, a hair under
+    1/120 s) and max_input_hz 120: every message kept (a third were dropped as a flood)."""
+    import dataclasses
+
+    rec = tiny_recognizer(max_input_hz=120.0)
+    for t in range(120):
+        stamp = 10**9 + t * 10**9 // 120
+        rec.ingest(dataclasses.replace(frame(t), stamp_ns=stamp, arrival=100.0 + t / 120))
+    assert sum(rec.dropped.values()) == 0 and rec.frames == 120
+
+
+def test_a_held_stamp_jump_dropped_by_a_clock_change_is_counted():
+    rec = tiny_recognizer()
+    for t in range(5):
+        rec.ingest(frame(t))
+    rec.ingest(_shifted(frame(5), 0.5))                   # held: alone, or a jump?
+    rec.ingestion.end_all()                               # the node's clock changed basis
+    rec.ingest(frame(6))
+    assert {k: n for k, n in rec.dropped.items() if n} == {"stamp_outlier": 1}
+    assert rec.frames == 6
+
+
 # ---------------------------------------------------------------------------- unknown
 def test_below_min_confidence_the_label_is_unknown_and_the_top_k_stay():
     from prgcn_ros.live_data import UNKNOWN_CLASS_INDEX, UNKNOWN_LABEL

@@ -275,12 +275,21 @@ class Recognizer:
         return [k for k, t in tracks.items()
                 if t.new_frames and self.buffer.total_frames(k) >= self.params.min_frames]
 
+    def _due_at(self, key: int) -> float:
+        """When person ``key`` may run again (under the lock): max_rate_hz's period after the
+        last pass of every published member of their sample, since a pair runs both."""
+        tracks = self.ingestion.tracks
+        last = tracks[key].last_inferred
+        partner = self.ingestion.partner_of(key) if self.persons >= 2 else None
+        if partner in tracks and self.buffer.total_frames(partner) >= self.params.min_frames:
+            last = max(last, tracks[partner].last_inferred)
+        return last + self._min_period_s
+
     def next_due(self, now: float | None = None) -> float | None:
         """Seconds until :meth:`infer` has a person to recognise (0: now); None: nobody waits."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            tracks = self.ingestion.tracks
-            due_at = [tracks[k].last_inferred + self._min_period_s for k in self._waiting()]
+            due_at = [self._due_at(k) for k in self._waiting()]
         return max(0.0, min(due_at) - now) if due_at else None
 
     def _samples(self, due: list[int]) -> list[tuple[int, ...]]:
@@ -310,8 +319,7 @@ class Recognizer:
         start = began if now is None else now
         with self._lock:
             tracks_by_key = self.ingestion.tracks
-            due = [k for k in self._waiting()
-                   if tracks_by_key[k].last_inferred + self._min_period_s <= start]
+            due = [k for k in self._waiting() if self._due_at(k) <= start]
             samples = self._samples(due)[: self.max_batch]
             batch, keys, stamps, counts = self.buffer.gather([k for s in samples for k in s])
             if not keys:

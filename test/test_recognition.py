@@ -1315,6 +1315,21 @@ def test_a_pair_formed_again_smooths_to_the_same_scores_for_both():
     assert shown[1].label == shown[2].label
 
 
+def test_a_pair_forming_does_not_run_its_partner_above_max_rate_hz():
+    """A ran at 0 s, B alone at 0.03 s (max_batch 1); then B steps up to A and they pair. At
+    0.1 s A is due but B is not: their sample waits until 0.13 s (B ran again at 0.1 s, 70 ms
+    after its last pass, against max_rate_hz 10's 100)."""
+    rec = pair_recognizer(max_rate_hz=10.0, min_frames=1, max_batch=1)
+    rec.ingest(frame(0, {1: beside(0.0, 0), 2: beside(5.0, 50)}))
+    assert [p.person_id for p in rec.infer(now=0.0).people] == [1]
+    assert [p.person_id for p in rec.infer(now=0.03).people] == [2]
+    rec.ingest(frame(1, {1: beside(0.0, 1), 2: beside(0.8, 51)}))     # now a pair
+    assert rec.infer(now=0.1) is None
+    assert rec.next_due(now=0.1) == pytest.approx(0.03)
+    shown = {p.person_id: p.partner_id for p in rec.infer(now=0.13).people}
+    assert shown == {1: 2, 2: 1}
+
+
 def test_a_refined_pose_carries_the_stamp_of_the_frame_it_is():
     """A pair whose partner is missing from the newest message, with the window at twice the
     model's length (the node's default, 96 for 48): the resampled time line takes every other

@@ -378,6 +378,11 @@ class PersonResult:
     track: int = -1                # the recognizer's internal track key (never reused)
     refined_stamp_ns: int = 0      # the input frame `refined` is (0: window_end_ns)
 
+    @property
+    def refined_at_ns(self) -> int:
+        """The stamp of the input frame ``refined`` is."""
+        return self.refined_stamp_ns or self.window_end_ns
+
 
 @dataclass
 class InferenceResult:

@@ -15,7 +15,6 @@ Nothing here imports rclpy; onnxruntime is imported only when that backend is ch
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
 import json
 import logging
@@ -160,7 +159,7 @@ def cache_file_name(model_path: str | Path, version: str | None = None) -> str:
     return f"{Path(model_path).stem}.{key.hexdigest()[:20]}.onnx"
 
 
-CACHED_NAME = re.compile(r".+\.[0-9a-f]{20}\.onnx")     # what cache_file_name makes
+CACHED_NAME = re.compile(r"(.+)\.[0-9a-f]{20}\.onnx")   # what cache_file_name makes
 
 
 def cache_candidates(model_path: str | Path, cache_dir: str | Path | None = None) -> list[Path]:
@@ -195,9 +194,9 @@ def _write_atomic(directory: Path, name: str, write: Callable[[Path], Any]) -> P
 
 def _remove_stale(directory: Path, stem: str, keep: str) -> None:
     # Graphs of older weights or export code of the same model are never used again.
-    for old in directory.glob(f"{glob.escape(stem)}.*.onnx"):
-        if old.name != keep and re.fullmatch(rf"{re.escape(stem)}\.[0-9a-f]{{20}}\.onnx",
-                                             old.name):
+    for old in directory.glob("*.onnx"):
+        named = CACHED_NAME.fullmatch(old.name)
+        if old.name != keep and named and named.group(1) == stem:
             old.unlink(missing_ok=True)
 
 

@@ -71,7 +71,7 @@ class PRGCN(nn.Module):
                     for d in dilations):
                 raise ValueError("temporal_dilations must be a list of 1-14 positive integers "
                                  f"or null, not {temporal_dilations!r}")
-            temporal_dilations = [int(d) for d in dilations]
+            temporal_dilations = dilations
         if rigid_bones and (refine != 3 or not use_prm):
             raise ValueError("rigid_bones needs a PRM that refines 3D coordinates (use_prm "
                              f"true and refine_channels 3; here {bool(use_prm)}, {refine}): "

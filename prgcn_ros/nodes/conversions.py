@@ -175,7 +175,7 @@ def refined_array_msg(result: InferenceResult) -> RefinedSkeletonArray:
         offsets = [Vector3(x=o[0], y=o[1], z=o[2]) for o in _xyz(person.offsets).tolist()]
         msg.skeletons.append(RefinedSkeleton(
             person_id=int(person.person_id), keypoints=keypoints, offsets=offsets,
-            stamp=ns_to_stamp(person.refined_stamp_ns or person.window_end_ns)))
+            stamp=ns_to_stamp(person.refined_at_ns)))
     return msg
 
 
@@ -228,8 +228,7 @@ def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray
         mid = marker_id(person.person_id)
         pid = person.person_id
         # Stamped with the frame the pose is: RViz looks up a moving camera's pose at it.
-        header = Header(stamp=ns_to_stamp(person.refined_stamp_ns or person.window_end_ns),
-                        frame_id=result.frame_id)
+        header = Header(stamp=ns_to_stamp(person.refined_at_ns), frame_id=result.frame_id)
 
         joints = Marker(header=header, ns=marker_ns("joints", pid), id=mid,
                         type=Marker.SPHERE_LIST, action=Marker.ADD, color=color, lifetime=lifetime)

@@ -651,8 +651,7 @@ class RecognizerNode(Node):
     def _publish_outputs(self, result: InferenceResult) -> None:
         for person in result.people:   # refined poses back in the input's own frame
             # ... with the rotation their frame came in with (a moving camera's, by tf2)
-            where = (person.frame_id, person.source,
-                     person.refined_stamp_ns or person.window_end_ns)
+            where = (person.frame_id, person.source, person.refined_at_ns)
             person.refined = self.gravity.to_input(person.refined, *where)
             person.offsets = self.gravity.to_input(person.offsets, *where)
             if person.refined.shape[-1] == 3:

@@ -47,6 +47,7 @@ def _max_diff(expected, actual) -> float:
                                       PRGCN(20, "kinect20", sample_topology=True)),
                                   lambda: PRGCN(20, "kinect20", temporal_kernel=9),
                                   lambda: PRGCN(20, "kinect20", temporal_dilations=[1, 2]),
+                                  lambda: PRGCN(20, "kinect20", gfm_channels=32),
                                   lambda: PRGCN(60, "coco18", refine_channels=2,
                                                 fusion="sequential", use_tam=False),
                                   lambda: STGCN(20, "kinect20"),

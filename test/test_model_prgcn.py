@@ -10,6 +10,7 @@ from prgcn_ros.model.bones import RigidBones, held_bones
 from prgcn_ros.model.gcn import GraphConv, SpatialConv
 from prgcn_ros.model.gfm import temporal_max_pool
 from prgcn_ros.model.graph import normalized_adjacency
+from prgcn_ros.model.tcn import TemporalConv
 from prgcn_ros.skeleton.layouts import Layout, get_layout
 
 FRAMES = [*range(1, 65), 150, 300]
@@ -381,6 +382,29 @@ def test_multi_scale_temporal_layers_see_further_back_and_keep_every_length():
             PRGCN(5, "kinect20", temporal_dilations=bad)
 
 
+def test_gfm_width_sets_the_channels_of_gfm_and_tam():
+    """gfm_channels widens both flows (the position flow ending at twice the width) and the
+    TAM's input, so parameters grow; the paper's network is the default; too narrow refused."""
+    paper, wide = PRGCN(10, "kinect20"), PRGCN(10, "kinect20", gfm_channels=96)
+    assert paper.gfm.out_channels == 128 and wide.gfm.out_channels == 192
+    assert wide.tam.squeeze.in_channels == 192
+    temporal = [step.motion for step in wide.gfm.steps if isinstance(step.motion, TemporalConv)]
+    assert len(temporal) == 4 and all(layer.conv.out_channels == 96 for layer in temporal)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert 1.5 * count(paper) < count(wide)
+    assert build_model(paper.arch).arch["gfm_channels"] == 64
+    with torch.no_grad():
+        assert wide.eval()(torch.randn(2, 3, 30, 20, 1))[0].shape == (2, 10)
+    with pytest.raises(ValueError, match="gfm_channels"):
+        PRGCN(10, "kinect20", gfm_channels=4)
+    with pytest.raises(ValueError, match="gfm_channels"):
+        build_model({**paper.arch, "gfm_channels": "96"})
+    # Branches of the multi-scale layers need 4 channels each: 16 channels hold 2 dilations.
+    PRGCN(10, "kinect20", gfm_channels=16, temporal_dilations=[1, 2])
+    with pytest.raises(ValueError, match="1-2 positive"):
+        PRGCN(10, "kinect20", gfm_channels=16, temporal_dilations=[1, 2, 3])
+
+
 def test_without_prm_the_refined_poses_are_the_input():
     model = PRGCN(10, "ntu25", use_prm=False, use_tam=False).eval()
     x = torch.randn(2, 3, 8, 25, 1)
@@ -403,7 +427,9 @@ def test_classification_loss_reaches_every_prm_parameter():
                                     dict(use_tam=False), dict(use_prm=False, use_tam=False),
                                     dict(temporal_kernel=9),
                                     dict(fusion="sequential", temporal_kernel=5),
-                                    dict(fusion="sequential", temporal_dilations=[1, 2, 3])])
+                                    dict(fusion="sequential", temporal_dilations=[1, 2, 3]),
+                                    dict(gfm_channels=32),
+                                    dict(fusion="sequential", gfm_channels=96)])
 def test_ablation_variants_run(kwargs):
     model = PRGCN(7, "coco18", **kwargs).eval()
     with torch.inference_mode():

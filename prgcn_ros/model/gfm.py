@@ -16,9 +16,9 @@ from prgcn_ros.model.tcn import MultiScaleTemporalConv, TemporalConv, subsample_
 
 # (motion layer, its stride) per fusion step; "gcn" is the motion flow's graph convolution.
 MOTION_FLOW = (("tcn", 1), ("tcn", 2), ("gcn", 1), ("tcn", 1), ("tcn", 3))
-POSITION_CHANNELS = (64, 64, 64, 64, 128)
+# The position flow's channels in multiples of the GFM's width (the paper's: 64, 64, 64, 64, 128).
+POSITION_WIDTHS = (1, 1, 1, 1, 2)
 WIDTH = 64
-OUT_CHANNELS = POSITION_CHANNELS[-1]
 
 
 def temporal_motion(p: torch.Tensor) -> torch.Tensor:
@@ -39,14 +39,14 @@ def temporal_max_pool(x: torch.Tensor, stride: int) -> torch.Tensor:
     return out
 
 
-def _motion_layer(kind: str, stride: int, adjacency: torch.Tensor, links: dict,
+def _motion_layer(kind: str, stride: int, width: int, adjacency: torch.Tensor, links: dict,
                   temporal_kernel: int, temporal_dilations: tuple[int, ...] | None
                   ) -> nn.Module:
     if kind == "gcn":
-        return GraphConv(WIDTH, WIDTH, adjacency, **links)
+        return GraphConv(width, width, adjacency, **links)
     if temporal_dilations:
-        return MultiScaleTemporalConv(WIDTH, stride, temporal_kernel, temporal_dilations)
-    return TemporalConv(WIDTH, WIDTH, stride, kernel_size=temporal_kernel)
+        return MultiScaleTemporalConv(width, stride, temporal_kernel, temporal_dilations)
+    return TemporalConv(width, width, stride, kernel_size=temporal_kernel)
 
 
 class FusionStep(nn.Module):
@@ -66,30 +66,33 @@ class FusionStep(nn.Module):
 
 
 class GFM(nn.Module):
-    """Parallel position/motion flows; (N, C, T, V) poses -> (N, 128, ceil(ceil(T/2)/3), V).
+    """Parallel position/motion flows; (N, C, T, V) poses -> (N, 2 * width, ceil(ceil(T/2)/3), V).
     ``links``: GraphConv's keyword arguments for links beside the skeleton's (gcn.py:
     ``learned_edges``, ``sample_topology``), for every graph convolution;
     ``temporal_kernel``: frames each temporal convolution spans (the paper's K_t = 3);
     ``temporal_dilations``: the motion flow's temporal layers multi-scale, one branch per
-    dilation (:class:`~prgcn_ros.model.tcn.MultiScaleTemporalConv`; None: the paper's)."""
+    dilation (:class:`~prgcn_ros.model.tcn.MultiScaleTemporalConv`; None: the paper's);
+    ``width``: the motion flow's channels (the paper's 64; the position flow ends at twice it)."""
 
     def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True,
                  links: dict | None = None, temporal_kernel: int = 3,
-                 temporal_dilations: tuple[int, ...] | None = None) -> None:
+                 temporal_dilations: tuple[int, ...] | None = None, width: int = WIDTH) -> None:
         super().__init__()
         # Table II "position only": both flows are fed P instead of P and M.
         self.use_motion = use_motion
-        self.position_in = TemporalConv(in_channels, WIDTH, kernel_size=temporal_kernel)
-        self.motion_in = TemporalConv(in_channels, WIDTH, kernel_size=temporal_kernel)
+        self.position_in = TemporalConv(in_channels, width, kernel_size=temporal_kernel)
+        self.motion_in = TemporalConv(in_channels, width, kernel_size=temporal_kernel)
         links = links or {}
         steps = []
-        channels = WIDTH
-        for (kind, stride), out in zip(MOTION_FLOW, POSITION_CHANNELS):
-            steps.append(FusionStep(_motion_layer(kind, stride, adjacency, links,
+        channels = width
+        for (kind, stride), factor in zip(MOTION_FLOW, POSITION_WIDTHS):
+            steps.append(FusionStep(_motion_layer(kind, stride, width, adjacency, links,
                                                   temporal_kernel, temporal_dilations), stride,
-                                    GraphConv(channels + WIDTH, out, adjacency, **links)))
-            channels = out
+                                    GraphConv(channels + width, factor * width, adjacency,
+                                              **links)))
+            channels = factor * width
         self.steps = nn.ModuleList(steps)
+        self.out_channels = channels
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         fm = self.motion_in(temporal_motion(p) if self.use_motion else p)
@@ -104,19 +107,20 @@ class SequentialGFM(nn.Module):
 
     def __init__(self, in_channels: int, adjacency: torch.Tensor, use_motion: bool = True,
                  links: dict | None = None, temporal_kernel: int = 3,
-                 temporal_dilations: tuple[int, ...] | None = None) -> None:
+                 temporal_dilations: tuple[int, ...] | None = None, width: int = WIDTH) -> None:
         super().__init__()
         links = links or {}
         self.use_motion = use_motion
-        layers: list[nn.Module] = [TemporalConv(in_channels * (2 if use_motion else 1), WIDTH,
+        layers: list[nn.Module] = [TemporalConv(in_channels * (2 if use_motion else 1), width,
                                                 kernel_size=temporal_kernel)]
-        channels = WIDTH
-        for (kind, stride), out in zip(MOTION_FLOW, POSITION_CHANNELS):
-            layers += [_motion_layer(kind, stride, adjacency, links, temporal_kernel,
+        channels = width
+        for (kind, stride), factor in zip(MOTION_FLOW, POSITION_WIDTHS):
+            layers += [_motion_layer(kind, stride, width, adjacency, links, temporal_kernel,
                                      temporal_dilations),
-                       GraphConv(channels, out, adjacency, **links)]
-            channels = out
+                       GraphConv(channels, factor * width, adjacency, **links)]
+            channels = factor * width
         self.layers = nn.Sequential(*layers)
+        self.out_channels = channels
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         x = torch.cat([p, temporal_motion(p)], dim=1) if self.use_motion else p

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from prgcn_ros.model.bones import RigidBones
-from prgcn_ros.model.gfm import GFM, OUT_CHANNELS, SequentialGFM
+from prgcn_ros.model.gfm import GFM, WIDTH, SequentialGFM
 from prgcn_ros.model.graph import layout_from_spec, layout_spec, normalized_adjacency
 from prgcn_ros.model.norm import DataNorm
 from prgcn_ros.model.prm import PRM
@@ -42,6 +42,8 @@ class PRGCN(nn.Module):
     links. ``temporal_kernel`` is the span of the GFM's temporal convolutions (the paper's
     K_t = 3; odd); ``temporal_dilations`` makes the motion flow's temporal layers multi-scale
     (MS-G3D's, as in CTR-GCN: one branch per dilation, a max and a 1 x 1; None: the paper's).
+    ``gfm_channels`` is the GFM's width: the paper's 64, its last position layer and the TAM's
+    input twice that (parameters grow about with its square).
     """
 
     def __init__(self, num_classes: int, layout: str | Layout | dict, in_channels: int = 3,
@@ -51,7 +53,8 @@ class PRGCN(nn.Module):
                  partner_input: bool = False, extent_norm: bool = False,
                  learned_edges: bool = False, temporal_kernel: int = 3,
                  sample_topology: bool = False,
-                 temporal_dilations: list[int] | None = None) -> None:
+                 temporal_dilations: list[int] | None = None,
+                 gfm_channels: int = WIDTH) -> None:
         super().__init__()
         layout = layout_from_spec(layout)
         if fusion not in FUSIONS:
@@ -62,15 +65,20 @@ class PRGCN(nn.Module):
         temporal_kernel = int(temporal_kernel)
         if temporal_kernel < 1 or temporal_kernel % 2 == 0:
             raise ValueError(f"temporal_kernel must be odd and positive, not {temporal_kernel}")
+        gfm_channels = int(gfm_channels)
+        if gfm_channels < 8:
+            raise ValueError(f"gfm_channels must be at least 8, not {gfm_channels}")
         if temporal_dilations is not None:
             dilations = list(temporal_dilations) if isinstance(
                 temporal_dilations, (list, tuple)) else None
-            # Each branch needs channels of its own: the dilations, a max and a 1 x 1 share 64.
-            if not dilations or len(dilations) + 2 > 16 or not all(
+            # Each branch needs channels of its own: the dilations, a max and a 1 x 1 share the
+            # GFM's width, at least 4 each.
+            most = gfm_channels // 4 - 2
+            if not dilations or len(dilations) > most or not all(
                     isinstance(d, int) and not isinstance(d, bool) and d >= 1
                     for d in dilations):
-                raise ValueError("temporal_dilations must be a list of 1-14 positive integers "
-                                 f"or null, not {temporal_dilations!r}")
+                raise ValueError(f"temporal_dilations must be a list of 1-{most} positive "
+                                 f"integers or null, not {temporal_dilations!r}")
             temporal_dilations = dilations
         if rigid_bones and (refine != 3 or not use_prm):
             raise ValueError("rigid_bones needs a PRM that refines 3D coordinates (use_prm "
@@ -85,7 +93,8 @@ class PRGCN(nn.Module):
                      "learned_edges": bool(learned_edges),
                      "temporal_kernel": temporal_kernel,
                      "sample_topology": bool(sample_topology),
-                     "temporal_dilations": temporal_dilations}
+                     "temporal_dilations": temporal_dilations,
+                     "gfm_channels": gfm_channels}
         self.layout = layout
         self.refine_channels = refine
         adjacency = torch.from_numpy(normalized_adjacency(layout))
@@ -103,9 +112,9 @@ class PRGCN(nn.Module):
         gfm = GFM if fusion == "parallel" else SequentialGFM
         links = {"learned_edges": bool(learned_edges), "sample_topology": bool(sample_topology)}
         self.gfm = gfm(features, adjacency, use_motion, links, temporal_kernel,
-                       tuple(temporal_dilations) if temporal_dilations else None)
-        self.tam = TAM(OUT_CHANNELS, adjacency, links=links) if use_tam else None
-        features = self.tam.out_channels if self.tam is not None else OUT_CHANNELS
+                       tuple(temporal_dilations) if temporal_dilations else None, gfm_channels)
+        self.tam = TAM(self.gfm.out_channels, adjacency, links=links) if use_tam else None
+        features = self.tam.out_channels if self.tam is not None else self.gfm.out_channels
         self.classifier = nn.Linear(features, num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -54,6 +54,13 @@ MAX_STAMP_NS = (2**31 - 1) * 1_000_000_000 + 999_999_999
 # How fast (seconds per second) a source's reference offset may rise: a backlog that drained
 # must not make the next fresh message look early, yet a slow replay's stamps are followed.
 OFFSET_RELAX = 0.05
+# A message whose stamp runs ahead by more than this (s), both of its source's timeline and of
+# the source's last stamp step, is held until the next one shows whether it was alone: taken at
+# once, a stray stamp ahead made every message until the timeline caught up with it run
+# backwards. A faster delivery than any before (a drained backlog) or a replay faster than real
+# time leads the timeline at an even stamp step, and a lost message steps further on time:
+# neither is held.
+HOLD_AHEAD_S = 0.05
 
 
 @dataclass
@@ -69,7 +76,8 @@ class Source:
     offset: float = 0.0
     offset_clock: float = 0.0
     last_sent: float = 0.0                      # unstamped messages: send time (else clock)
-    held: InputFrame | None = None              # a stamp jump, not yet confirmed or refuted
+    last_step_ns: int = 0                       # stamp gap to the previous accepted message
+    held: InputFrame | None = None              # a stamp ahead or a jump, not yet confirmed
 
     def reference(self, clock: float) -> float:
         return self.offset + OFFSET_RELAX * max(0.0, clock - self.offset_clock)
@@ -86,7 +94,15 @@ class Source:
         first = self.last_stamp_ns is None or restart
         self.offset = seen if first else min(seen, self.reference(clock))
         self.offset_clock = clock
+        self.last_step_ns = 0 if first else stamp_ns - self.last_stamp_ns
         self.last_stamp_ns = stamp_ns
+
+    def lead(self, frame: InputFrame) -> float:
+        """How much earlier than the fastest delivery seen (as of the last accepted message)
+        the frame's stamp claims it was sent, in seconds. Late delivery (a backlog, lost
+        messages) only lowers it; a clock jump raises it. Time without messages (nobody in
+        view) says nothing about the sensor's clock, so it does not move the reference."""
+        return self.offset - (frame.clock - frame.stamp_ns / 1e9)
 
 
 @dataclass
@@ -257,29 +273,34 @@ class Ingestion:
             return "ok"
         if source.last_stamp_ns is None:
             return "ok"
-        gap_ns = frame.stamp_ns - source.last_stamp_ns
-        gap_s = gap_ns / 1e9
-        # How much earlier than the fastest delivery seen the stamp claims the message was
-        # sent. Late delivery (a backlog, lost messages) only lowers it; a clock jump raises it.
-        # The offset as of the last accepted message: time without messages (nobody in view)
-        # says nothing about the sensor's clock, so it does not move the reference.
-        lead_s = source.offset - (frame.clock - frame.stamp_ns / 1e9)
         tolerance = self.params.stamp_tolerance_s
-        if lead_s > tolerance or gap_s < -self.params.track_timeout_s:
-            # The stamp left the source's timeline. The message is held: alone it is an outlier
-            # (dropped and counted once the next message shows it, nobody's track touched); a
-            # next message that follows it confirms the jump.
+        lead_s = source.lead(frame)
+        gap_s = (frame.stamp_ns - source.last_stamp_ns) / 1e9
+        ahead_s = min(lead_s, gap_s - source.last_step_ns / 1e9)
+        if (lead_s > tolerance or ahead_s > HOLD_AHEAD_S
+                or gap_s < -self.params.track_timeout_s):
+            # The stamp left the source's timeline (a jump), ran ahead of it and of its pace,
+            # or jumped back. The message is held: alone it is an outlier (dropped and counted
+            # once the next message shows it, nobody's track touched); a next message that
+            # follows it confirms it.
             held = source.held
             if held is not None:
                 since_s = (frame.stamp_ns - held.stamp_ns) / 1e9
+                if since_s == 0:                      # the held message again
+                    self._drop("stamp_repeated", new)
+                    return None
                 if 0 < since_s and since_s - (frame.clock - held.clock) <= tolerance:
-                    # Confirmed. Back in time (a bag played again, a driver restarted): the
+                    # Confirmed: the timeline is re-anchored at the held message. A jump is a
+                    # clock change. Back in time (a bag played again, a driver restarted): the
                     # source's people start over, their windows would run backwards. Ahead (a
-                    # clock set forward, or the first messages were taken late): the timeline
-                    # is re-anchored and the people go on.
-                    self.clock_resets += 1
-                    if gap_s < 0:
+                    # clock set forward, or the first messages were taken late): the people go
+                    # on. A lead within the tolerance: a stamp step the source really took.
+                    held_gap_s = (held.stamp_ns - source.last_stamp_ns) / 1e9
+                    if held_gap_s < -self.params.track_timeout_s:
+                        self.clock_resets += 1
                         self._end_source(key)
+                    elif source.lead(held) > tolerance:
+                        self.clock_resets += 1
                     return "restart"
                 self._drop("stamp_outlier", new)      # the held one was alone
             source.held = frame
@@ -287,6 +308,7 @@ class Ingestion:
         if source.held is not None:                   # back on the timeline: it was alone
             source.held = None
             self._drop("stamp_outlier", new)
+        gap_ns = frame.stamp_ns - source.last_stamp_ns
         if gap_ns < 0:
             self._drop("stamp_backwards", new)
         elif gap_ns == 0:

@@ -43,8 +43,9 @@ DROP_REASONS: dict[str, str] = {
     "stamp_backwards": "a message stamped earlier than the previous one from its source",
     "stamp_repeated": "a message stamped the same as the previous one from its source",
     "stamp_outlier": "a lone message whose stamp jumped from its source's timeline (ahead by "
-                     "more than stamp_tolerance_s, or back by more than track_timeout_s); a "
-                     "jump the next message confirms moves the timeline instead",
+                     "more than stamp_tolerance_s, ahead of both the timeline and the source's "
+                     "stamp step by more than 0.05 s, or back by more than track_timeout_s); "
+                     "a jump the next message confirms moves the timeline instead",
     "flood": "messages closer in time than 1/max_input_hz from one source",
     "foreign_marker_id": "MarkerArray markers whose id is not body_id*100 + joint 0..31, or "
                          "that repeat a joint or differ in stamp or frame_id from the first",

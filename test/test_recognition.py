@@ -1126,6 +1126,65 @@ def test_a_lone_outlier_is_counted_when_the_next_message_shows_it():
     assert rec.dropped["stamp_outlier"] == 1 and rec.frames == 6
 
 
+@pytest.mark.parametrize("ahead_s", [0.1, 0.2, 0.29])
+def test_a_lone_stamp_ahead_within_the_tolerance_costs_only_itself(ahead_s):
+    """One message stamped ahead by less than stamp_tolerance_s (0.3 s): it alone is dropped.
+    Taken at once, it made the following 30 Hz frames run backwards until the timeline
+    caught up with it (up to 9 dropped as stamp_backwards)."""
+    rec = tiny_recognizer()
+    for t in range(5):
+        rec.ingest(frame(t))
+    rec.ingest(_shifted(frame(5), ahead_s))
+    for t in range(6, 20):
+        rec.ingest(frame(t))
+    assert {k: n for k, n in rec.dropped.items() if n} == {"stamp_outlier": 1}
+    assert rec.clock_resets == 0 and rec.frames == 19
+
+
+def test_a_stamp_step_within_the_tolerance_that_goes_on_is_kept():
+    """A driver whose stamps step 0.2 s ahead once and go on from there (a clock corrected
+    within the tolerance): the step is held until the next message follows it, then both are
+    kept, and no clock change is counted."""
+    rec = tiny_recognizer()
+    for t in range(20):
+        rec.ingest(_shifted(frame(t), 0.2 if t >= 5 else 0.0))
+        assert rec.frames == (t if t == 5 else t + 1)
+    assert sum(rec.dropped.values()) == 0 and rec.clock_resets == 0
+
+
+def test_fast_replays_drained_backlogs_and_lost_messages_are_never_held():
+    """Each message is buffered as it arrives when its stamp runs ahead of the timeline at the
+    source's pace: 15 Hz stamps replayed at 4 x (50 ms ahead a message), the first messages
+    taken 0.2 s late and then on time, or three messages lost in transit."""
+    import dataclasses
+
+    streams = [[dataclasses.replace(frame(t), stamp_ns=10**9 + t * 10**9 // 15,
+                                    arrival=100.0 + t / 60) for t in range(40)],
+               [frame(t, arrival=100.0 + t / 30 + (0.2 if t < 5 else 0.0)) for t in range(20)],
+               [frame(t) for t in range(20) if t not in (7, 8, 9)]]
+    for stream in streams:
+        rec = tiny_recognizer()
+        for n, f in enumerate(stream, 1):
+            rec.ingest(f)
+            assert rec.frames == n
+        assert sum(rec.dropped.values()) == 0 and rec.clock_resets == 0
+
+
+def test_a_repeated_first_message_of_a_replay_is_counted_as_repeated():
+    """A bag played again (stamps back by more than track_timeout_s) whose first message comes
+    twice: the copy is stamp_repeated, and the replay starts at its first message."""
+    rec = tiny_recognizer(track_timeout_s=1.0)
+    for t in range(5):
+        rec.ingest(frame(t))
+    replay = [_shifted(frame(t), -5.0) for t in range(5, 11)]
+    rec.ingest(replay[0])
+    rec.ingest(_shifted(frame(5, arrival=replay[0].arrival + 0.001), -5.0))
+    for f in replay[1:]:
+        rec.ingest(f)
+    assert {k: n for k, n in rec.dropped.items() if n} == {"stamp_repeated": 1}
+    assert rec.clock_resets == 1 and rec.infer().people[0].num_frames == 6
+
+
 def test_unstamped_messages_in_a_stamped_stream_do_not_move_its_timeline():
     """Every 10th message unstamped (stamp 0: the node stamps it on arrival) in a 30 Hz stream
     delivered 0.5 s after capture: the arrival stamps are not capture times. They moved the

@@ -209,10 +209,11 @@ class Ingestion:
             if order is None:
                 return new
             restart = order == "restart"
-            if restart:
-                # The held message was the first of the new timeline: nothing is lost.
+            if order in ("restart", "held"):
+                # The held message comes first (of a new timeline on a restart): nothing lost.
                 held, source.held = source.held, None
-                restart = not self._take(held, key, source, layout, new, restart=True)
+                taken = self._take(held, key, source, layout, new, restart)
+                restart = restart and not taken
             self._take(frame, key, source, layout, new, restart)
             return new
 
@@ -260,7 +261,8 @@ class Ingestion:
     def _in_order(self, key: SourceKey, source: Source, frame: InputFrame, new: list[str]
                   ) -> str | None:
         """Per-source ordering, stamp-jump and flood checks: "ok", "restart" (a confirmed
-        jump: the source's people ended) or None (dropped, counted)."""
+        jump, the held message first: the source's people may have ended), "held" (the held
+        message first, then this one) or None (dropped, counted)."""
         # 1/max_input_hz, less a microsecond: a source at exactly that rate, its stamps rounded
         # to whole nanoseconds (8,333,333 ns at 120 Hz), is not a flood.
         min_gap_ns = round(1e9 / self.params.max_input_hz) - 1000
@@ -305,10 +307,17 @@ class Ingestion:
                 self._drop("stamp_outlier", new)      # the held one was alone
             source.held = frame
             return None
-        if source.held is not None:                   # back on the timeline: it was alone
-            source.held = None
-            self._drop("stamp_outlier", new)
-        gap_ns = frame.stamp_ns - source.last_stamp_ns
+        # Back on the timeline. A held stamp ahead within the tolerance that this message
+        # follows was a step the source took (delivered faster than any before): kept, first.
+        # Otherwise it was alone.
+        order, last_ns, held = "ok", source.last_stamp_ns, source.held
+        if held is not None:
+            if last_ns < held.stamp_ns < frame.stamp_ns and source.lead(held) <= tolerance:
+                order, last_ns = "held", held.stamp_ns
+            else:
+                source.held = None
+                self._drop("stamp_outlier", new)
+        gap_ns = frame.stamp_ns - last_ns
         if gap_ns < 0:
             self._drop("stamp_backwards", new)
         elif gap_ns == 0:
@@ -316,7 +325,7 @@ class Ingestion:
         elif gap_ns < min_gap_ns:
             self._drop("flood", new)
         else:
-            return "ok"
+            return order
         return None
 
     def _valid_skeletons(self, frame: InputFrame, layout: Layout, new: list[str]

@@ -1170,6 +1170,21 @@ def test_fast_replays_drained_backlogs_and_lost_messages_are_never_held():
         assert sum(rec.dropped.values()) == 0 and rec.clock_resets == 0
 
 
+def test_an_early_delivered_longer_step_is_kept():
+    """A driver at an uneven pace (one step of 133 ms) whose message after it came 60 ms faster
+    than any before: held, as a stray stamp would be, and kept when the next message, on time,
+    follows it."""
+    import dataclasses
+
+    stamps = [1.0 + t / 30 for t in range(5)] + [1.0 + 4 / 30 + 0.133 + t / 30 for t in range(5)]
+    delays = [0.1] * 5 + [0.04] + [0.1] * 4
+    rec = tiny_recognizer()
+    for t, (stamp, delay) in enumerate(zip(stamps, delays)):
+        rec.ingest(dataclasses.replace(frame(t), stamp_ns=int(stamp * 1e9),
+                                       arrival=100.0 + stamp + delay))
+    assert sum(rec.dropped.values()) == 0 and rec.clock_resets == 0 and rec.frames == 10
+
+
 def test_a_repeated_first_message_of_a_replay_is_counted_as_repeated():
     """A bag played again (stamps back by more than track_timeout_s) whose first message comes
     twice: the copy is stamp_repeated, and the replay starts at its first message."""

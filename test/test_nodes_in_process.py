@@ -21,9 +21,11 @@ pytestmark = pytest.mark.ros
 
 
 @contextmanager
-def recognizer_node(model) -> Iterator[RecognizerNode]:
+def recognizer_node(model, *params: str) -> Iterator[RecognizerNode]:
+    """``params``: more "name:=value" settings."""
     rclpy.init(args=["prgcn-recognizer", "--ros-args", "--params-file", str(PARAMS_FILE),
-                     "-p", f"model:={model}", "-p", "backend:=torch", "-p", "device:=cpu"])
+                     "-p", f"model:={model}", "-p", "backend:=torch", "-p", "device:=cpu",
+                     *(arg for param in params for arg in ("-p", param))])
     try:
         node = RecognizerNode()
         try:
@@ -55,6 +57,29 @@ def test_an_unforeseen_error_drops_the_message_not_the_node(tiny_model, monkeypa
     log = capfd.readouterr().err
     assert log.count("dropped_internal_error in /diagnostics") == 1, log
     assert "a fault validation did not foresee" in log
+
+
+def test_float_parameters_given_whole_numbers_stay_floats(tiny_model):
+    """min_confidence and latency_budget_ms given as 0 and 60 at start-up, and set live to
+    whole numbers (as `ros2 param set` sends 0): each value used is a float, and each
+    parameter stays a double (an integer set was stored as an integer before)."""
+    from rclpy.parameter import Parameter
+
+    with recognizer_node(tiny_model, "min_confidence:=0", "latency_budget_ms:=60") as node:
+        for name, value in (("min_confidence", 0.0), ("latency_budget_ms", 60.0)):
+            assert node.get_parameter(name).type_ == Parameter.Type.DOUBLE
+            assert node.get_parameter(name).value == value
+        results = node.set_parameters([Parameter("min_confidence", value=1),
+                                       Parameter("latency_budget_ms", value=80)])
+        assert all(r.successful for r in results)
+        for name, value in (("min_confidence", 1.0), ("latency_budget_ms", 80.0)):
+            assert node.get_parameter(name).type_ == Parameter.Type.DOUBLE
+            assert node.get_parameter(name).value == value
+        assert node.recognizer.params.min_confidence == 1.0
+        assert node.node_params.latency_budget_ms == 80.0
+        refused = node.set_parameters([Parameter("min_confidence", value="high")])[0]
+        assert not refused.successful
+        assert node.get_parameter("min_confidence").type_ == Parameter.Type.DOUBLE
 
 
 class _TurningHead:

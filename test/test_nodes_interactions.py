@@ -13,7 +13,7 @@ import pytest
 import torch
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import DescribeParameters, SetParameters
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
 from rosutil import (
     CLASSES,
     Probe,
@@ -102,6 +102,12 @@ def test_below_min_confidence_action_says_unknown_and_a_live_set_changes_it(prob
         assert not refused.successful and refused.reason
     try:
         assert _set_min_confidence(probe, 0).successful   # a whole number is a float too
+        # ... stored as one, and still described as one after the refused sets above.
+        getter = probe.node.create_client(GetParameters, "/prgcn_recognizer/get_parameters")
+        value = _call(probe, getter, GetParameters.Request(names=["min_confidence"])).values[0]
+        assert (value.type, value.double_value) == (ParameterType.PARAMETER_DOUBLE, 0.0)
+        found = _call(probe, describe, DescribeParameters.Request(names=["min_confidence"]))
+        assert found.descriptors[0].type == ParameterType.PARAMETER_DOUBLE
         last = probe.play({pid: standing(7)}, 3, frame_id="cam_unknown")
         _, action = probe.wait_action(pid, stamp=last)
         assert action.label in CLASSES and action.label == action.top_labels[0]

@@ -207,11 +207,8 @@ def parse_parameters(values: dict) -> tuple[RecognizerParams, NodeParams, list[s
 
 def descriptor(name: str, value) -> ParameterDescriptor:
     spec = ALL_SPECS[name]
-    # A live float takes a whole number too (`ros2 param set ... min_confidence 0`): typed
-    # dynamically, checked and converted by _on_set_parameters as the file's values are.
     desc = ParameterDescriptor(name=name, description=spec.description,
-                               read_only=not spec.live,
-                               dynamic_typing=spec.live and isinstance(value, float))
+                               read_only=not spec.live)
     if spec.low is not None and not isinstance(value, bool):
         if isinstance(value, int):
             desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
@@ -273,6 +270,7 @@ class RecognizerNode(Node):
             raise StartupError(f"input_layout {self.params.input_layout!r} cannot be mapped to "
                                f"the layout of model {self.params.model_path()} "
                                f"({rec.layout.name!r})")
+        self.add_pre_set_parameters_callback(self._whole_numbers_as_floats)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         p = self.node_params
@@ -376,6 +374,14 @@ class RecognizerNode(Node):
                 self._parameter_overrides[f.name] = Parameter(f.name, value=value)
                 self.declare_parameter(f.name, value, descriptor(f.name, value))
         return params, node_params
+
+    def _whole_numbers_as_floats(self, changes: list[Parameter]) -> list[Parameter]:
+        """A float parameter set to a whole number (`ros2 param set ... min_confidence 0` sends
+        an integer) is set to that float: its type stays double, as declared."""
+        return [Parameter(c.name, Parameter.Type.DOUBLE, float(c.value))
+                if c.type_ == Parameter.Type.INTEGER and self.has_parameter(c.name)
+                and self.get_parameter(c.name).type_ == Parameter.Type.DOUBLE else c
+                for c in changes]
 
     def _on_set_parameters(self, changes: list[Parameter]) -> SetParametersResult:
         """Live parameters are checked and applied here; the rest are read-only (rclpy

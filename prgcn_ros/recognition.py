@@ -256,17 +256,20 @@ class Recognizer:
         return len(self.ingestion.tracks)
 
     # ------------------------------------------------------------------ live parameters
+    # Under the lock: a pass builds its people under it, so one result follows one setting.
     def set_top_k(self, top_k: int) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
-        self.params.top_k = top_k
-        self.top_k = min(top_k, len(self.class_names))
+        with self._lock:
+            self.params.top_k = top_k
+            self.top_k = min(top_k, len(self.class_names))
 
     def set_smoothing(self, smoothing: int) -> None:
         self.ingestion.set_smoothing(smoothing)
 
     def set_min_confidence(self, min_confidence: float) -> None:
-        self.params.min_confidence = min_confidence
+        with self._lock:
+            self.params.min_confidence = min_confidence
 
     # ------------------------------------------------------------------ inference
     def _waiting(self) -> list[int]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from prgcn_ros.live_data import local_id
+from prgcn_ros.live_data import UNKNOWN_LABEL, local_id
 from prgcn_ros.model.prgcn import PRGCN
 from prgcn_ros.recognition import (
     CPU_MAX_BATCH,
@@ -1073,6 +1073,39 @@ def test_live_parameters_apply_at_once():
     with pytest.raises(ValueError, match="top_k"):   # no pass could list zero classes
         rec.set_top_k(0)
     assert rec.top_k == 3
+
+
+def test_a_live_change_during_a_pass_applies_to_the_whole_next_result(monkeypatch):
+    """top_k and min_confidence set (from the executor thread) while a pass builds its people:
+    every person of that result follows one setting. Before, the people built after the set
+    followed the new one (one /action with top-1 and top-3 lists)."""
+    import threading
+
+    rec = tiny_recognizer(top_k=1, smoothing=1)
+    for t in range(5):
+        rec.ingest(frame(t, {0: pose(seed=t), 1: pose(2.0, seed=t + 50)}))
+    build, setters = rec._person, []
+
+    def person(*args, **kwargs):
+        if not setters:                  # the executor's set lands during the first person
+            for set_value in (lambda: rec.set_top_k(3), lambda: rec.set_min_confidence(1.0)):
+                setters.append(threading.Thread(target=set_value))
+                setters[-1].start()
+                setters[-1].join(timeout=0.2)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(rec, "_person", person)
+    people = rec.infer().people
+    assert len(people) == 2
+    assert {len(p.top_labels) for p in people} == {1}
+    assert {p.label == UNKNOWN_LABEL for p in people} == {False}
+    for setter in setters:
+        setter.join()
+    for t in range(5, 7):
+        rec.ingest(frame(t, {0: pose(seed=t), 1: pose(2.0, seed=t + 50)}))
+    people = rec.infer().people
+    assert {len(p.top_labels) for p in people} == {3}
+    assert {p.label for p in people} == {UNKNOWN_LABEL}
 
 
 def test_smoothing_turned_off_and_on_again_averages_no_stale_scores():

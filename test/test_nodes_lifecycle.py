@@ -141,6 +141,31 @@ def test_sigterm_at_any_moment_exits_cleanly_and_promptly(tiny_model, tmp_path):
         assert took < 15, f"{name}: {took:.1f} s after SIGTERM"
 
 
+def test_a_stop_signal_during_a_long_pass_exits_cleanly(tiny_model, tmp_path):
+    """SIGTERM and SIGINT while a forward pass computes for 6 s (a first CUDA pass, a starved
+    CPU): status 0 within seconds. Python's shutdown ran beside the pass still in torch's C++
+    code, which aborted the process ("terminate called without an active exception", -6)."""
+    peer = str(Path(__file__).parent / "peers" / "slow_pass_recognizer.py")
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        proc = start_process([peer, "6", str(tiny_model)], tmp_path / f"{stop.name}.log",
+                             env={"PYTHONPATH": str(Path(__file__).parent)})
+        try:
+            deadline = time.monotonic() + 120
+            while ("pass started" not in process_log(proc) and proc.poll() is None
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+            assert "pass started" in process_log(proc), process_log(proc)
+            proc.send_signal(stop)
+            sent = time.monotonic()
+            proc.wait(timeout=30)
+            took = time.monotonic() - sent
+        finally:
+            code = stop_process(proc)
+        log = process_log(proc)
+        assert code == 0 and "terminate called" not in log, f"{stop.name}: {code}: {log}"
+        assert "pass ended" not in log and took < 10, f"{stop.name}: {took:.1f} s: {log}"
+
+
 def _clock(sim_ns: int) -> Clock:
     return Clock(clock=Time(sec=sim_ns // 10**9, nanosec=sim_ns % 10**9))
 

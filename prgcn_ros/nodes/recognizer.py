@@ -8,6 +8,7 @@ Run: ``prgcn-recognizer --ros-args --params-file config/recognizer.yaml [-p name
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -638,6 +639,10 @@ class RecognizerNode(Node):
                         f"{traceback.format_exc()}")
                 self._stop.wait(FAILED_PASS_PAUSE_S)
 
+    def inference_running(self) -> bool:
+        """Whether the inference thread is still running (a pass in the backend)."""
+        return hasattr(self, "_inference") and self._inference.is_alive()
+
     def destroy_node(self) -> None:
         if hasattr(self, "_inference"):   # (a Ctrl-C during start-up may leave it unstarted)
             self._stop.set()
@@ -711,6 +716,9 @@ def main(args: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except SystemExit:
+        if not _interrupt_received:   # (_interrupted's, status 0; the exit waits below)
+            raise
     except RuntimeError:
         # The SystemExit of a Ctrl-C raised inside rclpy's conversion of a message taken on
         # this thread (Python code run from C++) comes out as pybind11's "Unable to convert
@@ -725,7 +733,15 @@ def main(args: list[str] | None = None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    return 1 if node is not None and node.inference_error is not None else 0
+    code = 1 if node is not None and node.inference_error is not None else 0
+    if node is not None and node.inference_running():
+        # A pass still in the backend after destroy_node's bounded wait: Python's shutdown
+        # beside it aborts the process (torch's C++ code cannot take the interpreter back,
+        # std::terminate, status -6), so leave without it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from prgcn_ros.model.backends import (
     ExportError,
     OnnxBackend,
     TorchBackend,
+    cache_candidates,
     cache_file_name,
     check_window,
     export_version,
@@ -241,37 +242,64 @@ def tamper(graph: Path) -> None:
     onnx.save(proto, str(graph))
 
 
+def _exporter_that_tampers(monkeypatch) -> None:
+    """An exporter whose graphs compute something else (an exporter bug, as a fresh export
+    could have): every graph it writes is tampered."""
+    from prgcn_ros.model import export
+
+    make = export.export_model
+
+    def tampered(*args, **kwargs):
+        graph = make(*args, **kwargs)
+        tamper(graph)
+        return graph
+    monkeypatch.setattr(export, "export_model", tampered)
+
+
 @pytest.mark.slow
-def test_start_is_refused_when_the_graph_differs_from_the_model(shared, tmp_path):
+def test_a_cached_graph_that_differs_from_the_model_is_exported_again(shared, tmp_path,
+                                                                       monkeypatch, caplog):
+    """A cached graph that loads but computes something else (from code the key cannot see,
+    a cache copied from another install) is exported again once, not a stopped start; a fresh
+    graph that still differs is refused."""
     path = _with_graph(shared, tmp_path)
     _, info = _graph(path)
     tamper(info.graph)
     # A session on it runs: the damage is only visible in the numbers.
     OnnxBackend(info.graph)(check_window(3, 16, 20))
+    with caplog.at_level("WARNING"):
+        _, again = _graph(path)
+    assert again.graph == info.graph and not again.reused and again.max_diff <= 1e-4
+    assert "exporting it again" in caplog.text
+    tamper(info.graph)
+    _exporter_that_tampers(monkeypatch)
     with pytest.raises(BackendError, match="differs from the torch model") as error:
         _graph(path)
     assert str(info.graph) in str(error.value)
 
 
 @pytest.mark.slow
-def test_the_recognizer_refuses_a_tampered_graph_and_runs_on_a_good_one(shared, tmp_path):
+def test_the_recognizer_exports_a_tampered_graph_again_and_refuses_a_bad_export(
+        shared, tmp_path, monkeypatch):
     from prgcn_ros.recognition import Recognizer
 
     cache = tmp_path / "cache"
     path = _with_graph(shared, tmp_path, cache)
-    params = RecognizerParams.from_dict({"model": str(path), "window": 16, "min_frames": 4,
-                                         "backend": "onnxruntime", "device": "cpu",
-                                         "backend_cache_dir": str(cache)})
-    rec = Recognizer.from_params(params)
+    values = {"model": str(path), "window": 16, "min_frames": 4, "backend": "onnxruntime",
+              "device": "cpu", "backend_cache_dir": str(cache)}
+    rec = Recognizer.from_params(RecognizerParams.from_dict(values))
     assert rec.backend.name == "onnxruntime" and rec.backend_info.max_diff <= 1e-4
     tamper(rec.backend_info.graph)
+    rec = Recognizer.from_params(RecognizerParams.from_dict(values))
+    assert rec.backend.name == "onnxruntime" and rec.backend_info.max_diff <= 1e-4
+    assert not rec.backend_info.reused
+    tamper(rec.backend_info.graph)
+    _exporter_that_tampers(monkeypatch)
     with pytest.raises(BackendError):
-        Recognizer.from_params(params)
+        Recognizer.from_params(RecognizerParams.from_dict(values))
     # backend auto runs torch only where torch cannot export: a bad graph stops it too.
     with pytest.raises(BackendError, match="differs"):
-        Recognizer.from_params(RecognizerParams.from_dict(
-            {"model": str(path), "window": 16, "min_frames": 4, "backend": "auto",
-             "device": "cpu", "backend_cache_dir": str(cache)}))
+        Recognizer.from_params(RecognizerParams.from_dict({**values, "backend": "auto"}))
 
 
 def test_threads_is_one_setting_and_torch_threads_still_works():
@@ -371,3 +399,103 @@ def test_a_cuda_device_the_machine_does_not_have_is_one_line(monkeypatch):
         resolve_device("cuda:5")
     with pytest.raises(ValueError, match="auto, cpu, cuda or cuda:N, got 'cuda:x'"):
         resolve_device("cuda:x")
+
+
+# ---------------------------------------------------------------------------- cache keys, places
+def test_the_cache_key_covers_the_network_code(tmp_path, monkeypatch):
+    """A graph of the network before an upgrade is not reused after it: the key changes with
+    any module of prgcn_ros.model, not the export code alone (it stayed the same when prgcn.py
+    changed, and the old network's graph was served)."""
+    from prgcn_ros.model import backends
+
+    before = export_version()
+    code = tmp_path / "model"
+    shutil.copytree(Path(backends.__file__).parent, code,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(backends, "__file__", str(code / "backends.py"))
+    assert export_version() == before                     # the same code, the same key
+    (code / "gfm.py").write_text((code / "gfm.py").read_text() + "\n# changed\n")
+    assert export_version() != before
+
+
+def test_the_check_window_holds_padding_and_a_lone_person():
+    """The start-up check sees what the node feeds besides full windows, so a graph that is
+    wrong only there is caught too."""
+    window = check_window(3, 16, 20, persons=2)
+    assert window[0].abs().min(dim=1).values.gt(0).any()          # full, both slots
+    assert window[-1, :, 12:].abs().max() == 0                      # last quarter: padding
+    assert window[-1, ..., 1].abs().max() == 0                      # second slot: empty
+    assert window[-1, :, :12, :, 0].abs().min() > 0
+
+
+def test_no_home_or_an_unreadable_cache_is_a_cache_miss(tmp_path, monkeypatch):
+    """A service account without a home (Path.home() raises) caches next to the model; a
+    cache folder this user may not read is passed over, not a traceback."""
+    from prgcn_ros.model import backends
+
+    path = _model_file(tmp_path / "m.safetensors")
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert cache_candidates(path) == [tmp_path / CACHE_DIR_NAME]
+
+    real_is_file = Path.is_file
+
+    def denied(self):
+        if self.parent.name == CACHE_DIR_NAME:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+    monkeypatch.setattr(Path, "is_file", denied)
+    written = []
+    monkeypatch.setattr(backends, "_write_atomic",
+                        lambda directory, name, write: written.append(directory) or
+                        directory / name)
+    model, _ = load_model(path)
+    graph = onnx_graph(model, path, check_window(3, 16, 20))
+    assert not graph.reused and written == [tmp_path / CACHE_DIR_NAME]
+
+
+def test_onnxruntime_on_cuda_without_its_provider_is_refused_before_any_export(tmp_path):
+    path = _model_file(tmp_path / "m.safetensors")
+    model, _ = load_model(path)
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(BackendError, match="onnxruntime-gpu"):
+        make_backend("onnxruntime", model, path, check_window(3, 16, 20), device="cuda")
+    assert not (tmp_path / CACHE_DIR_NAME).exists()
+
+
+@pytest.mark.slow
+def test_an_export_leaves_the_cache_readable_and_clears_what_killed_exports_left(tmp_path):
+    """Under umask 077 the cache folder it makes is still readable by a node of another user
+    (the graph in it was, the folder was not); temporary files of an export killed over an hour
+    ago go, a running export's stay."""
+    import time
+
+    path = _model_file(tmp_path / "m.safetensors")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    left = [cache / ".m.0123456789abcdef0123.onnx.k1ll3d.tmp", cache / ".export.k1ll3d"]
+    running = [cache / ".m.0123456789abcdef0123.onnx.runn1n.tmp", cache / ".export.runn1n"]
+    for made in (left, running):
+        made[0].write_bytes(b"half a graph")
+        made[1].mkdir()
+        (made[1] / "graph.onnx").write_bytes(b"half a graph")
+    hours_ago = time.time() - 2 * 3600
+    for stale in left:
+        os.utime(stale, (hours_ago, hours_ago))
+    model, _ = load_model(path)
+    onnx_graph(model, path, check_window(3, 16, 20), cache_dir=cache)
+    assert not any(p.exists() for p in left) and all(p.exists() for p in running)
+
+    umask = os.umask(0o077)
+    try:
+        graph = onnx_graph(model, path, check_window(3, 16, 20), cache_dir=tmp_path / "new")
+    finally:
+        os.umask(umask)
+    assert graph.path.parent.stat().st_mode & 0o777 == 0o755
+    assert graph.path.stat().st_mode & 0o777 == 0o644

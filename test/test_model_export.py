@@ -121,3 +121,7 @@ def test_pair_model_exports(tmp_path, fmt):
             x = torch.randn(n, 3, t, 15, 2)
             x[0, ..., 1] = 0.0                                  # a lone person
             assert _max_diff(model(x), run(x)) <= 1e-4, (n, t)
+            # One person slot (a model trained with max_persons 1): the graph was fixed to
+            # two by the partner channels' branch on M, and onnxruntime failed.
+            x = torch.randn(n, 3, t, 15, 1)
+            assert _max_diff(model(x), run(x)) <= 1e-4, (n, t, 1)

@@ -7,8 +7,8 @@ The ONNX Runtime backend runs the graph the project's own :func:`export_model` m
 loaded model (dynamic N, T, M). Exporting takes seconds, so the graph is cached, keyed by the
 model files' hash and :func:`export_version`: next to the model file (``.onnx_cache/``), or, where
 that directory is read-only, in the user's cache directory. Before use the graph is checked
-against the torch model on one window: above :data:`CHECK_BOUND` (max abs difference of any
-output) the backend is refused (:class:`BackendError`).
+against the torch model on one window: a cached graph above :data:`CHECK_BOUND` (max abs
+difference of any output) is exported again, a fresh one is refused (:class:`BackendError`).
 
 Nothing here imports rclpy; onnxruntime is imported only when that backend is chosen.
 """
@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,6 +44,8 @@ SHARED_CACHE_GRAPHS = 16
 # Bump when the graph export_model makes for the same weights changes in a way the source hash
 # below cannot see (e.g. an exporter option passed from elsewhere).
 EXPORT_FORMAT = 1
+# An exporter's temporary file or folder older than this was left by a killed export.
+STALE_EXPORT_S = 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +127,13 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
 
 
 def export_version() -> str:
-    """What the exported graph depends on besides the weights: the export code, this module's
-    format number, torch's version (the exporter)."""
-    from prgcn_ros.model import export
-
-    source = Path(export.__file__).read_bytes()
-    digest = hashlib.sha256(source).hexdigest()[:12]
-    return f"{EXPORT_FORMAT}-{digest}-torch{torch.__version__}"
+    """What the exported graph depends on besides the weights: the network's code and the
+    export code (every module of prgcn_ros.model: a graph of an older network would be used
+    after an upgrade), this module's format number, torch's version (the exporter)."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return f"{EXPORT_FORMAT}-{digest.hexdigest()[:12]}-torch{torch.__version__}"
 
 
 def model_hash(model_path: str | Path) -> str:
@@ -164,10 +167,14 @@ CACHED_NAME = re.compile(r"(.+)\.[0-9a-f]{20}\.onnx")   # what cache_file_name m
 
 def cache_candidates(model_path: str | Path, cache_dir: str | Path | None = None) -> list[Path]:
     """Directories to cache in, in order: ``cache_dir`` when given, else next to the model,
-    then the user's cache directory."""
+    then the user's cache directory (where this user has one: a service account may have no
+    home)."""
     if cache_dir:
         return [Path(cache_dir).expanduser()]
-    return [Path(model_path).resolve().parent / CACHE_DIR_NAME, user_cache_dir()]
+    candidates = [Path(model_path).resolve().parent / CACHE_DIR_NAME]
+    with contextlib.suppress(RuntimeError, KeyError):   # Path.home() without HOME or passwd
+        candidates.append(user_cache_dir())
+    return candidates
 
 
 @dataclass
@@ -179,7 +186,11 @@ class CachedGraph:
 def _write_atomic(directory: Path, name: str, write: Callable[[Path], Any]) -> Path:
     """``write(tmp)`` then rename into place: a reader never sees half a file, and two nodes
     starting at once both end with a whole one."""
-    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.is_dir():
+        directory.mkdir(parents=True, exist_ok=True)
+        # Like the graph in it: a node of another user finds it too, whatever the umask.
+        with contextlib.suppress(OSError):
+            os.chmod(directory, 0o755)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     os.close(fd)
     try:
@@ -198,6 +209,19 @@ def _remove_stale(directory: Path, stem: str, keep: str) -> None:
         named = CACHED_NAME.fullmatch(old.name)
         if old.name != keep and named and named.group(1) == stem:
             old.unlink(missing_ok=True)
+
+
+def _remove_left_by_killed_exports(directory: Path) -> None:
+    # Temporary files and export folders of an export that was killed (old enough that no
+    # export running now owns them).
+    before = time.time() - STALE_EXPORT_S
+    for left in [*directory.glob(".*.onnx.*.tmp"), *directory.glob(".export.*")]:
+        with contextlib.suppress(OSError):
+            if left.stat().st_mtime < before:
+                if left.is_dir():
+                    shutil.rmtree(left, ignore_errors=True)
+                else:
+                    left.unlink()
 
 
 def _keep_newest(directory: Path, count: int) -> None:
@@ -223,7 +247,11 @@ def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
     candidates = cache_candidates(model_path, cache_dir)
     for directory in candidates:
         path = directory / name
-        if path.is_file():
+        try:
+            found = path.is_file()
+        except OSError:        # a folder this user may not read: as if it held nothing
+            found = False
+        if found:
             # Used now (its access time, which a shared cache keeps the newest of), before the
             # check: another node trimming that cache meanwhile passes it over.
             with contextlib.suppress(OSError):
@@ -259,6 +287,7 @@ def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
                 _remove_stale(directory, Path(model_path).stem, name)
             else:
                 _keep_newest(directory, SHARED_CACHE_GRAPHS)
+            _remove_left_by_killed_exports(directory)
         return CachedGraph(path, reused=False)
     raise ExportError("backend onnxruntime: cannot write the ONNX graph anywhere ("
                       + "; ".join(problems) + "): give backend_cache_dir a folder this user "
@@ -320,9 +349,15 @@ class OnnxBackend:
 def check_window(channels: int, length: int, joints: int, persons: int = 1,
                  people: int = 2) -> torch.Tensor:
     """The start-up check's input: a fixed pseudo-random window of the model's shape (values
-    of a preprocessed skeleton's scale; the same every start)."""
+    of a preprocessed skeleton's scale; the same every start). What the node feeds besides
+    full windows is in it too: the last sample's last quarter of frames is padding (zeros)
+    and, with two or more person slots, its second slot is empty (a lone person)."""
     g = torch.Generator().manual_seed(15)
-    return 0.5 * torch.randn(people, channels, length, joints, persons, generator=g)
+    window = 0.5 * torch.randn(people, channels, length, joints, persons, generator=g)
+    if people >= 2:
+        window[-1, :, length - length // 4:] = 0
+        window[-1, ..., 1:] = 0
+    return window
 
 
 def max_difference(reference: nn.Module, backend: Backend, window: torch.Tensor) -> float:
@@ -374,6 +409,7 @@ def make_backend(kind: str, model: nn.Module, model_path: str | Path | None,
                            "(pip install onnxruntime, or use backend torch)")
     if model_path is None:
         raise BackendError("backend onnxruntime needs the model file (the graph cache's key)")
+    providers_for(device)    # onnxruntime-gpu missing: said before a needless export
     # Export on the CPU: the graph is device-independent and the CPU trace is deterministic.
     cpu_model = model
     if next(model.parameters()).device.type != "cpu":
@@ -381,18 +417,34 @@ def make_backend(kind: str, model: nn.Module, model_path: str | Path | None,
         cpu_model = copy.deepcopy(model).to("cpu")
     graph = onnx_graph(cpu_model.eval(), model_path, window.to("cpu"), cache_dir, version,
                        loads=_loads)
-    try:
-        backend = OnnxBackend(graph.path, threads, device)
-    except BackendError:
-        raise
-    except Exception as error:  # a file onnx accepts but onnxruntime cannot run
-        raise BackendError(f"backend onnxruntime: {graph.path} cannot be loaded "
-                           f"({' '.join(str(error).split())[:300]})") from None
-    diff = max_difference(model, backend, window.to(next(model.parameters()).device))
+    backend, diff = _checked_session(graph.path, model, window, threads, device)
+    if graph.reused and not diff <= bound:
+        # A graph cached by other code (a copied cache, a change the key cannot see): exported
+        # again once, from this model, rather than stopping the start.
+        log.warning("cached ONNX graph %s differs from the torch model by %.3g; exporting it "
+                    "again", graph.path, diff)
+        graph.path.unlink(missing_ok=True)
+        graph = onnx_graph(cpu_model.eval(), model_path, window.to("cpu"), cache_dir, version,
+                           loads=_loads)
+        backend, diff = _checked_session(graph.path, model, window, threads, device)
     info = BackendInfo("onnxruntime", graph.path, graph.reused, diff)
     if not diff <= bound:   # NaN fails too
         raise BackendError(f"backend onnxruntime: the ONNX graph {graph.path} differs from the "
                            f"torch model by {diff:.3g} on the start-up window (bound "
-                           f"{bound:g}); delete the file to export it again, or use backend "
-                           f"torch")
+                           f"{bound:g}); use backend torch")
     return backend, info
+
+
+def _checked_session(path: Path, model: nn.Module, window: torch.Tensor, threads: int,
+                     device: torch.device | str) -> tuple[OnnxBackend, float]:
+    """A session on the graph at ``path`` and its max difference from ``model`` on
+    ``window``; BackendError when onnxruntime cannot load or run it."""
+    try:
+        backend = OnnxBackend(path, threads, device)
+        diff = max_difference(model, backend, window.to(next(model.parameters()).device))
+    except BackendError:
+        raise
+    except Exception as error:  # a file onnx accepts but onnxruntime cannot load or run
+        raise BackendError(f"backend onnxruntime: {path} cannot be run "
+                           f"({' '.join(str(error).split())[:300]})") from None
+    return backend, diff

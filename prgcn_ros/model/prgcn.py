@@ -151,15 +151,13 @@ class PRGCN(nn.Module):
             coords = poses[:, :self.refine_channels]
             parts.append(coords - coords.index_select(3, self.bone_parents))
         if self.partner_input:
-            if m == 2:
-                c, t, v = poses.shape[1:]
-                pair = poses.view(n, 2, c, t, v)
-                partner = torch.cat([pair[:, 1:], pair[:, :1]], dim=1).reshape(n * 2, c, t, v)
-                both = (present[:, :1] & present[:, 1:]).expand(n, 2).reshape(n * 2)
-                partner = partner * both.to(poses.dtype)[:, None, None, None]
-            else:   # a lone person (or more than two, which no pairing produces): no partner
-                partner = torch.zeros_like(poses)
-            parts.append(partner)
+            # The next slot's person (the other one of a pair), where exactly two slots hold a
+            # person; none for a lone person. No branch on M: an exported graph takes any M.
+            c, t, v = poses.shape[1:]
+            slots = poses.view(n, m, c, t, v)
+            partner = torch.cat([slots[:, -1:], slots[:, :-1]], dim=1).reshape(n * m, c, t, v)
+            paired = present & (present.sum(dim=1, keepdim=True) == 2)
+            parts.append(partner * paired.reshape(n * m).to(poses.dtype)[:, None, None, None])
         return torch.cat(parts, dim=1) if len(parts) > 1 else poses
 
     def _to_extent(self, present: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:

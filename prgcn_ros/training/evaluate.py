@@ -375,12 +375,19 @@ def _backend(kind: str, model: torch.nn.Module, model_path: str | Path,
     the model on one evaluation window, as at the node's start)."""
     if kind == "torch":
         return None, "torch"
-    from prgcn_ros.model.backends import make_backend, resolve_backend
+    from prgcn_ros.model.backends import ExportError, make_backend, resolve_backend
 
-    kind = resolve_backend(kind, device)
+    asked, kind = kind, resolve_backend(kind, device)
     window, _ = batching.make_batch([dataset[0]], cfg, train=False)
-    forward, info = make_backend(kind, model, model_path, window.to(device),
-                                 threads=torch.get_num_threads(), device=device)
+    try:
+        forward, info = make_backend(kind, model, model_path, window.to(device),
+                                     threads=torch.get_num_threads(), device=device)
+    except ExportError as error:
+        if asked != "auto":
+            raise
+        # As the node: auto runs torch where no graph can be made.
+        print(f"prgcn-eval: {error}; running torch", file=sys.stderr)
+        return None, "torch"
     return (None if kind == "torch" else forward), info.name
 
 

@@ -499,3 +499,28 @@ def test_an_export_leaves_the_cache_readable_and_clears_what_killed_exports_left
         os.umask(umask)
     assert graph.path.parent.stat().st_mode & 0o777 == 0o755
     assert graph.path.stat().st_mode & 0o777 == 0o644
+
+
+def test_eval_with_backend_auto_runs_torch_where_no_graph_can_be_made(tmp_path, monkeypatch,
+                                                                       capsys):
+    """As the node: prgcn-eval --backend auto evaluates on torch, saying why, when the installed
+    torch cannot export the model (it stopped with status 2); --backend onnxruntime stops."""
+    from test_training_util import MSR_CONFIG, msr_split
+
+    from prgcn_ros.model import export
+    from prgcn_ros.training import evaluate
+    from prgcn_ros.training.config import load_config
+
+    dataset = msr_split("test")
+    path = _model_file(tmp_path / "m.safetensors")
+    model, _ = load_model(path)
+
+    def cannot(*args, **kwargs):
+        raise NotImplementedError("an operator this exporter lacks")
+    monkeypatch.setattr(export, "export_model", cannot)
+    cfg = load_config(MSR_CONFIG)
+    forward, name = evaluate._backend("auto", model, path, dataset, cfg, "cpu")
+    assert (forward, name) == (None, "torch")
+    assert "cannot export" in capsys.readouterr().err
+    with pytest.raises(ExportError, match="cannot export"):
+        evaluate._backend("onnxruntime", model, path, dataset, cfg, "cpu")

@@ -598,10 +598,12 @@ class Recognizer:
                 "outputs_suppressed": self.outputs_suppressed,
                 "people_waiting": len(waiting),
                 # As latency counts: before a person's first label only the newest frame (the
-                # rest were warm-up up to min_frames).
+                # rest were warm-up up to min_frames); from when the person was due, as
+                # max_rate_hz's wait is the setting's, not a pass falling behind.
                 "oldest_wait_ms": 1e3 * max(
-                    (now - (t.pending[0] if t.labelled else t.pending[-1])
-                     for t in (ing.tracks[k] for k in waiting) if t.pending), default=0.0),
+                    (now - max(t.pending[0] if t.labelled else t.pending[-1], self._due_at(k))
+                     for k, t in ((k, ing.tracks[k]) for k in waiting) if t.pending),
+                    default=0.0),
                 "tracks_started": ing.tracks_started,
                 "tracks_expired": ing.tracks_expired,
                 "clock_resets": ing.clock_resets,

@@ -274,6 +274,29 @@ def test_a_stuck_pass_and_non_finite_outputs_turn_diagnostics_warn(tiny_model, m
     assert log.count("the model gave non-finite values") == 1, log
 
 
+def test_a_low_max_rate_hz_is_no_warning(tiny_model):
+    """max_rate_hz 4 (a pass every 250 ms) with 30 Hz input and the 100 ms budget: frames wait
+    for their person's next pass by setting, which is neither 'behind or stuck' nor a latency
+    over the budget (WARN at every diagnostics before)."""
+    with recognizer_node(tiny_model, "max_rate_hz:=4.0") as node:
+        probe = Probe()
+        budget = node.node_params.latency_budget_ms
+        waits = []
+        for t in range(60):                                 # 2 s at 30 Hz
+            node._on_skeletons(skeleton_array(
+                Time(sec=100 + t // 30, nanosec=(t % 30) * 33_333_333), {7: standing(7)}))
+            time.sleep(1 / 30)
+            waits.append(node.recognizer.stats()["oldest_wait_ms"])
+        stats = node.recognizer.stats()
+        assert stats["inferences"] >= 4 and stats["latency_p99_ms"] > budget, stats
+        assert max(waits) < budget, waits
+        start = len(probe.diagnostics)
+        node._publish_diagnostics()
+        assert spin_until(probe.node, lambda: len(probe.diagnostics) > start, 10)
+        assert probe.diagnostics[-1]["level"] == 0, probe.diagnostics[-1]
+        probe.node.destroy_node()
+
+
 def test_nothing_of_a_person_follows_their_delete(tiny_model, monkeypatch):
     """A pass in flight while its person's track ends (a slow backend, a stalled machine): the
     DELETE of their markers goes out, and no /action or marker of theirs after it (markers

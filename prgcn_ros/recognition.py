@@ -351,6 +351,13 @@ class Recognizer:
         x, last, windows, window_rows = self._sample_windows(batch, stamps, counts,
                                                               sample_rows)
         coords, conf = x[..., : self.dims], x[..., self.dims]
+        # The frame each slot's refined pose is: its newest in the window the model saw (a
+        # pair's time line, or a window resampled from over twice its length, may skip the
+        # person's very newest frame), and that frame itself: between two frames (linear
+        # steps) the window holds a blend of them.
+        refined_rows = window_rows[np.arange(len(sample_rows))[:, None], last.cpu().numpy(),
+                                   np.arange(self.persons)]                    # (S, M)
+        newest = self._frames_at(batch, sample_rows, refined_rows)
         probs = torch.empty((len(sample_rows), len(self.class_names)))
         refined = torch.empty((len(sample_rows), self.persons, self.layout.num_joints,
                                self.dims))
@@ -360,17 +367,13 @@ class Recognizer:
         for axis in sorted(set(sample_axis)):
             chosen = [s for s, a in enumerate(sample_axis) if a == axis]
             index = torch.tensor(chosen, device=x.device)
-            p, r, o = self._forward(coords[index], conf[index], axis, last[index])
+            p, r, o = self._forward(coords[index], conf[index], axis, last[index],
+                                    newest[index])
             probs[chosen], refined[chosen], offsets[chosen] = p, r, o
         if self.temperature != 1.0:
             probs = torch.from_numpy(scaled(probs.numpy(), self.temperature)).float()
         newest_conf = conf[torch.arange(len(last), device=conf.device)[:, None], last,
                            torch.arange(self.persons, device=conf.device)].cpu().numpy()
-        # The frame each slot's refined pose is: its newest in the window the model saw (a
-        # pair's time line, or a window resampled from over twice its length, may skip the
-        # person's very newest frame).
-        refined_rows = window_rows[np.arange(len(sample_rows))[:, None], last.cpu().numpy(),
-                                   np.arange(self.persons)]                    # (S, M)
         finite_probs = torch.isfinite(probs).all(1).tolist()
         finite_pose = (torch.isfinite(refined).flatten(2).all(2)
                        & torch.isfinite(offsets).flatten(2).all(2)).tolist()   # (S, M)
@@ -524,10 +527,23 @@ class Recognizer:
                     if len(used) else (0, 0, 0)        # no frame of theirs: not published
         return x, last, windows, line[np.arange(count)[:, None], at]
 
-    def _forward(self, coords: torch.Tensor, conf: torch.Tensor, axis: str, last: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Preprocess samples (S, T, M, V, D), forward, and each slot's newest frame's (at
-        ``last``, (S, M)) refined pose back in sensor space, (S, M, V, D)."""
+    def _frames_at(self, batch: torch.Tensor, sample_rows: list[list[int]], rows: np.ndarray
+                   ) -> torch.Tensor:
+        """The gathered frame ``rows`` (S, M) of each sample's slots, coordinates only:
+        (S, M, V, D); zero where a slot has no frame (-1)."""
+        people = np.zeros(rows.shape, np.int64)
+        for s, sample in enumerate(sample_rows):
+            people[s, : len(sample)] = sample
+        index = (torch.from_numpy(people).to(batch.device),
+                 torch.from_numpy(rows.clip(min=0)).to(batch.device))
+        present = torch.from_numpy(rows >= 0).to(device=batch.device, dtype=batch.dtype)
+        return batch[index][..., : self.dims] * present[..., None, None]
+
+    def _forward(self, coords: torch.Tensor, conf: torch.Tensor, axis: str, last: torch.Tensor,
+                 newest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Preprocess samples (S, T, M, V, D), forward, and each slot's newest frame (``newest``
+        (S, M, V, D), at window position ``last`` (S, M)) refined by the PRM's offset there,
+        back in sensor space, (S, M, V, D)."""
         config = self._preprocess[axis]
         model_in, transform = preprocess(coords, conf, self.layout, config)
         n = model_in.shape[0]
@@ -551,8 +567,6 @@ class Recognizer:
         at = last.view(n, 1, 1, 1, m).expand(-1, model_in.shape[1], 1, model_in.shape[3], -1)
         offset = refined.gather(2, at) - model_in.gather(2, at)
         offset = transform.inverse_offsets(offset)[:, 0]                # (S, M, V, D)
-        newest = coords[torch.arange(n, device=coords.device)[:, None], last,
-                        torch.arange(m, device=coords.device)]
         return probs, (newest + offset).float().cpu(), offset.float().cpu()
 
     def _person(self, pid: int, probs: np.ndarray, stamps: tuple[int, int], count: int,

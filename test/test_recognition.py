@@ -1470,10 +1470,16 @@ def test_a_linearly_resampled_refined_pose_carries_the_stamp_of_the_frame_it_too
         if t not in (4, 7):
             people[2] = beside(0.8, t + 50)
         rec.ingest(frame(t, people))
-    partner = next(p for p in rec.infer().people if p.person_id == 2)
+    people = {p.person_id: p for p in rec.infer().people}
+    partner = people[2]
     np.testing.assert_allclose(partner.refined - partner.offsets, beside(0.8, 55), atol=1e-5)
     assert partner.refined_stamp_ns == frame(5).stamp_ns
     assert partner.window_end_ns == frame(6).stamp_ns
+    # Where the window's last position blends two of a person's frames, the refined pose is
+    # still the frame its stamp names, refined (it was the blend, stamped as the later frame).
+    me = people[1]
+    t = next(t for t in range(8) if frame(t).stamp_ns == me.refined_stamp_ns)
+    np.testing.assert_allclose(me.refined - me.offsets, beside(0.0, t), atol=1e-5)
 
 
 def test_a_pair_runs_when_either_has_new_frames_and_both_are_published():

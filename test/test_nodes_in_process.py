@@ -82,6 +82,18 @@ def test_float_parameters_given_whole_numbers_stay_floats(tiny_model):
         assert node.get_parameter("min_confidence").type_ == Parameter.Type.DOUBLE
 
 
+def test_on_humble_whole_numbers_still_set_float_parameters(tiny_model, monkeypatch):
+    """rclpy before Iron has no pre-set callbacks: the node starts, and a whole number set live
+    is still taken for a float parameter (dynamic typing, as before Iron's callback)."""
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    monkeypatch.delattr(Node, "add_pre_set_parameters_callback")
+    with recognizer_node(tiny_model) as node:
+        assert node.set_parameters([Parameter("min_confidence", value=1)])[0].successful
+        assert node.recognizer.params.min_confidence == 1.0
+
+
 class _TurningHead:
     """tf2's Buffer for a head camera turning at 30 degrees a second (tf2_ros has no wheel
     here): its rotation at any time, the present one for time 0."""

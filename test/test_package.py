@@ -21,7 +21,8 @@ IMPORT_TO_DEPENDENCY = {
     "prgcn_msgs": "prgcn_msgs", "launch": "launch", "launch_ros": "launch_ros",
     "ament_index_python": "ament_index_python", "numpy": "python3-numpy",
     "scipy": "python3-scipy", "yaml": "python3-yaml", "matplotlib": "python3-matplotlib",
-    "tqdm": "python3-tqdm", "psutil": "python3-psutil", "tf2_ros": "tf2_ros",
+    "tqdm": "python3-tqdm", "psutil": "python3-psutil",
+    "tf2_ros": "tf2_ros_py",      # the Python module's package (tf2_ros is the C++ one)
     # No rosdep key on Humble or Jazzy: pip installs them on a robot (requirements-robot.txt).
     "torch": None, "safetensors": None, "onnxruntime": None, "rosbags": None,
     # The onnxruntime backend exports the model's graph at the first start.
@@ -35,7 +36,7 @@ PYTHON_ROSDEP_KEYS = {"python3-numpy", "python3-scipy", "python3-yaml", "python3
 # ROS packages released for Humble, Jazzy and Kilted (or built in this workspace).
 ROS_PACKAGES = {"rclpy", "builtin_interfaces", "std_msgs", "geometry_msgs", "sensor_msgs",
                 "visualization_msgs", "diagnostic_msgs", "launch", "launch_ros",
-                "ament_index_python", "tf2_ros", "rcl_interfaces", "prgcn_msgs", "ament_cmake",
+                "ament_index_python", "tf2_ros_py", "rcl_interfaces", "prgcn_msgs", "ament_cmake",
                 "rosidl_default_generators", "rosidl_default_runtime",
                 "rosidl_interface_packages"}
 

@@ -115,9 +115,9 @@ class Gravity:
         try:
             from tf2_ros import Buffer, TransformListener
         except ImportError as error:
-            raise GravityError(f"gravity_frame {self.gravity_frame!r} needs tf2_ros, which is "
-                               f"not installed here ({error}); use input_frame_convention and "
-                               f"camera_tilt_deg instead") from None
+            raise GravityError(f"gravity_frame {self.gravity_frame!r} needs tf2_ros (package "
+                               f"tf2_ros_py), which is not installed here ({error}); use "
+                               f"input_frame_convention and camera_tilt_deg instead") from None
         self._buffer = Buffer()
         self._listener = TransformListener(self._buffer, self.node)
 

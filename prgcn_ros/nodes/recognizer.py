@@ -208,10 +208,18 @@ def parse_parameters(values: dict) -> tuple[RecognizerParams, NodeParams, list[s
     return params, node, unknown
 
 
+def _has_pre_set_callbacks() -> bool:
+    return hasattr(Node, "add_pre_set_parameters_callback")   # rclpy 3.7 (Iron) on
+
+
 def descriptor(name: str, value) -> ParameterDescriptor:
     spec = ALL_SPECS[name]
+    # A live float takes a whole number too (`ros2 param set ... min_confidence 0`): turned
+    # into the float by a pre-set callback (Iron and later), else typed dynamically (Humble).
     desc = ParameterDescriptor(name=name, description=spec.description,
-                               read_only=not spec.live)
+                               read_only=not spec.live,
+                               dynamic_typing=(spec.live and isinstance(value, float)
+                                               and not _has_pre_set_callbacks()))
     if spec.low is not None and not isinstance(value, bool):
         if isinstance(value, int):
             desc.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
@@ -273,7 +281,8 @@ class RecognizerNode(Node):
             raise StartupError(f"input_layout {self.params.input_layout!r} cannot be mapped to "
                                f"the layout of model {self.params.model_path()} "
                                f"({rec.layout.name!r})")
-        self.add_pre_set_parameters_callback(self._whole_numbers_as_floats)
+        if _has_pre_set_callbacks():
+            self.add_pre_set_parameters_callback(self._whole_numbers_as_floats)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         p = self.node_params

@@ -167,6 +167,7 @@ class Ingestion:
         self.empty_messages = 0
         self.confidences_clipped = 0   # skeletons kept with a confidence above 1 (NOTICES)
         self.ids_out_of_range = 0      # skeletons whose driver id is past ID_SPAN (NOTICES)
+        self.no_frame_id = 0           # messages of skeletons with an empty frame_id (NOTICES)
         self.frames = 0
         self.tracks_started = 0
         self.tracks_expired = 0
@@ -189,6 +190,9 @@ class Ingestion:
                 if not frame.dropped:   # a MarkerArray of foreign markers only is not "empty"
                     self.empty_messages += 1
                 return new
+            if not frame.frame_id:
+                self.no_frame_id += 1
+                self._notice("no_frame_id", new)
             if frame.stamp_ns > MAX_STAMP_NS:
                 self._drop("stamp_out_of_range", new)
                 return new

@@ -60,6 +60,9 @@ NOTICES: dict[str, str] = {
                           "such as the Azure Kinect's 0-3, should scale them to 0-1)",
     "ids_out_of_range": "skeleton ids above 2**31 - 1 (tracked as unknown ids: their person_id "
                         "is the tracker's, not the driver's)",
+    "no_frame_id": "skeleton messages with an empty header.frame_id (recognised, but their "
+                   "refined poses and markers name no frame, so tf2 and RViz cannot place "
+                   "them: set the driver's frame id)",
 }
 
 

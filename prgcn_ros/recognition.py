@@ -607,6 +607,7 @@ class Recognizer:
                 "messages_empty": ing.empty_messages,
                 "confidences_clipped": ing.confidences_clipped,
                 "ids_out_of_range": ing.ids_out_of_range,
+                "no_frame_id": ing.no_frame_id,
                 "frames_buffered": ing.frames,
                 "inferences": self.inferences,
                 "outputs_suppressed": self.outputs_suppressed,

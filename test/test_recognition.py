@@ -1159,6 +1159,20 @@ def test_a_lone_outlier_is_counted_when_the_next_message_shows_it():
     assert rec.dropped["stamp_outlier"] == 1 and rec.frames == 6
 
 
+def test_skeletons_without_a_frame_id_are_recognised_and_noticed_once():
+    """A driver that leaves header.frame_id empty: its people are still recognised, and the
+    node says once, and counts, that their poses and markers cannot be placed (silent
+    before: RViz showed nothing and /diagnostics stayed OK)."""
+    rec = tiny_recognizer()
+    notices = [rec.ingest(frame(t, frame_id="")) for t in range(6)]
+    assert notices[0] == ["no_frame_id"] and not any(notices[1:])
+    stats = rec.stats()
+    assert stats["no_frame_id"] == 6 and stats["dropped_total"] == 0 and rec.frames == 6
+    assert rec.infer().people[0].frame_id == ""
+    rec.ingest(frame(6))
+    assert rec.stats()["no_frame_id"] == 6
+
+
 @pytest.mark.parametrize("ahead_s", [0.1, 0.2, 0.29])
 def test_a_lone_stamp_ahead_within_the_tolerance_costs_only_itself(ahead_s):
     """One message stamped ahead by less than stamp_tolerance_s (0.3 s): it alone is dropped.

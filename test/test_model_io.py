@@ -8,6 +8,7 @@ import torch
 from test_model_prgcn import _one_intra_op_thread  # noqa: F401  (autouse fixture)
 
 from prgcn_ros.model import PRGCN, STGCN, ModelFileError, load_model, save_model
+from prgcn_ros.model.io import metadata_path
 
 META = {"class_names": [f"a{i:02d}" for i in range(20)], "window": 48, "fps": 15}
 
@@ -238,3 +239,29 @@ def test_load_never_unpickles(monkeypatch, saved):
     got = loaded.state_dict()
     assert got.keys() == expected.keys()
     assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_a_pair_torn_by_an_interrupted_write_is_refused(saved, tmp_path, monkeypatch):
+    """New weights under the metadata of the write before (a training stopped between the two
+    files): refused, naming both, instead of loading with the other run's accuracy and seed.
+    Weights another tool rewrote (no token of ours) still load; a failed write leaves the
+    previous pair and no temporary file."""
+    from safetensors.torch import load_file, save_file
+
+    from prgcn_ros.model import io
+
+    path, model = saved
+    before = metadata_path(path).read_text()
+    save_model(path, model, {**META, "seed": 2})
+    metadata_path(path).write_text(before)
+    assert "not the ones its metadata" in _error(path)
+    save_file(load_file(str(path)), str(path), metadata={"format": "prgcn_ros-model/1"})
+    assert load_model(path)[1]["class_names"] == META["class_names"]
+
+    def full(*args, **kwargs):
+        raise Exception("No space left on device (os error 28)")   # safetensors' own type
+    monkeypatch.setattr(io, "save_file", full)
+    with pytest.raises(OSError, match="No space left"):
+        save_model(path, model, META)
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted(
+        [path.name, metadata_path(path).name])

@@ -8,7 +8,8 @@ import re
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from test_training_util import MSR_CONFIG, REPO, msr_split, small_cfg, subset
 
 from prgcn_ros.skeleton.sequence import SkeletonSequence
@@ -380,6 +381,10 @@ def test_checkpoint_from_before_an_option_existed_resumes(msr_train, tmp_path):
     first = Trainer(cfg, train_set=data, log=lambda m: None)
     first.train_epoch(progress=False, max_steps=1)
     first.save(tmp_path / "run")
+    # Written as before the weights' header held the state: the JSON alone holds it.
+    weights = tmp_path / "run" / "checkpoint.safetensors"
+    save_file(load_file(str(weights)), str(weights),
+              metadata={"format": "prgcn_ros.training.checkpoint/1"})
     state_file = tmp_path / "run" / "checkpoint.json"
     state = json.loads(state_file.read_text())
     del state["config"]["augment"]["body_shape"], state["config"]["optim"]["ema_decay"]
@@ -391,6 +396,52 @@ def test_checkpoint_from_before_an_option_existed_resumes(msr_train, tmp_path):
     state_file.write_text(json.dumps(state))
     with pytest.raises(ConfigError, match="augment"):
         Trainer(cfg, train_set=data, log=lambda m: None).resume(tmp_path / "run")
+
+
+def test_a_checkpoint_torn_by_an_interrupted_save_resumes_whole(msr_train, tmp_path):
+    """A run stopped between writing the checkpoint's weights and its JSON (epoch 2's weights,
+    epoch 1's JSON; or no JSON yet) resumes epoch 2 whole: the state is committed with the
+    weights. Before, epoch 2's weights, optimizer and average resumed as epoch 1, and epoch 2
+    was trained twice."""
+    data = subset(msr_train, 8)
+    cfg = small_cfg(seed=4, epochs=3)
+    run = Trainer(cfg, train_set=data, log=lambda m: None)
+    run.train_epoch(progress=False, max_steps=1)
+    run.save(tmp_path / "run")
+    epoch_one = (tmp_path / "run" / "checkpoint.json").read_text()
+    run.train_epoch(progress=False, max_steps=1)
+    run.save(tmp_path / "run")
+    (tmp_path / "run" / "checkpoint.json").write_text(epoch_one)     # the torn pair
+    resumed = Trainer(cfg, train_set=data, log=lambda m: None)
+    resumed.resume(tmp_path / "run")
+    assert (resumed.epoch, resumed.steps) == (2, run.steps) and len(resumed.history) == 2
+    (tmp_path / "run" / "checkpoint.json").unlink()                   # not written at all
+    resumed = Trainer(cfg, train_set=data, log=lambda m: None)
+    resumed.resume(tmp_path / "run")
+    assert resumed.epoch == 2
+
+
+def test_a_resume_by_other_code_or_processes_is_said_and_recorded(msr_train, tmp_path):
+    """A checkpoint continued by other code or another number of processes: a warning each,
+    and the model file's code_version names both (it named the checkpoint's alone)."""
+    data = subset(msr_train, 8)
+    cfg = small_cfg(seed=4, epochs=2)
+    run = Trainer(cfg, train_set=data, log=lambda m: None)
+    run.code_version = "v0.1-3-gdeadbee"
+    run.train_epoch(progress=False, max_steps=1)
+    run.save(tmp_path / "run")
+    weights = tmp_path / "run" / "checkpoint.safetensors"
+    header = safe_open(str(weights), framework="pt").metadata()
+    state = json.loads(header["state"])
+    state["processes"] = 2
+    save_file(load_file(str(weights)), str(weights),
+              metadata={**header, "state": json.dumps(state)})
+    said = []
+    resumed = Trainer(cfg, train_set=data, log=said.append)
+    resumed.resume(tmp_path / "run")
+    assert any("written by code v0.1-3-gdeadbee" in line for line in said), said
+    assert any("written by 2 process(es)" in line for line in said), said
+    assert resumed.code_version.startswith("v0.1-3-gdeadbee, resumed with ")
 
 
 def test_a_cosine_run_resumes_only_at_its_own_length(msr_train, tmp_path):

@@ -363,6 +363,12 @@ def test_train_cli_init(msr_model, tmp_path, capsys):
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["training"]["init"]["init"] == str(msr_model)
     assert meta["num_classes"] == 27 and len(meta["class_names"]) == 27
+    # --init with --resume: one of them (the --init was ignored without a word).
+    assert train_cli.main(["--config", str(CONFIG / "train_utd_mhad.yaml"), "--init",
+                           str(msr_model), "--resume", str(tmp_path / "run"), "--epochs", "2",
+                           "--no-eval", "--no-progress", "--output", str(out), "--out-dir",
+                           str(tmp_path / "run"), "--set", "optim.batch_size=4"]) == 2
+    assert "give one of them" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- config choices

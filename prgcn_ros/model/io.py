@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -96,21 +99,34 @@ def metadata_path(path: str | Path) -> Path:
 def save_model(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> None:
     """Write ``path`` (safetensors weights) and ``path.with_suffix('.json')`` (metadata).
 
-    The metadata gets the model's "architecture" (it overrides one the caller passes) and a
-    "format" tag; everything else is the caller's (class names, preprocessing, accuracy, ...).
+    The metadata gets the model's "architecture" (it overrides one the caller passes), a
+    "format" tag and a token of this write, "written", kept in the weights' header too (a pair
+    torn by an interrupted write is refused on load; weights another tool wrote carry none and
+    are not checked); everything else is the caller's (class names, preprocessing, accuracy,
+    ...). Each file is written under a temporary name and renamed into place.
     """
     path = Path(path)
     meta = dict(metadata)
     meta["architecture"] = model_arch(model)
     meta["format"] = FORMAT
-    text = json.dumps(meta, indent=2, sort_keys=True)  # fails before anything is written
+    json.dumps(meta)                                    # fails before anything is written
     weights = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(weights, str(path), metadata={"format": FORMAT})
-    metadata_path(path).write_text(text + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    meta["written"] = uuid.uuid4().hex
+    try:
+        save_file(weights, str(tmp), metadata={"format": FORMAT, "written": meta["written"]})
+    except Exception as error:     # safetensors' own error type for a full disk: an OSError
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"cannot write {path}: {_one_line(error)}") from None
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    meta_tmp = metadata_path(tmp)
+    meta_tmp.write_text(text)
     # World-readable like any installed file: a node running as another user must load it.
-    for written in (path, metadata_path(path)):
+    for written in (tmp, meta_tmp):
         written.chmod(0o644)
+    os.replace(tmp, path)
+    os.replace(meta_tmp, metadata_path(path))
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -190,8 +206,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
                              f"gives {expected_channels}")
     weights = read_weights(path)
     _check_weights(path, model, weights)
+    written = _header(path).get("written")
+    if written is not None and written != meta.get("written"):
+        raise ModelFileError(f"model {path}: the weights are not the ones its metadata "
+                             f"{metadata_path(path)} was written with (a write was interrupted, "
+                             f"or one file of the pair replaced); write both again")
     model.load_state_dict(weights, strict=True)
     return model.to(device).eval(), meta
+
+
+def _header(path: str | Path) -> dict[str, str]:
+    """The string metadata in a safetensors file's header (read after read_weights)."""
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
 
 
 def read_weights(path: str | Path, what: str = "model") -> dict[str, torch.Tensor]:

@@ -4,8 +4,10 @@
 per-parameter buffers (``optim.<param index>.<name>``, e.g. SGD's momentum buffers) and, with
 weight averaging, the averaged model's state (``averaged.*``);
 ``<dir>/checkpoint.json`` holds the epoch count, the optimizer's hyper-parameters, the config and
-the training history. Both are written to a temporary name and renamed, so a run killed while
-saving leaves the previous checkpoint intact.
+the training history. That state is in the weights file's header too, and read from there: one
+file written to a temporary name and renamed commits a checkpoint, so a run stopped while
+saving leaves the previous one whole (with two files, weights of one epoch could be resumed
+with the state of the one before). The JSON is the same state for people and tools.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from prgcn_ros.model.io import read_weights
@@ -53,7 +56,14 @@ def _optimizer_json(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
 
 def _write_atomic(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
+    try:
+        write(tmp)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as error:   # safetensors' own error type for a full disk: an OSError
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"cannot write {path}: {' '.join(str(error).split())}") from None
     os.replace(tmp, path)
 
 
@@ -65,34 +75,50 @@ def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = _tensors(model, optimizer, averaged)
-    _write_atomic(directory / WEIGHTS,
-                  lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
     doc = {"format": FORMAT, **state, "optimizer": _optimizer_json(optimizer)}
-    _write_atomic(directory / STATE, lambda p: p.write_text(json.dumps(doc, indent=1)))
+    text = json.dumps(doc, indent=1)
+    _write_atomic(directory / WEIGHTS, lambda p: save_file(
+        tensors, str(p), metadata={"format": FORMAT, "state": text}))
+    _write_atomic(directory / STATE, lambda p: p.write_text(text))
     return directory / STATE
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint JSON for a run folder or a checkpoint file (either of the pair)."""
+    """The checkpoint JSON for a run folder or a checkpoint file (either of the pair; the JSON
+    may be missing where the weights, which hold the state too, are there)."""
     path = Path(path)
     if path.is_dir():
         path = path / STATE
     elif path.suffix == ".safetensors":
         path = path.with_suffix(".json")
-    if not path.is_file():
+    if not (path.is_file() or path.with_suffix(".safetensors").is_file()):
         raise CheckpointError(f"no checkpoint to resume from at {path}")
     return path
 
 
 def checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON state of the checkpoint at ``path`` (its file or folder), weights not read."""
+    """The state of the checkpoint at ``path`` (its file or folder), tensors not read: from
+    the weights' header, which a checkpoint commits with them; from the JSON for checkpoints
+    written before the header held it."""
     state_path = find_checkpoint(path)
+    weights_path = state_path.with_suffix(".safetensors")
+    text, source = None, weights_path
+    if weights_path.is_file():
+        try:
+            with safe_open(str(weights_path), framework="pt") as f:
+                text = (f.metadata() or {}).get("state")
+        except Exception as exc:   # safetensors raises its own types for damaged files
+            raise CheckpointError(f"{weights_path}: checkpoint weights cannot be read, the "
+                                  f"file is corrupt or truncated "
+                                  f"({' '.join(str(exc).split())})") from None
     try:
-        doc = json.loads(state_path.read_text())
+        if text is None:
+            text, source = state_path.read_text(), state_path
+        doc = json.loads(text)
     except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{state_path}: unreadable checkpoint state ({exc})") from exc
+        raise CheckpointError(f"{source}: unreadable checkpoint state ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise CheckpointError(f"{state_path}: not a prgcn_ros training checkpoint")
+        raise CheckpointError(f"{source}: not a prgcn_ros training checkpoint")
     return doc
 
 

@@ -447,7 +447,8 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "steps": self.steps, "history": self.history,
                 "train_time_s": self.train_time_s, "config": public(self.cfg),
-                "code_version": self.code_version, "init": self.init}
+                "code_version": self.code_version, "init": self.init,
+                "processes": self.dist.world}
 
     def save(self, directory: str | os.PathLike) -> None:
         save_checkpoint(directory, self.model, self.optimizer, self.state(), self.averaged)
@@ -480,7 +481,18 @@ class Trainer:
         self.steps = int(doc.get("steps", 0))
         self.history = list(doc.get("history", []))
         self.train_time_s = float(doc.get("train_time_s", 0.0))
-        self.code_version = doc.get("code_version", self.code_version)
+        # Said, and kept in the model file: a run continued by other code, or over another
+        # number of processes (other random streams and shards), is not what one run gives.
+        saved_version = doc.get("code_version", self.code_version)
+        if saved_version != self.code_version:
+            self.log(f"warning: the checkpoint was written by code {saved_version}, this is "
+                     f"{self.code_version}: the model file records both")
+            self.code_version = f"{saved_version}, resumed with {self.code_version}"
+        saved_world = doc.get("processes", 1)
+        if saved_world != self.dist.world:
+            self.log(f"warning: the checkpoint was written by {saved_world} process(es), this "
+                     f"run has {self.dist.world}: the random streams and batch shards differ "
+                     f"from an uninterrupted run")
         self.init = doc.get("init", self.init)      # a fine-tuning run stays one when resumed
 
     def take_averaged_weights(self) -> None:
@@ -583,7 +595,10 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
                     f"({', '.join(trainer.class_names[k] for k in unlearned[:10])}"
                     f"{' ...' if len(unlearned) > 10 else ''}): the model cannot learn them")
     out_dir = Path(cfg["output"]["dir"])
-    if init is not None and resume is None:
+    if init is not None and resume is not None:
+        raise ConfigError("--init starts a run from a model, --resume continues a run (which "
+                          "keeps its own start): give one of them")
+    if init is not None:
         from prgcn_ros.model.io import resolve_model
 
         from .finetune import init_from_model

@@ -13,12 +13,13 @@ SWEEP = REPO / "tools" / "sweep.py"
 QUICK = ["optim.epochs=1", "data.train_subjects=[1]", "data.test_subjects=[2]"]
 
 
-def run_sweep(tmp_path, plan: list[dict], *args: str) -> tuple[list[dict], str]:
+def run_sweep(tmp_path, plan: list[dict], *args: str, status: int = 0
+              ) -> tuple[list[dict], str]:
     (tmp_path / "plan.yaml").write_text(json.dumps(plan))          # JSON is YAML
     done = subprocess.run([sys.executable, str(SWEEP), "--plan", str(tmp_path / "plan.yaml"),
                            "--out", str(tmp_path / "out"), "--device", "cpu", *args],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == status, done.stderr
     lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines], done.stdout
 
@@ -64,6 +65,9 @@ def test_sweep_stops_at_its_deadline(tmp_path):
     ([{"name": "x", "config": "c.yaml", "set": "optim.epochs=1"}], "set: must be a list"),
     ([{"name": "x"}], "needs a name and a config"),
     ([{"name": "x", "config": "c.yaml", "over": {"seed": 1}}], "over: must be one key"),
+    ([{"name": "x", "config": "c.yaml", "over": {"seed": [1, 1]}}], "would train in one folder"),
+    ([{"name": "x", "config": "c.yaml"}, {"name": "x", "config": "d.yaml"}],
+     "would train in one folder"),
 ])
 def test_a_malformed_plan_is_one_line(tmp_path, plan, words):
     (tmp_path / "plan.yaml").write_text(json.dumps(plan))
@@ -75,3 +79,53 @@ def test_a_malformed_plan_is_one_line(tmp_path, plan, words):
                            "--out", str(tmp_path / "out"), "--workers", "0"],
                           capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 2 and "--workers must be at least 1" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_second_sweep_keeps_finished_runs_and_a_failed_run_fails_it(tmp_path):
+    """The same plan again lists its finished runs without training them (it trained them
+    again from scratch, and a deadline left the old model beside a new log); a null value
+    reaches the run as null (it came as the string 'None' and failed); a failed run makes
+    the exit status 1 (always 0 before)."""
+    require_data()
+    plan = [{"name": "quick", "config": str(MSR_CONFIG), "set": QUICK,
+             "over": {"optim.grad_clip": [None]}}]
+    first, _ = run_sweep(tmp_path, plan)
+    assert [r["status"] for r in first] == ["done"], first
+    again, _ = run_sweep(tmp_path, plan)
+    assert again[1]["status"].startswith("done by an earlier sweep")
+    assert again[1]["top1"] == first[0]["top1"] and again[1]["sweep"] != first[0]["sweep"]
+    broken = [{"name": "broken", "config": str(MSR_CONFIG), "set": ["optim.no_such=1"]}]
+    results, _ = run_sweep(tmp_path, broken, status=1)
+    assert results[-1]["status"].startswith("failed")
+
+
+def test_sigterm_stops_the_sweep_and_its_runs(tmp_path):
+    """SIGTERM (or Ctrl-C) on the sweep stops its runs, which live in sessions of their own,
+    and lists them; they went on training before, with nobody to record them."""
+    import signal
+    import time
+
+    import psutil
+
+    require_data()
+    plan = [{"name": "long", "config": str(MSR_CONFIG), "set": ["optim.epochs=50"],
+             "over": {"seed": [1, 2]}}]
+    (tmp_path / "plan.yaml").write_text(json.dumps(plan))
+    sweep = subprocess.Popen([sys.executable, str(SWEEP), "--plan", str(tmp_path / "plan.yaml"),
+                              "--out", str(tmp_path / "out"), "--device", "cpu",
+                              "--workers", "1"], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    log = tmp_path / "out" / "long" / "seed-1" / "train.log"
+    deadline = time.monotonic() + 120
+    while not log.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    runs = [p for p in psutil.Process(sweep.pid).children()]
+    assert runs, "no run started"
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=60) == 130
+    gone, alive = psutil.wait_procs(runs, timeout=30)
+    assert not alive, alive
+    rows = [json.loads(line) for line in
+            (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["stopped (the sweep was interrupted)",
+                                           "not started (the sweep was interrupted)"]

@@ -15,12 +15,16 @@ PLAN.yaml lists variants, run in order (the first ones finish first when the dea
 Each run is ``prgcn-train --no-progress`` writing under OUT/NAME/KEY-VALUE/; its summary (test
 top-1, training time) is appended to the results file as it finishes, and a table of mean +- sd
 per variant is printed at the end. Runs still going at the deadline are stopped and listed as
-such. Several runs share one GPU well: each is small and spends most of its time launching
-kernels.
+such. A run whose folder holds a finished model from an earlier sweep is not trained again
+(its figure is listed; --rerun trains it again). Each results row names the sweep that wrote
+it (``sweep``: its start). Ctrl-C or SIGTERM stops the runs going and lists them. The exit
+status is 1 when a run failed. Several runs share one GPU well: each is small and spends most
+of its time launching kernels.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -63,15 +67,32 @@ def check_plan(plan: object, where: Path) -> list[dict]:
 
 
 def jobs_of(plan: list[dict], out: Path) -> list[dict]:
-    jobs = []
+    """One job per variant and value; SystemExit when two would share a run folder."""
+    jobs, seen = [], {}
     for variant in plan:
         (key, values), = variant.get("over", {"seed": [variant.get("seed", 1)]}).items()
         for value in values:
             run_dir = out / variant["name"] / f"{key.replace('.', '_')}-{value}"
+            if run_dir in seen:
+                raise SystemExit(f"sweep: {variant['name']} {key}={value} and {seen[run_dir]} "
+                                 f"would train in one folder, {run_dir}: names and values "
+                                 f"must differ")
+            seen[run_dir] = f"{variant['name']} {key}={value}"
+            # JSON is YAML: null, strings and lists reach --set as written in the plan.
             jobs.append({"variant": variant["name"], "config": variant["config"],
-                         "set": [*variant.get("set", []), f"{key}={value}"], "key": key,
-                         "value": value, "dir": run_dir, "init": variant.get("init")})
+                         "set": [*variant.get("set", []), f"{key}={json.dumps(value)}"],
+                         "key": key, "value": value, "dir": run_dir,
+                         "init": variant.get("init")})
     return jobs
+
+
+def finished_model(job: dict) -> dict | None:
+    """The metadata of the model a run of this job already wrote, or None."""
+    try:
+        meta = json.loads((job["dir"] / "model.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return meta if (job["dir"] / "model.safetensors").is_file() else None
 
 
 def command(job: dict, device: str) -> list[str]:
@@ -106,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="each run's --device")
     parser.add_argument("--deadline-s", type=float, default=float("inf"))
     parser.add_argument("--results", type=Path, help="default: OUT/results.jsonl")
+    parser.add_argument("--rerun", action="store_true",
+                        help="train runs again whose folder holds a finished model")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -118,21 +141,59 @@ def main(argv: list[str] | None = None) -> int:
     results_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.monotonic()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     running: list[tuple[dict, subprocess.Popen, float]] = []    # job, its process, start
     results: list[dict] = []
 
     def record(job: dict, entry: dict) -> None:
         entry = {"variant": job["variant"], job["key"]: job["value"], "set": job["set"],
-                 "dir": str(job["dir"]), **entry}
+                 "dir": str(job["dir"]), "sweep": started, **entry}
         results.append(entry)
         with results_path.open("a") as f:
             f.write(json.dumps(entry) + "\n")
         print(json.dumps(entry), flush=True)
 
+    def stop_on_sigterm(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    interrupted = False
+    try:
+        run_queue(queue, running, record, args, env, start)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        # The runs are in sessions of their own (a deadline stops each with its children):
+        # a Ctrl-C on the sweep does not reach them, so they are stopped here.
+        for job, proc, began in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            record(job, {"status": "stopped (the sweep was interrupted)",
+                         "wall_s": round(time.monotonic() - began, 1)})
+        for job in queue:
+            record(job, {"status": "not started (the sweep was interrupted)"})
+    print(summary(results))
+    if interrupted:
+        return 130
+    return 1 if any(r["status"].startswith("failed") for r in results) else 0
+
+
+def run_queue(queue: list[dict], running: list, record, args, env: dict, start: float) -> None:
+    """Start, watch and record the jobs, ``args.workers`` at a time, until the queue is done
+    or the deadline passed (``running`` is kept current: the caller stops what is left)."""
     while queue or running:
         late = time.monotonic() - start > args.deadline_s
         while queue and len(running) < args.workers and not late:
             job = queue.pop(0)
+            done = None if args.rerun else finished_model(job)
+            if done is not None:
+                record(job, {"status": "done by an earlier sweep (--rerun trains it again)",
+                             "top1": (done.get("accuracy") or {}).get("top1"),
+                             "model": str(job["dir"] / "model.safetensors")})
+                continue
+            for old in ("model.safetensors", "model.json"):
+                (job["dir"] / old).unlink(missing_ok=True)
             job["dir"].mkdir(parents=True, exist_ok=True)
             with (job["dir"] / "train.log").open("w") as log:     # the child keeps its own fd
                 proc = subprocess.Popen(command(job, args.device), stdout=subprocess.PIPE,
@@ -164,8 +225,6 @@ def main(argv: list[str] | None = None) -> int:
                 record(job, {"status": "not started before the deadline"})
             queue.clear()
         time.sleep(0.5)
-    print(summary(results))
-    return 0
 
 
 if __name__ == "__main__":

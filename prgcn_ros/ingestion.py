@@ -282,7 +282,9 @@ class Ingestion:
         tolerance = self.params.stamp_tolerance_s
         lead_s = source.lead(frame)
         gap_s = (frame.stamp_ns - source.last_stamp_ns) / 1e9
-        ahead_s = min(lead_s, gap_s - source.last_step_ns / 1e9)
+        # (No step yet, e.g. after a late first message: no pace to run ahead of.)
+        ahead_s = (min(lead_s, gap_s - source.last_step_ns / 1e9) if source.last_step_ns
+                   else 0.0)
         if (lead_s > tolerance or ahead_s > HOLD_AHEAD_S
                 or gap_s < -self.params.track_timeout_s):
             # The stamp left the source's timeline (a jump), ran ahead of it and of its pace,
@@ -316,7 +318,9 @@ class Ingestion:
         # Otherwise it was alone.
         order, last_ns, held = "ok", source.last_stamp_ns, source.held
         if held is not None:
-            if last_ns < held.stamp_ns < frame.stamp_ns and source.lead(held) <= tolerance:
+            # ... on time: a held frame older than track_timeout_s is of someone gone.
+            if (last_ns < held.stamp_ns < frame.stamp_ns and source.lead(held) <= tolerance
+                    and frame.clock - held.clock <= self.params.track_timeout_s):
                 order, last_ns = "held", held.stamp_ns
             else:
                 source.held = None

@@ -272,6 +272,16 @@ def test_a_cached_graph_that_differs_from_the_model_is_exported_again(shared, tm
     assert again.graph == info.graph and not again.reused and again.max_diff <= 1e-4
     assert "exporting it again" in caplog.text
     tamper(info.graph)
+    real_unlink = Path.unlink
+
+    def read_only(self, *args, **kwargs):      # a cache folder of another user
+        if self == info.graph:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_unlink(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(BackendError, match="cannot be replaced"):
+        _graph(path)
+    monkeypatch.undo()
     _exporter_that_tampers(monkeypatch)
     with pytest.raises(BackendError, match="differs from the torch model") as error:
         _graph(path)
@@ -494,10 +504,12 @@ def test_an_export_leaves_the_cache_readable_and_clears_what_killed_exports_left
 
     umask = os.umask(0o077)
     try:
-        graph = onnx_graph(model, path, check_window(3, 16, 20), cache_dir=tmp_path / "new")
+        graph = onnx_graph(model, path, check_window(3, 16, 20),
+                           cache_dir=tmp_path / "new" / "nested")
     finally:
         os.umask(umask)
-    assert graph.path.parent.stat().st_mode & 0o777 == 0o755
+    for made in (tmp_path / "new", tmp_path / "new" / "nested"):
+        assert made.stat().st_mode & 0o777 == 0o755, made
     assert graph.path.stat().st_mode & 0o777 == 0o644
 
 

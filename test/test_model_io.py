@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -258,10 +259,21 @@ def test_a_pair_torn_by_an_interrupted_write_is_refused(saved, tmp_path, monkeyp
     save_file(load_file(str(path)), str(path), metadata={"format": "prgcn_ros-model/1"})
     assert load_model(path)[1]["class_names"] == META["class_names"]
 
+    from safetensors import SafetensorError
+
     def full(*args, **kwargs):
-        raise Exception("No space left on device (os error 28)")   # safetensors' own type
+        raise SafetensorError("No space left on device (os error 28)")
     monkeypatch.setattr(io, "save_file", full)
     with pytest.raises(OSError, match="No space left"):
         save_model(path, model, META)
     assert sorted(p.name for p in path.parent.iterdir()) == sorted(
         [path.name, metadata_path(path).name])
+    monkeypatch.undo()
+
+    def json_full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Path, "write_text", json_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_model(path, model, META)            # the weights written, the metadata not
+    monkeypatch.undo()
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]

@@ -1232,6 +1232,32 @@ def test_an_early_delivered_longer_step_is_kept():
     assert sum(rec.dropped.values()) == 0 and rec.clock_resets == 0 and rec.frames == 10
 
 
+def test_a_stray_stamp_held_when_its_person_left_is_not_kept_for_their_return():
+    """A stray stamp ahead, then nobody for 5 s (longer than track_timeout_s), then the person
+    again: the held frame is dropped as an outlier, not put first into the returning person's
+    window with a 5 s old arrival."""
+    rec = tiny_recognizer()
+    for t in range(5):
+        rec.ingest(frame(t))
+    rec.ingest(_shifted(frame(5), 0.2))
+    rec.ingest(frame(155))
+    assert {k: n for k, n in rec.dropped.items() if n} == {"stamp_outlier": 1}
+    assert rec.frames == 6
+
+
+def test_a_slow_source_whose_first_message_came_late_is_never_held():
+    """10 Hz, the first message taken 0.2 s late: the second leads the timeline, but with no
+    stamp step yet there is no pace to run ahead of; every message is buffered on arrival."""
+    import dataclasses
+
+    rec = tiny_recognizer()
+    for t in range(10):
+        rec.ingest(dataclasses.replace(frame(t), stamp_ns=10**9 + t * 10**8,
+                                       arrival=100.0 + t / 10 + (0.2 if t == 0 else 0.0)))
+        assert rec.frames == t + 1
+    assert sum(rec.dropped.values()) == 0
+
+
 def test_a_repeated_first_message_of_a_replay_is_counted_as_repeated():
     """A bag played again (stamps back by more than track_timeout_s) whose first message comes
     twice: the copy is stamp_repeated, and the replay starts at its first message."""

@@ -95,6 +95,13 @@ def test_a_second_sweep_keeps_finished_runs_and_a_failed_run_fails_it(tmp_path):
     again, _ = run_sweep(tmp_path, plan)
     assert again[1]["status"].startswith("done by an earlier sweep")
     assert again[1]["top1"] == first[0]["top1"] and again[1]["sweep"] != first[0]["sweep"]
+    # The same folder for another recipe: trained, not the earlier recipe's model listed.
+    plan[0]["set"] = [*QUICK, "model.use_tam=false"]
+    other, _ = run_sweep(tmp_path, plan)
+    assert other[-1]["status"] == "done"
+    meta = json.loads((tmp_path / "out" / "quick" / "optim_grad_clip-None" /
+                       "model.json").read_text())
+    assert meta["architecture"]["use_tam"] is False
     broken = [{"name": "broken", "config": str(MSR_CONFIG), "set": ["optim.no_such=1"]}]
     results, _ = run_sweep(tmp_path, broken, status=1)
     assert results[-1]["status"].startswith("failed")

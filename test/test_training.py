@@ -442,6 +442,13 @@ def test_a_resume_by_other_code_or_processes_is_said_and_recorded(msr_train, tmp
     assert any("written by code v0.1-3-gdeadbee" in line for line in said), said
     assert any("written by 2 process(es)" in line for line in said), said
     assert resumed.code_version.startswith("v0.1-3-gdeadbee, resumed with ")
+    # Resumed again by the same code: nothing to say, nothing added.
+    resumed.save(tmp_path / "run")
+    said.clear()
+    again = Trainer(cfg, train_set=data, log=said.append)
+    again.resume(tmp_path / "run")
+    assert again.code_version == resumed.code_version
+    assert not any("written by code" in line for line in said), said
 
 
 def test_a_cosine_run_resumes_only_at_its_own_length(msr_train, tmp_path):

@@ -86,9 +86,16 @@ def jobs_of(plan: list[dict], out: Path) -> list[dict]:
     return jobs
 
 
+def job_spec(job: dict) -> dict:
+    """What a run trains: its config, overrides and start (kept in its folder as job.json)."""
+    return {"config": str(job["config"]), "set": job["set"], "init": job.get("init")}
+
+
 def finished_model(job: dict) -> dict | None:
-    """The metadata of the model a run of this job already wrote, or None."""
+    """The metadata of the model a run of this very job (job.json) already wrote, or None."""
     try:
+        if json.loads((job["dir"] / "job.json").read_text()) != job_spec(job):
+            return None
         meta = json.loads((job["dir"] / "model.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
@@ -195,6 +202,7 @@ def run_queue(queue: list[dict], running: list, record, args, env: dict, start: 
             for old in ("model.safetensors", "model.json"):
                 (job["dir"] / old).unlink(missing_ok=True)
             job["dir"].mkdir(parents=True, exist_ok=True)
+            (job["dir"] / "job.json").write_text(json.dumps(job_spec(job)))
             with (job["dir"] / "train.log").open("w") as log:     # the child keeps its own fd
                 proc = subprocess.Popen(command(job, args.device), stdout=subprocess.PIPE,
                                         stderr=log, text=True, env=env, start_new_session=True)

@@ -183,24 +183,18 @@ class CachedGraph:
     reused: bool          # False: exported at this start
 
 
-def _write_atomic(directory: Path, name: str, write: Callable[[Path], Any]) -> Path:
-    """``write(tmp)`` then rename into place: a reader never sees half a file, and two nodes
-    starting at once both end with a whole one."""
-    if not directory.is_dir():
-        directory.mkdir(parents=True, exist_ok=True)
-        # Like the graph in it: a node of another user finds it too, whatever the umask.
+def _write_in(directory: Path, name: str, write: Callable[[Path], Any]) -> Path:
+    """:func:`~prgcn_ros.model.io.write_atomic` into ``directory``, made where missing: every
+    folder made is 0755 like the graph in it, whatever the umask, so that a node of another
+    user finds it too."""
+    from prgcn_ros.model.io import write_atomic
+
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    for made in missing:
         with contextlib.suppress(OSError):
-            os.chmod(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)     # like the model file: a node of another user reads it too
-        os.replace(tmp, directory / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return directory / name
+            os.chmod(made, 0o755)
+    return write_atomic(directory / name, write)
 
 
 def _remove_stale(directory: Path, stem: str, keep: str) -> None:
@@ -278,7 +272,7 @@ def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
 
     for directory in candidates:
         try:
-            path = _write_atomic(directory, name, export)
+            path = _write_in(directory, name, export)
         except OSError as error:   # read-only or full: try the next place
             problems.append(f"{directory}: {error.strerror or error}")
             continue
@@ -417,13 +411,25 @@ def make_backend(kind: str, model: nn.Module, model_path: str | Path | None,
         cpu_model = copy.deepcopy(model).to("cpu")
     graph = onnx_graph(cpu_model.eval(), model_path, window.to("cpu"), cache_dir, version,
                        loads=_loads)
-    backend, diff = _checked_session(graph.path, model, window, threads, device)
+    try:
+        backend, diff = _checked_session(graph.path, model, window, threads, device)
+    except BackendError as error:
+        if not graph.reused:
+            raise
+        backend, diff, why = None, float("nan"), str(error)
+    else:
+        why = f"it differs from the torch model by {diff:.3g}"
     if graph.reused and not diff <= bound:
         # A graph cached by other code (a copied cache, a change the key cannot see): exported
         # again once, from this model, rather than stopping the start.
-        log.warning("cached ONNX graph %s differs from the torch model by %.3g; exporting it "
-                    "again", graph.path, diff)
-        graph.path.unlink(missing_ok=True)
+        log.warning("cached ONNX graph %s: %s; exporting it again", graph.path, why)
+        try:
+            graph.path.unlink(missing_ok=True)
+        except OSError as error:
+            raise BackendError(f"backend onnxruntime: the cached ONNX graph {graph.path} fails "
+                               f"its start-up check and cannot be replaced "
+                               f"({error.strerror or error}): delete it, or give "
+                               f"backend_cache_dir a folder this user can write") from None
         graph = onnx_graph(cpu_model.eval(), model_path, window.to("cpu"), cache_dir, version,
                            loads=_loads)
         backend, diff = _checked_session(graph.path, model, window, threads, device)

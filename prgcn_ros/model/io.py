@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -91,6 +93,27 @@ def resolve_model(spec: str | Path) -> Path:
                          f"model: {_shipped_listing()})")
 
 
+def write_atomic(path: str | Path, write: Callable[[Path], Any], mode: int = 0o644) -> Path:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it into place: a reader
+    never sees half a file, two writers at once each leave a whole one, and the temporary file
+    goes on any failure. A full disk is an OSError (safetensors raises its own error type)."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.chmod(tmp, mode)      # like any installed file: a node of another user reads it
+        os.replace(tmp, path)
+    except SafetensorError as error:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"cannot write {path}: {_one_line(error)}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def metadata_path(path: str | Path) -> Path:
     """The metadata JSON that belongs to a weights file."""
     return Path(path).with_suffix(".json")
@@ -112,21 +135,11 @@ def save_model(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> 
     json.dumps(meta)                                    # fails before anything is written
     weights = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     meta["written"] = uuid.uuid4().hex
-    try:
-        save_file(weights, str(tmp), metadata={"format": FORMAT, "written": meta["written"]})
-    except Exception as error:     # safetensors' own error type for a full disk: an OSError
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"cannot write {path}: {_one_line(error)}") from None
+    write_atomic(path, lambda tmp: save_file(weights, str(tmp), metadata={
+        "format": FORMAT, "written": meta["written"]}))
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    meta_tmp = metadata_path(tmp)
-    meta_tmp.write_text(text)
-    # World-readable like any installed file: a node running as another user must load it.
-    for written in (tmp, meta_tmp):
-        written.chmod(0o644)
-    os.replace(tmp, path)
-    os.replace(meta_tmp, metadata_path(path))
+    write_atomic(metadata_path(path), lambda tmp: tmp.write_text(text))
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

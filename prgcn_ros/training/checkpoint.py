@@ -20,7 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from prgcn_ros.model.io import read_weights
+from prgcn_ros.model.io import read_weights, write_atomic
 
 WEIGHTS = "checkpoint.safetensors"
 STATE = "checkpoint.json"
@@ -54,19 +54,6 @@ def _optimizer_json(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     return {"param_groups": groups, "scalar_state": scalars}
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except Exception as error:   # safetensors' own error type for a full disk: an OSError
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"cannot write {path}: {' '.join(str(error).split())}") from None
-    os.replace(tmp, path)
-
-
 def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, state: dict[str, Any],
                     averaged: torch.nn.Module | None = None) -> Path:
@@ -77,9 +64,9 @@ def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module,
     tensors = _tensors(model, optimizer, averaged)
     doc = {"format": FORMAT, **state, "optimizer": _optimizer_json(optimizer)}
     text = json.dumps(doc, indent=1)
-    _write_atomic(directory / WEIGHTS, lambda p: save_file(
+    write_atomic(directory / WEIGHTS, lambda p: save_file(
         tensors, str(p), metadata={"format": FORMAT, "state": text}))
-    _write_atomic(directory / STATE, lambda p: p.write_text(text))
+    write_atomic(directory / STATE, lambda p: p.write_text(text))
     return directory / STATE
 
 

@@ -484,10 +484,12 @@ class Trainer:
         # Said, and kept in the model file: a run continued by other code, or over another
         # number of processes (other random streams and shards), is not what one run gives.
         saved_version = doc.get("code_version", self.code_version)
-        if saved_version != self.code_version:
+        if saved_version.rsplit(RESUMED_WITH, 1)[-1] != self.code_version:
             self.log(f"warning: the checkpoint was written by code {saved_version}, this is "
                      f"{self.code_version}: the model file records both")
-            self.code_version = f"{saved_version}, resumed with {self.code_version}"
+            self.code_version = f"{saved_version}{RESUMED_WITH}{self.code_version}"
+        else:
+            self.code_version = saved_version
         saved_world = doc.get("processes", 1)
         if saved_world != self.dist.world:
             self.log(f"warning: the checkpoint was written by {saved_world} process(es), this "
@@ -557,6 +559,9 @@ def save_trained_model(path: str | os.PathLike, trainer: Trainer,
 
 def _silent(msg: str) -> None:
     """The log of ranks other than 0 under torchrun."""
+
+
+RESUMED_WITH = ", resumed with "   # code_version of a run continued by other code
 
 
 def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = True,

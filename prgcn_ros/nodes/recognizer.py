@@ -169,9 +169,8 @@ NODE_PARAMETER_SPECS: dict[str, ParamSpec] = {
     "latency_budget_ms": ParamSpec("/diagnostics turns WARN while the p99 latency of the "
                                    "last seconds is above this plus the wait max_rate_hz sets "
                                    "(its period less the input's frame interval), or a due "
-                                   "person's frame "
-                                   "has waited longer than this for a pass", 0.0, 1e9,
-                                   live=True),
+                                   "person's frame has waited longer than this for a pass",
+                                   0.0, 1e9, live=True),
     "input_frame_convention": ParamSpec("the 3D input's axes: empty (the axis parameter "
                                         "decides), y_up, y_down (optical frames) or z_up "
                                         "(REP-103 base_link, odom)"),

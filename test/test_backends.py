@@ -459,7 +459,7 @@ def test_no_home_or_an_unreadable_cache_is_a_cache_miss(tmp_path, monkeypatch):
         return real_is_file(self)
     monkeypatch.setattr(Path, "is_file", denied)
     written = []
-    monkeypatch.setattr(backends, "_write_atomic",
+    monkeypatch.setattr(backends, "_write_in",
                         lambda directory, name, write: written.append(directory) or
                         directory / name)
     model, _ = load_model(path)

@@ -106,6 +106,7 @@ def test_the_report_shows_a_goal_it_could_not_measure():
     rows = {row[0].split(":")[0]: row for row in report.rows(data)}
     assert rows["Live, 10 people at 30 Hz, onnxruntime"][3] == "not measured"
     assert rows["MSR Action3D top-1, seeds 1"][3] == "not measured (1 of 5 seeds)"
-    for live in ("Live, 1 person at 30 Hz, onnxruntime", "Soak, 100003 person-frames, people "
-                 "coming and going"):
-        assert any(name.startswith(live) and row[3] == "met" for name, row in full.items())
+    # ... and from the file as measured: a verdict, met or missed, where the figure is there.
+    for live in ("Live, 1 person at 30 Hz, onnxruntime", "Soak, "):
+        assert any(name.startswith(live) and row[3] in ("met", "**missed**")
+                   for name, row in full.items()), live

@@ -348,16 +348,9 @@ class Recognizer:
                     t.labelled = True
                     t.last_inferred = start
 
-        x, last, windows, window_rows = self._sample_windows(batch, stamps, counts,
-                                                              sample_rows)
+        x, last, windows, refined_rows, newest = self._sample_windows(batch, stamps, counts,
+                                                                      sample_rows)
         coords, conf = x[..., : self.dims], x[..., self.dims]
-        # The frame each slot's refined pose is: its newest in the window the model saw (a
-        # pair's time line, or a window resampled from over twice its length, may skip the
-        # person's very newest frame), and that frame itself: between two frames (linear
-        # steps) the window holds a blend of them.
-        refined_rows = window_rows[np.arange(len(sample_rows))[:, None], last.cpu().numpy(),
-                                   np.arange(self.persons)]                    # (S, M)
-        newest = self._frames_at(batch, sample_rows, refined_rows)
         probs = torch.empty((len(sample_rows), len(self.class_names)))
         refined = torch.empty((len(sample_rows), self.persons, self.layout.num_joints,
                                self.dims))
@@ -428,11 +421,13 @@ class Recognizer:
     def _sample_windows(self, batch: torch.Tensor, stamps: np.ndarray, counts: list[int],
                         sample_rows: list[list[int]]
                         ) -> tuple[torch.Tensor, torch.Tensor, dict[int, tuple[int, int, int]],
-                                   np.ndarray]:
+                                   np.ndarray, torch.Tensor]:
         """The frames the model sees, (S, T, M, V, C): each sample's people in its slots;
         where each slot's newest frame is in it, (S, M); per gathered row the window it
-        used: (first stamp, last stamp, frames); and the gathered frame at each window
-        position and slot, (S, T, M) (-1: none; between two frames, the nearer).
+        used: (first stamp, last stamp, frames); the frame each slot's refined pose is, as
+        the gathered frame there, (S, M) (-1: none; between two frames, the nearer); and
+        that frame's coordinates, (S, M, V, D) (linear steps blend two frames in the window,
+        and a refined pose is one input frame, refined).
 
         resample: the held frames spread evenly over the model's length (the whole clip,
         offline), by the nearest frame or linear between frames as the model was trained;
@@ -476,14 +471,19 @@ class Recognizer:
         device = batch.device
         people_t = torch.from_numpy(people).to(device)
 
-        def frames(index: np.ndarray) -> torch.Tensor:
-            """Each sample's people at time line positions ``index`` (S, T): (S, T, M, V, C)."""
-            rows = line[np.arange(count)[:, None], index]                      # (S, T, M)
-            x = batch[people_t[:, None, :], torch.from_numpy(rows.clip(min=0)).to(device)]
+        def gather(rows: np.ndarray) -> torch.Tensor:
+            """Each sample's slots' gathered frames ``rows`` ((S, ..., M); -1: none, empty):
+            (S, ..., M, V, C)."""
+            slots = people_t.view(count, *[1] * (rows.ndim - 2), self.persons)
+            x = batch[slots, torch.from_numpy(rows.clip(min=0)).to(device)]
             if (rows < 0).any():
                 present = torch.from_numpy(rows >= 0).to(device=device, dtype=x.dtype)
                 x = x * present[..., None, None]
             return x
+
+        def frames(index: np.ndarray) -> torch.Tensor:
+            """Each sample's people at time line positions ``index`` (S, T): (S, T, M, V, C)."""
+            return gather(line[np.arange(count)[:, None], index])
 
         if self.window_mode == "crop":
             # The newest frames, as many as the model takes; a shorter track's frames first,
@@ -525,19 +525,12 @@ class Recognizer:
                 used = used[used >= 0]
                 windows[r] = (int(stamps[r, used[0]]), int(stamps[r, used[-1]]), len(used)) \
                     if len(used) else (0, 0, 0)        # no frame of theirs: not published
-        return x, last, windows, line[np.arange(count)[:, None], at]
-
-    def _frames_at(self, batch: torch.Tensor, sample_rows: list[list[int]], rows: np.ndarray
-                   ) -> torch.Tensor:
-        """The gathered frame ``rows`` (S, M) of each sample's slots, coordinates only:
-        (S, M, V, D); zero where a slot has no frame (-1)."""
-        people = np.zeros(rows.shape, np.int64)
-        for s, sample in enumerate(sample_rows):
-            people[s, : len(sample)] = sample
-        index = (torch.from_numpy(people).to(batch.device),
-                 torch.from_numpy(rows.clip(min=0)).to(batch.device))
-        present = torch.from_numpy(rows >= 0).to(device=batch.device, dtype=batch.dtype)
-        return batch[index][..., : self.dims] * present[..., None, None]
+        # Each slot's refined pose is its newest frame in the window the model saw (a pair's
+        # time line, or a window resampled from over twice its length, may skip the person's
+        # very newest frame).
+        refined_rows = line[np.arange(count)[:, None], at][
+            np.arange(count)[:, None], last.cpu().numpy(), np.arange(self.persons)]  # (S, M)
+        return x, last, windows, refined_rows, gather(refined_rows)[..., : self.dims]
 
     def _forward(self, coords: torch.Tensor, conf: torch.Tensor, axis: str, last: torch.Tensor,
                  newest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -219,7 +219,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
                              f"gives {expected_channels}")
     weights = read_weights(path)
     _check_weights(path, model, weights)
-    written = _header(path).get("written")
+    written = read_header(path).get("written")
     if written is not None and written != meta.get("written"):
         raise ModelFileError(f"model {path}: the weights are not the ones its metadata "
                              f"{metadata_path(path)} was written with (a write was interrupted, "
@@ -228,10 +228,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     return model.to(device).eval(), meta
 
 
-def _header(path: str | Path) -> dict[str, str]:
-    """The string metadata in a safetensors file's header (read after read_weights)."""
-    with safe_open(str(path), framework="pt") as f:
-        return f.metadata() or {}
+def read_header(path: str | Path, what: str = "model") -> dict[str, str]:
+    """The string metadata in a safetensors file's header, tensors not read; ModelFileError,
+    one line, for a corrupt or truncated file. ``what`` names the file in the message."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception as error:  # safetensors raises several types for damaged files
+        raise _unreadable(what, path, error) from None
 
 
 def read_weights(path: str | Path, what: str = "model") -> dict[str, torch.Tensor]:
@@ -240,8 +244,12 @@ def read_weights(path: str | Path, what: str = "model") -> dict[str, torch.Tenso
     try:
         return load_file(str(path))
     except Exception as error:  # safetensors raises several types for damaged files
-        raise ModelFileError(f"{what} {path}: weights cannot be read, the file is corrupt or "
-                             f"truncated ({_one_line(error)})") from None
+        raise _unreadable(what, path, error) from None
+
+
+def _unreadable(what: str, path: str | Path, error: Exception) -> ModelFileError:
+    return ModelFileError(f"{what} {path}: weights cannot be read, the file is corrupt or "
+                          f"truncated ({_one_line(error)})")
 
 
 def _check_weights(path: Path, model: nn.Module, weights: dict[str, torch.Tensor]) -> None:

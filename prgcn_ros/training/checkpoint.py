@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
-from prgcn_ros.model.io import read_weights, write_atomic
+from prgcn_ros.model.io import read_header, read_weights, write_atomic
 
 WEIGHTS = "checkpoint.safetensors"
 STATE = "checkpoint.json"
@@ -92,12 +91,9 @@ def checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
     text, source = None, weights_path
     if weights_path.is_file():
         try:
-            with safe_open(str(weights_path), framework="pt") as f:
-                text = (f.metadata() or {}).get("state")
-        except Exception as exc:   # safetensors raises its own types for damaged files
-            raise CheckpointError(f"{weights_path}: checkpoint weights cannot be read, the "
-                                  f"file is corrupt or truncated "
-                                  f"({' '.join(str(exc).split())})") from None
+            text = read_header(weights_path, "checkpoint").get("state")
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
     try:
         if text is None:
             text, source = state_path.read_text(), state_path

@@ -213,7 +213,7 @@ class Ingestion:
             if order is None:
                 return new
             restart = order == "restart"
-            if order in ("restart", "held"):
+            if order in ("restart", "held") and source.held is not None:
                 # The held message comes first (of a new timeline on a restart): nothing lost.
                 held, source.held = source.held, None
                 taken = self._take(held, key, source, layout, new, restart)
@@ -309,6 +309,11 @@ class Ingestion:
                         self._end_source(key)
                     elif source.lead(held) > tolerance:
                         self.clock_resets += 1
+                    if frame.clock - held.clock > self.params.track_timeout_s:
+                        # Held longer than a person is kept: of someone gone, so not put
+                        # first into the new timeline, which starts at this message.
+                        source.held = None
+                        self._drop("stamp_outlier", new)
                     return "restart"
                 self._drop("stamp_outlier", new)      # the held one was alone
             source.held = frame

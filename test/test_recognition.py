@@ -1245,6 +1245,24 @@ def test_a_stray_stamp_held_when_its_person_left_is_not_kept_for_their_return():
     assert rec.frames == 6
 
 
+def test_a_jump_back_confirmed_after_its_person_left_starts_at_the_confirming_message():
+    """A bag played again (60 s back), its first message, then nobody for 5 s (longer than
+    track_timeout_s), then the bag goes on: the clock did jump, but the held message is of
+    someone gone, so the new timeline starts at the message that confirmed the jump instead
+    of putting a 5 s old frame first into the returning person's window."""
+    rec = tiny_recognizer(track_timeout_s=1.0)
+    for t in range(5):
+        rec.ingest(frame(t))
+    rec.ingest(_shifted(frame(5), -60.0))
+    for t in range(155, 161):
+        rec.ingest(_shifted(frame(t), -60.0))
+    assert {k: n for k, n in rec.dropped.items() if n} == {"stamp_outlier": 1}
+    assert rec.clock_resets == 1
+    person = rec.infer().people[0]
+    assert person.num_frames == 6
+    assert person.window_start_ns == frame(155).stamp_ns - 60_000_000_000
+
+
 def test_a_slow_source_whose_first_message_came_late_is_never_held():
     """10 Hz, the first message taken 0.2 s late: the second leads the timeline, but with no
     stamp step yet there is no pace to run ahead of; every message is buffered on arrival."""

@@ -369,6 +369,11 @@ def test_train_cli_init(msr_model, tmp_path, capsys):
                            "--no-eval", "--no-progress", "--output", str(out), "--out-dir",
                            str(tmp_path / "run"), "--set", "optim.batch_size=4"]) == 2
     assert "give one of them" in capsys.readouterr().err
+    # ... said at once, before any data is read (a wrong data.dir is not what it reports).
+    assert train_cli.main(["--config", str(CONFIG / "train_utd_mhad.yaml"), "--init",
+                           str(msr_model), "--resume", str(tmp_path / "run"), "--no-progress",
+                           "--set", f"data.dir={tmp_path / 'nowhere'}"]) == 2
+    assert "give one of them" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- config choices

@@ -576,6 +576,9 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
     """
     from .outputs import check_writable, resolve_outputs
 
+    if init is not None and resume is not None:     # before the datasets are read
+        raise ConfigError("--init starts a run from a model, --resume continues a run (which "
+                          "keeps its own start): give one of them")
     where = distributed.info()
     if not where.is_main:
         log = _silent
@@ -600,9 +603,6 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
                     f"({', '.join(trainer.class_names[k] for k in unlearned[:10])}"
                     f"{' ...' if len(unlearned) > 10 else ''}): the model cannot learn them")
     out_dir = Path(cfg["output"]["dir"])
-    if init is not None and resume is not None:
-        raise ConfigError("--init starts a run from a model, --resume continues a run (which "
-                          "keeps its own start): give one of them")
     if init is not None:
         from prgcn_ros.model.io import resolve_model
 

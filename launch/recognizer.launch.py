@@ -2,7 +2,8 @@
 
     ros2 launch prgcn_ros recognizer.launch.py [namespace:=robot1] [params_file:=my.yaml]
         [use_sim_time:=true] [log_level:=debug] [model:=NAME|PATH] [device:=cuda]
-        [input_topic:=/camera/skeletons] [rviz:=true] [fixed_frame:=camera_link]
+        [input_topic:=/camera/skeletons] [azure_topic:=/body_tracking_data] [rviz:=true]
+        [fixed_frame:=camera_link]
 
 Single-person actions and two-person interactions side by side: two recognizers, each in its
 own namespace, on one input (absolute input_topic, or the namespace would move it too):
@@ -39,8 +40,10 @@ EXECUTABLE = "prgcn-recognizer"
 NODE_NAME = "prgcn_recognizer"
 PARAMS_FILE = "config/recognizer.yaml"
 RVIZ_FILE = "rviz/prgcn.rviz"
-# The node's input topic (relative: it follows the namespace); input_topic remaps it.
+# The node's input topics (relative: they follow the namespace); input_topic and azure_topic
+# remap them.
 INPUT_TOPIC = "skeletons"
+AZURE_TOPIC = "body_tracking_data"
 # Launch arguments that set the node parameter of their name when given (not empty); left
 # empty, the params_file's value stands.
 OVERRIDES = ("model", "device")
@@ -68,6 +71,10 @@ ARGUMENTS = {
     "input_topic": ("skeletons", "prgcn_msgs/SkeletonArray input topic (remaps skeletons, the "
                     "default skeleton_topic); "
                     "absolute (/skeletons) for recognizers in several namespaces on one input"),
+    "azure_topic": ("body_tracking_data", "Azure Kinect body tracking MarkerArray input, read "
+                    "when params_file sets azure_kinect: true (remaps body_tracking_data, the "
+                    "default azure_topic); absolute (/body_tracking_data) under a namespace, "
+                    "where the driver publishes"),
     "rviz": ("false", "true: start RViz with rviz/prgcn.rviz"),
     "fixed_frame": ("camera", "RViz fixed frame: the frame_id of the skeletons"),
 }
@@ -96,7 +103,7 @@ def generate_launch_description() -> LaunchDescription:
                 **given,
                 "use_sim_time": ParameterValue(arg("use_sim_time"), value_type=bool),
             }],
-            remappings=[(INPUT_TOPIC, arg("input_topic"))],
+            remappings=[(INPUT_TOPIC, arg("input_topic")), (AZURE_TOPIC, arg("azure_topic"))],
             arguments=["--ros-args", "--log-level", arg("log_level")],
         )]
 

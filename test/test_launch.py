@@ -91,19 +91,25 @@ def test_launch_file_has_the_arguments_a_robot_integrator_expects(launch_tree):
     constants = _constants(launch_tree)
     assert set(constants["ARGUMENTS"]) == {
         "namespace", "params_file", "use_sim_time", "log_level", "model", "device",
-        "input_topic", "rviz", "fixed_frame"}
+        "input_topic", "azure_topic", "rviz", "fixed_frame"}
     used = {ast.literal_eval(c.args[0]) for c in _calls(launch_tree, "arg")
             if isinstance(c.args[0], ast.Constant)} | set(constants["OVERRIDES"])
     assert used == set(constants["ARGUMENTS"]), "every argument is used"
-    # input_topic remaps the node's input, in that direction: (INPUT_TOPIC, arg input_topic).
+    # input_topic and azure_topic remap the node's inputs, in that direction: (INPUT_TOPIC,
+    # arg input_topic), (AZURE_TOPIC, arg azure_topic), each default the node's own.
     recognizer = next(n for n in _calls(launch_tree, "Node")
                       if any(k.arg == "package" and _value(k.value, constants) == "prgcn_ros"
                              for k in n.keywords))
     remappings = next(k.value for k in recognizer.keywords if k.arg == "remappings")
-    [(source, target)] = [rule.elts for rule in remappings.elts]
-    assert _value(source, constants) == constants["INPUT_TOPIC"] == NodeParams().skeleton_topic
-    assert getattr(target.func, "id", None) == "arg"
-    assert ast.literal_eval(target.args[0]) == "input_topic"
+    rules = {_value(source, constants): target
+             for source, target in (rule.elts for rule in remappings.elts)}
+    assert set(rules) == {NodeParams().skeleton_topic, NodeParams().azure_topic}
+    for name, topic in (("input_topic", NodeParams().skeleton_topic),
+                        ("azure_topic", NodeParams().azure_topic)):
+        target = rules[topic]
+        assert getattr(target.func, "id", None) == "arg"
+        assert ast.literal_eval(target.args[0]) == name
+        assert constants["ARGUMENTS"][name][0] == topic
     # Files are found by substitution, never looked up eagerly at import.
     text = LAUNCH_FILE.read_text()
     assert "FindPackageShare" in text and "get_package_share_directory" not in text

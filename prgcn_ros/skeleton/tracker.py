@@ -2,8 +2,8 @@
 
 Each frame's people are matched to the live tracks by the Hungarian algorithm on the mean
 distance between joints confident in both (in the source's units: metres, pixels or
-normalised image coordinates); a pair farther apart than ``gate`` is never matched. People
-left over start new tracks; :meth:`Tracker.expire` ends tracks unseen for ``timeout_s``.
+normalised image coordinates), a new track costing ``gate``: the least total distance, a pair
+farther apart than ``gate`` never matched. People left over start new tracks; :meth:`Tracker.expire` ends tracks unseen for ``timeout_s``.
 """
 from __future__ import annotations
 
@@ -130,13 +130,18 @@ class Tracker:
             cost = self.cost_matrix(coords[todo], ok[todo], candidates)
             allowed = cost <= self.gate
             if allowed.any():
-                # Beyond the gate: dearer than any set of allowed pairs (each at most the gate),
-                # so the most pairs are matched, then the nearest; not so large (1e18) that
-                # the real distances round away beside it.
-                beyond = self.gate * min(cost.shape) + 1.0
-                rows, cols = linear_sum_assignment(np.where(allowed, cost, beyond))
+                # Least total of the matched distances plus ``gate`` for each person who starts
+                # a new track (a column of their own): matching the most pairs instead let a
+                # newcomer near a hidden person's track push someone who stood still off their
+                # own. Beyond the gate costs more than a new track, so it is never chosen; not
+                # so large (1e18) that the real distances round away beside it.
+                beyond = 2.0 * self.gate + 1.0
+                new_track = np.full((len(todo), len(todo)), beyond)
+                np.fill_diagonal(new_track, self.gate)
+                rows, cols = linear_sum_assignment(
+                    np.hstack((np.where(allowed, cost, beyond), new_track)))
                 for r, c in zip(rows, cols):
-                    if allowed[r, c]:
+                    if c < len(candidates) and allowed[r, c]:
                         result[todo[r]] = candidates[c]
             for p in todo:
                 made = result[p] is None

@@ -142,6 +142,36 @@ def test_unstamped_input_from_a_turning_camera_goes_back_with_its_own_rotation(t
             assert min(np.abs(back - g).max() for g in given) < 1e-4
 
 
+class _TfOfOneFrame:
+    """tf2's Buffer that transforms "camera" only (tf2_ros has no wheel here)."""
+
+    def lookup_transform(self, target: str, source: str, when):
+        from types import SimpleNamespace
+
+        if source != "camera":
+            raise LookupError(f'"{source}" passed to lookupTransform does not exist')
+        rotation = SimpleNamespace(x=0.0, y=0.0, z=0.0, w=1.0)
+        return SimpleNamespace(transform=SimpleNamespace(rotation=rotation))
+
+
+def test_a_frame_tf2_cannot_transform_is_logged_once_per_frame_id(tiny_model, capfd):
+    """A camera's first message before its tf arrived used up the node's one no_transform
+    line, so a mistyped frame_id later was never named in the log."""
+    from prgcn_ros.nodes.gravity import Gravity
+
+    with recognizer_node(tiny_model) as node:
+        node.gravity = Gravity(convention="z_up", gravity_frame="base_link")
+        node.gravity._buffer = _TfOfOneFrame()
+        for t, frame_id in enumerate(["camera_early", "camera", "camra", "camra", "camera"]):
+            node._on_skeletons(skeleton_array(Time(sec=100, nanosec=t * 33_000_000),
+                                              {7: standing(7)}, frame_id=frame_id))
+        assert node.recognizer.stats()["dropped_no_transform"] == 3
+    log = capfd.readouterr().err
+    lines = [line for line in log.splitlines() if "dropped_no_transform" in line]
+    assert len(lines) == 2, log
+    assert "'camera_early'" in lines[0] and "'camra'" in lines[1]
+
+
 def test_confidences_above_one_are_logged_once_and_the_skeletons_kept(tiny_model, capfd):
     with recognizer_node(tiny_model) as node:
         for t in range(3):

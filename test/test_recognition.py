@@ -539,6 +539,26 @@ def test_a_moving_camera_rotates_each_frame_by_its_own_transform_there_and_back(
     np.testing.assert_allclose(back, given[5], atol=1e-5)
 
 
+def test_a_late_message_of_a_moving_camera_does_not_turn_a_newer_frame_back():
+    """Messages stamped at frames 0-5 arrive with frame 4's after 5's (late, dropped as
+    stamp_backwards after it was rotated): frame 5's refined pose goes back with frame 5's
+    rotation, not with the late message's, which had come in last (0.3 m off)."""
+    from prgcn_ros.nodes.gravity import Gravity
+
+    camera = _PanningCamera()
+    gravity = Gravity(convention="z_up", gravity_frame="base_link")
+    gravity._buffer = camera
+    rec = tiny_recognizer(use_prm=False)                # refined = input exactly
+    given = {t: pose(seed=t) + (0.0, 0.0, 1.0) for t in range(6)}
+    for t in (0, 1, 2, 3, 5, 4):
+        rec.ingest(gravity.to_model(frame(t, {0: given[t]}, frame_id="head_cam")))
+    assert rec.dropped["stamp_backwards"] == 1
+    person = rec.infer().people[0]
+    assert person.refined_stamp_ns == frame(5).stamp_ns
+    back = gravity.to_input(person.refined, "head_cam", "skeletons", person.refined_stamp_ns)
+    np.testing.assert_allclose(back, given[5], atol=1e-5)
+
+
 def test_gravity_read_by_the_inference_thread_always_finds_the_frame():
     """Ingestion re-marks the camera in use on every message while the inference thread
     reads its rotation back: the reader never sees the frame missing (an output would go out

@@ -66,6 +66,8 @@ class Gravity:
     _by_frame: OrderedDict[tuple[str, str], deque] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _buffer: Any = None
+    # (input, frame_id) that tf2 could not transform, said once each (bounded as _by_frame).
+    _missing: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
 
     @classmethod
     def from_parameters(cls, values: dict[str, Any], node: Any = None) -> Gravity:
@@ -87,6 +89,9 @@ class Gravity:
         if azure_tilt and gravity_frame:
             raise GravityError(f"azure_tilt_deg {azure_tilt:g} undoes a fixed pitch, and with "
                                f"gravity_frame tf2 gives the Azure camera's: set one of them")
+        if tilt and gravity_frame:       # applied on top of tf2's, it tilted a level camera
+            raise GravityError(f"camera_tilt_deg {tilt:g} undoes a fixed pitch, and with "
+                               f"gravity_frame tf2 gives the camera's: set one of them")
         gravity = cls(convention, tilt, gravity_frame, node)
         if gravity_frame:
             gravity._start_tf2()
@@ -138,8 +143,7 @@ class Gravity:
         if t is None:
             return None
         q = t.transform.rotation
-        tilt = 0.0 if source == AZURE_SOURCE else self.tilt_deg   # camera_tilt_deg: /skeletons'
-        return gravity_rotation(self.convention, tilt, quaternion_matrix(q.x, q.y, q.z, q.w))
+        return gravity_rotation(self.convention, 0.0, quaternion_matrix(q.x, q.y, q.z, q.w))
 
     def to_model(self, frame: InputFrame) -> InputFrame:
         """Rotate a frame's 3D skeletons (2D layouts pass untouched). Without a transform its
@@ -167,17 +171,31 @@ class Gravity:
         frame.coords = [(c @ rotation.T).astype(c.dtype, copy=False) for c in frame.coords]
         return frame
 
+    def first_missing(self, frame: InputFrame) -> bool:
+        """Whether ``frame`` is the first of its input and frame_id dropped as no_transform: a
+        camera whose tf2 is there only after start-up must not keep another frame_id's miss
+        (mistyped, unconnected) from the log."""
+        key = (frame.source, frame.frame_id)
+        if "no_transform" not in frame.dropped or key in self._missing:
+            return False
+        if len(self._missing) >= MAX_FRAMES:
+            self._missing.popitem(last=False)
+        self._missing[key] = None
+        return True
+
     def _rotation_at(self, frame_id: str, source: str, stamp_ns: int) -> np.ndarray | None:
-        """The rotation the frame of ``stamp_ns`` came in with: the newest kept at or before
-        it (0: the newest; older than all kept: the oldest); None for a frame never rotated."""
+        """The rotation the frame of ``stamp_ns`` came in with: the kept one of the latest
+        stamp at or before it (0: of the latest stamp; earlier than all kept: of the earliest);
+        None for a frame never rotated. By stamp, not by arrival: a message that came late
+        (dropped as stamp_backwards after it was rotated) is kept behind newer ones."""
         with self._lock:
             kept = self._by_frame.get((source, frame_id))
             if not kept:
                 return None
-            if stamp_ns <= 0:
-                return kept[-1][1]
-            return next((rotation for stamp, rotation in reversed(kept) if stamp <= stamp_ns),
-                        kept[0][1])
+            before = [entry for entry in kept if 0 < stamp_ns and entry[0] <= stamp_ns]
+            if before or stamp_ns <= 0:
+                return max(before or kept, key=lambda entry: entry[0])[1]
+            return min(kept, key=lambda entry: entry[0])[1]
 
     def up_in(self, frame_id: str, source: str = "skeletons", stamp_ns: int = 0
               ) -> np.ndarray | None:

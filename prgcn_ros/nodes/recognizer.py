@@ -520,7 +520,10 @@ class RecognizerNode(Node):
         # Turned after stamping: a moving camera's rotation is kept by the frame's stamp.
         frame = self.gravity.to_model(frame)
         before = self.recognizer.frames
-        for reason in self.recognizer.ingest(frame):
+        reasons = self.recognizer.ingest(frame)
+        if self.gravity.first_missing(frame) and "no_transform" not in reasons:
+            reasons.append("no_transform")     # once per frame_id: which camera lacks tf
+        for reason in reasons:
             where = (f"layout {clip_text(frame.layout, LOG_TEXT_LIMIT)!r}, frame_id "
                      f"{clip_text(frame.frame_id, LOG_TEXT_LIMIT)!r}")
             if reason in NOTICES:

@@ -3,6 +3,7 @@ with a small model the test makes (the shipped model is not needed)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -56,3 +57,56 @@ def test_a_short_demo_runs_end_to_end(data_dir, tmp_path):
     assert "live accuracy" in out and "offline accuracy" in out and "p99" in out
     assert "live == offline   20 of 20 clips" in out
     assert figure.stat().st_size > 10_000
+
+
+def test_bad_options_and_an_existing_bag_are_one_line_not_a_traceback(data_dir, tmp_path):
+    result = run_demo("--clips-per-action", "-1")
+    assert result.returncode == 2 and "must be 0 or more" in result.stderr
+    existing = tmp_path / "bag"
+    existing.mkdir()
+    result = run_demo("--clips-per-action", "1", "--write-bag", str(existing))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert str(existing) in result.stderr
+
+
+def test_data_without_its_file_list_names_the_file(tmp_path):
+    (tmp_path / "msr_action3d").mkdir()
+    result = run_demo(env={"PRGCN_DATA": str(tmp_path)})
+    assert result.returncode == 2
+    assert "files_used_in_cvpr12_paper.txt" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["ctrl_c", "sigterm"])
+def test_a_demo_stopped_midway_stops_its_processes_and_says_so(how, data_dir, tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) or SIGTERM to the demo while clips
+    play: its recognizer and player stop, and it says "interrupted", exit 130; it printed an
+    rclpy traceback and exited 1."""
+    from prgcn_ros.skeleton.labels import MSR_ACTION3D_CLASSES
+
+    model = make_tiny_model(tmp_path / "msr.safetensors", window=48,
+                            classes=list(MSR_ACTION3D_CLASSES))
+    proc = subprocess.Popen([sys.executable, str(DEMO), "--model", str(model),
+                             "--clips-per-action", "1", "--rate", "1", "--figure",
+                             str(tmp_path / "demo.png")], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:          # the table's header: clips are being played
+            if "recognised live" in line:
+                break
+        if how == "ctrl_c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "demo: interrupted" in err and "Traceback" not in err, err
+    # Nothing of the session is left running (an exited grandchild may wait as a zombie for
+    # init to reap it: not running).
+    ps = subprocess.run(["ps", "-o", "stat=,args=", "-s", str(proc.pid)], capture_output=True,
+                        text=True).stdout.splitlines()
+    assert [line for line in ps if not line.strip().startswith("Z")] == [], ps

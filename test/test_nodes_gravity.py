@@ -111,7 +111,8 @@ def test_a_pitched_azure_kinect_is_turned_upright_and_answered_in_its_own_frame(
     (["azure_kinect:=true", "azure_tilt_deg:=6.0", "gravity_frame:=base_link"],
      ["azure_tilt_deg 6", "gravity_frame"]),
     # camera_tilt_deg besides tf2's pitch was applied on top of it (a level camera tilted).
-    (["camera_tilt_deg:=20.0", "gravity_frame:=base_link"], ["camera_tilt_deg 20", "gravity_frame"]),
+    (["camera_tilt_deg:=20.0", "gravity_frame:=base_link"],
+     ["camera_tilt_deg 20", "gravity_frame"]),
 ])
 def test_bad_gravity_parameters_stop_start_up_with_one_line(overrides, words, tiny_model,
                                                            tmp_path):

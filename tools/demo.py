@@ -58,15 +58,31 @@ class Clip:
     inputs: dict[int, np.ndarray] = field(default_factory=dict)
 
 
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+    return parse
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None,
                         help="model file or shipped model name (default: msr_action3d)")
-    parser.add_argument("--clips-per-action", type=int, default=0, metavar="N",
+    parser.add_argument("--clips-per-action", type=_at_least(0), default=0, metavar="N",
                         help="held-out clips per action (default 0: all 273)")
-    parser.add_argument("--parallel", type=int, default=4, metavar="K",
+    parser.add_argument("--parallel", type=_at_least(1), default=4, metavar="K",
                         help="clips played at once, as K people (default 4)")
-    parser.add_argument("--rate", type=float, default=4.0,
+    parser.add_argument("--rate", type=_positive, default=4.0,
                         help="speed over the recordings' 15 fps (default 4)")
     parser.add_argument("--figure", type=Path, default=REPO / "docs" / "demo.png")
     parser.add_argument("--write-bag", type=Path, metavar="OUT",
@@ -286,7 +302,7 @@ def main() -> int:
     begin = time.monotonic()
     root = paths.data_dir() / "msr_action3d"
     if not (root / "files_used_in_cvpr12_paper.txt").is_file():
-        fail(paths.missing_data_message(root))
+        fail(paths.missing_data_message(root / "files_used_in_cvpr12_paper.txt"))
     from prgcn_ros.model.io import ModelFileError, resolve_model
     from prgcn_ros.recognition import RecognizerParams
 
@@ -308,13 +324,23 @@ def main() -> int:
              f"{', '.join(list(meta.get('class_names') or [])[:3])}, ...). Evaluate it with "
              f"prgcn-eval --model {args.model} --json")
 
-    clips = select_clips(root, args.clips_per_action)
-    if args.write_bag:
-        from prgcn_ros.skeleton.bags import write_bag
-        from prgcn_ros.skeleton.readers import read_msr_action3d
+    from prgcn_ros.skeleton.readers import RecordingError, read_msr_action3d
 
-        count = write_bag(args.write_bag, [read_msr_action3d(c.path) for c in clips],
-                          storage=args.storage)
+    try:
+        clips = select_clips(root, args.clips_per_action)
+    except (RecordingError, OSError) as error:     # a clip the file list names, damaged
+        fail(f"{error} (MSR Action3D in {root})")
+    if not clips:
+        fail(f"no held-out clip (subjects {', '.join(map(str, TEST_SUBJECTS))}) in {root}'s "
+             f"files_used_in_cvpr12_paper.txt")
+    if args.write_bag:
+        from prgcn_ros.skeleton.bags import BagError, write_bag
+
+        try:
+            count = write_bag(args.write_bag, [read_msr_action3d(c.path) for c in clips],
+                              storage=args.storage)
+        except BagError as error:
+            fail(str(error))
         print(f"demo: wrote {len(clips)} clips ({count} SkeletonArray messages on /skeletons) "
               f"to {args.write_bag} ({args.storage}); play: prgcn-player {args.write_bag}")
         return 0
@@ -326,6 +352,7 @@ def main() -> int:
           f"once at {args.rate:g}x real time; model {model.name}", flush=True)
 
     import rclpy
+    from rclpy.executors import ExternalShutdownException
 
     logs = Path(tempfile.mkdtemp(prefix="prgcn_demo_"))
     rclpy.init()
@@ -336,6 +363,7 @@ def main() -> int:
                         f"model:={model}", "-p", "smoothing:=1"], logs / "recognizer.log")
     player = None
     code = 0
+    interrupted = False
     try:
         # The recognizer is up once it subscribes to /skeletons. Its first start with a model
         # exports the ONNX graph (backend auto on a CPU): tens of seconds on a small busy CPU.
@@ -368,12 +396,21 @@ def main() -> int:
         stats_deadline = time.monotonic() + 1.5
         while time.monotonic() < stats_deadline:
             rclpy.spin_once(stage.node, timeout_sec=0.05)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        interrupted = True
+    except Exception:
+        if rclpy.ok():
+            raise
+        interrupted = True     # SIGTERM: rclpy's handler shut the context down mid-call
     finally:
         for proc in (player, recognizer):
             if proc is not None:
                 stop(proc)
         stage.node.destroy_node()
         rclpy.try_shutdown()
+    if interrupted:
+        print("demo: interrupted", file=sys.stderr, flush=True)
+        return 130
 
     labelled = [c for c in clips if c.live >= 0]
     live = 100.0 * np.mean([c.live == c.label for c in clips])

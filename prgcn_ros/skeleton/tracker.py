@@ -3,7 +3,8 @@
 Each frame's people are matched to the live tracks by the Hungarian algorithm on the mean
 distance between joints confident in both (in the source's units: metres, pixels or
 normalised image coordinates), a new track costing ``gate``: the least total distance, a pair
-farther apart than ``gate`` never matched. People left over start new tracks; :meth:`Tracker.expire` ends tracks unseen for ``timeout_s``.
+farther apart than ``gate`` never matched. People left over start new tracks;
+:meth:`Tracker.expire` ends tracks unseen for ``timeout_s``.
 """
 from __future__ import annotations
 

@@ -47,6 +47,9 @@ SourceKey = tuple[str, str, str, bytes]
 # Sources remembered at most; beyond it, those with nobody tracked are forgotten, oldest first
 # (their numbers are never reused, so published ids stay unique).
 MAX_SOURCES = 256
+# The default association gate of image keypoints normalised to [0, 1] (80 px of a 1080p
+# image is 0.04-0.07 of it).
+NORMALISED_GATE = 0.05
 # The newest stamp a ROS time (int32 seconds, nanoseconds) holds: outputs carry input stamps.
 MAX_STAMP_NS = (2**31 - 1) * 1_000_000_000 + 999_999_999
 
@@ -391,7 +394,7 @@ class Ingestion:
         layout, for the tracker; ``model_joints`` the same mapped into the model's layout."""
         coords_np, conf_np = given
         mapped, mapped_conf = model_joints
-        tracker = self._tracker(key, layout.name)
+        tracker = self._tracker(key, layout.name, given)
         local_ids = tracker.update(coords_np, conf_np, frame.clock, ids)
         for local in tracker.taken_over:     # the driver now uses an id the tracker had chosen
             # No DELETE for it: that person_id goes on, as the driver's person, whose markers
@@ -432,11 +435,18 @@ class Ingestion:
             positions = mean_positions(mapped, mapped_conf)
             pairing.update({k: positions[p] for k, p in buffered.items()})
 
-    def _tracker(self, key: SourceKey, layout: str) -> Tracker:
+    def _tracker(self, key: SourceKey, layout: str, given: tuple[np.ndarray, np.ndarray]
+                 ) -> Tracker:
         tracker = self._trackers.get(key)
         if tracker is None:
-            # Metres for 3D sensors, pixels for image keypoints, unless the user says.
-            gate = self.params.track_gate or (80.0 if layout in TWO_D_LAYOUTS else 0.5)
+            # Metres for 3D sensors, pixels for image keypoints, unless the user says; image
+            # keypoints normalised to the image size (Kinetics-skeleton, as the player sends
+            # it) by the source's first message: 80 px took in the whole image.
+            gate = self.params.track_gate or 0.5
+            if not self.params.track_gate and layout in TWO_D_LAYOUTS:
+                coords, conf = given
+                seen = np.abs(coords[..., :2][conf > 0])
+                gate = NORMALISED_GATE if seen.size and seen.max() <= 1.5 else 80.0
             tracker = self._trackers[key] = Tracker(gate, self.params.track_timeout_s,
                                                     id_limit=ID_SPAN)
         return tracker

@@ -162,7 +162,8 @@ PARAMETER_SPECS: dict[str, ParamSpec] = {
     "track_timeout_s": ParamSpec("a person unseen this long is dropped (node clock: sim time "
                                  "under use_sim_time)", 1e-3, 1e6),
     "track_gate": ParamSpec("association distance for people without ids (0: 0.5 m for 3D, "
-                            "80 px for 2D)", 0.0, 1e9),
+                            "80 px for 2D, 0.05 for 2D normalised to the image size)", 0.0,
+                            1e9),
     "stamp_tolerance_s": ParamSpec("how far a message's stamp may run ahead of its source's "
                                    "timeline (the fastest delivery seen)", 1e-3, 1e6),
     "pair_gate": ParamSpec("models of two-person samples (max_persons 2): people of one source "

@@ -876,6 +876,29 @@ def test_a_2d_model_takes_openpose_keypoints_in_pixels():
     np.testing.assert_allclose(person.refined - person.offsets, mapped, atol=1e-3)
 
 
+def test_id_less_people_in_normalised_image_coordinates_are_not_merged():
+    """Kinetics-skeleton keypoints (normalised to [0, 1], no ids), as the player sends them:
+    someone who leaves, then someone else across the image a frame later, are two people. The
+    2D gate of 80 px took in the whole image, so the newcomer took the leaver's id; in pixels
+    they were two already."""
+    for scale, gate in ((1.0, "normalised"), (1920.0, "pixels")):
+        rec = coco18_recognizer()
+        rng = np.random.default_rng(0)
+        shape = rng.uniform(-0.05, 0.05, (18, 3)) * (1, 1, 0)
+        left, right = (shape + (0.2, 0.5, 0)) * scale, (shape + (0.8, 0.5, 0)) * scale
+        for t in range(4):
+            f = frame(t, {-1: left}, layout="coco18")
+            f.confidence = [np.full(18, 0.7)]
+            rec.ingest(f)
+        first = rec.infer().people[0].person_id
+        for t in range(4, 8):
+            f = frame(t, {-1: right}, layout="coco18")
+            f.confidence = [np.full(18, 0.7)]
+            rec.ingest(f)
+        assert rec.infer().people[-1].person_id != first, gate
+        assert rec.stats()["people_tracked"] == 2, gate
+
+
 def test_a_person_seen_only_by_joints_the_model_lacks_is_dropped_not_labelled():
     """BODY_25 people for a COCO-18 model: one seen only by toes and heels (joints COCO-18 has
     not) would be an all-missing window; it is dropped as no_confidence, the other is kept."""

@@ -396,9 +396,15 @@ class Ingestion:
         mapped, mapped_conf = model_joints
         tracker = self._tracker(key, layout.name, given)
         local_ids = tracker.update(coords_np, conf_np, frame.clock, ids)
+        taken: list[tuple[int, Departed]] = []
         for local in tracker.taken_over:     # the driver now uses an id the tracker had chosen
             # No DELETE for it: that person_id goes on, as the driver's person, whose markers
             # overwrite these; a DELETE would wipe theirs until its next pass.
+            internal = self._keys.get((key, local))
+            if internal is not None:
+                track = self.tracks[internal]
+                taken.append((local, Departed(track.person_id, track.frame_id, track.labelled,
+                                              track.last_stamp_ns)))
             self._remove_track(key, local, report=False)
         frames = torch.from_numpy(np.concatenate([mapped, mapped_conf[..., None]], -1))
         axis = self.axis_for(frame.source, layout.name)
@@ -428,6 +434,9 @@ class Ingestion:
             track.pending.append(frame.arrival)
             self.frames += 1
             buffered[internal] = p
+        for local, departed in taken:
+            if (key, local) not in self._keys:   # ... unless the driver's was turned away
+                self._ended.append(departed)
         if self.persons >= 2 and buffered:
             pairing = self._pairings.get(key)
             if pairing is None:

@@ -965,6 +965,21 @@ def test_the_same_id_from_two_sources_is_two_people_each_in_its_own_frame():
     assert people[1].frame_id == "kinect" and people[ID_SPAN + 1].frame_id == "other_camera"
 
 
+def test_a_taken_over_id_whose_driver_person_is_turned_away_is_reported_gone():
+    """max_people 2, full: an id-less person (tracker id 0) and another camera's person. The
+    driver then names two people, 7 and 0: 7 takes the place person 0's track left and the
+    driver's 0 is turned away as too_many_people. Nobody goes on as person 0, so its
+    departure is reported (its markers get their DELETE); it ended silently."""
+    rec = tiny_recognizer(max_people=2)
+    for t in range(5):
+        rec.ingest(frame(t, {-1: pose(seed=t)}))
+        rec.ingest(frame(t, {5: pose(2.0, t)}, frame_id="other_camera"))
+    assert len(rec.infer().people) == 2
+    rec.ingest(frame(5, {7: pose(1.0, 5), 0: pose(-2.0, 5)}))
+    assert rec.dropped["too_many_people"] == 1
+    assert [d.person_id for d in rec.expire_people(now=100.0 + 5 / 30)] == [0]
+
+
 def test_a_driver_id_the_tracker_had_given_ends_that_track_instead_of_merging_two_people():
     rec = tiny_recognizer()
     for t in range(5):                                    # id-less: the tracker says 0

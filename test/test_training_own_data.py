@@ -413,6 +413,27 @@ def test_temperature_recovers_a_known_overconfidence():
     assert (calibration.scaled(probs, fitted).argmax(1) == probs.argmax(1)).all()
 
 
+def test_a_temperature_fitted_to_the_end_of_its_range_is_not_stored():
+    """Calibration clips the model gets all right drive the fit to T = 0.05: every confidence
+    near 1, foreign actions too, so min_confidence would never say unknown. Stored as T = 1
+    with the reason instead; a real overconfidence is still fitted."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 1, (200, 10))
+    labels = logits.argmax(1)                            # every clip right
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert calibration.fit_temperature(probs, labels) < 0.06
+    temperature, why_not = calibration.temperature_for(probs, labels)
+    assert temperature == 1.0 and "0 of 200 are wrong" in why_not
+    one_class = np.ones((50, 1))
+    assert calibration.temperature_for(one_class, np.zeros(50, int))[0] == 1.0
+    logits = rng.normal(0, 3, (4000, 10))
+    p_true = np.exp(logits / 2.5) / np.exp(logits / 2.5).sum(1, keepdims=True)
+    labels = np.array([rng.choice(10, p=p) for p in p_true])
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    temperature, why_not = calibration.temperature_for(probs, labels)
+    assert temperature == pytest.approx(2.5, rel=0.1) and why_not is None
+
+
 def test_calibration_split_comes_from_the_training_subjects():
     train = msr_split("train")
     by_subject = load_config(MSR_CONFIG, {"calibration": {"subjects": [9]}})

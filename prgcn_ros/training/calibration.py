@@ -31,7 +31,8 @@ def enabled(cfg: dict) -> bool:
     return bool(cal.get("subjects")) or float(cal.get("fraction") or 0.0) > 0.0
 
 
-def _group(name: str, kind: str) -> str | None:
+def subject_of(name: str, kind: str) -> str | None:
+    """The subject (or pair) a clip of dataset ``kind`` is of, by its name; None unknown."""
     pattern = _GROUP.get(kind)
     match = pattern.search(name) if pattern else None
     if match is None:
@@ -47,7 +48,7 @@ def split_indices(dataset: SequenceDataset, cfg: dict) -> tuple[list[int], list[
     n = len(dataset)
     if cal.get("subjects"):
         wanted = {str(s) if not str(s).isdigit() else str(int(s)) for s in cal["subjects"]}
-        held = [i for i in range(n) if _group(dataset.names[i], kind) in wanted]
+        held = [i for i in range(n) if subject_of(dataset.names[i], kind) in wanted]
         if not held:
             raise ValueError(f"calibration.subjects {sorted(wanted)}: no training clip of "
                              f"those subjects in {dataset.description}")
@@ -140,10 +141,16 @@ def ece(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     return float(total)
 
 
+# The temperatures fit_temperature searches. A fit at either end is no calibration: a split
+# the model gets all right drives T to the lower end (every confidence near 1, foreign actions
+# too, so min_confidence never says unknown).
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
-    """The T > 0 of least NLL: golden-section search on log T in [1/20, 20] (NLL of a
+    """The T > 0 of least NLL: golden-section search on log T in TEMPERATURE_RANGE (NLL of a
     temperature is smooth and unimodal in log T for these models)."""
-    lo, hi = math.log(0.05), math.log(20.0)
+    lo, hi = (math.log(t) for t in TEMPERATURE_RANGE)
     ratio = (math.sqrt(5.0) - 1.0) / 2.0
 
     def cost(log_t: float) -> float:
@@ -178,6 +185,22 @@ def calibrate(model, dataset: SequenceDataset, cfg: dict) -> dict[str, Any]:
     from .evaluate import predict
 
     probs, labels = predict(model, dataset, cfg)
-    temperature = fit_temperature(probs, labels)
-    return {**report(probs, labels, temperature), "split": dataset.description,
-            "method": "temperature scaling, minimum NLL"}
+    temperature, why_not = temperature_for(probs, labels)
+    out = {**report(probs, labels, temperature), "split": dataset.description,
+           "method": "temperature scaling, minimum NLL"}
+    if why_not:
+        out["not_applied"] = why_not
+    return out
+
+
+def temperature_for(probs: np.ndarray, labels: np.ndarray) -> tuple[float, str | None]:
+    """The temperature to store: the fitted one, or 1 with the reason when the fit ran to an
+    end of TEMPERATURE_RANGE (see there)."""
+    fitted = fit_temperature(probs, labels)
+    lo, hi = TEMPERATURE_RANGE
+    if lo * 1.05 < fitted < hi / 1.05:
+        return fitted, None
+    wrong = int((probs.argmax(1) != labels).sum())
+    return 1.0, (f"the fit ran to the end of its range (T = {fitted:.3g}) on clips of which "
+                 f"{wrong} of {len(labels)} are wrong: too few errors to calibrate on (hold "
+                 f"out whole subjects, calibration.subjects); not applied, T = 1")

@@ -94,3 +94,20 @@ def test_live_streaming_gives_the_offline_scores_without_smoothing(data_dir):
     np.testing.assert_allclose(live, offline, atol=1e-5)
     smoothed = unknown.live_probabilities(model, meta, clips, unknown.live_settings())
     assert unknown.live_settings()["smoothing"] > 1 and not np.allclose(smoothed, offline)
+
+
+def test_held_out_operating_point_scores_each_subject_by_the_others_threshold():
+    """Subject 1's right answers at 0.5-0.8, subject 2's at 0.4-0.99; keeping 75 %: subject
+    1 is scored at the threshold subject 2 gives (0.9: none kept), subject 2 at subject 1's
+    (0.6: three of four). Pooled 3 of 8, not the in-sample share."""
+    conf = np.array([0.5, 0.6, 0.7, 0.8, 0.4, 0.9, 0.95, 0.99])
+    in_probs = np.stack([conf, (1 - conf) / 2, (1 - conf) / 2], axis=1)
+    labels = np.zeros(8, dtype=int)
+    foreign = np.array([[0.65, 0.2, 0.15], [0.95, 0.03, 0.02]])
+    point = unknown.held_out_operating_point(in_probs, labels, ["1"] * 4 + ["2"] * 4, foreign,
+                                             kept=0.75)
+    assert point["in_domain_kept"] == 3 / 8
+    assert point["thresholds"] == [0.6, 0.9]
+    # Foreign tops 0.65 and 0.95: at 0.9 one below, at 0.6 none: 0.25 on average.
+    assert point["foreign_unknown"] == 0.25
+    assert unknown.held_out_operating_point(in_probs, labels, ["1"] * 8, foreign) is None

@@ -176,12 +176,13 @@ class Gravity:
         camera whose tf2 is there only after start-up must not keep another frame_id's miss
         (mistyped, unconnected) from the log."""
         key = (frame.source, frame.frame_id)
-        if "no_transform" not in frame.dropped or key in self._missing:
-            return False
-        if len(self._missing) >= MAX_FRAMES:
-            self._missing.popitem(last=False)
-        self._missing[key] = None
-        return True
+        with self._lock:      # the two inputs' callbacks may run on two threads
+            if "no_transform" not in frame.dropped or key in self._missing:
+                return False
+            if len(self._missing) >= MAX_FRAMES:
+                self._missing.popitem(last=False)
+            self._missing[key] = None
+            return True
 
     def _rotation_at(self, frame_id: str, source: str, stamp_ns: int) -> np.ndarray | None:
         """The rotation the frame of ``stamp_ns`` came in with: the kept one of the latest

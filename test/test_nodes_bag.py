@@ -294,3 +294,105 @@ def test_a_stalled_bag_player_catches_up_without_a_burst(data_dir, tmp_path, ros
     assert gaps.min() >= 0.9 * MIN_SPACING * spacing
     # Catching up: on average faster than recorded (0.75 of it, plus each sleep's overshoot).
     assert np.mean(gaps) < 0.95 * spacing
+
+
+def _bag_of_other_definitions(path, storage: str = "mcap") -> None:
+    """/skeletons as another prgcn_msgs would record it (a Skeleton with a score field) and
+    the Azure driver's markers as Foxy recorded them (a Marker without texture fields)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    other = get_typestore(Stores.LATEST)
+    other.register(get_types_from_msg("geometry_msgs/Point position\nfloat32 confidence",
+                                      "prgcn_msgs/msg/Keypoint"))
+    other.register(get_types_from_msg("int64 id\nfloat32 score\nKeypoint[] keypoints",
+                                      "prgcn_msgs/msg/Skeleton"))
+    other.register(get_types_from_msg("std_msgs/Header header\nstring layout\n"
+                                      "Skeleton[] skeletons", "prgcn_msgs/msg/SkeletonArray"))
+    types = other.types
+    msg = types["prgcn_msgs/msg/SkeletonArray"](
+        header=types["std_msgs/msg/Header"](
+            stamp=types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="kinect"),
+        layout="kinect20", skeletons=[types["prgcn_msgs/msg/Skeleton"](
+            id=7, score=0.9, keypoints=[types["prgcn_msgs/msg/Keypoint"](
+                position=types["geometry_msgs/msg/Point"](x=0.0, y=1.0, z=2.0),
+                confidence=1.0) for _ in range(20)])])
+    foxy = get_typestore(Stores.ROS2_FOXY)
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(path, version=8, storage_plugin=plugin) as writer:
+        skeletons = writer.add_connection("/skeletons", "prgcn_msgs/msg/SkeletonArray",
+                                          typestore=other)
+        markers = writer.add_connection("/body_tracking_data", MARKER_ARRAY, typestore=foxy)
+        for k in range(3):
+            writer.write(skeletons, 10**9 + k * 33_000_000,
+                         other.serialize_cdr(msg, "prgcn_msgs/msg/SkeletonArray"))
+            writer.write(markers, 10**9 + k * 33_000_000, foxy.serialize_cdr(
+                foxy.types[MARKER_ARRAY](markers=[_foxy_marker(foxy)]), MARKER_ARRAY))
+
+
+def _foxy_marker(foxy):
+    t = foxy.types
+    return t["visualization_msgs/msg/Marker"](
+        header=t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
+                                        frame_id="depth_camera_link"),
+        ns="", id=101, type=2, action=0,
+        pose=t["geometry_msgs/msg/Pose"](
+            position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=1.5),
+            orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
+        scale=t["geometry_msgs/msg/Vector3"](x=0.05, y=0.05, z=0.05),
+        color=t["std_msgs/msg/ColorRGBA"](r=1.0, g=0.0, b=0.0, a=1.0),
+        lifetime=t["builtin_interfaces/msg/Duration"](sec=0, nanosec=250_000_000),
+        frame_locked=False, points=[], colors=[], text="", mesh_resource="",
+        mesh_use_embedded_materials=False)
+
+
+def test_a_bag_without_type_hashes_that_does_not_decode_is_one_line(tmp_path, monkeypatch,
+                                                                   capsys):
+    """A bag with no type hashes to compare (recorded on Humble or earlier) whose messages do
+    not decode as the installed type: one line naming the topic, not an rclpy traceback."""
+    from prgcn_ros.nodes import player
+
+    bag = tmp_path / "humble_bag"
+    _bag_of_other_definitions(bag)
+    monkeypatch.setattr(player, "installed_type_hash", lambda msgtype: None)
+    assert player.main(["prgcn-player", str(bag), "--bag-topic", "/body_tracking_data",
+                        "--wait", "0", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "/body_tracking_data" in err and "does not decode" in err, err
+
+
+@pytest.mark.parametrize("topic", ["/skeletons", "/body_tracking_data"])
+def test_a_bag_of_another_message_definition_is_refused_in_one_line(topic, tmp_path):
+    """Another prgcn_msgs' SkeletonArray played as 0-keypoint skeletons without a word, and a
+    Foxy Azure Kinect bag ended in an rclpy traceback; each is one line naming the topic."""
+    bag = tmp_path / "other_bag"
+    _bag_of_other_definitions(bag)
+    result = subprocess.run([sys.executable, "-m", "prgcn_ros.nodes.player", str(bag),
+                             "--bag-topic", topic, "--quiet"], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert topic in lines[0] and "another definition" in lines[0]
+
+
+def test_a_bag_whose_recording_did_not_close_still_plays(data_dir, tmp_path):
+    """`ros2 bag record` writes metadata.yaml when it closes: after a power cut the folder holds
+    only its storage file, and was taken for an OpenPose folder. It plays from that file; a
+    folder of several files says how to index it; an mcap cut short says how to recover it."""
+    from prgcn_ros.skeleton.bags import BagError, bag_topics, write_bag
+
+    bag = tmp_path / "cut_bag"
+    count = write_bag(bag, [read_recording(data_dir / "msr_action3d" / CLIP)])
+    (bag / "metadata.yaml").unlink()
+    assert is_bag(bag)
+    assert bag_topics(bag) == [("/skeletons", "prgcn_msgs/msg/SkeletonArray")]
+    assert sum(1 for _ in read_bag(bag)) == count
+    [storage] = list(bag.glob("*.mcap"))
+    (bag / "second.mcap").write_bytes(storage.read_bytes())
+    with pytest.raises(BagError, match="no metadata.yaml.*ros2 bag reindex"):
+        bag_topics(bag)
+    (bag / "second.mcap").unlink()
+    storage.write_bytes(storage.read_bytes()[: storage.stat().st_size * 6 // 10])
+    with pytest.raises(BagError, match="mcap recover"):
+        bag_topics(bag)

@@ -339,8 +339,8 @@ def main() -> int:
         try:
             count = write_bag(args.write_bag, [read_msr_action3d(c.path) for c in clips],
                               storage=args.storage)
-        except BagError as error:
-            fail(str(error))
+        except (BagError, OSError) as error:
+            fail(f"--write-bag {args.write_bag}: {error}")
         print(f"demo: wrote {len(clips)} clips ({count} SkeletonArray messages on /skeletons) "
               f"to {args.write_bag} ({args.storage}); play: prgcn-player {args.write_bag}")
         return 0

@@ -86,6 +86,25 @@ def declare_frame_id(node: Node) -> str:
     return node.declare_parameter("frame_id", "camera").value
 
 
+def installed_type_hash(msgtype: str) -> str | None:
+    """The RIHS01 hash of a message type as installed here (its share/<package>/msg/<Type>.json,
+    ROS 2 Iron and later; found by the ament index, else in this Python's prefix); None where
+    there is none (Humble)."""
+    from ament_index_python.packages import get_package_share_directory
+
+    package, _, name = msgtype.split("/")
+    try:
+        share = Path(get_package_share_directory(package))
+    except (LookupError, OSError, ValueError):   # not indexed; OSError: no index at all
+        share = Path(sys.prefix) / "share" / package
+    try:
+        hashes = json.loads((share / "msg" / f"{name}.json").read_text()).get("type_hashes")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return next((h.get("hash_string") for h in hashes or [] if h.get("type_name") == msgtype),
+                None)
+
+
 class PlayerNode(Node):
     def __init__(self, args: argparse.Namespace, stop: threading.Event | None = None) -> None:
         super().__init__("prgcn_player")
@@ -121,7 +140,7 @@ class PlayerNode(Node):
         """Make a publisher per played topic of the bag (SkeletonArray: --topic)."""
         from visualization_msgs.msg import MarkerArray
 
-        for topic, msgtype in bag_topics(bag, self.args.bag_topic):
+        for topic, msgtype in bag_topics(bag, self.args.bag_topic, installed_type_hash):
             if msgtype == MARKER_ARRAY:
                 self.bag_publishers[topic] = (MarkerArray,
                                               self.create_publisher(MarkerArray, topic, 10))
@@ -142,9 +161,14 @@ class PlayerNode(Node):
             start = time.monotonic()
             first = previous = None
             sent = -float("inf")
-            for topic, _, stamp, raw in read_bag(bag, self.args.bag_topic):
+            for topic, msgtype, stamp, raw in read_bag(bag, self.args.bag_topic):
                 kind, publisher = self.bag_publishers[topic]
-                msg = deserialize_message(raw, kind)
+                try:
+                    msg = deserialize_message(raw, kind)
+                except Exception as error:   # rclpy's RMWError: a bag without type hashes
+                    raise BagError(f"{bag}: a message on {topic} does not decode as the "
+                                   f"{msgtype} installed here ({' '.join(str(error).split())[:160]}"
+                                   f"): recorded with another version of it?") from None
                 first = stamp if first is None else first
                 due = start + (stamp - first) / 1e9 / rate
                 if previous is not None:

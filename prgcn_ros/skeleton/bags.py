@@ -11,7 +11,7 @@ import contextlib
 import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,20 @@ class BagError(ValueError):
     """A bag that cannot be read or written; the message names the bag and the problem."""
 
 
+STORAGE_SUFFIXES = (".mcap", ".db3")
+
+
+def _storage_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in STORAGE_SUFFIXES and p.is_file())
+
+
 def is_bag(path: Path) -> bool:
-    """A rosbag2 directory (metadata.yaml) or one of its storage files."""
+    """A rosbag2 directory (metadata.yaml, or storage files without it: a recording that
+    did not close) or one of its storage files."""
     path = Path(path)
-    return ((path.is_dir() and (path / "metadata.yaml").is_file())
-            or (path.is_file() and path.suffix in (".mcap", ".db3")))
+    if path.is_dir():
+        return (path / "metadata.yaml").is_file() or bool(_storage_files(path))
+    return path.is_file() and path.suffix in STORAGE_SUFFIXES
 
 
 def msg_dir() -> Path:
@@ -148,27 +157,53 @@ def _nothing_to_play(path: Path, connections: Sequence, topics: Sequence[str]) -
 
 @contextlib.contextmanager
 def _reader(path: Path) -> Iterator[Any]:
-    """A rosbags Reader; its own errors become one line naming the bag."""
+    """A rosbags Reader; its own errors become one line naming the bag. A bag directory
+    without metadata.yaml (``ros2 bag record`` writes it on closing: the robot lost power) is
+    read from its one storage file."""
     from rosbags.rosbag2 import Reader
 
+    source = Path(path)
+    if source.is_dir() and not (source / "metadata.yaml").is_file():
+        files = _storage_files(source)
+        if len(files) != 1:
+            raise BagError(f"{path}: no metadata.yaml (a recording that did not close) and "
+                           f"{len(files)} storage files: `ros2 bag reindex {path}` writes it, "
+                           f"or play one file")
+        source = files[0]
     try:
-        with Reader(Path(path)) as reader:
+        with Reader(source) as reader:
             yield reader
     except BagError:
         raise
     except Exception as error:   # a YAML error spans lines: its first says what is wrong
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise BagError(f"{path}: not a readable rosbag2 ({type(error).__name__}: {first})"
-                       ) from None
+        hint = ""
+        if "end magic" in first or "magic is invalid" in first:
+            hint = ("; the file ends early (a recording that did not close): the mcap CLI's "
+                    "`mcap recover FILE -o FIXED.mcap` writes what is complete")
+        raise BagError(f"{path}: not a readable rosbag2 ({type(error).__name__}: {first}"
+                       f"){hint}") from None
 
 
-def bag_topics(path: Path, topics: Sequence[str] = ()) -> list[tuple[str, str]]:
+def bag_topics(path: Path, topics: Sequence[str] = (),
+               type_hash: Callable[[str], str | None] | None = None) -> list[tuple[str, str]]:
     """(topic, message type) of each topic :func:`read_bag` plays; a bag with none, or whose
-    topics hold no message, is a BagError naming what it has."""
+    topics hold no message, is a BagError naming what it has. ``type_hash``: the hash
+    (RIHS01_...) of a message type as installed here, None unknown; a topic recorded with
+    another definition (another version of its package, an older ROS) is a BagError, since
+    its bytes would decode as garbage or not at all."""
     with _reader(path) as reader:
         connections = _playable(reader.connections, topics)
         if not sum(c.msgcount for c in connections):
             raise _nothing_to_play(path, reader.connections, topics)
+        for c in connections if type_hash else ():
+            installed = type_hash(c.msgtype)
+            recorded = c.digest if str(c.digest).startswith("RIHS01_") else None
+            if installed and recorded and installed != recorded:
+                raise BagError(f"{path}: {c.topic} holds {c.msgtype} of another definition "
+                               f"than the one installed here (recorded {recorded[:15]}..., "
+                               f"here {installed[:15]}...): recorded with another version of "
+                               f"{c.msgtype.split('/')[0]} or another ROS distribution")
         return sorted({(c.topic, c.msgtype) for c in connections})
 
 

@@ -2,9 +2,10 @@
 
 Each frame's people are matched to the live tracks by the Hungarian algorithm on the mean
 distance between joints confident in both (in the source's units: metres, pixels or
-normalised image coordinates), a new track costing ``gate``: the least total distance, a pair
-farther apart than ``gate`` never matched. People left over start new tracks;
-:meth:`Tracker.expire` ends tracks unseen for ``timeout_s``.
+normalised image coordinates), a new track and a track seen last update left without its
+person each costing ``gate``: the least total, a pair farther apart than ``gate`` never
+matched. People left over start new tracks; :meth:`Tracker.expire` ends tracks unseen for
+``timeout_s``.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class _Track:
     seen: np.ndarray         # (V,) bool: the joint has been confident at least once
     last_stamp_s: float
     made: bool = False       # the tracker chose its id (the source gave none)
+    last_update: int = 0     # the update that last saw it
 
 
 class Tracker:
@@ -50,6 +52,7 @@ class Tracker:
         self.min_confidence = float(min_confidence)
         self._tracks: dict[int, _Track] = {}
         self._ids = itertools.count()
+        self._updates = 0
         self.taken_over: list[int] = []     # tracker-made ids a source id ended, last update
 
     @property
@@ -71,8 +74,9 @@ class Tracker:
         track = self._tracks.get(track_id)
         if track is None:
             self._tracks[track_id] = _Track(np.where(ok[:, None], coords, 0.0), ok.copy(),
-                                            stamp_s, made)
+                                            stamp_s, made, self._updates)
             return
+        track.last_update = self._updates
         # Joints not seen in this frame keep their last position: occluded limbs still help.
         track.coords = np.where(ok[:, None], coords, track.coords)
         track.seen |= ok
@@ -115,6 +119,7 @@ class Tracker:
         ok[faint] = confidence[faint] > 0
         result: list[int | None] = [None] * people
         self.taken_over = []
+        self._updates += 1
         if ids is not None:
             for p, given in enumerate(ids):
                 if given is not None and int(given) >= 0:
@@ -132,17 +137,26 @@ class Tracker:
             allowed = cost <= self.gate
             if allowed.any():
                 # Least total of the matched distances plus ``gate`` for each person who starts
-                # a new track (a column of their own): matching the most pairs instead let a
-                # newcomer near a hidden person's track push someone who stood still off their
-                # own. Beyond the gate costs more than a new track, so it is never chosen; not
-                # so large (1e18) that the real distances round away beside it.
-                beyond = 2.0 * self.gate + 1.0
-                new_track = np.full((len(todo), len(todo)), beyond)
-                np.fill_diagonal(new_track, self.gate)
-                rows, cols = linear_sum_assignment(
-                    np.hstack((np.where(allowed, cost, beyond), new_track)))
+                # a new track and for each track seen in the last update that is left without
+                # its person. Matching the most pairs first let a newcomer near a hidden
+                # person's track (not seen last update: free to leave) push someone who stood
+                # still off their own; charging nothing for a track left let one of two people
+                # walking side by side take the other's. Beyond the gate costs more than any
+                # of that, so it is never chosen; not so large (1e18) that the real distances
+                # round away beside it.
+                p, k = cost.shape
+                beyond = 3.0 * self.gate + 1.0
+                square = np.zeros((p + k, k + p))
+                square[:p, :k] = np.where(allowed, cost, beyond)
+                square[:p, k:] = beyond
+                square[:p, k:][np.diag_indices(p)] = self.gate               # a new track
+                square[p:, :k] = beyond
+                left = [self.gate if self._tracks[i].last_update == self._updates - 1 else 0.0
+                        for i in candidates]
+                square[p:, :k][np.diag_indices(k)] = left                    # a track left
+                rows, cols = linear_sum_assignment(square)
                 for r, c in zip(rows, cols):
-                    if c < len(candidates) and allowed[r, c]:
+                    if r < p and c < k and allowed[r, c]:
                         result[todo[r]] = candidates[c]
             for p in todo:
                 made = result[p] is None

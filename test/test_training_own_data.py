@@ -413,7 +413,7 @@ def test_temperature_recovers_a_known_overconfidence():
     assert (calibration.scaled(probs, fitted).argmax(1) == probs.argmax(1)).all()
 
 
-def test_a_temperature_fitted_to_the_end_of_its_range_is_not_stored():
+def test_a_temperature_fitted_to_the_end_of_its_range_is_not_stored(monkeypatch):
     """Calibration clips the model gets all right drive the fit to T = 0.05: every confidence
     near 1, foreign actions too, so min_confidence would never say unknown. Stored as T = 1
     with the reason instead; a real overconfidence is still fitted."""
@@ -423,9 +423,20 @@ def test_a_temperature_fitted_to_the_end_of_its_range_is_not_stored():
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     assert calibration.fit_temperature(probs, labels) < 0.06
     temperature, why_not = calibration.temperature_for(probs, labels)
-    assert temperature == 1.0 and "0 of 200 are wrong" in why_not
+    assert temperature == 1.0 and "0 of 200 wrong: too few errors" in why_not
     one_class = np.ones((50, 1))
-    assert calibration.temperature_for(one_class, np.zeros(50, int))[0] == 1.0
+    temperature, why_not = calibration.temperature_for(one_class, np.zeros(50, int))
+    assert temperature == 1.0 and "say nothing" in why_not
+    # The model file then carries no temperature, and says why: T = 1 everywhere it is read.
+    from types import SimpleNamespace
+
+    from prgcn_ros.training import evaluate
+    monkeypatch.setattr(evaluate, "predict", lambda model, dataset, cfg: (probs, labels))
+    stored = calibration.calibrate(None, SimpleNamespace(description="held out"), {})
+    assert stored["temperature"] is None and "too few errors" in stored["not_applied"]
+    assert calibration.temperature_of({"calibration": stored}) == 1.0
+    shown = evaluate.calibration_report(probs, labels, {"calibration": stored})
+    assert shown["temperature"] is None and shown["not_applied"] == stored["not_applied"]
     logits = rng.normal(0, 3, (4000, 10))
     p_true = np.exp(logits / 2.5) / np.exp(logits / 2.5).sum(1, keepdims=True)
     labels = np.array([rng.choice(10, p=p) for p in p_true])

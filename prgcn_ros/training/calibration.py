@@ -141,16 +141,16 @@ def ece(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     return float(total)
 
 
-# The temperatures fit_temperature searches. A fit at either end is no calibration: a split
-# the model gets all right drives T to the lower end (every confidence near 1, foreign actions
-# too, so min_confidence never says unknown).
-TEMPERATURE_RANGE = (0.05, 20.0)
+# The temperatures fit_temperature searches (a model file may carry 0.01-100, model.io). A fit
+# at either end is no calibration: a split the model gets all right drives T to the lower end
+# (every confidence near 1, foreign actions too, so min_confidence never says unknown).
+FIT_RANGE = (0.05, 20.0)
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
-    """The T > 0 of least NLL: golden-section search on log T in TEMPERATURE_RANGE (NLL of a
+    """The T > 0 of least NLL: golden-section search on log T in FIT_RANGE (NLL of a
     temperature is smooth and unimodal in log T for these models)."""
-    lo, hi = (math.log(t) for t in TEMPERATURE_RANGE)
+    lo, hi = (math.log(t) for t in FIT_RANGE)
     ratio = (math.sqrt(5.0) - 1.0) / 2.0
 
     def cost(log_t: float) -> float:
@@ -188,19 +188,24 @@ def calibrate(model, dataset: SequenceDataset, cfg: dict) -> dict[str, Any]:
     temperature, why_not = temperature_for(probs, labels)
     out = {**report(probs, labels, temperature), "split": dataset.description,
            "method": "temperature scaling, minimum NLL"}
-    if why_not:
-        out["not_applied"] = why_not
+    if why_not:     # no temperature stored: the model's scores are used as they are
+        out["temperature"], out["not_applied"] = None, why_not
     return out
 
 
 def temperature_for(probs: np.ndarray, labels: np.ndarray) -> tuple[float, str | None]:
-    """The temperature to store: the fitted one, or 1 with the reason when the fit ran to an
-    end of TEMPERATURE_RANGE (see there)."""
+    """The temperature to apply: the fitted one, or 1 with the reason when the fit ran to an
+    end of FIT_RANGE (see there)."""
     fitted = fit_temperature(probs, labels)
-    lo, hi = TEMPERATURE_RANGE
+    lo, hi = FIT_RANGE
     if lo * 1.05 < fitted < hi / 1.05:
         return fitted, None
     wrong = int((probs.argmax(1) != labels).sum())
+    if fitted <= lo * 1.05:
+        why = (f"{wrong} of {len(labels)} wrong: too few errors to calibrate on (hold out "
+               f"whole subjects, calibration.subjects)")
+    else:
+        why = (f"{wrong} of {len(labels)} wrong, or one class: the scores say nothing that a "
+               f"temperature could calibrate")
     return 1.0, (f"the fit ran to the end of its range (T = {fitted:.3g}) on clips of which "
-                 f"{wrong} of {len(labels)} are wrong: too few errors to calibrate on (hold "
-                 f"out whole subjects, calibration.subjects); not applied, T = 1")
+                 f"{why}; not applied (T = 1)")

@@ -282,6 +282,8 @@ def calibration_report(scores: np.ndarray, labels: np.ndarray, metadata: dict[st
     out = report(scores, labels, float(temperature) if temperature else 1.0)
     out["temperature"] = temperature
     out["fitted_on"] = stored.get("split")
+    if stored.get("not_applied"):
+        out["not_applied"] = stored["not_applied"]
     return out
 
 
@@ -443,8 +445,9 @@ def main(argv: list[str] | None = None) -> int:
               f"-> {cal['ece_after']:.3f}, mean top-1 confidence "
               f"{cal['mean_confidence_before']:.3f} -> {cal['mean_confidence_after']:.3f}")
     else:
-        print(f"confidence: not calibrated (no temperature in the metadata), ECE "
-              f"{cal['ece_before']:.3f}")
+        print("confidence: not calibrated (no temperature in the metadata"
+              + (f": {cal['not_applied']}" if cal.get("not_applied") else "")
+              + f"), ECE {cal['ece_before']:.3f}")
     width = max(len(name) for name in result["per_class"])
     for name, row in result["per_class"].items():
         acc = "   -" if row["accuracy"] is None else f"{100 * row['accuracy']:5.1f} %"

@@ -655,11 +655,13 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
                     f"on {result['n']} clips")
     if trainer.calibration_set is not None:
         trainer.calibration = calibration.calibrate(trainer.model, trainer.calibration_set, cfg)
-        trainer.log(f"calibration: temperature {trainer.calibration['temperature']:.3f} on "
-                    f"{trainer.calibration['n']} clips, ECE {trainer.calibration['ece_before']:.3f}"
-                    f" -> {trainer.calibration['ece_after']:.3f}")
         if trainer.calibration.get("not_applied"):
             trainer.log(f"warning: calibration: {trainer.calibration['not_applied']}")
+        else:
+            trainer.log(f"calibration: temperature {trainer.calibration['temperature']:.3f} on "
+                        f"{trainer.calibration['n']} clips, ECE "
+                        f"{trainer.calibration['ece_before']:.3f} -> "
+                        f"{trainer.calibration['ece_after']:.3f}")
     model_path = save_trained_model(cfg["output"]["model"], trainer, accuracy)
     trainer.log(f"wrote {model_path} (training {trainer.train_time_s / 60:.1f} min)")
     return {"model": str(model_path), "epochs": trainer.epoch, "accuracy": accuracy,

@@ -397,3 +397,9 @@ def test_a_bag_whose_recording_did_not_close_still_plays(data_dir, tmp_path):
     storage.write_bytes(storage.read_bytes()[: storage.stat().st_size * 6 // 10])
     with pytest.raises(BagError, match="mcap recover"):
         bag_topics(bag)
+
+
+def test_an_openpose_folder_with_a_stray_storage_file_is_no_bag(tmp_path):
+    (tmp_path / "frame_000000000000_keypoints.json").write_text('{"people": []}')
+    (tmp_path / "stray.mcap").write_bytes(b"")
+    assert not is_bag(tmp_path)

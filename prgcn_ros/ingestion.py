@@ -33,7 +33,13 @@ from prgcn_ros.live_data import (
     RateMeter,
     RecognizerParams,
 )
-from prgcn_ros.pairing import DEFAULT_GATE_2D_PX, DEFAULT_GATE_3D_M, Pairing, mean_positions
+from prgcn_ros.pairing import (
+    DEFAULT_GATE_2D_NORMALISED,
+    DEFAULT_GATE_2D_PX,
+    DEFAULT_GATE_3D_M,
+    Pairing,
+    mean_positions,
+)
 from prgcn_ros.skeleton.layouts import LAYOUTS, Layout
 from prgcn_ros.skeleton.mapping import has_mapping, map_joints
 from prgcn_ros.skeleton.ring_buffer import DeviceRingBuffer
@@ -138,6 +144,15 @@ class Departed:
     frame_id: str
     labelled: bool
     last_stamp_ns: int = 0
+
+
+def normalised(given: tuple[np.ndarray, np.ndarray]) -> bool:
+    """Whether 2D keypoints (coords (P, V, D), confidences (P, V)) are normalised to the image
+    size (Kinetics-skeleton, as the player sends it), not pixels: every confident joint's x and
+    y within 1.5."""
+    coords, conf = given
+    seen = np.abs(coords[..., :2][conf > 0])
+    return bool(seen.size) and float(seen.max()) <= 1.5
 
 
 class Ingestion:
@@ -440,7 +455,10 @@ class Ingestion:
         if self.persons >= 2 and buffered:
             pairing = self._pairings.get(key)
             if pairing is None:
-                pairing = self._pairings[key] = Pairing(self.pair_gate)
+                gate = self.pair_gate
+                if not self.params.pair_gate and self.dims == 2 and normalised(given):
+                    gate = DEFAULT_GATE_2D_NORMALISED
+                pairing = self._pairings[key] = Pairing(gate)
             positions = mean_positions(mapped, mapped_conf)
             pairing.update({k: positions[p] for k, p in buffered.items()})
 
@@ -453,9 +471,7 @@ class Ingestion:
             # it) by the source's first message: 80 px took in the whole image.
             gate = self.params.track_gate or 0.5
             if not self.params.track_gate and layout in TWO_D_LAYOUTS:
-                coords, conf = given
-                seen = np.abs(coords[..., :2][conf > 0])
-                gate = NORMALISED_GATE if seen.size and seen.max() <= 1.5 else 80.0
+                gate = NORMALISED_GATE if normalised(given) else 80.0
             tracker = self._trackers[key] = Tracker(gate, self.params.track_timeout_s,
                                                     id_limit=ID_SPAN)
         return tracker

@@ -29,6 +29,8 @@ RELEASE_FACTOR = 1.25
 # positions, every frame of its 282 clips), approaching and departing included.
 DEFAULT_GATE_3D_M = 2.0
 DEFAULT_GATE_2D_PX = 400.0
+# ... for 2D keypoints normalised to the image size (400 px of a 1080p image: 0.2-0.37 of it).
+DEFAULT_GATE_2D_NORMALISED = 0.25
 
 
 def mean_positions(coords: np.ndarray, confidence: np.ndarray) -> np.ndarray:

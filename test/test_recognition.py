@@ -1467,6 +1467,25 @@ def beside(x: float, seed: int) -> np.ndarray:
     return pose(seed=seed) + (x, 0.0, 0.0)
 
 
+def test_two_people_across_a_normalised_image_are_no_pair():
+    """A 2D two-person model fed keypoints normalised to the image size (Kinetics-skeleton as
+    the player sends them): two people on either side of the image (0.6 apart) are no pair,
+    two side by side (0.15) are. The default of 400 px took in the whole image."""
+    from prgcn_ros.live_data import NO_PARTNER
+
+    rng = np.random.default_rng(0)
+    shape = rng.uniform(-0.05, 0.05, (18, 3)) * (1, 1, 0)
+    for apart, paired in ((0.6, False), (0.15, True)):
+        rec = pair_recognizer(layout="coco18")
+        people = {1: shape + (0.2, 0.5, 0), 2: shape + (0.2 + apart, 0.5, 0)}
+        for t in range(6):
+            f = frame(t, people, layout="coco18")
+            f.confidence = [np.full(18, 0.7)] * 2
+            rec.ingest(f)
+        partners = {p.person_id: p.partner_id for p in rec.infer().people}
+        assert (partners[1] == 2) is paired and (partners[1] == NO_PARTNER) is not paired, apart
+
+
 def test_two_people_close_together_are_one_sample_labelled_for_both():
     from prgcn_ros.live_data import NO_PARTNER
 

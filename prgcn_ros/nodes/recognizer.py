@@ -92,6 +92,7 @@ from prgcn_ros.live_data import (  # noqa: E402
 )
 from prgcn_ros.nodes import conversions  # noqa: E402
 from prgcn_ros.nodes.gravity import Gravity, GravityError  # noqa: E402
+from prgcn_ros.pairing import DEFAULT_GATE_2D_NORMALISED  # noqa: E402
 from prgcn_ros.recognition import (  # noqa: E402
     BackendError,
     InferenceResult,
@@ -343,7 +344,9 @@ class RecognizerNode(Node):
                     else "every person due")
         samples = ("one person a sample" if rec.persons == 1 else
                    f"{rec.persons} person slots a sample (pairs within "
-                   f"{rec.ingestion.pair_gate:g} {'px' if rec.dims == 2 else 'm'})")
+                   f"{rec.ingestion.pair_gate:g} {'m' if rec.dims == 3 else 'px'}"
+                   + (f", {DEFAULT_GATE_2D_NORMALISED:g} for normalised keypoints"
+                      if rec.dims == 2 and not self.params.pair_gate else "") + ")")
         unknown = (f", 'unknown' below {self.params.min_confidence:g}"
                    if self.params.min_confidence else "")
         info = rec.backend_info

@@ -62,6 +62,8 @@ def test_a_short_demo_runs_end_to_end(data_dir, tmp_path):
 def test_bad_options_and_an_existing_bag_are_one_line_not_a_traceback(data_dir, tmp_path):
     result = run_demo("--clips-per-action", "-1")
     assert result.returncode == 2 and "must be 0 or more" in result.stderr
+    result = run_demo("--rate", "inf")      # the player refused it after the start-up
+    assert result.returncode == 2 and "must be a number above 0" in result.stderr
     existing = tmp_path / "bag"
     existing.mkdir()
     result = run_demo("--clips-per-action", "1", "--write-bag", str(existing))

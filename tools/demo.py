@@ -14,7 +14,9 @@ Exit status 0 when every clip got a label and live and offline accuracy agree wi
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,8 +71,8 @@ def _at_least(minimum: int):
 
 def _positive(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
     return value
 
 
@@ -336,11 +338,16 @@ def main() -> int:
     if args.write_bag:
         from prgcn_ros.skeleton.bags import BagError, write_bag
 
+        existed = Path(args.write_bag).exists()
         try:
             count = write_bag(args.write_bag, [read_msr_action3d(c.path) for c in clips],
                               storage=args.storage)
         except (BagError, OSError) as error:
             fail(f"--write-bag {args.write_bag}: {error}")
+        except KeyboardInterrupt:     # no half-written bag is left
+            if not existed:
+                shutil.rmtree(args.write_bag, ignore_errors=True)
+            raise
         print(f"demo: wrote {len(clips)} clips ({count} SkeletonArray messages on /skeletons) "
               f"to {args.write_bag} ({args.storage}); play: prgcn-player {args.write_bag}")
         return 0
@@ -446,4 +453,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:    # Ctrl-C before the processes start (reading, evaluating)
+        print("demo: interrupted", file=sys.stderr, flush=True)
+        sys.exit(130)

@@ -47,8 +47,9 @@ DROP_REASONS: dict[str, str] = {
                      "stamp step by more than 0.05 s, or back by more than track_timeout_s); "
                      "a jump the next message confirms moves the timeline instead",
     "flood": "messages closer in time than 1/max_input_hz from one source",
-    "foreign_marker_id": "MarkerArray markers whose id is not body_id*100 + joint 0..31, or "
-                         "that repeat a joint or differ in stamp or frame_id from the first",
+    "foreign_marker_id": "MarkerArray markers whose id is not body_id*100 + joint 0..31, that "
+                         "are not spheres (labels, lines), or that repeat a joint or differ in "
+                         "stamp or frame_id from the first",
     "no_transform": "a 3D message whose frame_id tf2 cannot (yet) transform into gravity_frame",
     "internal_error": "a message whose handling raised an unexpected error (a bug: please "
                       "report it with the logged traceback)",

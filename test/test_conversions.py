@@ -134,7 +134,7 @@ def test_azure_markers_of_another_frame_or_repeating_a_joint_are_foreign():
     from prgcn_ros.nodes.conversions import azure_markers_to_frame
 
     def marker(mid: int, x: float, frame_id: str = "depth_camera_link", sec: int = 5) -> Marker:
-        m = Marker(id=mid, action=Marker.ADD)
+        m = Marker(id=mid, type=Marker.SPHERE, action=Marker.ADD)   # as the driver sends
         m.header.frame_id, m.header.stamp = frame_id, Time(sec=sec)
         m.pose.position.x = x
         return m
@@ -146,3 +146,10 @@ def test_azure_markers_of_another_frame_or_repeating_a_joint_are_foreign():
     assert frame.ids == [0] and frame.dropped == {"foreign_marker_id": 3}
     assert (frame.frame_id, frame.stamp_ns) == ("depth_camera_link", 5 * 10**9)
     np.testing.assert_allclose(frame.coords[0][5:8, 0], [0.5, 0.6, 0.7])
+    # Another node's label (a text marker, id 0) and bones (a line list, id 305) on the topic
+    # are no joints: they made two phantom people.
+    label, bones = marker(0, 9.0), marker(305, 9.0)
+    label.type, bones.type = Marker.TEXT_VIEW_FACING, Marker.LINE_LIST
+    frame = azure_markers_to_frame(MarkerArray(markers=[label, *body[1:], bones]), 0.0)
+    assert frame.ids == [0] and frame.dropped == {"foreign_marker_id": 2}
+    assert frame.confidence[0][0] == 0.0 and frame.confidence[0][1:].all()

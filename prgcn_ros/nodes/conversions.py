@@ -77,8 +77,9 @@ def azure_markers_to_frame(msg: MarkerArray, arrival: float, source: str = AZURE
                            ) -> InputFrame:
     """Azure Kinect body tracking markers (id = body_id * 100 + joint) as one frame.
 
-    Markers whose id does not decode to a joint 0..31 are counted as foreign; DELETE markers are
-    ignored. Joints a body lacks get confidence 0. The stamp and frame_id are the first body
+    Markers whose id does not decode to a joint 0..31, or that are not spheres (the driver's
+    joints are; a label or a line list on the topic is no joint), are counted as foreign;
+    DELETE markers are ignored. Joints a body lacks get confidence 0. The stamp and frame_id are the first body
     marker's (the driver stamps every marker of a frame alike); a marker of another stamp or
     frame_id, or one repeating a joint, is not of this frame and counted as foreign too.
     """
@@ -89,7 +90,7 @@ def azure_markers_to_frame(msg: MarkerArray, arrival: float, source: str = AZURE
         if marker.action != Marker.ADD:
             continue
         body, joint = divmod(int(marker.id), AZURE_ID_STRIDE)
-        if marker.id < 0 or joint >= AZURE_JOINTS:
+        if marker.id < 0 or joint >= AZURE_JOINTS or marker.type != Marker.SPHERE:
             foreign += 1
             continue
         if header is None:

@@ -211,7 +211,7 @@ class Ingestion:
             if not frame.frame_id:
                 self.no_frame_id += 1
                 self._notice("no_frame_id", new)
-            if frame.stamp_ns > MAX_STAMP_NS:
+            if not 0 <= frame.stamp_ns <= MAX_STAMP_NS:
                 self._drop("stamp_out_of_range", new)
                 return new
             layout = LAYOUTS.get(frame.layout)

@@ -38,7 +38,7 @@ DROP_REASONS: dict[str, str] = {
     "duplicate_id": "skeletons sharing one id in one message (every one of them is dropped)",
     "too_many_people": "a message with more than max_people skeletons, or a new person while "
                        "max_people are tracked",
-    "stamp_out_of_range": "a header stamp past the last second a ROS time holds "
+    "stamp_out_of_range": "a header stamp before 0 or past the last second a ROS time holds "
                           "(2**31 - 1 s, once nanosec is carried into seconds)",
     "stamp_backwards": "a message stamped earlier than the previous one from its source",
     "stamp_repeated": "a message stamped the same as the previous one from its source",

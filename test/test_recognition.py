@@ -323,6 +323,9 @@ BAD_FRAMES = {
     "stamp_out_of_range": lambda t: InputFrame(
         **{**frame(t).__dict__, "stamp_ns": (2**31 - 1) * 10**9 + 10**9 + t}),
     "stamp_repeated": lambda t: frame(t - 1),
+    # sec -100: ROS times start at 0 (rclpy's Time.from_msg refuses it, rclcpp throws), and
+    # the outputs carry the input's stamp.
+    "stamp_negative": lambda t: InputFrame(**{**frame(t).__dict__, "stamp_ns": -100 * 10**9}),
     # Finite in float64, inf as the float32 the pipeline keeps.
     "non_finite_after_cast": lambda t: frame(t, {0: np.where(np.arange(20)[:, None] == 3, 1e39,
                                                              pose(seed=t))}),
@@ -334,7 +337,7 @@ BAD_FRAMES = {
 }
 # Skeletons dropped per bad message where more than one.
 PER_MESSAGE = {"duplicate_id": 2}
-REASON = {"non_finite_after_cast": "non_finite"}
+REASON = {"non_finite_after_cast": "non_finite", "stamp_negative": "stamp_out_of_range"}
 
 
 def _duplicate(f: InputFrame) -> InputFrame:

@@ -79,9 +79,10 @@ def azure_markers_to_frame(msg: MarkerArray, arrival: float, source: str = AZURE
 
     Markers whose id does not decode to a joint 0..31, or that are not spheres (the driver's
     joints are; a label or a line list on the topic is no joint), are counted as foreign;
-    DELETE markers are ignored. Joints a body lacks get confidence 0. The stamp and frame_id are the first body
-    marker's (the driver stamps every marker of a frame alike); a marker of another stamp or
-    frame_id, or one repeating a joint, is not of this frame and counted as foreign too.
+    DELETE markers are ignored. Joints a body lacks get confidence 0. The stamp and frame_id
+    are the first body marker's (the driver stamps every marker of a frame alike); a marker of
+    another stamp or frame_id, or one repeating a joint, is not of this frame and counted as
+    foreign too.
     """
     bodies: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     header = None

@@ -169,7 +169,8 @@ PARAMETER_SPECS: dict[str, ParamSpec] = {
                                    "timeline (the fastest delivery seen)", 1e-3, 1e6),
     "pair_gate": ParamSpec("models of two-person samples (max_persons 2): people of one source "
                            "whose mean joint positions are this close are recognised as a pair "
-                           "(metres; pixels for 2D layouts; 0: 2 m for 3D, 400 px for 2D); a "
+                           "(metres; pixels for 2D layouts; 0: 2 m for 3D, 400 px for 2D, 0.25 for "
+                           "2D normalised to the image size); a "
                            "pair parts when one leaves or they are 1.25 x the gate apart",
                            0.0, 1e9),
     "top_k": ParamSpec("classes listed per person on the action topic", 1, 10_000, live=True),

@@ -415,8 +415,9 @@ def test_temperature_recovers_a_known_overconfidence():
 
 def test_a_temperature_fitted_to_the_end_of_its_range_is_not_stored(monkeypatch):
     """Calibration clips the model gets all right drive the fit to T = 0.05: every confidence
-    near 1, foreign actions too, so min_confidence would never say unknown. Stored as T = 1
-    with the reason instead; a real overconfidence is still fitted."""
+    near 1, foreign actions too, so min_confidence would never say unknown. No temperature is
+    stored then (T = 1 where it is read), with the reason; a real overconfidence is still
+    fitted."""
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 1, (200, 10))
     labels = logits.argmax(1)                            # every clip right

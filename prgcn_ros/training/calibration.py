@@ -5,7 +5,8 @@ data before training: the clips of the named training ``subjects`` (MSR Action3D
 NW-UCLA: subjects; SBU: subject pairs such as ``s01s02``), or else a ``fraction`` of the
 training clips (per class, whole performances, drawn with ``seed``). After training one
 temperature T is fitted on that split (minimum negative log-likelihood of softmax(logits / T))
-and stored in the model's metadata as ``calibration.temperature``; calibrated confidences are
+and stored in the model's metadata as ``calibration.temperature`` (none, with the reason in
+``not_applied``, when the fit runs to an end of FIT_RANGE); calibrated confidences are
 softmax(logits / T). Nothing here changes which class wins: only how sure the model says it is.
 """
 from __future__ import annotations

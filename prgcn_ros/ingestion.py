@@ -324,9 +324,11 @@ class Ingestion:
                     held_gap_s = (held.stamp_ns - source.last_stamp_ns) / 1e9
                     if held_gap_s < -self.params.track_timeout_s:
                         self.clock_resets += 1
+                        self._notice("clock_resets", new)
                         self._end_source(key)
                     elif source.lead(held) > tolerance:
                         self.clock_resets += 1
+                        self._notice("clock_resets", new)
                     if frame.clock - held.clock > self.params.track_timeout_s:
                         # Held longer than a person is kept: of someone gone, so not put
                         # first into the new timeline, which starts at this message.

@@ -64,6 +64,9 @@ NOTICES: dict[str, str] = {
     "no_frame_id": "skeleton messages with an empty header.frame_id (recognised, but their "
                    "refined poses and markers name no frame, so tf2 and RViz cannot place "
                    "them: set the driver's frame id)",
+    "clock_resets": "a source whose stamps jumped and went on from there (a bag played again, a "
+                    "driver restarted, a clock set, or a first message stamped far off): its "
+                    "timeline moved, and back in time its people started over",
 }
 
 

@@ -329,9 +329,8 @@ class Ingestion:
                     elif source.lead(held) > tolerance:
                         self.clock_resets += 1
                         self._notice("clock_resets", new)
-                    if frame.clock - held.clock > self.params.track_timeout_s:
-                        # Held longer than a person is kept: of someone gone, so not put
-                        # first into the new timeline, which starts at this message.
+                    if self._of_someone_gone(held, frame):
+                        # Not put first into the new timeline, which starts at this message.
                         source.held = None
                         self._drop("stamp_outlier", new)
                     return "restart"
@@ -343,9 +342,9 @@ class Ingestion:
         # Otherwise it was alone.
         order, last_ns, held = "ok", source.last_stamp_ns, source.held
         if held is not None:
-            # ... on time: a held frame older than track_timeout_s is of someone gone.
+            # ... on time, and not of someone gone.
             if (last_ns < held.stamp_ns < frame.stamp_ns and source.lead(held) <= tolerance
-                    and frame.clock - held.clock <= self.params.track_timeout_s):
+                    and not self._of_someone_gone(held, frame)):
                 order, last_ns = "held", held.stamp_ns
             else:
                 source.held = None
@@ -360,6 +359,10 @@ class Ingestion:
         else:
             return order
         return None
+
+    def _of_someone_gone(self, held: InputFrame, frame: InputFrame) -> bool:
+        """A held message ``frame`` came more than track_timeout_s after: of someone gone."""
+        return frame.clock - held.clock > self.params.track_timeout_s
 
     def _valid_skeletons(self, frame: InputFrame, layout: Layout, new: list[str]
                          ) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
@@ -413,16 +416,11 @@ class Ingestion:
         mapped, mapped_conf = model_joints
         tracker = self._tracker(key, layout.name, given)
         local_ids = tracker.update(coords_np, conf_np, frame.clock, ids)
-        taken: list[tuple[int, Departed]] = []
+        taken: list[tuple[int, Departed | None]] = []
         for local in tracker.taken_over:     # the driver now uses an id the tracker had chosen
             # No DELETE for it: that person_id goes on, as the driver's person, whose markers
             # overwrite these; a DELETE would wipe theirs until its next pass.
-            internal = self._keys.get((key, local))
-            if internal is not None:
-                track = self.tracks[internal]
-                taken.append((local, Departed(track.person_id, track.frame_id, track.labelled,
-                                              track.last_stamp_ns)))
-            self._remove_track(key, local, report=False)
+            taken.append((local, self._remove_track(key, local, report=False)))
         frames = torch.from_numpy(np.concatenate([mapped, mapped_conf[..., None]], -1))
         axis = self.axis_for(frame.source, layout.name)
         buffered: dict[int, int] = {}          # internal key -> row of this message
@@ -452,8 +450,8 @@ class Ingestion:
             self.frames += 1
             buffered[internal] = p
         for local, departed in taken:
-            if (key, local) not in self._keys:   # ... unless the driver's was turned away
-                self._ended.append(departed)
+            if departed and (key, local) not in self._keys:   # ... unless the driver's was
+                self._ended.append(departed)                  # turned away
         if self.persons >= 2 and buffered:
             pairing = self._pairings.get(key)
             if pairing is None:
@@ -505,17 +503,22 @@ class Ingestion:
             tracker.remove(local)
             self._remove_track(key, local)
 
-    def _remove_track(self, key: SourceKey, local: int, report: bool = True) -> None:
+    def _remove_track(self, key: SourceKey, local: int, report: bool = True
+                      ) -> Departed | None:
+        """End a track; its departure (None: no such track), listed for expire() to report
+        unless ``report`` is false."""
         internal = self._keys.pop((key, local), None)
-        if internal is not None:
-            pairing = self._pairings.get(key)
-            if pairing is not None:
-                pairing.remove(internal)
-            self.buffer.remove(internal)
-            track = self.tracks.pop(internal)
-            if report:
-                self._ended.append(Departed(track.person_id, track.frame_id, track.labelled,
-                                            track.last_stamp_ns))
+        if internal is None:
+            return None
+        pairing = self._pairings.get(key)
+        if pairing is not None:
+            pairing.remove(internal)
+        self.buffer.remove(internal)
+        track = self.tracks.pop(internal)
+        departed = Departed(track.person_id, track.frame_id, track.labelled, track.last_stamp_ns)
+        if report:
+            self._ended.append(departed)
+        return departed
 
     def end_all(self) -> None:
         """End every track (the node's clock changed its basis: time-outs cannot compare)."""

@@ -193,9 +193,11 @@ class Gravity:
             kept = self._by_frame.get((source, frame_id))
             if not kept:
                 return None
-            before = [entry for entry in kept if 0 < stamp_ns and entry[0] <= stamp_ns]
-            if before or stamp_ns <= 0:
-                return max(before or kept, key=lambda entry: entry[0])[1]
+            if stamp_ns <= 0:
+                return max(kept, key=lambda entry: entry[0])[1]
+            before = [entry for entry in kept if entry[0] <= stamp_ns]
+            if before:
+                return max(before, key=lambda entry: entry[0])[1]
             return min(kept, key=lambda entry: entry[0])[1]
 
     def up_in(self, frame_id: str, source: str = "skeletons", stamp_ns: int = 0

@@ -275,12 +275,11 @@ def calibration_report(scores: np.ndarray, labels: np.ndarray, metadata: dict[st
                        ) -> dict[str, Any]:
     """ECE and confidence of the clips before and after the model's temperature (from its
     metadata; none: T = 1, only the "before" figures mean anything)."""
-    from .calibration import report
+    from .calibration import report, temperature_of
 
     stored = metadata.get("calibration") or {}
-    temperature = stored.get("temperature")
-    out = report(scores, labels, float(temperature) if temperature else 1.0)
-    out["temperature"] = temperature
+    out = report(scores, labels, temperature_of(metadata))
+    out["temperature"] = stored.get("temperature")
     out["fitted_on"] = stored.get("split")
     if stored.get("not_applied"):
         out["not_applied"] = stored["not_applied"]

@@ -220,3 +220,31 @@ def test_fresh_ids_start_again_below_the_limit_skipping_ids_in_use(handshake):
         tracker.update(handshake.coords[0, :1], handshake.confidence[0, :1], t / FPS)
         seen.append(fresh)
     assert 0 not in seen and max(seen) < 5 and len(set(seen)) == 4
+
+
+def test_someone_walking_past_and_hiding_a_still_person_keeps_their_own_id():
+    """A stands at 0; B walks towards A at 0.3 m a frame (1.5 m/s at 5 Hz) and, at -0.15 m,
+    hides A: B is nearer A's place than their own last one, but where B was heading, so B keeps
+    their id, and A, seen again, keeps theirs. Without the constant-velocity prediction B took
+    A's id and A came back under a new one."""
+    tracker = Tracker(gate=0.5, timeout_s=10.0)
+    both, one = np.ones((2, 1)), np.ones((1, 1))
+    a_pos = [[0.0, 0.0]]
+    for step, x in enumerate([-1.05, -0.75, -0.45]):
+        assert tracker.update(np.array([a_pos, [[x, 0.0]]]), both, 0.2 * step) == [0, 1]
+    assert tracker.update(np.array([[[-0.15, 0.0]]]), one, 0.6) == [1]       # A hidden
+    assert tracker.update(np.array([a_pos, [[0.15, 0.0]]]), both, 0.8) == [0, 1]
+    assert tracker.update(np.array([a_pos, [[0.45, 0.0]]]), both, 1.0) == [0, 1]
+
+
+def test_a_prediction_stops_half_a_second_on():
+    """A track hidden while walking is looked for where it was heading for PREDICT_S only: a
+    walker who stopped behind something is found again within the gate of that, not carried on
+    into whoever stands further along."""
+    tracker = Tracker(gate=0.5, timeout_s=10.0)
+    one = np.ones((1, 1))
+    tracker.update(np.array([[[0.0, 0.0]]]), one, 0.0)
+    tracker.update(np.array([[[0.3, 0.0]]]), one, 0.2)                     # 1.5 m/s
+    # Seen again 3 s later, 0.4 m past where half a second takes it: the same track (4.5 m
+    # on, all 3 s of it, would be 3.35 m off, and its last place 1.15 m: both beyond the gate).
+    assert tracker.update(np.array([[[0.3 + 0.75 + 0.4, 0.0]]]), one, 3.2) == [0]

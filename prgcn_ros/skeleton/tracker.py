@@ -4,8 +4,9 @@ Each frame's people are matched to the live tracks by the Hungarian algorithm on
 distance between joints confident in both (in the source's units: metres, pixels or
 normalised image coordinates), a new track and a track seen last update left without its
 person each costing ``gate``: the least total, a pair farther apart than ``gate`` never
-matched. People left over start new tracks; :meth:`Tracker.expire` ends tracks unseen for
-``timeout_s``.
+matched. A track's position is predicted at constant velocity (its last two sightings) for up
+to ``PREDICT_S`` after it was last seen. People left over start new tracks;
+:meth:`Tracker.expire` ends tracks unseen for ``timeout_s``.
 """
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+# How far ahead a track's position is predicted: about a walker's stride. A person hidden for
+# longer may as well have stopped or turned, and a prediction run on would carry their track
+# into whoever stands further along.
+PREDICT_S = 0.5
+
 
 @dataclass
 class _Track:
@@ -24,6 +30,15 @@ class _Track:
     last_stamp_s: float
     made: bool = False       # the tracker chose its id (the source gave none)
     last_update: int = 0     # the update that last saw it
+    last_ok: np.ndarray | None = None    # (V,) bool: the joints confident when last seen
+    velocity: np.ndarray | None = None   # (D,) per second, from the last two sightings
+
+    def predicted(self, stamp_s: float) -> np.ndarray:
+        """Every joint moved on at the track's velocity, for at most PREDICT_S."""
+        if self.velocity is None:
+            return self.coords
+        ahead = min(max(stamp_s - self.last_stamp_s, 0.0), PREDICT_S)
+        return self.coords + self.velocity * ahead
 
 
 class Tracker:
@@ -74,22 +89,30 @@ class Tracker:
         track = self._tracks.get(track_id)
         if track is None:
             self._tracks[track_id] = _Track(np.where(ok[:, None], coords, 0.0), ok.copy(),
-                                            stamp_s, made, self._updates)
+                                            stamp_s, made, self._updates, ok.copy())
             return
         track.last_update = self._updates
+        # The body's mean step over the joints confident in both sightings: one joint's
+        # jitter averages out, and a joint that came or went does not count as motion.
+        both = ok & track.last_ok
+        elapsed = stamp_s - track.last_stamp_s
+        if elapsed > 0:
+            track.velocity = ((coords[both] - track.coords[both]).mean(0) / elapsed
+                              if both.any() else None)
+        track.last_ok = ok.copy()
         # Joints not seen in this frame keep their last position: occluded limbs still help.
         track.coords = np.where(ok[:, None], coords, track.coords)
         track.seen |= ok
         track.last_stamp_s = max(track.last_stamp_s, stamp_s)
 
-    def cost_matrix(self, coords: np.ndarray, ok: np.ndarray, track_ids: Sequence[int]
-                    ) -> np.ndarray:
-        """(P, K) mean joint distance between each person and each track over the joints
-        confident in both; inf where they share no joint."""
+    def cost_matrix(self, coords: np.ndarray, ok: np.ndarray, track_ids: Sequence[int],
+                    stamp_s: float) -> np.ndarray:
+        """(P, K) mean joint distance between each person and each track's position predicted
+        at ``stamp_s``, over the joints confident in both; inf where they share no joint."""
         if not track_ids or not len(coords):
             return np.zeros((len(coords), len(track_ids)))
         tracks = [self._tracks[i] for i in track_ids]
-        track_xy = np.stack([t.coords for t in tracks])                  # (K, V, D)
+        track_xy = np.stack([t.predicted(stamp_s) for t in tracks])      # (K, V, D)
         track_ok = np.stack([t.seen for t in tracks])                    # (K, V)
         dist = np.linalg.norm(coords[:, None] - track_xy[None], axis=-1)  # (P, K, V)
         both = ok[:, None] & track_ok[None]
@@ -133,7 +156,7 @@ class Tracker:
         if todo:
             claimed = {r for r in result if r is not None}
             candidates = [i for i in self._tracks if i not in claimed]
-            cost = self.cost_matrix(coords[todo], ok[todo], candidates)
+            cost = self.cost_matrix(coords[todo], ok[todo], candidates, stamp_s)
             allowed = cost <= self.gate
             if allowed.any():
                 # Least total of the matched distances plus ``gate`` for each person who starts
@@ -141,9 +164,9 @@ class Tracker:
                 # its person. Matching the most pairs first let a newcomer near a hidden
                 # person's track (not seen last update: free to leave) push someone who stood
                 # still off their own; charging nothing for a track left let one of two people
-                # walking side by side (at 5 Hz: 0.3 m a frame) take the other's. Left open: a
-                # person hidden in the very frame a newcomer comes within the gate (their
-                # track was seen last update) can still make such a swap. Beyond the gate
+                # walking side by side (at 5 Hz: 0.3 m a frame) take the other's. Without the
+                # prediction, one walking past someone standing, and hiding them, took their
+                # id (nearer their last place than to the walker's own). Beyond the gate
                 # costs more than any of that, so it is never chosen; not so large (1e18) that
                 # the real distances round away beside it.
                 p, k = cost.shape

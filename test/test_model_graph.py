@@ -62,3 +62,23 @@ def test_custom_layout_round_trips_through_spec():
     assert isinstance(spec, dict) and layout_name(spec) == "stick3"
     assert layout_from_spec(spec) == custom
     assert layout_spec("ntu25") == "ntu25" and layout_name("ntu25") == "ntu25"
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_balanced_normalisation_keeps_every_edge_at_most_one(name):
+    """Eq. (2) as printed weighs the centre's and the leaves' edges α^-1/2 (their degree in
+    the group is 0): "balanced" divides the source side by its degree as a source instead, so
+    no entry exceeds 1; the self group, where both degrees are the same, is unchanged."""
+    groups = spatial_partition(name)
+    paper = normalized_adjacency(name)
+    balanced = normalized_adjacency(name, norm="balanced")
+    assert paper.max() == pytest.approx(ALPHA ** -0.5, rel=1e-3)
+    assert balanced.max() <= 1.0 and ((balanced > 0) == (groups > 0)).all()
+    np.testing.assert_allclose(balanced[0], paper[0], rtol=1e-6)
+    for k in range(3):
+        out_degree = groups[k].sum(axis=1) + ALPHA
+        in_degree = groups[k].sum(axis=0) + ALPHA
+        expected = np.diag(out_degree ** -0.5) @ groups[k] @ np.diag(in_degree ** -0.5)
+        np.testing.assert_allclose(balanced[k], expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="graph_norm"):
+        normalized_adjacency(name, norm="sym")

@@ -489,3 +489,21 @@ def test_device_agnostic_on_meta_device():
         out = model(torch.zeros(2, 3, 33, 25, 2, device="meta"))
         logits = out[0] if isinstance(out, tuple) else out
         assert logits.device.type == "meta" and logits.shape == (2, 20)
+
+
+def test_graph_norm_is_part_of_the_architecture_and_older_files_read_as_the_paper():
+    """graph_norm builds every graph convolution on that adjacency (PRM, GFM and TAM share
+    it), goes into the arch dict a model file stores, and an arch dict without it (every model
+    file written before it existed) builds the paper's eq. (2) as printed."""
+    balanced = PRGCN(10, "kinect20", graph_norm="balanced")
+    assert balanced.arch["graph_norm"] == "balanced"
+    expected = torch.from_numpy(normalized_adjacency("kinect20", norm="balanced"))
+    buffers = [b for name, b in balanced.named_buffers() if b.shape == expected.shape]
+    assert buffers and all(torch.equal(b, expected) for b in buffers)
+    older = {k: v for k, v in PRGCN(10, "kinect20").arch.items() if k != "graph_norm"}
+    rebuilt = build_model(older)
+    assert rebuilt.arch["graph_norm"] == "paper"
+    paper = torch.from_numpy(normalized_adjacency("kinect20"))
+    assert all(torch.equal(b, paper) for _, b in rebuilt.named_buffers() if b.shape == paper.shape)
+    with pytest.raises(ValueError, match="graph_norm"):
+        PRGCN(10, "kinect20", graph_norm="symmetric")

@@ -3,7 +3,14 @@
 For a target joint i its 1-hop neighbourhood (i itself included) is split into K = 3 groups by the
 neighbour's hop distance to the layout's centre: the same distance as i (i itself), closer to the
 centre, farther from it. Each group's binary adjacency A_k is normalised as
-Λ_k^-1/2 A_k Λ_k^-1/2 with Λ_k^ii = Σ_j A_k^ij + α, α = 0.001.
+Λ_k^-1/2 A_k Λ_k^-1/2 with Λ_k^ii = Σ_j A_k^ij + α, α = 0.001 (``"paper"``).
+
+Taken literally, eq. (2) scales an edge by its source's degree *as a target* in the same group,
+which is 0 for the centre in the "closer" group and for every leaf in the "farther" group: those
+edges weigh α^-1/2 ≈ 31.6 against about 1 elsewhere, so the wrists, ankles and head dominate
+each layer's output and its batch statistics. ``"balanced"`` takes the source's degree as a
+source (the column sum, Λ_out^-1/2 A_k Λ_in^-1/2): every entry at most 1, as the paper's
+"balance the contribution of each group" intends and ST-GCN's code (A D^-1) does.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from prgcn_ros.skeleton.layouts import Layout, get_layout
 
 NUM_PARTITIONS = 3
 ALPHA = 0.001
+GRAPH_NORMS = ("paper", "balanced")
 
 
 def hop_distances(num_joints: int, bones: tuple[tuple[int, int], ...] | list,
@@ -56,12 +64,16 @@ def spatial_partition(layout: str | Layout) -> np.ndarray:
     return groups
 
 
-def normalized_adjacency(layout: str | Layout, alpha: float = ALPHA) -> np.ndarray:
-    """Eq. (2): Λ_k^-1/2 A_k Λ_k^-1/2 per group, float32 (K, V, V); rows are target joints."""
+def normalized_adjacency(layout: str | Layout, alpha: float = ALPHA, norm: str = "paper"
+                         ) -> np.ndarray:
+    """Eq. (2) per group, float32 (K, V, V); rows are target joints. ``norm`` "paper":
+    Λ_k^-1/2 A_k Λ_k^-1/2 as printed; "balanced": the source side by its column sum (above)."""
+    if norm not in GRAPH_NORMS:
+        raise ValueError(f"graph_norm must be one of {GRAPH_NORMS}, not {norm!r}")
     groups = spatial_partition(layout)
     degree = groups.sum(axis=2) + alpha  # (K, V): Λ_k^ii
-    scale = degree ** -0.5
-    return (scale[:, :, None] * groups * scale[:, None, :]).astype(np.float32)
+    source = groups.sum(axis=1) + alpha if norm == "balanced" else degree
+    return (degree[:, :, None] ** -0.5 * groups * source[:, None, :] ** -0.5).astype(np.float32)
 
 
 def layout_spec(layout: str | Layout) -> str | dict:

@@ -43,7 +43,9 @@ class PRGCN(nn.Module):
     K_t = 3; odd); ``temporal_dilations`` makes the motion flow's temporal layers multi-scale
     (MS-G3D's, as in CTR-GCN: one branch per dilation, a max and a 1 x 1; None: the paper's).
     ``gfm_channels`` is the GFM's width: the paper's 64, its last position layer and the TAM's
-    input twice that (parameters grow about with its square).
+    input twice that (parameters grow about with its square). ``graph_norm`` is how every graph
+    convolution's adjacency is normalised (:func:`~prgcn_ros.model.graph.normalized_adjacency`:
+    "paper", eq. (2) as printed, or "balanced").
     """
 
     def __init__(self, num_classes: int, layout: str | Layout | dict, in_channels: int = 3,
@@ -54,7 +56,7 @@ class PRGCN(nn.Module):
                  learned_edges: bool = False, temporal_kernel: int = 3,
                  sample_topology: bool = False,
                  temporal_dilations: list[int] | None = None,
-                 gfm_channels: int = WIDTH) -> None:
+                 gfm_channels: int = WIDTH, graph_norm: str = "paper") -> None:
         super().__init__()
         layout = layout_from_spec(layout)
         if fusion not in FUSIONS:
@@ -94,10 +96,10 @@ class PRGCN(nn.Module):
                      "temporal_kernel": temporal_kernel,
                      "sample_topology": bool(sample_topology),
                      "temporal_dilations": temporal_dilations,
-                     "gfm_channels": gfm_channels}
+                     "gfm_channels": gfm_channels, "graph_norm": str(graph_norm)}
         self.layout = layout
         self.refine_channels = refine
-        adjacency = torch.from_numpy(normalized_adjacency(layout))
+        adjacency = torch.from_numpy(normalized_adjacency(layout, norm=graph_norm))
         self.prm = PRM(in_channels, refine, adjacency) if use_prm else None
         self.rigid = RigidBones(layout) if rigid_bones else None
         parents = torch.arange(layout.num_joints)

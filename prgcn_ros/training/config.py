@@ -89,7 +89,7 @@ DEFAULTS: dict[str, Any] = {
     # "name": prgcn | stgcn; any other key is that network's constructor argument
     # (prgcn: in_channels, refine_channels, use_prm, use_tam, fusion, use_motion, rigid_bones,
     # bone_input, partner_input, extent_norm, learned_edges, temporal_kernel, sample_topology,
-    # temporal_dilations, gfm_channels;
+    # temporal_dilations, gfm_channels, graph_norm;
     # stgcn: in_channels, dropout, variant). Unset keys take the constructor's defaults.
     "model": {"name": "prgcn"},
     # The PRM's training objective. "restore" (default): besides the classification loss, the

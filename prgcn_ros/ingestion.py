@@ -415,7 +415,7 @@ class Ingestion:
         coords_np, conf_np = given
         mapped, mapped_conf = model_joints
         tracker = self._tracker(key, layout.name, given)
-        local_ids = tracker.update(coords_np, conf_np, frame.clock, ids)
+        local_ids = tracker.update(coords_np, conf_np, frame.clock, ids, frame.stamp_ns / 1e9)
         taken: list[tuple[int, Departed | None]] = []
         for local in tracker.taken_over:     # the driver now uses an id the tracker had chosen
             # No DELETE for it: that person_id goes on, as the driver's person, whose markers

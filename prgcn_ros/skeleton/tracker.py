@@ -4,9 +4,10 @@ Each frame's people are matched to the live tracks by the Hungarian algorithm on
 distance between joints confident in both (in the source's units: metres, pixels or
 normalised image coordinates), a new track and a track seen last update left without its
 person each costing ``gate``: the least total, a pair farther apart than ``gate`` never
-matched. A track's position is predicted at constant velocity (its last two sightings) for up
-to ``PREDICT_S`` after it was last seen. People left over start new tracks;
-:meth:`Tracker.expire` ends tracks unseen for ``timeout_s``.
+matched. A track is where it was last seen or where it was heading, whichever is nearer: its
+last place moved on at constant velocity (its last two sightings, by capture time) for at most
+``PREDICT_S``. People left over start new tracks; :meth:`Tracker.expire` ends tracks unseen for
+``timeout_s``.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 # How far ahead a track's position is predicted: about a walker's stride. A person hidden for
-# longer may as well have stopped or turned, and a prediction run on would carry their track
-# into whoever stands further along.
+# longer may have turned, and a prediction run on would carry their track into whoever stands
+# further along; one who stopped is found at their last place, which is always looked at too.
 PREDICT_S = 0.5
 
 
@@ -31,13 +32,14 @@ class _Track:
     made: bool = False       # the tracker chose its id (the source gave none)
     last_update: int = 0     # the update that last saw it
     last_ok: np.ndarray | None = None    # (V,) bool: the joints confident when last seen
-    velocity: np.ndarray | None = None   # (D,) per second, from the last two sightings
+    last_capture_s: float = 0.0          # capture time of the last sighting
+    velocity: np.ndarray | None = None   # (D,) per second of capture time, last two sightings
 
-    def predicted(self, stamp_s: float) -> np.ndarray:
+    def predicted(self, capture_s: float) -> np.ndarray:
         """Every joint moved on at the track's velocity, for at most PREDICT_S."""
         if self.velocity is None:
             return self.coords
-        ahead = min(max(stamp_s - self.last_stamp_s, 0.0), PREDICT_S)
+        ahead = min(max(capture_s - self.last_capture_s, 0.0), PREDICT_S)
         return self.coords + self.velocity * ahead
 
 
@@ -85,20 +87,22 @@ class Tracker:
         raise RuntimeError(f"all {self.id_limit} track ids are in use")
 
     def _refresh(self, track_id: int, coords: np.ndarray, ok: np.ndarray, stamp_s: float,
-                 made: bool = False) -> None:
+                 capture_s: float, made: bool = False) -> None:
         track = self._tracks.get(track_id)
         if track is None:
             self._tracks[track_id] = _Track(np.where(ok[:, None], coords, 0.0), ok.copy(),
-                                            stamp_s, made, self._updates, ok.copy())
+                                            stamp_s, made, self._updates, ok.copy(), capture_s)
             return
         track.last_update = self._updates
         # The body's mean step over the joints confident in both sightings: one joint's
-        # jitter averages out, and a joint that came or went does not count as motion.
-        both = ok & track.last_ok
-        elapsed = stamp_s - track.last_stamp_s
+        # jitter averages out, and a joint that came or went does not count as motion. By
+        # capture time: two frames handled back to back were not taken 0.3 ms apart.
+        elapsed = capture_s - track.last_capture_s
         if elapsed > 0:
+            both = ok & track.last_ok
             track.velocity = ((coords[both] - track.coords[both]).mean(0) / elapsed
                               if both.any() else None)
+            track.last_capture_s = capture_s
         track.last_ok = ok.copy()
         # Joints not seen in this frame keep their last position: occluded limbs still help.
         track.coords = np.where(ok[:, None], coords, track.coords)
@@ -106,27 +110,33 @@ class Tracker:
         track.last_stamp_s = max(track.last_stamp_s, stamp_s)
 
     def cost_matrix(self, coords: np.ndarray, ok: np.ndarray, track_ids: Sequence[int],
-                    stamp_s: float) -> np.ndarray:
-        """(P, K) mean joint distance between each person and each track's position predicted
-        at ``stamp_s``, over the joints confident in both; inf where they share no joint."""
+                    capture_s: float) -> np.ndarray:
+        """(P, K) mean joint distance between each person and each track, over the joints
+        confident in both, to the track's last place or to its place predicted at
+        ``capture_s``, whichever is nearer; inf where they share no joint."""
         if not track_ids or not len(coords):
             return np.zeros((len(coords), len(track_ids)))
         tracks = [self._tracks[i] for i in track_ids]
-        track_xy = np.stack([t.predicted(stamp_s) for t in tracks])      # (K, V, D)
         track_ok = np.stack([t.seen for t in tracks])                    # (K, V)
-        dist = np.linalg.norm(coords[:, None] - track_xy[None], axis=-1)  # (P, K, V)
         both = ok[:, None] & track_ok[None]
         shared = both.sum(-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cost = np.where(both, dist, 0.0).sum(-1) / shared
+        cost = np.full(both.shape[:2], np.inf)
+        for places in ([t.coords for t in tracks], [t.predicted(capture_s) for t in tracks]):
+            dist = np.linalg.norm(coords[:, None] - np.stack(places)[None], axis=-1)  # P, K, V
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cost = np.minimum(cost, np.where(both, dist, 0.0).sum(-1) / shared)
         return np.where(shared > 0, cost, np.inf)
 
     def update(self, coords: np.ndarray, confidence: np.ndarray, stamp_s: float,
-               ids: Sequence[int] | None = None) -> list[int]:
+               ids: Sequence[int] | None = None, capture_s: float | None = None
+               ) -> list[int]:
         """Associate one frame: coords (P, V, D), confidence (P, V) -> a track id per person.
 
-        Given ``ids`` (>= 0) are returned unchanged and refresh their tracks' last-seen time.
+        ``stamp_s`` is the clock tracks expire by; ``capture_s`` (default ``stamp_s``) the
+        frame's capture time, which motion is measured by. Given ``ids`` (>= 0) are returned
+        unchanged and refresh their tracks' last-seen time.
         """
+        capture_s = stamp_s if capture_s is None else capture_s
         coords = np.asarray(coords, dtype=np.float64)
         confidence = np.asarray(confidence, dtype=np.float64)
         if coords.ndim != 3 or confidence.shape != coords.shape[:2]:
@@ -151,12 +161,12 @@ class Tracker:
                     if track is not None and track.made:
                         del self._tracks[result[p]]
                         self.taken_over.append(result[p])
-                    self._refresh(int(given), coords[p], ok[p], stamp_s)
+                    self._refresh(int(given), coords[p], ok[p], stamp_s, capture_s)
         todo = [p for p in range(people) if result[p] is None]
         if todo:
             claimed = {r for r in result if r is not None}
             candidates = [i for i in self._tracks if i not in claimed]
-            cost = self.cost_matrix(coords[todo], ok[todo], candidates, stamp_s)
+            cost = self.cost_matrix(coords[todo], ok[todo], candidates, capture_s)
             allowed = cost <= self.gate
             if allowed.any():
                 # Least total of the matched distances plus ``gate`` for each person who starts
@@ -166,9 +176,11 @@ class Tracker:
                 # still off their own; charging nothing for a track left let one of two people
                 # walking side by side (at 5 Hz: 0.3 m a frame) take the other's. Without the
                 # prediction, one walking past someone standing, and hiding them, took their
-                # id (nearer their last place than to the walker's own). Beyond the gate
-                # costs more than any of that, so it is never chosen; not so large (1e18) that
-                # the real distances round away beside it.
+                # id (nearer their last place than to the walker's own). Left open: a person
+                # hidden in the very frame a newcomer comes within the gate (their track was
+                # seen last update) can still make such a swap. Beyond the gate costs more
+                # than any of that, so it is never chosen; not so large (1e18) that the real
+                # distances round away beside it.
                 p, k = cost.shape
                 beyond = 3.0 * self.gate + 1.0
                 square = np.zeros((p + k, k + p))
@@ -190,7 +202,7 @@ class Tracker:
                         result[p] = -1
                         continue
                     result[p] = self._fresh_id()
-                self._refresh(result[p], coords[p], ok[p], stamp_s, made)
+                self._refresh(result[p], coords[p], ok[p], stamp_s, capture_s, made)
         return [int(r) for r in result]  # type: ignore[arg-type]
 
     def expire(self, stamp_s: float) -> list[int]:

@@ -183,9 +183,10 @@ class Ingestion:
         self._reported: set[str] = set()
         self.messages = 0
         self.empty_messages = 0
-        self.confidences_clipped = 0   # skeletons kept with a confidence above 1 (NOTICES)
-        self.ids_out_of_range = 0      # skeletons whose driver id is past ID_SPAN (NOTICES)
-        self.no_frame_id = 0           # messages of skeletons with an empty frame_id (NOTICES)
+        # NOTICES of what was kept: skeletons with a confidence above 1, skeletons whose
+        # driver id is past ID_SPAN, messages of skeletons with an empty frame_id.
+        self.kept_notices = dict.fromkeys(("confidences_clipped", "ids_out_of_range",
+                                           "no_frame_id"), 0)
         self.frames = 0
         self.tracks_started = 0
         self.tracks_expired = 0
@@ -208,9 +209,6 @@ class Ingestion:
                 if not frame.dropped:   # a MarkerArray of foreign markers only is not "empty"
                     self.empty_messages += 1
                 return new
-            if not frame.frame_id:
-                self.no_frame_id += 1
-                self._notice("no_frame_id", new)
             if not 0 <= frame.stamp_ns <= MAX_STAMP_NS:
                 self._drop("stamp_out_of_range", new)
                 return new
@@ -242,7 +240,7 @@ class Ingestion:
     def _take(self, frame: InputFrame, key: SourceKey, source: Source, layout: Layout,
               new: list[str], restart: bool = False) -> bool:
         """Validate and buffer an ordered message; False when no skeleton was valid."""
-        ids, coords, conf = self._valid_skeletons(frame, layout, new)
+        ids, coords, conf, notes = self._valid_skeletons(frame, layout, new)
         if not ids:
             return False
         coords_np, conf_np = np.stack(coords), np.stack(conf)
@@ -255,12 +253,13 @@ class Ingestion:
             if not seen.any():
                 return False
             ids = [i for i, keep in zip(ids, seen) if keep]
+            notes = [n for n, keep in zip(notes, seen) if keep]
             coords_np, conf_np = coords_np[seen], conf_np[seen]
             mapped, mapped_conf = mapped[seen], mapped_conf[seen]
         # Only messages that brought a skeleton move the source on.
         source.accept(frame, restart)
         self._buffer(frame, key, source, layout, ids, (coords_np, conf_np),
-                     (mapped, mapped_conf), new)
+                     (mapped, mapped_conf), notes, new)
         return True
 
     def _source(self, key: SourceKey) -> Source:
@@ -365,19 +364,19 @@ class Ingestion:
         return frame.clock - held.clock > self.params.track_timeout_s
 
     def _valid_skeletons(self, frame: InputFrame, layout: Layout, new: list[str]
-                         ) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
+                         ) -> tuple[list[int], list[np.ndarray], list[np.ndarray],
+                                    list[list[str]]]:
+        """The valid skeletons' ids, coordinates and confidences, and for each the NOTICES it
+        brings (counted once it is buffered: a skeleton dropped later was not kept)."""
         v = layout.num_joints
         bound = COORDINATE_BOUND_2D_PX if layout.name in TWO_D_LAYOUTS else COORDINATE_BOUND_3D_M
         # Ids outside the identity rule's span are unknown: the tracker assigns them. Negative
         # ids are drivers' "unknown"; ids past the span are reported.
-        past = sum(int(i) >= ID_SPAN for i in frame.ids)
-        if past:
-            self.ids_out_of_range += past
-            self._notice("ids_out_of_range", new)
+        past = [int(i) >= ID_SPAN for i in frame.ids]
         given = [int(i) if 0 <= int(i) < ID_SPAN else -1 for i in frame.ids]
         repeated = {i for i, n in Counter(given).items() if i >= 0 and n > 1}
-        ids, coords, conf = [], [], []
-        for pid, xyz, c in zip(given, frame.coords, frame.confidence):
+        ids, coords, conf, notes = [], [], [], []
+        for pid, xyz, c, far in zip(given, frame.coords, frame.confidence, past):
             # Checked as the float32 the pipeline keeps: 1e39 is finite in float64 only.
             with np.errstate(over="ignore", invalid="ignore"):
                 xyz = np.asarray(xyz, np.float64).astype(np.float32)
@@ -388,10 +387,10 @@ class Ingestion:
             if xyz.shape != (v, 3) or c.shape != (v,):
                 self._drop("wrong_joint_count", new)
                 continue
-            # A missing joint (confidence 0) may come as NaN or inf (some drivers write it so):
-            # its coordinates mean nothing, and are kept at 0.
+            # A missing joint (confidence 0) may come as NaN, inf or a sentinel such as
+            # FLT_MAX (drivers write it so): its coordinates mean nothing, and are kept at 0.
             finite = np.isfinite(xyz[:, : self.dims])
-            xyz = np.where(finite, xyz[:, : self.dims], np.float32(0))
+            xyz = np.where(finite & (c > 0)[:, None], xyz[:, : self.dims], np.float32(0))
             if not (np.isfinite(c).all() and finite[c > 0].all()):
                 self._drop("non_finite", new)
             elif (np.abs(xyz) > bound).any():
@@ -399,19 +398,21 @@ class Ingestion:
             elif not (c > 0).any():
                 self._drop("no_confidence", new)
             else:
-                if (c > 1).any():
-                    self.confidences_clipped += 1
-                    self._notice("confidences_clipped", new)
                 ids.append(pid)
                 coords.append(xyz)
                 conf.append(np.clip(c, 0.0, 1.0))   # below 0: missing, as 0
-        return ids, coords, conf
+                notes.append([reason for reason, applies in (
+                    ("ids_out_of_range", far), ("confidences_clipped", bool((c > 1).any())))
+                    if applies])
+        return ids, coords, conf, notes
 
     def _buffer(self, frame: InputFrame, key: SourceKey, source: Source, layout: Layout,
                 ids: list[int], given: tuple[np.ndarray, np.ndarray],
-                model_joints: tuple[np.ndarray, np.ndarray], new: list[str]) -> None:
+                model_joints: tuple[np.ndarray, np.ndarray], notes: list[list[str]],
+                new: list[str]) -> None:
         """Track and buffer valid skeletons: ``given`` (coords, confidences) in their own
-        layout, for the tracker; ``model_joints`` the same mapped into the model's layout."""
+        layout, for the tracker; ``model_joints`` the same mapped into the model's layout;
+        ``notes`` each one's NOTICES, counted for those buffered."""
         coords_np, conf_np = given
         mapped, mapped_conf = model_joints
         tracker = self._tracker(key, layout.name, given)
@@ -449,6 +450,10 @@ class Ingestion:
             track.pending.append(frame.arrival)
             self.frames += 1
             buffered[internal] = p
+            for reason in notes[p]:
+                self._count_notice(reason, new)
+        if buffered and not frame.frame_id:
+            self._count_notice("no_frame_id", new)
         for local, departed in taken:
             if departed and (key, local) not in self._keys:   # ... unless the driver's was
                 self._ended.append(departed)                  # turned away
@@ -487,6 +492,11 @@ class Ingestion:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
         self._notice(reason, new)
 
+    def _count_notice(self, reason: str, new: list[str]) -> None:
+        """Count one skeleton (no_frame_id: message) that a notice concerns; log it once."""
+        self.kept_notices[reason] += 1
+        self._notice(reason, new)
+
     def _notice(self, reason: str, new: list[str]) -> None:
         """``reason`` (a drop, or one of NOTICES) goes into ``new`` the first time only."""
         if reason not in self._reported:
@@ -520,16 +530,19 @@ class Ingestion:
             self._ended.append(departed)
         return departed
 
-    def end_all(self) -> None:
-        """End every track (the node's clock changed its basis: time-outs cannot compare)."""
+    def end_all(self) -> list[str]:
+        """End every track (the node's clock changed its basis: time-outs cannot compare).
+        Returns the drop reasons seen for the first time, as :meth:`ingest` does."""
         with self.lock:
+            new: list[str] = []
             for key in list(self._trackers):
                 self._end_source(key)
             for source in self._sources.values():
                 source.last_stamp_ns = None
                 if source.held is not None:   # never confirmed: a lone jump, as before
                     source.held = None
-                    self._drop("stamp_outlier", [])
+                    self._drop("stamp_outlier", new)
+            return new
 
     def expire(self, now: float) -> list[Departed]:
         """End the tracks unseen for track_timeout_s on the node's clock (memory freed);

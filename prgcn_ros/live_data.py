@@ -29,10 +29,10 @@ DROP_REASONS: dict[str, str] = {
     "wrong_joint_count": "a skeleton's joint count does not match its layout",
     "non_finite": "NaN or inf in a skeleton's confidences or in the coordinates of a joint "
                   "of confidence above 0 (as float32)",
-    "implausible_coordinates": "a joint farther from the sensor than any sensor sees "
-                               "(100 m for 3D layouts, whose input is in metres: the Azure "
-                               "Kinect SDK's millimetres must be divided by 1000; 100,000 px "
-                               "for image keypoints)",
+    "implausible_coordinates": "a joint of confidence above 0 farther from the sensor than "
+                               "any sensor sees (100 m for 3D layouts, whose input is in "
+                               "metres: the Azure Kinect SDK's millimetres must be divided by "
+                               "1000; 100,000 px for image keypoints)",
     "no_confidence": "a skeleton with no joint of confidence above 0 that the model's "
                      "layout has",
     "duplicate_id": "skeletons sharing one id in one message (every one of them is dropped)",

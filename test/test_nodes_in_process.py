@@ -172,6 +172,48 @@ def test_a_frame_tf2_cannot_transform_is_logged_once_per_frame_id(tiny_model, ca
     assert "'camera_early'" in lines[0] and "'camra'" in lines[1]
 
 
+def test_frame_ids_past_the_kept_number_are_not_logged_again_and_again(tiny_model, capfd):
+    """A driver that numbers its frame_ids, none of which tf2 knows: the first MAX_FRAMES are
+    named once each, later ones not at all (forgetting the oldest named each again as it came
+    back: a line per message)."""
+    from prgcn_ros.nodes.gravity import MAX_FRAMES, Gravity
+
+    with recognizer_node(tiny_model) as node:
+        node.gravity = Gravity(convention="z_up", gravity_frame="base_link")
+        node.gravity._buffer = _TfOfOneFrame()
+        frame_ids = [f"cam_{i}" for i in range(MAX_FRAMES + 44)]
+        for t, frame_id in enumerate(frame_ids * 2):
+            node._on_skeletons(skeleton_array(Time(sec=100 + t // 30,
+                                                   nanosec=t % 30 * 33_000_000),
+                                              {7: standing(7)}, frame_id=frame_id))
+        assert node.recognizer.stats()["dropped_no_transform"] == 2 * len(frame_ids)
+    log = capfd.readouterr().err
+    lines = [line for line in log.splitlines() if "dropped_no_transform" in line]
+    assert len(lines) == MAX_FRAMES, len(lines)
+
+
+def test_a_held_message_dropped_as_the_node_clock_starts_over_is_logged(tiny_model, capfd):
+    """A message held for its stamp (a bag looped: 30 s back) when the node's clock changes
+    basis is dropped as stamp_outlier: logged, not counted silently; and a real lone outlier
+    later is counted too (before, the silent one had used up the reason's line)."""
+    with recognizer_node(tiny_model) as node:
+        def send(t: int, shift_s: float = 0.0) -> None:
+            stamp = 100 + t * 0.033 + shift_s
+            node._on_skeletons(skeleton_array(Time(sec=int(stamp),
+                                                   nanosec=round(stamp % 1 * 1e9)),
+                                              {7: standing(t)}))
+        for t in range(5):
+            send(t)
+        send(5, -30.0)                                    # held: 30 s back
+        node._track_clock = lambda: ("sim", 5.0)          # /clock starts: tracks start over
+        node._clock_now()
+        stats = node.recognizer.stats()
+        assert stats["dropped_stamp_outlier"] == 1 and stats["people_tracked"] == 0
+    log = capfd.readouterr().err
+    lines = [line for line in log.splitlines() if "dropped_stamp_outlier" in line]
+    assert len(lines) == 1 and "the node's clock changed" in lines[0], log
+
+
 def test_confidences_above_one_are_logged_once_and_the_skeletons_kept(tiny_model, capfd):
     with recognizer_node(tiny_model) as node:
         for t in range(3):

@@ -451,6 +451,45 @@ def test_ids_past_the_identity_span_are_tracked_as_unknown_and_reported_once():
     assert len(people) == 2 and all(0 <= p.person_id < ID_SPAN for p in people)
 
 
+@pytest.mark.parametrize("sentinel", [np.finfo(np.float32).max, 1e30, 1e6, 150.0,
+                                      np.nan, np.inf])
+def test_a_missing_joints_coordinates_whatever_they_are_do_not_drop_the_skeleton(sentinel):
+    """Confidence 0 says the joint is missing, and drivers fill its coordinates with NaN, inf
+    or a sentinel such as FLT_MAX: the skeleton is kept, the joint at 0 (finite sentinels were
+    dropped as implausible_coordinates)."""
+    rec = tiny_recognizer()
+    for t in range(8):
+        f = frame(t)
+        f.coords[0] = np.where(np.arange(20)[:, None] == 3, sentinel, f.coords[0])
+        f.confidence[0] = np.where(np.arange(20) == 3, 0.0, 1.0)
+        assert rec.ingest(f) == []
+    assert rec.stats()["dropped_total"] == 0
+    [person] = rec.infer().people
+    assert person.joint_confidence[3] == 0.0
+
+
+def test_notices_count_only_what_was_kept():
+    """confidences_clipped, ids_out_of_range and no_frame_id say what was done to input that
+    was kept: a skeleton or message dropped for another reason is not counted (nor logged)."""
+    rec = tiny_recognizer(max_people=1)
+    rec.ingest(frame(0))
+    # Each of these is dropped whole: a second person while max_people is 1 tracked, a
+    # non-finite confident joint, an unknown layout.
+    crowded = frame(1, {0: pose(seed=1), 5: pose(1.0, 1)})
+    crowded.confidence[1] = np.full(20, 2.0)
+    broken = frame(2, {2**40: np.where(np.arange(20)[:, None] == 3, np.nan, pose(seed=2))})
+    nameless = frame(3, frame_id="", layout="no_such_layout")
+    assert rec.ingest(crowded) == ["too_many_people"]
+    assert rec.ingest(broken) == ["non_finite"]
+    assert rec.ingest(nameless) == ["unknown_layout"]
+    stats = rec.stats()
+    assert (stats["confidences_clipped"], stats["ids_out_of_range"], stats["no_frame_id"]) \
+        == (0, 0, 0)
+    rec = tiny_recognizer()
+    assert rec.ingest(frame(4, frame_id="")) == ["no_frame_id"]
+    assert rec.stats()["no_frame_id"] == 1
+
+
 class _TfWithoutTheFrame:
     """tf2's Buffer as it answers for a frame_id it does not know (mistyped, not yet broadcast);
     tf2_ros itself has no wheel here."""

@@ -177,10 +177,11 @@ class Gravity:
         (mistyped, unconnected) from the log."""
         key = (frame.source, frame.frame_id)
         with self._lock:      # the two inputs' callbacks may run on two threads
-            if "no_transform" not in frame.dropped or key in self._missing:
+            # Past MAX_FRAMES frame_ids (a driver numbering its frames) no more are named:
+            # forgetting the oldest would name each one again as it comes back.
+            if ("no_transform" not in frame.dropped or key in self._missing
+                    or len(self._missing) >= MAX_FRAMES):
                 return False
-            if len(self._missing) >= MAX_FRAMES:
-                self._missing.popitem(last=False)
             self._missing[key] = None
             return True
 

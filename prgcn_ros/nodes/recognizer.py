@@ -443,13 +443,15 @@ class RecognizerNode(Node):
             # /clock started (or stopped): times on the two bases do not compare.
             self.get_logger().info(f"node clock is now {basis} time: tracks start over")
             self._clock_basis = basis
-            self.recognizer.ingestion.end_all()
+            self._log_reasons(self.recognizer.ingestion.end_all(),
+                              "a message held for its stamp as the node's clock changed")
         elif now < self._clock_last - self.params.track_timeout_s:
             # Sim time went back (a simulation reset, a replay looping with --clock): people
             # seen 'later' than now would not time out before the clock caught up with them.
             self.get_logger().info(f"node clock went back {self._clock_last - now:.1f} s "
                                    f"({basis} time): tracks start over")
-            self.recognizer.ingestion.end_all()
+            self._log_reasons(self.recognizer.ingestion.end_all(),
+                              "a message held for its stamp as the node's clock went back")
         self._clock_last = now
         return now
 
@@ -526,9 +528,14 @@ class RecognizerNode(Node):
         reasons = self.recognizer.ingest(frame)
         if self.gravity.first_missing(frame) and "no_transform" not in reasons:
             reasons.append("no_transform")     # once per frame_id: which camera lacks tf
+        self._log_reasons(reasons, f"layout {clip_text(frame.layout, LOG_TEXT_LIMIT)!r}, "
+                                   f"frame_id {clip_text(frame.frame_id, LOG_TEXT_LIMIT)!r}")
+        if self.recognizer.frames > before:
+            self._wake.set()
+
+    def _log_reasons(self, reasons: list[str], where: str) -> None:
+        """One line for each drop reason or notice ingestion saw for the first time."""
         for reason in reasons:
-            where = (f"layout {clip_text(frame.layout, LOG_TEXT_LIMIT)!r}, frame_id "
-                     f"{clip_text(frame.frame_id, LOG_TEXT_LIMIT)!r}")
             if reason in NOTICES:
                 self.get_logger().warning(
                     f"input kept: {NOTICES[reason]} ({where}); counted as {reason} in "
@@ -537,8 +544,6 @@ class RecognizerNode(Node):
             self.get_logger().warning(
                 f"dropping input: {DROP_REASONS[reason]} ({where}); counted as "
                 f"dropped_{reason} in /diagnostics, logged only this once")
-        if self.recognizer.frames > before:
-            self._wake.set()
 
     def _on_housekeeping(self) -> None:
         now = time.monotonic()

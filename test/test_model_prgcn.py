@@ -153,6 +153,17 @@ def test_spine_and_neck_segments_are_the_bones_left_free():
                              ("spine_shoulder", "neck"), ("neck", "head")}
 
 
+def test_image_keypoints_refine_x_and_y_by_default():
+    """A 2D layout's third channel is the detector's score: by default the PRM leaves it as it
+    came (it refined it, no loss reaching it, for the classifier to read)."""
+    model = PRGCN(7, "coco18").eval()
+    assert model.refine_channels == 2 and model.arch["refine_channels"] == 2
+    x = torch.rand(1, 3, 9, 18, 1)
+    with torch.no_grad():
+        assert torch.equal(model(x)[1][:, 2], x[:, 2])
+    assert PRGCN(7, "kinect20").refine_channels == 3
+
+
 def test_rigid_bones_need_3d_refinement():
     with pytest.raises(ValueError, match="rigid_bones"):
         PRGCN(400, "coco18", refine_channels=2, rigid_bones=True)
@@ -204,6 +215,22 @@ def test_partner_input_shows_each_person_the_other_and_a_lone_person_nobody():
         assert torch.equal(_gfm_input(model, x[2:, ..., :1])[:, 3:], torch.zeros(1, 3, 10, 15))
         torch.testing.assert_close(model(x)[0], swapped, atol=1e-5, rtol=1e-5)
     assert alone.shape == paired.shape == (1, 8)
+
+
+@pytest.mark.parametrize("slots", [(0, 1), (0, 2), (1, 2)])
+def test_partner_input_with_three_slots_is_the_other_present_person(slots):
+    """M = 3, two people: each sees the other present one, not the next slot's (an empty one's
+    for slot 0 of slots 0 and 1), and the empty slot sees nobody."""
+    torch.manual_seed(7)
+    model = PRGCN(8, "openni15", use_prm=False, partner_input=True).eval()
+    x = torch.zeros(1, 3, 10, 15, 3)
+    for slot in slots:
+        x[..., slot] = torch.randn(1, 3, 10, 15)
+    seen = _gfm_input(model, x).view(3, 6, 10, 15)
+    a, b = slots
+    torch.testing.assert_close(seen[a, 3:], x[0, ..., b])
+    torch.testing.assert_close(seen[b, 3:], x[0, ..., a])
+    assert not seen[3 - a - b, 3:].any()
 
 
 def test_extent_norm_shows_the_gfm_each_axis_on_minus_one_to_one():

@@ -10,7 +10,7 @@ from prgcn_ros.model.graph import layout_from_spec, layout_spec, normalized_adja
 from prgcn_ros.model.norm import DataNorm
 from prgcn_ros.model.prm import PRM
 from prgcn_ros.model.tam import TAM
-from prgcn_ros.skeleton.layouts import Layout
+from prgcn_ros.skeleton.layouts import TWO_D_LAYOUTS, Layout
 
 FUSIONS = ("parallel", "sequential")
 
@@ -19,7 +19,8 @@ class PRGCN(nn.Module):
     """Input (N, C, T, V, M); returns (logits (N, classes), refined poses (N, C, T, V, M)).
 
     The refined poses are in the input's coordinates: refined = x + offset on the first
-    ``refine_channels`` channels (the rest, e.g. 2D confidence, pass through). The network then
+    ``refine_channels`` channels (the rest, e.g. 2D confidence, pass through; by default 2 for
+    image-keypoint layouts, else every channel). The network then
     normalises the refined poses itself (data BN over C·V, persons folded into the batch).
     With ``rigid_bones`` (3D poses) the refined skeleton is rebuilt with every bone's length held
     over the window (:class:`~prgcn_ros.model.bones.RigidBones`).
@@ -61,7 +62,10 @@ class PRGCN(nn.Module):
         layout = layout_from_spec(layout)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
-        refine = in_channels if refine_channels is None else int(refine_channels)
+        # Image keypoints come as (x, y, score): the PRM moves x and y, the score passes on
+        # (no loss reaches a refined score, and the classifier would read whatever it became).
+        default = 2 if layout.name in TWO_D_LAYOUTS else in_channels
+        refine = default if refine_channels is None else int(refine_channels)
         if not 1 <= refine <= in_channels:
             raise ValueError(f"refine_channels must be in 1..{in_channels}, not {refine}")
         temporal_kernel = int(temporal_kernel)
@@ -153,12 +157,16 @@ class PRGCN(nn.Module):
             coords = poses[:, :self.refine_channels]
             parts.append(coords - coords.index_select(3, self.bone_parents))
         if self.partner_input:
-            # The next slot's person (the other one of a pair), where exactly two slots hold a
-            # person; none for a lone person. No branch on M: an exported graph takes any M.
+            # The other present slot's person, where exactly two slots hold a person; none for
+            # a lone person. A product with 0 / 1 weights: exactly the partner's values, for
+            # any M (the next slot was an empty one's with M = 3), and no branch on M, so an
+            # exported graph takes any M.
             c, t, v = poses.shape[1:]
-            slots = poses.view(n, m, c, t, v)
-            partner = torch.cat([slots[:, -1:], slots[:, :-1]], dim=1).reshape(n * m, c, t, v)
+            others = present.to(poses.dtype)[:, None, :] * (
+                1 - torch.eye(m, dtype=poses.dtype, device=poses.device))   # (N, M, M)
+            partner = torch.matmul(others, poses.reshape(n, m, c * t * v))
             paired = present & (present.sum(dim=1, keepdim=True) == 2)
+            partner = partner.reshape(n * m, c, t, v)
             parts.append(partner * paired.reshape(n * m).to(poses.dtype)[:, None, None, None])
         return torch.cat(parts, dim=1) if len(parts) > 1 else poses
 

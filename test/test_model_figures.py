@@ -19,7 +19,8 @@ def _within(value: float, reference: float, tolerance: float) -> bool:
 def test_prgcn_parameters_match_the_reference():
     # The reference has one data BN (2·C·V parameters); ours has a second one inside the PRM, as
     # the offsets are predicted from normalised poses but added in input units: +108 / +150.
-    kinetics = count_parameters(PRGCN(400, "coco18"))
+    # The reference's PRM refines all three channels of image keypoints, the score included.
+    kinetics = count_parameters(PRGCN(400, "coco18", refine_channels=3))
     ntu = count_parameters(PRGCN(60, "ntu25"))
     assert _within(kinetics, 580_759, 0.03), kinetics
     assert _within(ntu, 501_548, 0.03), ntu
@@ -103,7 +104,9 @@ def test_profile_counts_ablations_and_2d():
     assert _within(bare["params"], 0.3e6, 0.05)
     twod = profile({"name": "prgcn", "num_classes": 400, "layout": "coco18",
                     "refine_channels": 2}, frames=300, persons=2)
-    assert twod["params"] == count_parameters(PRGCN(400, "coco18")) - 65  # 64 + 1 fewer offsets
+    assert twod["params"] == count_parameters(PRGCN(400, "coco18", refine_channels=3)) - 65
+    # (64 + 1 fewer offsets), which is what a 2D layout refines by default.
+    assert twod["params"] == count_parameters(PRGCN(400, "coco18"))
     assert twod["input_shape"] == [1, 3, 300, get_layout("coco18").num_joints, 2]
 
 

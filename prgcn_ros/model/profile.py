@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--channels", type=int, default=3)
     parser.add_argument("--refine-channels", type=int, default=None,
-                        help="PR-GCN: leading channels the PRM refines (default: all)")
+                        help="PR-GCN: leading channels the PRM refines (default: x and y "
+                             "for image keypoints, else all; the authors' code: all)")
     parser.add_argument("--no-prm", action="store_true", help="PR-GCN without the PRM")
     parser.add_argument("--no-tam", action="store_true", help="PR-GCN without the TAM")
     parser.add_argument("--fusion", choices=("parallel", "sequential"), default="parallel")

@@ -15,6 +15,7 @@ frame by frame (:mod:`prgcn_ros.pairing`); recognition reads the pairs under the
 """
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
@@ -416,7 +417,9 @@ class Ingestion:
         coords_np, conf_np = given
         mapped, mapped_conf = model_joints
         tracker = self._tracker(key, layout.name, given)
-        local_ids = tracker.update(coords_np, conf_np, frame.clock, ids, frame.stamp_ns / 1e9)
+        # Motion by capture time: the header stamp, unless the node stamped the message.
+        capture_s = frame.stamp_ns / 1e9 if frame.stamped else math.nan
+        local_ids = tracker.update(coords_np, conf_np, frame.clock, ids, capture_s)
         taken: list[tuple[int, Departed | None]] = []
         for local in tracker.taken_over:     # the driver now uses an id the tracker had chosen
             # No DELETE for it: that person_id goes on, as the driver's person, whose markers

@@ -288,3 +288,22 @@ def test_a_jittery_2d_person_hidden_for_half_a_second_keeps_their_id():
             tracker.update(body + rng.normal(0, 8, body.shape), confident, t / 60)
         kept += tracker.update(body + rng.normal(0, 8, body.shape), confident, 39 / 60) == [0]
     assert kept == 50
+
+
+def test_frames_of_unknown_capture_time_are_timed_by_the_node_clock():
+    """A source that sends some messages unstamped (the node stamps them on arrival, half a
+    second after their capture): such a frame's capture time is unknown (NaN), and motion to
+    and from it is timed by the node's clock, never by an arrival stamp minus a capture stamp
+    (which made 48 m/s of a walk, or none). The walk past a person standing still keeps both
+    ids when the walker's last frame before hiding them came unstamped."""
+    tracker = Tracker(gate=0.5, timeout_s=10.0)
+    both, one = np.ones((2, 1)), np.ones((1, 1))
+    a_pos = [[0.0, 0.0]]
+    captures = [100.0, 100.2, np.nan, 100.6, 100.8, 101.0]
+    clocks = [5.5, 5.7, 5.9, 6.1, 6.3, 6.5]          # the node's clock, 0.5 s after capture
+    scene = [[a_pos, [[-1.05, 0.0]]], [a_pos, [[-0.75, 0.0]]], [a_pos, [[-0.45, 0.0]]],
+             [[[-0.15, 0.0]]], [a_pos, [[0.15, 0.0]]], [a_pos, [[0.45, 0.0]]]]
+    expected = [[0, 1], [0, 1], [0, 1], [1], [0, 1], [0, 1]]
+    for people, clock, capture, ids in zip(scene, clocks, captures, expected):
+        conf = both if len(people) == 2 else one
+        assert tracker.update(np.array(people), conf, clock, capture_s=capture) == ids

@@ -12,6 +12,7 @@ last place moved on at constant velocity (its last two sightings, by capture tim
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,15 +33,21 @@ class _Track:
     made: bool = False       # the tracker chose its id (the source gave none)
     last_update: int = 0     # the update that last saw it
     last_ok: np.ndarray | None = None    # (V,) bool: the joints confident when last seen
-    last_capture_s: float = 0.0          # capture time of the last sighting
-    velocity: np.ndarray | None = None   # (D,) per second of capture time, last two sightings
+    last_capture_s: float = math.nan     # capture time of the last sighting (NaN: unknown)
+    velocity: np.ndarray | None = None   # (D,) per second, from the last two sightings
 
-    def predicted(self, capture_s: float) -> np.ndarray:
+    def since(self, stamp_s: float, capture_s: float) -> float:
+        """Time since the last sighting: by capture times where both are known, else by the
+        clock tracks expire by (never one minus the other: they need not share an origin)."""
+        elapsed = capture_s - self.last_capture_s
+        return elapsed if math.isfinite(elapsed) else stamp_s - self.last_stamp_s
+
+    def predicted(self, stamp_s: float, capture_s: float) -> np.ndarray:
         """Every joint moved on at the track's velocity, for at most PREDICT_S."""
-        if self.velocity is None:
+        ahead = self.since(stamp_s, capture_s)
+        if self.velocity is None or not ahead > 0:
             return self.coords
-        ahead = min(max(capture_s - self.last_capture_s, 0.0), PREDICT_S)
-        return self.coords + self.velocity * ahead
+        return self.coords + self.velocity * min(ahead, PREDICT_S)
 
 
 class Tracker:
@@ -96,13 +103,13 @@ class Tracker:
         track.last_update = self._updates
         # The body's mean step over the joints confident in both sightings: one joint's
         # jitter averages out, and a joint that came or went does not count as motion. By
-        # capture time: two frames handled back to back were not taken 0.3 ms apart.
-        elapsed = capture_s - track.last_capture_s
-        if elapsed > 0:
-            both = ok & track.last_ok
-            track.velocity = ((coords[both] - track.coords[both]).mean(0) / elapsed
-                              if both.any() else None)
-            track.last_capture_s = capture_s
+        # capture time: two frames handled back to back were not taken 0.3 ms apart. No
+        # step in time (a repeated or earlier stamp): no velocity until the next one.
+        elapsed = track.since(stamp_s, capture_s)
+        both = ok & track.last_ok
+        track.velocity = ((coords[both] - track.coords[both]).mean(0) / elapsed
+                          if elapsed > 0 and both.any() else None)
+        track.last_capture_s = capture_s
         track.last_ok = ok.copy()
         # Joints not seen in this frame keep their last position: occluded limbs still help.
         track.coords = np.where(ok[:, None], coords, track.coords)
@@ -110,10 +117,10 @@ class Tracker:
         track.last_stamp_s = max(track.last_stamp_s, stamp_s)
 
     def cost_matrix(self, coords: np.ndarray, ok: np.ndarray, track_ids: Sequence[int],
-                    capture_s: float) -> np.ndarray:
+                    stamp_s: float, capture_s: float = math.nan) -> np.ndarray:
         """(P, K) mean joint distance between each person and each track, over the joints
-        confident in both, to the track's last place or to its place predicted at
-        ``capture_s``, whichever is nearer; inf where they share no joint."""
+        confident in both, to the track's last place or to its place predicted for the
+        frame (:meth:`update`'s times), whichever is nearer; inf where they share no joint."""
         if not track_ids or not len(coords):
             return np.zeros((len(coords), len(track_ids)))
         tracks = [self._tracks[i] for i in track_ids]
@@ -121,7 +128,8 @@ class Tracker:
         both = ok[:, None] & track_ok[None]
         shared = both.sum(-1)
         cost = np.full(both.shape[:2], np.inf)
-        for places in ([t.coords for t in tracks], [t.predicted(capture_s) for t in tracks]):
+        for places in ([t.coords for t in tracks],
+                       [t.predicted(stamp_s, capture_s) for t in tracks]):
             dist = np.linalg.norm(coords[:, None] - np.stack(places)[None], axis=-1)  # P, K, V
             with np.errstate(invalid="ignore", divide="ignore"):
                 cost = np.minimum(cost, np.where(both, dist, 0.0).sum(-1) / shared)
@@ -133,7 +141,8 @@ class Tracker:
         """Associate one frame: coords (P, V, D), confidence (P, V) -> a track id per person.
 
         ``stamp_s`` is the clock tracks expire by; ``capture_s`` (default ``stamp_s``) the
-        frame's capture time, which motion is measured by. Given ``ids`` (>= 0) are returned
+        frame's capture time, which motion is measured by (NaN: unknown, e.g. a message its
+        source sent unstamped; ``stamp_s`` stands in then). Given ``ids`` (>= 0) are returned
         unchanged and refresh their tracks' last-seen time.
         """
         capture_s = stamp_s if capture_s is None else capture_s
@@ -166,7 +175,7 @@ class Tracker:
         if todo:
             claimed = {r for r in result if r is not None}
             candidates = [i for i in self._tracks if i not in claimed]
-            cost = self.cost_matrix(coords[todo], ok[todo], candidates, capture_s)
+            cost = self.cost_matrix(coords[todo], ok[todo], candidates, stamp_s, capture_s)
             allowed = cost <= self.gate
             if allowed.any():
                 # Least total of the matched distances plus ``gate`` for each person who starts

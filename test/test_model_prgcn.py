@@ -162,6 +162,11 @@ def test_image_keypoints_refine_x_and_y_by_default():
     with torch.no_grad():
         assert torch.equal(model(x)[1][:, 2], x[:, 2])
     assert PRGCN(7, "kinect20").refine_channels == 3
+    # A 2D model written before (refine_channels 3 in its file) is still built as it was, so
+    # it loads, fine-tunes and resumes; rigid bones never take (x, y, score) for 3D.
+    assert PRGCN(7, "coco18", refine_channels=3).refine_channels == 3
+    with pytest.raises(ValueError, match="rigid_bones"):
+        PRGCN(7, "coco18", refine_channels=3, rigid_bones=True)
 
 
 def test_rigid_bones_need_3d_refinement():

@@ -473,10 +473,10 @@ def test_notices_count_only_what_was_kept():
     was kept: a skeleton or message dropped for another reason is not counted (nor logged)."""
     rec = tiny_recognizer(max_people=1)
     rec.ingest(frame(0))
-    # Each of these is dropped whole: a second person while max_people is 1 tracked, a
-    # non-finite confident joint, an unknown layout.
-    crowded = frame(1, {0: pose(seed=1), 5: pose(1.0, 1)})
-    crowded.confidence[1] = np.full(20, 2.0)
+    # Each of these is dropped: a valid new person (confidences above 1, no frame_id) while
+    # max_people is 1 tracked, a non-finite confident joint, an unknown layout.
+    crowded = frame(1, {5: pose(1.0, 1)}, frame_id="")
+    crowded.confidence[0] = np.full(20, 2.0)
     broken = frame(2, {2**40: np.where(np.arange(20)[:, None] == 3, np.nan, pose(seed=2))})
     nameless = frame(3, frame_id="", layout="no_such_layout")
     assert rec.ingest(crowded) == ["too_many_people"]

@@ -86,10 +86,10 @@ class PRGCN(nn.Module):
                 raise ValueError(f"temporal_dilations must be a list of 1-{most} positive "
                                  f"integers or null, not {temporal_dilations!r}")
             temporal_dilations = dilations
-        if rigid_bones and (refine != 3 or not use_prm):
+        if rigid_bones and (refine != 3 or not use_prm or layout.name in TWO_D_LAYOUTS):
             raise ValueError("rigid_bones needs a PRM that refines 3D coordinates (use_prm "
-                             f"true and refine_channels 3; here {bool(use_prm)}, {refine}): "
-                             "turn rigid_bones off")
+                             f"true and refine_channels 3 of a 3D layout; here {bool(use_prm)}, "
+                             f"{refine}, {layout.name}): turn rigid_bones off")
         self.arch = {"name": "prgcn", "num_classes": int(num_classes),
                      "layout": layout_spec(layout), "in_channels": int(in_channels),
                      "refine_channels": refine, "use_prm": bool(use_prm),

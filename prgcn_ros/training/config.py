@@ -16,8 +16,6 @@ from typing import Any
 import yaml
 
 from prgcn_ros import paths
-from prgcn_ros.model.graph import layout_name
-from prgcn_ros.skeleton.layouts import TWO_D_LAYOUTS
 from prgcn_ros.skeleton.preprocess import INTERPOLATIONS
 
 DEFAULTS: dict[str, Any] = {
@@ -383,11 +381,6 @@ def _check(cfg: dict, where: str) -> None:
     if spec.get("name") not in ARCHITECTURES:
         raise ConfigError(f"{where}: model.name must be one of {', '.join(ARCHITECTURES)}")
     accepted = set(inspect.signature(ARCHITECTURES[spec["name"]]).parameters)
-    if (layout_name(cfg["layout"]) in TWO_D_LAYOUTS
-            and spec.get("refine_channels") not in (None, 2)):
-        raise ConfigError(f"{where}: model.refine_channels must be 2 for the image keypoints "
-                          f"of {layout_name(cfg['layout'])} (x and y; their score is not a "
-                          f"coordinate to refine)")
     for key in spec:
         if key in _FIXED_BY_DATA:
             raise ConfigError(f"{where}: model.{key} comes from the data and 'layout', not "

@@ -39,11 +39,12 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 # leaves room for other CPUs' kernels and still catches a wrong graph, whose outputs are off by
 # the outputs' own scale (0.1-10).
 CHECK_BOUND = 1e-3
-# On a GPU, torch runs cuDNN convolutions in TF32 by default (Ampere and later), and so may
-# onnxruntime's CUDA provider: their outputs differ from float32 by about 1 % of the logits'
-# scale (6.6e-3 with logits up to 9.9, bench/gpu_check.py on an H200), and two such runs from
-# each other by up to twice that. 2e-2 still catches a wrong graph.
-CHECK_BOUND_CUDA = 2e-2
+# On a GPU the graph is checked against the torch model run in float32 on the CPU, and
+# onnxruntime's CUDA provider may round convolutions to TF32 (Ampere and later), as torch does
+# by default there: 6.6e-3 off the CPU's logits on an H200 (bench/gpu_check.py); emulated on
+# the CPU, up to 2.4e-2 on the shipped MSR model's refined poses (truncating). 5e-2 leaves room
+# for that and still catches a wrong graph, off by its outputs' own scale.
+CHECK_BOUND_CUDA = 5e-2
 CACHE_DIR_NAME = ".onnx_cache"
 # Graphs a shared cache (the user's, or backend_cache_dir) keeps, the most recently used.
 SHARED_CACHE_GRAPHS = 16
@@ -361,8 +362,9 @@ def check_window(channels: int, length: int, joints: int, persons: int = 1,
 
 
 def max_difference(reference: nn.Module, backend: Backend, window: torch.Tensor) -> float:
-    """Max abs difference over every output of ``backend`` and the torch model on ``window``."""
-    expected = TorchBackend(reference)(window)
+    """Max abs difference over every output of ``backend`` on ``window`` and the torch model
+    ``reference`` on the same window on the reference's device."""
+    expected = TorchBackend(reference)(window.to(next(reference.parameters()).device))
     actual = backend(window)
     return max(float((e.float().cpu() - a.float().cpu()).abs().max())
                for e, a in zip(expected, actual))
@@ -425,7 +427,7 @@ def make_backend(kind: str, model: nn.Module, model_path: str | Path | None,
     graph = onnx_graph(cpu_model.eval(), model_path, window.to("cpu"), cache_dir, version,
                        loads=_loads)
     try:
-        backend, diff = _checked_session(graph.path, model, window, threads, device)
+        backend, diff = _checked_session(graph.path, cpu_model, window, threads, device)
     except BackendError as error:
         if not graph.reused:
             raise
@@ -445,7 +447,7 @@ def make_backend(kind: str, model: nn.Module, model_path: str | Path | None,
                                f"backend_cache_dir a folder this user can write") from None
         graph = onnx_graph(cpu_model.eval(), model_path, window.to("cpu"), cache_dir, version,
                            loads=_loads)
-        backend, diff = _checked_session(graph.path, model, window, threads, device)
+        backend, diff = _checked_session(graph.path, cpu_model, window, threads, device)
     info = BackendInfo("onnxruntime", graph.path, graph.reused, diff)
     if not diff <= bound:   # NaN fails too
         raise BackendError(f"backend onnxruntime: the ONNX graph {graph.path} differs from the "
@@ -456,11 +458,12 @@ def make_backend(kind: str, model: nn.Module, model_path: str | Path | None,
 
 def _checked_session(path: Path, model: nn.Module, window: torch.Tensor, threads: int,
                      device: torch.device | str) -> tuple[OnnxBackend, float]:
-    """A session on the graph at ``path`` and its max difference from ``model`` on
-    ``window``; BackendError when onnxruntime cannot load or run it."""
+    """A session on the graph at ``path`` and its max difference from ``model`` (on the CPU:
+    float32, whatever the session's device rounds to) on ``window``; BackendError when
+    onnxruntime cannot load or run it."""
     try:
         backend = OnnxBackend(path, threads, device)
-        diff = max_difference(model, backend, window.to(next(model.parameters()).device))
+        diff = max_difference(model, backend, window.to(device))
     except BackendError:
         raise
     except Exception as error:  # a file onnx accepts but onnxruntime cannot load or run

@@ -12,6 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from test_training_util import MSR_CONFIG, REPO, msr_split, small_cfg, subset
 
+from prgcn_ros.model.io import read_header
 from prgcn_ros.skeleton.sequence import SkeletonSequence
 from prgcn_ros.training import batching, noise
 from prgcn_ros.training import evaluate as evaluate_cli
@@ -396,6 +397,33 @@ def test_checkpoint_from_before_an_option_existed_resumes(msr_train, tmp_path):
     state_file.write_text(json.dumps(state))
     with pytest.raises(ConfigError, match="augment"):
         Trainer(cfg, train_set=data, log=lambda m: None).resume(tmp_path / "run")
+
+
+def test_a_checkpoint_whose_refine_channels_came_from_an_older_default_resumes(msr_train,
+                                                                                tmp_path):
+    """Unset, refine_channels is the code's default of the day: for image keypoints 3 until
+    2026-12-06, 2 since, so such a checkpoint recorded no value and its weights hold the old
+    one. It resumes with that value set, and without it the error names the setting (it was
+    a weights mismatch, and setting the value was refused as a settings change). Here on 3D
+    data, a run of 2 channels standing in for one whose default has since changed."""
+    data = subset(msr_train, 8)
+    model = {**load_config(MSR_CONFIG)["model"], "refine_channels": 2, "rigid_bones": False}
+    cfg = small_cfg(seed=4, epochs=2, model=model)
+    first = Trainer(cfg, train_set=data, log=lambda m: None)
+    first.train_epoch(progress=False, max_steps=1)
+    first.save(tmp_path / "run")
+    weights = tmp_path / "run" / "checkpoint.safetensors"
+    state = json.loads(read_header(weights, "checkpoint")["state"])
+    del state["config"]["model"]["refine_channels"]              # as the older run recorded it
+    save_file(load_file(str(weights)), str(weights),
+              metadata={"format": "prgcn_ros.training.checkpoint/1", "state": json.dumps(state)})
+    resumed = Trainer(cfg, train_set=data, log=lambda m: None)
+    resumed.resume(tmp_path / "run")
+    assert resumed.epoch == 1 and resumed.model.refine_channels == 2
+    unset = Trainer(small_cfg(seed=4, epochs=2, model={**model, "refine_channels": None}),
+                    train_set=data, log=lambda m: None)
+    with pytest.raises(ConfigError, match="'model' settings differ.*'refine_channels': 2"):
+        unset.resume(tmp_path / "run")
 
 
 def test_a_checkpoint_torn_by_an_interrupted_save_resumes_whole(msr_train, tmp_path):

@@ -16,7 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import safetensors
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from prgcn_ros.model.io import read_header, read_weights, write_atomic
@@ -103,6 +105,19 @@ def checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{source}: not a prgcn_ros training checkpoint")
     return doc
+
+
+def refined_channels(path: str | os.PathLike) -> int | None:
+    """How many channels the checkpoint's PRM refines, from its weights' shapes (None: no PRM,
+    or weights not there); tensors not read."""
+    weights_path = find_checkpoint(path).with_suffix(".safetensors")
+    try:
+        with safe_open(str(weights_path), "pt") as weights:
+            if "model.prm.offset.bias" not in weights.keys():
+                return None
+            return int(weights.get_slice("model.prm.offset.bias").get_shape()[0])
+    except (OSError, safetensors.SafetensorError):
+        return None
 
 
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,

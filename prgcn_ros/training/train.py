@@ -41,7 +41,7 @@ from tqdm import tqdm
 from prgcn_ros import paths
 
 from . import batching, calibration, distributed, noise, outliers
-from .checkpoint import checkpoint_state, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_state, load_checkpoint, refined_channels, save_checkpoint
 from .config import (
     ConfigError,
     in_channels,
@@ -471,6 +471,15 @@ class Trainer:
             saved["optim"] = {**saved["optim"], "epochs": current["optim"]["epochs"]}
         if "data" in saved:
             saved["data"] = {**saved["data"], "dir": current["data"]["dir"]}
+        built = refined_channels(path)
+        if "model" in saved and built is not None and hasattr(self.model, "refine_channels"):
+            # Unset, refine_channels is what the code of the day built (for image keypoints
+            # 3 until 2026-12-06, 2 since): compared as built, so such a run resumes with the
+            # value set, and without it says what differs instead of a weights mismatch.
+            saved["model"] = {**saved["model"],
+                              "refine_channels": saved["model"].get("refine_channels") or built}
+            current = {**current, "model": {
+                **current["model"], "refine_channels": self.model.refine_channels}}
         for key in ("seed", "model", "layout", "window", "preprocess", "augment", "refine",
                     "data", "calibration", "outliers", "optim"):
             if key in saved and saved[key] != current.get(key):

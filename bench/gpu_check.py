@@ -102,20 +102,22 @@ def streaming(model: torch.nn.Module, window: int, device: torch.device, repeats
 def matches_cpu(model: torch.nn.Module, window: int, device: torch.device
                 ) -> dict[str, float]:
     """Max abs difference of the logits from the CPU's: in full float32 (TF32 off), and with
-    torch's defaults on this GPU (cuDNN convolutions in TF32 on Ampere and later)."""
+    torch's defaults on this GPU (cuDNN convolutions in TF32 on Ampere and later); the same of
+    the refined poses under ``<name>_refined`` (the onnxruntime start-up check bounds both)."""
     cpu_model = model.to("cpu")
     x = torch.randn(4, 3, window, model.layout.num_joints, 1)
     flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     out = {}
     with torch.inference_mode():
-        ref = cpu_model(x)[0]
+        ref, ref_refined = cpu_model(x)
         model.to(device)
         # "default": each flag as torch had it (cuDNN TF32 on, matmul TF32 off), as the
         # recognizer runs; it had set both to cuDNN's.
         for name, (conv, matmul) in (("float32", (False, False)), ("default", flags)):
             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul
-            got = model(x.to(device))[0].cpu()
+            got, got_refined = (y.cpu() for y in model(x.to(device)))
             out[name] = float((ref - got).abs().max())
+            out[f"{name}_refined"] = float((ref_refined - got_refined).abs().max())
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
     out["max_abs_logit"] = float(ref.abs().max())
     return out

@@ -142,26 +142,25 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
                         else f"not measured ({len(seeds['top1'])} of 5 seeds)"))
     at_goal = get(data, "unknown.at_goal_kept")
     goal = get(data, "unknown.goal") or {}
+
+    def unknown_row(figure: str, point: dict) -> tuple[str, str, str, str]:
+        """An 'unknown' operating point (foreign clips unknown, right answers kept) by the goal."""
+        return (figure, f"≥ {100 * goal['foreign_unknown']:.0f} % / ≥ "
+                        f"{100 * goal['in_domain_kept']:.0f} %",
+                f"{100 * point['foreign_unknown']:.1f} / {100 * point['in_domain_kept']:.1f} %",
+                verdict(point, lambda v: v["foreign_unknown"] >= goal["foreign_unknown"]
+                        and v["in_domain_kept"] >= goal["in_domain_kept"]))
+
     if at_goal:
-        out.append((f"'unknown' (MSR model at min_confidence {at_goal['threshold']:.2f}): "
-                    f"foreign UTD-MHAD clips unknown; right MSR answers kept",
-                    f"≥ {100 * goal['foreign_unknown']:.0f} % / ≥ "
-                    f"{100 * goal['in_domain_kept']:.0f} %",
-                    f"{100 * at_goal['foreign_unknown']:.1f} / "
-                    f"{100 * at_goal['in_domain_kept']:.1f} %",
-                    verdict(at_goal, lambda v: v["foreign_unknown"] >= goal["foreign_unknown"]
-                            and v["in_domain_kept"] >= goal["in_domain_kept"])))
+        out.append(unknown_row(f"'unknown' (MSR model at min_confidence "
+                               f"{at_goal['threshold']:.2f}): foreign UTD-MHAD clips unknown; "
+                               f"right MSR answers kept", at_goal))
     held_out = get(data, "unknown.at_goal_kept_held_out")
     if held_out and goal:
         low, high = held_out["thresholds"]
-        out.append((f"'unknown', the threshold chosen on the other MSR test subjects ({low:.2f}"
-                    f"-{high:.2f}): foreign clips unknown; each held-out subject's right "
-                    f"answers kept", f"≥ {100 * goal['foreign_unknown']:.0f} % / ≥ "
-                    f"{100 * goal['in_domain_kept']:.0f} %",
-                    f"{100 * held_out['foreign_unknown']:.1f} / "
-                    f"{100 * held_out['in_domain_kept']:.1f} %",
-                    verdict(held_out, lambda v: v["foreign_unknown"] >= goal["foreign_unknown"]
-                            and v["in_domain_kept"] >= goal["in_domain_kept"])))
+        out.append(unknown_row(f"'unknown', the threshold chosen on the other MSR test subjects "
+                               f"({low:.2f}-{high:.2f}): foreign clips unknown; each held-out "
+                               f"subject's right answers kept", held_out))
     gpu = data.get("gpu_check")
     if gpu:
         diff = gpu["max_abs_diff_vs_cpu"]

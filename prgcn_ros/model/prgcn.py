@@ -164,9 +164,8 @@ class PRGCN(nn.Module):
             c, t, v = poses.shape[1:]
             others = present.to(poses.dtype)[:, None, :] * (
                 1 - torch.eye(m, dtype=poses.dtype, device=poses.device))   # (N, M, M)
-            partner = torch.matmul(others, poses.reshape(n, m, c * t * v))
+            partner = torch.matmul(others, poses.reshape(n, m, c * t * v)).reshape(n * m, c, t, v)
             paired = present & (present.sum(dim=1, keepdim=True) == 2)
-            partner = partner.reshape(n * m, c, t, v)
             parts.append(partner * paired.reshape(n * m).to(poses.dtype)[:, None, None, None])
         return torch.cat(parts, dim=1) if len(parts) > 1 else poses
 

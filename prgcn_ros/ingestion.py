@@ -64,12 +64,11 @@ MAX_STAMP_NS = (2**31 - 1) * 1_000_000_000 + 999_999_999
 # How fast (seconds per second) a source's reference offset may rise: a backlog that drained
 # must not make the next fresh message look early, yet a slow replay's stamps are followed.
 OFFSET_RELAX = 0.05
-# A message whose stamp runs ahead by more than this (s), both of its source's timeline and of
-# the source's last stamp step, is held until the next one shows whether it was alone: taken at
-# once, a stray stamp ahead made every message until the timeline caught up with it run
-# backwards. A faster delivery than any before (a drained backlog) or a replay faster than real
-# time leads the timeline at an even stamp step, and a lost message steps further on time:
-# neither is held.
+# A message whose stamp runs ahead by more than this (s), both of its source's timeline and of the
+# source's last stamp step, is held until the next one shows whether it was alone: taken at once, a
+# stray stamp ahead would make the messages after it look backwards. A faster delivery than any
+# before (a drained backlog) or a replay faster than real time leads the timeline at an even stamp
+# step, and a lost message steps further on time: neither is held.
 HOLD_AHEAD_S = 0.05
 
 
@@ -476,7 +475,7 @@ class Ingestion:
         if tracker is None:
             # Metres for 3D sensors, pixels for image keypoints, unless the user says; image
             # keypoints normalised to the image size (Kinetics-skeleton, as the player sends
-            # it) by the source's first message: 80 px took in the whole image.
+            # it; told by the source's first message) get a gate in image fractions.
             gate = self.params.track_gate or 0.5
             if not self.params.track_gate and layout in TWO_D_LAYOUTS:
                 gate = NORMALISED_GATE if normalised(given) else 80.0

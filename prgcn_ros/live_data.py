@@ -15,12 +15,15 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from prgcn_ros.skeleton.labels import UNKNOWN_LABEL  # noqa: F401 - re-exported
 from prgcn_ros.skeleton.layouts import LAYOUTS, TWO_D_LAYOUTS  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:
+    import torch
 
 # Why each dropped input was dropped; the keys appear in /diagnostics as dropped_<key>.
 DROP_REASONS: dict[str, str] = {
@@ -274,7 +277,7 @@ class RecognizerParams:
         from prgcn_ros.model.io import resolve_model  # torch: only where a model is loaded
         return resolve_model(self.model)
 
-    def torch_device(self):
+    def torch_device(self) -> torch.device:
         """The torch device (imports torch: only the pipeline needs it)."""
         from prgcn_ros.model.backends import resolve_device
 
@@ -460,9 +463,9 @@ class RateMeter:
             times = self._times
             young = self._first is not None and now - self._first < self.horizon_s
             if young and len(times) >= 2 and times[-1] > times[0]:
-                # Over the span seen so far, not the whole horizon (which under-reported a
-                # source's first seconds: 6 Hz for 30 Hz after 1 s): the events before the
-                # newest instant, over the time from the first to it.
+                # Over the span seen so far, not the whole horizon, which a young meter has
+                # not seen yet: the events before the newest instant, over the time from the
+                # first to it.
                 newest = sum(1 for _ in itertools.takewhile(lambda t: t == times[-1],
                                                             reversed(times)))
                 return (len(times) - newest) / (times[-1] - times[0])

@@ -2,7 +2,7 @@
 
 The recognizer node is a thin wrapper around :class:`Recognizer`: it converts messages to
 :class:`InputFrame`, calls :meth:`Recognizer.ingest` from its ingestion callbacks and
-:meth:`Recognizer.infer` from its inference callback (another thread), and publishes what comes
+:meth:`Recognizer.infer` from its inference thread, and publishes what comes
 back. Everything here can be driven and tested without a ROS graph.
 
 The pipeline is cut at the device ring buffers: :mod:`prgcn_ros.ingestion` validates, orders,
@@ -92,11 +92,6 @@ CPU_MAX_BATCH = 4
 # model's convention otherwise): the Azure Kinect Body Tracking SDK's camera frame is y down.
 LAYOUT_AXES = {"azure32": "y_down"}
 
-
-
-def default_torch_threads() -> int:
-    """Leave a core to ingestion and DDS (kept name; see live_data.default_threads)."""
-    return default_threads()
 
 
 # ---------------------------------------------------------------------------- the pipeline
@@ -236,20 +231,12 @@ class Recognizer:
         return self.ingestion.frames
 
     @property
-    def messages(self) -> int:
-        return self.ingestion.messages
-
-    @property
     def clock_resets(self) -> int:
         return self.ingestion.clock_resets
 
     @property
     def tracks_expired(self) -> int:
         return self.ingestion.tracks_expired
-
-    @property
-    def tracks_started(self) -> int:
-        return self.ingestion.tracks_started
 
     @property
     def people_tracked(self) -> int:

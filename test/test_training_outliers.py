@@ -8,9 +8,10 @@ import pytest
 import torch
 from test_training_util import msr_split, require_data, small_cfg, subset
 
+from prgcn_ros.model.build import logits_of
 from prgcn_ros.training import batching
 from prgcn_ros.training.outliers import outlier_dataset, outlier_loss
-from prgcn_ros.training.train import Trainer, logits_of
+from prgcn_ros.training.train import Trainer
 
 SIT_STAND = ["sit down", "stand up"]
 OUTLIERS = {"data": {"kind": "nw_ucla", "root": "nw_ucla", "train_views": [1]},

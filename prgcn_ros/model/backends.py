@@ -35,15 +35,11 @@ from torch import nn
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 # Max abs difference of logits and refined poses allowed between the ONNX graph and torch on
-# the start-up window. Measured agreement is about 1e-5 (float32, different kernels); 1e-3
-# leaves room for other CPUs' kernels and still catches a wrong graph, whose outputs are off by
-# the outputs' own scale (0.1-10).
+# the start-up window: room for other kernels' float32 rounding, while a wrong graph is off by
+# the outputs' own scale (0.1-10). Measured figures: docs/backends.md.
 CHECK_BOUND = 1e-3
 # On a GPU the graph is checked against the torch model run in float32 on the CPU, and
-# onnxruntime's CUDA provider may round convolutions to TF32 (Ampere and later), as torch does
-# by default there: 6.6e-3 off the CPU's logits on an H200 (bench/gpu_check.py); emulated on
-# the CPU, up to 2.4e-2 on the shipped MSR model's refined poses (truncating). 5e-2 leaves room
-# for that and still catches a wrong graph, off by its outputs' own scale.
+# onnxruntime's CUDA provider may round convolutions to TF32 (Ampere and later).
 CHECK_BOUND_CUDA = 5e-2
 CACHE_DIR_NAME = ".onnx_cache"
 # Graphs a shared cache (the user's, or backend_cache_dir) keeps, the most recently used.

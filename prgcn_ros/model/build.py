@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
 from torch import nn
 
 from prgcn_ros.model.prgcn import PRGCN
@@ -38,6 +39,11 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
     except (TypeError, RuntimeError, OverflowError, IndexError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"bad arguments for architecture {name!r}: {first}") from None
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """PR-GCN returns (logits, refined poses); ST-GCN the logits alone."""
+    return output[0] if isinstance(output, (tuple, list)) else output
 
 
 def model_arch(model: nn.Module) -> dict[str, Any]:

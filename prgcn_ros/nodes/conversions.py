@@ -24,7 +24,14 @@ from prgcn_msgs.msg import (
     Skeleton,
     SkeletonArray,
 )
-from prgcn_ros.live_data import AZURE_SOURCE, ID_SPAN, NO_PARTNER, InferenceResult, InputFrame
+from prgcn_ros.live_data import (
+    AZURE_SOURCE,
+    NO_PARTNER,
+    InferenceResult,
+    InputFrame,
+    local_id,
+    source_number,
+)
 from prgcn_ros.skeleton.layouts import LAYOUTS, get_layout
 
 # Azure Kinect ROS driver body tracking: marker id = body_id * 100 + joint, 32 joints.
@@ -191,13 +198,13 @@ def person_color(person_id: int) -> ColorRGBA:
 def marker_id(person_id: int) -> int:
     """Marker ids are int32: the person's id within its source (below 2**31 by the identity
     rule); the source's number goes into the namespace (:func:`marker_ns`)."""
-    return int(person_id) % ID_SPAN
+    return local_id(person_id)
 
 
 def marker_ns(kind: str, person_id: int) -> str:
     """"joints", "bones", "label" for the first source; "joints/2" etc. for source 2, so two
     sources' people never share a marker (namespace, id)."""
-    number = int(person_id) // ID_SPAN
+    number = source_number(person_id)
     return kind if number == 0 else f"{kind}/{number}"
 
 

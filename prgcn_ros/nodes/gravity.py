@@ -25,9 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from prgcn_ros.live_data import AZURE_SOURCE
-from prgcn_ros.recognition import TWO_D_LAYOUTS, InputFrame
-from prgcn_ros.skeleton.frames import CONVENTIONS, gravity_rotation, quaternion_matrix
+from prgcn_ros.live_data import AZURE_SOURCE, TWO_D_LAYOUTS, InputFrame
+from prgcn_ros.skeleton.frames import (
+    CONVENTIONS,
+    gravity_rotation,
+    quaternion_matrix,
+    rotate_points,
+)
 from prgcn_ros.skeleton.layouts import LAYOUTS
 
 # frame_ids whose rotation is remembered at most (a driver that names a frame per message
@@ -168,7 +172,7 @@ class Gravity:
                 self._by_frame[key] = deque(
                     maxlen=ROTATIONS_KEPT if self._buffer is not None else 1)
             self._by_frame[key].append((frame.stamp_ns, rotation))
-        frame.coords = [(c @ rotation.T).astype(c.dtype, copy=False) for c in frame.coords]
+        frame.coords = [rotate_points(c, rotation) for c in frame.coords]
         return frame
 
     def first_missing(self, frame: InputFrame) -> bool:

@@ -45,6 +45,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from dataclasses import dataclass, fields  # noqa: E402
+from typing import Any  # noqa: E402
 
 import rclpy  # noqa: E402
 import torch  # noqa: E402
@@ -112,7 +113,7 @@ MAX_FAILED_PASSES = 50
 FAILED_PASS_PAUSE_S = 0.1
 MAX_ERROR_KINDS = 16
 # Every entity is visited by the executor on every wake-up, in Python: no default QoS-event
-# handlers (measured: they cost ingestion a good part of its throughput). The inputs keep one:
+# handlers (they cost ingestion throughput; docs/recognizer.md). The inputs keep one:
 # messages the middleware lost (best effort, large messages) are counted, not silent.
 NO_EVENTS_PUB = PublisherEventCallbacks(use_default_callbacks=False)
 # The identity rule in log lines: strings from the input are cut to this length.
@@ -213,7 +214,7 @@ def _has_pre_set_callbacks() -> bool:
     return hasattr(Node, "add_pre_set_parameters_callback")   # rclpy 3.7 (Iron) on
 
 
-def descriptor(name: str, value) -> ParameterDescriptor:
+def descriptor(name: str, value: Any) -> ParameterDescriptor:
     spec = ALL_SPECS[name]
     # A live float takes a whole number too (`ros2 param set ... min_confidence 0`): turned
     # into the float by a pre-set callback (Iron and later), else typed dynamically (Humble).
@@ -489,7 +490,7 @@ class RecognizerNode(Node):
         """Input publishers whose messages cannot reach us: best effort against our reliable
         (the one QoS mismatch our inputs' profile allows). Found in the ROS graph at each
         diagnostics period rather than by a QoS event handler, which would cost every executor
-        wake-up (12 % of ingestion throughput, measured). Each is logged once while it stays."""
+        wake-up. Each is logged once while it stays."""
         if self.node_params.input_reliability != "reliable":
             return 0
         present: set[bytes] = set()
@@ -613,9 +614,9 @@ class RecognizerNode(Node):
 
     # ------------------------------------------------------------------ inference
     def _start_inference(self) -> None:
-        # A thread of its own rather than an executor callback: while a forward pass ran, the
-        # multi-threaded executor kept re-offering the pending wake-up to its busy callback
-        # group, spinning a core (half the CPU of a 10-person pass went to that loop).
+        # A thread of its own rather than an executor callback: a multi-threaded executor
+        # re-offers a pending wake-up to a busy callback group, spinning a core while a pass
+        # runs (docs/benchmarks.md, "The executor loop").
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.inference_error: BaseException | None = None

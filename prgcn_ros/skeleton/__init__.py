@@ -1,7 +1,7 @@
 """Skeleton layer: layouts and mappings, readers, preprocessing, tracker, device ring buffer.
 
 Imports no ROS packages, so it runs and is tested off-robot. Names load on first use, so the
-torch-free parts (layouts, mapping) do not bring torch with them.
+torch-free layouts do not bring torch with them.
 """
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def msg_dir() -> Path:
                    + ", ".join(str(c) for c in candidates) + ")")
 
 
-def typestore():
+def typestore() -> Any:
     """The ROS 2 standard types plus prgcn_msgs, for serializing and bag metadata."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 

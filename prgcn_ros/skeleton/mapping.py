@@ -15,6 +15,8 @@ import torch
 
 from .layouts import get_layout
 
+Array = np.ndarray | torch.Tensor
+
 # target joint -> source joint name, or (a, b) for the midpoint of two source joints.
 _Rule = str | tuple[str, str]
 
@@ -106,7 +108,7 @@ def describe_mapping(source: str, target: str) -> list[str | None]:
     return names
 
 
-def _apply(table: _Table, coords, confidence):
+def _apply(table: _Table, coords: Array, confidence: Array) -> tuple[Array, Array]:
     first, second = table.first.clip(min=0), table.second.clip(min=0)
     if isinstance(coords, torch.Tensor):
         device = coords.device
@@ -131,7 +133,8 @@ def _apply(table: _Table, coords, confidence):
     return out, conf
 
 
-def map_joints(coords, confidence, source: str, target: str):
+def map_joints(coords: Array, confidence: Array, source: str, target: str
+               ) -> tuple[Array, Array]:
     """Map joints from layout ``source`` to ``target``.
 
     coords (..., V, D) and confidence (..., V), numpy arrays or torch tensors (any device);

@@ -78,10 +78,6 @@ class DeviceRingBuffer:
     def __contains__(self, track_id: int) -> bool:
         return track_id in self._slot
 
-    @property
-    def track_ids(self) -> list[int]:
-        return list(self._slot)
-
     def num_frames(self, track_id: int) -> int:
         """Frames held for the track (at most ``window``)."""
         return min(self._count[self._slot[track_id]], self.window)
@@ -128,15 +124,10 @@ class DeviceRingBuffer:
             if self.capacity > self._min_capacity and len(self._slot) <= self.capacity // 4:
                 self._resize(max(self._min_capacity, self.capacity // 2))
 
-    def clear(self) -> None:
-        with self._lock:
-            self._slot.clear()
-            self._allocate(self._min_capacity)
-
     # ------------------------------------------------------------------ reading
-    # torch's CPU kernels split work over threads above 32768 elements; on a small, busy CPU
-    # that split made one gather take ~10 ms instead of ~0.1 ms (bench/ring_buffer.py), so CPU
-    # gathers copy in chunks below it, which run on the calling thread.
+    # torch's CPU kernels split work over threads above 32768 elements, which on a small, busy
+    # CPU costs far more than it saves (docs/design.md), so CPU gathers copy in chunks below
+    # it, which run on the calling thread.
     _CPU_CHUNK_ELEMENTS = 32768
 
     def _select(self, rows: torch.Tensor) -> torch.Tensor:

@@ -67,10 +67,6 @@ class SkeletonSequence:
         """2 for image keypoints, 3 for sensor-space joints."""
         return int(self.coords.shape[3])
 
-    @property
-    def duration_s(self) -> float:
-        return self.num_frames / self.fps if self.fps > 0 else 0.0
-
     def select_frames(self, index: Sequence[int] | np.ndarray | slice) -> SkeletonSequence:
         """A copy holding only the given frames (in the given order, repeats allowed)."""
         return replace(self, coords=self.coords[index].copy(),

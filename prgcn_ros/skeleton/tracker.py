@@ -180,16 +180,11 @@ class Tracker:
             if allowed.any():
                 # Least total of the matched distances plus ``gate`` for each person who starts
                 # a new track and for each track seen in the last update that is left without
-                # its person. Matching the most pairs first let a newcomer near a hidden
-                # person's track (not seen last update: free to leave) push someone who stood
-                # still off their own; charging nothing for a track left let one of two people
-                # walking side by side (at 5 Hz: 0.3 m a frame) take the other's. Without the
-                # prediction, one walking past someone standing, and hiding them, took their
-                # id (nearer their last place than to the walker's own). Left open: a person
-                # hidden in the very frame a newcomer comes within the gate (their track was
-                # seen last update) can still make such a swap. Beyond the gate costs more
-                # than any of that, so it is never chosen; not so large (1e18) that the real
-                # distances round away beside it.
+                # its person, so nobody is pushed off their own track to make more pairs (a
+                # track not seen last update is free to leave). Ambiguous without appearance:
+                # a person hidden in the very frame a newcomer comes within the gate can swap
+                # with them (docs/design.md). Beyond the gate costs more than any of that, so
+                # it is never chosen, yet not so much that real distances round away beside it.
                 p, k = cost.shape
                 beyond = 3.0 * self.gate + 1.0
                 square = np.zeros((p + k, k + p))

@@ -14,11 +14,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .datasets import SequenceDataset
+
+if TYPE_CHECKING:
+    from torch import nn
 
 ECE_BINS = 15
 _GROUP = {
@@ -181,7 +184,7 @@ def report(probs: np.ndarray, labels: np.ndarray, temperature: float) -> dict[st
             "mean_confidence_after": float(after.max(1).mean()) if len(labels) else 0.0}
 
 
-def calibrate(model, dataset: SequenceDataset, cfg: dict) -> dict[str, Any]:
+def calibrate(model: nn.Module, dataset: SequenceDataset, cfg: dict) -> dict[str, Any]:
     """Fit the temperature of ``model`` on ``dataset``; the metadata's ``calibration``."""
     from .evaluate import predict
 

@@ -259,14 +259,15 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     base_path = Path(base).expanduser()
     base_path = base_path if base_path.is_absolute() else path.parent / base_path
     under = _read(base_path, (*seen, path.resolve()))
-    return _deep_update(under, raw)
+    return deep_update(under, raw)
 
 
-def _deep_update(under: dict, over: dict) -> dict:
+def deep_update(under: dict, over: dict) -> dict:
+    """``under`` with ``over`` written over it, nested mappings merged key by key."""
     out = copy.deepcopy(under)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_update(out[key], value)
+            out[key] = deep_update(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out

@@ -86,7 +86,7 @@ class SequenceDataset:
 
     def __init__(self, loaders: Sequence, labels: Sequence[int], names: Sequence[str],
                  class_names: Sequence[str], description: str, cache: bool = True,
-                 recordings: Sequence[str] | None = None):
+                 recordings: Sequence[str] | None = None) -> None:
         self._loaders = list(loaders)
         self.labels = [int(label) for label in labels]
         self.names = list(names)

@@ -23,15 +23,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from prgcn_ros.model.build import logits_of
 from prgcn_ros.skeleton.preprocess import pair_orders, window_setting
 
 from . import batching
 from .config import ConfigError, in_channels, load_config, split_overlap
 from .datasets import SequenceDataset, build_dataset, split_description
-
-
-def _logits(output: Any) -> torch.Tensor:
-    return output[0] if isinstance(output, (tuple, list)) else output
 
 
 @torch.no_grad()
@@ -52,10 +49,10 @@ def predict(model: torch.nn.Module, dataset: SequenceDataset, cfg: dict,
                       file=sys.stderr, dynamic_ncols=True):
         clips = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         x, y = batching.make_batch(clips, cfg, train=False)
-        probs = torch.softmax(_logits(forward(x.to(device))).float(), dim=1)
+        probs = torch.softmax(logits_of(forward(x.to(device))).float(), dim=1)
         if both_orders:
             x, _ = batching.make_batch(clips, cfg, train=False, persons_exchanged=True)
-            probs = (probs + torch.softmax(_logits(forward(x.to(device))).float(), dim=1)) / 2
+            probs = (probs + torch.softmax(logits_of(forward(x.to(device))).float(), dim=1)) / 2
         scores.append(probs.cpu().numpy())
         labels.append(y.numpy())
     return np.concatenate(scores), np.concatenate(labels)

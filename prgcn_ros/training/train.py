@@ -39,11 +39,13 @@ from torch.optim import swa_utils
 from tqdm import tqdm
 
 from prgcn_ros import paths
+from prgcn_ros.model.build import logits_of
 
 from . import batching, calibration, distributed, noise, outliers
 from .checkpoint import checkpoint_state, load_checkpoint, refined_channels, save_checkpoint
 from .config import (
     ConfigError,
+    deep_update,
     in_channels,
     learning_rate,
     load_config,
@@ -182,11 +184,6 @@ def make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer | Optim
     return Optimizers([sgd(groups[:-1]), torch.optim.Adam(groups[-1:], lr=lr, weight_decay=0.0)])
 
 
-def logits_of(output: Any) -> torch.Tensor:
-    """PR-GCN returns (logits, refined poses); ST-GCN the logits alone."""
-    return output[0] if isinstance(output, (tuple, list)) else output
-
-
 def code_version() -> str:
     """``git describe`` of the source checkout, else the installed package version."""
     root = paths.source_root()
@@ -225,7 +222,7 @@ class Trainer:
     """One training run: model, optimizer and data, stepped epoch by epoch."""
 
     def __init__(self, cfg: dict, train_set: SequenceDataset | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         set_threads(cfg)
@@ -473,8 +470,8 @@ class Trainer:
             saved["data"] = {**saved["data"], "dir": current["data"]["dir"]}
         built = refined_channels(path)
         if "model" in saved and built is not None and hasattr(self.model, "refine_channels"):
-            # Unset, refine_channels is what the code of the day built (for image keypoints
-            # 3 until 2026-12-06, 2 since): compared as built, so such a run resumes with the
+            # Unset, refine_channels is what the code of the day built (its default for
+            # image keypoints changed): compared as built, so such a run resumes with the
             # value set, and without it says what differs instead of a weights mismatch.
             saved["model"] = {**saved["model"],
                               "refine_channels": saved["model"].get("refine_channels") or built}
@@ -700,13 +697,6 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _merge_overrides(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge_overrides(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prgcn-train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="training config (YAML)")
@@ -739,11 +729,11 @@ def main(argv: list[str] | None = None) -> int:
             if value is not None:
                 overrides[key] = value
         if args.epochs is not None:
-            overrides = _merge_overrides(overrides, {"optim": {"epochs": args.epochs}})
+            overrides = deep_update(overrides, {"optim": {"epochs": args.epochs}})
         if args.out_dir:
-            overrides = _merge_overrides(overrides, {"output": {"dir": args.out_dir}})
+            overrides = deep_update(overrides, {"output": {"dir": args.out_dir}})
         if args.output:
-            overrides = _merge_overrides(overrides, {"output": {"model": args.output}})
+            overrides = deep_update(overrides, {"output": {"model": args.output}})
         cfg = load_config(args.config, overrides)
         where = distributed.setup(str(cfg["device"]))
         resume = None

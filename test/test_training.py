@@ -26,8 +26,8 @@ from prgcn_ros.training.config import (
 )
 from prgcn_ros.training.datasets import (
     SequenceDataset,
+    msr_clip,
     msr_file_list,
-    parse_msr_name,
 )
 from prgcn_ros.training.export import example_input
 from prgcn_ros.training.train import Trainer, mixup_draw, parse_set
@@ -148,10 +148,10 @@ def test_lr_cosine_schedule_and_warmup():
 
 # --------------------------------------------------------------------------- data
 def test_msr_names_and_cross_subject_split():
-    clip = parse_msr_name("a12_s03_e02_skeleton3D.txt")
+    clip = msr_clip("a12_s03_e02_skeleton3D.txt")
     assert (clip.action, clip.subject, clip.repetition, clip.label) == (12, 3, 2, 11)
     with pytest.raises(ValueError):
-        parse_msr_name("a12_s03.txt")
+        msr_clip("a12_s03.txt")
     cfg = load_config(MSR_CONFIG)
     msr_split("train")
     listed = msr_file_list(data_root(cfg), "files_used_in_cvpr12_paper.txt")
@@ -159,7 +159,7 @@ def test_msr_names_and_cross_subject_split():
     train, test = msr_split("train"), msr_split("test")
     assert len(train) + len(test) == 557
     assert (len(train), len(test)) == (284, 273)
-    subjects = {n: parse_msr_name(n).subject for n in train.names + test.names}
+    subjects = {n: msr_clip(n).subject for n in train.names + test.names}
     assert {subjects[n] for n in train.names} == {1, 3, 5, 7, 9}
     assert {subjects[n] for n in test.names} == {2, 4, 6, 8, 10}
     assert sorted(set(train.labels)) == list(range(20)) == sorted(set(test.labels))

@@ -32,6 +32,7 @@ from prgcn_ros.live_data import (
     local_id,
     source_number,
 )
+from prgcn_ros.skeleton.frames import as_xyz
 from prgcn_ros.skeleton.layouts import LAYOUTS, get_layout
 
 # Azure Kinect ROS driver body tracking: marker id = body_id * 100 + joint, 32 joints.
@@ -136,11 +137,8 @@ def publisher_key(info: dict | None) -> bytes:
 def skeleton_array_msg(header: Header, layout: str, ids: Sequence[int], coords: np.ndarray,
                        confidence: np.ndarray) -> SkeletonArray:
     """coords (P, V, 2 or 3) and confidence (P, V) as a SkeletonArray (2D: z = 0)."""
-    coords = np.asarray(coords, dtype=np.float64)
-    if coords.shape[-1] == 2:
-        coords = np.concatenate([coords, np.zeros(coords.shape[:-1] + (1,))], axis=-1)
     msg = SkeletonArray(header=header, layout=layout)
-    for pid, xyz, conf in zip(ids, coords.tolist(), np.asarray(confidence).tolist()):
+    for pid, xyz, conf in zip(ids, as_xyz(coords).tolist(), np.asarray(confidence).tolist()):
         msg.skeletons.append(Skeleton(id=int(pid), keypoints=[
             Keypoint(position=Point(x=p[0], y=p[1], z=p[2]), confidence=c)
             for p, c in zip(xyz, conf)]))
@@ -149,14 +147,7 @@ def skeleton_array_msg(header: Header, layout: str, ids: Sequence[int], coords: 
 
 # ---------------------------------------------------------------------------- outputs
 def _points(values: np.ndarray) -> list[Point]:
-    return [Point(x=p[0], y=p[1], z=p[2]) for p in _xyz(values).tolist()]
-
-
-def _xyz(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    if values.shape[-1] == 2:
-        values = np.concatenate([values, np.zeros(values.shape[:-1] + (1,))], axis=-1)
-    return values
+    return [Point(x=p[0], y=p[1], z=p[2]) for p in as_xyz(values).tolist()]
 
 
 def result_header(result: InferenceResult) -> Header:
@@ -181,7 +172,7 @@ def refined_array_msg(result: InferenceResult) -> RefinedSkeletonArray:
     for person in result.people:
         keypoints = [Keypoint(position=p, confidence=c) for p, c in
                      zip(_points(person.refined), person.joint_confidence.tolist())]
-        offsets = [Vector3(x=o[0], y=o[1], z=o[2]) for o in _xyz(person.offsets).tolist()]
+        offsets = [Vector3(x=o[0], y=o[1], z=o[2]) for o in as_xyz(person.offsets).tolist()]
         msg.skeletons.append(RefinedSkeleton(
             person_id=int(person.person_id), keypoints=keypoints, offsets=offsets,
             stamp=ns_to_stamp(person.refined_at_ns)))
@@ -226,7 +217,7 @@ def markers_msg(result: InferenceResult, lifetime_s: float = 0.0) -> MarkerArray
     lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1.0) * 1e9))
     out = MarkerArray()
     for person in result.people:
-        xyz = _xyz(person.refined)
+        xyz = as_xyz(person.refined)
         seen = np.asarray(person.joint_confidence) > 0
         if not seen.any():
             continue

@@ -227,7 +227,7 @@ class PlayerNode(Node):
                     if ids:
                         group = groups.setdefault(p.seq.layout, ([], [], []))
                         group[0].extend(ids)
-                        group[1].append(_xyz(coords))
+                        group[1].append(coords)
                         group[2].append(conf)
                     p.next_frame += 1
                 for layout, (ids, coords, conf) in groups.items():
@@ -302,7 +302,7 @@ class PlayerNode(Node):
                         self.pause(next_send - time.monotonic())
                         if not self.running():
                             return
-                        self.publish(seq.layout, ids, _xyz(coords), conf)
+                        self.publish(seq.layout, ids, coords, conf)
                         next_send = time.monotonic() + MIN_SPACING / (seq.fps * self.args.rate)
                 self.pause(max(self.args.poll, listing_s))
         finally:
@@ -314,12 +314,6 @@ class PlayerNode(Node):
 def _frame_files(directory: Path) -> set[str]:
     return {name for name in os.listdir(directory)
             if name.endswith(".json") and not name.startswith(".")}
-
-
-def _xyz(coords: np.ndarray) -> np.ndarray:
-    if coords.shape[-1] == 3:
-        return coords
-    return np.concatenate([coords, np.zeros(coords.shape[:-1] + (1,), coords.dtype)], -1)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

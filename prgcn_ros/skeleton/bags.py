@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from prgcn_ros.skeleton.frames import as_xyz
 from prgcn_ros.skeleton.sequence import SkeletonSequence
 
 SKELETON_ARRAY = "prgcn_msgs/msg/SkeletonArray"
@@ -122,12 +121,10 @@ def write_bag(path: Path, recordings: Sequence[SkeletonSequence], topic: str = "
                     conf = seq.confidence[t, m]
                     if not (conf > 0).any():
                         continue       # an empty slot is nobody
-                    xyz = seq.coords[t, m]
-                    if xyz.shape[-1] == 2:
-                        xyz = np.concatenate([xyz, np.zeros((len(xyz), 1), xyz.dtype)], -1)
                     skeletons.append(skeleton_t(id=ids[m], keypoints=[
                         keypoint_t(position=point_t(x=float(x), y=float(y), z=float(z)),
-                                   confidence=float(c)) for (x, y, z), c in zip(xyz, conf)]))
+                                   confidence=float(c))
+                        for (x, y, z), c in zip(as_xyz(seq.coords[t, m]), conf)]))
                 if not skeletons:
                     continue           # nobody in view: the player sends nothing either
                 msg = array_t(header=header_t(stamp=time_t(sec=stamp // 10**9,

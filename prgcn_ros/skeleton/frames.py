@@ -78,3 +78,12 @@ def rotate_points(points: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     """Apply `rotation` to points of shape (..., 3); dtype is kept."""
     points = np.asarray(points)
     return (points @ np.asarray(rotation, dtype=np.float64).T).astype(points.dtype, copy=False)
+
+
+def as_xyz(points: np.ndarray) -> np.ndarray:
+    """Points (..., 2 or 3) as (..., 3) float64: image keypoints get z = 0 (the messages' and
+    bags' Keypoint always has x, y, z)."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape[-1] == 2:
+        points = np.concatenate([points, np.zeros(points.shape[:-1] + (1,))], axis=-1)
+    return points

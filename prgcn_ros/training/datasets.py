@@ -56,7 +56,7 @@ class MSRClip:
         return f"{self.name}_skeleton3D.txt"
 
 
-def parse_msr_name(name: str) -> MSRClip:
+def msr_clip(name: str) -> MSRClip:
     """``a01_s02_e03`` (optionally ``..._skeleton3D.txt``) -> MSRClip(action=1, subject=2)."""
     stem = name.strip()
     stem = stem.removesuffix(".txt").removesuffix("_skeleton3D")
@@ -78,7 +78,7 @@ def msr_file_list(root: Path, file_list: str | None) -> list[MSRClip]:
         if not root.is_dir():
             raise DataNotFound(root)
         names = sorted(p.name for p in root.glob("a*_s*_e*_skeleton3D.txt"))
-    return [parse_msr_name(n) for n in names]
+    return [msr_clip(n) for n in names]
 
 
 class SequenceDataset:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from prgcn_ros import paths
-from prgcn_ros.skeleton.preprocess import INTERPOLATIONS
+from prgcn_ros.skeleton.preprocess import INTERPOLATIONS, PreprocessConfig
 
 DEFAULTS: dict[str, Any] = {
     "name": "prgcn",
@@ -61,9 +61,8 @@ DEFAULTS: dict[str, Any] = {
         "train_sampling": "crop",
     },
     # Passed to prgcn_ros.skeleton.preprocess.PreprocessConfig.from_dict (the live node uses
-    # the same settings, read back from the model's metadata).
-    "preprocess": {"center": "first_frame", "scale": "torso", "align_view": "none",
-                   "axis": "y_up", "missing": "zero", "persons": "each"},
+    # the same settings, read back from the model's metadata); its fields' defaults.
+    "preprocess": PreprocessConfig().to_dict(),
     "augment": {
         "rotate_deg": 0.0,        # uniform in +-rotate_deg about the vertical axis
         "tilt_deg": 0.0,          # uniform in +-tilt_deg about the two horizontal axes

@@ -328,6 +328,96 @@ def coerce(value: Any, kind: type) -> Any:
     raise TypeError
 
 
+@dataclass
+class NodeParams:
+    """The node's own parameters: topics, QoS, diagnostics (the pipeline never sees them).
+    Topic names are relative, so a namespace (-r __ns:=/robot2) moves them."""
+
+    skeleton_topic: str = "skeletons"
+    azure_kinect: bool = False
+    azure_topic: str = "body_tracking_data"
+    action_topic: str = "action"
+    refined_topic: str = "refined_poses"
+    markers_topic: str = "refined_poses/markers"
+    input_reliability: str = "best_effort"
+    input_depth: int = 100
+    diagnostics_period_s: float = 1.0
+    latency_budget_ms: float = 100.0
+    # Gravity (prgcn_ros/nodes/gravity.py): rotate 3D input into the model's y-up convention.
+    input_frame_convention: str = ""
+    camera_tilt_deg: float = 0.0
+    gravity_frame: str = ""
+    azure_tilt_deg: float = 0.0
+
+    def problems(self) -> list[str]:
+        out = range_problems(self, NODE_PARAMETER_SPECS)
+        if self.input_reliability not in ("best_effort", "reliable"):
+            out.append(f"input_reliability must be best_effort or reliable, got "
+                       f"{clip_text(self.input_reliability)!r}")
+        for name in ("action_topic", "refined_topic", "markers_topic"):
+            if not getattr(self, name):
+                out.append(f"{name} must not be empty")
+        if self.azure_kinect and not self.azure_topic:
+            out.append("azure_topic must not be empty when azure_kinect is true")
+        if not self.skeleton_topic and not self.azure_kinect:
+            out.append("no input: skeleton_topic is empty and azure_kinect is false")
+        return out
+
+
+NODE_PARAMETER_SPECS: dict[str, ParamSpec] = {
+    "skeleton_topic": ParamSpec("prgcn_msgs/SkeletonArray input (relative: in the node's "
+                                "namespace); empty: off"),
+    "azure_kinect": ParamSpec("subscribe to the Azure Kinect ROS driver's body tracking"),
+    "azure_topic": ParamSpec("Azure Kinect body tracking MarkerArray input"),
+    "action_topic": ParamSpec("prgcn_msgs/ActionArray output"),
+    "refined_topic": ParamSpec("prgcn_msgs/RefinedSkeletonArray output"),
+    "markers_topic": ParamSpec("visualization_msgs/MarkerArray output for RViz"),
+    "input_reliability": ParamSpec("QoS reliability of the inputs: best_effort (sensor data) "
+                                   "or reliable (large messages, e.g. crowds)"),
+    "input_depth": ParamSpec("QoS history depth of the inputs", 1, 100_000),
+    "diagnostics_period_s": ParamSpec("seconds between /diagnostics messages", 1e-3, 3600.0),
+    "latency_budget_ms": ParamSpec("/diagnostics turns WARN while the p99 latency of the "
+                                   "last seconds is above this plus the wait max_rate_hz sets "
+                                   "(its period less the input's frame interval), or a due "
+                                   "person's frame has waited longer than this for a pass",
+                                   0.0, 1e9, live=True),
+    "input_frame_convention": ParamSpec("the 3D input's axes: empty (the axis parameter "
+                                        "decides), y_up, y_down (optical frames) or z_up "
+                                        "(REP-103 base_link, odom)"),
+    "camera_tilt_deg": ParamSpec("a fixed camera pitch to undo, degrees, positive looking down",
+                                 -90.0, 90.0),
+    "gravity_frame": ParamSpec("a gravity-aligned frame (e.g. base_link): each input frame is "
+                               "rotated into it with tf2 (robots only)"),
+    "azure_tilt_deg": ParamSpec("the Azure Kinect's fixed camera pitch to undo, degrees, "
+                                "positive looking down", -90.0, 90.0),
+}
+ALL_SPECS: dict[str, ParamSpec] = {**PARAMETER_SPECS, **NODE_PARAMETER_SPECS}
+
+
+def parameter_names() -> list[str]:
+    """Every parameter the node declares (besides rclpy's own)."""
+    return RecognizerParams.names() + [f.name for f in fields(NodeParams)]
+
+
+def parse_parameters(values: dict) -> tuple[RecognizerParams, NodeParams, list[str]]:
+    """The pipeline's and the node's parameters from name -> value; unknown names are
+    returned (warned about, not fatal); invalid values raise ParameterError naming each."""
+    node_names = {f.name for f in fields(NodeParams)}
+    core_names = set(RecognizerParams.names())
+    unknown = sorted(n for n in values if n not in node_names | core_names)
+    core, problems = coerce_values(RecognizerParams,
+                                   {k: v for k, v in values.items() if k in core_names})
+    node_kwargs, node_problems = coerce_values(
+        NodeParams, {k: v for k, v in values.items() if k in node_names})
+    problems += node_problems
+    params = RecognizerParams(**core)
+    node = NodeParams(**node_kwargs)
+    problems += params.problems() + node.problems()
+    if problems:
+        raise ParameterError("invalid recognizer parameters: " + "; ".join(problems))
+    return params, node, unknown
+
+
 # ---------------------------------------------------------------------------- data
 # InputFrame.source of the Azure Kinect driver's body-tracking markers (its own axis settings).
 AZURE_SOURCE = "azure_kinect"
@@ -508,3 +598,52 @@ class Percentiles:
     def _trim(self, now: float) -> None:
         while self._samples and self._samples[0][0] < now - self.horizon_s:
             self._samples.popleft()
+
+
+class DiagnosticsWarnings:
+    """The WARN lines of /diagnostics from the recognizer's stats: each counter by its growth
+    since the last call, the latency and the people waiting against the budget."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}     # counters at the last call
+
+    def _grown(self, stats: Mapping[str, Any], key: str) -> int:
+        grown = stats[key] - self._last.get(key, 0)
+        self._last[key] = stats[key]
+        return grown
+
+    def __call__(self, stats: Mapping[str, Any], period_s: float, budget_ms: float,
+                 max_rate_hz: float) -> list[str]:
+        warn = []
+        failed = self._grown(stats, "inference_errors")
+        if failed:
+            warn.append(f"{failed} inference passes failed in the last {period_s:g} s (see "
+                        f"the log)")
+        suppressed = self._grown(stats, "outputs_suppressed")
+        if suppressed:
+            warn.append(f"{suppressed} outputs suppressed in the last {period_s:g} s (the "
+                        f"model gave non-finite values)")
+        dropped = self._grown(stats, "dropped_total")
+        if dropped:
+            warn.append(f"{dropped} inputs dropped in the last {period_s:g} s")
+        if stats["publishers_incompatible"]:
+            warn.append(f"{stats['publishers_incompatible']} input publishers whose QoS cannot "
+                        f"reach this node (best effort; input_reliability is reliable)")
+        lost = self._grown(stats, "messages_lost")
+        if lost:
+            warn.append(f"{lost} input messages lost in transport in the last {period_s:g} s "
+                        f"(large messages: input_reliability reliable)")
+        # A frame may wait for its person's next pass by setting: up to max_rate_hz's period,
+        # less the input's own frame interval (input slower than the rate waits for nothing).
+        interval = 1e3 / stats["input_rate_hz"] if stats["input_rate_hz"] > 0 else 0.0
+        rate_wait = max(0.0, 1e3 / max_rate_hz - interval)
+        if stats["latency_samples"] and stats["latency_p99_ms"] > budget_ms + rate_wait:
+            warn.append(f"latency p99 {stats['latency_p99_ms']:.1f} ms over the {budget_ms:g} "
+                        f"ms budget (+ {rate_wait:.3g} ms, max_rate_hz's wait; last "
+                        f"{stats['latency_window_s']:g} s)")
+        if stats["people_waiting"] and stats["oldest_wait_ms"] > budget_ms:
+            # What the latency figures cannot show: frames that never reach an output.
+            warn.append(f"{stats['people_waiting']} people waiting for a pass, the oldest "
+                        f"frame for {stats['oldest_wait_ms']:.0f} ms (over the {budget_ms:g} "
+                        f"ms budget): inference is behind or stuck")
+        return warn

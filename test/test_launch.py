@@ -13,8 +13,7 @@ import pytest
 import yaml
 from rosutil import REPO
 
-from prgcn_ros.live_data import RecognizerParams
-from prgcn_ros.nodes.recognizer import NodeParams, parameter_names
+from prgcn_ros.live_data import NodeParams, RecognizerParams, parameter_names
 
 LAUNCH_FILE = REPO / "launch" / "recognizer.launch.py"
 

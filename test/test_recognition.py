@@ -9,7 +9,13 @@ import pytest
 import torch
 import yaml
 
-from prgcn_ros.live_data import UNKNOWN_LABEL, local_id
+from prgcn_ros.live_data import (
+    UNKNOWN_LABEL,
+    DiagnosticsWarnings,
+    local_id,
+    parameter_names,
+    parse_parameters,
+)
 from prgcn_ros.model.prgcn import PRGCN
 from prgcn_ros.recognition import (
     CPU_MAX_BATCH,
@@ -72,8 +78,6 @@ def frame(t: int, people: dict[int, np.ndarray] | None = None, layout: str = "ki
 
 # ---------------------------------------------------------------------------- parameters
 def test_shipped_yaml_holds_exactly_the_known_parameters():
-    from prgcn_ros.nodes.recognizer import parameter_names, parse_parameters
-
     doc = yaml.safe_load((REPO / "config" / "recognizer.yaml").read_text())
     # Keyed /**: the file applies under any node name and namespace.
     assert list(doc) == ["/**"]
@@ -121,6 +125,41 @@ def test_cuda_requested_without_cuda_is_refused():
         pytest.skip("CUDA is available here")
     with pytest.raises(ParameterError, match="CUDA is not available"):
         RecognizerParams(device="cuda").torch_device()
+
+
+def _quiet_stats(**changed: float) -> dict:
+    stats = dict.fromkeys(("inference_errors", "outputs_suppressed", "dropped_total",
+                           "messages_lost", "publishers_incompatible", "latency_samples",
+                           "latency_p99_ms", "people_waiting", "oldest_wait_ms"), 0)
+    stats.update(input_rate_hz=30.0, latency_window_s=5.0)
+    stats.update(changed)
+    return stats
+
+
+def test_diagnostics_warn_on_counters_that_grew_not_on_their_totals():
+    warnings = DiagnosticsWarnings()
+    assert warnings(_quiet_stats(), 1.0, 100.0, 60.0) == []
+    assert warnings(_quiet_stats(dropped_total=5), 1.0, 100.0, 60.0) == [
+        "5 inputs dropped in the last 1 s"]
+    assert warnings(_quiet_stats(dropped_total=5), 1.0, 100.0, 60.0) == []   # nothing new
+    grown = warnings(_quiet_stats(dropped_total=7, inference_errors=1, messages_lost=3), 1.0,
+                     100.0, 60.0)
+    assert [line.split(" ")[0] for line in grown] == ["1", "2", "3"], grown
+
+
+def test_diagnostics_allow_max_rate_hz_its_wait_and_warn_when_people_wait_too_long():
+    warnings = DiagnosticsWarnings()
+    # 4 passes a second over 30 Hz input: a frame may wait 250 - 33 ms by setting.
+    assert warnings(_quiet_stats(latency_samples=90, latency_p99_ms=300.0), 1.0, 100.0,
+                    4.0) == []
+    over = warnings(_quiet_stats(latency_samples=90, latency_p99_ms=320.0), 1.0, 100.0, 4.0)
+    assert len(over) == 1 and over[0].startswith("latency p99 320.0 ms over"), over
+    # Input slower than the rate waits for no pass: the budget alone.
+    slow = warnings(_quiet_stats(input_rate_hz=2.0, latency_samples=9, latency_p99_ms=120.0),
+                    1.0, 100.0, 4.0)
+    assert len(slow) == 1 and slow[0].startswith("latency p99 120.0 ms over"), slow
+    stuck = warnings(_quiet_stats(people_waiting=2, oldest_wait_ms=150.0), 1.0, 100.0, 60.0)
+    assert len(stuck) == 1 and stuck[0].endswith("inference is behind or stuck"), stuck
 
 
 # ---------------------------------------------------------------------------- pipeline

@@ -44,7 +44,7 @@ if __name__ == "__main__" or Path(sys.argv[0]).name == "prgcn-recognizer":
 import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
-from dataclasses import dataclass, fields  # noqa: E402
+from dataclasses import fields  # noqa: E402
 from typing import Any  # noqa: E402
 
 import rclpy  # noqa: E402
@@ -81,15 +81,16 @@ from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from prgcn_msgs.msg import ActionArray, RefinedSkeletonArray, SkeletonArray  # noqa: E402
 from prgcn_ros.live_data import (  # noqa: E402
+    ALL_SPECS,
     DROP_REASONS,
     NOTICES,
-    PARAMETER_SPECS,
+    DiagnosticsWarnings,
+    NodeParams,
     ParameterError,
-    ParamSpec,
     RecognizerParams,
     clip_text,
-    coerce_values,
-    range_problems,
+    parameter_names,
+    parse_parameters,
 )
 from prgcn_ros.nodes import conversions  # noqa: E402
 from prgcn_ros.nodes.gravity import Gravity, GravityError  # noqa: E402
@@ -118,96 +119,6 @@ MAX_ERROR_KINDS = 16
 NO_EVENTS_PUB = PublisherEventCallbacks(use_default_callbacks=False)
 # The identity rule in log lines: strings from the input are cut to this length.
 LOG_TEXT_LIMIT = 80
-
-
-@dataclass
-class NodeParams:
-    """The node's own parameters: topics, QoS, diagnostics (the pipeline never sees them).
-    Topic names are relative, so a namespace (-r __ns:=/robot2) moves them."""
-
-    skeleton_topic: str = "skeletons"
-    azure_kinect: bool = False
-    azure_topic: str = "body_tracking_data"
-    action_topic: str = "action"
-    refined_topic: str = "refined_poses"
-    markers_topic: str = "refined_poses/markers"
-    input_reliability: str = "best_effort"
-    input_depth: int = 100
-    diagnostics_period_s: float = 1.0
-    latency_budget_ms: float = 100.0
-    # Gravity (prgcn_ros/nodes/gravity.py): rotate 3D input into the model's y-up convention.
-    input_frame_convention: str = ""
-    camera_tilt_deg: float = 0.0
-    gravity_frame: str = ""
-    azure_tilt_deg: float = 0.0
-
-    def problems(self) -> list[str]:
-        out = range_problems(self, NODE_PARAMETER_SPECS)
-        if self.input_reliability not in ("best_effort", "reliable"):
-            out.append(f"input_reliability must be best_effort or reliable, got "
-                       f"{clip_text(self.input_reliability)!r}")
-        for name in ("action_topic", "refined_topic", "markers_topic"):
-            if not getattr(self, name):
-                out.append(f"{name} must not be empty")
-        if self.azure_kinect and not self.azure_topic:
-            out.append("azure_topic must not be empty when azure_kinect is true")
-        if not self.skeleton_topic and not self.azure_kinect:
-            out.append("no input: skeleton_topic is empty and azure_kinect is false")
-        return out
-
-
-NODE_PARAMETER_SPECS: dict[str, ParamSpec] = {
-    "skeleton_topic": ParamSpec("prgcn_msgs/SkeletonArray input (relative: in the node's "
-                                "namespace); empty: off"),
-    "azure_kinect": ParamSpec("subscribe to the Azure Kinect ROS driver's body tracking"),
-    "azure_topic": ParamSpec("Azure Kinect body tracking MarkerArray input"),
-    "action_topic": ParamSpec("prgcn_msgs/ActionArray output"),
-    "refined_topic": ParamSpec("prgcn_msgs/RefinedSkeletonArray output"),
-    "markers_topic": ParamSpec("visualization_msgs/MarkerArray output for RViz"),
-    "input_reliability": ParamSpec("QoS reliability of the inputs: best_effort (sensor data) "
-                                   "or reliable (large messages, e.g. crowds)"),
-    "input_depth": ParamSpec("QoS history depth of the inputs", 1, 100_000),
-    "diagnostics_period_s": ParamSpec("seconds between /diagnostics messages", 1e-3, 3600.0),
-    "latency_budget_ms": ParamSpec("/diagnostics turns WARN while the p99 latency of the "
-                                   "last seconds is above this plus the wait max_rate_hz sets "
-                                   "(its period less the input's frame interval), or a due "
-                                   "person's frame has waited longer than this for a pass",
-                                   0.0, 1e9, live=True),
-    "input_frame_convention": ParamSpec("the 3D input's axes: empty (the axis parameter "
-                                        "decides), y_up, y_down (optical frames) or z_up "
-                                        "(REP-103 base_link, odom)"),
-    "camera_tilt_deg": ParamSpec("a fixed camera pitch to undo, degrees, positive looking down",
-                                 -90.0, 90.0),
-    "gravity_frame": ParamSpec("a gravity-aligned frame (e.g. base_link): each input frame is "
-                               "rotated into it with tf2 (robots only)"),
-    "azure_tilt_deg": ParamSpec("the Azure Kinect's fixed camera pitch to undo, degrees, "
-                                "positive looking down", -90.0, 90.0),
-}
-ALL_SPECS: dict[str, ParamSpec] = {**PARAMETER_SPECS, **NODE_PARAMETER_SPECS}
-
-
-def parameter_names() -> list[str]:
-    """Every parameter the node declares (besides rclpy's own)."""
-    return RecognizerParams.names() + [f.name for f in fields(NodeParams)]
-
-
-def parse_parameters(values: dict) -> tuple[RecognizerParams, NodeParams, list[str]]:
-    """The pipeline's and the node's parameters from name -> value; unknown names are
-    returned (warned about, not fatal); invalid values raise ParameterError naming each."""
-    node_names = {f.name for f in fields(NodeParams)}
-    core_names = set(RecognizerParams.names())
-    unknown = sorted(n for n in values if n not in node_names | core_names)
-    core, problems = coerce_values(RecognizerParams,
-                                   {k: v for k, v in values.items() if k in core_names})
-    node_kwargs, node_problems = coerce_values(
-        NodeParams, {k: v for k, v in values.items() if k in node_names})
-    problems += node_problems
-    params = RecognizerParams(**core)
-    node = NodeParams(**node_kwargs)
-    problems += params.problems() + node.problems()
-    if problems:
-        raise ParameterError("invalid recognizer parameters: " + "; ".join(problems))
-    return params, node, unknown
 
 
 def _has_pre_set_callbacks() -> bool:
@@ -336,7 +247,8 @@ class RecognizerNode(Node):
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(HOUSEKEEPING_PERIOD_S, self._on_housekeeping, clock=self._steady)
         self._next_diagnostics = time.monotonic() + p.diagnostics_period_s
-        self._last_totals: dict[str, int] = {}   # counters at the last diagnostics
+        self._warnings = DiagnosticsWarnings()
+        self._suppressed_logged = False
         # Outputs and a departed person's DELETE are published one at a time: no marker of a
         # person can follow their DELETE (it would stay up until its lifetime ran out).
         self._publishing = threading.Lock()
@@ -564,53 +476,16 @@ class RecognizerNode(Node):
         stats["messages_lost"] = self.messages_lost
         stats["publishers_incompatible"] = self._incompatible_publishers()
         stats["inference_errors"] = self.inference_errors
-        period = self.node_params.diagnostics_period_s
-        warn = []
-        failed = self._grown(stats, "inference_errors")
-        if failed:
-            warn.append(f"{failed} inference passes failed in the last {period:g} s (see the "
-                        f"log)")
-        suppressed = self._grown(stats, "outputs_suppressed")
-        if suppressed:
-            warn.append(f"{suppressed} outputs suppressed in the last {period:g} s (the model "
-                        f"gave non-finite values)")
-            if suppressed == stats["outputs_suppressed"]:     # the first ones
-                self.get_logger().warning(
-                    "the model gave non-finite values (NaN or inf) for a person: that output "
-                    "is not published (counted as outputs_suppressed in /diagnostics, logged "
-                    "only this once)")
-        dropped = self._grown(stats, "dropped_total")
-        if dropped:
-            warn.append(f"{dropped} inputs dropped in the last {period:g} s")
-        if stats["publishers_incompatible"]:
-            warn.append(f"{stats['publishers_incompatible']} input publishers whose QoS cannot "
-                        f"reach this node (best effort; input_reliability is reliable)")
-        lost = self._grown(stats, "messages_lost")
-        if lost:
-            warn.append(f"{lost} input messages lost in transport in the last {period:g} s "
-                        f"(large messages: input_reliability reliable)")
-        budget = self.node_params.latency_budget_ms
-        # A frame may wait for its person's next pass by setting: up to max_rate_hz's period,
-        # less the input's own frame interval (input slower than the rate waits for nothing).
-        interval = 1e3 / stats["input_rate_hz"] if stats["input_rate_hz"] > 0 else 0.0
-        rate_wait = max(0.0, 1e3 / self.params.max_rate_hz - interval)
-        if stats["latency_samples"] and stats["latency_p99_ms"] > budget + rate_wait:
-            warn.append(f"latency p99 {stats['latency_p99_ms']:.1f} ms over the {budget:g} ms "
-                        f"budget (+ {rate_wait:.3g} ms, max_rate_hz's wait; last "
-                        f"{stats['latency_window_s']:g} s)")
-        if stats["people_waiting"] and stats["oldest_wait_ms"] > budget:
-            # What the latency figures cannot show: frames that never reach an output.
-            warn.append(f"{stats['people_waiting']} people waiting for a pass, the oldest "
-                        f"frame for {stats['oldest_wait_ms']:.0f} ms (over the {budget:g} ms "
-                        f"budget): inference is behind or stuck")
+        warn = self._warnings(stats, self.node_params.diagnostics_period_s,
+                              self.node_params.latency_budget_ms, self.params.max_rate_hz)
+        if stats["outputs_suppressed"] and not self._suppressed_logged:
+            self._suppressed_logged = True
+            self.get_logger().warning(
+                "the model gave non-finite values (NaN or inf) for a person: that output is "
+                "not published (counted as outputs_suppressed in /diagnostics, logged only "
+                "this once)")
         self.diagnostics_pub.publish(conversions.diagnostics_msg(
             self.get_clock().now().to_msg(), self.status_name, stats, warn))
-
-    def _grown(self, stats: dict, key: str) -> int:
-        """How much the counter ``stats[key]`` grew since the last diagnostics."""
-        grown = stats[key] - self._last_totals.get(key, 0)
-        self._last_totals[key] = stats[key]
-        return grown
 
     # ------------------------------------------------------------------ inference
     def _start_inference(self) -> None:

@@ -74,6 +74,27 @@ def _with_graph(shared, directory: Path, cache: Path | None = None) -> Path:
     return path
 
 
+def _copy_of_shared(shared, path: Path) -> Path:
+    """The shared model's files under ``path`` (any stem), no graph cached."""
+    _, source, _, _ = shared
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, path)
+    shutil.copy2(metadata_path(source), metadata_path(path))
+    return path
+
+
+def _exporter_that_copies(monkeypatch, graph: Path) -> None:
+    """An exporter that writes ``graph`` (the real export of these weights, made once)."""
+    from prgcn_ros.model import export
+
+    def copies(model, path, fmt, example_input):
+        assert fmt == "onnx"
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(graph, path)
+        return Path(path)
+    monkeypatch.setattr(export, "export_model", copies)
+
+
 def _graph(path: Path, cache: Path | None = None, version: str | None = None):
     model, _ = load_model(path)
     return make_backend("onnxruntime", model, path, check_window(3, 16, 20),
@@ -139,15 +160,14 @@ def test_changed_weights_or_export_version_rebuild_the_graph(shared, tmp_path):
     path = _with_graph(shared, tmp_path)
     _, first = _graph(path)
     assert first.reused
+    # A graph of model "m.v2" in the same folder: not this model's.
+    other = first.graph.with_name(first.graph.name.replace(path.stem, f"{path.stem}.v2", 1))
+    other.write_bytes(b"graph of another model")
     _model_file(path, seed=1)                      # new weights in the same file
     backend, second = _graph(path)
     assert not second.reused and second.graph != first.graph
     assert not first.graph.exists()                # the stale graph is removed
-    # ... and only this model's: a graph of model "m.v2" in the same folder stays.
-    other = first.graph.with_name(first.graph.name.replace(path.stem, f"{path.stem}.v2", 1))
-    other.write_bytes(b"graph of another model")
-    _model_file(path, seed=2)
-    assert not _graph(path)[1].reused and other.exists()
+    assert other.exists()                          # ... and only this model's
     assert second.max_diff <= 1e-4                # and the new one follows the new weights
     # Another exporter version names another graph, so a start finds none and exports.
     assert cache_file_name(path, export_version() + "-changed") != second.graph.name
@@ -168,7 +188,7 @@ def test_editing_the_metadata_outside_the_graph_exports_nothing(shared, tmp_path
 
 
 @pytest.mark.slow
-def test_a_cache_directory_keeps_its_most_recently_used_graphs(shared, tmp_path):
+def test_a_cache_directory_keeps_its_most_recently_used_graphs(shared, tmp_path, monkeypatch):
     """backend_cache_dir (or the user's cache) is used instead of the model's directory, and
     may hold graphs of many models: it stays at SHARED_CACHE_GRAPHS, the least recently used
     going first; one just reused stays."""
@@ -186,7 +206,8 @@ def test_a_cache_directory_keeps_its_most_recently_used_graphs(shared, tmp_path)
     own = cache / "my_detector.onnx"                   # not the cache's: never touched
     own.write_bytes(b"")
     os.utime(own, (1, 1))
-    fresh = _model_file(tmp_path / "new" / "m.safetensors", seed=3)
+    fresh = _copy_of_shared(shared, tmp_path / "new" / "fresh.safetensors")
+    _exporter_that_copies(monkeypatch, shared[3].graph)
     _, info = _graph(fresh, cache=cache)
     assert info.graph.parent == cache and not (fresh.parent / CACHE_DIR_NAME).exists()
     assert own.is_file()
@@ -210,11 +231,13 @@ def test_a_corrupt_cached_graph_is_exported_again_not_loaded(shared, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["read_only", "blocked"])
-def test_an_unwritable_model_directory_falls_back_to_the_user_cache(tmp_path, monkeypatch, how):
+def test_an_unwritable_model_directory_falls_back_to_the_user_cache(shared, tmp_path, monkeypatch,
+                                                                     how):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     model_dir = tmp_path / "share"
     model_dir.mkdir()
-    path = _model_file(model_dir / "m.safetensors")
+    path = _copy_of_shared(shared, model_dir / "m.safetensors")
+    _exporter_that_copies(monkeypatch, shared[3].graph)
     if how == "read_only":
         if os.geteuid() == 0:
             pytest.skip("root writes into read-only directories")
@@ -242,17 +265,16 @@ def tamper(graph: Path) -> None:
     onnx.save(proto, str(graph))
 
 
-def _exporter_that_tampers(monkeypatch) -> None:
+def _exporter_that_tampers(monkeypatch, graph: Path) -> None:
     """An exporter whose graphs compute something else (an exporter bug, as a fresh export
-    could have): every graph it writes is tampered."""
+    could have): every graph it writes is ``graph`` (this model's real export), tampered."""
     from prgcn_ros.model import export
 
-    make = export.export_model
-
-    def tampered(*args, **kwargs):
-        graph = make(*args, **kwargs)
-        tamper(graph)
-        return graph
+    def tampered(model, path, fmt, example_input):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(graph, path)
+        tamper(Path(path))
+        return Path(path)
     monkeypatch.setattr(export, "export_model", tampered)
 
 
@@ -282,7 +304,7 @@ def test_a_cached_graph_that_differs_from_the_model_is_exported_again(shared, tm
     with pytest.raises(BackendError, match="cannot be replaced"):
         _graph(path)
     monkeypatch.undo()
-    _exporter_that_tampers(monkeypatch)
+    _exporter_that_tampers(monkeypatch, shared[3].graph)
     with pytest.raises(BackendError, match="differs from the torch model") as error:
         _graph(path)
     assert str(info.graph) in str(error.value)
@@ -304,7 +326,7 @@ def test_the_recognizer_exports_a_tampered_graph_again_and_refuses_a_bad_export(
     assert rec.backend.name == "onnxruntime" and rec.backend_info.max_diff <= 1e-4
     assert not rec.backend_info.reused
     tamper(rec.backend_info.graph)
-    _exporter_that_tampers(monkeypatch)
+    _exporter_that_tampers(monkeypatch, shared[3].graph)
     with pytest.raises(BackendError):
         Recognizer.from_params(RecognizerParams.from_dict(values))
     # backend auto runs torch only where torch cannot export: a bad graph stops it too.
@@ -493,13 +515,15 @@ def test_the_start_up_bound_on_cuda_leaves_room_for_tf32_rounding():
 
 
 @pytest.mark.slow
-def test_an_export_leaves_the_cache_readable_and_clears_what_killed_exports_left(tmp_path):
+def test_an_export_leaves_the_cache_readable_and_clears_what_killed_exports_left(
+        shared, tmp_path, monkeypatch):
     """Under umask 077 the cache folder it makes is still readable by a node of another user
     (the graph in it was, the folder was not); temporary files of an export killed over an hour
     ago go, a running export's stay."""
     import time
 
-    path = _model_file(tmp_path / "m.safetensors")
+    path = _copy_of_shared(shared, tmp_path / "m.safetensors")
+    _exporter_that_copies(monkeypatch, shared[3].graph)
     cache = tmp_path / "cache"
     cache.mkdir()
     left = [cache / ".m.0123456789abcdef0123.onnx.k1ll3d.tmp", cache / ".export.k1ll3d"]

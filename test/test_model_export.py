@@ -1,7 +1,9 @@
 """Export parity: TorchScript and ONNX (run with onnxruntime) give eager mode's outputs."""
 from __future__ import annotations
 
+import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -12,6 +14,7 @@ from test_model_prgcn import _one_intra_op_thread  # noqa: F401  (autouse fixtur
 from prgcn_ros.model import PRGCN, STGCN
 from prgcn_ros.model.export import export_model
 
+REPO = Path(__file__).resolve().parent.parent
 SHAPES = [(1, 1), (2, 2), (1, 3), (2, 5), (1, 7), (3, 30), (2, 48), (1, 64), (4, 100)]  # (N, T)
 
 
@@ -71,11 +74,18 @@ def test_torchscript_parity(tmp_path, make):
 
 
 @pytest.fixture(scope="module")
-def onnx_export(tmp_path_factory):
-    model = _trained_like(PRGCN(20, "kinect20", rigid_bones=True), 20, persons=2)
-    path = tmp_path_factory.mktemp("onnx") / "prgcn.onnx"
-    export_model(model, path, "onnx", torch.randn(2, 3, 48, 20, 2))
-    return model, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def onnx_export(shipped_graph, tmp_path_factory):
+    """The shipped model (PR-GCN, kinect20, rigid bones) and its graph as export_model made it
+    for the session (conftest.shipped_graph, which other tests use too)."""
+    from prgcn_ros.model.io import load_model, metadata_path
+
+    shipped = REPO / "models" / "prgcn_msr_action3d.safetensors"
+    copy = tmp_path_factory.mktemp("onnx") / shipped.name
+    shutil.copy2(shipped, copy)
+    shutil.copy2(metadata_path(shipped), metadata_path(copy))
+    path = shipped_graph(copy, copy.parent / "cache")
+    model, _ = load_model(copy)
+    return model.eval(), ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 @pytest.mark.slow

@@ -1,11 +1,13 @@
 """tools/demo.py (make demo): its messages without data or model, and a short run end to end
-with a small model the test makes (the shipped model is not needed)."""
+with a small model the tests make (the shipped model is not needed)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from rosutil import REPO, make_tiny_model
@@ -17,6 +19,29 @@ DEMO = REPO / "tools" / "demo.py"
 def run_demo(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
     return subprocess.run([sys.executable, str(DEMO), *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def msr_tiny(tmp_path_factory) -> Path:
+    """A small model of MSR Action3D's classes, made once for the module's demo runs. The
+    end-to-end run starts on this very file (its recognizer exports the ONNX graph beside it);
+    the stop tests run on copies, with that graph when it is already there."""
+    from prgcn_ros.skeleton.labels import MSR_ACTION3D_CLASSES
+
+    return make_tiny_model(tmp_path_factory.mktemp("msr_tiny") / "msr.safetensors", window=48,
+                           classes=list(MSR_ACTION3D_CLASSES))
+
+
+def _copy(model: Path, folder: Path) -> Path:
+    from prgcn_ros.model.backends import CACHE_DIR_NAME
+    from prgcn_ros.model.io import metadata_path
+
+    target = folder / model.name
+    shutil.copy2(model, target)
+    shutil.copy2(metadata_path(model), metadata_path(target))
+    if (model.parent / CACHE_DIR_NAME).is_dir():
+        shutil.copytree(model.parent / CACHE_DIR_NAME, folder / CACHE_DIR_NAME)
+    return target
 
 
 def test_without_data_the_demo_says_where_it_looked(tmp_path):
@@ -40,11 +65,8 @@ def test_a_model_of_other_classes_is_refused_with_one_line(data_dir, tiny_model)
 
 
 @pytest.mark.slow
-def test_a_short_demo_runs_end_to_end(data_dir, tmp_path):
-    from prgcn_ros.skeleton.labels import MSR_ACTION3D_CLASSES
-
-    model = make_tiny_model(tmp_path / "msr.safetensors", window=48,
-                            classes=list(MSR_ACTION3D_CLASSES))
+def test_a_short_demo_runs_end_to_end(data_dir, tmp_path, msr_tiny):
+    model = msr_tiny                   # a first start: the recognizer exports its graph
     figure = tmp_path / "demo.png"
     result = run_demo("--model", str(model), "--clips-per-action", "1", "--rate", "6",
                       "--figure", str(figure))
@@ -80,14 +102,12 @@ def test_data_without_its_file_list_names_the_file(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl_c", "sigterm"])
-def test_a_demo_stopped_midway_stops_its_processes_and_says_so(how, data_dir, tmp_path):
+def test_a_demo_stopped_midway_stops_its_processes_and_says_so(how, data_dir, tmp_path,
+                                                                msr_tiny):
     """Ctrl-C (SIGINT to the terminal's process group) or SIGTERM to the demo while clips
     play: its recognizer and player stop, and it says "interrupted", exit 130; it printed an
     rclpy traceback and exited 1."""
-    from prgcn_ros.skeleton.labels import MSR_ACTION3D_CLASSES
-
-    model = make_tiny_model(tmp_path / "msr.safetensors", window=48,
-                            classes=list(MSR_ACTION3D_CLASSES))
+    model = _copy(msr_tiny, tmp_path)
     proc = subprocess.Popen([sys.executable, str(DEMO), "--model", str(model),
                              "--clips-per-action", "1", "--rate", "1", "--figure",
                              str(tmp_path / "demo.png")], cwd=REPO, stdout=subprocess.PIPE,

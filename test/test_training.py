@@ -1,6 +1,7 @@
 """Training: data split, schedule, augmentation, a few real steps, seeds, checkpoints, resume."""
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -271,6 +272,35 @@ def test_train_sampling_setting():
     even = batching.window(seq, cfg, None).coords[:, 0, 0, 0]
     assert np.array_equal(even, batching.window(seq, load_config(MSR_CONFIG), None)
                           .coords[:, 0, 0, 0])
+
+
+def test_train_frame_step_setting():
+    """window.train_frame_step thins each training clip to every s-th frame over the whole
+    clip (fewer frames of the whole action); evaluation and the default draw nothing."""
+    assert load_config(MSR_CONFIG)["window"]["train_frame_step"] == [1.0, 1.0]
+    for bad, said in (([0.5, 2.0], "must be"), ([2.0, 1.5], "must be"), ("2", "expected a list")):
+        with pytest.raises(ConfigError, match=f"window.train_frame_step.*{said}"):
+            load_config(MSR_CONFIG, {"window": {"train_frame_step": bad}})
+    whole = {"train_min_fraction": 1.0}
+    cfg = load_config(MSR_CONFIG, {"window": {**whole, "train_frame_step": [2.0, 3.0]}})
+    seq = frame_counter(60)
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        frames = batching.window(seq, cfg, rng).coords[:, 0, 0, 0]
+        kept = np.unique(frames)
+        assert len(frames) == 48 and 20 <= len(kept) <= 30, kept     # 60 / 3 .. 60 / 2
+        assert kept[0] < 3 and kept[-1] >= 57                          # the whole clip
+        assert np.all(np.diff(kept) >= 2) and np.all(np.diff(kept) <= 3)
+    # Off by default: the random stream, and so every earlier recipe's windows, unchanged.
+    plain = load_config(MSR_CONFIG, {"window": whole})
+    before = copy.deepcopy(plain)
+    del before["window"]["train_frame_step"]          # a config from before the setting
+    a, b = np.random.default_rng(9), np.random.default_rng(9)
+    assert np.array_equal(batching.window(seq, plain, a).coords,
+                          batching.window(seq, before, b).coords)
+    assert a.random() == b.random()
+    even = batching.window(seq, cfg, None).coords[:, 0, 0, 0]
+    assert np.array_equal(even, batching.window(seq, plain, None).coords[:, 0, 0, 0])
 
 
 def test_interpolation_setting():

@@ -55,12 +55,28 @@ def crop_window(seq: SkeletonSequence, length: int, rng: np.random.Generator | N
     return out
 
 
+def thin_frames(seq: SkeletonSequence, step_range: Sequence[float], rng: np.random.Generator
+                ) -> SkeletonSequence:
+    """Every s-th frame of the clip, s uniform in ``step_range`` [lo, hi] (lo >= 1), from a
+    random start: the whole action in fewer frames, as a shorter recording of it shows it once
+    resampled to the window. Unchanged, and nothing drawn, when hi is 1."""
+    low, high = (float(v) for v in step_range)
+    if high <= 1.0:
+        return seq
+    step = rng.uniform(low, high)
+    positions = np.arange(rng.uniform(0.0, step), seq.num_frames, step)
+    index = np.unique(positions.astype(np.int64))
+    return seq.select_frames(index) if len(index) else seq
+
+
 def window(seq: SkeletonSequence, cfg: dict, rng: np.random.Generator | None
            ) -> SkeletonSequence:
     """The model's window of a clip: random in training (``rng`` given), fixed otherwise."""
     length = int(cfg["window"]["length"])
     interpolation = cfg["window"].get("interpolation", "nearest")
     seq = drop_empty_frames(seq)
+    if rng is not None:
+        seq = thin_frames(seq, cfg["window"].get("train_frame_step", (1.0, 1.0)), rng)
     if cfg["window"]["mode"] == "crop":
         return crop_window(seq, length, rng)
     if rng is None:

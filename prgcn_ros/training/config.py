@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
         # "sorted_random", `length` frames drawn at random from the whole clip and put in
         # order, so the pace varies within the window (train_min_fraction is not used).
         "train_sampling": "crop",
+        # Training only: each clip first keeps every s-th frame, s uniform in [lo, hi] (>= 1),
+        # from a random start: the whole action in fewer frames ([1, 1]: off).
+        "train_frame_step": [1.0, 1.0],
     },
     # Passed to prgcn_ros.skeleton.preprocess.PreprocessConfig.from_dict (the live node uses
     # the same settings, read back from the model's metadata); its fields' defaults.
@@ -335,6 +338,12 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: window.train_sampling must be 'crop' or 'sorted_random'")
     if int(cfg["window"]["length"]) < 1:
         raise ConfigError(f"{where}: window.length must be at least 1")
+    try:
+        low, high = (float(v) for v in cfg["window"]["train_frame_step"])
+    except (TypeError, ValueError):
+        low, high = 1.0, 0.0
+    if not 1.0 <= low <= high:
+        raise ConfigError(f"{where}: window.train_frame_step must be [lo, hi] with 1 <= lo <= hi")
     if cfg["data"]["kind"] not in DATA_KINDS:
         raise ConfigError(f"{where}: data.kind must be one of {', '.join(DATA_KINDS)}")
     if cfg["refine"]["objective"] not in ("restore", "classification"):

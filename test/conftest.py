@@ -79,7 +79,10 @@ def shipped_graph(tmp_path_factory) -> Callable[..., Path]:
     shutil.copy2(metadata_path(shipped), metadata_path(model_path))
     model, _ = load_model(model_path)
     example = check_window(model.arch["in_channels"], 48, model.layout.num_joints)
-    graph = onnx_graph(model.eval(), model_path, example).path
+    # Exported here, into a folder of its own: a graph in the user's cache is not this code's.
+    exported = onnx_graph(model.eval(), model_path, example, cache_dir=model_path.parent / "cache")
+    assert not exported.reused
+    graph = exported.path
 
     def place(model: Path, cache: Path | None = None) -> Path:
         assert cache_file_name(model) == graph.name, f"{model}: not the shipped model's files"

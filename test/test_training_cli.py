@@ -106,6 +106,17 @@ def test_a_test_split_the_model_trained_on_is_refused(tiny_model, capsys):
         load_config(MSR_CONFIG, {"data": {"test_subjects": [1, 2]}})
 
 
+def test_a_set_section_a_flag_also_sets_is_refused_not_dropped(capsys):
+    """--set optim=5 with --epochs (or output=... with --out-dir / --output): the flag's
+    setting is merged into that section, which would replace the value unchecked."""
+    for given in (["--set", "optim=5", "--epochs", "3"],
+                  ["--set", "output=foo", "--out-dir", "runs/x"],
+                  ["--set", "output=foo", "--output", "m.safetensors"]):
+        assert train_cli.main(["--config", str(MSR_CONFIG), *given]) == 2
+        err = capsys.readouterr().err
+        assert "is a section of settings" in err and "Traceback" not in err, err
+
+
 def test_eval_metrics_by_hand():
     scores = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6]])
     labels = np.array([0, 1, 1, 2])

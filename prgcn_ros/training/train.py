@@ -728,12 +728,16 @@ def main(argv: list[str] | None = None) -> int:
                            ("device", args.device)):
             if value is not None:
                 overrides[key] = value
-        if args.epochs is not None:
-            overrides = deep_update(overrides, {"optim": {"epochs": args.epochs}})
-        if args.out_dir:
-            overrides = deep_update(overrides, {"output": {"dir": args.out_dir}})
-        if args.output:
-            overrides = deep_update(overrides, {"output": {"model": args.output}})
+        for section, key, value in (("optim", "epochs", args.epochs),
+                                    ("output", "dir", args.out_dir or None),
+                                    ("output", "model", args.output or None)):
+            if value is None:
+                continue
+            if not isinstance(overrides.get(section, {}), dict):
+                # Merged over, the --set value would vanish unchecked.
+                raise ConfigError(f"--set {section}=...: {section} is a section of settings "
+                                  f"(--set {section}.{key}=..., for example)")
+            overrides = deep_update(overrides, {section: {key: value}})
         cfg = load_config(args.config, overrides)
         where = distributed.setup(str(cfg["device"]))
         resume = None

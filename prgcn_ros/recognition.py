@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -156,8 +156,10 @@ class Recognizer:
         self.forward_time = Percentiles(params.latency_window_s, 500)
 
     @classmethod
-    def from_params(cls, params: RecognizerParams) -> Recognizer:
-        """Load the model the parameters name; ModelFileError / ParameterError otherwise."""
+    def from_params(cls, params: RecognizerParams,
+                    announce: Callable[[str], None] | None = None) -> Recognizer:
+        """Load the model the parameters name; ModelFileError / ParameterError otherwise.
+        ``announce`` is told before a step that takes a while (an ONNX export)."""
         from prgcn_ros.model.io import ModelFileError, load_model
 
         device = params.torch_device()
@@ -170,7 +172,7 @@ class Recognizer:
         kind = resolve_backend(params.backend, device)
         try:
             rec.use_backend(kind, path, params.effective_threads(),
-                            params.backend_cache_dir or None)
+                            params.backend_cache_dir or None, announce=announce)
         except ExportError as error:
             if params.backend != "auto":
                 raise BackendError(f"{error}; backend torch (or auto) runs the model without "

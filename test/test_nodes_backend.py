@@ -48,6 +48,8 @@ def test_onnxruntime_node_answers_like_torch_and_reuses_its_graph(tmp_path):
             connected_probe(proc, timeout_s=120) as probe:
         log = wait_for_log(proc, "backend onnxruntime")
         assert "exported graph" in log and str(cache) in log
+        # Said before the export, which a start waits for without a word otherwise.
+        assert log.index("exporting model tiny.safetensors") < log.index("exported graph"), log
         pid = 77
         person = standing(3)
         last = probe.play({pid: person}, 10)
@@ -64,7 +66,8 @@ def test_onnxruntime_node_answers_like_torch_and_reuses_its_graph(tmp_path):
 
     # The second start loads the cached graph instead of exporting again.
     with running(args, tmp_path / "second.log") as proc:
-        assert "cached graph" in wait_for_log(proc, "backend onnxruntime")
+        log = wait_for_log(proc, "backend onnxruntime")
+        assert "cached graph" in log and "exporting model" not in log, log
     assert graphs[0].stat().st_mtime_ns == stamp
 
     # A graph that loads but computes something else (a cache copied from another install):

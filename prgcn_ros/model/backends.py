@@ -232,11 +232,13 @@ def _keep_newest(directory: Path, count: int) -> None:
 
 def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
                cache_dir: str | Path | None = None, version: str | None = None,
-               loads: Callable[[Path], bool] | None = None) -> CachedGraph:
+               loads: Callable[[Path], bool] | None = None,
+               announce: Callable[[str], None] | None = None) -> CachedGraph:
     """The cached ONNX graph of ``model`` (loaded from ``model_path``), exported when missing.
 
     A cached file that ``loads`` rejects (unreadable, truncated) is exported again, not used.
-    Directories that cannot be written are skipped for the next candidate.
+    Directories that cannot be written are skipped for the next candidate. ``announce`` is
+    told, before an export, what is about to take a while.
     """
     from prgcn_ros.model.export import export_model
 
@@ -257,6 +259,9 @@ def onnx_graph(model: nn.Module, model_path: str | Path, example: torch.Tensor,
                 return CachedGraph(path, reused=True)
             log.warning("cached ONNX graph %s cannot be loaded; exporting it again", path)
     problems = []
+    if announce is not None:
+        announce(f"exporting model {Path(model_path).name} to an ONNX graph for onnxruntime: "
+                 f"once for this model and package version, tens of seconds on a small CPU")
 
     def export(tmp: Path) -> None:
         # The exporter may keep the weights in a side file named after its output; one
@@ -395,13 +400,15 @@ class BackendInfo:
 def make_backend(kind: str, model: nn.Module, model_path: str | Path | None,
                  window: torch.Tensor, threads: int = 1,
                  device: torch.device | str = "cpu", cache_dir: str | Path | None = None,
-                 version: str | None = None, bound: float | None = None
+                 version: str | None = None, bound: float | None = None,
+                 announce: Callable[[str], None] | None = None
                  ) -> tuple[Backend, BackendInfo]:
     """The backend ``kind`` (torch or onnxruntime; resolve ``auto`` first) for ``model``.
 
     onnxruntime: the cached graph (exported when missing or damaged), checked on ``window``
     (N, C, T, V, M) against the torch model; BackendError when the difference is above
     ``bound`` (default :func:`check_bound` of ``device``) or onnxruntime cannot be used.
+    ``announce`` is told before an export (see :func:`onnx_graph`).
     """
     if bound is None:
         bound = check_bound(device)
@@ -421,7 +428,7 @@ def make_backend(kind: str, model: nn.Module, model_path: str | Path | None,
         import copy
         cpu_model = copy.deepcopy(model).to("cpu")
     graph = onnx_graph(cpu_model.eval(), model_path, window.to("cpu"), cache_dir, version,
-                       loads=_loads)
+                       loads=_loads, announce=announce)
     try:
         backend, diff = _checked_session(graph.path, cpu_model, window, threads, device)
     except BackendError as error:
@@ -442,7 +449,7 @@ def make_backend(kind: str, model: nn.Module, model_path: str | Path | None,
                                f"({error.strerror or error}): delete it, or give "
                                f"backend_cache_dir a folder this user can write") from None
         graph = onnx_graph(cpu_model.eval(), model_path, window.to("cpu"), cache_dir, version,
-                           loads=_loads)
+                           loads=_loads, announce=announce)
         backend, diff = _checked_session(graph.path, cpu_model, window, threads, device)
     info = BackendInfo("onnxruntime", graph.path, graph.reused, diff)
     if not diff <= bound:   # NaN fails too

@@ -180,7 +180,8 @@ class RecognizerNode(Node):
         # Preprocessing runs on torch whatever the backend: the same thread count for both.
         torch.set_num_threads(self.params.effective_threads())
         try:
-            self.recognizer = Recognizer.from_params(self.params)
+            self.recognizer = Recognizer.from_params(self.params,
+                                                     announce=self.get_logger().info)
         except (ParameterError, BackendError) as error:
             raise StartupError(str(error)) from None
         except ValueError as error:   # ModelFileError names the file and the problem

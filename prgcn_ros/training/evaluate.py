@@ -378,8 +378,9 @@ def _backend(kind: str, model: torch.nn.Module, model_path: str | Path,
     asked, kind = kind, resolve_backend(kind, device)
     window, _ = batching.make_batch([dataset[0]], cfg, train=False)
     try:
-        forward, info = make_backend(kind, model, model_path, window.to(device),
-                                     threads=torch.get_num_threads(), device=device)
+        forward, info = make_backend(
+            kind, model, model_path, window.to(device), threads=torch.get_num_threads(),
+            device=device, announce=lambda what: print(f"prgcn-eval: {what}", file=sys.stderr))
     except ExportError as error:
         if asked != "auto":
             raise

@@ -119,3 +119,25 @@ def test_a_gate_must_be_positive():
     with pytest.raises(ValueError, match="positive"):
         Pairing(gate=0.0)
 
+
+
+def test_the_release_margin_is_the_documented_one():
+    """The pair_gate parameter's description states the margin; a pair 1.2 x the gate apart
+    stays, 1.3 x parts (gate 2 m)."""
+    from prgcn_ros.live_data import PARAMETER_SPECS
+
+    assert f"{RELEASE_FACTOR:g} x the gate" in PARAMETER_SPECS["pair_gate"].description
+    pairing = Pairing(gate=2.0)
+    pairing.update({1: at(0.0), 2: at(1.0)})
+    pairing.update({1: at(0.0), 2: at(2.4)})
+    assert pairing.pairs() == [(1, 2)]
+    pairing.update({1: at(0.0), 2: at(2.6)})
+    assert pairing.pairs() == []
+
+
+def test_a_pair_exactly_at_the_gate_pairs_and_a_partner_without_a_position_parts_it():
+    pairing = Pairing(gate=2.0)
+    pairing.update({1: at(0.0), 2: at(2.0)})                    # "within the gate"
+    assert pairing.pairs() == [(1, 2)]
+    pairing.update({2: np.full(3, np.nan)})
+    assert pairing.pairs() == [] and pairing.partner(1) is None

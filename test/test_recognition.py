@@ -160,6 +160,27 @@ def test_diagnostics_allow_max_rate_hz_its_wait_and_warn_when_people_wait_too_lo
     assert len(slow) == 1 and slow[0].startswith("latency p99 120.0 ms over"), slow
     stuck = warnings(_quiet_stats(people_waiting=2, oldest_wait_ms=150.0), 1.0, 100.0, 60.0)
     assert len(stuck) == 1 and stuck[0].endswith("inference is behind or stuck"), stuck
+    # ... and under the budget, nothing; a due frame is held to the budget alone, whatever
+    # max_rate_hz allows the latency.
+    assert warnings(_quiet_stats(input_rate_hz=2.0, latency_samples=9, latency_p99_ms=80.0),
+                    1.0, 100.0, 4.0) == []
+    stuck = warnings(_quiet_stats(people_waiting=1, oldest_wait_ms=150.0), 1.0, 100.0, 4.0)
+    assert len(stuck) == 1 and stuck[0].endswith("inference is behind or stuck"), stuck
+
+
+def test_diagnostics_warn_of_incompatible_publishers_while_they_stay():
+    """A state, not a counter: every period while such a publisher is there."""
+    warnings = DiagnosticsWarnings()
+    for _ in range(2):
+        lines = warnings(_quiet_stats(publishers_incompatible=2), 1.0, 100.0, 60.0)
+        assert len(lines) == 1 and lines[0].startswith("2 input publishers whose QoS"), lines
+
+
+def test_parameters_of_the_wrong_numeric_type_are_refused():
+    with pytest.raises(ParameterError, match="max_rate_hz must be float"):
+        RecognizerParams.from_dict({"max_rate_hz": True})
+    with pytest.raises(ParameterError, match="window must be int"):
+        RecognizerParams.from_dict({"window": 48.0})
 
 
 # ---------------------------------------------------------------------------- pipeline
@@ -709,6 +730,29 @@ def test_a_rate_meter_reports_a_new_sources_rate_from_its_first_second():
     for k in range(2):
         crowd.tick(200.0 + k / 30, count=4)
     assert crowd.rate(200.0 + 1 / 30) == pytest.approx(120.0)
+    # Input that stops: the rate falls as the horizon empties (2.5 s after the last tick,
+    # half a horizon of ticks), not held at the last pace.
+    stops = RateMeter(horizon_s=5.0)
+    for k in range(301):
+        stops.tick(100.0 + k / 30)
+    assert stops.rate(112.5) == pytest.approx(76 / 5, rel=0.02)
+    # A young meter whose ticks all came at one instant gives a rate, not a division by 0.
+    burst = RateMeter(horizon_s=5.0)
+    burst.tick(100.0)
+    burst.tick(100.0)
+    assert burst.rate(100.5) == pytest.approx(0.4)
+
+
+def test_latency_percentiles_are_percentiles_and_keep_at_most_their_size():
+    from prgcn_ros.live_data import Percentiles
+
+    samples = Percentiles(horizon_s=10.0)
+    samples.add(range(1, 101), now=0.0)
+    assert samples.get(50, now=0.0) == pytest.approx(50.5)
+    assert samples.get(99, now=0.0) == pytest.approx(99.01)       # /diagnostics' p99
+    small = Percentiles(horizon_s=100.0, size=10)
+    small.add(range(100), now=0.0)
+    assert small.count(now=0.0) == 10 and small.get(0, now=0.0) == 90.0
 
 
 def test_a_1khz_burst_is_thinned_to_max_input_hz():

@@ -125,3 +125,46 @@ def test_cuda_buffer_memory_and_device():
     del batch
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() - base <= stats["peak_buffer_bytes"] + 2**20
+
+
+def test_the_pool_halves_when_a_quarter_or_less_is_in_use():
+    buf = DeviceRingBuffer(4, V, C, initial_capacity=1)
+    for track in range(5):
+        buf.append(track, _frame(track, 0), 0)
+    assert buf.capacity == 8
+    for track in range(4):
+        buf.remove(track)
+    assert buf.capacity == 2
+
+
+def test_window_stamps_survive_the_pool_growing_and_shrinking():
+    """The stamps of every frame in a window (pairs are lined up by them), not only the newest."""
+    buf = DeviceRingBuffer(8, V, C, initial_capacity=1)
+    for k in range(4):
+        buf.append(0, _frame(0, k), stamp_ns=100 + k)
+    buf.append(1, _frame(1, 0), 500)                     # grows to 2
+    buf.append(2, _frame(2, 0), 600)                     # grows to 4
+    _, ids, stamps, _ = buf.gather([0], length=4)
+    assert ids == [0] and stamps.tolist() == [[100, 101, 102, 103]]
+    buf.remove(1)
+    buf.remove(2)                                        # shrinks
+    _, _, stamps, _ = buf.gather([0], length=4)
+    assert stamps.tolist() == [[100, 101, 102, 103]] and buf.last_stamp_ns(0) == 103
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 5])
+def test_a_gather_in_cpu_chunks_returns_every_frame(monkeypatch, chunk_rows):
+    """None: a real size (20 people x 48 frames, over the chunk size); 5: chunks of 5 rows
+    with a remainder."""
+    if chunk_rows:
+        monkeypatch.setattr(DeviceRingBuffer, "_CPU_CHUNK_ELEMENTS", chunk_rows * V * C)
+        window, tracks = 4, 3
+    else:
+        window, tracks = 48, 20
+    buf = DeviceRingBuffer(window, V, C)
+    for k in range(window):
+        for track in range(tracks):
+            buf.append(track, _frame(track, k), k)
+    batch, ids, _, _ = buf.gather()
+    expect = np.stack([np.stack([_frame(t, k) for k in range(window)]) for t in ids])
+    assert np.array_equal(batch.numpy(), expect)

@@ -307,3 +307,65 @@ def test_frames_of_unknown_capture_time_are_timed_by_the_node_clock():
     for people, clock, capture, ids in zip(scene, clocks, captures, expected):
         conf = both if len(people) == 2 else one
         assert tracker.update(np.array(people), conf, clock, capture_s=capture) == ids
+
+
+# Small scenes: one joint per person on a line (x, y), unless said.
+ONE = np.ones((1, 1))
+
+
+def _at(x: float) -> np.ndarray:
+    return np.array([[[x, 0.0]]])
+
+
+def test_an_id_less_person_never_takes_the_id_a_driver_gives_in_the_same_frame():
+    tracker = Tracker(gate=0.5, timeout_s=1.0)
+    assert tracker.update(_at(0.0), ONE, 0.0, ids=[7]) == [7]
+    got = tracker.update(np.concatenate([_at(0.0), _at(0.1)]), np.ones((2, 1)), 0.1,
+                         ids=[7, -1])
+    assert got[0] == 7 and got[1] not in (7, -1), got
+
+
+def test_a_person_back_after_one_hidden_frame_keeps_their_id_while_another_leaves():
+    """X hidden one frame (its track, not seen last update, may go unmatched at no cost), Y
+    seen then gone far away: X back within the gate of their place keeps their id."""
+    tracker = Tracker(gate=0.5, timeout_s=10.0)
+    assert tracker.update(np.concatenate([_at(0.0), _at(3.0)]), np.ones((2, 1)), 0.0) == [0, 1]
+    assert tracker.update(_at(3.0), ONE, 0.1) == [1]            # X hidden
+    assert tracker.update(_at(0.3), ONE, 0.2) == [0]            # Y gone, X back
+
+
+def test_joints_seen_earlier_still_associate_a_person_whose_visible_joints_changed():
+    """Legs hidden, then the whole body, then only the legs: one person, one id."""
+    tracker = Tracker(gate=0.5, timeout_s=1.0)
+    body = np.array([[[0.0, 0.0], [0.0, 1.0], [0.2, -1.0], [-0.2, -1.0]]])
+    assert tracker.update(body, np.array([[1.0, 1.0, 0.0, 0.0]]), 0.0) == [0]
+    assert tracker.update(body, np.ones((1, 4)), 0.1) == [0]
+    assert tracker.update(body, np.array([[0.0, 0.0, 1.0, 1.0]]), 0.2) == [0]
+
+
+def test_frames_with_the_same_capture_time_give_no_velocity_to_the_next_frame():
+    """A frame whose capture time repeats the last one's (no step in time) must not make a
+    velocity out of a zero interval: the next real frame still finds its person."""
+    tracker = Tracker(gate=0.3, timeout_s=1.0)
+    for t, x in enumerate([0.0, 0.005, 0.0, 0.005, 0.0]):
+        assert tracker.update(_at(x), ONE, t / 30) == [0]
+    assert tracker.update(_at(0.005), ONE, 0.2, capture_s=4 / 30) == [0]   # same capture
+    assert tracker.update(_at(0.0), ONE, 0.25, capture_s=5 / 30) == [0]
+
+
+def test_a_frame_with_an_earlier_clock_does_not_move_last_seen_back():
+    tracker = Tracker(gate=0.5, timeout_s=1.0)
+    tracker.update(_at(0.0), ONE, 1.0)
+    tracker.update(_at(0.0), ONE, 0.5)
+    assert tracker.last_seen_s(0) == 1.0
+    assert tracker.expire(1.9) == []
+
+
+def test_a_person_exactly_at_the_gate_keeps_their_track_and_bad_settings_are_refused():
+    tracker = Tracker(gate=0.5, timeout_s=1.0)
+    assert tracker.update(_at(0.0), ONE, 0.0) == [0]
+    assert tracker.update(_at(0.5), ONE, 0.1) == [0]            # "farther than gate": not
+    for kwargs in ({"gate": 0.0, "timeout_s": 1.0}, {"gate": 0.5, "timeout_s": 0.0},
+                   {"gate": 0.5, "timeout_s": 1.0, "id_limit": 0}):
+        with pytest.raises(ValueError, match="positive"):
+            Tracker(**kwargs)

@@ -1,5 +1,6 @@
-"""The live path's plain data, without torch or rclpy: parameters, input frames, results,
-drop reasons, the identity rule and the statistics helpers.
+"""The live path's plain data, without torch or rclpy: the pipeline's and the node's
+parameters, input frames, results, drop reasons, the identity rule, the statistics helpers and
+the rules that turn /diagnostics WARN.
 
 The recognizer node's conversions and the ROS-free pipeline (:mod:`prgcn_ros.ingestion`,
 :mod:`prgcn_ros.recognition`) share these types; importing this module costs numpy only.

@@ -2,8 +2,8 @@
 
 The recognizer node is a thin wrapper around :class:`Recognizer`: it converts messages to
 :class:`InputFrame`, calls :meth:`Recognizer.ingest` from its ingestion callbacks and
-:meth:`Recognizer.infer` from its inference thread, and publishes what comes
-back. Everything here can be driven and tested without a ROS graph.
+:meth:`Recognizer.infer` from its inference thread, and publishes what comes back.
+Everything here can be driven and tested without a ROS graph.
 
 The pipeline is cut at the device ring buffers: :mod:`prgcn_ros.ingestion` validates, orders,
 tracks and buffers; this module picks the people due, gathers their windows, preprocesses, runs
@@ -91,7 +91,6 @@ CPU_MAX_BATCH = 4
 # Layouts whose source fixes the axes, read so on /skeletons while `axis` is empty (the
 # model's convention otherwise): the Azure Kinect Body Tracking SDK's camera frame is y down.
 LAYOUT_AXES = {"azure32": "y_down"}
-
 
 
 # ---------------------------------------------------------------------------- the pipeline

@@ -304,6 +304,15 @@ def split_overlap(data: dict, test: dict | None = None) -> str | None:
     return f"{key} {shared}" if shared else None
 
 
+def _range(value: Any) -> tuple[float, float]:
+    """A [lo, hi] setting as floats; (1, 0), a range every check refuses, when it is none."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return 1.0, 0.0
+    return low, high
+
+
 def _check(cfg: dict, where: str) -> None:
     overlap = split_overlap(cfg["data"])
     if overlap:
@@ -338,10 +347,7 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: window.train_sampling must be 'crop' or 'sorted_random'")
     if int(cfg["window"]["length"]) < 1:
         raise ConfigError(f"{where}: window.length must be at least 1")
-    try:
-        low, high = (float(v) for v in cfg["window"]["train_frame_step"])
-    except (TypeError, ValueError):
-        low, high = 1.0, 0.0
+    low, high = _range(cfg["window"]["train_frame_step"])
     if not 1.0 <= low <= high:
         raise ConfigError(f"{where}: window.train_frame_step must be [lo, hi] with 1 <= lo <= hi")
     if cfg["data"]["kind"] not in DATA_KINDS:
@@ -360,10 +366,7 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: augment.drop_limb is a probability (0 to 1)")
     if float(cfg["augment"]["body_shape"] or 0.0) < 0:
         raise ConfigError(f"{where}: augment.body_shape is a standard deviation (>= 0)")
-    try:
-        low, high = (float(v) for v in cfg["augment"]["path_scale"])
-    except (TypeError, ValueError):
-        low, high = 1.0, 0.0
+    low, high = _range(cfg["augment"]["path_scale"])
     if not 0.0 <= low <= high:
         raise ConfigError(f"{where}: augment.path_scale must be [lo, hi] with 0 <= lo <= hi")
     if (low, high) != (1.0, 1.0) and cfg["preprocess"]["center"] == "per_frame":

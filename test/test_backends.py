@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -58,22 +59,6 @@ def shared(tmp_path_factory):
     return model, path, backend, info
 
 
-def _with_graph(shared, directory: Path, cache: Path | None = None) -> Path:
-    """The shared model's files copied into ``directory`` with its graph already in the cache
-    (``cache``, else beside the model), as a start before would have left it: for the tests
-    that need *a* cached graph to damage or replace, not an export of their own."""
-    _, source, _, info = shared
-    path = directory / source.name
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source, path)
-    shutil.copy2(metadata_path(source), metadata_path(path))
-    assert cache_file_name(path) == info.graph.name         # the same files, the same key
-    where = cache or directory / CACHE_DIR_NAME
-    where.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(info.graph, where / info.graph.name)
-    return path
-
-
 def _copy_of_shared(shared, path: Path) -> Path:
     """The shared model's files under ``path`` (any stem), no graph cached."""
     _, source, _, _ = shared
@@ -83,14 +68,31 @@ def _copy_of_shared(shared, path: Path) -> Path:
     return path
 
 
-def _exporter_that_copies(monkeypatch, graph: Path) -> None:
-    """An exporter that writes ``graph`` (the real export of these weights, made once)."""
+def _with_graph(shared, directory: Path, cache: Path | None = None) -> Path:
+    """The shared model's files copied into ``directory`` with its graph already in the cache
+    (``cache``, else beside the model), as a start before would have left it: for the tests
+    that need *a* cached graph to damage or replace, not an export of their own."""
+    _, source, _, info = shared
+    path = _copy_of_shared(shared, directory / source.name)
+    assert cache_file_name(path) == info.graph.name         # the same files, the same key
+    where = cache or directory / CACHE_DIR_NAME
+    where.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(info.graph, where / info.graph.name)
+    return path
+
+
+def _exporter_that_copies(monkeypatch, graph: Path,
+                          alter: Callable[[Path], None] | None = None) -> None:
+    """An exporter that writes ``graph`` (the real export of these weights, made once), then
+    ``alter``s what it wrote."""
     from prgcn_ros.model import export
 
     def copies(model, path, fmt, example_input):
         assert fmt == "onnx"
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(graph, path)
+        if alter is not None:
+            alter(Path(path))
         return Path(path)
     monkeypatch.setattr(export, "export_model", copies)
 
@@ -268,14 +270,7 @@ def tamper(graph: Path) -> None:
 def _exporter_that_tampers(monkeypatch, graph: Path) -> None:
     """An exporter whose graphs compute something else (an exporter bug, as a fresh export
     could have): every graph it writes is ``graph`` (this model's real export), tampered."""
-    from prgcn_ros.model import export
-
-    def tampered(model, path, fmt, example_input):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(graph, path)
-        tamper(Path(path))
-        return Path(path)
-    monkeypatch.setattr(export, "export_model", tampered)
+    _exporter_that_copies(monkeypatch, graph, alter=tamper)
 
 
 @pytest.mark.slow

@@ -1,7 +1,6 @@
 """Export parity: TorchScript and ONNX (run with onnxruntime) give eager mode's outputs."""
 from __future__ import annotations
 
-import shutil
 import warnings
 from pathlib import Path
 
@@ -77,14 +76,11 @@ def test_torchscript_parity(tmp_path, make):
 def onnx_export(shipped_graph, tmp_path_factory):
     """The shipped model (PR-GCN, kinect20, rigid bones) and its graph as export_model made it
     for the session (conftest.shipped_graph, which other tests use too)."""
-    from prgcn_ros.model.io import load_model, metadata_path
+    from prgcn_ros.model.io import load_model
 
     shipped = REPO / "models" / "prgcn_msr_action3d.safetensors"
-    copy = tmp_path_factory.mktemp("onnx") / shipped.name
-    shutil.copy2(shipped, copy)
-    shutil.copy2(metadata_path(shipped), metadata_path(copy))
-    path = shipped_graph(copy, copy.parent / "cache")
-    model, _ = load_model(copy)
+    path = shipped_graph(shipped, tmp_path_factory.mktemp("onnx"))   # read: no copy needed
+    model, _ = load_model(shipped)
     return model.eval(), ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 

@@ -16,23 +16,18 @@ def source_root() -> Path | None:
 
 
 def share_dir() -> Path:
-    """share/prgcn_ros: the source checkout, else the ament index, else sys.prefix/share."""
-    root = source_root()
-    if root is not None:
-        return root
-    if os.environ.get("AMENT_PREFIX_PATH"):
-        try:
-            from ament_index_python.packages import (
-                PackageNotFoundError,
-                get_package_share_directory,
-            )
-            try:
-                return Path(get_package_share_directory(PACKAGE))
-            except PackageNotFoundError:
-                pass
-        except ImportError:
-            pass
-    return Path(sys.prefix) / "share" / PACKAGE
+    """share/prgcn_ros: the source checkout, else the installed package's share directory."""
+    return source_root() or installed_share(PACKAGE)
+
+
+def installed_share(package: str) -> Path:
+    """share/<package> of an installed ROS package: found by the ament index
+    (``AMENT_PREFIX_PATH``), else under this Python's prefix (a pip install)."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory(package))
+    except (ImportError, LookupError, OSError, ValueError):   # OSError: no index at all
+        return Path(sys.prefix) / "share" / package
 
 
 def share_file(*parts: str) -> Path:

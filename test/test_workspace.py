@@ -146,13 +146,21 @@ def test_both_packages_build_and_resolve_from_the_install(workspace):
     found = _in_workspace(ws, (
         "python -c 'import prgcn_ros, prgcn_msgs.msg; "
         "from ament_index_python.packages import get_package_share_directory as share; "
+        "from prgcn_ros.paths import share_dir; from prgcn_ros.skeleton.bags import msg_dir; "
+        "from prgcn_ros.nodes.player import installed_type_hash; "
         "print(prgcn_ros.__file__); print(prgcn_msgs.msg.__file__); "
-        "print(share(\"prgcn_ros\")); print(share(\"prgcn_msgs\"))'"), env)
+        "print(share(\"prgcn_ros\")); print(share(\"prgcn_msgs\")); "
+        "print(share_dir()); print(msg_dir()); "
+        "print(installed_type_hash(\"prgcn_msgs/msg/SkeletonArray\"))'"), env)
     assert found.returncode == 0, found.stderr
     install = str(ws / "install")
-    paths = found.stdout.split()
-    assert len(paths) == 4 and all(p.startswith(install) for p in paths), paths
+    *paths, type_hash = found.stdout.split()
+    assert len(paths) == 6 and all(p.startswith(install) for p in paths), paths
     share = Path(paths[2])
+    # The package's own lookups find the same install (its models, message definitions and
+    # type hashes for bags), not a source checkout or this Python's prefix.
+    assert paths[4] == paths[2] and paths[5] == str(Path(paths[3]) / "msg"), paths
+    assert type_hash.startswith("RIHS01_"), type_hash
     for name in ("launch/recognizer.launch.py", "config/recognizer.yaml", "rviz/prgcn.rviz",
                  "models/prgcn_msr_action3d.safetensors", "package.xml"):
         assert (share / name).is_file(), name

@@ -42,6 +42,7 @@ from std_msgs.msg import Header
 
 from prgcn_msgs.msg import SkeletonArray
 from prgcn_ros.nodes.conversions import skeleton_array_msg
+from prgcn_ros.paths import installed_share
 from prgcn_ros.skeleton.bags import (
     MARKER_ARRAY,
     STORAGES,
@@ -90,15 +91,10 @@ def installed_type_hash(msgtype: str) -> str | None:
     """The RIHS01 hash of a message type as installed here (its share/<package>/msg/<Type>.json,
     ROS 2 Iron and later; found by the ament index, else in this Python's prefix); None where
     there is none (Humble)."""
-    from ament_index_python.packages import get_package_share_directory
-
     package, _, name = msgtype.split("/")
     try:
-        share = Path(get_package_share_directory(package))
-    except (LookupError, OSError, ValueError):   # not indexed; OSError: no index at all
-        share = Path(sys.prefix) / "share" / package
-    try:
-        hashes = json.loads((share / "msg" / f"{name}.json").read_text()).get("type_hashes")
+        hashes = json.loads((installed_share(package) / "msg" / f"{name}.json").read_text()
+                            ).get("type_hashes")
     except (OSError, ValueError, AttributeError):
         return None
     return next((h.get("hash_string") for h in hashes or [] if h.get("type_name") == msgtype),

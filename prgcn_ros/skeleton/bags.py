@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from prgcn_ros.paths import installed_share
 from prgcn_ros.skeleton.frames import as_xyz
 from prgcn_ros.skeleton.sequence import SkeletonSequence
 
@@ -54,10 +53,8 @@ def is_bag(path: Path) -> bool:
 
 def msg_dir() -> Path:
     """prgcn_msgs/msg: the source checkout, else share/prgcn_msgs/msg of an install prefix."""
-    here = Path(__file__).resolve().parents[2] / "prgcn_msgs" / "msg"
-    candidates = [here]
-    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    candidates += [Path(p) / "share" / "prgcn_msgs" / "msg" for p in [*prefixes, sys.prefix]]
+    candidates = [Path(__file__).resolve().parents[2] / "prgcn_msgs" / "msg",
+                  installed_share("prgcn_msgs") / "msg"]
     for path in candidates:
         if (path / "SkeletonArray.msg").is_file():
             return path

@@ -6,11 +6,11 @@ import json
 import signal
 import time
 
-import numpy as np
 import pytest
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rosutil import drain, process_log, spin_until, start_process, stop_process
+from test_skeleton_playback import openpose_frame
 
 from prgcn_msgs.msg import SkeletonArray
 from prgcn_ros.skeleton.readers import read_recording
@@ -78,14 +78,6 @@ def wait_until_following(node: Node, player) -> None:
     subscription = next(iter(node.subscriptions))
     assert spin_until(node, lambda: subscription.get_publisher_count() >= 1
                       and "following" in process_log(player), 30), process_log(player)
-
-
-def openpose_frame(people: int, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    return {"version": 1.3, "people": [
-        {"person_id": [-1], "pose_keypoints_2d": [
-            float(v) for _ in range(25) for v in (*rng.uniform(100, 500, 2), 0.8)]}
-        for _ in range(people)]}
 
 
 def test_player_follows_a_folder_openpose_writes_into(listener, tmp_path):

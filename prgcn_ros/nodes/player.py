@@ -29,8 +29,6 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,13 +51,9 @@ from prgcn_ros.skeleton.bags import (
     read_bag,
     write_bag,
 )
-from prgcn_ros.skeleton.readers import RecordingError, natural_key, read_recording
+from prgcn_ros.skeleton.playback import MIN_SPACING, FrameFolder, tick_period, ticks
+from prgcn_ros.skeleton.readers import RecordingError, read_recording
 from prgcn_ros.skeleton.sequence import SkeletonSequence, frame_people
-
-# Messages are never sent closer than this share of their recorded spacing: a player behind
-# schedule (a busy machine) catches up at 4/3 speed instead of in a burst the recognizer would
-# drop as a flood.
-MIN_SPACING = 0.75
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Set by Ctrl-C or SIGTERM: playback ends after the message being sent, with status 0.
@@ -71,15 +65,6 @@ def _on_stop_signal(signum, frame) -> None:
     STOP.set()
     if _leave_at_once:
         raise SystemExit(0)
-
-
-@dataclass
-class _Playing:
-    index: int                 # position in the argument list: person ids 100 * index + slot
-    seq: SkeletonSequence
-    step: float                # frames of this recording per tick of the player's clock
-    phase: float = 0.0
-    next_frame: int = 0
 
 
 def declare_frame_id(node: Node) -> str:
@@ -192,124 +177,51 @@ class PlayerNode(Node):
     def play(self, recordings: list[SkeletonSequence]) -> None:
         """Play every recording, up to --parallel at once, on one clock: frames due on the
         same tick share a message (one per layout), as one sensor seeing several people."""
-        tick_hz = max(seq.fps for seq in recordings) * self.args.rate
-        period = 1.0 / tick_hz
+        period = tick_period(recordings, self.args.rate)
         # One clock across --loop rounds: a new round's first frame comes a tick after the
         # last one, not at once (the recognizer would drop it as a flood).
         next_tick = time.monotonic()
         while self.running():
-            queue = deque(enumerate(recordings))
-            playing: list[_Playing] = []
-            while (queue or playing) and self.running():
-                while queue and len(playing) < self.args.parallel:
-                    index, seq = queue.popleft()
-                    step = seq.fps * self.args.rate / tick_hz
-                    playing.append(_Playing(index, seq, step, phase=1.0 - step))
-                    if not self.args.quiet:
-                        print(f"playing {Path(seq.source).name}: {seq.num_frames} frames at "
-                              f"{seq.fps:g} fps as person(s) {person_ids(index, seq)}",
-                              flush=True)
+            for tick in ticks(recordings, self.args.parallel):
+                for index, seq in [] if self.args.quiet else tick.started:
+                    print(f"playing {Path(seq.source).name}: {seq.num_frames} frames at "
+                          f"{seq.fps:g} fps as person(s) {person_ids(index, seq)}", flush=True)
                 self.pause(next_tick - time.monotonic())
                 if not self.running():
                     return
-                groups: dict[str, tuple[list, list, list]] = {}
-                for p in playing:
-                    p.phase += p.step
-                    if p.phase < 1.0 - 1e-9:
-                        continue
-                    p.phase -= 1.0
-                    ids, coords, conf = frame_people(p.seq, p.next_frame,
-                                                     person_ids(p.index, p.seq))
-                    if ids:
-                        group = groups.setdefault(p.seq.layout, ([], [], []))
-                        group[0].extend(ids)
-                        group[1].append(coords)
-                        group[2].append(conf)
-                    p.next_frame += 1
-                for layout, (ids, coords, conf) in groups.items():
-                    self.publish(layout, ids, np.concatenate(coords), np.concatenate(conf))
-                playing = [p for p in playing if p.next_frame < p.seq.num_frames]
+                for layout, (ids, coords, conf) in tick.frames.items():
+                    self.publish(layout, ids, coords, conf)
                 # Behind schedule (busy machine): play on late rather than in a burst.
                 next_tick = max(next_tick + period, time.monotonic() + MIN_SPACING * period)
             if not self.args.loop:
                 return
 
     def follow(self, directory: Path) -> None:
-        """Publish each new OpenPose frame file as it appears (files there before are skipped).
-
-        Each file is sent as it appears, stamped when sent. Files that appear together
-        (OpenPose wrote faster than one poll, a burst copied in, a backlog) go out at 4/3 of the
-        recording's frame rate times --rate: back to back they would be closer than any sensor
-        sends and the recognizer would drop them as a flood. Hidden files (an editor's or a
-        copy tool's) are left alone. A folder of many thousand frames is listed by name only,
-        and no more often than listing it takes. OpenPose never deletes its files: with
-        --consume each file is deleted once sent or skipped, so that the folder, its listing and
-        the names remembered stay small over hours. A file skipped as unreadable is reported
-        once per kind of error, then counted."""
-        seen = _frame_files(directory)
-        retries: dict[str, int] = {}
-        reported: set[str] = set()
-        skipped = 0
+        """Publish each new OpenPose frame file as it appears (see :class:`FrameFolder`),
+        stamped when sent. Files that appear together (OpenPose wrote faster than one poll, a
+        burst copied in, a backlog) go out at 4/3 of the recording's frame rate times --rate:
+        back to back they would be closer than any sensor sends and the recognizer would drop
+        them as a flood. The folder is listed no more often than listing it takes."""
+        folder = FrameFolder(directory, self.args.consume)
         next_send = time.monotonic()
-        print(f"following {directory}: {len(seen)} existing frame files skipped", flush=True)
+        print(f"following {directory}: {folder.existing} existing frame files skipped",
+              flush=True)
         try:
             while self.running():
-                listed = time.monotonic()
-                names = _frame_files(directory)
-                listing_s = time.monotonic() - listed
-                seen &= names               # files removed from the folder are forgotten
-                retries = {name: n for name, n in retries.items() if name in names}
-                for name in sorted(names - seen, key=natural_key):
-                    path = directory / name
-                    try:
-                        seq = read_recording(path)
-                        problem = None
-                    except (RecordingError, json.JSONDecodeError, OSError) as error:
-                        # OpenPose may still be writing it: retry a few polls, then skip it.
-                        retries[name] = retries.get(name, 0) + 1
-                        if retries[name] < 5:
-                            break
-                        seq, problem = None, (type(error).__name__, str(error))
-                    except Exception as error:   # no file may end a live stream
-                        seq, problem = None, (type(error).__name__, f"{type(error).__name__}: "
-                                                                    f"{error}")
-                    seen.add(name)
-                    retries.pop(name, None)
-                    if problem is not None:
-                        skipped += 1
-                        if problem[0] not in reported:
-                            reported.add(problem[0])
-                            print(f"skipping {name}: {problem[1]} (files skipped for a "
-                                  f"{problem[0]} from now on are counted, not listed)",
-                                  file=sys.stderr, flush=True)
-                    if self.args.consume:
-                        try:
-                            path.unlink(missing_ok=True)
-                        except OSError as error:   # not ours to delete: the stream goes on
-                            if "unlink" not in reported:
-                                reported.add("unlink")
-                                print(f"--consume: cannot delete {name}: {error} (further "
-                                      f"such files are left in place)", file=sys.stderr,
-                                      flush=True)
-                    if seq is None:
-                        continue
+                for seq in folder.poll():
                     ids, coords, conf = frame_people(seq, 0, [-1] * seq.num_persons)
-                    if ids:
-                        self.pause(next_send - time.monotonic())
-                        if not self.running():
-                            return
-                        self.publish(seq.layout, ids, coords, conf)
-                        next_send = time.monotonic() + MIN_SPACING / (seq.fps * self.args.rate)
-                self.pause(max(self.args.poll, listing_s))
+                    if not ids:
+                        continue
+                    self.pause(next_send - time.monotonic())
+                    if not self.running():
+                        return
+                    self.publish(seq.layout, ids, coords, conf)
+                    next_send = time.monotonic() + MIN_SPACING / (seq.fps * self.args.rate)
+                self.pause(max(self.args.poll, folder.listing_s))
         finally:
-            if skipped:
-                print(f"{skipped} frame file(s) skipped as unreadable", file=sys.stderr,
+            if folder.skipped:
+                print(f"{folder.skipped} frame file(s) skipped as unreadable", file=sys.stderr,
                       flush=True)
-
-
-def _frame_files(directory: Path) -> set[str]:
-    return {name for name in os.listdir(directory)
-            if name.endswith(".json") and not name.startswith(".")}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

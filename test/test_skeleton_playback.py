@@ -1,0 +1,128 @@
+"""What prgcn-player sends and when, without ROS: recordings on one clock (--parallel), and a
+folder of OpenPose frame files followed as they appear (--follow, --consume)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from prgcn_ros.skeleton.playback import READ_TRIES, FrameFolder, tick_period, ticks
+from prgcn_ros.skeleton.sequence import SkeletonSequence
+
+
+def recording(frames: int, fps: float, persons: int = 1, layout: str = "kinect20",
+              joints: int = 20, ids: list[int] | None = None) -> SkeletonSequence:
+    coords = np.arange(frames * persons * joints * 3, dtype=np.float32)
+    return SkeletonSequence(coords.reshape(frames, persons, joints, 3),
+                            np.ones((frames, persons, joints), np.float32), layout, fps,
+                            person_ids=ids)
+
+
+def openpose_frame(people: int, seed: int) -> dict:
+    """One OpenPose ``--write_json`` frame of ``people`` BODY_25 people."""
+    rng = np.random.default_rng(seed)
+    return {"version": 1.3, "people": [
+        {"person_id": [-1], "pose_keypoints_2d": [
+            float(v) for _ in range(25) for v in (*rng.uniform(100, 500, 2), 0.8)]}
+        for _ in range(people)]}
+
+
+def test_recordings_share_one_clock_at_the_fastest_frame_rate():
+    fast, slow = recording(4, 30.0), recording(2, 15.0)
+    assert tick_period([fast, slow], rate=2.0) == pytest.approx(1 / 60)
+    played = list(ticks([fast, slow], parallel=2))
+    assert [[i for i, _ in t.started] for t in played] == [[0, 1], [], [], []]
+    # Every tick has the 30 fps recording's next frame; the 15 fps one every other tick,
+    # from the first. One layout: one group (one message) per tick.
+    assert [t.frames["kinect20"][0] for t in played] == [[0, 100], [0], [0, 100], [0]]
+    first = played[0].frames["kinect20"]
+    np.testing.assert_array_equal(first[1], np.stack([fast.coords[0, 0], slow.coords[0, 0]]))
+    assert first[2].shape == (2, 20)
+    np.testing.assert_array_equal(played[3].frames["kinect20"][1][0], fast.coords[3, 0])
+
+
+def test_parallel_1_plays_one_recording_after_the_other():
+    played = list(ticks([recording(2, 30.0), recording(3, 30.0)], parallel=1))
+    assert [[i for i, _ in t.started] for t in played] == [[0], [], [1], [], []]
+    assert [t.frames["kinect20"][0] for t in played] == [[0], [0], [100], [100], [100]]
+
+
+def test_each_layout_is_its_own_group_and_an_empty_slot_is_nobody():
+    two = recording(2, 30.0, persons=2, ids=[4, 5])
+    two.confidence[1, 0] = 0          # slot 0 has no confident joint in frame 1
+    body = recording(2, 30.0, layout="body25", joints=25)
+    played = list(ticks([two, body], parallel=2))
+    assert {k: v[0] for k, v in played[0].frames.items()} == {"kinect20": [0, 1],
+                                                              "body25": [100]}
+    assert {k: v[0] for k, v in played[1].frames.items()} == {"kinect20": [1],
+                                                              "body25": [100]}
+    nobody = recording(1, 30.0)
+    nobody.confidence[:] = 0
+    assert [t.frames for t in ticks([nobody])] == [{}]      # the tick passes, no message
+
+
+def write_frame(folder: Path, name: str, frame: dict | str) -> None:
+    """As OpenPose leaves a file: complete when it appears."""
+    partial = folder.parent / "partial.json"
+    partial.write_text(frame if isinstance(frame, str) else json.dumps(frame))
+    partial.rename(folder / name)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    path = tmp_path / "openpose"
+    path.mkdir()
+    return path
+
+
+def test_a_followed_folder_gives_each_new_file_once_in_natural_order(folder):
+    write_frame(folder, "old_000000000000_keypoints.json", openpose_frame(1, 0))
+    follower = FrameFolder(folder, report=pytest.fail)
+    assert follower.existing == 1 and list(follower.poll()) == []   # there before: skipped
+    write_frame(folder, "f_10_keypoints.json", openpose_frame(1, 10))
+    write_frame(folder, "f_2_keypoints.json", openpose_frame(2, 2))
+    (folder / ".f_3_keypoints.json").write_text("{")      # a copy tool's hidden file
+    got = list(follower.poll())
+    assert [Path(s.source).name for s in got] == ["f_2_keypoints.json", "f_10_keypoints.json"]
+    assert [s.num_persons for s in got] == [2, 1] and got[0].layout == "body25"
+    assert list(follower.poll()) == []
+    (folder / "f_2_keypoints.json").unlink()        # gone: forgotten on the next listing
+    assert list(follower.poll()) == []
+    assert follower.seen == {"old_000000000000_keypoints.json", "f_10_keypoints.json"}
+    assert follower.skipped == 0
+
+
+def test_a_file_that_does_not_read_is_retried_then_skipped_and_its_kind_reported_once(folder):
+    reports: list[str] = []
+    follower = FrameFolder(folder, report=reports.append)
+    write_frame(folder, "a_1_keypoints.json", '{"people": [')        # still being written
+    write_frame(folder, "a_2_keypoints.json", openpose_frame(1, 2))
+    for _ in range(READ_TRIES - 1):
+        assert list(follower.poll()) == []          # the frames after it wait their turn
+    (folder / "b_3_keypoints.json").write_text('{"people": [')
+    got = list(follower.poll())
+    assert [Path(s.source).name for s in got] == ["a_2_keypoints.json"]
+    assert follower.skipped == 1 and len(reports) == 1 and "a_1_keypoints.json" in reports[0]
+    for _ in range(READ_TRIES):
+        assert list(follower.poll()) == []
+    assert follower.skipped == 2 and len(reports) == 1    # the same kind: counted, not listed
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "a_1_keypoints.json", "a_2_keypoints.json", "b_3_keypoints.json"]   # no --consume
+
+
+def test_consume_deletes_what_was_read_or_skipped_and_says_once_what_it_cannot(folder):
+    reports: list[str] = []
+    follower = FrameFolder(folder, consume=True, report=reports.append)
+    write_frame(folder, "a_1_keypoints.json", openpose_frame(1, 1))
+    (folder / "d_2_keypoints.json").mkdir()      # named like a frame: skipped, not deletable
+    (folder / "d_3_keypoints.json").mkdir()
+    got = []
+    for _ in range(2 * READ_TRIES):
+        got += list(follower.poll())
+    assert [Path(s.source).name for s in got] == ["a_1_keypoints.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["d_2_keypoints.json",
+                                                       "d_3_keypoints.json"]
+    assert follower.skipped == 2
+    assert sum("cannot delete" in line for line in reports) == 1, reports

@@ -269,8 +269,9 @@ def test_write_bag_holds_what_playing_sends(data_dir, tmp_path):
 def test_a_stalled_bag_player_catches_up_without_a_burst(data_dir, tmp_path, ros_context):
     """After a stall (a busy machine), messages go out at most 4/3 as fast as recorded, never
     back to back: the recognizer would drop a burst as a flood."""
-    from prgcn_ros.nodes.player import MIN_SPACING, PlayerNode, parse_args
+    from prgcn_ros.nodes.player import PlayerNode, parse_args
     from prgcn_ros.skeleton.bags import write_bag
+    from prgcn_ros.skeleton.playback import MIN_SPACING
 
     bag = tmp_path / "stall_bag"
     seq = read_recording(data_dir / "msr_action3d" / CLIP)

@@ -20,7 +20,7 @@ from rosutil import (
     start_process,
     stop_process,
 )
-from test_nodes_player import openpose_frame
+from test_skeleton_playback import openpose_frame
 
 pytestmark = pytest.mark.ros
 

@@ -155,6 +155,7 @@ def test_openpose_frames_sorted_by_number(tmp_path):
         flat[:, 0], flat[:, 2] = t, 1.0
         (folder / f"v_{t}_keypoints.json").write_text(
             json.dumps({"people": [{"pose_keypoints_2d": flat.reshape(-1).tolist()}]}))
+    (folder / ".v_3_keypoints.json").write_text("{")   # a copy tool's hidden file: not a frame
     seq = read_openpose_dir(folder)
     assert seq.coords[:, 0, 0, 0].tolist() == [0, 1, 2, 10]
 

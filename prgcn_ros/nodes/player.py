@@ -183,6 +183,8 @@ class PlayerNode(Node):
         next_tick = time.monotonic()
         while self.running():
             for tick in ticks(recordings, self.args.parallel):
+                if not self.running():      # stopped while publishing: nothing starts
+                    return
                 for index, seq in [] if self.args.quiet else tick.started:
                     print(f"playing {Path(seq.source).name}: {seq.num_frames} frames at "
                           f"{seq.fps:g} fps as person(s) {person_ids(index, seq)}", flush=True)

@@ -4,7 +4,6 @@ files as they appear. No ROS here: the player node publishes what these give it.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections import deque
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .bags import person_ids
-from .readers import RecordingError, natural_key, read_recording
+from .readers import RecordingError, natural_key, openpose_frame_files, read_recording
 from .sequence import SkeletonSequence, frame_people
 
 # Messages are never sent closer than this share of their recorded spacing: a player behind
@@ -55,8 +54,8 @@ def tick_period(recordings: list[SkeletonSequence], rate: float) -> float:
 
 def ticks(recordings: list[SkeletonSequence], parallel: int = 1) -> Iterator[Tick]:
     """One round through ``recordings``, up to ``parallel`` at once, on one clock ticking at
-    the fastest one's frame rate: a slower recording's frames fall on fewer ticks. Recording
-    k's person slot m is id ``100 * k + m`` (see :func:`.bags.person_ids`)."""
+    the fastest one's frame rate: a slower recording's frames fall on fewer ticks. People
+    have the ids :func:`.bags.person_ids` gives recording k (its place in the list)."""
     tick_hz = max(seq.fps for seq in recordings)
     queue = deque(enumerate(recordings))
     playing: list[_Playing] = []
@@ -86,13 +85,6 @@ def ticks(recordings: list[SkeletonSequence], parallel: int = 1) -> Iterator[Tic
         yield tick
 
 
-def frame_files(directory: Path) -> set[str]:
-    """The OpenPose frame files in ``directory`` (hidden files, an editor's or a copy tool's,
-    are not)."""
-    return {name for name in os.listdir(directory)
-            if name.endswith(".json") and not name.startswith(".")}
-
-
 class FrameFolder:
     """New OpenPose frame files in a folder (``--write_json``), each read once, in order.
 
@@ -107,7 +99,7 @@ class FrameFolder:
         self.directory = Path(directory)
         self.consume = consume
         self.report = report or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.seen = frame_files(self.directory)
+        self.seen = openpose_frame_files(self.directory)
         self.existing = len(self.seen)
         self.skipped = 0               # files skipped as unreadable
         self.listing_s = 0.0           # how long the last listing took
@@ -118,7 +110,7 @@ class FrameFolder:
         """The frames of the files that appeared since the last poll, in natural order; it
         stops at a file that does not read yet (its turn comes again on the next poll)."""
         listed = time.monotonic()
-        names = frame_files(self.directory)
+        names = openpose_frame_files(self.directory)
         self.listing_s = time.monotonic() - listed
         self.seen &= names               # files removed from the folder are forgotten
         self._retries = {name: n for name, n in self._retries.items() if name in names}

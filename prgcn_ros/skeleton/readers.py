@@ -9,6 +9,7 @@ from __future__ import annotations
 import _compat_pickle
 import json
 import math
+import os
 import pickle
 import re
 from collections.abc import Sequence
@@ -459,6 +460,13 @@ def natural_key(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
+def openpose_frame_files(directory: Path) -> set[str]:
+    """The names of the OpenPose frame files in ``directory``: its ``*.json`` files, hidden
+    ones (an editor's or a copy tool's) left out."""
+    return {entry.name for entry in os.scandir(directory)
+            if entry.name.endswith(".json") and not entry.name.startswith(".")}
+
+
 def _openpose_frame(path: Path, obj: Any, joints: int | None
                     ) -> list[tuple[np.ndarray, np.ndarray]]:
     if not isinstance(obj, dict) or not isinstance(obj.get("people"), list):
@@ -486,7 +494,7 @@ def read_openpose_dir(path: str | Path, layout: str | None = None,
     path = Path(path)
     if not path.is_dir():
         raise RecordingError(path, "", "not a directory of OpenPose JSON frames")
-    files = sorted(path.glob("*.json"), key=lambda file: natural_key(file.name))
+    files = [path / name for name in sorted(openpose_frame_files(path), key=natural_key)]
     if not files:
         raise RecordingError(path, "", "no *.json frames in the directory")
     if layout and get_layout(layout).name not in TWO_D_LAYOUTS:

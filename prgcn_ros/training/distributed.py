@@ -8,6 +8,7 @@ nccl on CUDA). Only rank 0 writes checkpoints, the model file and logs.
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -90,6 +91,23 @@ def sum_all(values: list[float], where: DistInfo) -> list[float]:
     return [float(v) for v in tensor.cpu()]
 
 
+def leave() -> None:
+    """End of the group's work, on every rank at the same point right after its last
+    collective: wait for the others, then destroy the group together, not one rank while
+    another still works (nccl's communicators need every rank). The caller drops its DDP
+    wrapper first: the wrapper's reducer holds the group."""
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()        # a DDP wrapper held only by a reference cycle goes now
+        # A rank that failed since the last collective has left: the barrier then fails
+        # (gloo) or waits until torchrun stops the others (nccl).
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def teardown() -> None:
+    """Leave the group wherever a process stops (an error included); no-op once left."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

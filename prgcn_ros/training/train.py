@@ -509,6 +509,12 @@ class Trainer:
         if self.averaged is not None:
             self.model.load_state_dict(self.averaged.module.state_dict())
 
+    def leave_group(self) -> None:
+        """Training's collectives are over: every rank drops DDP and leaves the process group
+        here, together (no-op for a single process)."""
+        self.net = self.model
+        distributed.leave()
+
     # ------------------------------------------------------------------ the model file
     def metadata(self, accuracy: dict[str, Any] | None) -> dict[str, Any]:
         cfg = self.cfg
@@ -578,7 +584,8 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
 
     ``force``: the model file may overwrite a shipped model or a tracked file (see
     :mod:`.outputs`). ``init``: a model file (or shipped model name) to start from.
-    Under torchrun only rank 0 logs and writes files.
+    Under torchrun only rank 0 logs and writes files, and every rank leaves the process group
+    once training ends (rank 0 evaluates and writes after that, alone).
     """
     from .outputs import check_writable, resolve_outputs
 
@@ -646,10 +653,11 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
             trainer.save(out_dir)
     bar.close()
     trainer.take_averaged_weights()
+    trainer.leave_group()
     accuracy = None
     if not where.is_main:
-        # Rank 0 evaluates and writes the model file alone: no collective follows, so the
-        # others are done (no barrier that a long evaluation could time out).
+        # Rank 0 evaluates and writes the model file alone, out of the group: no barrier
+        # after it that a long evaluation could time out.
         return {"model": cfg["output"]["model"], "epochs": trainer.epoch, "accuracy": None,
                 "train_time_s": trainer.train_time_s, "history": trainer.history}
     if test_set is not None:

@@ -40,7 +40,7 @@ class Tick:
 
 @dataclass
 class _Playing:
-    index: int                 # position in the argument list: person ids 100 * index + slot
+    index: int                 # place in the argument list (for bags.person_ids)
     seq: SkeletonSequence
     step: float                # frames of this recording per tick of the clock
     phase: float = 0.0

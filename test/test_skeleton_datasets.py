@@ -31,6 +31,7 @@ from prgcn_ros.skeleton.readers import (
     read_recording,
     read_sbu_interaction,
     read_utd_mhad,
+    sbu_to_metres,
 )
 
 UP = np.array([0.0, 1.0, 0.0])
@@ -221,6 +222,13 @@ def test_sbu_units_axes_and_sides(sbu):
     # keeps its length while it turns (a wrong depth scale would stretch it with the turn).
     _check_bones(sbu, "openni15")
     _check_up(sbu, "openni15", "head", "left_foot")
+    # The formula as the README gives it, and the scale of depth against the other axes: the
+    # partners stand side-on to the sensor, so their shoulder lines run mostly along depth
+    # (measured: 0.30 m; 0.38 m with depth 1.3 times too long).
+    np.testing.assert_allclose(sbu_to_metres(np.array([[0.0, 0.0, 0.78125]])),
+                               [[1.28, 0.96, 1.0]])
+    width = np.median(_bone_lengths(sbu, "openni15", "left_shoulder", "right_shoulder"))
+    assert 0.27 < width < 0.34, width
     for a, b in (("left_knee", "left_foot"), ("right_hip", "right_knee"), ("neck", "torso")):
         length = _bone_lengths(sbu, "openni15", a, b)
         spread = np.subtract(*np.percentile(length, [75, 25])) / np.median(length)
@@ -305,6 +313,19 @@ def test_broken_files_raise_recording_error(tmp_path, data_dir):
     bad_json.write_text(json.dumps({"skeletons": [[[0.0, 1.0]] * 20]}))
     with pytest.raises(RecordingError, match="expected \\(T, 20, 3\\)"):
         read_nw_ucla(bad_json)
+    # NaN or inf would reach the model (JSON as Python writes it: 1e400 reads as inf).
+    inf_json = tmp_path / "a01_s01_e01_v01.json"
+    inf_json.write_text(json.dumps({"skeletons": [[[0.5, 1.0, 2.0]] * 20] * 2}).replace(
+        "2.0", "1e400", 1))
+    with pytest.raises(RecordingError, match="skeletons.*non-finite"):
+        read_nw_ucla(inf_json)
+    from scipy.io import savemat
+    skeleton = np.ones((20, 3, 4))
+    skeleton[3, 1, 2] = np.nan
+    nan_mat = tmp_path / "a1_s1_t2_skeleton.mat"
+    savemat(nan_mat, {"d_skel": skeleton})
+    with pytest.raises(RecordingError, match="d_skel.*non-finite"):
+        read_utd_mhad(nan_mat)
     bad_mat = tmp_path / "a1_s1_t1_skeleton.mat"
     bad_mat.write_bytes(b"MATLAB 5.0 MAT-file" + bytes(40))
     with pytest.raises(RecordingError, match=re.escape(str(bad_mat))):

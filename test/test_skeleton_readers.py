@@ -311,6 +311,27 @@ class _Payload:
         return (os.system, (f"touch {self.target}",))
 
 
+class _Call:
+    """Unpickled, it calls ``function(*args)``."""
+
+    def __init__(self, function, *args) -> None:
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return (self.function, self.args)
+
+
+def _calls(ran: Path) -> dict[str, _Call]:
+    """Callables a hostile label file could name besides os.system, each of which would leave
+    ``ran`` behind where it runs (getattr only fetches a method: named all the same)."""
+    from numpy.testing._private.utils import runstring
+
+    touch = f"open({str(ran)!r}, 'w').close()"
+    return {"builtins.eval": _Call(eval, touch), "builtins.exec": _Call(exec, touch),
+            "builtins.getattr": _Call(getattr, "text", "upper"),
+            "numpy.testing._private.utils.runstring": _Call(runstring, touch, {})}
+
+
 def _stgcn_pair(tmp_path: Path, data: np.ndarray, names: object, labels: object,
                 stem: str = "x") -> tuple[Path, Path]:
     np.save(tmp_path / f"{stem}.npy", data)
@@ -328,6 +349,11 @@ def test_stgcn_labels_are_read_as_plain_data_only(tmp_path):
     with pytest.raises(RecordingError, match=r"x\.pkl: .*would import (posix|os)\.system"):
         read_stgcn_arrays(npy, pkl, layout="kinect20")
     assert not ran.exists()
+    for name, call in _calls(ran).items():      # not only os.system: any callable is refused
+        npy, pkl = _stgcn_pair(tmp_path, data, ["a", "b"], [call, 1])
+        with pytest.raises(RecordingError, match=rf"would import {name}"):
+            read_stgcn_arrays(npy, pkl, layout="kinect20")
+        assert not ran.exists(), name
     for labels in (np.array([0, 2]), [np.int64(0), np.int32(2)], [0.0, 2.0]):
         npy, pkl = _stgcn_pair(tmp_path, data, np.array(["a", "b"]), labels)
         assert read_stgcn_arrays(npy, pkl, layout="kinect20").labels == [0, 2]
@@ -434,3 +460,62 @@ def test_openpose_frames_read_as_a_3d_layout_are_refused(data_dir, tmp_path):
     _openpose_frames(clip.select_frames(slice(0, 3)), tmp_path / "op", 100.0, 100.0, False)
     with pytest.raises(RecordingError, match="'ntu25' is 3D"):
         read_openpose_dir(tmp_path / "op", layout="ntu25")
+
+
+def test_a_non_finite_number_is_refused_where_it_stands(msr_files, data_dir, tmp_path):
+    """NaN or inf in a recording would reach the model: each reader names where it stands."""
+    rows = msr_files[0].read_text().splitlines(keepends=True)
+    msr = tmp_path / "a01_s01_e01_skeleton3D.txt"
+    msr.write_text("".join([*rows[:5], "nan " + rows[5].split(" ", 1)[1], *rows[6:]]))
+    _fails_cleanly(read_msr_action3d, msr, "line 6")
+    lines = (data_dir / "ntu_samples" / "S001C001P001R001A011.skeleton").read_text().splitlines(
+        keepends=True)
+    numbers = lines[4].split(" ")
+    ntu = tmp_path / "nan.skeleton"
+    ntu.write_text("".join([*lines[:4], " ".join(["inf", *numbers[1:]]), *lines[5:]]))
+    _fails_cleanly(read_ntu_skeleton, ntu, "line 5")
+    clip = json.loads((data_dir / "kinetics_skeleton" / KINETICS_CLIP).read_text())
+    clip["data"][2]["skeleton"][0]["pose"][4] = float("nan")
+    kinetics = tmp_path / "nan.json"
+    kinetics.write_text(json.dumps(clip))         # written as NaN, which Python's JSON reads
+    _fails_cleanly(read_kinetics_json, kinetics, "data[2]")
+
+
+def test_ntu_data_after_the_last_frame_is_refused(data_dir, tmp_path):
+    """The header counts the frames: more after them is a damaged or concatenated file."""
+    text = (data_dir / "ntu_samples" / "S001C001P001R001A011.skeleton").read_text()
+    longer = tmp_path / "longer.skeleton"
+    longer.write_text(text + "1\r\n")
+    _fails_cleanly(read_ntu_skeleton, longer, "unexpected data")
+
+
+def test_kinetics_frames_with_nobody_keep_their_place_and_repeats_are_refused(data_dir,
+                                                                              tmp_path):
+    """A frame missing from ``data`` is a frame with nobody in view, not a frame less (the
+    action would play faster); one frame_index twice is a damaged file."""
+    source = data_dir / "kinetics_skeleton" / KINETICS_CLIP
+    clip = json.loads(source.read_text())
+    whole = read_kinetics_json(source)
+    gap = [entry["frame_index"] for entry in clip["data"][50:60]]
+    del clip["data"][50:60]
+    holed = tmp_path / "holed.json"
+    holed.write_text(json.dumps(clip))
+    seq = read_kinetics_json(holed)
+    assert seq.num_frames == whole.num_frames == 189
+    first = min(entry["frame_index"] for entry in clip["data"])
+    missing = [t - first for t in gap]
+    assert (seq.confidence[missing] == 0).all()
+    kept = [t for t in range(189) if t not in missing]
+    np.testing.assert_array_equal(seq.coords[kept], whole.coords[kept])
+    clip["data"].append(dict(clip["data"][0]))
+    twice = tmp_path / "twice.json"
+    twice.write_text(json.dumps(clip))
+    _fails_cleanly(read_kinetics_json, twice, "appears twice")
+
+
+def test_one_openpose_frame_file_is_read_at_openposes_frame_rate(tmp_path):
+    """prgcn-player --follow spaces its messages by this rate: OpenPose's 30 fps."""
+    frame = tmp_path / "v_000000000000_keypoints.json"
+    frame.write_text(json.dumps({"people": [{"pose_keypoints_2d": [100.0, 200.0, 0.9] * 25}]}))
+    seq = read_recording(frame)
+    assert seq.fps == 30.0 and seq.layout == "body25" and seq.num_frames == 1

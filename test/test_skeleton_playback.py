@@ -43,6 +43,14 @@ def test_recordings_share_one_clock_at_the_fastest_frame_rate():
     np.testing.assert_array_equal(played[3].frames["kinect20"][1][0], fast.coords[3, 0])
 
 
+def test_a_recording_between_two_rates_keeps_its_own_rate():
+    """20 fps beside 30 fps: two frames every three ticks (the phase carries over), not one
+    every other tick (15 fps)."""
+    played = list(ticks([recording(6, 30.0), recording(4, 20.0)], parallel=2))
+    assert [t.frames["kinect20"][0] for t in played] == [[0, 100], [0], [0, 100], [0, 100],
+                                                          [0], [0, 100]]
+
+
 def test_parallel_1_plays_one_recording_after_the_other():
     played = list(ticks([recording(2, 30.0), recording(3, 30.0)], parallel=1))
     assert [[i for i, _ in t.started] for t in played] == [[0], [], [1], [], []]
@@ -126,3 +134,25 @@ def test_consume_deletes_what_was_read_or_skipped_and_says_once_what_it_cannot(f
                                                        "d_3_keypoints.json"]
     assert follower.skipped == 2
     assert sum("cannot delete" in line for line in reports) == 1, reports
+
+
+def test_a_file_that_breaks_the_reader_unexpectedly_is_skipped_and_the_stream_goes_on(
+        folder, monkeypatch):
+    """No file may end a live stream, whatever its reader raises."""
+    from prgcn_ros.skeleton import playback
+
+    read = playback.read_recording
+
+    def flaky(path):
+        if path.name.startswith("a_"):
+            raise RuntimeError("a reader bug")
+        return read(path)
+
+    monkeypatch.setattr(playback, "read_recording", flaky)
+    reports: list[str] = []
+    follower = FrameFolder(folder, report=reports.append)
+    write_frame(folder, "a_1_keypoints.json", openpose_frame(1, 1))
+    write_frame(folder, "b_2_keypoints.json", openpose_frame(1, 2))
+    assert [Path(s.source).name for s in follower.poll()] == ["b_2_keypoints.json"]
+    assert follower.skipped == 1 and len(reports) == 1 and "RuntimeError: a reader bug" in \
+        reports[0]

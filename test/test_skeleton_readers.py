@@ -519,3 +519,19 @@ def test_one_openpose_frame_file_is_read_at_openposes_frame_rate(tmp_path):
     frame.write_text(json.dumps({"people": [{"pose_keypoints_2d": [100.0, 200.0, 0.9] * 25}]}))
     seq = read_recording(frame)
     assert seq.fps == 30.0 and seq.layout == "body25" and seq.num_frames == 1
+
+
+@pytest.mark.parametrize(("array", "message"), [
+    (np.array([[1, "a"]], dtype=object), "object arrays are not skeleton data"),
+    (np.zeros((2, 3, 8, 20), np.float32), r"shape \(2, 3, 8, 20\) is not \(N, C, T, V, M\)"),
+    (np.zeros((2, 2, 8, 20, 1), np.float32), "2 channels, expected 3"),
+])
+def test_an_stgcn_array_that_is_not_skeleton_data_is_named(tmp_path, array, message):
+    """An ST-GCN release's .npy that holds something else: one line, not numpy's error (or
+    an unpickled object: numpy would need allow_pickle for it)."""
+    npy = tmp_path / "x.npy"
+    np.save(npy, array, allow_pickle=True)
+    with (tmp_path / "x.pkl").open("wb") as fh:
+        pickle.dump((["a", "b"], [0, 1]), fh)
+    with pytest.raises(RecordingError, match=message):
+        read_stgcn_arrays(npy, tmp_path / "x.pkl", layout="kinect20")

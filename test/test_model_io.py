@@ -277,3 +277,52 @@ def test_a_pair_torn_by_an_interrupted_write_is_refused(saved, tmp_path, monkeyp
         save_model(path, model, META)            # the weights written, the metadata not
     monkeypatch.undo()
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_model_file_is_written_in_its_own_folder_then_renamed(tmp_path):
+    """The temporary file sits beside the target: a rename across file systems would fail at
+    the end of a long training, and the write would no longer be atomic."""
+    from prgcn_ros.model.io import write_atomic
+
+    folders = []
+    write_atomic(tmp_path / "x.json", lambda tmp: (folders.append(tmp.parent),
+                                                   tmp.write_text("{}")))
+    assert folders == [tmp_path] and (tmp_path / "x.json").read_text() == "{}"
+
+
+def test_the_saved_architecture_is_the_models_own(saved):
+    """A caller's stale architecture entry never replaces it: the file would not load."""
+    from prgcn_ros.model.io import read_metadata
+
+    path, model = saved
+    save_model(path, model, {**META, "architecture": {"name": "stgcn", "num_classes": 3}})
+    assert read_metadata(path)["architecture"] == model.arch
+    load_model(path)
+
+
+def test_metadata_that_cannot_be_written_leaves_the_previous_model_whole(saved):
+    """Checked before either file is replaced: no new weights beside old metadata."""
+    path, model = saved
+    before = path.read_bytes(), metadata_path(path).read_bytes()
+    with pytest.raises(TypeError):
+        save_model(path, model, {**META, "seed": object()})
+    assert (path.read_bytes(), metadata_path(path).read_bytes()) == before
+    load_model(path)
+
+
+def test_the_missing_half_of_a_model_is_named(saved):
+    path, model = saved
+    path.unlink()
+    with pytest.raises(ModelFileError) as error:
+        load_model(path)
+    assert str(error.value).endswith("file is missing") and "corrupt" not in str(error.value)
+    save_model(path, model, META)
+    metadata_path(path).unlink()
+    with pytest.raises(ModelFileError, match=f"metadata file {metadata_path(path)} is missing"):
+        load_model(path)
+
+
+def test_a_model_is_loaded_onto_the_device_asked_for(saved):
+    path, _ = saved
+    model, _ = load_model(path, device="meta")     # a device every machine has
+    assert {p.device.type for p in model.parameters()} == {"meta"}

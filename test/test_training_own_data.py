@@ -24,6 +24,7 @@ from prgcn_ros.model.io import (
     load_model,
     read_metadata,
     resolve_model,
+    save_model,
 )
 from prgcn_ros.training import calibration
 from prgcn_ros.training import evaluate as evaluate_cli
@@ -122,6 +123,7 @@ def test_models_by_name_or_path(tmp_path, monkeypatch):
     with pytest.raises(ModelFileError) as error:
         resolve_model("no_such_model")
     assert all(name in str(error.value) for name in SHIPPED_MODELS)
+    assert "neither a shipped model name nor a file" in str(error.value)   # a typo, not "gone"
     with pytest.raises(ModelFileError, match="file is missing.*msr_action3d"):
         resolve_model(tmp_path / "gone.safetensors")
     for name in SHIPPED_MODELS:
@@ -129,6 +131,20 @@ def test_models_by_name_or_path(tmp_path, monkeypatch):
             with pytest.raises(ModelFileError, match=f"{name}.*shipped models: .*msr_action3d"):
                 resolve_model(name)
         assert (CONFIG / f"train_{name}.yaml").is_file()    # prgcn-eval --model NAME's config
+
+
+def test_a_shipped_model_name_finds_the_installed_share_directory(tmp_path, monkeypatch):
+    """Installed (no source checkout), `model: nw_ucla` is share/prgcn_ros/models' file."""
+    from prgcn_ros import paths
+
+    share = tmp_path / "share" / "prgcn_ros"
+    (share / "models").mkdir(parents=True)
+    installed = share / "models" / "prgcn_nw_ucla.safetensors"
+    installed.write_bytes(b"weights")
+    monkeypatch.setattr(paths, "source_root", lambda: None)
+    monkeypatch.setattr(paths, "share_dir", lambda: share)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("nw_ucla") == installed.resolve()
 
 
 def test_recognizer_parameter_takes_a_model_name():
@@ -168,6 +184,62 @@ def test_protected_destinations(tmp_path, monkeypatch):
     nothing = resolve_outputs(load_config(MSR_CONFIG, {"output": {"dir": str(tmp_path / "r"),
                                                                   "model": None}}))
     assert nothing["output"]["model"] == str(tmp_path / "r" / "prgcn_msr_action3d.safetensors")
+
+
+def _git_repository(path: Path) -> Path:
+    path.mkdir()
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    return path
+
+
+def test_only_tracked_files_of_a_checkout_are_protected(tmp_path):
+    """A user's own checkout: an untracked model file may be written again (a second run),
+    a tracked one, or its tracked metadata beside it, may not."""
+    repo = _git_repository(tmp_path / "repo")
+    (repo / "mine.safetensors").write_text("")
+    assert protection(repo / "mine.safetensors") is None
+    subprocess.run(["git", "-C", str(repo), "add", "mine.safetensors"], check=True)
+    assert "tracked by git" in protection(repo / "mine.safetensors")
+    (repo / "m.json").write_text("{}")
+    subprocess.run(["git", "-C", str(repo), "add", "m.json"], check=True)
+    assert "m.json is a file tracked by git" in protection(repo / "m.safetensors")
+
+
+def test_without_git_nothing_counts_as_tracked(tmp_path, monkeypatch):
+    from prgcn_ros.training import outputs
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+    monkeypatch.setattr(outputs.subprocess, "run", no_git)
+    (tmp_path / "m.safetensors").write_text("")
+    assert protection(tmp_path / "m.safetensors") is None
+
+
+def test_an_installed_share_directory_is_protected(tmp_path, monkeypatch):
+    from prgcn_ros import paths
+
+    share = tmp_path / "share" / "prgcn_ros"
+    (share / "config").mkdir(parents=True)
+    monkeypatch.setattr(paths, "source_root", lambda: None)
+    monkeypatch.setattr(paths, "share_dir", lambda: share)
+    assert "installed file" in protection(share / "config" / "mine.png")
+
+
+def test_a_run_directory_among_the_shipped_models_needs_force(monkeypatch):
+    """output.dir: models would put the run's model file over the shipped one."""
+    monkeypatch.chdir(REPO)
+    cfg = load_config(MSR_CONFIG, {"output": {"dir": "models"}})
+    with pytest.raises(ValueError, match="--force"):
+        resolve_outputs(cfg, log=lambda line: None)
+
+
+def test_an_unwritable_output_folder_stops_the_run_before_training(tmp_path, monkeypatch):
+    """Found at the start, not after hours (tests run as root, who may write anywhere)."""
+    from prgcn_ros.training import outputs
+
+    monkeypatch.setattr(outputs.os, "access", lambda *args, **kwargs: False)
+    with pytest.raises(OSError, match="cannot write to"):
+        outputs.check_writable(tmp_path / "run" / "m.safetensors")
 
 
 def test_a_config_without_output_writes_under_runs_of_its_own_name(tmp_path, monkeypatch):
@@ -306,6 +378,14 @@ def test_init_fine_tunes_and_replaces_a_classifier_of_other_classes(msr_model, t
     assert init_from_model(same.model, msr_model, same.class_names)["replaced"] == []
     assert torch.equal(same.model.state_dict()["classifier.weight"],
                        source["classifier.weight"])
+    # As many classes, other names: the classifier is replaced too (not MSR's, relabelled).
+    fresh = Trainer(small_cfg(seed=9), train_set=subset(msr_split("train"), 4),
+                    log=lambda m: None)
+    untrained = fresh.model.state_dict()["classifier.weight"].clone()
+    done = init_from_model(fresh.model, msr_model, [f"mine{i}" for i in range(20)])
+    assert done["replaced"] == ["classifier.weight", "classifier.bias"]
+    assert done["copied"] == len(source) - 2
+    assert torch.equal(fresh.model.state_dict()["classifier.weight"], untrained)
     # Another architecture is an error, not a silent fresh start.
     other = Trainer(small_cfg(model={"use_tam": False}), train_set=subset(msr_split("train"), 4),
                     log=lambda m: None)
@@ -321,6 +401,19 @@ def test_init_fine_tunes_and_replaces_a_classifier_of_other_classes(msr_model, t
     broken.with_suffix(".json").write_text(msr_model.with_suffix(".json").read_text())
     with pytest.raises(ModelFileError, match=f"--init {broken}: weights 1 holding NaN"):
         init_from_model(same.model, broken, same.class_names)
+    # A weight of another shape than its own metadata says: refused, not trained afresh.
+    weights = load_file(str(msr_model))
+    key = next(k for k in weights if not k.startswith("classifier.") and weights[k].dim() > 1)
+    weights[key] = weights[key].flatten().clone()
+    misfit = tmp_path / "misfit.safetensors"
+    save_file(weights, str(misfit), metadata={"format": "prgcn_ros-model/1"})
+    misfit.with_suffix(".json").write_text(msr_model.with_suffix(".json").read_text())
+    with pytest.raises(ModelFileError, match=f"weight {key} does not fit"):
+        init_from_model(same.model, misfit, same.class_names)
+    # A model file without class names (written by hand): its classifier is taken as it is.
+    plain = tmp_path / "plain.safetensors"
+    save_model(plain, same.model, {})
+    assert init_from_model(same.model, plain, [f"c{i}" for i in range(20)])["replaced"] == []
 
 
 def test_init_from_the_shipped_model_written_before_later_options():

@@ -98,6 +98,30 @@ def test_bone_noise_changes_lengths_and_keeps_the_root(clean_batch):
     assert float((ratio[:, :, 0] - per_clip[:, None]).abs().median()) < 1e-4
 
 
+def test_bone_noise_moves_a_joint_below_a_missing_one_by_its_body_not_by_where_it_stands():
+    # An elbow lost in one frame (a placeholder at 0): the wrist below it stretches nothing
+    # from it, it moves as the shoulder does; the same person a metre and a half away gets
+    # the same displacements (a bone measured from the placeholder grew with the distance).
+    layout = get_layout("kinect20")
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 4, 20, 1) * 0.2
+    present = torch.ones(1, 4, 20, 1, dtype=torch.bool)
+    elbow = layout.index("left_elbow")
+    present[0, 2, elbow] = False
+    x[0, :, 2, elbow] = 0.0
+    wrist, shoulder = layout.index("left_wrist"), layout.index("left_shoulder")
+    moved = []
+    for offset in (0.0, 1.5):
+        given = x + torch.where(present[:, None], offset, 0.0)
+        noisy, _ = corrupt(given, present, torch.ones(1, 1), "kinect20", _noise(bone_noise=0.3),
+                           torch.Generator().manual_seed(1), dims=3)
+        moved.append(noisy - given)
+        assert torch.allclose(moved[-1][0, :, 2, wrist], moved[-1][0, :, 2, shoulder],
+                              atol=1e-5)
+    assert torch.allclose(moved[0], moved[1], atol=1e-5)
+    assert float(moved[0][0, :, 2, wrist].abs().max()) > 0.01    # the shoulder did move
+
+
 def test_limb_swap_exchanges_left_and_right():
     x = torch.randn(1, 3, 6, 18, 1)
     x[:, 2] = 1.0                                                # 2D: x, y, confidence

@@ -684,6 +684,39 @@ def test_path_scale_scales_the_walk_not_the_pose(msr_train):
                                      "preprocess": {"center": "per_frame"}})
 
 
+def _held_at_last_sight(x: torch.Tensor, present: torch.Tensor) -> bool:
+    """Every joint not present is at its joint's latest present place (0 before any)."""
+    for n, t, v, m in (~present).nonzero().tolist():
+        seen = present[n, :t + 1, v, m].nonzero()
+        want = x[n, :3, int(seen[-1]), v, m] if len(seen) else torch.zeros(3)
+        if not torch.equal(x[n, :3, t, v, m], want):
+            return False
+    return True
+
+
+def test_missing_previous_holds_joints_where_augmentation_and_noise_leave_them(msr_train):
+    """preprocess.missing: previous holds a lost joint at its last place; training moves the
+    body (turns, mirror) and corrupts it after preprocessing, and the held joints go with it
+    as the live node would hold them, not left where the unmoved body had them."""
+    from prgcn_ros.skeleton.layouts import get_layout
+    hand = get_layout("kinect20").index("left_hand")
+    clips = []
+    for i in range(4):
+        seq = msr_train[i]
+        confidence = seq.confidence.copy()
+        confidence[20:, 0, hand] = 0.0                  # the driver lost the hand at frame 20
+        clips.append(SkeletonSequence(seq.coords, confidence, seq.layout, seq.fps, seq.label))
+    cfg = small_cfg(preprocess={"missing": "previous"},
+                    augment={"rotate_deg": 90.0, "mirror": 0.5, "scale": [0.8, 1.2]})
+    batch = batching.build_batch(clips, cfg, train=True,
+                                 generator=torch.Generator().manual_seed(3))
+    assert (~batch.present).any() and _held_at_last_sight(batch.x, batch.present)
+    noisy, still = noise.corrupt(batch.x, batch.present, batch.scale, "kinect20",
+                                 noise.noise_config(cfg), torch.Generator().manual_seed(4),
+                                 dims=3, missing="previous")
+    assert (batch.present & ~still).any() and _held_at_last_sight(noisy, still)
+
+
 def test_body_shape_changes_proportions_not_motion(msr_train):
     """augment.body_shape: each bone keeps its direction in every frame and gets one length
     factor for the whole clip, shared by its left and right twins; the root stays, and a

@@ -155,6 +155,19 @@ def _held_index(ok: torch.Tensor) -> torch.Tensor:
     return torch.where(last < 0, _first_true(ok)[:, None], last)
 
 
+def hold_missing(x: torch.Tensor, present: torch.Tensor, dims: int) -> torch.Tensor:
+    """Model input ``x`` (N, C, T, V, M) with the first ``dims`` channels of every joint not
+    ``present`` (N, T, V, M) at that joint's latest present value, 0 before its first:
+    ``missing: previous``. Training applies it again after augmentation or corruption has
+    moved the present joints, so a held joint stays where its joint was last seen."""
+    last = _last_true_index(present)                               # (N, T, V, M)
+    index = last.clamp(min=0)[:, None].expand(-1, dims, -1, -1, -1)
+    held = torch.gather(x[:, :dims], 2, index)
+    out = x.clone()
+    out[:, :dims] = torch.where((last >= 0)[:, None], held, torch.zeros_like(held))
+    return out
+
+
 def held_root(coords: torch.Tensor, present: torch.Tensor, layout: str | Layout
               ) -> torch.Tensor:
     """The root (N, D, T, M) of model-input coordinates (N, D, T, V, M) in every frame, by
@@ -333,14 +346,12 @@ def preprocess(coords: torch.Tensor, confidence: torch.Tensor, layout: str | Lay
     # --- missing joints
     if config.missing == "zero":
         y = y * weight
-    else:
-        last = _last_true_index(ok)                               # (N, T, M, V)
-        filled = torch.gather(y, 1, last.clamp(min=0)[..., None].expand_as(y))
-        y = torch.where((last >= 0)[..., None], filled, torch.zeros_like(y))
 
     if d == 2:
         y = torch.cat((y, confidence[..., None]), dim=-1)
     out = y.permute(0, 4, 1, 3, 2).contiguous()                   # (N, C, T, V, M)
+    if config.missing == "previous":
+        out = hold_missing(out, ok.permute(0, 1, 3, 2), d)
     transform = Transform(axis_sign=axis_sign, origin=origin, cos=cos, sin=sin, scale=scale,
                           num_frames=t)
     return out, transform

@@ -13,7 +13,7 @@ import math
 import torch
 
 from prgcn_ros.skeleton.layouts import get_layout
-from prgcn_ros.skeleton.preprocess import held_root
+from prgcn_ros.skeleton.preprocess import held_root, hold_missing
 
 from .noise import limb_pairs, stretch_bones
 
@@ -134,14 +134,16 @@ def drop_limbs(x: torch.Tensor, present: torch.Tensor, p: float, layout: str,
 
 
 def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
-            gen: torch.Generator, layout: str | None = None
+            gen: torch.Generator, layout: str | None = None, missing: str = "zero"
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Randomly rotated/scaled/translated (and, with ``mirror`` > 0, mirrored; with
     ``body_shape`` > 0, re-proportioned) copy of model input ``x`` (N, C, T, V, M), and
     ``present`` as it goes with the copy (mirrored clips' left and right exchanged: the
     noise model and the restore loss must see the joints where they now are).
 
-    ``present`` (N, T, V, M) is true where a joint was observed; other joints are not moved.
+    ``present`` (N, T, V, M) is true where a joint was observed; other joints are not moved,
+    except that with ``missing`` "previous" (the preprocessing's setting) each is held again
+    at its joint's last present place after the move.
     Mirroring (probability ``aug["mirror"]``, needs ``layout``) negates x and swaps left and
     right joints: the same action performed with the other hand. ``body_shape`` (needs
     ``layout``) stretches each bone of a clip by its own factor 1 + N(0, body_shape), the same
@@ -192,4 +194,6 @@ def augment(x: torch.Tensor, present: torch.Tensor, dims: int, aug: dict,
     keep = present[:, None].to(torch.bool)
     out = x.clone()
     out[:, :dims] = torch.where(keep, moved, coords)
+    if missing == "previous":
+        out = hold_missing(out, present, dims)
     return out, present

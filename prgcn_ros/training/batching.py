@@ -125,11 +125,12 @@ def build_batch(seqs: Sequence[SkeletonSequence], cfg: dict, train: bool,
     if persons_exchanged or swapping is not None:
         coords, conf, _ = exchange_persons(coords, conf,
                                            None if persons_exchanged else swapping)
-    x, transform = preprocess(coords, conf, cfg["layout"], preprocess_config(cfg))
+    settings = preprocess_config(cfg)
+    x, transform = preprocess(coords, conf, cfg["layout"], settings)
     present = (conf > 0).permute(0, 1, 3, 2)                     # (N, T, V, M)
     if train and _augments(cfg["augment"]):
         x, present = augment(x, present, coords.shape[-1], cfg["augment"], gen,
-                             layout=cfg["layout"])
+                             layout=cfg["layout"], missing=settings.missing)
     labels = torch.tensor([-1 if s.label is None else int(s.label) for s in seqs],
                           dtype=torch.int64)
     return Batch(x.float(), labels, present, transform.scale.float(), int(coords.shape[-1]))

@@ -176,7 +176,8 @@ def evaluate_refinement(model: torch.nn.Module, dataset: SequenceDataset, cfg: d
         acc_in.append(_acceleration(sensor_in, b.present))
         acc_out.append(_acceleration(sensor_ref, b.present))
         for s in strengths:
-            noisy, _ = corrupt(b.x, b.present, b.scale, layout, noise_config(cfg, s), gen, dims=d)
+            noisy, _ = corrupt(b.x, b.present, b.scale, layout, noise_config(cfg, s), gen, dims=d,
+                               missing=cfg["preprocess"]["missing"])
             out_logits, out_ref = model(noisy)
             row = per_strength[s]
             weight = b.present.to(torch.float32).sum((1, 2, 3))

@@ -8,9 +8,10 @@ by the preprocessing scale:
 
 - **jitter**: independent Gaussian noise of ``jitter`` (std) on every coordinate of every
   present joint in every frame (depth noise, keypoint localisation noise);
-- **dropped joints**: a joint disappears (confidence 0, coordinates 0 as preprocessing leaves
-  a missing joint) with probability ``drop_prob`` per joint and frame, for a run of
-  1..``drop_frames`` frames (occlusion, tracking loss);
+- **dropped joints**: a joint disappears (confidence 0, coordinates as preprocessing leaves
+  a missing joint: 0, or its last present value with ``missing: previous``) with probability
+  ``drop_prob`` per joint and frame, for a run of 1..``drop_frames`` frames (occlusion,
+  tracking loss);
 - **spikes**: with probability ``spike_prob`` per person and frame, one joint jumps by
   ``spike_range`` (uniform, in a random direction) in that frame alone (depth edge, wrong blob);
 - **limb swaps**: with probability ``swap_prob`` per person and frame, the left and right joints
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 
 from prgcn_ros.skeleton.layouts import Layout, get_layout
+from prgcn_ros.skeleton.preprocess import hold_missing
 
 _ARM = ("elbow", "wrist", "hand", "hand_tip", "thumb")
 _LEG = ("knee", "ankle", "foot", "heel", "big_toe", "small_toe")
@@ -86,23 +88,30 @@ def stretch_bones(coords: torch.Tensor, keep: torch.Tensor, factor: torch.Tensor
                   layout: Layout) -> torch.Tensor:
     """``coords`` (N, D, T, V, M) with the bone ending in joint j stretched by ``factor``
     (N, V, M), constant over time: each child is rebuilt from its (already moved) parent.
-    Joints where ``keep`` (N, 1, T, V, M) is false are not moved."""
+    Joints where ``keep`` (N, 1, T, V, M) is false are not moved. A bone with an end not kept
+    has no length to stretch: its child moves with the parent (a missing parent's
+    coordinates are a placeholder, and a bone measured from it would move the child by where
+    the person stands)."""
     rebuilt = coords.clone()
     for parent, child in layout.tree():
         bone = coords[:, :, :, child] - coords[:, :, :, parent]
-        rebuilt[:, :, :, child] = rebuilt[:, :, :, parent] + bone * factor[:, None, None, child]
+        stretched = rebuilt[:, :, :, parent] + bone * factor[:, None, None, child]
+        carried = coords[:, :, :, child] + (rebuilt[:, :, :, parent] - coords[:, :, :, parent])
+        both = keep[:, :, :, parent] & keep[:, :, :, child]
+        rebuilt[:, :, :, child] = torch.where(both, stretched, carried)
     return torch.where(keep, rebuilt, coords)
 
 
 def corrupt(x: torch.Tensor, present: torch.Tensor, scale: torch.Tensor,
             layout: str | Layout, config: NoiseConfig, generator: torch.Generator,
-            dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+            dims: int, missing: str = "zero") -> tuple[torch.Tensor, torch.Tensor]:
     """A corrupted copy of model input ``x`` (N, C, T, V, M) and its ``present`` mask.
 
     ``present`` (N, T, V, M) bool: joints observed in the clean input. ``scale`` (N, M): sensor
     units per model unit (the preprocessing :class:`~prgcn_ros.skeleton.preprocess.Transform`'s
     ``scale``). ``dims``: coordinate channels, 3 for (x, y, z) input, 2 for (x, y, confidence)
-    input (whose confidence of a dropped joint becomes 0). All randomness comes from
+    input (whose confidence of a dropped joint becomes 0). ``missing``: the preprocessing's
+    setting, which says what a dropped joint's coordinates become. All randomness comes from
     ``generator`` (a CPU generator).
     """
     layout = get_layout(layout)
@@ -172,6 +181,8 @@ def corrupt(x: torch.Tensor, present: torch.Tensor, scale: torch.Tensor,
     out[:, :dims] = coords
     if dims < c:
         out[:, dims] = out[:, dims] * still.to(dtype)
+    if missing == "previous":
+        out = hold_missing(out, still, dims)
     return out, still
 
 

@@ -287,7 +287,8 @@ class Trainer:
         gen = generator if generator is not None else torch.Generator().manual_seed(self.steps)
         if corrupted:
             noisy, _ = noise.corrupt(x, batch.present, batch.scale, self.cfg["layout"],
-                                     self.noise, gen, dims=batch.dims)
+                                     self.noise, gen, dims=batch.dims,
+                                     missing=self.cfg["preprocess"]["missing"])
             pick = torch.rand(x.shape[0], generator=gen) < float(refine["corrupt_prob"])
             x = torch.where(pick[:, None, None, None, None], noisy, x)
         device = self.dist.device

@@ -52,6 +52,48 @@ def test_config_defaults_and_unknown_keys(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("override, named", [
+    ({"augment": {"tilt_deg": -10}}, "augment.tilt_deg"),      # read as no tilt at all
+    ({"augment": {"rotate_deg": 400}}, "augment.rotate_deg"),
+    ({"augment": {"mirror": 3}}, "augment.mirror"),
+    ({"augment": {"swap_persons": -1}}, "augment.swap_persons"),
+    ({"augment": {"translate": -0.1}}, "augment.translate"),
+    ({"augment": {"scale": [-1, -1]}}, "augment.scale"),       # every clip upside down
+    ({"augment": {"scale": [0.0, 1.0]}}, "augment.scale"),
+    ({"augment": {"scale": [1.1]}}, "augment.scale"),          # failed at the first batch
+    ({"augment": {"scale": [1.2, 0.9]}}, "augment.scale"),
+    ({"augment": {"vertical_axis": 3}}, "augment.vertical_axis"),
+    ({"augment": {"vertical_axis": 1.5}}, "augment.vertical_axis"),
+    ({"augment": {"drop_limb": 1.2}}, "augment.drop_limb"),
+    ({"augment": {"body_shape": -0.1}}, "augment.body_shape"),
+    ({"augment": {"path_scale": [1.0, 0.5]}}, "augment.path_scale"),
+    ({"refine": {"corrupt_prob": 1.5}}, "refine.corrupt_prob"),
+    ({"refine": {"noise": {"jitter": -0.02}}}, "refine.noise.jitter"),   # noise off
+    ({"refine": {"noise": {"strength": -1}}}, "refine.noise.strength"),
+    ({"refine": {"noise": {"drop_frames": 2.5}}}, "refine.noise.drop_frames"),
+    ({"refine": {"noise": {"drop_prob": 2}}}, "refine.noise.drop_prob"),
+    ({"refine": {"noise": {"spike_range": [0.5, 0.2]}}}, "refine.noise.spike_range"),
+    ({"window": {"train_min_fraction": 0}}, "window.train_min_fraction"),
+    ({"window": {"train_min_fraction": 1.5}}, "window.train_min_fraction"),
+    ({"window": {"train_frame_step": [0.5, 1.0]}}, "window.train_frame_step"),
+])
+def test_augmentation_and_noise_values_out_of_range_are_named(override, named):
+    """A value, not only a key, can be wrong: each out of its range is refused with its key
+    at load, instead of training another recipe without a word or failing mid-setup."""
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_config(MSR_CONFIG, override)
+
+
+def test_null_augmentation_and_noise_values_are_their_defaults(msr_train):
+    """null means the default's value: it used to fail at the first batch (float(None))."""
+    cfg = load_config(MSR_CONFIG, {"augment": {"rotate_deg": None, "scale": None,
+                                               "mirror": None},
+                                   "refine": {"noise": {"jitter": None}}})
+    assert (cfg["augment"]["rotate_deg"], cfg["augment"]["scale"], cfg["augment"]["mirror"],
+            cfg["refine"]["noise"]["jitter"]) == (0.0, [1.0, 1.0], 0.0, 0.02)
+    batching.build_batch([msr_train[i] for i in range(2)], cfg, train=True)
+
+
 def test_numbers_yaml_reads_as_strings_are_numbers(tmp_path):
     config = tmp_path / "lr.yaml"
     config.write_text("optim: {lr: 1e-3, weight_decay: 5e-4}\n")   # YAML 1.1: two strings

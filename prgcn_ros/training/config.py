@@ -196,6 +196,36 @@ class ConfigError(ValueError):
 
 # Sections whose keys are not fixed by DEFAULTS (checked in _check instead).
 _OPEN_SECTIONS = ("model",)
+
+# Numeric settings the augmentation and the noise model read, and the interval each must lie in
+# (both ends included; integer ends: whole numbers only). Null is the default's value, as for
+# every setting.
+_BOUNDED = {
+    ("augment", "rotate_deg"): (0.0, 180.0, "degrees"),
+    ("augment", "tilt_deg"): (0.0, 180.0, "degrees"),
+    ("augment", "translate"): (0.0, math.inf, "model units"),
+    ("augment", "swap_persons"): (0.0, 1.0, "a probability"),
+    ("augment", "mirror"): (0.0, 1.0, "a probability"),
+    ("augment", "body_shape"): (0.0, math.inf, "a standard deviation"),
+    ("augment", "drop_limb"): (0.0, 1.0, "a probability"),
+    ("augment", "vertical_axis"): (0, 2, "a whole channel index"),
+    ("refine", "corrupt_prob"): (0.0, 1.0, "a probability"),
+    ("refine", "noise", "jitter"): (0.0, math.inf, "a standard deviation"),
+    ("refine", "noise", "drop_prob"): (0.0, 1.0, "a probability"),
+    ("refine", "noise", "drop_frames"): (1, math.inf, "a whole number of frames"),
+    ("refine", "noise", "spike_prob"): (0.0, 1.0, "a probability"),
+    ("refine", "noise", "swap_prob"): (0.0, 1.0, "a probability"),
+    ("refine", "noise", "bone_noise"): (0.0, math.inf, "a standard deviation"),
+    ("refine", "noise", "strength"): (0.0, math.inf, "a factor"),
+    ("window", "train_min_fraction"): (0.0, 1.0, "a fraction of the clip"),
+}
+# [lo, hi] settings (hi >= lo), the least lo each allows and whether lo must exceed it.
+_RANGES = {
+    ("augment", "scale"): (0.0, True),
+    ("augment", "path_scale"): (0.0, False),
+    ("refine", "noise", "spike_range"): (0.0, False),
+    ("window", "train_frame_step"): (1.0, False),
+}
 _FIXED_BY_DATA = ("num_classes", "layout")
 
 
@@ -313,7 +343,38 @@ def _range(value: Any) -> tuple[float, float]:
     return low, high
 
 
+def _check_bounds(cfg: dict, where: str) -> None:
+    """The settings of :data:`_BOUNDED` and :data:`_RANGES` in their intervals (null: the
+    default's value)."""
+    def setting(keys: tuple[str, ...]) -> tuple[dict, dict, str]:
+        section, default = cfg, DEFAULTS
+        for key in keys[:-1]:
+            section, default = section[key], default[key]
+        return section, default, ".".join(keys)
+
+    for keys, (low, high, kind) in _BOUNDED.items():
+        section, default, name = setting(keys)
+        if section[keys[-1]] is None:
+            section[keys[-1]] = default[keys[-1]]
+        value = section[keys[-1]]
+        if not low <= value <= high or (isinstance(low, int) and not float(value).is_integer()):
+            span = f"from {low:g} to {high:g}" if high != math.inf else f"of {low:g} or more"
+            raise ConfigError(f"{where}: {name} must be {kind} {span}, got {value!r}")
+    for keys, (least, above) in _RANGES.items():
+        section, default, name = setting(keys)
+        if section[keys[-1]] is None:
+            section[keys[-1]] = copy.deepcopy(default[keys[-1]])
+        low, high = _range(section[keys[-1]])
+        if len(section[keys[-1]]) != 2 or not least <= low <= high or (above and low == least):
+            raise ConfigError(f"{where}: {name} must be [lo, hi] with {least:g} "
+                              f"{'<' if above else '<='} lo <= hi, got {section[keys[-1]]!r}")
+    if not cfg["window"]["train_min_fraction"] > 0:
+        raise ConfigError(f"{where}: window.train_min_fraction must be above 0 (1: the whole "
+                          f"clip)")
+
+
 def _check(cfg: dict, where: str) -> None:
+    _check_bounds(cfg, where)
     overlap = split_overlap(cfg["data"])
     if overlap:
         raise ConfigError(f"{where}: data: the training and test splits share {overlap}; a "
@@ -347,9 +408,6 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: window.train_sampling must be 'crop' or 'sorted_random'")
     if int(cfg["window"]["length"]) < 1:
         raise ConfigError(f"{where}: window.length must be at least 1")
-    low, high = _range(cfg["window"]["train_frame_step"])
-    if not 1.0 <= low <= high:
-        raise ConfigError(f"{where}: window.train_frame_step must be [lo, hi] with 1 <= lo <= hi")
     if cfg["data"]["kind"] not in DATA_KINDS:
         raise ConfigError(f"{where}: data.kind must be one of {', '.join(DATA_KINDS)}")
     if cfg["refine"]["objective"] not in ("restore", "classification"):
@@ -362,14 +420,8 @@ def _check(cfg: dict, where: str) -> None:
     if cfg["inference"]["pair_orders"] not in PAIR_ORDERS:
         raise ConfigError(f"{where}: inference.pair_orders must be one of "
                           f"{', '.join(PAIR_ORDERS)}")
-    if not 0.0 <= float(cfg["augment"]["drop_limb"] or 0.0) <= 1.0:
-        raise ConfigError(f"{where}: augment.drop_limb is a probability (0 to 1)")
-    if float(cfg["augment"]["body_shape"] or 0.0) < 0:
-        raise ConfigError(f"{where}: augment.body_shape is a standard deviation (>= 0)")
-    low, high = _range(cfg["augment"]["path_scale"])
-    if not 0.0 <= low <= high:
-        raise ConfigError(f"{where}: augment.path_scale must be [lo, hi] with 0 <= lo <= hi")
-    if (low, high) != (1.0, 1.0) and cfg["preprocess"]["center"] == "per_frame":
+    if _range(cfg["augment"]["path_scale"]) != (1.0, 1.0) \
+            and cfg["preprocess"]["center"] == "per_frame":
         raise ConfigError(f"{where}: augment.path_scale scales the path that preprocess.center "
                           f"per_frame removes: use first_frame (or none) with it")
     if not 0.0 <= float(cfg["optim"]["ema_decay"] or 0.0) < 1.0:

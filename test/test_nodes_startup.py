@@ -71,3 +71,17 @@ def test_start_up_is_refused_with_one_line(refusals, case):
         assert word in lines[0], lines[0]
     if CASES[case][0] is not None:
         assert str(model) in lines[0]
+
+
+@pytest.mark.parametrize("node", ["recognizer", "player"])
+def test_a_params_file_that_does_not_open_is_one_line(tmp_path, node):
+    """A params file given relative to another folder (the README's command run from where
+    the model was trained): rclpy's traceback before, one line and status 2 now."""
+    log = tmp_path / "log.txt"
+    proc = start_process(["-m", f"prgcn_ros.nodes.{node}", "--ros-args", "--params-file",
+                          "no_such_folder/recognizer.yaml"], log)
+    code, text = wait_for_exit(proc, 120)
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, text
+    assert lines[0].startswith(f"prgcn-{node}: ") and "no_such_folder/recognizer.yaml" in lines[0]
+    assert "working directory" in lines[0]

@@ -39,6 +39,7 @@ from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Header
 
 from prgcn_msgs.msg import SkeletonArray
+from prgcn_ros.nodes import program_args
 from prgcn_ros.nodes.conversions import skeleton_array_msg
 from prgcn_ros.paths import installed_share
 from prgcn_ros.skeleton.bags import (
@@ -319,7 +320,7 @@ def _write_bag_file(args: argparse.Namespace, recordings: list[SkeletonSequence]
 def main(argv: list[str] | None = None) -> int:
     global _leave_at_once
     argv = sys.argv if argv is None else argv
-    args = parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    args = parse_args(program_args(argv, "prgcn-player"))
     for stop in STOP_SIGNALS:
         signal.signal(stop, _on_stop_signal)
     recordings = []

@@ -92,7 +92,7 @@ from prgcn_ros.live_data import (  # noqa: E402
     parameter_names,
     parse_parameters,
 )
-from prgcn_ros.nodes import conversions  # noqa: E402
+from prgcn_ros.nodes import conversions, program_args  # noqa: E402
 from prgcn_ros.nodes.gravity import Gravity, GravityError  # noqa: E402
 from prgcn_ros.pairing import DEFAULT_GATE_2D_NORMALISED  # noqa: E402
 from prgcn_ros.recognition import (  # noqa: E402
@@ -596,7 +596,7 @@ config/recognizer.yaml (installed in share/prgcn_ros/config)."""
 
 def main(args: list[str] | None = None) -> int:
     argv = sys.argv if args is None else args
-    extra = rclpy.utilities.remove_ros_args(argv)[1:]
+    extra = program_args(argv, "prgcn-recognizer")
     if extra:   # everything else is a ROS argument; --help or a typo
         print(USAGE, file=sys.stdout if extra in (["-h"], ["--help"]) else sys.stderr)
         return 0 if extra in (["-h"], ["--help"]) else 2

@@ -875,10 +875,13 @@ def test_statistics_may_be_read_while_the_inference_thread_adds_to_them():
     {"mode": "resample", "length": 48, "interpolation": "nearest"},
     {"mode": "resample", "length": 48, "interpolation": "linear"},
     # ST-GCN's windows: consecutive frames, a short clip padded with empty ones at its end.
-    {"mode": "crop", "length": 64, "interpolation": "nearest"}])
+    {"mode": "crop", "length": 64, "interpolation": "nearest"},
+    # A clip longer than the crop: its newest frames, what the node has when the clip ends
+    # (the evaluation took the first ones).
+    {"mode": "crop", "length": 32, "interpolation": "nearest"}])
 def test_live_window_matches_the_offline_evaluation_on_real_clips(data_dir, window):
     """The frames streamed one by one give the scores prgcn-eval's batching gives the clip
-    (37-55 frames each: the whole clip is the window either way)."""
+    (37-55 frames each)."""
     from prgcn_ros.skeleton.readers import read_msr_action3d
     from prgcn_ros.training import batching
 

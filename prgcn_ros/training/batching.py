@@ -37,9 +37,10 @@ def max_persons(cfg: dict) -> int:
 
 def crop_window(seq: SkeletonSequence, length: int, rng: np.random.Generator | None
                 ) -> SkeletonSequence:
-    """``length`` consecutive frames (a random start when ``rng`` is given, else the first),
-    padded with empty frames (confidence 0) when the sequence is shorter (ST-GCN's windows)."""
-    start = 0
+    """``length`` consecutive frames (a random start when ``rng`` is given, else the newest:
+    what the live node has when the clip ends), padded with empty frames (confidence 0) when
+    the sequence is shorter (ST-GCN's windows)."""
+    start = max(seq.num_frames - length, 0)
     if rng is not None and seq.num_frames > length:
         start = int(rng.integers(0, seq.num_frames - length + 1))
     index = np.arange(start, min(start + length, seq.num_frames))

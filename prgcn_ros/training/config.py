@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "window": {
         # "resample": the whole clip (or, in training, a random part of it) resampled to
         # `length` frames; "crop": `length` consecutive frames (random start in training,
-        # the start in evaluation), zero-padded when the clip is shorter.
+        # the newest in evaluation, as live), zero-padded when the clip is shorter.
         "mode": "resample",
         "length": 48,
         # Resample mode: "nearest" frame (a short clip repeats frames, so its motion comes in

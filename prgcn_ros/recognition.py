@@ -14,9 +14,9 @@ the torch-free :mod:`prgcn_ros.live_data` (re-exported here).
 Samples: a model of one person per sample (M = 1) runs each person alone. A model of two-person
 samples (metadata ``max_persons`` 2, SBU's interactions) runs each pair that ingestion formed
 (:mod:`prgcn_ros.pairing`) as one sample, the lower person_id in slot 0 (a recording's first
-person, as training ordered them), and publishes its label for both, each with the other's
-``partner_id``; a person without a partner runs with the second slot empty, as training pads a
-clip of one person.
+person, as training orders them: ``SkeletonSequence.main_persons``), and publishes its label
+for both, each with the other's ``partner_id``; a person without a partner runs with the
+second slot empty, as training pads a clip of one person.
 
 Confidences are calibrated with the temperature in the model's metadata
 (``calibration.temperature``; 1 without one); below ``min_confidence`` the label is

@@ -855,6 +855,23 @@ def test_swap_persons_exchanges_the_two_people_before_preprocessing():
     assert bool(lone.present[..., 0].any()) and not bool(lone.present[..., 1].any())
 
 
+def test_main_persons_choose_by_presence_and_keep_the_recordings_order():
+    """The people seen most make a sample, in the order the recording has them: live, a
+    pair's slot 0 is the lower person_id, a played recording's first slot. Ordered by
+    presence, a clip whose second person is seen more trained the other way round."""
+    t, v = 10, 15
+    confidence = np.ones((t, 3, v), np.float32)
+    confidence[:4, 0] = 0.0          # the first person comes in late
+    confidence[:, 1, :8] = 0.0       # a spurious body, half seen
+    coords = np.arange(t * 3 * v * 3, dtype=np.float32).reshape(t, 3, v, 3)
+    clip = SkeletonSequence(coords, confidence, "openni15", 15.0, person_ids=[7, 8, 9])
+    pair = clip.main_persons(2)
+    assert pair.person_ids == [7, 9]
+    assert np.array_equal(pair.coords, coords[:, [0, 2]])
+    assert clip.main_persons(1).person_ids == [9]                  # the one seen most
+    assert clip.main_persons(4).person_ids == [7, 8, 9, -1]
+
+
 @pytest.mark.parametrize("prm_optimizer", ["sgd", "adam"])
 def test_links_learn_at_their_own_rate(prm_optimizer):
     """optim.links_lr_scale: the per-sample and learned links (they start at zero) in a group

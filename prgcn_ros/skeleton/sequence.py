@@ -80,13 +80,17 @@ class SkeletonSequence:
                        confidence=self.confidence[:, index].copy(), person_ids=ids)
 
     def main_persons(self, max_persons: int) -> SkeletonSequence:
-        """The ``max_persons`` slots seen most (sum of confidence), padded with empty slots.
+        """The ``max_persons`` slots seen most (sum of confidence), in their order in the
+        recording, padded with empty slots.
 
         Why: datasets hold a variable number of bodies (NTU sometimes adds a spurious one)
-        while a model takes a fixed M; ordering by presence keeps the real actors first.
+        while a model takes a fixed M; choosing by presence keeps the real actors. Their order
+        stays the recording's: live, a pair's slot 0 is the lower person_id, which a
+        recording's first slot has when it is played (ordered by presence, a clip whose second
+        person is seen more went into training and evaluation the other way round).
         """
         presence = self.confidence.sum(axis=(0, 2))
-        order = [int(i) for i in np.argsort(-presence, kind="stable")[:max_persons]]
+        order = sorted(int(i) for i in np.argsort(-presence, kind="stable")[:max_persons])
         out = self.select_persons(order)
         missing = max_persons - out.num_persons
         if missing > 0:

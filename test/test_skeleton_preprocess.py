@@ -145,6 +145,29 @@ def test_missing_joints(ntu):
     assert torch.isfinite(tr.inverse(model)).all()
 
 
+@pytest.mark.parametrize("missing", MISSING)
+def test_missing_joints_coordinates_do_not_matter_nan_included(ntu, missing):
+    """A missing joint's coordinates mean nothing (SkeletonSequence): NaN or a sentinel there
+    gives the input zeros give; it leaked NaN into the model input, and a NaN hip centre
+    turned the torso scale off without a word."""
+    x = torch.from_numpy(ntu.coords)[None].clone()
+    k = torch.from_numpy(ntu.confidence)[None].clone()
+    lay = get_layout("ntu25")
+    lost = [lay.index("left_hand"), lay.index("spine_base")]
+    k[0, 3:9, :, lost[0]] = 0
+    k[0, :2, :, lost[1]] = 0
+    x[0, 3:9, :, lost[0]] = 0
+    x[0, :2, :, lost[1]] = 0
+    config = PreprocessConfig(missing=missing, align_view="hips")
+    expected, expected_transform = preprocess(x, k, "ntu25", config)
+    for junk in (float("nan"), float("inf"), 1e30):
+        x[0, 3:9, :, lost[0]] = junk
+        x[0, :2, :, lost[1]] = junk
+        model, transform = preprocess(x, k, "ntu25", config)
+        assert torch.equal(model, expected), junk
+        assert torch.equal(transform.scale, expected_transform.scale)
+
+
 def test_batch_equals_one_by_one(msr_batch):
     coords, conf = msr_batch
     config = PreprocessConfig(center="per_frame", align_view="shoulders", missing="previous")

@@ -264,6 +264,8 @@ def preprocess(coords: torch.Tensor, confidence: torch.Tensor, layout: str | Lay
         raise ValueError("align_view needs 3D joints (it rotates about the vertical axis)")
     confidence = confidence.to(coords.dtype)
     ok = confidence > 0
+    # A missing joint's coordinates mean nothing and may be NaN: NaN x 0 stays NaN.
+    coords = torch.where(ok[..., None], coords, torch.zeros_like(coords))
 
     sign = [1.0, -1.0] if d == 2 else [-1.0, -1.0, 1.0]
     axis_sign = torch.tensor(sign if config.axis == "y_down" else [1.0] * d,

@@ -10,6 +10,7 @@ import torch
 
 from prgcn_ros.skeleton.layouts import get_layout
 from prgcn_ros.skeleton.preprocess import (
+    TORSO_PER_SHOULDER_WIDTH,
     PreprocessConfig,
     drop_empty_frames,
     exchange_persons,
@@ -143,6 +144,38 @@ def test_missing_joints(ntu):
     model, tr = preprocess(x, k, "ntu25", PreprocessConfig(align_view="hips"))
     assert torch.isfinite(model).all() and not model[..., 1].any()
     assert torch.isfinite(tr.inverse(model)).all()
+
+
+def test_a_person_whose_hips_are_never_seen_is_scaled_by_the_shoulders(msr_batch, kinetics):
+    """A person close to the camera, hips out of view in every frame: the torso scale came
+    out as 1, metres for 3D but pixels for image keypoints (model input in the hundreds). The
+    widest the shoulders were, times TORSO_PER_SHOULDER_WIDTH, stands in; without shoulders
+    either, 1."""
+    coords, conf = msr_batch
+    lay = get_layout("kinect20")
+    config = PreprocessConfig(scale="torso")
+    _, seen = preprocess(coords, conf, "kinect20", config)
+    hipless = conf.clone()
+    hipless[..., [lay.index(j) for j in ("hip_center", "left_hip", "right_hip")]] = 0.0
+    _, cut = preprocess(coords, hipless, "kinect20", config)
+    assert torch.all((cut.scale / seen.scale - 1).abs() < 0.2), (cut.scale, seen.scale)
+    shoulders = [lay.index("left_shoulder"), lay.index("right_shoulder")]
+    widest = (coords[..., shoulders[1], :] - coords[..., shoulders[0], :]).norm(dim=-1)
+    widest = widest.masked_fill(~(conf[..., shoulders] > 0).all(-1), 0).amax(1)
+    assert torch.allclose(cut.scale, TORSO_PER_SHOULDER_WIDTH * widest)
+    neither = hipless.clone()
+    neither[..., shoulders] = 0.0
+    assert torch.equal(preprocess(coords, neither, "kinect20", config)[1].scale,
+                       torch.ones_like(cut.scale))
+    # Image keypoints in pixels, the hips cut off: input of the full body's size, not pixels.
+    lay2 = get_layout(kinetics.layout)
+    pixels = torch.from_numpy(kinetics.coords)[None] * torch.tensor([340.0, 256.0])
+    score = torch.from_numpy(kinetics.confidence)[None]
+    full, _ = preprocess(pixels, score, kinetics.layout, config)
+    upper = score.clone()
+    upper[..., [lay2.index(j) for j in ("left_hip", "right_hip")]] = 0.0
+    cropped, _ = preprocess(pixels, upper, kinetics.layout, config)
+    assert float(cropped[:, :2].abs().max()) < 5 * float(full[:, :2].abs().max())
 
 
 @pytest.mark.parametrize("missing", MISSING)

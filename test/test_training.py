@@ -84,6 +84,22 @@ def test_augmentation_and_noise_values_out_of_range_are_named(override, named):
         load_config(MSR_CONFIG, override)
 
 
+def test_outliers_per_batch_without_their_data_is_refused():
+    """outliers.per_batch with no outliers.data trained without a single foreign clip."""
+    with pytest.raises(ConfigError, match="outliers.data"):
+        load_config(None, {"outliers": {"per_batch": 8}})
+    with pytest.raises(ConfigError, match="outliers.per_batch"):
+        load_config(MSR_CONFIG, {"outliers": {"per_batch": 2.5}})
+
+
+def test_evaluation_strengths_multiply_the_training_noise():
+    """refine.eval_strengths 1 is the training noise, whatever its own strength: the
+    strength replaced the config's instead (a config of strength 2 was measured at 1)."""
+    cfg = load_config(MSR_CONFIG, {"refine": {"noise": {"strength": 2.0}}})
+    assert noise.noise_config(cfg, 1.0) == noise.noise_config(cfg)
+    assert noise.noise_config(cfg, 2.0).strength == 4.0
+
+
 def test_null_augmentation_and_noise_values_are_their_defaults(msr_train):
     """null means the default's value: it used to fail at the first batch (float(None))."""
     cfg = load_config(MSR_CONFIG, {"augment": {"rotate_deg": None, "scale": None,

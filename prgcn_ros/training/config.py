@@ -218,6 +218,8 @@ _BOUNDED = {
     ("refine", "noise", "bone_noise"): (0.0, math.inf, "a standard deviation"),
     ("refine", "noise", "strength"): (0.0, math.inf, "a factor"),
     ("window", "train_min_fraction"): (0.0, 1.0, "a fraction of the clip"),
+    ("outliers", "per_batch"): (0, math.inf, "a whole number of clips"),
+    ("outliers", "weight"): (0.0, math.inf, "a loss weight"),
 }
 # [lo, hi] settings (hi >= lo), the least lo each allows and whether lo must exceed it.
 _RANGES = {
@@ -438,6 +440,9 @@ def _check(cfg: dict, where: str) -> None:
                   or int(cfg["outliers"]["per_batch"] or 0)):
         raise ConfigError(f"{where}: optim.mixup blends the clips of a batch, which would blend "
                           f"the view-consistency pairs or the outlier clips too: use one of them")
+    if cfg["outliers"]["per_batch"] and not cfg["outliers"]["data"]:
+        raise ConfigError(f"{where}: outliers.per_batch asks for foreign clips in every batch: "
+                          f"outliers.data must say where they are (a data section)")
     if cfg["refine"]["prm_optimizer"] not in ("sgd", "adam"):
         raise ConfigError(f"{where}: refine.prm_optimizer must be 'sgd' or 'adam'")
     from prgcn_ros.model.build import ARCHITECTURES

@@ -68,7 +68,8 @@ class NoiseConfig:
         return out
 
     def scaled(self, strength: float) -> NoiseConfig:
-        return replace(self, strength=float(strength))
+        """The training noise times ``strength`` (1: the training noise itself)."""
+        return replace(self, strength=self.strength * float(strength))
 
 
 @functools.cache

@@ -197,9 +197,9 @@ class ConfigError(ValueError):
 # Sections whose keys are not fixed by DEFAULTS (checked in _check instead).
 _OPEN_SECTIONS = ("model",)
 
-# Numeric settings the augmentation and the noise model read, and the interval each must lie in
-# (both ends included; integer ends: whole numbers only). Null is the default's value, as for
-# every setting.
+# Numeric training settings (augmentation, noise model, windows, outliers) and the interval
+# each must lie in (both ends included; integer ends: whole numbers only). Null is the
+# default's value, as for every setting.
 _BOUNDED = {
     ("augment", "rotate_deg"): (0.0, 180.0, "degrees"),
     ("augment", "tilt_deg"): (0.0, 180.0, "degrees"),

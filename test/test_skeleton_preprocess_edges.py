@@ -412,3 +412,28 @@ def test_augment_2d_rotation_keeps_lengths_and_turns_within_the_bound():
     torch.testing.assert_close(out[:, :2].norm(dim=1), x[:, :2].norm(dim=1))
     cos = (out[:, :2] * x[:, :2]).sum(1) / x[:, :2].norm(dim=1).square()
     assert cos.min() >= np.cos(np.radians(30)) - 1e-4 and cos.min() < 0.999
+
+
+def test_path_scale_leaves_the_first_frame_where_preprocessing_centred_it():
+    """path_scale shifts each frame by (factor - 1) x the root's displacement since its first
+    frame: the first frame is not moved (its root stays on the origin, as live input has it)."""
+    lay = get_layout("kinect20")
+    root = lay.index("hip_center")
+    batch = batching.build_batch([_walker(30, seed=i) for i in range(3)], small_cfg(),
+                                 train=False)
+    out, _ = augment(batch.x, batch.present, 3, {"path_scale": [0.5, 0.5]},
+                     torch.Generator(), layout="kinect20")
+    torch.testing.assert_close(out[:, :, 0], batch.x[:, :, 0])
+    assert out[:, 0, -1, root].abs().max() < batch.x[:, 0, -1, root].abs().max()
+
+
+def test_tilt_is_about_the_two_axes_other_than_the_vertical_one():
+    """vertical_axis 2 (z up): tilt turns about x and y, so a point on the x axis gains height
+    (a turn about y); it must not turn about the vertical z instead."""
+    x = torch.zeros(64, 3, 1, 20, 1)
+    x[:, 0] = 1.0                                               # every joint at (1, 0, 0)
+    present = torch.ones(64, 1, 20, 1, dtype=torch.bool)
+    out, _ = augment(x, present, 3, {"tilt_deg": 10, "vertical_axis": 2},
+                     torch.Generator().manual_seed(0))
+    assert out[:, 2].abs().max() > 0.05
+    assert out[:, 2].abs().max() <= np.sin(np.radians(10)) + 1e-5

@@ -856,7 +856,8 @@ def test_swap_persons_exchanges_the_two_people_before_preprocessing():
     still = {"rotate_deg": 0, "scale": [1.0, 1.0], "translate": 0.0}
     swapping = load_config(sbu, {"augment": {**still, "swap_persons": 1.0},
                                  "window": {"train_min_fraction": 1.0}})
-    keeping = load_config(sbu, {"augment": still, "window": {"train_min_fraction": 1.0}})
+    keeping = load_config(sbu, {"augment": {**still, "swap_persons": 0.0},
+                                "window": {"train_min_fraction": 1.0}})
     clip = build_dataset(keeping, "test")[0]
     swapped = batching.build_batch([clip], swapping, train=True,
                                    generator=torch.Generator().manual_seed(0))

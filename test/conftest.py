@@ -36,6 +36,14 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def msr_train():
+    """MSR Action3D's training split of the cross-subject protocol (skips without the data)."""
+    from test_training_util import msr_split
+
+    return msr_split("train")
+
+
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     from prgcn_ros.paths import data_dir as find_data_dir
     from prgcn_ros.paths import missing_data_message

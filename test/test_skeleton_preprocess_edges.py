@@ -5,9 +5,27 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_training_util import REPO, frame_counter, small_cfg
 
 from prgcn_ros.skeleton.layouts import get_layout
-from prgcn_ros.skeleton.preprocess import PreprocessConfig, preprocess
+from prgcn_ros.skeleton.preprocess import (
+    PreprocessConfig,
+    drop_empty_frames,
+    exchange_persons,
+    held_root,
+    interpolate_frames,
+    preprocess,
+    random_sorted_indices,
+    random_window,
+    random_window_span,
+    uniform_indices,
+    uniform_positions,
+    window_setting,
+)
+from prgcn_ros.skeleton.sequence import SkeletonSequence
+from prgcn_ros.training import batching
+from prgcn_ros.training.augment import augment, body_shape_factors
+from prgcn_ros.training.config import load_config
 
 
 def _still_person(layout: str, frames: int, dims: int = 3, seed: int = 0,
@@ -136,26 +154,6 @@ def test_a_torso_of_no_length_does_not_divide_by_zero():
 
 
 # --------------------------------------------------------------------------- windows, pairs
-from prgcn_ros.skeleton.preprocess import (  # noqa: E402
-    drop_empty_frames,
-    exchange_persons,
-    interpolate_frames,
-    random_window_span,
-    uniform_indices,
-    uniform_positions,
-    window_setting,
-)
-from prgcn_ros.skeleton.sequence import SkeletonSequence  # noqa: E402
-
-
-def _counter(frames: int, persons: int = 1) -> SkeletonSequence:
-    """A kinect20 clip whose every coordinate is its frame number."""
-    coords = np.broadcast_to(np.arange(frames, dtype=np.float32)[:, None, None, None],
-                             (frames, persons, 20, 3)).copy()
-    return SkeletonSequence(coords=coords, confidence=np.ones((frames, persons, 20), np.float32),
-                            layout="kinect20", fps=15.0)
-
-
 def test_window_setting_of_models_from_before_the_settings():
     """A model whose metadata lacks window keys is read as such models were made: resampled to
     48 frames by the nearest frame (live and prgcn-eval both read it this way)."""
@@ -169,7 +167,7 @@ def test_linear_resampling_breaks_a_tie_to_the_later_frame_as_nearest_does():
     """A joint missing in one neighbouring frame, at a position exactly half way, takes the
     later frame, the frame nearest resampling (floor(p + 0.5)) picks; 48 from 32 frames has
     such positions (0.5, 3.5, ...)."""
-    seq = _counter(32)
+    seq = frame_counter(32)
     pos = uniform_positions(32, 48)
     ties = np.flatnonzero(pos - np.floor(pos) == 0.5)
     assert len(ties)
@@ -204,7 +202,7 @@ def test_exchange_persons_only_where_asked():
 def test_drop_empty_frames_keeps_a_clip_with_nobody_in_it():
     """A clip without any confident joint keeps its frames (an empty window, not a crash on a
     clip of no frames)."""
-    seq = _counter(7)
+    seq = frame_counter(7)
     seq.confidence[:] = 0
     assert drop_empty_frames(seq).num_frames == 7
     seq.confidence[[2, 5]] = 1
@@ -212,14 +210,6 @@ def test_drop_empty_frames_keeps_a_clip_with_nobody_in_it():
 
 
 # --------------------------------------------------------------------------- batching, augment
-from test_training_util import REPO, small_cfg  # noqa: E402
-
-from prgcn_ros.skeleton.preprocess import held_root  # noqa: E402
-from prgcn_ros.training import batching  # noqa: E402
-from prgcn_ros.training.augment import augment  # noqa: E402
-from prgcn_ros.training.config import load_config  # noqa: E402
-
-
 def _walker(frames: int, persons: int = 1, seed: int = 0, layout: str = "kinect20",
             label: int | None = 0) -> SkeletonSequence:
     """A random pose per person walking along x (metres), every joint seen."""
@@ -251,16 +241,17 @@ def test_crop_window_pads_a_clip_one_frame_short_and_draws_every_start():
     empty frames at its end; in training every start is drawn, the newest frames included;
     without rng the newest frames are taken (what the live node has)."""
     for frames in (31, 20, 1):
-        out = batching.crop_window(_counter(frames), 32, None)
+        out = batching.crop_window(frame_counter(frames), 32, None)
         assert out.num_frames == 32 and not out.confidence[frames:].any()
         assert out.confidence[:frames].all()
     rng = np.random.default_rng(0)
-    starts = {int(batching.crop_window(_counter(40), 32, rng).coords[0, 0, 0, 0])
+    starts = {int(batching.crop_window(frame_counter(40), 32, rng).coords[0, 0, 0, 0])
               for _ in range(300)}
     assert starts == set(range(9))
-    assert batching.crop_window(_counter(40), 32, None).coords[0, 0, 0, 0] == 8
+    assert batching.crop_window(frame_counter(40), 32, None).coords[0, 0, 0, 0] == 8
     cfg = small_cfg(window={"mode": "crop", "length": 32})
-    drawn = {int(batching.window(_counter(40), cfg, rng).coords[0, 0, 0, 0]) for _ in range(50)}
+    drawn = {int(batching.window(frame_counter(40), cfg, rng).coords[0, 0, 0, 0])
+             for _ in range(50)}
     assert len(drawn) > 1
 
 
@@ -268,7 +259,7 @@ def test_train_frame_step_from_one_thins_some_clips():
     """window.train_frame_step [1, 3]: the step is drawn in [1, 3], so most clips are thinned
     (only [1, 1] means no thinning)."""
     rng = np.random.default_rng(0)
-    kept = [batching.thin_frames(_counter(60), (1.0, 3.0), rng).num_frames for _ in range(20)]
+    kept = [batching.thin_frames(frame_counter(60), (1.0, 3.0), rng).num_frames for _ in range(20)]
     assert min(kept) < 40 and max(kept) <= 60
 
 
@@ -348,7 +339,6 @@ def test_augment_mirror_probability_is_a_probability():
 
 def test_body_shape_factors_stay_within_half_and_one_and_a_half():
     """Even a large body_shape never shrinks a bone below half or past 1.5x (nor turns it)."""
-    from prgcn_ros.training.augment import body_shape_factors
     factor = body_shape_factors(50, 2, 1.0, "kinect20", torch.Generator().manual_seed(0))
     assert factor.min() >= 0.5 and factor.max() <= 1.5
 
@@ -386,11 +376,10 @@ def test_first_frame_centring_skips_frames_without_the_root():
 def test_random_windows_start_anywhere_in_the_clip(interpolation):
     """Training's random window (train_min_fraction < 1) is a crop at a random start for either
     interpolation, so later parts of a clip open windows too, and the window lies in the crop."""
-    from prgcn_ros.skeleton.preprocess import random_window
     rng = np.random.default_rng(0)
     firsts, lasts = set(), set()
     for _ in range(100):
-        out = random_window(_counter(40), 48, rng, min_fraction=0.5,
+        out = random_window(frame_counter(40), 48, rng, min_fraction=0.5,
                             interpolation=interpolation)
         firsts.add(round(float(out.coords[0, 0, 0, 0])))
         lasts.add(round(float(out.coords[-1, 0, 0, 0])))
@@ -398,7 +387,6 @@ def test_random_windows_start_anywhere_in_the_clip(interpolation):
 
 
 def test_sorted_random_draws_the_last_frame_too():
-    from prgcn_ros.skeleton.preprocess import random_sorted_indices
     rng = np.random.default_rng(0)
     drawn = np.concatenate([random_sorted_indices(5, 8, rng) for _ in range(50)])
     assert set(drawn.tolist()) == {0, 1, 2, 3, 4}

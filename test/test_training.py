@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from test_training_util import MSR_CONFIG, REPO, msr_split, small_cfg, subset
+from test_training_util import MSR_CONFIG, REPO, frame_counter, msr_split, small_cfg, subset
 
 from prgcn_ros.model.io import read_header
 from prgcn_ros.skeleton.sequence import SkeletonSequence
@@ -32,11 +32,6 @@ from prgcn_ros.training.datasets import (
 )
 from prgcn_ros.training.export import example_input
 from prgcn_ros.training.train import Trainer, mixup_draw, parse_set
-
-
-@pytest.fixture(scope="module")
-def msr_train():
-    return msr_split("train")
 
 
 # --------------------------------------------------------------------------- config
@@ -305,14 +300,6 @@ def test_pair_orders_setting():
     assert load_config(MSR_CONFIG)["inference"]["pair_orders"] == "given"
     with pytest.raises(ConfigError, match="inference.pair_orders must be one of given, both"):
         load_config(MSR_CONFIG, {"inference": {"pair_orders": "sorted"}})
-
-
-def frame_counter(frames: int) -> SkeletonSequence:
-    """A kinect20 clip whose every coordinate is its frame number: windows show their frames."""
-    coords = np.broadcast_to(np.arange(frames, dtype=np.float32)[:, None, None, None],
-                             (frames, 1, 20, 3)).copy()
-    return SkeletonSequence(coords=coords, confidence=np.ones((frames, 1, 20), np.float32),
-                            layout="kinect20", fps=15.0)
 
 
 def test_train_sampling_setting():

@@ -19,11 +19,6 @@ from prgcn_ros.training.datasets import SequenceDataset, build_dataset
 from prgcn_ros.training.train import Trainer, epoch_seed, rank_seed
 
 
-@pytest.fixture(scope="module")
-def msr_train():
-    return msr_split("train")
-
-
 # --------------------------------------------------------------------------- seeds and order
 def test_epochs_and_ranks_draw_from_seeds_of_their_own():
     """Every epoch of a run, and every rank of an epoch under torchrun, has a seed of its own

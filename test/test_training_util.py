@@ -4,9 +4,11 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from prgcn_ros.paths import data_dir, missing_data_message
+from prgcn_ros.skeleton.sequence import SkeletonSequence
 from prgcn_ros.training.config import load_config
 from prgcn_ros.training.datasets import SequenceDataset, build_dataset
 
@@ -45,3 +47,11 @@ def small_cfg(seed: int = 1, epochs: int = 1, **sections) -> dict:
     overrides = {"seed": seed, "optim": {"batch_size": 4, "epochs": epochs}}
     overrides.update(sections)
     return load_config(MSR_CONFIG, overrides)
+
+
+def frame_counter(frames: int) -> SkeletonSequence:
+    """A kinect20 clip whose every coordinate is its frame number: windows show their frames."""
+    coords = np.broadcast_to(np.arange(frames, dtype=np.float32)[:, None, None, None],
+                             (frames, 1, 20, 3)).copy()
+    return SkeletonSequence(coords=coords, confidence=np.ones((frames, 1, 20), np.float32),
+                            layout="kinect20", fps=15.0)

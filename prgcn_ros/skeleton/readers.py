@@ -457,7 +457,7 @@ def read_kinetics_json(path: str | Path) -> SkeletonSequence:
 # --------------------------------------------------------------------------- OpenPose
 def natural_key(name: str) -> tuple:
     """Sort key of a file name by the numbers in it (OpenPose's frame_9 before frame_10)."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+    return tuple(int(part) if part.isdecimal() else part for part in re.split(r"(\d+)", name))
 
 
 def openpose_frame_files(directory: Path) -> set[str]:

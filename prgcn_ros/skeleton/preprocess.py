@@ -422,7 +422,11 @@ def window_setting(window: Any) -> tuple[str, int, str]:
     such models did: resample to 48 frames, by the nearest frame."""
     if not isinstance(window, Mapping):
         window = {} if window is None else {"length": window}
-    return (str(window.get("mode", "resample")), int(window.get("length", 48)),
+    length = window.get("length", 48)
+    # A hand-edited 47.9, "48" or true is no length: int() would read them as 47, 48 and 1.
+    if isinstance(length, bool) or not isinstance(length, (int, float)) or length != int(length):
+        raise ValueError(f"window length {length!r} is not a whole number of frames")
+    return (str(window.get("mode", "resample")), int(length),
             str(window.get("interpolation", "nearest")))
 
 

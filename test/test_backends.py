@@ -432,17 +432,23 @@ def test_a_cuda_device_the_machine_does_not_have_is_one_line(monkeypatch):
 def test_the_cache_key_covers_the_network_code(tmp_path, monkeypatch):
     """A graph of the network before an upgrade is not reused after it: the key changes with
     any module of prgcn_ros.model, not the export code alone (it stayed the same when prgcn.py
-    changed, and the old network's graph was served)."""
+    changed, and the old network's graph was served), and with the skeleton layouts (a model
+    names its layout, the graph holds its bones)."""
     from prgcn_ros.model import backends
 
     before = export_version()
+    package = Path(backends.__file__).parent.parent
     code = tmp_path / "model"
-    shutil.copytree(Path(backends.__file__).parent, code,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(package / "model", code, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "skeleton").mkdir()
+    layouts = shutil.copy(package / "skeleton" / "layouts.py", tmp_path / "skeleton")
     monkeypatch.setattr(backends, "__file__", str(code / "backends.py"))
     assert export_version() == before                     # the same code, the same key
     (code / "gfm.py").write_text((code / "gfm.py").read_text() + "\n# changed\n")
-    assert export_version() != before
+    after_gfm = export_version()
+    assert after_gfm != before
+    Path(layouts).write_text(Path(layouts).read_text() + "\n# changed\n")
+    assert export_version() != after_gfm
 
 
 def test_the_check_window_holds_padding_and_a_lone_person():

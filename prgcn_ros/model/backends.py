@@ -132,9 +132,11 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
 def export_version() -> str:
     """What the exported graph depends on besides the weights: the network's code and the
     export code (every module of prgcn_ros.model: a graph of an older network would be used
-    after an upgrade), this module's format number, torch's version (the exporter)."""
+    after an upgrade), the skeleton layouts (a model names its layout; the graph holds its
+    bones), this module's format number, torch's version (the exporter)."""
     digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
+    model_dir = Path(__file__).parent
+    for source in [*sorted(model_dir.glob("*.py")), model_dir.parent / "skeleton" / "layouts.py"]:
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return f"{EXPORT_FORMAT}-{digest.hexdigest()[:12]}-torch{torch.__version__}"
 

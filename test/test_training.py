@@ -68,6 +68,8 @@ def test_config_defaults_and_unknown_keys(tmp_path):
     ({"refine": {"noise": {"drop_frames": 2.5}}}, "refine.noise.drop_frames"),
     ({"refine": {"noise": {"drop_prob": 2}}}, "refine.noise.drop_prob"),
     ({"refine": {"noise": {"spike_range": [0.5, 0.2]}}}, "refine.noise.spike_range"),
+    ({"window": {"length": 47.9}}, "window.length"),           # trained as 47 frames
+    ({"window": {"length": 20_000}}, "window.length"),         # a model file refuses it
     ({"window": {"train_min_fraction": 0}}, "window.train_min_fraction"),
     ({"window": {"train_min_fraction": 1.5}}, "window.train_min_fraction"),
     ({"window": {"train_frame_step": [0.5, 1.0]}}, "window.train_frame_step"),

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from prgcn_ros import paths
+from prgcn_ros.model.io import MAX_WINDOW_FRAMES
 from prgcn_ros.skeleton.preprocess import INTERPOLATIONS, PreprocessConfig
 
 DEFAULTS: dict[str, Any] = {
@@ -217,6 +218,7 @@ _BOUNDED = {
     ("refine", "noise", "swap_prob"): (0.0, 1.0, "a probability"),
     ("refine", "noise", "bone_noise"): (0.0, math.inf, "a standard deviation"),
     ("refine", "noise", "strength"): (0.0, math.inf, "a factor"),
+    ("window", "length"): (1, MAX_WINDOW_FRAMES, "a whole number of frames"),
     ("window", "train_min_fraction"): (0.0, 1.0, "a fraction of the clip"),
     ("outliers", "per_batch"): (0, math.inf, "a whole number of clips"),
     ("outliers", "weight"): (0.0, math.inf, "a loss weight"),
@@ -408,8 +410,6 @@ def _check(cfg: dict, where: str) -> None:
                           f"{', '.join(INTERPOLATIONS)}")
     if cfg["window"]["train_sampling"] not in ("crop", "sorted_random"):
         raise ConfigError(f"{where}: window.train_sampling must be 'crop' or 'sorted_random'")
-    if int(cfg["window"]["length"]) < 1:
-        raise ConfigError(f"{where}: window.length must be at least 1")
     if cfg["data"]["kind"] not in DATA_KINDS:
         raise ConfigError(f"{where}: data.kind must be one of {', '.join(DATA_KINDS)}")
     if cfg["refine"]["objective"] not in ("restore", "classification"):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from test_model_prgcn import _one_intra_op_thread  # noqa: F401  (autouse fixture)
 from test_training_util import MSR_CONFIG, REPO, msr_split, require_data, small_cfg, subset
 
 from prgcn_ros.model import PRGCN, build_model
@@ -22,14 +23,6 @@ SEEDS_DOCUMENTED_MEAN = 0.9201
 RECIPE_KEYS = ("objective", "corrupt_prob", "restore_weight", "restore_beta", "offset_weight",
                "prm_optimizer", "prm_lr_scale", "noise")
 ONLY = {"jitter": 0.0, "drop_prob": 0.0, "spike_prob": 0.0, "swap_prob": 0.0, "bone_noise": 0.0}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

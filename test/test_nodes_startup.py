@@ -31,6 +31,11 @@ CASES = {
                               "input_reliability:=sometimes"],
                        ["window must be between 1 and", "device must be auto",
                         "input_reliability must be best_effort or reliable"]),
+    # rclpy refuses them only when the node subscribes or publishes (a traceback there).
+    "bad_topic_names": (None, ["skeleton_topic:=my skeletons", "action_topic:=action/"],
+                        ["skeleton_topic 'my skeletons' is not a valid topic name",
+                         "action_topic 'action/' is not a valid topic name (topic name must "
+                         "not end with a forward slash)"]),
     "missing_model": ("missing", [], ["missing"]),
     "corrupt_model": (corrupt, [], ["corrupt"]),
     "mismatched_model": (wrong_classes, [], ["do not match"]),

@@ -68,7 +68,9 @@ except ImportError:   # Humble: the same classes, under their old module name
         PublisherEventCallbacks,
         SubscriptionEventCallbacks,
     )
+from rclpy.exceptions import NameValidationException  # noqa: E402
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
+from rclpy.expand_topic_name import expand_topic_name  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import (  # noqa: E402
@@ -77,6 +79,8 @@ from rclpy.qos import (  # noqa: E402
     qos_profile_sensor_data,
 )
 from rclpy.subscription import Subscription  # noqa: E402
+from rclpy.validate_full_topic_name import validate_full_topic_name  # noqa: E402
+from rclpy.validate_topic_name import validate_topic_name  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from prgcn_msgs.msg import ActionArray, RefinedSkeletonArray, SkeletonArray  # noqa: E402
@@ -151,11 +155,35 @@ class StartupError(Exception):
 MAX_QUEUED_S = 60.0
 
 
+def topic_name_problems(params: NodeParams, node_name: str, namespace: str) -> list[str]:
+    """The topics in use that rclpy would refuse when the node subscribes or publishes (with a
+    traceback there), each with rclpy's reason."""
+    names = ["skeleton_topic", "action_topic", "refined_topic", "markers_topic"]
+    if params.azure_kinect:
+        names.append("azure_topic")
+    problems = []
+    for name in names:
+        topic = getattr(params, name)
+        if not topic:
+            continue
+        try:
+            validate_topic_name(topic)
+            validate_full_topic_name(expand_topic_name(topic, node_name, namespace))
+        except NameValidationException as error:   # "Invalid topic name: why:\n  'x'\n  ^"
+            reason = str(error).splitlines()[0].split(": ", 1)[-1].rstrip(":")
+            problems.append(f"{name} {clip_text(topic, LOG_TEXT_LIMIT)!r} is not a valid topic "
+                            f"name ({reason})")
+    return problems
+
+
 class RecognizerNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
         self.params, self.node_params = self._declare_parameters()
         node = self.node_params
+        problems = topic_name_problems(node, self.get_name(), self.get_namespace())
+        if problems:
+            raise StartupError("invalid recognizer parameters: " + "; ".join(problems))
         try:
             self.gravity = Gravity.from_parameters(
                 {"input_frame_convention": node.input_frame_convention,

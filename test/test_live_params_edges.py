@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rosutil import PARAMS_FILE, make_tiny_model
+from rosutil import make_tiny_model
+from test_nodes_in_process import recognizer_node
 from test_recognition import frame, pose, tiny_recognizer
 
 from prgcn_ros import paths
@@ -31,7 +29,7 @@ from prgcn_ros.live_data import (
     source_number,
 )
 from prgcn_ros.model import backends
-from prgcn_ros.nodes.recognizer import RecognizerNode, StartupError
+from prgcn_ros.nodes.recognizer import StartupError
 
 
 # ---------------------------------------------------------------------------- identity rule
@@ -139,22 +137,6 @@ def test_recognizer_params_refuse_what_the_node_refuses():
 
 
 # ---------------------------------------------------------------------------- the node's
-@contextmanager
-def recognizer_node(model, *params: str) -> Iterator:
-    """The recognizer node in this process; ``params``: more "name:=value" settings."""
-    rclpy.init(args=["prgcn-recognizer", "--ros-args", "--params-file", str(PARAMS_FILE),
-                     "-p", f"model:={model}", "-p", "backend:=torch", "-p", "device:=cpu",
-                     *(arg for param in params for arg in ("-p", param))])
-    try:
-        node = RecognizerNode()
-        try:
-            yield node
-        finally:
-            node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
-
-
 @pytest.mark.ros
 def test_every_live_parameter_is_applied_and_the_others_kept(tiny_model):
     """Setting one live parameter applies it and leaves the others as started (a check against

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rosutil import make_tiny_model
+from rosutil import REPO, make_tiny_model
 from test_nodes_in_process import recognizer_node
 from test_recognition import frame, pose, tiny_recognizer
 
@@ -255,9 +255,6 @@ def test_input_rotated_by_gravity_is_read_as_y_up_whatever_the_axis_settings(tin
 
 
 # ---------------------------------------------------------------------------- paths
-REPO = Path(__file__).resolve().parent.parent
-
-
 def _fake_install(prefix: Path, package: str) -> Path:
     """An ament prefix holding ``package`` (its marker in the resource index, its share)."""
     index = prefix / "share" / "ament_index" / "resource_index" / "packages"

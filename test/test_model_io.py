@@ -124,6 +124,14 @@ def test_weights_not_matching_architecture(saved, change, words):
     ({"window": {"length": float("inf")}}, "has no whole number of frames"),
     ({"window": 0}, "window length 0 is outside"),
     ({"architecture": "extra"}, "architecture"),
+    # JSON true is no number (Python counts it as 1); a window int() would read as 47, 48, 1, 0.
+    ({"calibration": {"temperature": True}}, "temperature True is not a positive number"),
+    ({"max_persons": True}, "max_persons True is not 1 or 2"),
+    ({"window": 47.9}, "window 47.9 has no whole number of frames"),
+    ({"window": "48"}, "window '48' has no whole number of frames"),
+    ({"window": True}, "window True has no whole number of frames"),
+    ({"window": {"length": 0.5}}, "window {'length': 0.5} has no whole number of frames"),
+    ({"window": {"length": "48"}}, "window {'length': '48'} has no whole number of frames"),
 ])
 def test_metadata_values_every_reader_uses_are_checked(saved, change, words):
     """A negative temperature would invert the ranking, NaN suppress every output, a huge one

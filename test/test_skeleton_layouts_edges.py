@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from rosbags.rosbag2 import Writer
+from test_training_util import REPO
 
 from prgcn_ros.skeleton import labels, mapping
 from prgcn_ros.skeleton.bags import (
@@ -34,8 +34,6 @@ from prgcn_ros.skeleton.mapping import has_mapping, map_joints
 from prgcn_ros.skeleton.readers import read_msr_action3d, read_ntu_skeleton, read_recording
 from prgcn_ros.skeleton.ring_buffer import DeviceRingBuffer
 from prgcn_ros.skeleton.sequence import SkeletonSequence, frame_people
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # --------------------------------------------------------------------------- layouts
 # The drivers' own orders, as their documentation enumerates them.
@@ -111,7 +109,7 @@ def test_bones_are_left_right_symmetric(name):
 
 
 def _design_layout_table() -> dict[str, tuple[str, str]]:
-    text = (ROOT / "docs" / "design.md").read_text()
+    text = (REPO / "docs" / "design.md").read_text()
     rows = re.findall(r"^\| `(\w+)` \| \d+ \| [^|]+ \| ([^|]+) \| (\w+) \|$", text, re.M)
     return {name: (coords.strip(), centre) for name, coords, centre in rows}
 

@@ -6,11 +6,11 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rosutil import REPO, make_tiny_model
+from test_conversions_edges import _person as person_result
 from test_nodes_in_process import recognizer_node
 from test_recognition import frame, pose, tiny_recognizer
 
@@ -54,12 +54,8 @@ def test_the_largest_int32_driver_id_is_kept_and_the_next_one_is_not():
 
 
 def _person(person_id: int, frame_id: str, end_ns: int) -> PersonResult:
-    zeros = np.zeros((20, 3))
-    return PersonResult(person_id=person_id, class_index=0, label="wave", confidence=1.0,
-                        top_labels=["wave"], top_scores=[1.0], window_start_ns=0,
-                        window_end_ns=end_ns, num_frames=4, refined=zeros, offsets=zeros,
-                        joint_confidence=np.ones(20), probabilities=np.ones(1),
-                        frame_id=frame_id, track=person_id)
+    return person_result(person_id, frame_id=frame_id, window_start_ns=0,
+                         window_end_ns=end_ns, track=person_id)
 
 
 def test_a_pass_split_by_frame_counts_each_arrival_once():

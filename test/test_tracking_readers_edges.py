@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.io import loadmat, savemat
+from test_skeleton_tracker import ONE, _at
 
 from prgcn_ros.pairing import RELEASE_FACTOR, Pairing
 from prgcn_ros.skeleton.playback import FrameFolder
@@ -26,13 +27,8 @@ from prgcn_ros.skeleton.readers import (
 )
 from prgcn_ros.skeleton.tracker import Tracker
 
-ONE = np.ones((1, 1))
 KINETICS_CLIP = "--33Lscn6sk.json"
 NTU_ONE = "S001C001P001R001A011.skeleton"
-
-
-def _at(x: float, y: float = 0.0) -> np.ndarray:
-    return np.array([[[x, y]]])
 
 
 # --------------------------------------------------------------------------- tracker

@@ -329,6 +329,9 @@ def coerce(value: Any, kind: type) -> Any:
     raise TypeError
 
 
+OUTPUT_TOPICS = ("action_topic", "refined_topic", "markers_topic")
+
+
 @dataclass
 class NodeParams:
     """The node's own parameters: topics, QoS, diagnostics (the pipeline never sees them).
@@ -355,7 +358,7 @@ class NodeParams:
         if self.input_reliability not in ("best_effort", "reliable"):
             out.append(f"input_reliability must be best_effort or reliable, got "
                        f"{clip_text(self.input_reliability)!r}")
-        for name in ("action_topic", "refined_topic", "markers_topic"):
+        for name in OUTPUT_TOPICS:
             if not getattr(self, name):
                 out.append(f"{name} must not be empty")
         if self.azure_kinect and not self.azure_topic:
@@ -363,6 +366,11 @@ class NodeParams:
         if not self.skeleton_topic and not self.azure_kinect:
             out.append("no input: skeleton_topic is empty and azure_kinect is false")
         return out
+
+    def topics_in_use(self) -> dict[str, str]:
+        """Topic parameter -> topic, for every topic the node subscribes or publishes to."""
+        names = ["skeleton_topic", *OUTPUT_TOPICS, *(["azure_topic"] if self.azure_kinect else [])]
+        return {name: getattr(self, name) for name in names if getattr(self, name)}
 
 
 NODE_PARAMETER_SPECS: dict[str, ParamSpec] = {

@@ -158,14 +158,8 @@ MAX_QUEUED_S = 60.0
 def topic_name_problems(params: NodeParams, node_name: str, namespace: str) -> list[str]:
     """The topics in use that rclpy would refuse when the node subscribes or publishes (with a
     traceback there), each with rclpy's reason."""
-    names = ["skeleton_topic", "action_topic", "refined_topic", "markers_topic"]
-    if params.azure_kinect:
-        names.append("azure_topic")
     problems = []
-    for name in names:
-        topic = getattr(params, name)
-        if not topic:
-            continue
+    for name, topic in params.topics_in_use().items():
         try:
             validate_topic_name(topic)
             validate_full_topic_name(expand_topic_name(topic, node_name, namespace))

@@ -314,13 +314,47 @@ def test_player_frame_id_parameter_defaults_to_camera():
 @pytest.mark.parametrize("argv, words", [
     ([], "give recordings to play"),
     (["rec.txt", "--parallel", "0"], "--parallel at least 1"),
-    (["rec.txt", "--wait", "-1"], "--wait not negative"),
+    (["rec.txt", "--wait", "-1"], "--wait and --subscribers not negative"),
     (["--follow", "no_such_dir_for_the_player"], "not a directory"),
+    (["rec.txt", "--subscribers", "-1"], "--wait and --subscribers not negative"),
+    # Options that would be accepted and then ignored: the user meant something else.
+    (["rec.txt", "--storage", "sqlite3"], "only with --write-bag"),
+    (["rec.txt", "--storage", "mcap"], "only with --write-bag"),
+    (["rec.txt", "--bag-topic", "/body_tracking_data"], "only with a bag to play"),
 ])
 def test_player_refuses_bad_arguments(argv, words, capsys):
     with pytest.raises(SystemExit) as stop:
         parse_args(argv)
     assert stop.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_player_waits_for_no_subscriber_when_told_zero():
+    assert parse_args(["rec.txt", "--subscribers", "0"]).subscribers == 0
+
+
+@pytest.mark.parametrize("extra", [["--parallel", "2"], ["--loop"]])
+def test_follow_refuses_the_options_of_playing_recordings(tmp_path, extra, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--follow", str(tmp_path), *extra])
+    assert stop.value.code == 2 and "no --parallel or --loop with it" in capsys.readouterr().err
+
+
+def test_a_bag_is_played_with_its_own_people(tmp_path, capsys):
+    bag = tmp_path / "take.mcap"
+    bag.write_bytes(b"")
+    args = parse_args([str(bag), "--bag-topic", "/body_tracking_data", "--loop", "--rate", "2"])
+    assert (args.bag, args.bag_topic, args.loop, args.rate) == (
+        bag, ["/body_tracking_data"], True, 2.0)
+    with pytest.raises(SystemExit) as stop:
+        parse_args([str(bag), "--parallel", "2"])
+    assert stop.value.code == 2 and "no --parallel with it" in capsys.readouterr().err
+
+
+def test_write_bag_storage_defaults_to_mcap(tmp_path):
+    out = tmp_path / "out"
+    assert parse_args(["rec.txt", "--write-bag", str(out)]).storage == "mcap"
+    assert parse_args(["rec.txt", "--write-bag", str(out), "--storage", "sqlite3"]
+                      ).storage == "sqlite3"
 
 
 def test_a_bag_is_played_alone(tmp_path, capsys):

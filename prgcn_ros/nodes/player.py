@@ -258,14 +258,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="write the recordings into a new rosbag2 OUT (a directory) as "
                         "SkeletonArray on --topic (with the frame_id parameter) instead of "
                         "publishing them")
-    parser.add_argument("--storage", choices=STORAGES, default="mcap",
+    parser.add_argument("--storage", choices=STORAGES,
                         help="--write-bag storage (default mcap)")
     args = parser.parse_args(argv)
     if not args.recordings and not args.follow:
         parser.error("give recordings to play, or --follow DIR")
-    if not (math.isfinite(args.rate) and args.rate > 0) or args.parallel < 1 or args.wait < 0:
+    if (not (math.isfinite(args.rate) and args.rate > 0) or args.parallel < 1 or args.wait < 0
+            or args.subscribers < 0):
         parser.error("--rate must be a positive, finite number, --parallel at least 1, --wait "
-                     "not negative")
+                     "and --subscribers not negative")
+    if args.storage and not args.write_bag:
+        parser.error("--storage is the format of --write-bag's bag: only with --write-bag")
+    args.storage = args.storage or "mcap"
     if args.follow and not args.follow.is_dir():
         parser.error(f"--follow {args.follow}: not a directory")
     if args.consume and not args.follow:
@@ -278,9 +282,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.write_bag and (args.rate != 1.0 or args.parallel != 1 or args.loop):
         parser.error("--write-bag writes the recordings one after another at their own frame "
                      "rate: no --rate, --parallel or --loop with it")
+    if args.follow and (args.parallel != 1 or args.loop):
+        parser.error("--follow publishes each frame file once, as it appears: no --parallel "
+                     "or --loop with it")
     bags = [p for p in args.recordings if is_bag(p)]
     if bags and (len(bags) > 1 or len(args.recordings) > 1 or args.follow or args.write_bag):
         parser.error("a rosbag2 is played alone: one bag, no other recordings")
+    if bags and args.parallel != 1:
+        parser.error("a rosbag2 plays its own people as recorded: no --parallel with it")
+    if args.bag_topic and not bags:
+        parser.error("--bag-topic chooses the topics of a rosbag2: only with a bag to play")
     args.bag = bags[0] if bags else None
     return args
 

@@ -19,6 +19,7 @@ from prgcn_ros.training import batching, noise
 from prgcn_ros.training import evaluate as evaluate_cli
 from prgcn_ros.training.augment import augment
 from prgcn_ros.training.config import (
+    DATA_KIND_LAYOUTS,
     ConfigError,
     data_root,
     learning_rate,
@@ -221,7 +222,8 @@ def test_msr_names_and_cross_subject_split():
     assert sorted(set(train.labels)) == list(range(20)) == sorted(set(test.labels))
     assert train.class_names[0] == "high arm wave" and len(train.class_names) == 20
     seq = train[0]
-    assert seq.layout == "kinect20" and seq.label == train.labels[0]
+    assert seq.layout == "kinect20" == DATA_KIND_LAYOUTS["msr_action3d"]
+    assert seq.label == train.labels[0]
 
 
 def test_batches_use_shared_preprocessing(msr_train):
@@ -911,3 +913,19 @@ def test_links_learn_at_their_own_rate(prm_optimizer):
             assert not any(".topology." in n for n in by_rate[0.01])
     with pytest.raises(ConfigError, match="links_lr_scale"):
         small_cfg(optim={"links_lr_scale": 0.0})
+
+
+@pytest.mark.parametrize("override, named", [
+    ({"layout": "ntu25"}, "does not fit data.kind 'msr_action3d', whose clips are 'kinect20': "
+     "set layout: kinect20"),
+    ({"layout": "openni15", "data": {"kind": "nw_ucla"}}, "data.kind 'nw_ucla'"),
+    ({"data": {"kind": "sbu_interaction"}}, "data.kind 'sbu_interaction', whose clips are "
+     "'openni15'"),
+    ({"outliers": {"data": {"kind": "sbu_interaction", "root": "sbu"}}},
+     "outliers.data.kind 'sbu_interaction'"),
+])
+def test_a_layout_that_does_not_fit_the_datasets_clips_is_refused(override, named):
+    """Before, the first batch failed on the joint count, or, with as many joints, trained on
+    joints under other names."""
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_config(MSR_CONFIG, override)

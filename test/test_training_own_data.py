@@ -29,7 +29,12 @@ from prgcn_ros.model.io import (
 from prgcn_ros.training import calibration
 from prgcn_ros.training import evaluate as evaluate_cli
 from prgcn_ros.training import train as train_cli
-from prgcn_ros.training.config import ConfigError, load_config, model_spec
+from prgcn_ros.training.config import (
+    DATA_KIND_LAYOUTS,
+    ConfigError,
+    load_config,
+    model_spec,
+)
 from prgcn_ros.training.datasets import build_dataset
 from prgcn_ros.training.finetune import init_from_model
 from prgcn_ros.training.outputs import protection, resolve_outputs
@@ -66,6 +71,7 @@ def test_new_configs_use_the_standard_protocol(name, kind, sizes):
     assert cfg["data"]["kind"] == kind
     train, test = build_dataset(cfg, "train"), build_dataset(cfg, "test")
     assert (len(train), len(test)) == sizes
+    assert train[0].layout == test[0].layout == DATA_KIND_LAYOUTS[kind] == cfg["layout"]
     assert not set(train.names) & set(test.names)
     assert train.class_names == test.class_names and len(set(train.labels)) == \
         len(train.class_names)

@@ -189,6 +189,9 @@ DEFAULTS: dict[str, Any] = {
 
 SCHEDULE_KINDS = ("step", "cosine")
 DATA_KINDS = ("msr_action3d", "stgcn_arrays", "nw_ucla", "utd_mhad", "sbu_interaction")
+# The layout a dataset kind's reader gives its clips (ST-GCN arrays take the config's own).
+DATA_KIND_LAYOUTS = {"msr_action3d": "kinect20", "nw_ucla": "kinect20", "utd_mhad": "kinect20",
+                     "sbu_interaction": "openni15"}
 
 
 class ConfigError(ValueError):
@@ -412,6 +415,16 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: window.train_sampling must be 'crop' or 'sorted_random'")
     if cfg["data"]["kind"] not in DATA_KINDS:
         raise ConfigError(f"{where}: data.kind must be one of {', '.join(DATA_KINDS)}")
+    kinds = [("data.kind", cfg["data"]["kind"])]
+    outlier_data = cfg["outliers"]["data"]
+    if isinstance(outlier_data, dict) and int(cfg["outliers"]["per_batch"] or 0):
+        kinds.append(("outliers.data.kind", outlier_data.get("kind", cfg["data"]["kind"])))
+    for key, kind in kinds:
+        kind_layout = DATA_KIND_LAYOUTS.get(kind)
+        if kind_layout not in (None, cfg["layout"]):
+            raise ConfigError(f"{where}: layout {cfg['layout']!r} does not fit {key} {kind!r}, "
+                              f"whose clips are {kind_layout!r}"
+                              + (f": set layout: {kind_layout}" if key == "data.kind" else ""))
     if cfg["refine"]["objective"] not in ("restore", "classification"):
         raise ConfigError(f"{where}: refine.objective must be 'restore' or 'classification'")
     from prgcn_ros.model.backends import device_problem

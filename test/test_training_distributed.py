@@ -88,3 +88,48 @@ def test_more_processes_than_clips_in_a_batch_is_refused(tmp_path):
     assert done.returncode != 0
     assert "2 processes need a batch (optim.batch_size 1)" in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+_DROPOUT_RANK = """
+import json, torch
+from test_training_util import msr_split, small_cfg, subset
+from prgcn_ros.training import distributed
+from prgcn_ros.training.train import Trainer
+
+distributed.setup("cpu")
+cfg = small_cfg(seed=4, model={"name": "stgcn", "dropout": 0.5}, window={"length": 16},
+                refine={"objective": "classification"}, outliers={"per_batch": 0},
+                device="cpu", threads=1)
+trainer = Trainer(cfg, train_set=subset(msr_split("train"), 8), log=lambda m: None)
+masks = []
+
+def units_dropped(module, args):
+    # What this dropout draws next, for an input of ones: its mask, without consuming it.
+    with torch.random.fork_rng(devices=[]):
+        masks.append(torch.nn.functional.dropout(torch.ones(256), 0.5).eq(0).tolist())
+
+for module in trainer.model.modules():
+    if isinstance(module, torch.nn.Dropout) and module.p > 0:
+        module.register_forward_pre_hook(units_dropped)
+trainer.train_epoch(progress=False, max_steps=1)
+trainer.leave_group()
+open(f"rank{trainer.dist.rank}.json", "w").write(json.dumps(masks))
+"""
+
+
+def test_each_process_draws_dropout_masks_of_its_own(tmp_path):
+    """With the epoch's seed on every rank, each process dropped the same units for its half
+    of the batch: one mask for the whole global batch, half the regularising noise."""
+    require_data()
+    script = tmp_path / "rank.py"
+    script.write_text(_DROPOUT_RANK)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+         "2", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'test'}",
+             "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    assert len(first) == len(second) >= 2        # every dropout layer, one step
+    assert all(sum(mask) > 0 for mask in first + second)
+    assert all(a != b for a, b in zip(first, second))

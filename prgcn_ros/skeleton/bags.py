@@ -45,10 +45,13 @@ def is_bag(path: Path) -> bool:
     """A rosbag2 directory (metadata.yaml, or storage files without it: a recording that
     did not close) or one of its storage files."""
     path = Path(path)
-    if path.is_dir():   # (an OpenPose folder of *.json frames with a stray file is no bag)
-        return (path / "metadata.yaml").is_file() or (
-            bool(_storage_files(path)) and not any(path.glob("*.json")))
-    return path.is_file() and path.suffix in STORAGE_SUFFIXES
+    try:
+        if path.is_dir():   # (an OpenPose folder of *.json frames with a stray file is no bag)
+            return (path / "metadata.yaml").is_file() or (
+                bool(_storage_files(path)) and not any(path.glob("*.json")))
+        return path.is_file() and path.suffix in STORAGE_SUFFIXES
+    except OSError:     # a name the system refuses (too long): its reader says so
+        return False
 
 
 def msg_dir() -> Path:

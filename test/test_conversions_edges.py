@@ -316,6 +316,7 @@ def test_player_frame_id_parameter_defaults_to_camera():
     (["rec.txt", "--parallel", "0"], "--parallel at least 1"),
     (["rec.txt", "--wait", "-1"], "--wait and --subscribers not negative"),
     (["--follow", "no_such_dir_for_the_player"], "not a directory"),
+    (["--follow", "x" * 300], "not a directory"),      # a name the system refuses
     (["rec.txt", "--subscribers", "-1"], "--wait and --subscribers not negative"),
     # Options that would be accepted and then ignored: the user meant something else.
     (["rec.txt", "--storage", "sqlite3"], "only with --write-bag"),

@@ -227,6 +227,13 @@ class PlayerNode(Node):
                       flush=True)
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:   # a name the system refuses (too long)
+        return False
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="prgcn-player", description=__doc__.split("\n\n")[0],
@@ -270,11 +277,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.storage and not args.write_bag:
         parser.error("--storage is the format of --write-bag's bag: only with --write-bag")
     args.storage = args.storage or "mcap"
-    if args.follow and not args.follow.is_dir():
+    if args.follow and not _is_dir(args.follow):
         parser.error(f"--follow {args.follow}: not a directory")
     if args.consume and not args.follow:
         parser.error("--consume deletes the frame files --follow has sent: only with --follow")
-    if args.consume and args.follow.is_dir() and not os.access(args.follow, os.W_OK | os.X_OK):
+    if args.consume and _is_dir(args.follow) and not os.access(args.follow, os.W_OK | os.X_OK):
         parser.error(f"--consume: cannot delete files in {args.follow} (no write permission)")
     if args.follow and (args.recordings or args.write_bag):
         parser.error("--follow publishes a folder as OpenPose fills it: no recordings, no "

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 _interrupt_received = False
+_stop_deferred = False
 
 
 def _interrupted(signum, frame) -> None:
@@ -25,7 +27,22 @@ def _interrupted(signum, frame) -> None:
     _interrupt_received = True
     for stop in STOP_SIGNALS:
         signal.signal(stop, signal.SIG_IGN)
-    raise SystemExit(0)
+    if not _stop_deferred:
+        raise SystemExit(0)
+
+
+@contextmanager
+def _stop_signals_deferred():
+    """A stop signal inside takes effect when the block ends: an object whose constructor it
+    broke into (rclpy's Executor) would print a traceback from its ``__del__``."""
+    global _stop_deferred
+    _stop_deferred = True
+    try:
+        yield
+    finally:
+        _stop_deferred = False
+    if _interrupt_received:
+        raise SystemExit(0)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -637,7 +654,8 @@ def main(args: list[str] | None = None) -> int:
                 raise
             return 0   # shut down (a signal) while starting: nothing went wrong
         # The executor runs ingestion; inference has the node's own thread.
-        executor = SingleThreadedExecutor()
+        with _stop_signals_deferred():
+            executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -53,6 +53,13 @@ def main_in_process(monkeypatch):
         signal.signal(stop, handler)
 
 
+def _feed_at_sensor_rate(node, frames: int) -> None:
+    """One person's frames 0..frames-1, paced at 30 Hz (faster is dropped as a flood)."""
+    for t in range(frames):
+        _feed(node, t, 1)
+        time.sleep(1 / 30)
+
+
 def _connected(probe: Probe, *publishers) -> None:
     assert spin_until(probe.node, lambda: all(p.get_subscription_count() > 0
                                               for p in publishers), 10)
@@ -471,9 +478,7 @@ def test_failures_that_are_not_in_a_row_do_not_stop_the_node(tiny_model, monkeyp
             return infer(*args, **kwargs)
 
         monkeypatch.setattr(node.recognizer, "infer", every_other)
-        for t in range(40):
-            _feed(node, t, 1)
-            time.sleep(1 / 30)          # pacing at the sensor's rate
+        _feed_at_sensor_rate(node, 40)
         assert _wait(lambda: node.inference_errors >= 4, 10), node.inference_errors
         assert node.context.ok() and node.inference_error is None
 
@@ -492,9 +497,7 @@ def test_a_fault_of_a_second_does_not_use_up_the_failures_allowed(tiny_model, mo
             return infer(*args, **kwargs)
 
         monkeypatch.setattr(node.recognizer, "infer", faulty_for_a_while)
-        for t in range(60):
-            _feed(node, t, 1)
-            time.sleep(1 / 30)          # pacing at the sensor's rate
+        _feed_at_sensor_rate(node, 60)
         assert node.context.ok() and node.inference_error is None
         assert 1 <= node.inference_errors < 20, node.inference_errors
         assert node.recognizer.stats()["inferences"] >= 1

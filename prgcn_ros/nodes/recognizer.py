@@ -95,6 +95,7 @@ from rclpy.qos import (  # noqa: E402
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from rclpy.subscription import Subscription  # noqa: E402
 from rclpy.validate_full_topic_name import validate_full_topic_name  # noqa: E402
 from rclpy.validate_topic_name import validate_topic_name  # noqa: E402
@@ -640,7 +641,10 @@ def main(args: list[str] | None = None) -> int:
         print(USAGE, file=sys.stdout if extra in (["-h"], ["--help"]) else sys.stderr)
         return 0 if extra in (["-h"], ["--help"]) else 2
     _handle_stop_signals()
-    rclpy.init(args=argv)
+    # Ours alone: rclpy's handler shuts the context down from a thread of its own, at any
+    # moment, even inside the executor's constructor (whose half-built object then prints a
+    # traceback). The housekeeping timer wakes the executor, so ours runs within its period.
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     executor = None
     try:
@@ -666,9 +670,9 @@ def main(args: list[str] | None = None) -> int:
     except RuntimeError:
         # The SystemExit of a Ctrl-C raised inside rclpy's conversion of a message taken on
         # this thread (Python code run from C++) comes out as pybind11's "Unable to convert
-        # call argument": still the Ctrl-C. A context shut down (rclpy's own signal handler,
-        # or a fatal inference error) between the executor's check and its wait set comes
-        # out as RCLError "the given context is not valid".
+        # call argument": still the Ctrl-C. A context shut down (a fatal inference error)
+        # between the executor's check and its wait set comes out as RCLError "the given
+        # context is not valid".
         if not _interrupt_received and rclpy.ok():
             raise
     finally:

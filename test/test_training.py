@@ -925,7 +925,7 @@ def test_links_learn_at_their_own_rate(prm_optimizer):
      "outliers.data.kind 'sbu_interaction'"),
 ])
 def test_a_layout_that_does_not_fit_the_datasets_clips_is_refused(override, named):
-    """Before, the first batch failed on the joint count, or, with as many joints, trained on
-    joints under other names."""
+    """Refused at load, naming the layout to set; before, the first batch failed on the joint
+    count, after the data had loaded."""
     with pytest.raises(ConfigError, match=re.escape(named)):
         load_config(MSR_CONFIG, override)

@@ -503,7 +503,10 @@ class RecognizerNode(Node):
         now = time.monotonic()
         if now >= self._next_diagnostics:
             period = self.node_params.diagnostics_period_s
-            self._next_diagnostics = max(self._next_diagnostics + period, now)
+            # On the period's beat; after a stall, a period from now (not at the next tick).
+            self._next_diagnostics += period
+            if self._next_diagnostics <= now:
+                self._next_diagnostics = now + period
             self._publish_diagnostics()
         with self._publishing:
             gone = self.recognizer.expire_people(self._clock_now())

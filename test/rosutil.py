@@ -284,6 +284,16 @@ def running(args: list[str], log_path: Path, env: dict[str, str] | None = None
     assert code == 0, f"{args[:2]} exited with {code} when stopped:\n{process_log(proc)}"
 
 
+def play_to_end(node: Node, received: list, args: list[str], log_path: Path,
+                timeout_s: float = 60.0) -> subprocess.Popen:
+    """A player process (``args`` after the interpreter) run until it exits by itself, with
+    what ``node`` receives drained into ``received``; it must exit 0."""
+    with running(args, log_path) as proc:
+        assert spin_until(node, lambda: proc.poll() is not None, timeout_s), process_log(proc)
+        drain(node, received)
+    return proc
+
+
 @contextmanager
 def recognizer_process(model: Path, log_path: Path, *overrides: str,
                        ros_args: tuple[str, ...] = ()) -> Iterator[subprocess.Popen]:

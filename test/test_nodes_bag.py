@@ -17,12 +17,8 @@ from rclpy.serialization import serialize_message
 from rosutil import (
     REPO,
     azure_markers,
-    drain,
-    process_log,
-    spin_until,
+    play_to_end,
     standing,
-    start_process,
-    stop_process,
 )
 from visualization_msgs.msg import MarkerArray
 
@@ -40,14 +36,8 @@ def _qos() -> QoSProfile:
 
 
 def _play(node: Node, received: list, bag, tmp_path, *extra: str) -> None:
-    player = start_process(["-m", "prgcn_ros.nodes.player", str(bag), "--rate", "4", *extra],
-                           tmp_path / "player.log")
-    try:
-        assert spin_until(node, lambda: player.poll() is not None, 90), process_log(player)
-        drain(node, received)
-    finally:
-        code = stop_process(player)
-    assert code == 0, process_log(player)
+    play_to_end(node, received, ["-m", "prgcn_ros.nodes.player", str(bag), "--rate", "4", *extra],
+                tmp_path / "player.log", 90)
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])

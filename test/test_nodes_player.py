@@ -9,7 +9,13 @@ import time
 import pytest
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from rosutil import drain, process_log, spin_until, start_process, stop_process
+from rosutil import (
+    play_to_end,
+    process_log,
+    spin_until,
+    start_process,
+    stop_process,
+)
 from test_skeleton_playback import openpose_frame
 
 from prgcn_msgs.msg import SkeletonArray
@@ -39,15 +45,9 @@ def test_player_publishes_every_format_with_its_layout_and_ids(listener, data_di
     # The Kinetics clip's frames with someone in them (an empty frame is not sent).
     kinetics = read_recording(recordings[1])
     coco_frames = int((kinetics.confidence > 0).any(axis=(1, 2)).sum())
-    player = start_process(["-m", "prgcn_ros.nodes.player", *map(str, recordings),
-                            "--topic", "/player_test", "--parallel", "3", "--rate", "4",
-                            "--ros-args", "-p", "frame_id:=cam7"], tmp_path / "player.log")
-    try:
-        assert spin_until(node, lambda: player.poll() is not None, 60), process_log(player)
-        drain(node, received)
-    finally:
-        code = stop_process(player)
-    assert code == 0, process_log(player)
+    play_to_end(node, received, ["-m", "prgcn_ros.nodes.player", *map(str, recordings),
+                                 "--topic", "/player_test", "--parallel", "3", "--rate", "4",
+                                 "--ros-args", "-p", "frame_id:=cam7"], tmp_path / "player.log")
     by_layout: dict[str, list[SkeletonArray]] = {}
     for msg in received:
         by_layout.setdefault(msg.layout, []).append(msg)

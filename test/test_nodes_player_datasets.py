@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from rosutil import drain, process_log, spin_until, start_process, stop_process
+from rosutil import play_to_end
 
 from prgcn_msgs.msg import SkeletonArray
 from prgcn_ros.skeleton.readers import read_recording
@@ -26,16 +26,12 @@ def test_player_replays_the_new_datasets(ros_context, data_dir, tmp_path):
     qos = QoSProfile(depth=1000, reliability=qos_profile_sensor_data.reliability,
                      durability=qos_profile_sensor_data.durability)
     node.create_subscription(SkeletonArray, "/player_datasets", received.append, qos)
-    player = start_process(["-m", "prgcn_ros.nodes.player", *map(str, recordings),
-                            "--topic", "/player_datasets", "--parallel", "3", "--rate", "2"],
-                           tmp_path / "player.log")
     try:
-        assert spin_until(node, lambda: player.poll() is not None, 90), process_log(player)
-        drain(node, received)
+        play_to_end(node, received, ["-m", "prgcn_ros.nodes.player", *map(str, recordings),
+                                     "--topic", "/player_datasets", "--parallel", "3",
+                                     "--rate", "2"], tmp_path / "player.log", 90)
     finally:
-        code = stop_process(player)
         node.destroy_node()
-    assert code == 0, process_log(player)
     sbu = [m for m in received if m.layout == "openni15"]
     kinect = [m for m in received if m.layout == "kinect20"]
     assert sbu and kinect

@@ -21,6 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosutil import (
     REPO,
     drain,
+    play_to_end,
     process_log,
     spin_until,
     start_process,
@@ -88,14 +89,9 @@ def test_parallel_recordings_share_messages_at_their_frame_rate_times_rate(liste
     clips = [data_dir / CLIP, data_dir / OTHER_CLIP]
     frames = [read_recording(c).num_frames for c in clips]
     longest = max(frames)
-    proc = start_process(play_args(*map(str, clips), "--parallel", "2", "--rate", "4",
-                                   "--topic", TOPIC), tmp_path / "player.log")
-    try:
-        assert spin_until(node, lambda: proc.poll() is not None, 60), process_log(proc)
-        drain(node, received)
-    finally:
-        code = stop_process(proc)
-    assert code == 0, process_log(proc)
+    proc = play_to_end(node, received, play_args(*map(str, clips), "--parallel", "2",
+                                                 "--rate", "4", "--topic", TOPIC),
+                       tmp_path / "player.log")
     for clip, count, pid in zip(clips, frames, (0, 100)):
         assert (f"playing {clip.name}: {count} frames at 15 fps as person(s) [{pid}]"
                 in process_log(proc)), process_log(proc)

@@ -656,10 +656,6 @@ def main(args: list[str] | None = None) -> int:
         except StartupError as error:
             print(f"prgcn-recognizer: {error}", file=sys.stderr, flush=True)
             return 2
-        except Exception:
-            if rclpy.ok():
-                raise
-            return 0   # shut down (a signal) while starting: nothing went wrong
         # The executor runs ingestion; inference has the node's own thread.
         with _stop_signals_deferred():
             executor = SingleThreadedExecutor()

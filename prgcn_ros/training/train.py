@@ -381,10 +381,11 @@ class Trainer:
             # every rank in every step): it is left out.
             batches = [distributed.shard(b, self.dist) for b in batches
                        if len(b) >= self.dist.world]
-            gen = torch.Generator().manual_seed(rank_seed(seed, self.dist.rank))
+            own = rank_seed(seed, self.dist.rank)
+            gen = torch.Generator().manual_seed(own)
             # Dropout too: with the epoch's seed every rank would drop the same units of its
             # own clips, as if one mask served the whole global batch.
-            torch.manual_seed(rank_seed(seed, self.dist.rank))
+            torch.manual_seed(own)
             progress = progress and self.dist.is_main
         totals: dict[str, float] = {}
         seen = 0

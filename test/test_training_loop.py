@@ -331,6 +331,81 @@ def test_fitted_temperature_is_the_nll_minimum_to_a_fine_tolerance():
     assert calibration.fit_temperature(probs, labels) == pytest.approx(best, rel=1e-3)
 
 
+def _cross_fit_run(tmp_path, log: list[str], **sections) -> dict:
+    """A one-step MSR run with calibration.cross_fit over subjects 1 and 3, no outliers."""
+    cfg = small_cfg(calibration={"cross_fit": [1, 3]}, outliers={"per_batch": 0},
+                    output={"dir": str(tmp_path / "run"), "model": str(tmp_path / "m.safetensors")},
+                    **sections)
+    train_cli.train(cfg, progress=False, max_steps=1, evaluate_at_end=False, log=log.append)
+    return cfg
+
+
+def test_cross_fit_scores_every_listed_subject_by_a_model_that_never_saw_it(tmp_path):
+    """calibration.cross_fit: the model trains on every training clip; the temperature comes
+    from the scores of fold models, each trained without one listed subject and scoring that
+    subject alone; a second run uses the finished folds of the same recipe again."""
+    from prgcn_ros.model.io import load_model, read_metadata
+    require_data()
+    log: list[str] = []
+    cfg = _cross_fit_run(tmp_path, log)
+    everyone = build_dataset(cfg, "train")
+    meta = read_metadata(tmp_path / "m.safetensors")
+    assert meta["training"]["train_clips"] == len(everyone)
+    stored = meta["calibration"]
+    assert stored["method"].endswith("cross-fitted")
+    probs, labels = [], []
+    for fold, subject in zip(stored["folds"], ("1", "3"), strict=True):
+        own = [i for i, name in enumerate(everyone.names)
+               if calibration.subject_of(name, "msr_action3d") == subject]
+        model_file = tmp_path / "run" / "cross_fit" / f"subject_{subject}" / "model.safetensors"
+        model, fold_meta = load_model(model_file)
+        assert fold["subject"] == subject and fold["n"] == len(own) > 0
+        assert fold_meta["training"]["train_clips"] == len(everyone) - len(own)
+        assert fold_meta["training"]["config"]["calibration"]["subjects"] == [int(subject)]
+        p, y = evaluate_cli.predict(model, calibration.subset(everyone, own, subject), cfg)
+        probs.append(p)
+        labels.append(y)
+    probs, labels = np.concatenate(probs), np.concatenate(labels)
+    assert stored["n"] == len(labels)
+    assert stored["nll_before"] == pytest.approx(calibration.nll(probs, labels))
+    assert stored["ece_before"] == pytest.approx(calibration.ece(probs, labels))
+    temperature, why_not = calibration.temperature_for(probs, labels)
+    assert stored["temperature"] == (None if why_not else pytest.approx(temperature))
+
+    folds = sorted((tmp_path / "run" / "cross_fit").glob("*/model.safetensors"))
+    written = [f.stat().st_mtime_ns for f in folds]
+    log.clear()
+    _cross_fit_run(tmp_path, log)
+    assert [f.stat().st_mtime_ns for f in folds] == written
+    assert sum("using the finished fold model" in line for line in log) == 2
+    assert read_metadata(tmp_path / "m.safetensors")["calibration"] == stored
+    log.clear()
+    _cross_fit_run(tmp_path, log, seed=2)           # another recipe: its folds train anew
+    assert all(f.stat().st_mtime_ns != w for f, w in zip(folds, written, strict=True))
+    assert not any("using the finished fold model" in line for line in log)
+
+
+@pytest.mark.parametrize("calibration_section, message", [
+    ({"cross_fit": [1]}, "at least two"),
+    ({"cross_fit": 1}, "at least two"),
+    ({"cross_fit": [1, 3], "subjects": [5]}, "takes no calibration.subjects"),
+    ({"cross_fit": [1, 3], "fraction": 0.2}, "takes no calibration.subjects"),
+])
+def test_cross_fit_config_errors(calibration_section, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(MSR_CONFIG, {"calibration": calibration_section})
+
+
+def test_a_cross_fit_subject_without_training_clips_fails_before_training(tmp_path):
+    """Subject 2 is a test subject: the run stops before its first epoch, not after it."""
+    require_data()
+    cfg = small_cfg(calibration={"cross_fit": [1, 2]}, outliers={"per_batch": 0},
+                    output={"dir": str(tmp_path / "run"), "model": str(tmp_path / "m.safetensors")})
+    with pytest.raises(ValueError, match=r"calibration.subjects \['2'\]: no training clip"):
+        train_cli.train(cfg, progress=False, max_steps=1, log=lambda m: None)
+    assert not (tmp_path / "run" / "checkpoint.json").exists()
+
+
 def _performances(per_class: list[int]) -> SequenceDataset:
     """Clips of class k: per_class[k] performances, each filmed from two views."""
     labels, names, keys = [], [], []

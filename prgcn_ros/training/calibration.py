@@ -8,12 +8,19 @@ temperature T is fitted on that split (minimum negative log-likelihood of softma
 and stored in the model's metadata as ``calibration.temperature`` (none, with the reason in
 ``not_applied``, when the fit runs to an end of FIT_RANGE); calibrated confidences are
 softmax(logits / T). Nothing here changes which class wins: only how sure the model says it is.
+
+Held-out subjects cost training data, which a small dataset (MSR Action3D's five training
+subjects) cannot spare. ``calibration.cross_fit`` keeps every clip in training and fits T on
+models of the same recipe instead, one per listed subject, trained without that subject and
+scoring it (:func:`cross_fit`): every training clip is scored once by a model that never saw it.
 """
 from __future__ import annotations
 
+import copy
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -189,12 +196,85 @@ def calibrate(model: nn.Module, dataset: SequenceDataset, cfg: dict) -> dict[str
     from .evaluate import predict
 
     probs, labels = predict(model, dataset, cfg)
+    return _fitted(probs, labels, dataset.description, "temperature scaling, minimum NLL")
+
+
+def _fitted(probs: np.ndarray, labels: np.ndarray, split: str, method: str) -> dict[str, Any]:
+    """The metadata's ``calibration``: the temperature fitted on these scores, and its report."""
     temperature, why_not = temperature_for(probs, labels)
-    out = {**report(probs, labels, temperature), "split": dataset.description,
-           "method": "temperature scaling, minimum NLL"}
+    out = {**report(probs, labels, temperature), "split": split, "method": method}
     if why_not:     # no temperature stored: the model's scores are used as they are
         out["temperature"], out["not_applied"] = None, why_not
     return out
+
+
+def fold_config(cfg: dict, subject: Any, out_dir: str | Path) -> dict:
+    """The config of the cross-fit fold without ``subject``: the recipe unchanged, that
+    subject's clips its calibration split, its files in ``out_dir``/cross_fit/subject_<s>/."""
+    fold = copy.deepcopy(cfg)
+    fold["calibration"] = {"subjects": [subject], "fraction": 0.0, "seed": 0, "cross_fit": None}
+    folder = Path(out_dir) / "cross_fit" / f"subject_{subject}"
+    fold["output"] = {**fold["output"], "dir": str(folder),
+                      "model": str(folder / "model.safetensors")}
+    fold["eval"] = {**fold["eval"], "confusion_png": None}
+    return fold
+
+
+def _same_recipe(recorded: dict, cfg: dict) -> bool:
+    """Whether a model file's recorded config is ``cfg`` but for where its files went."""
+    from .config import public, with_defaults
+
+    def recipe(c: dict) -> dict:
+        return {k: v for k, v in public(c).items() if k not in ("output", "eval")}
+    try:
+        return recipe(with_defaults(recorded)) == recipe(cfg)
+    except Exception:  # noqa: BLE001 - a config this code cannot read is no match
+        return False
+
+
+def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
+              max_steps: int | None = None, log: Callable[[str], None] = print,
+              init: str | Path | None = None) -> dict[str, Any]:
+    """The metadata's ``calibration`` for a model trained on every training clip: for each
+    subject of ``calibration.cross_fit`` a model of the same recipe trained without it (a
+    finished one of the same recipe in its folder is used again) scores that subject's clips,
+    and T is fitted on all of those scores together."""
+    from prgcn_ros.model.io import load_model, read_metadata
+
+    from .datasets import build_dataset
+    from .evaluate import predict
+    from .train import train
+
+    everyone = build_dataset(cfg, "train")
+    subjects = list(cfg["calibration"]["cross_fit"])
+    probs, labels, folds = [], [], []
+    for number, subject in enumerate(subjects, 1):
+        fold = fold_config(cfg, subject, out_dir)
+        model_file = Path(fold["output"]["model"])
+
+        def say(msg: str, s: Any = subject) -> None:
+            log(f"cross-fit, subject {s}: {msg}")
+        if model_file.is_file() and _same_recipe(
+                read_metadata(model_file).get("training", {}).get("config") or {}, fold):
+            say(f"using the finished fold model {model_file}")
+        else:
+            say(f"training fold {number} of {len(subjects)} without this subject")
+            train(fold, progress=progress, max_steps=max_steps, evaluate_at_end=False,
+                  log=say, init=init)
+        model, _ = load_model(model_file)
+        _, held = split_indices(everyone, fold)
+        fold_probs, fold_labels = predict(model, subset(everyone, held, f"subject {subject}"),
+                                          fold)
+        probs.append(fold_probs)
+        labels.append(fold_labels)
+        folds.append({"subject": str(subject), "n": len(held), "model": str(model_file),
+                      "top1": float((fold_probs.argmax(1) == fold_labels).mean())})
+    split = (f"cross-fitted on {everyone.description}: subjects "
+             f"{', '.join(str(s) for s in subjects)}, each scored by a model of this recipe "
+             f"trained without it")
+    out = _fitted(np.concatenate(probs), np.concatenate(labels), split,
+                  "temperature scaling, minimum NLL, cross-fitted")
+    return {**out, "folds": folds}
 
 
 def temperature_for(probs: np.ndarray, labels: np.ndarray) -> tuple[float, str | None]:

@@ -157,8 +157,12 @@ DEFAULTS: dict[str, Any] = {
     # Confidence calibration (temperature scaling, prgcn_ros.training.calibration): a validation
     # split taken out of the training data, either the clips of these training `subjects`
     # (SBU: subject pairs), or else this `fraction` of each class (drawn with `seed`); the
-    # fitted temperature goes into the model's metadata. Neither: no calibration.
-    "calibration": {"subjects": None, "fraction": 0.0, "seed": 0},
+    # fitted temperature goes into the model's metadata. Neither: no calibration. Or, with
+    # `cross_fit` (a list of training subjects or pairs, without the other two), the model
+    # trains on every training clip and the temperature is fitted on models of the same recipe,
+    # one per listed subject trained without it, each scoring the subject it never saw (one
+    # more training per subject).
+    "calibration": {"subjects": None, "fraction": 0.0, "seed": 0, "cross_fit": None},
     # Outlier exposure (prgcn_ros.training.outliers): every training batch also holds
     # `per_batch` clips of actions outside the classes, from `data` (a data section of another
     # dataset, its train split; `classes`: the actions taken, null: all), and `weight` x their
@@ -406,6 +410,14 @@ def _check(cfg: dict, where: str) -> None:
             and 0 <= warmup < int(cfg["optim"]["epochs"])):
         raise ConfigError(f"{where}: optim.schedule.warmup must be a number of epochs from 0 to "
                           f"fewer than optim.epochs ({cfg['optim']['epochs']}), got {warmup!r}")
+    cal = cfg["calibration"]
+    if cal["cross_fit"] is not None:
+        if not (isinstance(cal["cross_fit"], list) and len(cal["cross_fit"]) >= 2):
+            raise ConfigError(f"{where}: calibration.cross_fit must list at least two training "
+                              f"subjects (or pairs), got {cal['cross_fit']!r}")
+        if cal["subjects"] or float(cal["fraction"] or 0.0) > 0.0:
+            raise ConfigError(f"{where}: calibration.cross_fit trains on every training clip; "
+                              f"it takes no calibration.subjects or calibration.fraction")
     if cfg["window"]["mode"] not in ("resample", "crop"):
         raise ConfigError(f"{where}: window.mode must be 'resample' or 'crop'")
     if cfg["window"]["interpolation"] not in INTERPOLATIONS:

@@ -613,6 +613,13 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
         raise ConfigError(f"{where.world} processes need a batch (optim.batch_size "
                           f"{cfg['optim']['batch_size']}) and a training split "
                           f"({len(trainer.train_set)} clips) of at least {where.world} clips")
+    cross_fit = cfg["calibration"]["cross_fit"]
+    if cross_fit and where.enabled:
+        raise ConfigError("calibration.cross_fit trains its folds one after another in one "
+                          "process: run it without torchrun (or calibrate on held-out "
+                          "calibration.subjects)")
+    for subject in cross_fit or ():     # a subject with no clip fails now, not after training
+        calibration.split_indices(trainer.train_set, calibration.fold_config(cfg, subject, "."))
     # The test split is read now: a fault in it stops the run before training, not after.
     test_set = build_dataset(cfg, "test") if evaluate_at_end and where.is_main else None
     unlearned = sorted(set(range(len(trainer.class_names))) - set(trainer.train_set.labels))
@@ -674,6 +681,11 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
                     f"on {result['n']} clips")
     if trainer.calibration_set is not None:
         trainer.calibration = calibration.calibrate(trainer.model, trainer.calibration_set, cfg)
+    elif cross_fit:
+        trainer.calibration = calibration.cross_fit(cfg, out_dir, progress=progress,
+                                                    max_steps=max_steps, log=trainer.log,
+                                                    init=init)
+    if trainer.calibration is not None:
         if trainer.calibration.get("not_applied"):
             trainer.log(f"warning: calibration: {trainer.calibration['not_applied']}")
         else:

@@ -10,7 +10,8 @@ from test_training_util import MSR_CONFIG, REPO, require_data
 
 SWEEP = REPO / "tools" / "sweep.py"
 # One epoch on one training subject, tested on another: a few seconds a run.
-QUICK = ["optim.epochs=1", "data.train_subjects=[1]", "data.test_subjects=[2]"]
+QUICK = ["optim.epochs=1", "data.train_subjects=[1]", "data.test_subjects=[2]",
+         "calibration.cross_fit=null"]
 
 
 def run_sweep(tmp_path, plan: list[dict], *args: str, status: int = 0
@@ -105,6 +106,49 @@ def test_a_second_sweep_keeps_finished_runs_and_a_failed_run_fails_it(tmp_path):
     broken = [{"name": "broken", "config": str(MSR_CONFIG), "set": ["optim.no_such=1"]}]
     results, _ = run_sweep(tmp_path, broken, status=1)
     assert results[-1]["status"].startswith("failed")
+
+
+def test_a_stop_signal_while_a_run_starts_stops_that_run_too(tmp_path, monkeypatch):
+    """SIGTERM delivered while subprocess.Popen starts a run (its process exists, Popen has
+    not returned) raised there, and that run trained on, unlisted, with nobody to stop it."""
+    import importlib.util
+    import os
+    import signal
+
+    spec = importlib.util.spec_from_file_location("sweep_tool", SWEEP)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen_then_signal(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        started.append(proc)
+        os.kill(os.getpid(), signal.SIGTERM)     # its handler runs here, inside "Popen"
+        return proc
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps([{"name": "long", "config": str(MSR_CONFIG),
+                                 "set": ["optim.epochs=50"], "over": {"seed": [1, 2]}}]))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    monkeypatch.setattr(sweep.subprocess, "Popen", popen_then_signal)
+    try:
+        status = sweep.main(["--plan", str(plan), "--out", str(tmp_path / "out"),
+                             "--device", "cpu", "--workers", "1"])
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        monkeypatch.undo()
+        alive = [p for p in started if p.poll() is None]
+        for proc in alive:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert status == 130 and len(started) == 1
+    assert not alive, "the run started when the signal came was left running"
+    rows = [json.loads(line) for line in
+            (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["stopped (the sweep was interrupted)",
+                                           "not started (the sweep was interrupted)"]
 
 
 def test_sigterm_stops_the_sweep_and_its_runs(tmp_path):

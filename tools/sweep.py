@@ -160,13 +160,18 @@ def main(argv: list[str] | None = None) -> int:
             f.write(json.dumps(entry) + "\n")
         print(json.dumps(entry), flush=True)
 
-    def stop_on_sigterm(signum, frame) -> None:
-        raise KeyboardInterrupt
+    stop: list[int] = []
 
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    def note_stop(signum, frame) -> None:
+        # Only noted: raised inside subprocess.Popen, the stop would leave the run being
+        # started alive and unlisted, with nobody to stop it. run_queue stops between steps.
+        stop.append(signum)
+
+    signal.signal(signal.SIGTERM, note_stop)
+    signal.signal(signal.SIGINT, note_stop)
     interrupted = False
     try:
-        run_queue(queue, running, record, args, env, start)
+        run_queue(queue, running, record, args, env, start, stop)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -186,12 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(r["status"].startswith("failed") for r in results) else 0
 
 
-def run_queue(queue: list[dict], running: list, record, args, env: dict, start: float) -> None:
+def run_queue(queue: list[dict], running: list, record, args, env: dict, start: float,
+              stop: list[int]) -> None:
     """Start, watch and record the jobs, ``args.workers`` at a time, until the queue is done
-    or the deadline passed (``running`` is kept current: the caller stops what is left)."""
+    or the deadline passed (``running`` is kept current: the caller stops what is left).
+    KeyboardInterrupt as soon as ``stop`` holds a signal, never inside a step."""
     while queue or running:
+        if stop:
+            raise KeyboardInterrupt
         late = time.monotonic() - start > args.deadline_s
-        while queue and len(running) < args.workers and not late:
+        while queue and len(running) < args.workers and not late and not stop:
             job = queue.pop(0)
             done = None if args.rerun else finished_model(job)
             if done is not None:

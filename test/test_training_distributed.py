@@ -35,6 +35,8 @@ def _train(tmp_path: Path, name: str, processes: int, file_list: Path) -> tuple[
             "--set", "refine.objective=classification",
             # Outlier clips are drawn by each rank's generator too: off.
             "--set", "outliers.per_batch=0",
+            # The MSR config's cross-fitted temperature trains folds in one process only.
+            "--set", "calibration.cross_fit=null",
             "--set", f"data.file_list={file_list}"]
     launcher = [sys.executable, "-m", "prgcn_ros.training.train"]
     if processes > 1:
@@ -82,7 +84,8 @@ def test_more_processes_than_clips_in_a_batch_is_refused(tmp_path):
          "2", "-m", "prgcn_ros.training.train", "--config", str(MSR_CONFIG), "--epochs", "1",
          "--no-eval", "--no-progress", "--out-dir", str(tmp_path / "run"),
          "--output", str(tmp_path / "run" / "model.safetensors"), "--set",
-         "optim.batch_size=1", "--set", "data.train_subjects=[1]", "--set", "threads=1"],
+         "optim.batch_size=1", "--set", "data.train_subjects=[1]", "--set", "threads=1",
+         "--set", "calibration.cross_fit=null"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
     assert done.returncode != 0

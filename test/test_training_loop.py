@@ -385,9 +385,37 @@ def test_cross_fit_scores_every_listed_subject_by_a_model_that_never_saw_it(tmp_
     assert not any("using the finished fold model" in line for line in log)
 
 
+def test_a_finished_run_resumed_with_cross_fit_takes_on_the_temperature(tmp_path):
+    """calibration.cross_fit is no part of the model's training: a finished run resumed with
+    it trains no further epoch and writes the same weights, now with the cross-fitted T."""
+    from safetensors.torch import load_file
+
+    from prgcn_ros.model.io import read_metadata
+    require_data()
+    run = tmp_path / "run"
+    plain = small_cfg(outliers={"per_batch": 0},
+                      output={"dir": str(run), "model": str(tmp_path / "plain.safetensors")})
+    train_cli.train(plain, progress=False, max_steps=1, evaluate_at_end=False, log=lambda m: None)
+    assert read_metadata(tmp_path / "plain.safetensors")["calibration"] is None
+    log: list[str] = []
+    cfg = small_cfg(calibration={"cross_fit": [1, 3]}, outliers={"per_batch": 0},
+                    output={"dir": str(run), "model": str(tmp_path / "m.safetensors")})
+    train_cli.train(cfg, resume=run, progress=False, max_steps=1, evaluate_at_end=False,
+                    log=log.append)
+    assert not [line for line in log if line.startswith('{"epoch"')]    # the model's own
+    assert sum(line.startswith("cross-fit, subject") and '{"epoch"' in line for line in log) == 2
+    before, after = load_file(str(tmp_path / "plain.safetensors")), load_file(
+        str(tmp_path / "m.safetensors"))
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    meta = read_metadata(tmp_path / "m.safetensors")
+    assert meta["training"]["epochs"] == 1
+    assert meta["calibration"]["method"].endswith("cross-fitted")
+
+
 @pytest.mark.parametrize("calibration_section, message", [
     ({"cross_fit": [1]}, "at least two"),
-    ({"cross_fit": 1}, "at least two"),
+    ({"cross_fit": []}, "at least two"),
     ({"cross_fit": [1, 3], "subjects": [5]}, "takes no calibration.subjects"),
     ({"cross_fit": [1, 3], "fraction": 0.2}, "takes no calibration.subjects"),
 ])
@@ -401,7 +429,8 @@ def test_a_cross_fit_subject_without_training_clips_fails_before_training(tmp_pa
     require_data()
     cfg = small_cfg(calibration={"cross_fit": [1, 2]}, outliers={"per_batch": 0},
                     output={"dir": str(tmp_path / "run"), "model": str(tmp_path / "m.safetensors")})
-    with pytest.raises(ValueError, match=r"calibration.subjects \['2'\]: no training clip"):
+    with pytest.raises(ConfigError, match=r"fold without subject 2: calibration.subjects "
+                                          r"\['2'\]: no training clip"):
         train_cli.train(cfg, progress=False, max_steps=1, log=lambda m: None)
     assert not (tmp_path / "run" / "checkpoint.json").exists()
 
@@ -425,7 +454,8 @@ def test_a_calibration_fraction_holds_out_some_and_keeps_some_of_every_class(fra
     """Per class, whole performances: at least one held out (even where the fraction rounds to
     none) and at least one left to train on (even where it rounds to all)."""
     data = _performances([2, 2, 3, 5])
-    cfg = load_config(MSR_CONFIG, {"calibration": {"fraction": fraction, "seed": 0}})
+    cfg = load_config(MSR_CONFIG, {"calibration": {"fraction": fraction, "seed": 0,
+                                                   "cross_fit": None}})
     rest, held = calibration.split_indices(data, cfg)
     for label in range(4):
         assert any(data.labels[i] == label for i in held), (label, held)

@@ -547,12 +547,14 @@ def test_a_temperature_fitted_to_the_end_of_its_range_is_not_stored(monkeypatch)
 
 def test_calibration_split_comes_from_the_training_subjects():
     train = msr_split("train")
-    by_subject = load_config(MSR_CONFIG, {"calibration": {"subjects": [9]}})
+    held_out = {"cross_fit": None}      # the MSR config's own calibration is cross-fitted
+    by_subject = load_config(MSR_CONFIG, {"calibration": {**held_out, "subjects": [9]}})
     rest, held = calibration.split_training_set(train, by_subject)
     assert len(rest) + len(held) == len(train)
     assert held.names and all("_s09_" in n for n in held.names)
     assert not any("_s09_" in n for n in rest.names)
-    by_fraction = load_config(MSR_CONFIG, {"calibration": {"fraction": 0.2, "seed": 1}})
+    by_fraction = load_config(MSR_CONFIG, {"calibration": {**held_out, "fraction": 0.2,
+                                                           "seed": 1}})
     rest, held = calibration.split_training_set(train, by_fraction)
     assert not set(rest.names) & set(held.names) and len(rest) + len(held) == len(train)
     assert set(held.labels) == set(train.labels)        # every class in the split
@@ -580,7 +582,8 @@ def test_training_stores_a_temperature_and_eval_reports_ece(tmp_path, capsys):
     assert train_cli.main(["--config", str(MSR_CONFIG), "--epochs", "1", "--max-steps", "2",
                            "--no-eval", "--no-progress", "--output", str(out), "--out-dir",
                            str(tmp_path / "run"), "--set", "optim.batch_size=8",
-                           "--set", "calibration.subjects=[9]"]) == 0
+                           "--set", "calibration.subjects=[9]",
+                           "--set", "calibration.cross_fit=null"]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
     cal = meta["calibration"]
     assert cal["temperature"] > 0 and cal["n"] > 40 and "subjects 9" in cal["split"]

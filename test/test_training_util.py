@@ -43,9 +43,11 @@ def subset(dataset: SequenceDataset, count: int, stride: int = 13) -> SequenceDa
 
 
 def small_cfg(seed: int = 1, epochs: int = 1, **sections) -> dict:
-    """The MSR recipe, small batches, into a throw-away output folder."""
+    """The MSR recipe, small batches, into a throw-away output folder; no cross-fitted
+    temperature (its five fold trainings) unless ``calibration`` asks for one."""
     overrides = {"seed": seed, "optim": {"batch_size": 4, "epochs": epochs}}
     overrides.update(sections)
+    overrides["calibration"] = {"cross_fit": None, **(sections.get("calibration") or {})}
     return load_config(MSR_CONFIG, overrides)
 
 

@@ -51,8 +51,11 @@ def _summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _recipe(cfg: dict) -> dict[str, Any]:
-    return {k: cfg[k] for k in ("data", "layout", "window", "preprocess", "augment", "optim",
-                                "refine", "outliers", "calibration")}
+    """What trains the model (calibration.cross_fit trains other models, after it)."""
+    recipe = {k: cfg[k] for k in ("data", "layout", "window", "preprocess", "augment", "optim",
+                                  "refine", "outliers", "calibration")}
+    recipe["calibration"] = {**recipe["calibration"], "cross_fit": None}
+    return recipe
 
 
 def baseline_from_model(config: str | Path, model: Path) -> tuple[int, dict[str, Any]]:
@@ -108,8 +111,9 @@ def run_study(config: str | Path, variants: list[str], seeds: list[int], out: Pa
             if str(seed) in _load(out)["variants"].get(name, {}).get("runs", {}):
                 continue
             slug = name.replace(" ", "_").lower()
+            # An ablation's figure is its top-1: no cross-fitted temperature (five trainings).
             cfg = load_config(config, {
-                "seed": seed, **VARIANTS[name],
+                "seed": seed, **VARIANTS[name], "calibration": {"cross_fit": None},
                 "output": {"dir": str(work_dir / f"{slug}_seed{seed}"),
                            "model": str(work_dir / f"{slug}_seed{seed}.safetensors"),
                            "checkpoint_every": 10}})

@@ -417,7 +417,8 @@ def _check(cfg: dict, where: str) -> None:
                               f"subjects (or pairs), got {cal['cross_fit']!r}")
         if cal["subjects"] or float(cal["fraction"] or 0.0) > 0.0:
             raise ConfigError(f"{where}: calibration.cross_fit trains on every training clip; "
-                              f"it takes no calibration.subjects or calibration.fraction")
+                              f"it takes no calibration.subjects or calibration.fraction (set "
+                              f"calibration.cross_fit: null to hold clips out instead)")
     if cfg["window"]["mode"] not in ("resample", "crop"):
         raise ConfigError(f"{where}: window.mode must be 'resample' or 'crop'")
     if cfg["window"]["interpolation"] not in INTERPOLATIONS:

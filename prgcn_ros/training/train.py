@@ -461,8 +461,9 @@ class Trainer:
         # A checkpoint that recorded no config has nothing to compare.
         saved = with_defaults(doc["config"]) if "config" in doc else {}
         current = public(self.cfg)
-        # Everything that makes the run, but the number of epochs (a run may be extended) and
-        # where the data lies (another machine, a moved folder).
+        # Everything that makes the run, but the number of epochs (a run may be extended),
+        # where the data lies (another machine, a moved folder) and calibration.cross_fit
+        # (other models' work after this one's training: a finished run may take it on).
         if "optim" in saved:
             cosine = current["optim"]["schedule"].get("kind") == "cosine"
             if cosine and saved["optim"]["epochs"] != current["optim"]["epochs"]:
@@ -473,6 +474,9 @@ class Trainer:
             saved["optim"] = {**saved["optim"], "epochs": current["optim"]["epochs"]}
         if "data" in saved:
             saved["data"] = {**saved["data"], "dir": current["data"]["dir"]}
+        if "calibration" in saved:
+            saved["calibration"] = {**saved["calibration"],
+                                    "cross_fit": current["calibration"]["cross_fit"]}
         built = refined_channels(path)
         if "model" in saved and built is not None and hasattr(self.model, "refine_channels"):
             # Unset, refine_channels is what the code of the day built (its default for
@@ -619,7 +623,13 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
                           "process: run it without torchrun (or calibrate on held-out "
                           "calibration.subjects)")
     for subject in cross_fit or ():     # a subject with no clip fails now, not after training
-        calibration.split_indices(trainer.train_set, calibration.fold_config(cfg, subject, "."))
+        try:
+            calibration.split_indices(trainer.train_set,
+                                      calibration.fold_config(cfg, subject, "."))
+        except ValueError as error:     # the fold's own message: no clip, or nothing left
+            raise ConfigError(f"calibration.cross_fit, the fold without subject {subject}: "
+                              f"{error} (list training subjects, or set calibration.cross_fit: "
+                              f"null)") from None
     # The test split is read now: a fault in it stops the run before training, not after.
     test_set = build_dataset(cfg, "test") if evaluate_at_end and where.is_main else None
     unlearned = sorted(set(range(len(trainer.class_names))) - set(trainer.train_set.labels))

@@ -387,15 +387,17 @@ def test_cross_fit_scores_every_listed_subject_by_a_model_that_never_saw_it(tmp_
 
 def test_a_finished_run_resumed_with_cross_fit_takes_on_the_temperature(tmp_path):
     """calibration.cross_fit is no part of the model's training: a finished run resumed with
-    it trains no further epoch and writes the same weights, now with the cross-fitted T."""
+    it trains no further epoch and writes the same weights, now with the cross-fitted T. The
+    run was a fine-tuning one: its folds start from the same model."""
     from safetensors.torch import load_file
 
-    from prgcn_ros.model.io import read_metadata
+    from prgcn_ros.model.io import read_metadata, resolve_model
     require_data()
     run = tmp_path / "run"
     plain = small_cfg(outliers={"per_batch": 0},
                       output={"dir": str(run), "model": str(tmp_path / "plain.safetensors")})
-    train_cli.train(plain, progress=False, max_steps=1, evaluate_at_end=False, log=lambda m: None)
+    train_cli.train(plain, progress=False, max_steps=1, evaluate_at_end=False, log=lambda m: None,
+                    init="msr_action3d")
     assert read_metadata(tmp_path / "plain.safetensors")["calibration"] is None
     log: list[str] = []
     cfg = small_cfg(calibration={"cross_fit": [1, 3]}, outliers={"per_batch": 0},
@@ -411,6 +413,10 @@ def test_a_finished_run_resumed_with_cross_fit_takes_on_the_temperature(tmp_path
     meta = read_metadata(tmp_path / "m.safetensors")
     assert meta["training"]["epochs"] == 1
     assert meta["calibration"]["method"].endswith("cross-fitted")
+    shipped = str(resolve_model("msr_action3d"))
+    assert meta["training"]["init"]["init"] == shipped
+    for fold in meta["calibration"]["folds"]:
+        assert read_metadata(fold["model"])["training"]["init"]["init"] == shipped
 
 
 @pytest.mark.parametrize("calibration_section, message", [

@@ -692,9 +692,11 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
     if trainer.calibration_set is not None:
         trainer.calibration = calibration.calibrate(trainer.model, trainer.calibration_set, cfg)
     elif cross_fit:
+        # The folds start where the model did (a resumed fine-tuning run's start is its own).
+        start = init if init is not None else (trainer.init or {}).get("init")
         trainer.calibration = calibration.cross_fit(cfg, out_dir, progress=progress,
                                                     max_steps=max_steps, log=trainer.log,
-                                                    init=init)
+                                                    init=start)
     if trainer.calibration is not None:
         if trainer.calibration.get("not_applied"):
             trainer.log(f"warning: calibration: {trainer.calibration['not_applied']}")

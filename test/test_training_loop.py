@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -417,6 +418,42 @@ def test_a_finished_run_resumed_with_cross_fit_takes_on_the_temperature(tmp_path
     assert meta["training"]["init"]["init"] == shipped
     for fold in meta["calibration"]["folds"]:
         assert read_metadata(fold["model"])["training"]["init"]["init"] == shipped
+
+
+def test_calibrate_gives_a_trained_model_file_the_cross_fitted_temperature(tmp_path):
+    """prgcn-train --calibrate MODEL: the folds of the config's cross_fit are trained, and the
+    model file is written again with the same weights and metadata but its calibration; a
+    model of another recipe, or a config without cross_fit, is refused."""
+    from safetensors.torch import load_file
+
+    from prgcn_ros.model.io import read_metadata
+    require_data()
+    plain = small_cfg(outliers={"per_batch": 0},
+                      output={"dir": str(tmp_path / "run"),
+                              "model": str(tmp_path / "plain.safetensors")})
+    train_cli.train(plain, progress=False, max_steps=1, evaluate_at_end=False, log=lambda m: None)
+    cfg = small_cfg(calibration={"cross_fit": [1, 3]}, outliers={"per_batch": 0},
+                    output={"dir": str(tmp_path / "cal"), "model": str(tmp_path / "m.safetensors")})
+    train_cli.calibrate_model(cfg, tmp_path / "plain.safetensors", progress=False, max_steps=1,
+                              log=lambda m: None)
+    before, after = (load_file(str(tmp_path / f"{n}.safetensors")) for n in ("plain", "m"))
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    old, new = (read_metadata(tmp_path / f"{n}.safetensors") for n in ("plain", "m"))
+    assert new["calibration"]["method"].endswith("cross-fitted")
+    assert [f["subject"] for f in new["calibration"]["folds"]] == ["1", "3"]
+    assert all(Path(f["model"]).is_relative_to(tmp_path / "cal" / "cross_fit")
+               for f in new["calibration"]["folds"])
+    for key in ("training", "accuracy", "class_names", "preprocess", "window"):
+        assert new[key] == old[key], key
+
+    with pytest.raises(ConfigError, match=r"differs in seed"):
+        train_cli.calibrate_model({**cfg, "seed": 2}, tmp_path / "plain.safetensors",
+                                  log=lambda m: None)
+    with pytest.raises(ConfigError, match="the config has none"):
+        train_cli.calibrate_model(plain, tmp_path / "plain.safetensors", log=lambda m: None)
+    assert train_cli.main(["--config", str(MSR_CONFIG), "--calibrate", "msr_action3d",
+                           "--resume"]) == 2
 
 
 @pytest.mark.parametrize("calibration_section, message", [

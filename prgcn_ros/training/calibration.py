@@ -220,16 +220,21 @@ def fold_config(cfg: dict, subject: Any, out_dir: str | Path) -> dict:
     return fold
 
 
-def _same_recipe(recorded: dict, cfg: dict) -> bool:
-    """Whether a model file's recorded config is ``cfg`` but for where its files went."""
+def recipe_difference(recorded: dict, cfg: dict) -> list[str]:
+    """The sections in which a model file's recorded config is not ``cfg``, where its files
+    went and calibration.cross_fit (other models, trained after it) aside; ["config"] when the
+    recorded config cannot be read."""
     from .config import public, with_defaults
 
     def recipe(c: dict) -> dict:
-        return {k: v for k, v in public(c).items() if k not in ("output", "eval")}
+        out = {k: v for k, v in public(c).items() if k not in ("output", "eval")}
+        out["calibration"] = {**out.get("calibration", {}), "cross_fit": None}
+        return out
     try:
-        return recipe(with_defaults(recorded)) == recipe(cfg)
+        mine, theirs = recipe(cfg), recipe(with_defaults(recorded))
     except Exception:  # noqa: BLE001 - a config this code cannot read is no match
-        return False
+        return ["config"]
+    return sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
 
 
 def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
@@ -254,7 +259,7 @@ def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
 
         def say(msg: str, s: Any = subject) -> None:
             log(f"cross-fit, subject {s}: {msg}")
-        if model_file.is_file() and _same_recipe(
+        if model_file.is_file() and not recipe_difference(
                 read_metadata(model_file).get("training", {}).get("config") or {}, fold):
             say(f"using the finished fold model {model_file}")
         else:

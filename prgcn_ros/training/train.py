@@ -712,6 +712,42 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
             "history": trainer.history}
 
 
+def calibrate_model(cfg: dict, model: str | os.PathLike, progress: bool = True,
+                    max_steps: int | None = None, force: bool = False,
+                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Give a trained model file the temperature that ``calibration.cross_fit`` fits for its
+    recipe (the config's; the model must have been trained by it) and write it to
+    ``output.model``: the same weights and metadata, the new ``calibration``."""
+    from prgcn_ros.model.io import load_model, resolve_model, save_model
+
+    from .outputs import check_writable, resolve_outputs
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if not cfg["calibration"]["cross_fit"]:
+        raise ConfigError("--calibrate fits calibration.cross_fit's temperature: the config "
+                          "has none")
+    if distributed.info().enabled:
+        raise ConfigError("--calibrate trains its folds in one process: run it without "
+                          "torchrun")
+    path = resolve_model(model)
+    network, meta = load_model(path)
+    differ = calibration.recipe_difference(meta.get("training", {}).get("config") or {}, cfg)
+    if differ:
+        raise ConfigError(f"{path} was not trained by {cfg.get('_path') or 'this config'}'s "
+                          f"recipe (it differs in {', '.join(differ)}): its folds would "
+                          f"calibrate another model")
+    cfg = resolve_outputs(cfg, force=force, log=log)
+    check_writable(cfg["output"]["model"])
+    start = (meta["training"].get("init") or {}).get("init")
+    found = calibration.cross_fit(cfg, cfg["output"]["dir"], progress=progress,
+                                  max_steps=max_steps, log=log, init=start)
+    meta["calibration"] = {**found, "added_to": f"{path.name}, by {code_version()}"}
+    save_model(cfg["output"]["model"], network, meta)
+    log(f"wrote {cfg['output']['model']}: {path.name}'s weights, temperature "
+        f"{found['temperature'] if found['temperature'] is not None else 'not applied'}")
+    return {"model": cfg["output"]["model"], "calibration": found}
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -755,6 +791,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", metavar="MODEL",
                         help="start from this model file or shipped model name (fine-tuning; "
                              "the classifier is replaced when the classes differ)")
+    parser.add_argument("--calibrate", metavar="MODEL",
+                        help="train nothing but calibration.cross_fit's folds, and write MODEL "
+                             "(a file or shipped name trained by this config's recipe) with "
+                             "their temperature to output.model")
     parser.add_argument("--force", action="store_true",
                         help="let the model file overwrite a shipped model or a tracked file")
     args = parser.parse_args(argv)
@@ -780,9 +820,15 @@ def main(argv: list[str] | None = None) -> int:
         resume = None
         if args.resume is not None:
             resume = args.resume or cfg["output"]["dir"]
-        summary = train(cfg, resume=resume, progress=not args.no_progress,
-                        max_steps=args.max_steps, evaluate_at_end=not args.no_eval,
-                        force=args.force, init=args.init)
+        if args.calibrate is not None:
+            if resume is not None or args.init is not None:
+                raise ConfigError("--calibrate trains no model: it takes no --resume or --init")
+            summary = calibrate_model(cfg, args.calibrate, progress=not args.no_progress,
+                                      max_steps=args.max_steps, force=args.force)
+        else:
+            summary = train(cfg, resume=resume, progress=not args.no_progress,
+                            max_steps=args.max_steps, evaluate_at_end=not args.no_eval,
+                            force=args.force, init=args.init)
     except (ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError,
             ArithmeticError) as exc:     # ArithmeticError: a loss that diverged
         print(f"prgcn-train: error: {exc}", file=sys.stderr)

@@ -152,8 +152,10 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
                         and v["in_domain_kept"] >= goal["in_domain_kept"]))
 
     if at_goal:
-        out.append(unknown_row(f"'unknown' (MSR model at min_confidence "
-                               f"{at_goal['threshold']:.2f}): foreign UTD-MHAD clips unknown; "
+        scores = (f"calibrated, T = {get(data, 'unknown.temperature'):.3g}"
+                  if get(data, "unknown.calibrated") else "T = 1")
+        out.append(unknown_row(f"'unknown' (MSR model, {scores}, at min_confidence "
+                               f"{at_goal['threshold']:.3f}): foreign UTD-MHAD clips unknown; "
                                f"right MSR answers kept", at_goal))
     held_out = get(data, "unknown.at_goal_kept_held_out")
     if held_out and goal:
@@ -161,6 +163,12 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
         out.append(unknown_row(f"'unknown', the threshold chosen on the other MSR test subjects "
                                f"({low:.2f}-{high:.2f}): foreign clips unknown; each held-out "
                                f"subject's right answers kept", held_out))
+    live = get(data, "unknown.live.at_goal_kept")
+    if live and goal:
+        out.append(unknown_row(f"'unknown' live (smoothing "
+                               f"{get(data, 'unknown.live.settings.smoothing')}, a pass on every "
+                               f"30 Hz frame; threshold {live['threshold']:.3f}, which keeps 95 % "
+                               f"there): foreign clips unknown; right answers kept", live))
     gpu = data.get("gpu_check")
     if gpu:
         diff = gpu["max_abs_diff_vs_cpu"]

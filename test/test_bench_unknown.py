@@ -10,6 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import unknown  # noqa: E402
 
+from prgcn_ros.training import calibration  # noqa: E402
+
 
 def test_sweep_counts_foreign_unknown_and_correct_in_domain_kept():
     # In-domain: right answers with confidence 0.9, 0.6, 0.6; wrong ones (0.6, 0.95) ignored.
@@ -76,8 +78,8 @@ def test_kept_by_model_evaluates_a_shipped_model_on_its_own_test_clips(data_dir)
 
 def test_live_streaming_gives_the_offline_scores_without_smoothing(data_dir):
     """A clip streamed frame by frame through the recognizer, its whole length in the window
-    and no smoothing, ends on the scores prgcn-eval gives the clip: the live figures differ
-    from the offline ones by the smoothing alone."""
+    and no smoothing, ends on the scores prgcn-eval gives the clip, both after the model's
+    temperature: the live figures differ from the offline ones by the smoothing alone."""
     from prgcn_ros.model.io import load_model, resolve_model
     from prgcn_ros.training.config import load_config
     from prgcn_ros.training.datasets import build_dataset
@@ -89,6 +91,9 @@ def test_live_streaming_gives_the_offline_scores_without_smoothing(data_dir):
     clips = [test[i] for i in range(len(test))]
     assert max(clip.num_frames for clip in clips) <= 96
     offline, _ = predict(model, test, cfg)
+    temperature = calibration.temperature_of(meta)
+    assert temperature != 1.0                   # a difference the comparison would show
+    offline = calibration.scaled(offline, temperature)
     live = unknown.live_probabilities(model, meta, clips,
                                       {"window": 96, "min_frames": 10, "smoothing": 1})
     np.testing.assert_allclose(live, offline, atol=1e-5)

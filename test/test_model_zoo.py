@@ -97,7 +97,13 @@ def test_msr_model_says_unknown_for_foreign_actions(tmp_path):
     # The sets measured: every MSR test clip, every UTD-MHAD clip of the seven foreign actions
     # (the threshold is chosen to keep 95 %, so only the foreign share is a finding).
     assert result["n_in_domain"] == 273 and result["n_foreign"] == 222, result
-    accuracy = read_metadata(REPO / "models" / "prgcn_msr_action3d.safetensors")["accuracy"]["top1"]
+    # Calibrated confidences, as the node publishes them: the temperature cross-fitted over the
+    # model's five training subjects (its metadata), not the raw softmax.
+    meta = read_metadata(REPO / "models" / "prgcn_msr_action3d.safetensors")
+    assert result["calibrated"] and result["temperature"] == meta["calibration"]["temperature"]
+    assert meta["calibration"]["method"].endswith("cross-fitted")
+    assert [f["subject"] for f in meta["calibration"]["folds"]] == ["1", "3", "5", "7", "9"]
+    accuracy = meta["accuracy"]["top1"]
     assert result["in_domain_top1"] == pytest.approx(accuracy, abs=1e-3)
     point = result["at_goal_kept"]
     assert point["in_domain_kept"] >= 0.95, point

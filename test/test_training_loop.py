@@ -452,6 +452,12 @@ def test_calibrate_gives_a_trained_model_file_the_cross_fitted_temperature(tmp_p
                                   log=lambda m: None)
     with pytest.raises(ConfigError, match="the config has none"):
         train_cli.calibrate_model(plain, tmp_path / "plain.safetensors", log=lambda m: None)
+    # Subject 2 is a test subject: refused before any fold trains (fold 1's included).
+    bad = small_cfg(calibration={"cross_fit": [1, 2]}, outliers={"per_batch": 0},
+                    output={"dir": str(tmp_path / "bad"), "model": str(tmp_path / "b.safetensors")})
+    with pytest.raises(ConfigError, match="fold without subject 2"):
+        train_cli.calibrate_model(bad, tmp_path / "plain.safetensors", log=lambda m: None)
+    assert not (tmp_path / "bad").exists()
     assert train_cli.main(["--config", str(MSR_CONFIG), "--calibrate", "msr_action3d",
                            "--resume"]) == 2
 

@@ -237,20 +237,41 @@ def recipe_difference(recorded: dict, cfg: dict) -> list[str]:
     return sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
 
 
+def check_cross_fit(dataset: SequenceDataset, cfg: dict, under_torchrun: bool) -> None:
+    """ConfigError before anything trains when ``calibration.cross_fit`` cannot run: under
+    torchrun, or a listed subject whose fold has no clip of it in ``dataset`` (the training
+    split) or nothing left to train on."""
+    from .config import ConfigError
+
+    if under_torchrun:
+        raise ConfigError("calibration.cross_fit trains its folds one after another in one "
+                          "process: run it without torchrun (or calibrate on held-out "
+                          "calibration.subjects)")
+    for subject in cfg["calibration"]["cross_fit"]:
+        try:
+            split_indices(dataset, fold_config(cfg, subject, "."))
+        except ValueError as error:     # the fold's own message: no clip, or nothing left
+            raise ConfigError(f"calibration.cross_fit, the fold without subject {subject}: "
+                              f"{error} (list training subjects, or set calibration.cross_fit: "
+                              f"null)") from None
+
+
 def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
               max_steps: int | None = None, log: Callable[[str], None] = print,
-              init: str | Path | None = None) -> dict[str, Any]:
+              init: str | Path | None = None,
+              dataset: SequenceDataset | None = None) -> dict[str, Any]:
     """The metadata's ``calibration`` for a model trained on every training clip: for each
     subject of ``calibration.cross_fit`` a model of the same recipe trained without it (a
     finished one of the same recipe in its folder is used again) scores that subject's clips,
-    and T is fitted on all of those scores together."""
+    and T is fitted on all of those scores together. ``dataset``: the training split, if the
+    caller has it already (read otherwise)."""
     from prgcn_ros.model.io import load_model, read_metadata
 
     from .datasets import build_dataset
     from .evaluate import predict
     from .train import train
 
-    everyone = build_dataset(cfg, "train")
+    everyone = dataset if dataset is not None else build_dataset(cfg, "train")
     subjects = list(cfg["calibration"]["cross_fit"])
     probs, labels, folds = [], [], []
     for number, subject in enumerate(subjects, 1):

@@ -618,18 +618,8 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
                           f"{cfg['optim']['batch_size']}) and a training split "
                           f"({len(trainer.train_set)} clips) of at least {where.world} clips")
     cross_fit = cfg["calibration"]["cross_fit"]
-    if cross_fit and where.enabled:
-        raise ConfigError("calibration.cross_fit trains its folds one after another in one "
-                          "process: run it without torchrun (or calibrate on held-out "
-                          "calibration.subjects)")
-    for subject in cross_fit or ():     # a subject with no clip fails now, not after training
-        try:
-            calibration.split_indices(trainer.train_set,
-                                      calibration.fold_config(cfg, subject, "."))
-        except ValueError as error:     # the fold's own message: no clip, or nothing left
-            raise ConfigError(f"calibration.cross_fit, the fold without subject {subject}: "
-                              f"{error} (list training subjects, or set calibration.cross_fit: "
-                              f"null)") from None
+    if cross_fit:       # a fold that cannot run fails now, not after training
+        calibration.check_cross_fit(trainer.train_set, cfg, where.enabled)
     # The test split is read now: a fault in it stops the run before training, not after.
     test_set = build_dataset(cfg, "test") if evaluate_at_end and where.is_main else None
     unlearned = sorted(set(range(len(trainer.class_names))) - set(trainer.train_set.labels))
@@ -696,7 +686,7 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
         start = init if init is not None else (trainer.init or {}).get("init")
         trainer.calibration = calibration.cross_fit(cfg, out_dir, progress=progress,
                                                     max_steps=max_steps, log=trainer.log,
-                                                    init=start)
+                                                    init=start, dataset=trainer.train_set)
     if trainer.calibration is not None:
         if trainer.calibration.get("not_applied"):
             trainer.log(f"warning: calibration: {trainer.calibration['not_applied']}")
@@ -726,9 +716,6 @@ def calibrate_model(cfg: dict, model: str | os.PathLike, progress: bool = True,
     if not cfg["calibration"]["cross_fit"]:
         raise ConfigError("--calibrate fits calibration.cross_fit's temperature: the config "
                           "has none")
-    if distributed.info().enabled:
-        raise ConfigError("--calibrate trains its folds in one process: run it without "
-                          "torchrun")
     path = resolve_model(model)
     network, meta = load_model(path)
     differ = calibration.recipe_difference(meta.get("training", {}).get("config") or {}, cfg)
@@ -736,11 +723,13 @@ def calibrate_model(cfg: dict, model: str | os.PathLike, progress: bool = True,
         raise ConfigError(f"{path} was not trained by {cfg.get('_path') or 'this config'}'s "
                           f"recipe (it differs in {', '.join(differ)}): its folds would "
                           f"calibrate another model")
+    everyone = build_dataset(cfg, "train")
+    calibration.check_cross_fit(everyone, cfg, distributed.info().enabled)
     cfg = resolve_outputs(cfg, force=force, log=log)
     check_writable(cfg["output"]["model"])
     start = (meta["training"].get("init") or {}).get("init")
     found = calibration.cross_fit(cfg, cfg["output"]["dir"], progress=progress,
-                                  max_steps=max_steps, log=log, init=start)
+                                  max_steps=max_steps, log=log, init=start, dataset=everyone)
     meta["calibration"] = {**found, "added_to": f"{path.name}, by {code_version()}"}
     save_model(cfg["output"]["model"], network, meta)
     log(f"wrote {cfg['output']['model']}: {path.name}'s weights, temperature "

@@ -333,8 +333,10 @@ def test_fitted_temperature_is_the_nll_minimum_to_a_fine_tolerance():
 
 
 def _cross_fit_run(tmp_path, log: list[str], **sections) -> dict:
-    """A one-step MSR run with calibration.cross_fit over subjects 1 and 3, no outliers."""
-    cfg = small_cfg(calibration={"cross_fit": [1, 3]}, outliers={"per_batch": 0},
+    """A one-step MSR run with calibration.cross_fit over subjects 1 and 3 (unless
+    ``sections`` say otherwise), no outliers."""
+    sections = {"calibration": {"cross_fit": [1, 3]}, **sections}
+    cfg = small_cfg(outliers={"per_batch": 0},
                     output={"dir": str(tmp_path / "run"), "model": str(tmp_path / "m.safetensors")},
                     **sections)
     train_cli.train(cfg, progress=False, max_steps=1, evaluate_at_end=False, log=log.append)
@@ -384,6 +386,24 @@ def test_cross_fit_scores_every_listed_subject_by_a_model_that_never_saw_it(tmp_
     _cross_fit_run(tmp_path, log, seed=2)           # another recipe: its folds train anew
     assert all(f.stat().st_mtime_ns != w for f, w in zip(folds, written, strict=True))
     assert not any("using the finished fold model" in line for line in log)
+
+
+def test_cross_fit_holds_out_a_group_of_subjects_per_fold(tmp_path):
+    """An entry of calibration.cross_fit may be a list (an SBU fold's pairs): its fold model
+    trains without all of them and scores all of their clips."""
+    from prgcn_ros.model.io import read_metadata
+    require_data()
+    cfg = _cross_fit_run(tmp_path, [], calibration={"cross_fit": [[1, 3], 5]})
+    everyone = build_dataset(cfg, "train")
+    stored = read_metadata(tmp_path / "m.safetensors")["calibration"]
+    assert [f["subject"] for f in stored["folds"]] == ["1+3", "5"]
+    for fold, held in zip(stored["folds"], ({"1", "3"}, {"5"}), strict=True):
+        own = sum(calibration.subject_of(n, "msr_action3d") in held for n in everyone.names)
+        assert Path(fold["model"]).parent.name == f"subject_{fold['subject']}"
+        fold_meta = read_metadata(fold["model"])
+        assert fold["n"] == own > 0
+        assert fold_meta["training"]["train_clips"] == len(everyone) - own
+    assert stored["n"] == sum(f["n"] for f in stored["folds"])
 
 
 def test_a_finished_run_resumed_with_cross_fit_takes_on_the_temperature(tmp_path):
@@ -465,6 +485,9 @@ def test_calibrate_gives_a_trained_model_file_the_cross_fitted_temperature(tmp_p
 @pytest.mark.parametrize("calibration_section, message", [
     ({"cross_fit": [1]}, "at least two"),
     ({"cross_fit": []}, "at least two"),
+    ({"cross_fit": [[1, 3], []]}, "at least two"),
+    ({"cross_fit": [[1, 3], 5.5]}, "at least two"),
+    ({"cross_fit": [[1, 3], [3, 5]]}, "lists 3 more than once"),
     ({"cross_fit": [1, 3], "subjects": [5]}, "takes no calibration.subjects"),
     ({"cross_fit": [1, 3], "fraction": 0.2}, "takes no calibration.subjects"),
 ])

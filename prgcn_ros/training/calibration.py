@@ -11,8 +11,9 @@ softmax(logits / T). Nothing here changes which class wins: only how sure the mo
 
 Held-out subjects cost training data, which a small dataset (MSR Action3D's five training
 subjects) cannot spare. ``calibration.cross_fit`` keeps every clip in training and fits T on
-models of the same recipe instead, one per listed subject, trained without that subject and
-scoring it (:func:`cross_fit`): every training clip is scored once by a model that never saw it.
+models of the same recipe instead, one per listed subject (or group of subjects, such as an SBU
+fold's pairs), trained without it and scoring it (:func:`cross_fit`): every training clip is
+scored once by a model that never saw it.
 """
 from __future__ import annotations
 
@@ -208,12 +209,25 @@ def _fitted(probs: np.ndarray, labels: np.ndarray, split: str, method: str) -> d
     return out
 
 
-def fold_config(cfg: dict, subject: Any, out_dir: str | Path) -> dict:
-    """The config of the cross-fit fold without ``subject``: the recipe unchanged, that
-    subject's clips its calibration split, its files in ``out_dir``/cross_fit/subject_<s>/."""
+def fold_subjects(entry: Any) -> list:
+    """The subjects one entry of ``calibration.cross_fit`` holds out: a subject, or a list."""
+    return list(entry) if isinstance(entry, list | tuple) else [entry]
+
+
+def fold_name(entry: Any) -> str:
+    """One entry of ``calibration.cross_fit`` in messages and folder names: ``3``,
+    ``s02s03+s02s07``."""
+    return "+".join(str(s) for s in fold_subjects(entry))
+
+
+def fold_config(cfg: dict, entry: Any, out_dir: str | Path) -> dict:
+    """The config of the cross-fit fold without ``entry`` (a subject or a list of them): the
+    recipe unchanged, their clips its calibration split, its files in
+    ``out_dir``/cross_fit/subject_<name>/."""
     fold = copy.deepcopy(cfg)
-    fold["calibration"] = {"subjects": [subject], "fraction": 0.0, "seed": 0, "cross_fit": None}
-    folder = Path(out_dir) / "cross_fit" / f"subject_{subject}"
+    fold["calibration"] = {"subjects": fold_subjects(entry), "fraction": 0.0, "seed": 0,
+                           "cross_fit": None}
+    folder = Path(out_dir) / "cross_fit" / f"subject_{fold_name(entry)}"
     fold["output"] = {**fold["output"], "dir": str(folder),
                       "model": str(folder / "model.safetensors")}
     fold["eval"] = {**fold["eval"], "confusion_png": None}
@@ -247,11 +261,12 @@ def check_cross_fit(dataset: SequenceDataset, cfg: dict, under_torchrun: bool) -
         raise ConfigError("calibration.cross_fit trains its folds one after another in one "
                           "process: run it without torchrun (or calibrate on held-out "
                           "calibration.subjects)")
-    for subject in cfg["calibration"]["cross_fit"]:
+    for entry in cfg["calibration"]["cross_fit"]:
         try:
-            split_indices(dataset, fold_config(cfg, subject, "."))
+            split_indices(dataset, fold_config(cfg, entry, "."))
         except ValueError as error:     # the fold's own message: no clip, or nothing left
-            raise ConfigError(f"calibration.cross_fit, the fold without subject {subject}: "
+            raise ConfigError(f"calibration.cross_fit, the fold without subject "
+                              f"{fold_name(entry)}: "
                               f"{error} (list training subjects, or set calibration.cross_fit: "
                               f"null)") from None
 
@@ -261,10 +276,10 @@ def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
               init: str | Path | None = None,
               dataset: SequenceDataset | None = None) -> dict[str, Any]:
     """The metadata's ``calibration`` for a model trained on every training clip: for each
-    subject of ``calibration.cross_fit`` a model of the same recipe trained without it (a
-    finished one of the same recipe in its folder is used again) scores that subject's clips,
-    and T is fitted on all of those scores together. ``dataset``: the training split, if the
-    caller has it already (read otherwise)."""
+    entry of ``calibration.cross_fit`` (a subject or a group) a model of the same recipe
+    trained without it (a finished one of the same recipe in its folder is used again) scores
+    its clips, and T is fitted on all of those scores together. ``dataset``: the training
+    split, if the caller has it already (read otherwise)."""
     from prgcn_ros.model.io import load_model, read_metadata
 
     from .datasets import build_dataset
@@ -272,10 +287,11 @@ def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
     from .train import train
 
     everyone = dataset if dataset is not None else build_dataset(cfg, "train")
-    subjects = list(cfg["calibration"]["cross_fit"])
+    subjects = [fold_name(entry) for entry in cfg["calibration"]["cross_fit"]]
     probs, labels, folds = [], [], []
-    for number, subject in enumerate(subjects, 1):
-        fold = fold_config(cfg, subject, out_dir)
+    for number, (entry, subject) in enumerate(zip(cfg["calibration"]["cross_fit"], subjects,
+                                                  strict=True), 1):
+        fold = fold_config(cfg, entry, out_dir)
         model_file = Path(fold["output"]["model"])
 
         def say(msg: str, s: Any = subject) -> None:
@@ -293,11 +309,10 @@ def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
                                           fold)
         probs.append(fold_probs)
         labels.append(fold_labels)
-        folds.append({"subject": str(subject), "n": len(held), "model": str(model_file),
+        folds.append({"subject": subject, "n": len(held), "model": str(model_file),
                       "top1": float((fold_probs.argmax(1) == fold_labels).mean())})
-    split = (f"cross-fitted on {everyone.description}: subjects "
-             f"{', '.join(str(s) for s in subjects)}, each scored by a model of this recipe "
-             f"trained without it")
+    split = (f"cross-fitted on {everyone.description}: subjects {', '.join(subjects)}, each "
+             f"scored by a model of this recipe trained without it")
     out = _fitted(np.concatenate(probs), np.concatenate(labels), split,
                   "temperature scaling, minimum NLL, cross-fitted")
     return {**out, "folds": folds}

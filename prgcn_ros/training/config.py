@@ -158,10 +158,10 @@ DEFAULTS: dict[str, Any] = {
     # split taken out of the training data, either the clips of these training `subjects`
     # (SBU: subject pairs), or else this `fraction` of each class (drawn with `seed`); the
     # fitted temperature goes into the model's metadata. Neither: no calibration. Or, with
-    # `cross_fit` (a list of training subjects or pairs, without the other two), the model
-    # trains on every training clip and the temperature is fitted on models of the same recipe,
-    # one per listed subject trained without it, each scoring the subject it never saw (one
-    # more training per subject).
+    # `cross_fit` (a list of training subjects or pairs, or of lists of them, without the other
+    # two), the model trains on every training clip and the temperature is fitted on models of
+    # the same recipe, one per entry trained without its subjects, each scoring the clips it
+    # never saw (one more training per entry).
     "calibration": {"subjects": None, "fraction": 0.0, "seed": 0, "cross_fit": None},
     # Outlier exposure (prgcn_ros.training.outliers): every training batch also holds
     # `per_batch` clips of actions outside the classes, from `data` (a data section of another
@@ -412,9 +412,19 @@ def _check(cfg: dict, where: str) -> None:
                           f"fewer than optim.epochs ({cfg['optim']['epochs']}), got {warmup!r}")
     cal = cfg["calibration"]
     if cal["cross_fit"] is not None:
-        if not (isinstance(cal["cross_fit"], list) and len(cal["cross_fit"]) >= 2):
+        def subject(x: Any) -> bool:
+            return isinstance(x, str | int) and not isinstance(x, bool)
+        entries = cal["cross_fit"]
+        if not (isinstance(entries, list) and len(entries) >= 2 and all(
+                subject(e) or (isinstance(e, list) and e and all(map(subject, e)))
+                for e in entries)):
             raise ConfigError(f"{where}: calibration.cross_fit must list at least two training "
-                              f"subjects (or pairs), got {cal['cross_fit']!r}")
+                              f"subjects (or pairs, or lists of them), got {entries!r}")
+        listed = [str(x) for e in entries for x in (e if isinstance(e, list) else [e])]
+        twice = sorted({x for x in listed if listed.count(x) > 1})
+        if twice:       # its clips would be scored twice, by two models
+            raise ConfigError(f"{where}: calibration.cross_fit lists {', '.join(twice)} more "
+                              f"than once")
         if cal["subjects"] or float(cal["fraction"] or 0.0) > 0.0:
             raise ConfigError(f"{where}: calibration.cross_fit trains on every training clip; "
                               f"it takes no calibration.subjects or calibration.fraction (set "

@@ -73,6 +73,16 @@ def test_each_sbu_fold_tests_on_the_official_pairs(fold):
     assert {Path(n).parts[0] for n in train.names} == others
 
 
+def test_the_sbu_config_cross_fits_over_its_other_official_folds():
+    """The shipped SBU model's temperature: one fold model per official fold it trained on,
+    each held out whole (the test fold takes no part)."""
+    cfg = load_config(CONFIG / "train_sbu_interaction.yaml")
+    held = cfg["data"]["fold"]
+    groups = [set(g) for g in cfg["calibration"]["cross_fit"]]
+    assert sorted(map(sorted, groups)) == sorted(
+        sorted(pairs) for k, (pairs, _) in enumerate(OFFICIAL_SBU_FOLDS, 1) if k != held)
+
+
 @pytest.mark.parametrize("fold", [0, -1, 6])
 def test_an_sbu_fold_outside_one_to_five_is_refused(fold):
     """Fold 0 is no fold: it must not quietly become fold 5 (Python's index -1)."""

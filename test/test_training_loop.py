@@ -482,6 +482,22 @@ def test_calibrate_gives_a_trained_model_file_the_cross_fitted_temperature(tmp_p
                            "--resume"]) == 2
 
 
+def test_a_model_is_of_a_configs_recipe_wherever_either_ran_and_whichever_data_dir():
+    """--calibrate and cross_fit's fold reuse compare recipes: the shipped SBU model (trained
+    with device cpu, data.dir null) is of its config's recipe (device auto) with the data named
+    by an absolute data.dir and other threads too; another seed is another recipe."""
+    from prgcn_ros.model.io import read_metadata, resolve_model
+    recorded = read_metadata(resolve_model("sbu_interaction"))["training"]["config"]
+    sbu = REPO / "config" / "train_sbu_interaction.yaml"
+    assert recorded["device"] == "cpu" and recorded["data"]["dir"] is None
+    assert calibration.recipe_difference(recorded, load_config(sbu)) == []
+    elsewhere = load_config(sbu, {"threads": 2, "data": {"dir": "/somewhere/else"}})
+    assert calibration.recipe_difference(recorded, elsewhere) == []
+    assert calibration.recipe_difference(recorded, load_config(sbu, {"seed": 2})) == ["seed"]
+    assert calibration.recipe_difference(
+        recorded, load_config(sbu, {"window": {"length": 32}})) == ["window"]
+
+
 @pytest.mark.parametrize("calibration_section, message", [
     ({"cross_fit": [1]}, "at least two"),
     ({"cross_fit": []}, "at least two"),

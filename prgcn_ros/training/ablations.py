@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import STATE
-from .config import load_config, with_defaults
+from .config import load_config, recipe, with_defaults
 from .train import code_version, train
 
 # Config overrides of each variant.
@@ -51,11 +51,8 @@ def _summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _recipe(cfg: dict) -> dict[str, Any]:
-    """What trains the model (calibration.cross_fit trains other models, after it)."""
-    recipe = {k: cfg[k] for k in ("data", "layout", "window", "preprocess", "augment", "optim",
-                                  "refine", "outliers", "calibration")}
-    recipe["calibration"] = {**recipe["calibration"], "cross_fit": None}
-    return recipe
+    """What trains the model but the seed and the network (the study's variables)."""
+    return {k: v for k, v in recipe(cfg).items() if k not in ("seed", "model")}
 
 
 def baseline_from_model(config: str | Path, model: Path) -> tuple[int, dict[str, Any]]:

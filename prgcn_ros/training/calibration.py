@@ -235,15 +235,10 @@ def fold_config(cfg: dict, entry: Any, out_dir: str | Path) -> dict:
 
 
 def recipe_difference(recorded: dict, cfg: dict) -> list[str]:
-    """The sections in which a model file's recorded config is not ``cfg``, where its files
-    went and calibration.cross_fit (other models, trained after it) aside; ["config"] when the
-    recorded config cannot be read."""
-    from .config import public, with_defaults
+    """The sections in which a model file's recorded config trains another model than ``cfg``
+    (:func:`config.recipe`); ["config"] when the recorded config cannot be read."""
+    from .config import recipe, with_defaults
 
-    def recipe(c: dict) -> dict:
-        out = {k: v for k, v in public(c).items() if k not in ("output", "eval")}
-        out["calibration"] = {**out.get("calibration", {}), "cross_fit": None}
-        return out
     try:
         mine, theirs = recipe(cfg), recipe(with_defaults(recorded))
     except Exception:  # noqa: BLE001 - a config this code cannot read is no match

@@ -573,6 +573,24 @@ def public(cfg: dict) -> dict:
     return {k: copy.deepcopy(v) for k, v in cfg.items() if not k.startswith("_")}
 
 
+# The sections that decide what a run trains. Not among them: where it runs (device, threads),
+# its name and where its files go (output, eval), and how a trained model is scored (inference).
+RECIPE = ("seed", "fps", "layout", "data", "window", "preprocess", "augment", "model", "refine",
+          "outliers", "calibration", "optim")
+
+
+def recipe(cfg: dict) -> dict:
+    """A config's RECIPE sections (those it has), without where the data lies (data.dir: another
+    machine, a moved folder) and calibration.cross_fit (other models, trained after this one):
+    two runs of equal recipes train the same model."""
+    out = {k: copy.deepcopy(cfg[k]) for k in RECIPE if k in cfg}
+    if "data" in out:
+        out["data"]["dir"] = None
+    if "calibration" in out:
+        out["calibration"]["cross_fit"] = None
+    return out
+
+
 def with_defaults(recorded: dict) -> dict:
     """A config recorded by an earlier run (in a checkpoint or a model file) with each key it
     lacks, because the option came later, at its default: comparable with one loaded today."""

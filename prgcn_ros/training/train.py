@@ -52,6 +52,7 @@ from .config import (
     lr_milestones,
     model_spec,
     public,
+    recipe,
     schedule_description,
     with_defaults,
 )
@@ -461,9 +462,8 @@ class Trainer:
         # A checkpoint that recorded no config has nothing to compare.
         saved = with_defaults(doc["config"]) if "config" in doc else {}
         current = public(self.cfg)
-        # Everything that makes the run, but the number of epochs (a run may be extended),
-        # where the data lies (another machine, a moved folder) and calibration.cross_fit
-        # (other models' work after this one's training: a finished run may take it on).
+        # The recipe (config.recipe: not where the data lies, nor calibration.cross_fit, so a
+        # finished run may take it on), but the number of epochs (a run may be extended).
         if "optim" in saved:
             cosine = current["optim"]["schedule"].get("kind") == "cosine"
             if cosine and saved["optim"]["epochs"] != current["optim"]["epochs"]:
@@ -472,11 +472,6 @@ class Trainer:
                                   f"epochs: a cosine schedule's length is the run's "
                                   f"({saved['optim']['epochs']} epochs)")
             saved["optim"] = {**saved["optim"], "epochs": current["optim"]["epochs"]}
-        if "data" in saved:
-            saved["data"] = {**saved["data"], "dir": current["data"]["dir"]}
-        if "calibration" in saved:
-            saved["calibration"] = {**saved["calibration"],
-                                    "cross_fit": current["calibration"]["cross_fit"]}
         built = refined_channels(path)
         if "model" in saved and built is not None and hasattr(self.model, "refine_channels"):
             # Unset, refine_channels is what the code of the day built (its default for
@@ -486,11 +481,11 @@ class Trainer:
                               "refine_channels": saved["model"].get("refine_channels") or built}
             current = {**current, "model": {
                 **current["model"], "refine_channels": self.model.refine_channels}}
-        for key in ("seed", "model", "layout", "window", "preprocess", "augment", "refine",
-                    "data", "calibration", "outliers", "optim"):
-            if key in saved and saved[key] != current.get(key):
+        saved, current = recipe(saved), recipe(current)
+        for key in saved:
+            if saved[key] != current.get(key):
                 raise ConfigError(f"cannot resume from {path}: its {key!r} settings differ "
-                                  f"from the config's ({saved[key]} vs {self.cfg.get(key)})")
+                                  f"from the config's ({saved[key]} vs {current.get(key)})")
         doc = load_checkpoint(path, self.model, self.optimizer, self.averaged)
         self.epoch = int(doc["epoch"])
         self.steps = int(doc.get("steps", 0))

@@ -37,9 +37,11 @@ LABEL = SBU_INTERACTION_CLASSES[6]
 
 def offline_scores(model: Path, recording: Path) -> tuple[dict[str, float], int]:
     """What prgcn-eval gives the whole clip (the model's own windowing, preprocessing and pair
-    orders): class name -> score, and the clip's frame count."""
+    orders), calibrated with the model's temperature as the node publishes it: class name ->
+    score, and the clip's frame count."""
     from prgcn_ros.model.io import load_model
     from prgcn_ros.skeleton.readers import read_sbu_interaction
+    from prgcn_ros.training.calibration import scaled, temperature_of
     from prgcn_ros.training.datasets import SequenceDataset
     from prgcn_ros.training.evaluate import config_for_model, predict
 
@@ -48,6 +50,7 @@ def offline_scores(model: Path, recording: Path) -> tuple[dict[str, float], int]
     cfg = config_for_model(meta["training"]["config"], meta)
     scores, _ = predict(net, SequenceDataset([lambda: clip], [0], ["clip"], meta["class_names"],
                                              "one clip"), cfg)
+    scores = scaled(scores, temperature_of(meta))
     return dict(zip(meta["class_names"], scores[0].tolist())), clip.num_frames
 
 

@@ -317,17 +317,22 @@ class Ingestion:
                 if 0 < since_s and since_s - (frame.clock - held.clock) <= tolerance:
                     # Confirmed: the timeline is re-anchored at the held message. A jump is a
                     # clock change. Back in time (a bag played again, a driver restarted): the
-                    # source's people start over, their windows would run backwards. Ahead (a
-                    # clock set forward, or the first messages were taken late): the people go
-                    # on. A lead within the tolerance: a stamp step the source really took.
+                    # source's people start over, their windows would run backwards. Ahead by
+                    # more than track_timeout_s (a clock set forward, a first message stamped
+                    # far off): they start over too, their windows would span that gap. Ahead
+                    # by less (the first messages were taken late): the people go on. A lead
+                    # within the tolerance: a stamp step the source really took.
                     held_gap_s = (held.stamp_ns - source.last_stamp_ns) / 1e9
-                    if held_gap_s < -self.params.track_timeout_s:
+                    timeout_s = self.params.track_timeout_s
+                    if held_gap_s < -timeout_s:
                         self.clock_resets += 1
                         self._notice("clock_resets", new)
                         self._end_source(key)
                     elif source.lead(held) > tolerance:
                         self.clock_resets += 1
                         self._notice("clock_resets", new)
+                        if held_gap_s > timeout_s:
+                            self._end_source(key)
                     if self._of_someone_gone(held, frame):
                         # Not put first into the new timeline, which starts at this message.
                         source.held = None

@@ -2,6 +2,7 @@
 and agreement with the offline evaluation path on real MSR Action3D clips."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -1322,6 +1323,25 @@ def test_first_messages_taken_late_lose_nothing():
     assert sum(rec.dropped.values()) == 0 and rec.clock_resets == 1
     assert rec.frames == 20 and rec.expire(now=100.0 + 20 / 30) == []
     assert rec.infer().people[0].num_frames == 16
+
+
+@pytest.mark.parametrize("off_s", [3600.0, -3600.0])
+def test_a_first_message_stamped_far_off_is_left_behind_once_the_next_ones_agree(off_s):
+    """A driver's first message an hour off the clock the rest keep (either way): the next
+    messages confirm their own timeline, the source starts over there (one clock_resets notice;
+    the first track ends) and the person's window holds only those messages, not a frame an
+    hour away from them."""
+    base = 10_000_000_000_000                     # stamps far enough from 0 to go an hour back
+    rec = tiny_recognizer()                       # the live window: 16 frames
+    first = frame(0)
+    said = rec.ingest(dataclasses.replace(first, stamp_ns=first.stamp_ns + base
+                                          + int(off_s * 1e9)))
+    for t in range(1, 12):
+        said += rec.ingest(dataclasses.replace(frame(t), stamp_ns=frame(t).stamp_ns + base))
+    assert said == ["clock_resets"] and rec.clock_resets == 1
+    assert sum(rec.dropped.values()) == 0 and rec.expire(now=0.0) == [0]
+    (person,) = rec.infer().people
+    assert person.num_frames == 11 and person.window_start_ns == frame(1).stamp_ns + base
 
 
 def test_a_lone_outlier_is_counted_when_the_next_message_shows_it():

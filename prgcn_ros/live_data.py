@@ -70,7 +70,8 @@ NOTICES: dict[str, str] = {
                    "them: set the driver's frame id)",
     "clock_resets": "a source whose stamps jumped and went on from there (a bag played again, a "
                     "driver restarted, a clock set, or a first message stamped far off): its "
-                    "timeline moved, and back in time its people started over",
+                    "timeline moved, and back in time or ahead by more than track_timeout_s its "
+                    "people started over",
 }
 
 

@@ -282,10 +282,10 @@ def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
     from .train import train
 
     everyone = dataset if dataset is not None else build_dataset(cfg, "train")
-    subjects = [fold_name(entry) for entry in cfg["calibration"]["cross_fit"]]
+    entries = cfg["calibration"]["cross_fit"]
     probs, labels, folds = [], [], []
-    for number, (entry, subject) in enumerate(zip(cfg["calibration"]["cross_fit"], subjects,
-                                                  strict=True), 1):
+    for number, entry in enumerate(entries, 1):
+        subject = fold_name(entry)
         fold = fold_config(cfg, entry, out_dir)
         model_file = Path(fold["output"]["model"])
 
@@ -295,7 +295,7 @@ def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
                 read_metadata(model_file).get("training", {}).get("config") or {}, fold):
             say(f"using the finished fold model {model_file}")
         else:
-            say(f"training fold {number} of {len(subjects)} without this subject")
+            say(f"training fold {number} of {len(entries)} without this subject")
             train(fold, progress=progress, max_steps=max_steps, evaluate_at_end=False,
                   log=say, init=init)
         model, _ = load_model(model_file)
@@ -306,8 +306,9 @@ def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
         labels.append(fold_labels)
         folds.append({"subject": subject, "n": len(held), "model": str(model_file),
                       "top1": float((fold_probs.argmax(1) == fold_labels).mean())})
-    split = (f"cross-fitted on {everyone.description}: subjects {', '.join(subjects)}, each "
-             f"scored by a model of this recipe trained without it")
+    split = (f"cross-fitted on {everyone.description}: subjects "
+             f"{', '.join(f['subject'] for f in folds)}, each scored by a model of this recipe "
+             f"trained without it")
     out = _fitted(np.concatenate(probs), np.concatenate(labels), split,
                   "temperature scaling, minimum NLL, cross-fitted")
     return {**out, "folds": folds}

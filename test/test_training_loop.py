@@ -504,6 +504,7 @@ def test_a_model_is_of_a_configs_recipe_wherever_either_ran_and_whichever_data_d
     ({"cross_fit": [[1, 3], []]}, "at least two"),
     ({"cross_fit": [[1, 3], 5.5]}, "at least two"),
     ({"cross_fit": [[1, 3], [3, 5]]}, "lists 3 more than once"),
+    ({"cross_fit": [1, "03", [3, 5]]}, "lists 3 more than once"),   # "03" is subject 3
     ({"cross_fit": [1, 3], "subjects": [5]}, "takes no calibration.subjects"),
     ({"cross_fit": [1, 3], "fraction": 0.2}, "takes no calibration.subjects"),
 ])

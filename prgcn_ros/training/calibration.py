@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .config import ConfigError, fold_subjects, recipe, subject_key, with_defaults
 from .datasets import SequenceDataset
 
 if TYPE_CHECKING:
@@ -49,8 +50,7 @@ def subject_of(name: str, kind: str) -> str | None:
     match = pattern.search(name) if pattern else None
     if match is None:
         return None
-    value = match.group(1)
-    return str(int(value)) if value.isdigit() else value
+    return subject_key(match.group(1))
 
 
 def split_indices(dataset: SequenceDataset, cfg: dict) -> tuple[list[int], list[int]]:
@@ -59,7 +59,7 @@ def split_indices(dataset: SequenceDataset, cfg: dict) -> tuple[list[int], list[
     kind = cfg["data"]["kind"]
     n = len(dataset)
     if cal.get("subjects"):
-        wanted = {str(s) if not str(s).isdigit() else str(int(s)) for s in cal["subjects"]}
+        wanted = {subject_key(s) for s in cal["subjects"]}
         held = [i for i in range(n) if subject_of(dataset.names[i], kind) in wanted]
         if not held:
             raise ValueError(f"calibration.subjects {sorted(wanted)}: no training clip of "
@@ -209,11 +209,6 @@ def _fitted(probs: np.ndarray, labels: np.ndarray, split: str, method: str) -> d
     return out
 
 
-def fold_subjects(entry: Any) -> list:
-    """The subjects one entry of ``calibration.cross_fit`` holds out: a subject, or a list."""
-    return list(entry) if isinstance(entry, list | tuple) else [entry]
-
-
 def fold_name(entry: Any) -> str:
     """One entry of ``calibration.cross_fit`` in messages and folder names: ``3``,
     ``s02s03+s02s07``."""
@@ -237,8 +232,6 @@ def fold_config(cfg: dict, entry: Any, out_dir: str | Path) -> dict:
 def recipe_difference(recorded: dict, cfg: dict) -> list[str]:
     """The sections in which a model file's recorded config trains another model than ``cfg``
     (:func:`config.recipe`); ["config"] when the recorded config cannot be read."""
-    from .config import recipe, with_defaults
-
     try:
         mine, theirs = recipe(cfg), recipe(with_defaults(recorded))
     except Exception:  # noqa: BLE001 - a config this code cannot read is no match
@@ -250,8 +243,6 @@ def check_cross_fit(dataset: SequenceDataset, cfg: dict, under_torchrun: bool) -
     """ConfigError before anything trains when ``calibration.cross_fit`` cannot run: under
     torchrun, or a listed subject whose fold has no clip of it in ``dataset`` (the training
     split) or nothing left to train on."""
-    from .config import ConfigError
-
     if under_torchrun:
         raise ConfigError("calibration.cross_fit trains its folds one after another in one "
                           "process: run it without torchrun (or calibrate on held-out "

@@ -345,6 +345,17 @@ def split_overlap(data: dict, test: dict | None = None) -> str | None:
     return f"{key} {shared}" if shared else None
 
 
+def subject_key(subject: str | int) -> str:
+    """A subject (or pair) as the clips' names are read: ``1`` and ``"01"`` are one subject."""
+    text = str(subject)
+    return str(int(text)) if text.isdigit() else text
+
+
+def fold_subjects(entry: Any) -> list:
+    """The subjects one entry of ``calibration.cross_fit`` holds out: a subject, or a list."""
+    return list(entry) if isinstance(entry, list | tuple) else [entry]
+
+
 def _range(value: Any) -> tuple[float, float]:
     """A [lo, hi] setting as floats; (1, 0), a range every check refuses, when it is none."""
     try:
@@ -420,7 +431,7 @@ def _check(cfg: dict, where: str) -> None:
                 for e in entries)):
             raise ConfigError(f"{where}: calibration.cross_fit must list at least two training "
                               f"subjects (or pairs, or lists of them), got {entries!r}")
-        listed = [str(x) for e in entries for x in (e if isinstance(e, list) else [e])]
+        listed = [subject_key(x) for e in entries for x in fold_subjects(e)]
         twice = sorted({x for x in listed if listed.count(x) > 1})
         if twice:       # its clips would be scored twice, by two models
             raise ConfigError(f"{where}: calibration.cross_fit lists {', '.join(twice)} more "

@@ -108,16 +108,33 @@ def test_a_second_sweep_keeps_finished_runs_and_a_failed_run_fails_it(tmp_path):
     assert results[-1]["status"].startswith("failed")
 
 
-def test_a_stop_signal_while_a_run_starts_stops_that_run_too(tmp_path, monkeypatch):
-    """SIGTERM delivered while subprocess.Popen starts a run (its process exists, Popen has
-    not returned) raised there, and that run trained on, unlisted, with nobody to stop it."""
+def sweep_tool():
     import importlib.util
-    import os
-    import signal
 
     spec = importlib.util.spec_from_file_location("sweep_tool", SWEEP)
     sweep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sweep)
+    return sweep
+
+
+def test_run_folders_name_list_values_without_quotes_spaces_or_slashes(tmp_path):
+    """A folder a shell can type: lists (cross-fit groups too), null and paths as values."""
+    plan = [{"name": "cal", "config": "c.yaml", "over": {"calibration.cross_fit": [
+        ["s01s03", "s02s04"], [[1, 3], [2, 4]], None]}},
+            {"name": "data", "config": "c.yaml", "over": {"data.dir": ["/data/my set"]}}]
+    folders = [job["dir"].relative_to(tmp_path) for job in sweep_tool().jobs_of(plan, tmp_path)]
+    assert [str(f) for f in folders] == [
+        "cal/calibration_cross_fit-s01s03+s02s04", "cal/calibration_cross_fit-1,3+2,4",
+        "cal/calibration_cross_fit-null", "data/data_dir-_data_my_set"]
+
+
+def test_a_stop_signal_while_a_run_starts_stops_that_run_too(tmp_path, monkeypatch):
+    """SIGTERM delivered while subprocess.Popen starts a run (its process exists, Popen has
+    not returned) raised there, and that run trained on, unlisted, with nobody to stop it."""
+    import os
+    import signal
+
+    sweep = sweep_tool()
     started = []
     real_popen = subprocess.Popen
 

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -66,13 +67,22 @@ def check_plan(plan: object, where: Path) -> list[dict]:
     return plan
 
 
+def folder_text(value: object, depth: int = 0) -> str:
+    """A value as part of a run folder's name, without quotes, spaces or slashes: ``[1, 3]``
+    is ``1+3``, ``[[1, 3], [2, 4]]`` is ``1,3+2,4``, ``None`` is ``null``."""
+    if isinstance(value, list):
+        return ("+" if depth == 0 else ",").join(folder_text(v, depth + 1) for v in value)
+    text = json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+    return re.sub(r"[\s/]+", "_", text)
+
+
 def jobs_of(plan: list[dict], out: Path) -> list[dict]:
     """One job per variant and value; SystemExit when two would share a run folder."""
     jobs, seen = [], {}
     for variant in plan:
         (key, values), = variant.get("over", {"seed": [variant.get("seed", 1)]}).items()
         for value in values:
-            run_dir = out / variant["name"] / f"{key.replace('.', '_')}-{value}"
+            run_dir = out / variant["name"] / f"{key.replace('.', '_')}-{folder_text(value)}"
             if run_dir in seen:
                 raise SystemExit(f"sweep: {variant['name']} {key}={value} and {seen[run_dir]} "
                                  f"would train in one folder, {run_dir}: names and values "

@@ -139,6 +139,8 @@ def test_sigterm_at_any_moment_exits_cleanly_and_promptly(tiny_model, tmp_path):
         log = proc.log_path.read_text()
         assert code == 0 and "Traceback" not in log, f"{name}: exit {code}: {log}"
         assert took < 15, f"{name}: {took:.1f} s after SIGTERM"
+    # The interrupted export's work folder and temporary file went with it.
+    assert [e.name for e in cache.iterdir() if e.name.startswith(".")] == []
 
 
 def test_a_stop_signal_during_a_long_pass_exits_cleanly(tiny_model, tmp_path):

@@ -8,10 +8,11 @@ Run: ``prgcn-recognizer --ros-args --params-file config/recognizer.yaml [-p name
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 _interrupt_received = False
@@ -675,6 +676,12 @@ def main(args: list[str] | None = None) -> int:
         if not _interrupt_received and rclpy.ok():
             raise
     finally:
+        if node is None and _interrupt_received:
+            # Stopped while starting: nothing to publish or keep (a graph export's work folder
+            # went on the way out). rclpy's teardown would destroy the node the constructor
+            # left half-built, and once (CI, 2026-12-07) that ended in a segmentation fault in
+            # a DDS thread; leave without it.
+            _leave_now(0)
         if executor is not None:
             executor.shutdown()
         if node is not None:
@@ -685,10 +692,18 @@ def main(args: list[str] | None = None) -> int:
         # A pass still in the backend after destroy_node's bounded wait: Python's shutdown
         # beside it aborts the process (torch's C++ code cannot take the interpreter back,
         # std::terminate, status -6), so leave without it.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        _leave_now(code)
     return code
+
+
+def _leave_now(code: int) -> None:
+    """Exit at once with ``code``: no Python shutdown, no atexit, no rclpy teardown. What was
+    logged is written out first (Python's streams, and C's: rcutils logs through stdio)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None).fflush(None)
+    os._exit(code)
 
 
 if __name__ == "__main__":

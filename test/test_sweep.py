@@ -100,7 +100,7 @@ def test_a_second_sweep_keeps_finished_runs_and_a_failed_run_fails_it(tmp_path):
     plan[0]["set"] = [*QUICK, "model.use_tam=false"]
     other, _ = run_sweep(tmp_path, plan)
     assert other[-1]["status"] == "done"
-    meta = json.loads((tmp_path / "out" / "quick" / "optim_grad_clip-None" /
+    meta = json.loads((tmp_path / "out" / "quick" / "optim_grad_clip-null" /
                        "model.json").read_text())
     assert meta["architecture"]["use_tam"] is False
     broken = [{"name": "broken", "config": str(MSR_CONFIG), "set": ["optim.no_such=1"]}]

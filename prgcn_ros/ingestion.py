@@ -72,6 +72,12 @@ OFFSET_RELAX = 0.05
 HOLD_AHEAD_S = 0.05
 
 
+def sent_time(frame: InputFrame) -> float:
+    """When an unstamped message was sent: the middleware's send time, else its arrival (not
+    the node's clock, which sim time may hold still or set back)."""
+    return frame.arrival if frame.sent_s is None else frame.sent_s
+
+
 @dataclass
 class Source:
     """One sensor's timeline: the last accepted stamp, the reference offset between the node's
@@ -84,7 +90,7 @@ class Source:
     # most OFFSET_RELAX per second since offset_clock.
     offset: float = 0.0
     offset_clock: float = 0.0
-    last_sent: float = 0.0                      # unstamped messages: send time (else clock)
+    last_sent: float = 0.0                      # unstamped messages: send time (else arrival)
     last_step_ns: int = 0                       # stamp gap to the previous accepted message
     held: InputFrame | None = None              # a stamp ahead or a jump, not yet confirmed
 
@@ -93,7 +99,7 @@ class Source:
 
     def accept(self, frame: InputFrame, restart: bool = False) -> None:
         stamp_ns, clock = frame.stamp_ns, frame.clock
-        self.last_sent = clock if frame.sent_s is None else frame.sent_s
+        self.last_sent = sent_time(frame)
         self.last_clock = clock
         if not frame.stamped:
             # Stamped on arrival by the node: not the sensor's capture time, so it must not
@@ -288,9 +294,9 @@ class Ingestion:
         # to whole nanoseconds (8,333,333 ns at 120 Hz), is not a flood.
         min_gap_ns = round(1e9 / self.params.max_input_hz) - 1000
         if not frame.stamped:
-            # Stamped on arrival by the node: only a flood can be told, by the send time.
-            sent = frame.clock if frame.sent_s is None else frame.sent_s
-            if source.last_sent and (sent - source.last_sent) * 1e9 < min_gap_ns:
+            # Stamped on arrival by the node: only a flood can be told, by the send time. A
+            # send time before the last one (the sender's clock stepped back) starts anew.
+            if source.last_sent and 0 <= (sent_time(frame) - source.last_sent) * 1e9 < min_gap_ns:
                 self._drop("flood", new)
                 return None
             return "ok"
@@ -313,6 +319,9 @@ class Ingestion:
                 since_s = (frame.stamp_ns - held.stamp_ns) / 1e9
                 if since_s == 0:                      # the held message again
                     self._drop("stamp_repeated", new)
+                    return None
+                if 0 < since_s * 1e9 < min_gap_ns:    # a burst on the new timeline
+                    self._drop("flood", new)
                     return None
                 if 0 < since_s and since_s - (frame.clock - held.clock) <= tolerance:
                     # Confirmed: the timeline is re-anchored at the held message. A jump is a
@@ -462,8 +471,12 @@ class Ingestion:
         if buffered and not frame.frame_id:
             self._count_notice("no_frame_id", new)
         for local, departed in taken:
-            if departed and (key, local) not in self._keys:   # ... unless the driver's was
-                self._ended.append(departed)                  # turned away
+            if departed is None:
+                continue
+            if (key, local) not in self._keys:    # ... unless the driver's was turned away
+                self._ended.append(departed)
+            else:                                 # ended all the same: counted, no DELETE
+                self.tracks_expired += 1
         if self.persons >= 2 and buffered:
             pairing = self._pairings.get(key)
             if pairing is None:

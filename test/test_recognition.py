@@ -1113,6 +1113,8 @@ def test_a_taken_over_id_whose_driver_person_is_turned_away_is_reported_gone():
     rec.ingest(frame(5, {7: pose(1.0, 5), 0: pose(-2.0, 5)}))
     assert rec.dropped["too_many_people"] == 1
     assert [d.person_id for d in rec.expire_people(now=100.0 + 5 / 30)] == [0]
+    stats = rec.stats(now=100.0 + 5 / 30)     # ... and counted once
+    assert stats["tracks_started"] - stats["tracks_expired"] == rec.people_tracked == 2
 
 
 def test_a_driver_id_the_tracker_had_given_ends_that_track_instead_of_merging_two_people():
@@ -1129,6 +1131,12 @@ def test_a_driver_id_the_tracker_had_given_ends_that_track_instead_of_merging_tw
     # Each window holds its own person's frames alone, from frame 5 on.
     assert all(p.window_start_ns == frame(5).stamp_ns for p in people.values())
     assert rec.people_tracked == 2
+    # The track that ended counts as ended: started less ended is who is tracked.
+    stats = rec.stats(now=100.0 + 10 / 30)
+    assert stats["tracks_started"] - stats["tracks_expired"] == rec.people_tracked
+    rec.expire_people(now=1e6)
+    stats = rec.stats(now=1e6)
+    assert stats["tracks_started"] == stats["tracks_expired"] == 3
 
 
 def test_a_pass_is_split_by_frame_so_every_output_carries_its_own_frame():
@@ -1505,6 +1513,53 @@ def test_unstamped_messages_in_a_stamped_stream_do_not_move_its_timeline():
                                     stamped=False)
         rec.ingest(f)
     assert sum(rec.dropped.values()) == 0 and rec.clock_resets == 0 and rec.frames == 90
+
+
+def test_unstamped_input_is_flood_checked_by_its_arrival_not_by_the_nodes_clock():
+    """Where the middleware gives no send time (Humble), unstamped messages were checked for
+    floods by the node's clock: sim time ticking at 40 Hz made every third of 60 Hz messages
+    a flood, and after the clock went back (a looped replay, /clock starting) every message
+    was one until the clock passed its old value. A send time that steps back starts anew."""
+    import dataclasses
+
+    def unstamped(t: int, clock_s: float, arrival: float, sent_s: float | None = None):
+        return dataclasses.replace(frame(t), stamp_ns=int(max(clock_s, 1e-3) * 1e9),
+                                   stamped=False, clock_s=clock_s, arrival=arrival,
+                                   sent_s=sent_s)
+
+    rec = tiny_recognizer()
+    for t in range(120):                              # 60 Hz on a 40 Hz sim clock
+        rec.ingest(unstamped(t, 50.0 + (t / 60) // 0.025 * 0.025, 100.0 + t / 60))
+    assert sum(rec.dropped.values()) == 0 and rec.frames == 120
+    rec.ingestion.end_all()                           # the clock went back: tracks start over
+    for t in range(30):
+        rec.ingest(unstamped(t, 1.0 + t / 30, 103.0 + t / 30))
+    assert sum(rec.dropped.values()) == 0 and rec.frames == 150
+    # With send times: a burst is still a flood; the sender's clock stepping back is not.
+    rec = tiny_recognizer()
+    for t, sent in enumerate([10.0, 10.001, 10.1, 5.0, 5.1]):
+        rec.ingest(unstamped(t, 200.0 + t, 100.0 + t / 30, sent_s=sent))
+    assert rec.dropped["flood"] == 1 and rec.frames == 4
+
+
+def test_a_burst_on_a_jumped_timeline_is_a_flood():
+    """A stamp jump held, then a message 1 ms after it (max_input_hz 20): a flood, as on any
+    timeline (both were taken, the jump confirmed by the burst); the next message at the
+    source's pace confirms the jump."""
+    rec = tiny_recognizer(max_input_hz=20.0)
+    for t in range(0, 15, 3):                          # 10 Hz
+        rec.ingest(frame(t))
+    jump = int(5e9)
+    burst = [frame(15), frame(16), frame(18)]
+    burst[0].stamp_ns += jump
+    burst[1].stamp_ns = burst[0].stamp_ns + 1_000_000
+    burst[1].arrival = burst[0].arrival + 0.001
+    burst[2].stamp_ns += jump
+    rec.ingest(burst[0])
+    rec.ingest(burst[1])
+    assert rec.dropped["flood"] == 1 and rec.clock_resets == 0 and rec.frames == 5
+    rec.ingest(burst[2])
+    assert rec.clock_resets == 1 and rec.frames == 7 and sum(rec.dropped.values()) == 1
 
 
 def test_a_source_back_after_a_long_pause_is_no_stamp_jump():

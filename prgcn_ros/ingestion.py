@@ -131,6 +131,9 @@ class Track:
     labelled: bool = False
     last_inferred: float = -float("inf")                    # monotonic start of its last pass
     pending: deque = field(default_factory=deque)           # arrivals of frames not yet used
+    # The arrival of the oldest frame not yet used: pending keeps the newest `window` of them,
+    # and a pass that falls further behind must still know who has waited longest.
+    waiting_since: float | None = None
     history: deque = field(default_factory=deque)           # probabilities, for smoothing
     # The partner (internal key) of its last pass: smoothing starts over when it changes, the
     # scores of another sample are not this one's.
@@ -463,6 +466,8 @@ class Ingestion:
             track = self.tracks[internal]
             track.last_stamp_ns = frame.stamp_ns
             track.new_frames += 1
+            if track.waiting_since is None:
+                track.waiting_since = frame.arrival
             track.pending.append(frame.arrival)
             self.frames += 1
             buffered[internal] = p

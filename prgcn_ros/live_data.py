@@ -565,10 +565,13 @@ class RateMeter:
             if young and len(times) >= 2 and times[-1] > times[0]:
                 # Over the span seen so far, not the whole horizon, which a young meter has
                 # not seen yet: the events before the newest instant, over the time from the
-                # first to it.
+                # first to it, or to now less one interval once no event has come for longer
+                # (input that stops: the rate falls, not held at the last pace).
                 newest = sum(1 for _ in itertools.takewhile(lambda t: t == times[-1],
                                                             reversed(times)))
-                return (len(times) - newest) / (times[-1] - times[0])
+                events = len(times) - newest
+                interval = (times[-1] - times[0]) / events
+                return events / (max(times[-1], now - interval) - times[0])
             return len(times) / self.horizon_s
 
     def _trim(self, now: float) -> None:

@@ -288,7 +288,7 @@ class Recognizer:
         person alone, or with a two-person model a pair (slot order: lower person_id first)."""
         tracks = self.ingestion.tracks
         # Ties (people of one message) go to the person recognised least recently.
-        due = sorted(due, key=lambda k: (tracks[k].pending[0], tracks[k].last_inferred))
+        due = sorted(due, key=lambda k: (tracks[k].waiting_since, tracks[k].last_inferred))
         samples, taken = [], set()
         for key in due:
             if key in taken:
@@ -333,11 +333,12 @@ class Recognizer:
                 if shown:
                     t.new_frames = 0
                     t.pending.clear()
+                    t.waiting_since = None
                     t.labelled = True
                     t.last_inferred = start
 
-        x, last, windows, refined_rows, newest = self._sample_windows(batch, stamps, counts,
-                                                                      sample_rows)
+        x, last, windows, refined_rows, newest, newest_conf = self._sample_windows(
+            batch, stamps, counts, sample_rows)
         coords, conf = x[..., : self.dims], x[..., self.dims]
         probs = torch.empty((len(sample_rows), len(self.class_names)))
         refined = torch.empty((len(sample_rows), self.persons, self.layout.num_joints,
@@ -353,8 +354,9 @@ class Recognizer:
             probs[chosen], refined[chosen], offsets[chosen] = p, r, o
         if self.temperature != 1.0:
             probs = torch.from_numpy(scaled(probs.numpy(), self.temperature)).float()
-        newest_conf = conf[torch.arange(len(last), device=conf.device)[:, None], last,
-                           torch.arange(self.persons, device=conf.device)].cpu().numpy()
+        # The joints' confidences of the input frame each refined pose is (not the window's
+        # blend of two frames there, with linear resampling).
+        newest_conf = newest_conf.cpu().numpy()
         finite_probs = torch.isfinite(probs).all(1).tolist()
         finite_pose = (torch.isfinite(refined).flatten(2).all(2)
                        & torch.isfinite(offsets).flatten(2).all(2)).tolist()   # (S, M)
@@ -409,13 +411,14 @@ class Recognizer:
     def _sample_windows(self, batch: torch.Tensor, stamps: np.ndarray, counts: list[int],
                         sample_rows: list[list[int]]
                         ) -> tuple[torch.Tensor, torch.Tensor, dict[int, tuple[int, int, int]],
-                                   np.ndarray, torch.Tensor]:
+                                   np.ndarray, torch.Tensor, torch.Tensor]:
         """The frames the model sees, (S, T, M, V, C): each sample's people in its slots;
         where each slot's newest frame is in it, (S, M); per gathered row the window it
-        used: (first stamp, last stamp, frames); the frame each slot's refined pose is, as
-        the gathered frame there, (S, M) (-1: none; between two frames, the nearer); and
-        that frame's coordinates, (S, M, V, D) (linear steps blend two frames in the window,
-        and a refined pose is one input frame, refined).
+        used: (first stamp, last stamp, frames; 0, 0, 0 when the model sees none of its
+        frames); the frame each slot's refined pose is, as the gathered frame there, (S, M)
+        (-1: none; between two frames, the nearer); and that frame's coordinates, (S, M, V, D),
+        and confidences, (S, M, V) (linear steps blend two frames in the window, and a refined
+        pose is one input frame, refined).
 
         resample: the held frames spread evenly over the model's length (the whole clip,
         offline), by the nearest frame or linear between frames as the model was trained;
@@ -506,19 +509,25 @@ class Recognizer:
         newest = torch.where(shown, positions, -1).amax(1)                     # (S, M)
         fallback = torch.from_numpy((taken - 1).clip(0, shown.shape[1] - 1)).to(device)
         last = torch.where(newest >= 0, newest, fallback[:, None])
+        seen = (newest >= 0).cpu().numpy()                                     # (S, M)
         windows = {}
         for s, rows in enumerate(sample_rows):
             for slot, r in enumerate(rows):
                 used = line[s, length - taken[s]:, slot]
                 used = used[used >= 0]
+                # No frame of theirs in the window, or none where it was sampled (a partner
+                # seen every other message, a window resampled from twice its length): the
+                # model did not see them, so they are not published.
                 windows[r] = (int(stamps[r, used[0]]), int(stamps[r, used[-1]]), len(used)) \
-                    if len(used) else (0, 0, 0)        # no frame of theirs: not published
+                    if len(used) and seen[s, slot] else (0, 0, 0)
         # Each slot's refined pose is its newest frame in the window the model saw (a pair's
         # time line, or a window resampled from over twice its length, may skip the person's
         # very newest frame).
         refined_rows = line[np.arange(count)[:, None], at][
             np.arange(count)[:, None], last.cpu().numpy(), np.arange(self.persons)]  # (S, M)
-        return x, last, windows, refined_rows, gather(refined_rows)[..., : self.dims]
+        frames_refined = gather(refined_rows)                                  # (S, M, V, C)
+        return (x, last, windows, refined_rows, frames_refined[..., : self.dims],
+                frames_refined[..., self.dims])
 
     def _forward(self, coords: torch.Tensor, conf: torch.Tensor, axis: str, last: torch.Tensor,
                  newest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -593,11 +602,12 @@ class Recognizer:
                 "people_waiting": len(waiting),
                 # As latency counts: before a person's first label only the newest frame (the
                 # rest were warm-up up to min_frames); from when the person was due, as
-                # max_rate_hz's wait is the setting's, not a pass falling behind.
+                # max_rate_hz's wait is the setting's, not a pass falling behind (a frame still
+                # in that wait has waited 0 ms, not less).
                 "oldest_wait_ms": 1e3 * max(
-                    (now - max(t.pending[0] if t.labelled else t.pending[-1], self._due_at(k))
-                     for k, t in ((k, ing.tracks[k]) for k in waiting) if t.pending),
-                    default=0.0),
+                    [0.0] + [now - max(t.waiting_since if t.labelled else t.pending[-1],
+                                       self._due_at(k))
+                             for k, t in ((k, ing.tracks[k]) for k in waiting) if t.pending]),
                 "tracks_started": ing.tracks_started,
                 "tracks_expired": ing.tracks_expired,
                 "clock_resets": ing.clock_resets,

@@ -737,6 +737,12 @@ def test_a_rate_meter_reports_a_new_sources_rate_from_its_first_second():
     for k in range(301):
         stops.tick(100.0 + k / 30)
     assert stops.rate(112.5) == pytest.approx(76 / 5, rel=0.02)
+    # ... a young meter's too (it held 30 Hz until its first 5 s were over).
+    young = RateMeter(horizon_s=5.0)
+    for k in range(31):
+        young.tick(100.0 + k / 30)
+    assert young.rate(101.0 + 1 / 60) == pytest.approx(30.0)       # between two ticks
+    assert young.rate(103.0) == pytest.approx(30 / (3.0 - 1 / 30))
     # A young meter whose ticks all came at one instant gives a rate, not a division by 0.
     burst = RateMeter(horizon_s=5.0)
     burst.tick(100.0)
@@ -1260,6 +1266,43 @@ def test_a_new_persons_warm_up_frames_are_not_a_wait_for_a_pass():
         rec.ingest(frame(t))
     stats = rec.stats(now=100.0 + 12 / 30)
     assert stats["oldest_wait_ms"] == pytest.approx(2 / 30 * 1e3, abs=0.5), stats
+
+
+def test_a_frame_waiting_out_max_rate_hz_has_waited_no_time():
+    """A new frame 20 ms after a pass, with a pass at most every 100 ms: not due yet, so its
+    wait is 0 ms (it read -70 ms)."""
+    rec = tiny_recognizer(max_rate_hz=10.0)
+    for t in range(5):
+        rec.ingest(frame(t, arrival=200.0 + t / 30))
+    rec.infer(now=200.15)
+    rec.ingest(frame(5, arrival=200.17))
+    stats = rec.stats(now=200.18)
+    assert stats["people_waiting"] == 1 and stats["oldest_wait_ms"] == 0.0
+
+
+def test_passes_that_fall_behind_the_window_still_take_the_longest_waiting_first():
+    """12 people on one camera, one on another whose messages come 5 ms later, max_batch 4
+    and a pass every 0.2 s: a round of passes takes longer than the 16 frames a person's
+    queue keeps, and the later camera's person, ranked by the oldest frame still kept, never
+    ran (0 passes in 20 s)."""
+    rec = tiny_recognizer(max_batch=4, min_frames=1, smoothing=1)
+    cam_a = {pid: pose(pid * 0.8, pid) for pid in range(12)}
+    served: dict[str, int] = {}
+    next_pass = 0.0
+    for n in range(300):                                        # 10 s at 30 Hz
+        t = n / 30
+        while next_pass <= t:
+            result = rec.infer(now=next_pass)
+            for person in result.people if result else []:
+                served[person.frame_id] = served.get(person.frame_id, 0) + 1
+            next_pass += 0.2
+        for camera, people, lag in (("camA", cam_a, 0.0), ("camB", {100: pose(20.0)}, 0.005)):
+            rec.ingest(InputFrame(stamp_ns=int((1 + t + lag) * 1e9), frame_id=camera,
+                                  layout="kinect20", ids=list(people),
+                                  coords=list(people.values()),
+                                  confidence=[np.ones(20)] * len(people), arrival=t + lag))
+    # 50 passes of 4: 200 labels for 13 people, about 15 each.
+    assert served["camB"] >= 10 and served["camA"] >= 12 * 10, served
 
 
 def test_live_parameters_apply_at_once():
@@ -1851,6 +1894,45 @@ def test_a_pair_whose_stamps_go_back_is_lined_up_newest_with_newest():
     for pid, x, seed in ((1, 0.0, 7), (2, 1.0, 57)):
         np.testing.assert_allclose(people[pid].refined - people[pid].offsets, beside(x, seed),
                                    atol=1e-5)
+
+
+def test_a_refined_pose_carries_its_own_frames_confidences_with_linear_steps():
+    """A linearly resampling model blends two frames at each window position; the refined
+    pose is one input frame (its stamp says which), and so are its joints' confidences (they
+    were the blend's: 0.6 for a frame of 0.2 between frames of 1.0)."""
+    torch.manual_seed(0)
+    model = PRGCN(len(CLASSES), "kinect20")
+    metadata = {"architecture": model.arch, "class_names": CLASSES,
+                "preprocess": {"center": "first_frame", "scale": "torso"},
+                "window": {"mode": "resample", "length": 6, "interpolation": "linear"}}
+    rec = Recognizer(model, metadata, RecognizerParams.from_dict(
+        {"window": 12, "min_frames": 12, "max_rate_hz": 1e9, "smoothing": 1}), "cpu")
+    sent = {}
+    for t in range(12):
+        f = frame(t)
+        f.confidence = [np.full(20, 0.2 if t % 2 else 1.0)]    # odd frames faint
+        rec.ingest(f)
+        sent[f.stamp_ns] = (f.coords[0], f.confidence[0])
+    person = rec.infer().people[0]
+    coords, confidence = sent[person.refined_at_ns]
+    np.testing.assert_allclose(person.refined - person.offsets, coords, atol=1e-5)
+    np.testing.assert_allclose(person.joint_confidence, confidence, atol=1e-6)
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "linear"])
+def test_a_partner_the_window_did_not_sample_is_not_published(interpolation):
+    """A partner in every other message, a window of 12 frames resampled to 6: none of the
+    partner's frames is where the window samples, so the model never saw them. They were
+    published all the same: the pair's label, and as refined pose zeros plus an offset, every
+    confidence 0, stamped as one of their frames."""
+    rec = pair_recognizer(length=6, interpolation=interpolation, min_frames=4, window=12)
+    for t in range(12):
+        people = {1: beside(0.0, t)}
+        if t % 2 == 0:
+            people[2] = beside(0.8, t + 50)
+        rec.ingest(frame(t, people))
+    people = rec.infer().people
+    assert [p.person_id for p in people] == [1] and people[0].partner_id == 2
 
 
 def test_a_pair_is_one_sample_of_max_batch():

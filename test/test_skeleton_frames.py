@@ -78,6 +78,20 @@ def test_rotate_points_keeps_shape_and_dtype():
                                rtol=1e-5)
 
 
+def test_rotate_points_passes_a_missing_joints_sentinel_on_without_a_warning():
+    """A missing joint may hold inf or FLT_MAX (README); rotating it printed numpy's
+    RuntimeWarning on the node's stderr. It stays non-finite, for the checks after."""
+    import warnings
+
+    pts = np.zeros((20, 3), np.float32)
+    pts[3] = (np.inf, 0.0, 0.0)
+    pts[4] = (3.4e38, 3.4e38, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = rotate_points(pts, gravity_rotation("y_down", 20.0))
+    assert not np.isfinite(out[3]).all() and np.isfinite(out[5:]).all()
+
+
 def _label(recognizer: Recognizer, coords: np.ndarray, conf: np.ndarray, person: int,
            gravity=None) -> str:
     """One clip through the node's pipeline as person `person` (turned on the way in by the

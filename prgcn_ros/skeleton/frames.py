@@ -75,9 +75,12 @@ def gravity_rotation(convention: str = "y_up", tilt_deg: float = 0.0,
 
 
 def rotate_points(points: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """Apply `rotation` to points of shape (..., 3); dtype is kept."""
+    """Apply `rotation` to points of shape (..., 3); dtype is kept. Non-finite points (a
+    missing joint's sentinel) stay non-finite without a warning: the checks after say why."""
     points = np.asarray(points)
-    return (points @ np.asarray(rotation, dtype=np.float64).T).astype(points.dtype, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rotated = points @ np.asarray(rotation, dtype=np.float64).T
+    return rotated.astype(points.dtype, copy=False)
 
 
 def as_xyz(points: np.ndarray) -> np.ndarray:

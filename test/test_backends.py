@@ -143,6 +143,20 @@ def test_auto_means_onnxruntime_on_a_cpu_and_torch_on_cuda():
         resolve_backend("tensorrt", "cpu")
 
 
+def test_onnxruntime_without_onnx_is_one_line_and_auto_runs_torch(shared, monkeypatch):
+    """onnxruntime installed without onnx (which checks and writes the graphs), a cached graph
+    beside the model: `import onnx` in the graph check was a ModuleNotFoundError traceback,
+    for backend auto too."""
+    import sys
+
+    _, path, _, first = shared
+    assert first.graph.is_file()
+    monkeypatch.setitem(sys.modules, "onnx", None)       # import onnx raises ImportError
+    assert resolve_backend("auto", "cpu") == "torch"
+    with pytest.raises(BackendError, match="onnxruntime and onnx packages are not both"):
+        _graph(path)
+
+
 # ---------------------------------------------------------------------------- the cache
 @pytest.mark.slow
 def test_second_start_reuses_the_cached_graph(shared):

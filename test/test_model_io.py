@@ -56,6 +56,19 @@ def test_missing_file(tmp_path):
     assert "missing" in _error(tmp_path / "none.safetensors")
 
 
+@pytest.mark.parametrize("spec", ["~no_such_user_here/m.safetensors",
+                                  "/tmp/" + "a" * 300 + ".safetensors"])
+def test_a_model_path_the_system_refuses_is_one_line(spec):
+    """A home that cannot be told, a name too long: RuntimeError and OSError tracebacks."""
+    from prgcn_ros.model.io import resolve_model
+
+    with pytest.raises(ModelFileError) as info:
+        resolve_model(spec)
+    assert "\n" not in str(info.value) and spec[:20] in str(info.value)
+    if spec.startswith("/"):
+        assert "too long" in _error(Path(spec))
+
+
 def test_missing_metadata(saved):
     path, _ = saved
     path.with_suffix(".json").unlink()
@@ -80,6 +93,11 @@ def test_invalid_metadata(saved):
     path, _ = saved
     path.with_suffix(".json").write_text("{not json")
     assert "not valid JSON" in _error(path)
+    # Nested past Python's recursion limit, and an integer of more digits than it converts:
+    # a RecursionError traceback, and a line that named no file.
+    for text in ("[" * 100_000 + "]" * 100_000, '{"window": ' + "9" * 5001 + "}"):
+        path.with_suffix(".json").write_text(text)
+        assert "not valid JSON" in _error(path)
     path.with_suffix(".json").write_text("[1, 2]")
     assert "not a JSON object" in _error(path)
     path.with_suffix(".json").write_text(json.dumps({"class_names": []}))
@@ -132,6 +150,7 @@ def test_weights_not_matching_architecture(saved, change, words):
     ({"window": True}, "window True has no whole number of frames"),
     ({"window": {"length": 0.5}}, "window {'length': 0.5} has no whole number of frames"),
     ({"window": {"length": "48"}}, "window {'length': '48'} has no whole number of frames"),
+    ({"inference": "both"}, "inference is not an object"),       # (a traceback before)
 ])
 def test_metadata_values_every_reader_uses_are_checked(saved, change, words):
     """A negative temperature would invert the ranking, NaN suppress every output, a huge one
@@ -171,6 +190,12 @@ def _kinect20_spec(**change) -> dict:
     ({"layout": _kinect20_spec(center=50)}, "centre 50 is not among its 20 joints"),
     ({"layout": _kinect20_spec(bones=[[0, 1]])}, "differs from the built-in layout of that "
                                                  "name"),
+    # Built as true: a network the weights load into, computing something else.
+    ({"extent_norm": "false"}, "extent_norm 'false' is not true or false"),
+    ({"use_prm": 0}, "use_prm 0 is not true or false"),
+    # Its graph would take 37 GiB before anything was said (a MemoryError traceback).
+    ({"layout": _kinect20_spec(name="mine", joints=[f"j{k}" for k in range(200_000)],
+                               bones=[], center=0)}, "200000 joints, more than 1000"),
 ])
 def test_architecture_values_are_named_in_one_line(saved, change, words):
     """Values a file can hold that failed deep in torch or numpy with a traceback (overflow,
@@ -205,6 +230,11 @@ def test_integer_weights_are_refused_and_other_float_widths_load(saved):
     save_file({k: v.to(torch.int32) if v.is_floating_point() else v
                for k, v in weights.items()}, str(path), metadata={"format": "prgcn_ros-model/1"})
     assert "of the wrong kind of number (e.g. " in _error(path)
+    # float8: too few bits for trained weights (a batch-norm variance in it was a traceback).
+    for key in ("classifier.weight", next(k for k in weights if k.endswith("running_var"))):
+        save_file({**weights, key: weights[key].to(torch.float8_e4m3fn)}, str(path),
+                  metadata={"format": "prgcn_ros-model/1"})
+        assert f"of the wrong kind of number (e.g. {key} torch.float8_e4m3fn)" in _error(path)
 
 
 @pytest.mark.parametrize("key, value, words", [

@@ -87,7 +87,9 @@ class TorchBackend:
 
 
 def onnxruntime_available() -> bool:
+    """onnxruntime, and onnx, which checks and writes the graphs it runs."""
     try:
+        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
@@ -419,8 +421,8 @@ def make_backend(kind: str, model: nn.Module, model_path: str | Path | None,
     if kind != "onnxruntime":
         raise BackendError(f"unknown backend {kind!r}")
     if not onnxruntime_available():
-        raise BackendError("backend onnxruntime: the onnxruntime package is not installed "
-                           "(pip install onnxruntime, or use backend torch)")
+        raise BackendError("backend onnxruntime: the onnxruntime and onnx packages are not "
+                           "both installed (pip install onnxruntime onnx, or use backend torch)")
     if model_path is None:
         raise BackendError("backend onnxruntime needs the model file (the graph cache's key)")
     providers_for(device)    # onnxruntime-gpu missing: said before a needless export

@@ -28,8 +28,12 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
     if unknown:
         raise ValueError(f"architecture {name!r} has no option {', '.join(unknown)} (a model "
                          f"file from a newer prgcn_ros? upgrade it)")
-    # Counts and sizes: "20" or 1e400 in a file would fail deep in torch, unnamed.
+    # Counts and sizes: "20" or 1e400 in a file would fail deep in torch, unnamed. Switches:
+    # "false" in a file would build the network with the switch on.
+    defaults = inspect.signature(ARCHITECTURES[name]).parameters
     for key, value in kwargs.items():
+        if isinstance(defaults[key].default, bool) and not isinstance(value, bool):
+            raise ValueError(f"architecture {name!r}: {key} {value!r} is not true or false")
         if key.startswith("num_") or key.endswith(("_channels", "_kernel")):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ValueError(f"architecture {name!r}: {key} {value!r} is not an integer")

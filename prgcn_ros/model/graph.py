@@ -88,12 +88,20 @@ def layout_spec(layout: str | Layout) -> str | dict:
             "bones": [list(bone) for bone in layout.bones], "center": layout.center}
 
 
+# A custom layout's joints at most: a body model's hundreds of keypoints fit, a (joints)^2
+# adjacency of a corrupt file's count would not.
+MAX_JOINTS = 1000
+
+
 def layout_from_spec(spec: str | dict | Layout) -> Layout:
     """Inverse of layout_spec; ValueError for a custom layout whose bones or centre are not
     among its joints, or that takes a built-in layout's name without being that layout (the
     node and the readers would use the built-in one)."""
     if not isinstance(spec, dict):
         return get_layout(spec)
+    if len(spec["joints"]) > MAX_JOINTS:    # its graph would take (joints)^2 memory first
+        raise ValueError(f"layout {spec['name']!r}: {len(spec['joints'])} joints, more than "
+                         f"{MAX_JOINTS}")
     layout = Layout(name=str(spec["name"]), joints=tuple(str(j) for j in spec["joints"]),
                     bones=tuple((int(a), int(b)) for a, b in spec["bones"]),
                     center=int(spec["center"]))

@@ -67,6 +67,13 @@ def resolve_model(spec: str | Path) -> Path:
     directory, else to the package's share directory). ModelFileError, listing the shipped
     names, when neither exists."""
     text = str(spec).strip()
+    try:
+        return _resolve(text)
+    except (OSError, RuntimeError) as error:   # a name too long, a home it cannot tell, ...
+        raise ModelFileError(f"model {text!r}: {_one_line(error)}") from None
+
+
+def _resolve(text: str) -> Path:
     if is_model_name(text):
         found = shipped_model_file(text)
         if found is not None:
@@ -150,7 +157,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"model {path}: metadata file {meta_file} is missing")
     try:
         meta = json.loads(meta_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    # ValueError: JSON's, and an integer of thousands of digits; RecursionError: nested deep.
+    except (OSError, ValueError, RecursionError) as error:
         raise ModelFileError(f"model {path}: metadata {meta_file} is not valid JSON "
                              f"({_one_line(error)})") from None
     if not isinstance(meta, dict):
@@ -187,6 +195,9 @@ def _metadata_value_problem(meta: dict[str, Any]) -> str | None:
         # Far outside what a fit gives: every answer 'unknown' (huge) or NaN scores (tiny).
         return (f"calibration.temperature {temperature!r} is outside {low:g}-{high:g} (a fitted "
                 f"temperature lies within 0.05-20)")
+    inference = meta.get("inference")
+    if inference is not None and not isinstance(inference, dict):
+        return "inference is not an object"
     persons = meta.get("max_persons")
     if persons is not None and (isinstance(persons, bool) or persons not in (1, 2)):
         return f"max_persons {persons!r} is not 1 or 2"
@@ -200,7 +211,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     """Rebuild the network of ``path``, load its weights; returns (model in eval mode, metadata).
     ``expected_by`` names what expects the layout and channels, in the error."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as error:
+        raise ModelFileError(f"model {path}: {_one_line(error)}") from None
+    if not found:
         raise ModelFileError(f"model {path}: file is missing")
     meta = read_metadata(path)
     arch = meta["architecture"]
@@ -252,6 +267,10 @@ def _unreadable(what: str, path: str | Path, error: Exception) -> ModelFileError
                           f"truncated ({_one_line(error)})")
 
 
+# The floating types a model file's weights may have (torch's checks run on each).
+FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def _check_weights(path: Path, model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
@@ -267,9 +286,11 @@ def _check_weights(path: Path, model: nn.Module, weights: dict[str, torch.Tensor
     if mismatched:
         problems.append(f"{len(mismatched)} with the wrong shape (e.g. {mismatched[0]}; the "
                         f"file's first)")
-    # Loading casts float16/64 to the network's float32 harmlessly; integers would be truncated.
+    # Loading casts float16/64 to the network's float32 harmlessly; integers would be truncated,
+    # and float8 has too few bits for a trained network's weights.
     kinds = [f"{key} {weights[key].dtype}" for key in sorted(set(expected) & set(weights))
-             if weights[key].is_floating_point() != expected[key].is_floating_point()]
+             if weights[key].is_floating_point() != expected[key].is_floating_point()
+             or (weights[key].is_floating_point() and weights[key].dtype not in FLOAT_TYPES)]
     if kinds:
         problems.append(f"{len(kinds)} of the wrong kind of number (e.g. {kinds[0]})")
     problems += weight_value_problems(weights)
@@ -283,11 +304,11 @@ def weight_value_problems(weights: dict[str, torch.Tensor]) -> list[str]:
     problems = []
     # A diverged training writes such values; the model would load and never give a label.
     not_finite = [key for key, value in weights.items()
-                  if value.is_floating_point() and not torch.isfinite(value).all()]
+                  if value.dtype in FLOAT_TYPES and not torch.isfinite(value).all()]
     if not_finite:
         problems.append(f"{len(not_finite)} holding NaN or infinity (e.g. {not_finite[0]})")
     negative = [key for key, value in weights.items()
-                if key.endswith("running_var") and value.is_floating_point()
+                if key.endswith("running_var") and value.dtype in FLOAT_TYPES
                 and (value < 0).any()]
     if negative:
         problems.append(f"{len(negative)} batch-norm variances below 0 (e.g. {negative[0]})")

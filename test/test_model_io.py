@@ -208,6 +208,27 @@ def test_architecture_values_are_named_in_one_line(saved, change, words):
     assert words in message and "\n" not in message, message
 
 
+def test_sizes_a_file_claims_are_checked_before_memory_is_taken_for_them(saved):
+    """3,000,000 classes in the metadata of a 20-class model: the network was built (3.3 GB,
+    12 s) before its weights said otherwise; a robot's node would meet the OOM killer."""
+    import subprocess
+    import sys
+
+    path, _ = saved
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["architecture"]["num_classes"] = 3_000_000
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    script = ("import resource, sys\n"
+              "from prgcn_ros.model.io import ModelFileError, load_model\n"
+              "try:\n    load_model(sys.argv[1])\n"
+              "except ModelFileError as error:\n    print(error)\n"
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                         text=True, timeout=120, check=True).stdout.splitlines()
+    assert "2 with the wrong shape" in out[0] and str(path) in out[0]
+    assert int(out[1]) < 1_500_000, f"peak {int(out[1]) / 1e6:.2f} GB"      # KiB
+
+
 def test_the_built_in_layout_written_out_in_full_still_loads(saved):
     path, model = saved
     meta = json.loads(path.with_suffix(".json").read_text())

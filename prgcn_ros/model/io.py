@@ -220,7 +220,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     meta = read_metadata(path)
     arch = meta["architecture"]
     try:
-        model = build_model(arch)
+        # On the meta device first: the sizes a file claims (millions of classes, thousands of
+        # channels) are compared with its weights before any memory is taken for them.
+        with torch.device("meta"):
+            sized = build_model(arch)
     except (ValueError, KeyError, TypeError) as error:
         raise ModelFileError(f"model {path}: architecture cannot be built: "
                              f"{_one_line(error)}") from None
@@ -233,12 +236,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
         raise ModelFileError(f"model {path} takes {channels} input channels, {expected_by} "
                              f"gives {expected_channels}")
     weights = read_weights(path)
-    _check_weights(path, model, weights)
+    _check_weights(path, sized, weights)
     written = read_header(path).get("written")
     if written is not None and written != meta.get("written"):
         raise ModelFileError(f"model {path}: the weights are not the ones its metadata "
                              f"{metadata_path(path)} was written with (a write was interrupted, "
                              f"or one file of the pair replaced); write both again")
+    model = build_model(arch)
     model.load_state_dict(weights, strict=True)
     return model.to(device).eval(), meta
 

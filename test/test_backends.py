@@ -320,6 +320,22 @@ def test_a_cached_graph_that_differs_from_the_model_is_exported_again(shared, tm
 
 
 @pytest.mark.slow
+def test_a_bad_graph_in_both_caches_is_exported_again(shared, tmp_path, monkeypatch):
+    """The same tampered graph beside the model and in the user's cache (a copied cache):
+    the first was removed and the second, found next, was refused, at every start."""
+    path = _with_graph(shared, tmp_path)
+    _, info = _graph(path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    user = user_cache_dir() / info.graph.name
+    user.parent.mkdir(parents=True)
+    tamper(info.graph)
+    shutil.copy2(info.graph, user)
+    _, again = _graph(path)
+    assert not again.reused and again.max_diff <= 1e-4
+    assert again.graph == info.graph and not user.exists()
+
+
+@pytest.mark.slow
 def test_the_recognizer_exports_a_tampered_graph_again_and_refuses_a_bad_export(
         shared, tmp_path, monkeypatch):
     from prgcn_ros.recognition import Recognizer

@@ -414,6 +414,17 @@ def test_a_bag_whose_recording_did_not_close_still_plays(data_dir, tmp_path):
         bag_topics(bag)
 
 
+def test_a_file_that_never_was_mcap_is_not_told_to_recover(tmp_path):
+    """A text file named .mcap: one line, without the cut-short recording's mcap recover."""
+    from prgcn_ros.skeleton.bags import BagError, bag_topics
+
+    (tmp_path / "notes.mcap").write_text("not a bag\n" * 100)
+    with pytest.raises(BagError) as error:
+        bag_topics(tmp_path / "notes.mcap")
+    assert "not a readable rosbag2" in str(error.value)
+    assert "mcap recover" not in str(error.value) and "\n" not in str(error.value)
+
+
 def test_an_openpose_folder_with_a_stray_storage_file_is_no_bag(tmp_path):
     (tmp_path / "frame_000000000000_keypoints.json").write_text('{"people": []}')
     (tmp_path / "stray.mcap").write_bytes(b"")

@@ -136,6 +136,21 @@ def test_consume_deletes_what_was_read_or_skipped_and_says_once_what_it_cannot(f
     assert sum("cannot delete" in line for line in reports) == 1, reports
 
 
+def test_consume_deletes_a_frame_file_once_sent_not_before(folder):
+    """A stop while a frame waits for its turn to be sent (a slow --rate): its file stays for
+    the next run. It was deleted when read, before the wait, and the frame lost."""
+    follower = FrameFolder(folder, consume=True)
+    for k in (1, 2):
+        write_frame(folder, f"a_{k}_keypoints.json", openpose_frame(k, 1))
+    frames = follower.poll()
+    first = Path(next(frames).source)
+    assert first.name == "a_1_keypoints.json" and first.exists()
+    second = Path(next(frames).source)          # asked for the next: the first was sent
+    assert not first.exists() and second.exists()
+    frames.close()                              # stopped before the second was sent
+    assert sorted(p.name for p in folder.iterdir()) == ["a_2_keypoints.json"]
+
+
 def test_a_file_that_breaks_the_reader_unexpectedly_is_skipped_and_the_stream_goes_on(
         folder, monkeypatch):
     """No file may end a live stream, whatever its reader raises."""

@@ -176,7 +176,7 @@ def _reader(path: Path) -> Iterator[Any]:
     except Exception as error:   # a YAML error spans lines: its first says what is wrong
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         hint = ""
-        if "end magic" in first or "magic is invalid" in first:
+        if "end magic" in first:     # (a bad start magic: no mcap file at all)
             hint = ("; the file ends early (a recording that did not close): the mcap CLI's "
                     "`mcap recover FILE -o FIXED.mcap` writes what is complete")
         raise BagError(f"{path}: not a readable rosbag2 ({type(error).__name__}: {first}"

@@ -135,10 +135,10 @@ class FrameFolder:
                     self._reported.add(problem[0])
                     self.report(f"skipping {name}: {problem[1]} (files skipped for a "
                                 f"{problem[0]} from now on are counted, not listed)")
+            if seq is not None:
+                yield seq        # deleted only when the next one is asked for: once sent
             if self.consume:
                 self._delete(path)
-            if seq is not None:
-                yield seq
 
     def _delete(self, path: Path) -> None:
         try:

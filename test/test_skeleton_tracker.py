@@ -206,6 +206,19 @@ def test_a_newcomer_near_a_hidden_persons_track_does_not_take_a_still_persons_id
     assert a == 0 and newcomer not in (0, 1)
 
 
+def test_two_close_people_seen_in_turn_keep_their_ids():
+    """0.3 m apart, gate 0.5 m, the detector seeing one of them at a time (OpenPose flicker):
+    B, back at their own track, took A's, which was seen in the update before (leaving it
+    cost the gate, leaving B's own nothing), so one id carried both people in turn."""
+    tracker = Tracker(gate=0.5, timeout_s=1.0)
+    at = lambda *xs: np.array([[[x, 0.0]] for x in xs])     # noqa: E731
+    assert tracker.update(at(0.0, 0.3), np.ones((2, 1)), 0.0) == [0, 1]
+    for f in range(1, 9):
+        who = 0.0 if f % 2 else 0.3
+        assert tracker.update(at(who), np.ones((1, 1)), f / 30) == [0 if f % 2 else 1], f
+    assert tracker.update(at(0.0, 0.3), np.ones((2, 1)), 9 / 30) == [0, 1]
+
+
 def test_fresh_ids_start_again_below_the_limit_skipping_ids_in_use(handshake):
     """People turned away every frame (a crowd over max_people) use up fresh ids: they wrap at
     id_limit instead of running past the span a person id may take."""

@@ -177,6 +177,22 @@ class Tracker:
             candidates = [i for i in self._tracks if i not in claimed]
             cost = self.cost_matrix(coords[todo], ok[todo], candidates, stamp_s, capture_s)
             allowed = cost <= self.gate
+            # A person and a track not seen in the last update, each other's nearest within the
+            # gate, are matched first: such a track is free to leave below, so its person,
+            # back, would take a track seen last update instead, whose leaving costs (two close
+            # people seen in turn swapped ids every frame).
+            hidden = np.array([self._tracks[i].last_update != self._updates - 1
+                               for i in candidates], dtype=bool)
+            mutual = (allowed & hidden[None] & (cost == cost.min(1, keepdims=True))
+                      & (cost == cost.min(0, keepdims=True))) if allowed.any() else allowed
+            mutual &= (mutual.sum(1, keepdims=True) == 1) & (mutual.sum(0, keepdims=True) == 1)
+            for r, c in zip(*np.nonzero(mutual)):
+                result[todo[r]] = candidates[c]
+            everyone = todo
+            rest, free = ~mutual.any(1), ~mutual.any(0)
+            todo = [p for p, left in zip(todo, rest) if left]
+            candidates = [c for c, left in zip(candidates, free) if left]
+            cost, allowed = cost[rest][:, free], allowed[rest][:, free]
             if allowed.any():
                 # Least total of the matched distances plus ``gate`` for each person who starts
                 # a new track and for each track seen in the last update that is left without
@@ -199,7 +215,7 @@ class Tracker:
                 for r, c in zip(rows, cols):
                     if r < p and c < k and allowed[r, c]:
                         result[todo[r]] = candidates[c]
-            for p in todo:
+            for p in everyone:
                 made = result[p] is None
                 if made:
                     if not ok[p].any():

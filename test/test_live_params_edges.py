@@ -201,7 +201,7 @@ def test_a_backend_that_cannot_run_stops_start_up_with_one_line(tiny_model, monk
     with pytest.raises(StartupError) as error, \
             recognizer_node(tiny_model, "backend:=onnxruntime"):
         pass
-    assert "onnxruntime package is not installed" in str(error.value)
+    assert "onnxruntime and onnx packages are not both installed" in str(error.value)
     assert "\n" not in str(error.value)
 
 

@@ -336,14 +336,11 @@ class Ingestion:
                     # within the tolerance: a stamp step the source really took.
                     held_gap_s = (held.stamp_ns - source.last_stamp_ns) / 1e9
                     timeout_s = self.params.track_timeout_s
-                    if held_gap_s < -timeout_s:
+                    back = held_gap_s < -timeout_s
+                    if back or source.lead(held) > tolerance:
                         self.clock_resets += 1
                         self._notice("clock_resets", new)
-                        self._end_source(key)
-                    elif source.lead(held) > tolerance:
-                        self.clock_resets += 1
-                        self._notice("clock_resets", new)
-                        if held_gap_s > timeout_s:
+                        if back or held_gap_s > timeout_s:
                             self._end_source(key)
                     if self._of_someone_gone(held, frame):
                         # Not put first into the new timeline, which starts at this message.

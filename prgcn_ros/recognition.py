@@ -502,14 +502,14 @@ class Recognizer:
                     -1, -1, self.persons)
                 x = blend_frames(frames(before), frames(np.minimum(before + 1, length - 1)),
                                  weight, self.dims)
-        # Each slot's newest frame: the last window position where it has a joint (on the
-        # device: no copy back per pass).
+        # Each slot's newest frame: the last window position where it has a joint (-1: none,
+        # then the window's last frame), copied back once.
         shown = (x[..., self.dims] > 0).any(-1)                                # (S, T, M)
         positions = torch.arange(shown.shape[1], device=device)[None, :, None]
-        newest = torch.where(shown, positions, -1).amax(1)                     # (S, M)
-        fallback = torch.from_numpy((taken - 1).clip(0, shown.shape[1] - 1)).to(device)
-        last = torch.where(newest >= 0, newest, fallback[:, None])
-        seen = (newest >= 0).cpu().numpy()                                     # (S, M)
+        newest = torch.where(shown, positions, -1).amax(1).cpu().numpy()       # (S, M)
+        seen = newest >= 0
+        last_at = np.where(seen, newest, (taken - 1).clip(0, shown.shape[1] - 1)[:, None])
+        last = torch.from_numpy(last_at).to(device)
         windows = {}
         for s, rows in enumerate(sample_rows):
             for slot, r in enumerate(rows):
@@ -524,7 +524,7 @@ class Recognizer:
         # time line, or a window resampled from over twice its length, may skip the person's
         # very newest frame).
         refined_rows = line[np.arange(count)[:, None], at][
-            np.arange(count)[:, None], last.cpu().numpy(), np.arange(self.persons)]  # (S, M)
+            np.arange(count)[:, None], last_at, np.arange(self.persons)]      # (S, M)
         frames_refined = gather(refined_rows)                                  # (S, M, V, C)
         return (x, last, windows, refined_rows, frames_refined[..., : self.dims],
                 frames_refined[..., self.dims])

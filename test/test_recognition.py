@@ -36,14 +36,15 @@ CLASSES = ["wave", "punch", "kick"]
 KINECT20 = get_layout("kinect20")
 
 
-def tiny_recognizer(window: int = 8, use_prm: bool = True, backend=None, **params
-                    ) -> Recognizer:
+def tiny_recognizer(window: int = 8, use_prm: bool = True, backend=None,
+                    interpolation: str = "nearest", **params) -> Recognizer:
     """``backend``: model -> the network call to use (default the model's own forward)."""
     torch.manual_seed(0)
     model = PRGCN(len(CLASSES), "kinect20", use_prm=use_prm)
     metadata = {"architecture": model.arch, "class_names": CLASSES,
                 "preprocess": {"center": "first_frame", "scale": "torso"},
-                "window": {"mode": "resample", "length": window}}
+                "window": {"mode": "resample", "length": window,
+                           "interpolation": interpolation}}
     # Passes here follow each other within microseconds: no per-person rate limit unless asked.
     values = {"window": 16, "min_frames": 4, "top_k": 2, "max_rate_hz": 1e9, **params}
     return Recognizer(model, metadata, RecognizerParams.from_dict(values), "cpu",
@@ -1900,13 +1901,7 @@ def test_a_refined_pose_carries_its_own_frames_confidences_with_linear_steps():
     """A linearly resampling model blends two frames at each window position; the refined
     pose is one input frame (its stamp says which), and so are its joints' confidences (they
     were the blend's: 0.6 for a frame of 0.2 between frames of 1.0)."""
-    torch.manual_seed(0)
-    model = PRGCN(len(CLASSES), "kinect20")
-    metadata = {"architecture": model.arch, "class_names": CLASSES,
-                "preprocess": {"center": "first_frame", "scale": "torso"},
-                "window": {"mode": "resample", "length": 6, "interpolation": "linear"}}
-    rec = Recognizer(model, metadata, RecognizerParams.from_dict(
-        {"window": 12, "min_frames": 12, "max_rate_hz": 1e9, "smoothing": 1}), "cpu")
+    rec = tiny_recognizer(window=6, interpolation="linear", min_frames=12, smoothing=1)
     sent = {}
     for t in range(12):
         f = frame(t)

@@ -349,6 +349,33 @@ def test_a_model_file_is_written_in_its_own_folder_then_renamed(tmp_path):
     assert folders == [tmp_path] and (tmp_path / "x.json").read_text() == "{}"
 
 
+def test_a_model_file_reaches_the_disk_before_its_rename(tmp_path, monkeypatch):
+    """A power cut after a rename whose data were still in the page cache leaves an empty file
+    under the model's name (ext4's delayed allocation): the data are synced first, then the
+    folder that holds the new name."""
+    import os
+
+    from prgcn_ros.model.io import write_atomic
+
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "x.json"
+    write_atomic(target, lambda tmp: tmp.write_text("{}"))
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["fsync", "replace", "fsync"], events
+    assert events[0][1].endswith(".tmp") and events[2][1] == str(tmp_path)
+
+
 def test_the_saved_architecture_is_the_models_own(saved):
     """A caller's stale architecture entry never replaces it: the file would not load."""
     from prgcn_ros.model.io import read_metadata

@@ -103,7 +103,9 @@ def _resolve(text: str) -> Path:
 def write_atomic(path: str | Path, write: Callable[[Path], Any], mode: int = 0o644) -> Path:
     """``write(tmp)`` to a temporary file beside ``path``, then rename it into place: a reader
     never sees half a file, two writers at once each leave a whole one, and the temporary file
-    goes on any failure. A full disk is an OSError (safetensors raises its own error type)."""
+    goes on any failure. A full disk is an OSError (safetensors raises its own error type).
+    The data reach the disk before the rename, and the rename before the return: a power cut
+    leaves the old file or the new one, never an empty one under the name."""
     path = Path(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -111,6 +113,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any], mode: int = 0o6
     try:
         write(tmp)
         os.chmod(tmp, mode)      # like any installed file: a node of another user reads it
+        _sync(tmp)
         os.replace(tmp, path)
     except SafetensorError as error:
         tmp.unlink(missing_ok=True)
@@ -118,7 +121,26 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any], mode: int = 0o6
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _sync(path.parent, directory=True)
     return path
+
+
+def _sync(path: Path, directory: bool = False) -> None:
+    """fsync a file, or a folder (its entries: a rename). Some file systems cannot sync a
+    folder; the rename has happened there all the same."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    except OSError:
+        if directory:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
 
 
 def metadata_path(path: str | Path) -> Path:

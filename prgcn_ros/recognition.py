@@ -327,14 +327,13 @@ class Recognizer:
             published = [self.buffer.total_frames(k) >= self.params.min_frames for k in keys]
             # Latency counts from a person's frame to the first /action that used it; before
             # a person's first label only the newest frame counts (the rest were warm-up).
-            arrivals = sorted(a for t, shown in zip(tracks, published) if shown
-                              for a in (t.pending if t.labelled else list(t.pending)[-1:]))
+            waited = {i: list(t.pending) if t.labelled else list(t.pending)[-1:]
+                      for i, (t, shown) in enumerate(zip(tracks, published)) if shown}
             for t, shown in zip(tracks, published):
                 if shown:
                     t.new_frames = 0
                     t.pending.clear()
                     t.waiting_since = None
-                    t.labelled = True
                     t.last_inferred = start
 
         x, last, windows, refined_rows, newest, newest_conf = self._sample_windows(
@@ -361,7 +360,7 @@ class Recognizer:
         finite_pose = (torch.isfinite(refined).flatten(2).all(2)
                        & torch.isfinite(offsets).flatten(2).all(2)).tolist()   # (S, M)
 
-        people = []
+        people, shown_rows = [], []
         with self._lock:
             for s, rows in enumerate(sample_rows):
                 # Every member's score history takes every pass of its sample, a partner still
@@ -400,12 +399,16 @@ class Recognizer:
                     row = refined_rows[s, slot]
                     person.refined_stamp_ns = int(stamps[i, row]) if row >= 0 else last_ns
                     people.append(person)
+                    shown_rows.append(i)
+                    tracks[i].labelled = True
         done = time.monotonic()
         self.inferences += 1
         self._inference_rate.tick(done)
         self.forward_time.add([done - began], done)
         if not people:
             return None
+        # A suppressed output or an unused partner is in no /action: its frames are not counted.
+        arrivals = sorted(a for i in shown_rows for a in waited[i])
         return InferenceResult.of(people, self.layout.name, arrivals, done - began)
 
     def _sample_windows(self, batch: torch.Tensor, stamps: np.ndarray, counts: list[int],

@@ -127,6 +127,28 @@ def test_a_pass_with_nan_scores_does_not_poison_the_smoothed_scores_after_it():
         assert np.isfinite(person.top_scores).all()
 
 
+def test_a_person_whose_output_was_suppressed_was_never_shown():
+    """Their first pass came out NaN, so no /action, refined pose or marker showed them: they
+    are not 'labelled' (no DELETE marker when they leave) and the latency of that pass's frames
+    is not counted; their next, published pass counts only its newest frame, as a first label
+    does."""
+    rec = tiny_recognizer(backend=_nan_once)
+    for t in range(5):
+        rec.ingest(frame(t))
+    assert rec.infer() is None
+    assert [d.labelled for d in rec.expire_people(now=1000.0)] == [False]
+
+    rec = tiny_recognizer(backend=_nan_once)
+    for t in range(5):
+        rec.ingest(frame(t))
+    assert rec.infer() is None
+    for t in range(5, 8):
+        rec.ingest(frame(t))
+    result = rec.infer()
+    assert len(result.people) == 1 and len(result.arrivals) == 1
+    assert [d.labelled for d in rec.expire_people(now=1000.0)] == [True]
+
+
 def test_refined_offsets_are_in_the_inputs_units():
     """The same motion at twice the size (and moved): preprocessing (first-frame centre, torso
     scale) shows the model the same input, so its refinement is the same in model units and

@@ -93,6 +93,8 @@ class Source:
     last_sent: float = 0.0                      # unstamped messages: send time (else arrival)
     last_step_ns: int = 0                       # stamp gap to the previous accepted message
     held: InputFrame | None = None              # a stamp ahead or a jump, not yet confirmed
+    # Its messages with people a second: its people's frame interval (the latency allowance).
+    rate: RateMeter = field(default_factory=RateMeter)
 
     def reference(self, clock: float) -> float:
         return self.offset + OFFSET_RELAX * max(0.0, clock - self.offset_clock)
@@ -234,6 +236,7 @@ class Ingestion:
                 return new
             key = (frame.source, frame.frame_id, layout.name, frame.publisher)
             source = self._source(key)
+            source.rate.tick(frame.arrival)
             order = self._in_order(key, source, frame, new)
             if order is None:
                 return new
@@ -270,6 +273,10 @@ class Ingestion:
         self._buffer(frame, key, source, layout, ids, (coords_np, conf_np),
                      (mapped, mapped_conf), notes, new)
         return True
+
+    def fastest_source_rate(self, now: float) -> float:
+        """Messages a second of the busiest source (under the lock)."""
+        return max((s.rate.rate(now) for s in self._sources.values()), default=0.0)
 
     def _source(self, key: SourceKey) -> Source:
         source = self._sources.get(key)

@@ -647,8 +647,11 @@ class DiagnosticsWarnings:
             warn.append(f"{lost} input messages lost in transport in the last {period_s:g} s "
                         f"(large messages: input_reliability reliable)")
         # A frame may wait for its person's next pass by setting: up to max_rate_hz's period,
-        # less the input's own frame interval (input slower than the rate waits for nothing).
-        interval = 1e3 / stats["input_rate_hz"] if stats["input_rate_hz"] > 0 else 0.0
+        # less its source's frame interval (input slower than the rate waits for nothing); the
+        # busiest source's frames wait longest. Not all sources' rate together: two cameras
+        # at 30 Hz give no person a frame every 17 ms.
+        rate = stats["source_rate_hz"]
+        interval = 1e3 / rate if rate > 0 else 0.0
         rate_wait = max(0.0, 1e3 / max_rate_hz - interval)
         if stats["latency_samples"] and stats["latency_p99_ms"] > budget_ms + rate_wait:
             warn.append(f"latency p99 {stats['latency_p99_ms']:.1f} ms over the {budget_ms:g} "

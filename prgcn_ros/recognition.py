@@ -589,6 +589,7 @@ class Recognizer:
             waiting = self._waiting()
             out: dict[str, Any] = {
                 "input_rate_hz": ing.input_rate.rate(now),
+                "source_rate_hz": ing.fastest_source_rate(now),
                 "inference_rate_hz": self._inference_rate.rate(now),
                 "latency_p50_ms": 1e3 * self.latency.get(50, now),
                 "latency_p99_ms": 1e3 * self.latency.get(99, now),

@@ -109,7 +109,7 @@ def test_diagnostics_report_rates_latency_and_people(probe):
     for key in ("input_rate_hz", "latency_p50_ms", "latency_p99_ms", "people_tracked",
                 "dropped_total", "dropped_non_finite", "dropped_flood"):
         assert key in stats
-    assert float(stats["input_rate_hz"]) > 0
+    assert float(stats["input_rate_hz"]) > 0 and float(stats["source_rate_hz"]) > 0
     assert 0 < float(stats["latency_p50_ms"]) < 5000
 
 

@@ -133,7 +133,7 @@ def _quiet_stats(**changed: float) -> dict:
     stats = dict.fromkeys(("inference_errors", "outputs_suppressed", "dropped_total",
                            "messages_lost", "publishers_incompatible", "latency_samples",
                            "latency_p99_ms", "people_waiting", "oldest_wait_ms"), 0)
-    stats.update(input_rate_hz=30.0, latency_window_s=5.0)
+    stats.update(input_rate_hz=30.0, source_rate_hz=30.0, latency_window_s=5.0)
     stats.update(changed)
     return stats
 
@@ -157,17 +157,35 @@ def test_diagnostics_allow_max_rate_hz_its_wait_and_warn_when_people_wait_too_lo
     over = warnings(_quiet_stats(latency_samples=90, latency_p99_ms=320.0), 1.0, 100.0, 4.0)
     assert len(over) == 1 and over[0].startswith("latency p99 320.0 ms over"), over
     # Input slower than the rate waits for no pass: the budget alone.
-    slow = warnings(_quiet_stats(input_rate_hz=2.0, latency_samples=9, latency_p99_ms=120.0),
+    slow = warnings(_quiet_stats(source_rate_hz=2.0, latency_samples=9, latency_p99_ms=120.0),
                     1.0, 100.0, 4.0)
     assert len(slow) == 1 and slow[0].startswith("latency p99 120.0 ms over"), slow
     stuck = warnings(_quiet_stats(people_waiting=2, oldest_wait_ms=150.0), 1.0, 100.0, 60.0)
     assert len(stuck) == 1 and stuck[0].endswith("inference is behind or stuck"), stuck
     # ... and under the budget, nothing; a due frame is held to the budget alone, whatever
     # max_rate_hz allows the latency.
-    assert warnings(_quiet_stats(input_rate_hz=2.0, latency_samples=9, latency_p99_ms=80.0),
+    assert warnings(_quiet_stats(source_rate_hz=2.0, latency_samples=9, latency_p99_ms=80.0),
                     1.0, 100.0, 4.0) == []
     stuck = warnings(_quiet_stats(people_waiting=1, oldest_wait_ms=150.0), 1.0, 100.0, 4.0)
     assert len(stuck) == 1 and stuck[0].endswith("inference is behind or stuck"), stuck
+
+
+def test_max_rate_hz_its_allowance_is_by_the_busiest_source_not_all_sources_together():
+    """Two cameras at 30 Hz: 60 messages a second reach the node, but each person's frames
+    come every 33 ms, so at 4 passes a second a frame may wait 250 - 33 ms, not 250 - 17:
+    325 ms is over a budget of 100 ms and that wait."""
+    rec = tiny_recognizer()
+    for t in range(60):
+        for camera in ("left", "right"):
+            rec.ingest(frame(t, source=camera, frame_id=camera))
+    stats = rec.stats(now=100.0 + 59 / 30)
+    assert stats["input_rate_hz"] == pytest.approx(60.0, rel=0.05)
+    assert stats["source_rate_hz"] == pytest.approx(30.0, rel=0.05)
+    stats.update(inference_errors=0, outputs_suppressed=0, dropped_total=0, messages_lost=0,
+                 publishers_incompatible=0, people_waiting=0, latency_samples=90,
+                 latency_p99_ms=325.0)
+    over = DiagnosticsWarnings()(stats, 1.0, 100.0, 4.0)
+    assert len(over) == 1 and over[0].startswith("latency p99 325.0 ms over"), over
 
 
 def test_diagnostics_warn_of_incompatible_publishers_while_they_stay():

@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prgcn_ros.skeleton.playback import READ_TRIES, FrameFolder, tick_period, ticks
+from prgcn_ros.skeleton.playback import (
+    READ_TRIES,
+    SETTLE_S,
+    FrameFolder,
+    tick_period,
+    ticks,
+)
 from prgcn_ros.skeleton.sequence import SkeletonSequence
 
 
@@ -102,33 +108,71 @@ def test_a_followed_folder_gives_each_new_file_once_in_natural_order(folder):
     assert follower.skipped == 0
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_file_that_does_not_read_is_retried_then_skipped_and_its_kind_reported_once(folder):
     reports: list[str] = []
-    follower = FrameFolder(folder, report=reports.append)
+    clock = _Clock()
+    follower = FrameFolder(folder, report=reports.append, clock=clock)
     write_frame(folder, "a_1_keypoints.json", '{"people": [')        # still being written
     write_frame(folder, "a_2_keypoints.json", openpose_frame(1, 2))
     for _ in range(READ_TRIES - 1):
         assert list(follower.poll()) == []          # the frames after it wait their turn
     (folder / "b_3_keypoints.json").write_text('{"people": [')
+    assert list(follower.poll()) == []              # tried enough, but not SETTLE_S as it is
+    clock.now += SETTLE_S
     got = list(follower.poll())
     assert [Path(s.source).name for s in got] == ["a_2_keypoints.json"]
     assert follower.skipped == 1 and len(reports) == 1 and "a_1_keypoints.json" in reports[0]
     for _ in range(READ_TRIES):
         assert list(follower.poll()) == []
+    clock.now += SETTLE_S
+    assert list(follower.poll()) == []
     assert follower.skipped == 2 and len(reports) == 1    # the same kind: counted, not listed
     assert sorted(p.name for p in folder.iterdir()) == [
         "a_1_keypoints.json", "a_2_keypoints.json", "b_3_keypoints.json"]   # no --consume
 
 
+def test_a_file_still_being_written_is_waited_for_while_it_grows(folder):
+    """A writer that pauses mid-file longer than READ_TRIES polls (a busy disk): the file is
+    not skipped while it changes, nor before it has stayed as it is for SETTLE_S; complete, it
+    is sent, and the frames after it follow in order."""
+    clock = _Clock()
+    follower = FrameFolder(folder, report=pytest.fail, clock=clock)
+    text = json.dumps(openpose_frame(1, 1))
+    path = folder / "a_1_keypoints.json"
+    path.write_text(text[: len(text) // 2])
+    write_frame(folder, "a_2_keypoints.json", openpose_frame(1, 2))
+    for _ in range(3 * READ_TRIES):
+        clock.now += 0.01
+        assert list(follower.poll()) == []
+    with path.open("a") as half:                   # grows, still not valid JSON
+        half.write(text[len(text) // 2: -2])
+    clock.now += SETTLE_S - 0.01                   # SETTLE_S since it first failed, not since
+    assert list(follower.poll()) == []             # it last changed
+    path.write_text(text)
+    got = list(follower.poll())
+    assert [Path(s.source).name for s in got] == ["a_1_keypoints.json", "a_2_keypoints.json"]
+    assert follower.skipped == 0
+
+
 def test_consume_deletes_what_was_read_or_skipped_and_says_once_what_it_cannot(folder):
     reports: list[str] = []
-    follower = FrameFolder(folder, consume=True, report=reports.append)
+    clock = _Clock()
+    follower = FrameFolder(folder, consume=True, report=reports.append, clock=clock)
     write_frame(folder, "a_1_keypoints.json", openpose_frame(1, 1))
     (folder / "d_2_keypoints.json").mkdir()      # named like a frame: skipped, not deletable
     (folder / "d_3_keypoints.json").mkdir()
     got = []
     for _ in range(2 * READ_TRIES):
         got += list(follower.poll())
+        clock.now += SETTLE_S
     assert [Path(s.source).name for s in got] == ["a_1_keypoints.json"]
     assert sorted(p.name for p in folder.iterdir()) == ["d_2_keypoints.json",
                                                        "d_3_keypoints.json"]

@@ -23,8 +23,11 @@ from .sequence import SkeletonSequence, frame_people
 MIN_SPACING = 0.75
 
 # A frame file that does not read is tried again on this many polls (OpenPose may still be
-# writing it), then skipped.
+# writing it), then skipped once it has not changed for SETTLE_S either: a writer that pauses
+# mid-file (a busy disk, a network file system) is waited for, a broken file holds the stream
+# up once, for SETTLE_S.
 READ_TRIES = 5
+SETTLE_S = 0.5
 
 People = tuple[list[int], np.ndarray, np.ndarray]   # ids, coords (P, J, C), confidences (P, J)
 
@@ -89,21 +92,25 @@ class FrameFolder:
     """New OpenPose frame files in a folder (``--write_json``), each read once, in order.
 
     Files there at the start are skipped. A file that does not read yet is tried again on
-    the next polls, then skipped; each kind of error is reported once (``report``), then
-    counted. OpenPose never deletes its files: with ``consume`` each file is deleted once
-    read or skipped, so that the folder, its listing and the names remembered stay small over
-    hours. A folder of many thousand frames is listed by name only."""
+    the next polls, then skipped once it stays as it is (READ_TRIES, SETTLE_S); each kind of
+    error is reported once (``report``), then counted. OpenPose never deletes its files:
+    with ``consume`` each file is deleted once read or skipped, so that the folder, its
+    listing and the names remembered stay small over hours. A folder of many thousand frames
+    is listed by name only."""
 
     def __init__(self, directory: Path, consume: bool = False,
-                 report: Callable[[str], None] | None = None) -> None:
+                 report: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.directory = Path(directory)
+        self.clock = clock
         self.consume = consume
         self.report = report or (lambda line: print(line, file=sys.stderr, flush=True))
         self.seen = openpose_frame_files(self.directory)
         self.existing = len(self.seen)
         self.skipped = 0               # files skipped as unreadable
         self.listing_s = 0.0           # how long the last listing took
-        self._retries: dict[str, int] = {}
+        # A file that did not read: tries, and its (size, mtime) and since when it has them.
+        self._retries: dict[str, tuple[int, tuple[int, int] | None, float]] = {}
         self._reported: set[str] = set()
 
     def poll(self) -> Iterator[SkeletonSequence]:
@@ -120,8 +127,7 @@ class FrameFolder:
                 seq = read_recording(path)
                 problem = None
             except (RecordingError, json.JSONDecodeError, OSError) as error:
-                self._retries[name] = self._retries.get(name, 0) + 1
-                if self._retries[name] < READ_TRIES:
+                if not self._settled(name, path):
                     return
                 seq, problem = None, (type(error).__name__, str(error))
             except Exception as error:   # no file may end a live stream
@@ -139,6 +145,20 @@ class FrameFolder:
                 yield seq        # deleted only when the next one is asked for: once sent
             if self.consume:
                 self._delete(path)
+
+    def _settled(self, name: str, path: Path) -> bool:
+        """Whether a file that did not read has been tried enough and stayed as it is."""
+        try:
+            info = path.stat()
+            state = (info.st_size, info.st_mtime_ns)
+        except OSError:
+            state = None
+        now = self.clock()
+        tries, last, since = self._retries.get(name, (0, state, now))
+        if state != last:
+            since = now          # still being written
+        self._retries[name] = (tries + 1, state, since)
+        return tries + 1 >= READ_TRIES and now - since >= SETTLE_S
 
     def _delete(self, path: Path) -> None:
         try:

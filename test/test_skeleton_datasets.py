@@ -330,3 +330,86 @@ def test_broken_files_raise_recording_error(tmp_path, data_dir):
     bad_mat.write_bytes(b"MATLAB 5.0 MAT-file" + bytes(40))
     with pytest.raises(RecordingError, match=re.escape(str(bad_mat))):
         read_utd_mhad(bad_mat)
+
+
+def _overflowing(data_dir: Path, tmp_path: Path, kind: str) -> Path:
+    """A real file of ``kind`` with one coordinate set to 1e39: finite as a float64, inf as
+    the float32 every reader returns."""
+    def written(rel: str, text: str) -> Path:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    if kind == "msr":
+        lines = (data_dir / "msr_action3d" / "a01_s01_e01_skeleton3D.txt").read_text() \
+            .splitlines(keepends=True)
+        return written("a01_s01_e01_skeleton3D.txt",
+                       "".join(lines[:5]) + "1e39 0.3 2.5 1\n" + "".join(lines[6:]))
+    if kind == "ntu":
+        lines = (data_dir / "ntu_samples" / "S001C001P001R001A011.skeleton").read_text() \
+            .splitlines(keepends=True)
+        parts = lines[4].split()
+        parts[0] = "1e39"
+        return written("S001C001P001R001A011.skeleton",
+                       "".join(lines[:4]) + " ".join(parts) + "\n" + "".join(lines[5:]))
+    if kind == "kinetics":
+        clip = json.loads((data_dir / "kinetics_skeleton" / "--33Lscn6sk.json").read_text())
+        clip["data"][3]["skeleton"][0]["pose"][4] = 1e39
+        return written("kinetics.json", json.dumps(clip))
+    if kind == "nw_ucla":
+        clip = json.loads((data_dir / "nw_ucla" / "a12_s06_e04_v03.json").read_text())
+        clip["skeletons"][2][3][1] = 1e39
+        return written("a12_s06_e04_v03.json", json.dumps(clip))
+    if kind == "utd_mhad":
+        from scipy.io import loadmat, savemat
+        skeleton = loadmat(str(data_dir / "utd_mhad" / "a16_s6_t2_skeleton.mat"))["d_skel"]
+        skeleton[3, 1, 5] = 1e39
+        path = tmp_path / "a16_s6_t2_skeleton.mat"
+        savemat(str(path), {"d_skel": skeleton})
+        return path
+    lines = (data_dir / "sbu_interaction" / "s01s03" / "03" / "001" / "skeleton_pos.txt") \
+        .read_text().splitlines(keepends=True)
+    row = lines[2].split(",")
+    row[5] = "1e39"
+    return written("s01s03/03/001/skeleton_pos.txt",
+                   "".join(lines[:2]) + ",".join(row) + "".join(lines[3:]))
+
+
+@pytest.mark.parametrize("kind", ["msr", "ntu", "kinetics", "nw_ucla", "utd_mhad", "sbu"])
+def test_a_value_beyond_float32s_range_is_a_damaged_file_not_an_inf_joint(
+        data_dir, tmp_path, kind):
+    """Checked as float64, 1e39 passed and came out inf, a confident joint at infinity."""
+    path = _overflowing(data_dir, tmp_path, kind)
+    with pytest.raises(RecordingError, match=r"non-finite .*float32's range"):
+        read_recording(path)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda rows: rows[:2] + rows[3:], "line 3: frame number 183 after frame 181"),   # lost
+    (lambda rows: rows[:2] + rows[3:4] + rows[2:3] + rows[4:],                     # swapped
+     "line 3: frame number 183 after frame 181"),
+    (lambda rows: rows[:3] + rows[2:], "line 4: frame number 182 after frame 182"),  # repeated
+])
+def test_sbu_frames_out_of_step_are_a_damaged_file(data_dir, tmp_path, change, words):
+    """Column 0 numbers the frames one by one in all 282 files (this one from 180); a row lost
+    or moved was read without a word, the motion then out of step with the clip's."""
+    rows = (data_dir / "sbu_interaction" / "s01s03" / "03" / "001" / "skeleton_pos.txt") \
+        .read_text().splitlines(keepends=True)
+    path = tmp_path / "s01s03" / "03" / "001" / "skeleton_pos.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(change(rows)))
+    with pytest.raises(RecordingError, match=re.escape(words)):
+        read_sbu_interaction(path)
+
+
+def test_a_utd_mhad_skeleton_that_is_no_array_of_numbers_is_a_damaged_file(tmp_path):
+    """A cell array of the right shape raised numpy's TypeError (a traceback in the player)."""
+    from scipy.io import savemat
+
+    cells = np.empty((20, 3, 4), dtype=object)
+    cells[...] = 1.0
+    path = tmp_path / "a1_s1_t1_skeleton.mat"
+    savemat(str(path), {"d_skel": cells})
+    with pytest.raises(RecordingError, match="d_skel.*not an array of real numbers"):
+        read_utd_mhad(path)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import _compat_pickle
 import json
-import math
 import os
 import pickle
 import re
@@ -180,9 +179,19 @@ def _floats(path: Path, lineno: int, line: str, count: int, what: str) -> list[f
         values = [float(p) for p in parts]
     except ValueError:
         raise RecordingError(path, f"line {lineno}", f"not a number in {line.strip()!r}") from None
-    if not all(math.isfinite(v) for v in values):
-        raise RecordingError(path, f"line {lineno}", "non-finite number")
+    if not _finite32(values):
+        raise RecordingError(path, f"line {lineno}", "non-finite number (NaN, inf or beyond "
+                             "float32's range)")
     return values
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _finite32(values: Any) -> bool:
+    """Whether every value is a number that stays finite as the float32 it is read into (a
+    value like 1e39 becomes inf there)."""
+    return bool(np.all(np.abs(np.asarray(values, dtype=np.float64)) <= FLOAT32_MAX))
 
 
 def _present(coords: np.ndarray) -> np.ndarray:
@@ -216,7 +225,7 @@ def read_msr_action3d(path: str | Path,
         if any(len(r) != 4 for r in rows):
             raise ValueError
         values = np.array(rows, dtype=np.float64)
-        if not np.isfinite(values).all():
+        if not _finite32(values):
             raise ValueError
     except ValueError:
         # Slow path only to find and name the first bad row.
@@ -369,8 +378,9 @@ def _pose_block(path: Path, where: str, pose: Any, score: Any, joints: int | Non
         scores = flat[:, 2]
     elif scores.shape != (len(flat),):
         raise RecordingError(path, where, f"{scores.shape} scores for {len(flat)} joints")
-    if not (np.isfinite(flat).all() and np.isfinite(scores).all()):
-        raise RecordingError(path, where, "non-finite keypoint")
+    if not (_finite32(flat) and _finite32(scores)):
+        raise RecordingError(path, where, "non-finite keypoint (NaN, inf or beyond float32's "
+                             "range)")
     return flat[:, :2].astype(np.float32), scores.astype(np.float32)
 
 
@@ -708,8 +718,9 @@ def _nw_ucla_from_obj(path: Path, obj: Any) -> SkeletonSequence:
         raise RecordingError(path, "skeletons", "not a T x 20 x 3 list of numbers") from None
     if values.ndim != 3 or values.shape[1:] != (20, 3) or len(values) == 0:
         raise RecordingError(path, "skeletons", f"shape {values.shape}, expected (T, 20, 3)")
-    if not np.isfinite(values).all():
-        raise RecordingError(path, "skeletons", "non-finite coordinate")
+    if not _finite32(values):
+        raise RecordingError(path, "skeletons", "non-finite coordinate (NaN, inf or beyond "
+                             "float32's range)")
     coords, conf = _to_kinect20(values[:, None], KINECT_SDK20_ORDER)
     name = parse_nw_ucla_name(path) or parse_nw_ucla_name(str(obj.get("file_name", "")))
     label = None
@@ -743,12 +754,15 @@ def read_utd_mhad(path: str | Path) -> SkeletonSequence:
     if "d_skel" not in mat:
         raise RecordingError(path, "", "no variable 'd_skel'")
     values = np.asarray(mat["d_skel"])
+    if values.dtype.kind not in "fiu":    # a cell array, text, complex numbers, ...
+        raise RecordingError(path, "d_skel", f"not an array of real numbers ({values.dtype})")
     if values.ndim == 2 and values.shape == (20, 3):
         values = values[..., None]
     if values.ndim != 3 or values.shape[:2] != (20, 3) or values.shape[2] == 0:
         raise RecordingError(path, "d_skel", f"shape {values.shape}, expected (20, 3, T)")
-    if not np.isfinite(values).all():
-        raise RecordingError(path, "d_skel", "non-finite coordinate")
+    if not _finite32(values):
+        raise RecordingError(path, "d_skel", "non-finite coordinate (NaN, inf or beyond "
+                             "float32's range)")
     coords, conf = _to_kinect20(values.transpose(2, 0, 1)[:, None].astype(np.float64),
                                 UTD_MHAD_ORDER)
     name = parse_utd_name(path)
@@ -797,8 +811,15 @@ def read_sbu_interaction(path: str | Path) -> SkeletonSequence:
         except ValueError:
             raise RecordingError(path, f"line {lineno}",
                                  f"not a number in {line.strip()[:40]!r}") from None
-        if not all(math.isfinite(v) for v in values):
-            raise RecordingError(path, f"line {lineno}", "non-finite number")
+        if not _finite32(values):
+            raise RecordingError(path, f"line {lineno}", "non-finite number (NaN, inf or "
+                                 "beyond float32's range)")
+        # Frames are numbered one by one in every file of the dataset: a gap, a repeat or a
+        # swap is a damaged file, whose frames would be read out of step.
+        if not values[0].is_integer() or (rows and values[0] != rows[-1][0] + 1):
+            after = f" after frame {rows[-1][0]:g}" if rows else ""
+            raise RecordingError(path, f"line {lineno}", f"frame number {values[0]:g}{after}: "
+                                 f"frames missing, repeated or out of order")
         rows.append(values)
     normalised = np.asarray(rows)[:, 1:].reshape(-1, 2, joints, 3)
     conf = _present(normalised).astype(np.float32)    # (0, 0, 0) is the missing mark

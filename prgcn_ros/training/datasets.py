@@ -182,6 +182,16 @@ def _need_dir(root: Path) -> None:
         raise DataNotFound(root)
 
 
+def _need_all(asked: set, found: set, unit: str, what: str, root: Path) -> None:
+    """Every subject, view or pair a split names has clips: one missing from the data (an
+    incomplete download) would shrink the split without a word, and its figure with it."""
+    absent = sorted(asked - found)
+    if absent:
+        raise ConfigError(f"no {what} clips of {unit} {', '.join(map(str, absent))} under "
+                          f"{root}: the data there is incomplete, or the config names "
+                          f"{unit} the dataset does not have")
+
+
 def _from_files(files: Sequence[Path], reader, labels: Sequence[int], class_list: Sequence[str],
                 description: str, what: str, root: Path,
                 recordings: Sequence[str] | None = None) -> SequenceDataset:
@@ -214,6 +224,11 @@ def nw_ucla(root: Path, views: Sequence[int], subjects: Sequence[int] | None = N
             continue
         files.append(path)
         labels.append(NW_UCLA_ACTIONS.index(name.action))
+    if files:
+        named = [parse_nw_ucla_name(path) for path in files]
+        _need_all(wanted, {n.view for n in named}, "view", "NW-UCLA", root)
+        if people is not None:
+            _need_all(people, {n.subject for n in named}, "subject", "NW-UCLA", root)
     # aAA_sSS_eEE: the three Kinects filmed each performance at once.
     return _from_files(files, read_nw_ucla, labels, NW_UCLA_CLASSES,
                        description or f"NW-UCLA views {sorted(wanted)}", "NW-UCLA", root,
@@ -234,6 +249,9 @@ def utd_mhad(root: Path, subjects: Sequence[int], description: str = "") -> Sequ
             continue
         files.append(path)
         labels.append(name.action - 1)
+    if files:
+        _need_all(wanted, {parse_utd_name(path).subject for path in files}, "subject",
+                  "UTD-MHAD", root)
     return _from_files(files, read_utd_mhad, labels, UTD_MHAD_CLASSES,
                        description or f"UTD-MHAD subjects {sorted(wanted)}", "UTD-MHAD", root)
 
@@ -264,6 +282,8 @@ def sbu_interaction(root: Path, pairs: Sequence[str], description: str = ""
             continue
         files.append(path)
         labels.append(name.action - 1)
+    if files:
+        _need_all(wanted, {parse_sbu_path(path).pair for path in files}, "pairs", "SBU", root)
     return _from_files(files, read_sbu_interaction, labels, SBU_INTERACTION_CLASSES,
                        description or f"SBU pairs {sorted(wanted)}", "SBU", root)
 

@@ -127,6 +127,16 @@ def test_numbers_yaml_reads_as_strings_are_numbers(tmp_path):
     ("optim: [1\n", "not valid YAML"),
     ("optim: {epochs: 0}\n", "optim.epochs must be a whole number of at least 1, got 0"),
     ("optim: {batch_size: -4}\n", "optim.batch_size must be a whole number of at least 1"),
+    # Settings whose default is null took any value, and failed later as a traceback.
+    ("data: {dir: 5}\n", "data.dir: expected a path, got 5"),
+    ("output: {model: [1]}\n", "output.model: expected a path, got [1]"),
+    ("calibration: {subjects: 5}\n", "calibration.subjects: expected a list of subjects"),
+    ("outliers: {data: nw_ucla, per_batch: 1}\n", "outliers.data: expected a data section"),
+    ("outliers: {data: {kind: nw_ucla, rot: x}, per_batch: 1}\n",
+     "outliers.data: unknown key 'rot'"),
+    ("optim: {grad_clip: abc}\n", "optim.grad_clip: expected a number, got 'abc'"),
+    ("optim: {schedule: {every: 2.5}}\n", "optim.schedule.every must be a whole number"),
+    ("data: {max_persons: 3}\n", "data.max_persons must be 1 or 2"),
 ])
 def test_config_mistakes_are_one_line_naming_the_key(tmp_path, text, words):
     bad = tmp_path / "bad.yaml"
@@ -134,6 +144,16 @@ def test_config_mistakes_are_one_line_naming_the_key(tmp_path, text, words):
     with pytest.raises(ConfigError, match=re.escape(words)) as error:
         load_config(bad)
     assert str(bad) in str(error.value)
+
+
+def test_an_override_is_checked_against_the_default_not_the_configs_null(tmp_path):
+    """The MSR config sets optim.schedule.start to null: --set start=abc was not checked, and
+    failed at the first epoch as int('abc') naming no setting."""
+    assert load_config(MSR_CONFIG)["optim"]["schedule"]["start"] is None
+    for value in ("abc", "[1]"):
+        with pytest.raises(ConfigError, match=re.escape("overrides.optim.schedule.start: "
+                                                        "expected a number")):
+            load_config(MSR_CONFIG, parse_set([f"optim.schedule.start={value}"]))
 
 
 def test_data_location_from_config_and_env(tmp_path, monkeypatch):

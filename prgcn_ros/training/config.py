@@ -240,7 +240,11 @@ _RANGES = {
 _FIXED_BY_DATA = ("num_classes", "layout")
 
 
-def _merge(base: dict, override: dict, where: str, top: bool = True) -> dict:
+def _merge(base: dict, override: dict, where: str, top: bool = True,
+           defaults: dict | None = None, keys: tuple[str, ...] = ()) -> dict:
+    """``override`` over ``base``, each value checked against the kind of its default in
+    ``defaults`` (:data:`DEFAULTS`' section; a config's own null is no kind)."""
+    defaults = base if defaults is None else defaults
     out = copy.deepcopy(base)
     for key, value in override.items():
         if top and key in _OPEN_SECTIONS and isinstance(value, dict):
@@ -253,25 +257,56 @@ def _merge(base: dict, override: dict, where: str, top: bool = True) -> dict:
             if not isinstance(value, dict) and value is not None:   # null: an empty section
                 raise ConfigError(f"{where}.{key}: expected a section of settings "
                                   f"({', '.join(sorted(base[key]))}), got {value!r}")
-            out[key] = _merge(base[key], value or {}, f"{where}.{key}", top=False)
+            out[key] = _merge(base[key], value or {}, f"{where}.{key}", top=False,
+                              defaults=defaults.get(key, base[key]), keys=(*keys, key))
         else:
-            out[key] = _checked(base[key], copy.deepcopy(value), f"{where}.{key}")
+            out[key] = _checked(defaults.get(key), copy.deepcopy(value), f"{where}.{key}",
+                                ".".join((*keys, key)))
     return out
 
 
-def _checked(default: Any, value: Any, where: str) -> Any:
-    """A setting of the kind its default is (null is always allowed: the default's meaning)."""
-    if default is None or value is None:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Settings whose default is null, and what else they take.
+_NULLABLE: dict[str, tuple[Any, str]] = {
+    **dict.fromkeys(("data.dir", "data.train_data", "data.train_label", "data.test_data",
+                     "data.test_label", "eval.confusion_png", "output.dir", "output.model"),
+                    (lambda v: isinstance(v, str), "a path")),
+    "data.class_names": (lambda v: isinstance(v, str | list), "a list or a file's path"),
+    "optim.grad_clip": (_is_number, "a number"),
+    "calibration.subjects": (lambda v: isinstance(v, list), "a list of subjects (or pairs)"),
+    "calibration.cross_fit": (lambda v: isinstance(v, list), "a list of subjects (or pairs)"),
+    "outliers.data": (lambda v: isinstance(v, dict), "a data section (kind, root, ...)"),
+    "outliers.classes": (lambda v: isinstance(v, list), "a list of class numbers"),
+}
+
+
+def _checked(default: Any, value: Any, where: str, name: str = "") -> Any:
+    """A setting of the kind its default is (null is always allowed: the default's meaning);
+    a setting whose default is null, of the kind :data:`_NULLABLE` gives it."""
+    if value is None:
+        return value
+    if default is None:
+        if name not in _NULLABLE:
+            return value
+        check, kind = _NULLABLE[name]
+        if isinstance(value, str) and check in (_is_number, _is_whole):
+            value = _number(value)
+        if not check(value):
+            raise ConfigError(f"{where}: expected {kind}, got {value!r}")
         return value
     if isinstance(default, bool):
         ok, kind = isinstance(value, bool), "true or false"
     elif isinstance(default, (int, float)):
-        if isinstance(value, str):   # YAML 1.1 reads 1e-3 (no decimal point) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        if isinstance(value, str):
+            value = _number(value)
+        ok, kind = _is_number(value), "a number"
     elif isinstance(default, str):
         ok, kind = isinstance(value, str), "a string"
     elif isinstance(default, (list, tuple)):
@@ -281,6 +316,16 @@ def _checked(default: Any, value: Any, where: str) -> Any:
     if not ok:
         raise ConfigError(f"{where}: expected {kind}, got {value!r}")
     return value
+
+
+def _number(text: str) -> Any:
+    """YAML 1.1 reads 1e-3 (no decimal point) as a string: its number, else the text."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and text.strip().lstrip("+-").isdigit() \
+        else number
 
 
 def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
@@ -326,7 +371,8 @@ def load_config(path: str | os.PathLike | None = None,
         cfg = _merge(cfg, _read(path), str(path))
         cfg["_path"] = str(path.resolve())
     if overrides:
-        cfg = _merge({**cfg, "_path": cfg.get("_path")}, overrides, "overrides")
+        cfg = _merge({**cfg, "_path": cfg.get("_path")}, overrides, "overrides",
+                     defaults=DEFAULTS)
     if not cfg["output"]["dir"]:
         cfg["output"]["dir"] = str(Path("runs") / str(cfg["name"]))
     _check(cfg, cfg.get("_path") or "config")
@@ -408,6 +454,10 @@ def _check(cfg: dict, where: str) -> None:
                           f"[40, 60] (null: every schedule.every epochs from schedule.start), "
                           f"got {milestones!r}")
     sched = cfg["optim"]["schedule"]
+    for key, least in (("start", 0), ("every", 1)):
+        if sched[key] is not None and not (_is_whole(sched[key]) and sched[key] >= least):
+            raise ConfigError(f"{where}: optim.schedule.{key} must be a whole number of epochs "
+                              f"of at least {least} (or null), got {sched[key]!r}")
     if sched["kind"] not in SCHEDULE_KINDS:
         raise ConfigError(f"{where}: optim.schedule.kind must be one of "
                           f"{', '.join(SCHEDULE_KINDS)}, got {sched['kind']!r}")
@@ -449,8 +499,14 @@ def _check(cfg: dict, where: str) -> None:
         raise ConfigError(f"{where}: window.train_sampling must be 'crop' or 'sorted_random'")
     if cfg["data"]["kind"] not in DATA_KINDS:
         raise ConfigError(f"{where}: data.kind must be one of {', '.join(DATA_KINDS)}")
+    if cfg["data"]["max_persons"] not in (1, 2):
+        raise ConfigError(f"{where}: data.max_persons must be 1 or 2 (person slots of a "
+                          f"sample), got {cfg['data']['max_persons']!r}")
     kinds = [("data.kind", cfg["data"]["kind"])]
     outlier_data = cfg["outliers"]["data"]
+    if isinstance(outlier_data, dict):     # a data section: its keys and kinds as data's
+        _merge(cfg["data"], outlier_data, f"{where}: outliers.data", top=False,
+               defaults=DEFAULTS["data"], keys=("data",))
     if isinstance(outlier_data, dict) and int(cfg["outliers"]["per_batch"] or 0):
         kinds.append(("outliers.data.kind", outlier_data.get("kind", cfg["data"]["kind"])))
     for key, kind in kinds:

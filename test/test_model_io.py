@@ -376,6 +376,49 @@ def test_a_model_file_reaches_the_disk_before_its_rename(tmp_path, monkeypatch):
     assert events[0][1].endswith(".tmp") and events[2][1] == str(tmp_path)
 
 
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_between_the_two_renames_leaves_a_pair_that_loads(saved, monkeypatch, stop):
+    """Ctrl-C (or a sweep's SIGTERM, here turned into an exception as prgcn-train does) just
+    after the new weights took the name, before their metadata did: the old metadata beside
+    the new weights was refused at every load, the previous good model lost too."""
+    import os
+    import signal
+
+    path, model = saved
+    changed = PRGCN(20, "kinect20").eval()
+    real_replace = os.replace
+    renamed = []
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        renamed.append(dst)
+        if len(renamed) == 1:
+            os.kill(os.getpid(), getattr(signal, stop))
+
+    def stopped(*_):
+        raise SystemExit(143)
+
+    monkeypatch.setattr(os, "replace", replace)
+    previous = signal.signal(signal.SIGTERM, stopped)
+    try:
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            save_model(path, changed, META)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    monkeypatch.undo()
+    loaded, _ = load_model(path)
+    for key, value in changed.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_weights_named_like_their_metadata_are_refused(saved):
+    path, model = saved
+    with pytest.raises(ValueError, match="would replace the weights"):
+        save_model(path.with_suffix(".json"), model, META)
+    load_model(path)                      # the pair that was there is untouched
+
+
 def test_the_saved_architecture_is_the_models_own(saved):
     """A caller's stale architecture entry never replaces it: the file would not load."""
     from prgcn_ros.model.io import read_metadata

@@ -245,6 +245,12 @@ def test_refinement_measurement_of_an_identity_and_of_savitzky_golay(tmp_path):
     r2 = evaluate_cli.evaluate_refinement(model, test, jitter, strengths=[1.0],
                                           spikes_per_clip=1)
     assert r2["corrupted"]["1"]["savgol_ratio"] < 0.8
+    # Strength 0, a clean baseline: no ratio to give, and the --json output stays JSON.
+    r0 = evaluate_cli.evaluate_refinement(model, subset(test, 4), cfg, strengths=[0.0],
+                                          spikes_per_clip=1)
+    assert r0["corrupted"]["0"]["mpjpe_ratio"] is None
+    json.loads(json.dumps(r0, allow_nan=False))
+    assert "(ratio n/a)" in evaluate_cli.format_refinement(r0)
 
 
 # --------------------------------------------------------------------------- the shipped model

@@ -178,10 +178,58 @@ def test_train_cli_mistakes_are_one_line_before_any_training(tmp_path, capsys):
     blocker.write_text("")
     assert "is a file, not a folder" in fails("--output", str(blocker / "m.safetensors"),
                                               "--out-dir", str(tmp_path / "third"))
+    # The metadata's own name: it wrote the weights, then the metadata over them (exit 0).
+    assert "give the weights another name" in fails("--output", str(tmp_path / "m.json"),
+                                                    "--out-dir", str(tmp_path / "third"))
+    assert not (tmp_path / "m.json").exists()
     assert not (tmp_path / "third" / "checkpoint.json").exists()
     weights = tmp_path / "run" / "checkpoint.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     assert "corrupt or truncated" in fails("--resume")
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_while_a_checkpoint_is_written_leaves_no_temporary_file(tmp_path, stop):
+    """A sweep or a job scheduler stops prgcn-train with SIGTERM: it ended at once, leaving
+    the checkpoint's temporary file; now as Ctrl-C does, through the clean-up, one line and
+    exit 143 (Ctrl-C: 130), no traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    require_data()
+    cfg = _one_subject_config(tmp_path)
+    child = tmp_path / "slow_checkpoint.py"
+    child.write_text(
+        "import sys, time\n"
+        "import prgcn_ros.training.checkpoint as checkpoint\n"
+        "real = checkpoint.save_file\n"
+        "def slow(tensors, path, metadata=None):\n"
+        "    real(tensors, path, metadata=metadata)\n"
+        "    print('WRITING', flush=True)\n"
+        "    time.sleep(60)\n"
+        "checkpoint.save_file = slow\n"
+        "from prgcn_ros.training import train\n"
+        "sys.exit(train.main(sys.argv[1:]))\n")
+    proc = subprocess.Popen(
+        [sys.executable, str(child), "--config", str(cfg), "--epochs", "1", "--max-steps", "1",
+         "--no-eval", "--no-progress", "--output", str(tmp_path / "model.safetensors"),
+         "--set", "optim.batch_size=4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        for line in proc.stdout:
+            if line.startswith("WRITING"):
+                break
+        proc.send_signal(getattr(signal, stop))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == (143 if stop == "SIGTERM" else 130), err
+    assert "Traceback" not in err and "prgcn-train: stopped" in err, err
+    left = [p.name for p in (tmp_path / "run").iterdir()]
+    assert not [name for name in left if name.endswith(".tmp")], left
+    assert not os.path.exists(tmp_path / "model.safetensors")
 
 
 def test_train_writes_the_weight_average(tmp_path):

@@ -388,6 +388,41 @@ def test_cross_fit_scores_every_listed_subject_by_a_model_that_never_saw_it(tmp_
     assert not any("using the finished fold model" in line for line in log)
 
 
+def test_a_resumed_run_goes_on_in_its_unfinished_fold_and_folds_keep_their_start(
+        tmp_path, monkeypatch):
+    """Stopped in a fold, --resume trained that fold again from epoch 0 (its checkpoint
+    discarded, the log saying "--resume continues it instead"); and a fine-tuning run took the
+    finished folds of a run from scratch, the temperature of another start."""
+    require_data()
+    real_save = train_cli.Trainer.save
+
+    def stop_in_fold_3(self, directory):
+        real_save(self, directory)
+        if Path(directory).name == "subject_3" and self.epoch == 1:
+            raise KeyboardInterrupt
+
+    cfg = small_cfg(epochs=2, calibration={"cross_fit": [1, 3]}, outliers={"per_batch": 0},
+                    output={"dir": str(tmp_path / "run"),
+                            "model": str(tmp_path / "m.safetensors")})
+    monkeypatch.setattr(train_cli.Trainer, "save", stop_in_fold_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_cli.train(cfg, progress=False, max_steps=1, evaluate_at_end=False,
+                        log=lambda m: None)
+    monkeypatch.undo()
+    log: list[str] = []
+    train_cli.train(cfg, resume=tmp_path / "run", progress=False, max_steps=1,
+                    evaluate_at_end=False, log=log.append)
+    fold_3 = [json.loads(line.split(": ", 1)[1])["epoch"] for line in log
+              if line.startswith('cross-fit, subject 3: {"epoch"')]
+    assert fold_3 == [2], log
+    assert any("subject 1: using the finished fold model" in line for line in log)
+    log.clear()
+    train_cli.train(cfg, progress=False, max_steps=1, evaluate_at_end=False, log=log.append,
+                    init="msr_action3d")
+    assert not any("using the finished fold model" in line for line in log), log
+    assert sum("without this subject" in line for line in log) == 2
+
+
 def test_cross_fit_holds_out_a_group_of_subjects_per_fold(tmp_path):
     """An entry of calibration.cross_fit may be a list (an SBU fold's pairs): its fold model
     trains without all of them and scores all of their clips."""

@@ -5,12 +5,15 @@ read with safetensors. Every problem raises ModelFileError with one line naming 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import tempfile
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,23 +109,56 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any], mode: int = 0o6
     goes on any failure. A full disk is an OSError (safetensors raises its own error type).
     The data reach the disk before the rename, and the rename before the return: a power cut
     leaves the old file or the new one, never an empty one under the name."""
-    path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    return write_atomic_together([(path, write)], mode)[0]
+
+
+def write_atomic_together(files: Sequence[tuple[str | Path, Callable[[Path], Any]]],
+                          mode: int = 0o644) -> list[Path]:
+    """:func:`write_atomic` for files that belong together (weights and their metadata): all
+    are written and synced first, then renamed into place one after the other with Ctrl-C and
+    SIGTERM held off, so that a stop leaves the old set or the new one, not a mix."""
+    staged: list[tuple[Path, Path]] = []
+    path = Path(files[0][0])
     try:
-        write(tmp)
-        os.chmod(tmp, mode)      # like any installed file: a node of another user reads it
-        _sync(tmp)
-        os.replace(tmp, path)
+        for name, write in files:
+            path = Path(name)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                            dir=path.parent)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            staged.append((tmp, path))
+            write(tmp)
+            os.chmod(tmp, mode)      # like any installed file: a node of another user reads it
+            _sync(tmp)
+        with _stops_held():
+            for tmp, path in staged:
+                os.replace(tmp, path)
     except SafetensorError as error:
-        tmp.unlink(missing_ok=True)
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
         raise OSError(f"cannot write {path}: {_one_line(error)}") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
         raise
-    _sync(path.parent, directory=True)
-    return path
+    for folder in dict.fromkeys(path.parent for _, path in staged):
+        _sync(folder, directory=True)
+    return [path for _, path in staged]
+
+
+@contextlib.contextmanager
+def _stops_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block ends (their handlers run then). Only the main
+    thread runs Python's handlers; elsewhere a stop cannot land in the block anyway."""
+    if threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _sync(path: Path, directory: bool = False) -> None:
@@ -158,6 +194,9 @@ def save_model(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> 
     ...). Each file is written under a temporary name and renamed into place.
     """
     path = Path(path)
+    if metadata_path(path) == path:
+        raise ValueError(f"cannot write a model to {path}: the metadata {metadata_path(path)} "
+                         f"would replace the weights (name them .safetensors)")
     meta = dict(metadata)
     meta["architecture"] = model_arch(model)
     meta["format"] = FORMAT
@@ -165,10 +204,11 @@ def save_model(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> 
     weights = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     meta["written"] = uuid.uuid4().hex
-    write_atomic(path, lambda tmp: save_file(weights, str(tmp), metadata={
-        "format": FORMAT, "written": meta["written"]}))
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    write_atomic(metadata_path(path), lambda tmp: tmp.write_text(text))
+    write_atomic_together([
+        (path, lambda tmp: save_file(weights, str(tmp), metadata={
+            "format": FORMAT, "written": meta["written"]})),
+        (metadata_path(path), lambda tmp: tmp.write_text(text))])
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ scored once by a model that never saw it.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import re
@@ -257,34 +258,54 @@ def check_cross_fit(dataset: SequenceDataset, cfg: dict, under_torchrun: bool) -
                               f"null)") from None
 
 
+def _same_run(recorded: Mapping[str, Any], fold: dict, start: str | None) -> bool:
+    """Whether a fold's model or checkpoint (its recorded ``config`` and ``init``) is of this
+    recipe and starts where this fold does (from scratch, or from the same model file)."""
+    return (not recipe_difference(recorded.get("config") or {}, fold)
+            and (recorded.get("init") or {}).get("init") == start)
+
+
 def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
               max_steps: int | None = None, log: Callable[[str], None] = print,
               init: str | Path | None = None,
-              dataset: SequenceDataset | None = None) -> dict[str, Any]:
+              dataset: SequenceDataset | None = None, resume: bool = False) -> dict[str, Any]:
     """The metadata's ``calibration`` for a model trained on every training clip: for each
-    entry of ``calibration.cross_fit`` (a subject or a group) a model of the same recipe
-    trained without it (a finished one of the same recipe in its folder is used again) scores
-    its clips, and T is fitted on all of those scores together. ``dataset``: the training
-    split, if the caller has it already (read otherwise)."""
-    from prgcn_ros.model.io import load_model, read_metadata
+    entry of ``calibration.cross_fit`` (a subject or a group) a model of the same recipe and
+    start trained without it (a finished one in its folder is used again; with ``resume``, an
+    unfinished one goes on from its checkpoint) scores its clips, and T is fitted on all of
+    those scores together. ``dataset``: the training split, if the caller has it already."""
+    from prgcn_ros.model.io import load_model, read_metadata, resolve_model
 
+    from .checkpoint import CheckpointError, checkpoint_state
     from .datasets import build_dataset
     from .evaluate import predict
     from .train import train
 
     everyone = dataset if dataset is not None else build_dataset(cfg, "train")
     entries = cfg["calibration"]["cross_fit"]
+    start = None if init is None else str(resolve_model(init))
     probs, labels, folds = [], [], []
     for number, entry in enumerate(entries, 1):
         subject = fold_name(entry)
         fold = fold_config(cfg, entry, out_dir)
         model_file = Path(fold["output"]["model"])
+        fold_dir = Path(fold["output"]["dir"])
 
         def say(msg: str, s: Any = subject) -> None:
             log(f"cross-fit, subject {s}: {msg}")
-        if model_file.is_file() and not recipe_difference(
-                read_metadata(model_file).get("training", {}).get("config") or {}, fold):
+        unfinished = None
+        if resume and (fold_dir / "checkpoint.json").is_file():
+            with contextlib.suppress(CheckpointError, OSError, ValueError):
+                unfinished = checkpoint_state(fold_dir)
+        if model_file.is_file() and _same_run(read_metadata(model_file).get("training", {}),
+                                              fold, start):
             say(f"using the finished fold model {model_file}")
+        elif unfinished is not None and _same_run(unfinished, fold, start):
+            say(f"fold {number} of {len(entries)}: going on from its checkpoint after epoch "
+                f"{unfinished.get('epoch')}")
+            # A resumed run keeps the start its checkpoint holds.
+            train(fold, resume=str(fold_dir), progress=progress, max_steps=max_steps,
+                  evaluate_at_end=False, log=say)
         else:
             say(f"training fold {number} of {len(entries)} without this subject")
             train(fold, progress=progress, max_steps=max_steps, evaluate_at_end=False,

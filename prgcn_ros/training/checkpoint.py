@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from prgcn_ros.model.io import read_header, read_weights, write_atomic
+from prgcn_ros.model.io import read_header, read_weights, write_atomic_together
 
 WEIGHTS = "checkpoint.safetensors"
 STATE = "checkpoint.json"
@@ -65,9 +65,10 @@ def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module,
     tensors = _tensors(model, optimizer, averaged)
     doc = {"format": FORMAT, **state, "optimizer": _optimizer_json(optimizer)}
     text = json.dumps(doc, indent=1)
-    write_atomic(directory / WEIGHTS, lambda p: save_file(
-        tensors, str(p), metadata={"format": FORMAT, "state": text}))
-    write_atomic(directory / STATE, lambda p: p.write_text(text))
+    write_atomic_together([
+        (directory / WEIGHTS, lambda p: save_file(
+            tensors, str(p), metadata={"format": FORMAT, "state": text})),
+        (directory / STATE, lambda p: p.write_text(text))])
     return directory / STATE
 
 

@@ -224,8 +224,9 @@ def evaluate_refinement(model: torch.nn.Module, dataset: SequenceDataset, cfg: d
         err_in, err_ref, err_sg = row["err_in"] / w, row["err_ref"] / w, row["err_sg"] / w
         result["corrupted"][f"{s:g}"] = {
             "strength": s, "mpjpe_input": err_in, "mpjpe_refined": err_ref,
-            "mpjpe_savgol": err_sg, "mpjpe_ratio": err_ref / err_in if err_in else float("nan"),
-            "savgol_ratio": err_sg / err_in if err_in else float("nan"),
+            # No error to divide at strength 0 (a clean baseline): null, as JSON has no NaN.
+            "mpjpe_savgol": err_sg, "mpjpe_ratio": err_ref / err_in if err_in else None,
+            "savgol_ratio": err_sg / err_in if err_in else None,
             "top1": row["correct"] / max(row["n"], 1),
         }
     result["noise"] = noise_config(cfg).to_dict()
@@ -433,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prgcn-eval: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
         return 0
     print(f"{result['model']} on {result['split']}: {result['n']} clips")
     print(f"top-1 {100 * result['top1']:.2f} %   top-5 {100 * result['top5']:.2f} %")
@@ -465,11 +466,14 @@ def format_refinement(r: dict[str, Any]) -> str:
              f"{c['acceleration_input']:.4f}) {u}/frame^2",
              f"one {r['spike_size']:g} {u} spike changes {100 * r['label_change_one_spike']:.1f} "
              f"% of labels"]
+    def ratio(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
     for key, row in r["corrupted"].items():
         lines.append(f"noise x{key}: MPJPE input {row['mpjpe_input']:.4f}, refined "
-                     f"{row['mpjpe_refined']:.4f} (ratio {row['mpjpe_ratio']:.3f}), "
+                     f"{row['mpjpe_refined']:.4f} (ratio {ratio(row['mpjpe_ratio'])}), "
                      f"Savitzky-Golay {row['mpjpe_savgol']:.4f} (ratio "
-                     f"{row['savgol_ratio']:.3f}) {u}; top-1 {100 * row['top1']:.1f} %")
+                     f"{ratio(row['savgol_ratio'])}) {u}; top-1 {100 * row['top1']:.1f} %")
     return "\n".join(lines)
 
 

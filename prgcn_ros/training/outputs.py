@@ -87,6 +87,10 @@ def resolve_outputs(cfg: dict, force: bool = False,
     cfg = copy.deepcopy(cfg)
     out_dir = Path(cfg["output"]["dir"]).expanduser()
     model = cfg["output"].get("model") or default_model_path(cfg)
+    if Path(model).suffix == ".json":    # the metadata's own name: it would replace the weights
+        raise ValueError(f"output.model {model}: the metadata goes beside the weights as "
+                         f"<name>.json; give the weights another name, e.g. "
+                         f"{Path(model).with_suffix('.safetensors')}")
     cfg["output"]["model"] = str(safe_destination(model, out_dir, force, "output.model", log))
     png = (cfg.get("eval") or {}).get("confusion_png")
     if png:

@@ -24,8 +24,10 @@ import json
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -679,9 +681,11 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
     elif cross_fit:
         # The folds start where the model did (a resumed fine-tuning run's start is its own).
         start = init if init is not None else (trainer.init or {}).get("init")
+        # A resumed run's folds go on from their checkpoints too (one stopped mid-fold).
         trainer.calibration = calibration.cross_fit(cfg, out_dir, progress=progress,
                                                     max_steps=max_steps, log=trainer.log,
-                                                    init=start, dataset=trainer.train_set)
+                                                    init=start, dataset=trainer.train_set,
+                                                    resume=resume is not None)
     if trainer.calibration is not None:
         if trainer.calibration.get("not_applied"):
             trainer.log(f"warning: calibration: {trainer.calibration['not_applied']}")
@@ -754,6 +758,21 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, as Ctrl-C raises KeyboardInterrupt."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a sweep, a job scheduler, torchrun stopping its workers) ends the run the way
+    Ctrl-C does, through the files' clean-up, not at once with temporary files left."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prgcn-train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="training config (YAML)")
@@ -783,6 +802,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="let the model file overwrite a shipped model or a tracked file")
     args = parser.parse_args(argv)
     where = distributed.DistInfo()
+    _stop_on_sigterm()
     try:
         overrides = parse_set(args.set)
         for key, value in (("seed", args.seed), ("threads", args.threads),
@@ -817,6 +837,10 @@ def main(argv: list[str] | None = None) -> int:
             ArithmeticError) as exc:     # ArithmeticError: a loss that diverged
         print(f"prgcn-train: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:
+        print("prgcn-train: stopped; --resume goes on from the last checkpoint in "
+              "output.dir", file=sys.stderr)
+        return 143 if isinstance(stop, _Terminated) else 130
     finally:
         distributed.teardown()
     if where.is_main:

@@ -3,6 +3,7 @@ numbers, log text clipping, and the values start-up must refuse with one line.""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -179,6 +180,48 @@ def test_rclpys_own_parameters_are_neither_unknown_nor_read_only(tiny_model, cap
     assert "launch_wide_setting" in warned[0]
     assert "use_sim_time" not in warned[0].split("(known:")[0]
     assert "qos_overrides" not in warned[0]
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("param, words", [
+    ("window:=64.0", "window must be int, got float 64.0"),
+    ("max_rate_hz:=fast", "max_rate_hz must be float, got str 'fast'"),
+    ("model:=[a, b]", "model must be str"),
+])
+def test_a_value_of_another_type_than_the_params_files_is_refused_not_dropped(
+        tiny_model, param, words):
+    """rcl keeps both values of a parameter given with two types and reads the file's: the
+    node started on the file's value without a word (`--params-file config/recognizer.yaml
+    -p window:=64.0` ran a window of 96)."""
+    with pytest.raises(StartupError, match=re.escape(words)), \
+            recognizer_node(tiny_model, param):
+        pass
+
+
+@pytest.mark.ros
+def test_a_value_of_the_params_files_type_given_later_wins(tiny_model):
+    with recognizer_node(tiny_model, "window:=64", "max_rate_hz:=30", "top_k:=2") as node:
+        assert (node.params.window, node.params.max_rate_hz, node.params.top_k) == (64, 30.0, 2)
+
+
+@pytest.mark.ros
+def test_qos_overrides_apply_to_the_inputs_and_outputs(tiny_model):
+    """ROS 2's qos_overrides parameters were taken (not warned about) and ignored."""
+    from rclpy.qos import HistoryPolicy, ReliabilityPolicy
+
+    with recognizer_node(tiny_model,
+                         "qos_overrides./skeletons.subscription.reliability:=reliable",
+                         "qos_overrides./skeletons.subscription.depth:=7",
+                         "qos_overrides./action.publisher.history:=keep_all") as node:
+        [sub] = node._input_subscriptions
+        assert sub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        assert sub.qos_profile.depth == 7
+        assert node.action_pub.qos_profile.history == HistoryPolicy.KEEP_ALL
+        assert node.refined_pub.qos_profile.history == HistoryPolicy.KEEP_LAST
+    with pytest.raises(StartupError, match="invalid qos_overrides parameter"), \
+            recognizer_node(tiny_model,
+                            "qos_overrides./skeletons.subscription.reliability:=sometimes"):
+        pass
 
 
 @pytest.mark.ros

@@ -23,11 +23,12 @@ pytestmark = pytest.mark.ros
 @contextmanager
 def recognizer_node(model, *params: str) -> Iterator[RecognizerNode]:
     """``params``: more "name:=value" settings."""
-    rclpy.init(args=["prgcn-recognizer", "--ros-args", "--params-file", str(PARAMS_FILE),
-                     "-p", f"model:={model}", "-p", "backend:=torch", "-p", "device:=cpu",
-                     *(arg for param in params for arg in ("-p", param))])
+    argv = ["prgcn-recognizer", "--ros-args", "--params-file", str(PARAMS_FILE),
+            "-p", f"model:={model}", "-p", "backend:=torch", "-p", "device:=cpu",
+            *(arg for param in params for arg in ("-p", param))]
+    rclpy.init(args=argv)
     try:
-        node = RecognizerNode()
+        node = RecognizerNode(argv)
         try:
             yield node
         finally:

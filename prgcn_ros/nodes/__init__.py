@@ -20,3 +20,58 @@ def program_args(argv: list[str], program: str) -> list[str]:
             reason += " (a relative path is from the working directory)"
         print(f"{program}: {reason}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def given_parameters(argv: list[str], node_name: str, full_name: str
+                     ) -> dict[str, tuple[object, str]]:
+    """The last value each parameter is given by the ROS arguments of ``argv`` (``--params-file``
+    sections for this node, ``-p name:=value``), with where it came from: name -> (value, where).
+
+    rcl merges a value over an earlier one of another type by keeping both and reading the
+    first of bool, int, double, string: ``--params-file config.yaml -p window:=64.0`` leaves
+    the file's 96, silently. Comparing with this says which value the user gave last."""
+    import yaml
+
+    sections = {"/**", f"/**/{node_name}", node_name, full_name, full_name.lstrip("/")}
+    given: dict[str, tuple[object, str]] = {}
+    in_ros_args = False
+    words = iter(argv[1:])
+    for word in words:
+        if word == "--ros-args":
+            in_ros_args = True
+        elif word == "--":
+            in_ros_args = False
+        elif in_ros_args and word in ("-p", "--param"):
+            rule = next(words, "")
+            name, sep, text = rule.partition(":=")
+            if sep and ":" not in name:       # (node:name rules are another node's)
+                try:
+                    given[name] = (yaml.safe_load(text), f"-p {rule}")
+                except yaml.YAMLError:
+                    given[name] = (text, f"-p {rule}")
+        elif in_ros_args and word == "--params-file":
+            path = next(words, "")
+            try:
+                with open(path) as file:
+                    doc = yaml.safe_load(file) or {}
+            except (OSError, yaml.YAMLError):
+                continue                      # rcl has said what is wrong with it
+            if not isinstance(doc, dict):
+                continue
+            for key, section in doc.items():
+                values = section.get("ros__parameters") if isinstance(section, dict) else None
+                if str(key) in sections and isinstance(values, dict):
+                    for name, value in _flattened(values):
+                        given[name] = (value, f"--params-file {path}")
+    return given
+
+
+def _flattened(values: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """A params file's nested mappings as dotted names (rcl's reading of them)."""
+    out = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out += _flattened(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out

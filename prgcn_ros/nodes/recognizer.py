@@ -62,6 +62,7 @@ if __name__ == "__main__" or Path(sys.argv[0]).name == "prgcn-recognizer":
 import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from dataclasses import fields  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -86,7 +87,7 @@ except ImportError:   # Humble: the same classes, under their old module name
         PublisherEventCallbacks,
         SubscriptionEventCallbacks,
     )
-from rclpy.exceptions import NameValidationException  # noqa: E402
+from rclpy.exceptions import NameValidationException, ParameterException  # noqa: E402
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
 from rclpy.expand_topic_name import expand_topic_name  # noqa: E402
 from rclpy.node import Node  # noqa: E402
@@ -95,6 +96,10 @@ from rclpy.qos import (  # noqa: E402
     QoSProfile,
     ReliabilityPolicy,
     qos_profile_sensor_data,
+)
+from rclpy.qos_overriding_options import (  # noqa: E402
+    InvalidQosOverridesError,
+    QoSOverridingOptions,
 )
 from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from rclpy.subscription import Subscription  # noqa: E402
@@ -115,7 +120,7 @@ from prgcn_ros.live_data import (  # noqa: E402
     parameter_names,
     parse_parameters,
 )
-from prgcn_ros.nodes import conversions, program_args  # noqa: E402
+from prgcn_ros.nodes import conversions, given_parameters, program_args  # noqa: E402
 from prgcn_ros.nodes.gravity import Gravity, GravityError  # noqa: E402
 from prgcn_ros.pairing import DEFAULT_GATE_2D_NORMALISED  # noqa: E402
 from prgcn_ros.recognition import (  # noqa: E402
@@ -190,8 +195,11 @@ def topic_name_problems(params: NodeParams, node_name: str, namespace: str) -> l
 
 
 class RecognizerNode(Node):
-    def __init__(self) -> None:
+    def __init__(self, argv: list[str] | None = None) -> None:
+        """``argv``: the command line rclpy was initialised with, to tell which value of a
+        parameter given twice is the last (see :func:`given_parameters`)."""
         super().__init__(NODE_NAME)
+        self._argv = argv
         self.params, self.node_params = self._declare_parameters()
         node = self.node_params
         problems = topic_name_problems(node, self.get_name(), self.get_namespace())
@@ -262,27 +270,32 @@ class RecognizerNode(Node):
                 self._on_azure_markers(msg, info)
         else:
             on_skeletons, on_markers = self._on_skeletons, self._on_azure_markers
-        if p.skeleton_topic:
-            sub = self.create_subscription(SkeletonArray, p.skeleton_topic, on_skeletons,
-                                           qos,
-                                           event_callbacks=events)
-            inputs.append(sub.topic_name)
-            self._input_subscriptions.append(sub)
-        if p.azure_kinect:
-            sub = self.create_subscription(MarkerArray, p.azure_topic, on_markers,
-                                           qos,
-                                           event_callbacks=events)
-            inputs.append(f"{sub.topic_name} (Azure Kinect)")
-            self._input_subscriptions.append(sub)
+        # ROS 2's qos_overrides.<topic>.<publisher|subscription>.<history|depth|reliability>
+        # parameters apply over these profiles (read at start-up).
+        overridable = QoSOverridingOptions.with_default_policies()
+        with _qos_override_problems():
+            if p.skeleton_topic:
+                sub = self.create_subscription(SkeletonArray, p.skeleton_topic, on_skeletons,
+                                               qos, event_callbacks=events,
+                                               qos_overriding_options=overridable)
+                inputs.append(sub.topic_name)
+                self._input_subscriptions.append(sub)
+            if p.azure_kinect:
+                sub = self.create_subscription(MarkerArray, p.azure_topic, on_markers,
+                                               qos, event_callbacks=events,
+                                               qos_overriding_options=overridable)
+                inputs.append(f"{sub.topic_name} (Azure Kinect)")
+                self._input_subscriptions.append(sub)
 
-        def publisher(kind, topic):
-            return self.create_publisher(kind, topic, 10, event_callbacks=NO_EVENTS_PUB)
-        self.action_pub = publisher(ActionArray, p.action_topic)
-        self.refined_pub = publisher(RefinedSkeletonArray, p.refined_topic)
-        self.markers_pub = publisher(MarkerArray, p.markers_topic)
-        # Absolute: diagnostic aggregators listen on /diagnostics whatever the namespace; the
-        # status carries the node's full name instead.
-        self.diagnostics_pub = publisher(DiagnosticArray, "/diagnostics")
+            def publisher(kind, topic):
+                return self.create_publisher(kind, topic, 10, event_callbacks=NO_EVENTS_PUB,
+                                             qos_overriding_options=overridable)
+            self.action_pub = publisher(ActionArray, p.action_topic)
+            self.refined_pub = publisher(RefinedSkeletonArray, p.refined_topic)
+            self.markers_pub = publisher(MarkerArray, p.markers_topic)
+            # Absolute: diagnostic aggregators listen on /diagnostics whatever the namespace;
+            # the status carries the node's full name instead.
+            self.diagnostics_pub = publisher(DiagnosticArray, "/diagnostics")
         self.status_name = f"{self.get_fully_qualified_name()}: recognition"
         # One timer for track expiry and diagnostics: fewer entities, cheaper wake-ups. On the
         # steady clock: under use_sim_time with no /clock (yet, or paused) diagnostics go on.
@@ -326,6 +339,14 @@ class RecognizerNode(Node):
         Values from the parameter file and -p are validated first, every problem named."""
         overrides = {name: param.value for name, param in self._parameter_overrides.items()
                      if name not in _BUILTIN_PARAMETERS and not name.startswith("qos_overrides.")}
+        if self._argv is not None:
+            # A value given last whose type differs from an earlier one's: rcl kept the
+            # earlier value without a word. The last one is what the user asked for: checked.
+            given = given_parameters(self._argv, self.get_name(),
+                                     self.get_fully_qualified_name())
+            for name, (value, _) in given.items():
+                if name in overrides and _value_kind(value) != _value_kind(overrides[name]):
+                    overrides[name] = value
         try:
             params, node_params, unknown = parse_parameters(overrides)
         except ParameterError as error:
@@ -358,7 +379,9 @@ class RecognizerNode(Node):
         refuses them with the reason)."""
         values = {}
         for change in changes:
-            if change.name in _BUILTIN_PARAMETERS:
+            # rclpy's own: use_sim_time live, qos_overrides.* declared read-only by rclpy as
+            # each publisher and subscription is made.
+            if change.name in _BUILTIN_PARAMETERS or change.name.startswith("qos_overrides."):
                 continue
             spec = ALL_SPECS.get(change.name)
             if spec is None or not spec.live:
@@ -638,6 +661,27 @@ Recognises actions live from skeleton topics; the parameters are documented in
 config/recognizer.yaml (installed in share/prgcn_ros/config)."""
 
 
+def _value_kind(value: Any) -> str:
+    """A parameter value's kind as rcl types it (a number YAML leaves as text, 1e-3, is one)."""
+    if isinstance(value, str):
+        for number in (int, float):
+            with suppress(ValueError):
+                return type(number(value)).__name__
+    if isinstance(value, list | tuple) or type(value).__name__ == "array":
+        return "list"
+    return type(value).__name__
+
+
+@contextmanager
+def _qos_override_problems() -> Iterator[None]:
+    """A qos_overrides value rclpy cannot apply (a policy it does not know, a depth that is no
+    integer) as one line, not a traceback."""
+    try:
+        yield
+    except (InvalidQosOverridesError, ParameterException, RuntimeError, ValueError) as error:
+        raise StartupError(f"invalid qos_overrides parameter: {error}") from None
+
+
 def main(args: list[str] | None = None) -> int:
     argv = sys.argv if args is None else args
     extra = program_args(argv, "prgcn-recognizer")
@@ -653,7 +697,7 @@ def main(args: list[str] | None = None) -> int:
     executor = None
     try:
         try:
-            node = RecognizerNode()
+            node = RecognizerNode(argv)
         except StartupError as error:
             print(f"prgcn-recognizer: {error}", file=sys.stderr, flush=True)
             return 2

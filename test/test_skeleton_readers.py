@@ -492,6 +492,16 @@ def test_ntu_data_after_the_last_frame_is_refused(data_dir, tmp_path):
     _fails_cleanly(read_ntu_skeleton, longer, "unexpected data")
 
 
+def test_an_ntu_body_id_twice_in_one_frame_is_refused(data_dir, tmp_path):
+    """Each id has one slot: the second body overwrote the first without a word."""
+    lines = (data_dir / "ntu_samples" / "S001C003P008R002A058.skeleton").read_text() \
+        .splitlines(keepends=True)
+    body = lines[2:29]                   # frame 1's first body: its info, 25, 25 joints
+    twice = tmp_path / "twice.skeleton"
+    twice.write_text("".join(["1\r\n", "2\r\n", *body, *body]))
+    _fails_cleanly(read_ntu_skeleton, twice, "is in this frame twice")
+
+
 def test_kinetics_frames_with_nobody_keep_their_place_and_repeats_are_refused(data_dir,
                                                                               tmp_path):
     """A frame missing from ``data`` is a frame with nobody in view, not a frame less (the

@@ -306,6 +306,9 @@ def read_ntu_skeleton(path: str | Path) -> SkeletonSequence:
             except ValueError:
                 raise RecordingError(path, f"line {lineno} ({where_b})",
                                      f"body id {info[0]!r} is not an integer") from None
+            if any(body_id == seen for seen, _, _ in bodies):    # one slot would hold both
+                raise RecordingError(path, f"line {lineno} ({where_b})",
+                                     f"body id {body_id} is in this frame twice")
             count = next_int(f"{where_b}, joint count", joints_expected, joints_expected)
             xyz = np.empty((count, 3), np.float32)
             state = np.empty(count, np.float32)

@@ -80,10 +80,10 @@ def safe_destination(path: str | Path | None, fallback_dir: str | Path, force: b
 
 
 def resolve_outputs(cfg: dict, force: bool = False,
-                    log: Callable[[str], None] = print) -> dict:
-    """The config with ``output.model`` and ``eval.confusion_png`` made safe to write:
-    null means the run directory; a protected file moves to the run directory unless
-    ``force``."""
+                    log: Callable[[str], None] = print, figure: bool = True) -> dict:
+    """The config with ``output.model`` and (``figure``) ``eval.confusion_png`` made safe to
+    write: null means the run directory; a protected file moves to the run directory unless
+    ``force``. Training writes no figure: it says nothing about one (``figure`` False)."""
     cfg = copy.deepcopy(cfg)
     out_dir = Path(cfg["output"]["dir"]).expanduser()
     model = cfg["output"].get("model") or default_model_path(cfg)
@@ -93,7 +93,7 @@ def resolve_outputs(cfg: dict, force: bool = False,
                          f"{Path(model).with_suffix('.safetensors')}")
     cfg["output"]["model"] = str(safe_destination(model, out_dir, force, "output.model", log))
     png = (cfg.get("eval") or {}).get("confusion_png")
-    if png:
+    if png and figure:
         cfg["eval"]["confusion_png"] = str(safe_destination(png, out_dir, force,
                                                             "eval.confusion_png", log))
     return cfg

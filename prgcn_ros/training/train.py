@@ -602,7 +602,7 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
     if not where.is_main:
         log = _silent
         progress = False
-    cfg = resolve_outputs(cfg, force=force,
+    cfg = resolve_outputs(cfg, force=force, figure=False,
                           log=log or (lambda msg: print(msg, file=sys.stderr, flush=True)))
     if where.is_main:
         check_writable(cfg["output"]["model"], Path(cfg["output"]["dir"]) / "checkpoint.json")
@@ -724,7 +724,7 @@ def calibrate_model(cfg: dict, model: str | os.PathLike, progress: bool = True,
                           f"calibrate another model")
     everyone = build_dataset(cfg, "train")
     calibration.check_cross_fit(everyone, cfg, distributed.info().enabled)
-    cfg = resolve_outputs(cfg, force=force, log=log)
+    cfg = resolve_outputs(cfg, force=force, log=log, figure=False)
     check_writable(cfg["output"]["model"])
     start = (meta["training"].get("init") or {}).get("init")
     found = calibration.cross_fit(cfg, cfg["output"]["dir"], progress=progress,

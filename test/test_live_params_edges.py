@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rosutil import REPO, make_tiny_model
+from rosutil import PARAMS_FILE, REPO, make_tiny_model
 from test_conversions_edges import _person as person_result
 from test_nodes_in_process import recognizer_node
 from test_recognition import frame, pose, tiny_recognizer
@@ -196,6 +196,48 @@ def test_a_value_of_another_type_than_the_params_files_is_refused_not_dropped(
     with pytest.raises(StartupError, match=re.escape(words)), \
             recognizer_node(tiny_model, param):
         pass
+
+
+def test_given_parameters_reads_the_last_value_and_the_files_of_other_nodes(tmp_path):
+    from prgcn_ros.nodes import given_parameters
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("/**/prgcn_recognizer:\n  ros__parameters:\n    window: 64\n"
+                    "    gravity: {frame: base}\nother_node:\n  ros__parameters:\n"
+                    "    window: 8\n")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("prgcn_recogniser:\n  ros__parameters:\n    window: 50\n")
+    argv = ["prgcn-recognizer", "--ros-args", "-p", "window:=32", "--params-file", str(mine),
+            "-r", "__ns:=/robot1", "--params-file", str(typo), "-p", "top_k:=2",
+            "-p", "model:=[a]", "--", "-p", "ignored:=1"]
+    given, unmatched = given_parameters(argv, "prgcn_recognizer", "/robot1/prgcn_recognizer")
+    assert given == {"window": (64, f"--params-file {mine}"),
+                     "gravity.frame": ("base", f"--params-file {mine}"),
+                     "top_k": (2, "-p top_k:=2"), "model": (["a"], "-p model:=[a]")}
+    assert unmatched == [(str(typo), ["prgcn_recogniser"])]
+
+
+@pytest.mark.ros
+def test_a_params_file_without_a_section_for_the_node_is_warned_about(tiny_model, tmp_path,
+                                                                      capfd):
+    """A misspelt node name: rcl applies none of the file, without a word."""
+    import rclpy
+
+    from prgcn_ros.nodes.recognizer import RecognizerNode
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("prgcn_recogniser:\n  ros__parameters:\n    window: 50\n")
+    argv = ["prgcn-recognizer", "--ros-args", "--params-file", str(PARAMS_FILE),
+            "--params-file", str(typo), "-p", f"model:={tiny_model}", "-p", "backend:=torch"]
+    rclpy.init(args=argv)
+    try:
+        node = RecognizerNode(argv)
+        assert node.params.window != 50
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    warned = [line for line in capfd.readouterr().err.splitlines() if "no section" in line]
+    assert len(warned) == 1 and "typo.yaml" in warned[0] and "prgcn_recogniser" in warned[0]
 
 
 @pytest.mark.ros

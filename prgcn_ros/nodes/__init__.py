@@ -23,17 +23,18 @@ def program_args(argv: list[str], program: str) -> list[str]:
 
 
 def given_parameters(argv: list[str], node_name: str, full_name: str
-                     ) -> dict[str, tuple[object, str]]:
+                     ) -> tuple[dict[str, tuple[object, str]], list[tuple[str, list[str]]]]:
     """The last value each parameter is given by the ROS arguments of ``argv`` (``--params-file``
-    sections for this node, ``-p name:=value``), with where it came from: name -> (value, where).
+    sections for this node, ``-p name:=value``), with where it came from: name -> (value, where);
+    and the params files none of whose sections is this node's (path, their sections).
 
     rcl merges a value over an earlier one of another type by keeping both and reading the
     first of bool, int, double, string: ``--params-file config.yaml -p window:=64.0`` leaves
     the file's 96, silently. Comparing with this says which value the user gave last."""
     import yaml
 
-    sections = {"/**", f"/**/{node_name}", node_name, full_name, full_name.lstrip("/")}
     given: dict[str, tuple[object, str]] = {}
+    unmatched: list[tuple[str, list[str]]] = []
     in_ros_args = False
     words = iter(argv[1:])
     for word in words:
@@ -58,12 +59,29 @@ def given_parameters(argv: list[str], node_name: str, full_name: str
                 continue                      # rcl has said what is wrong with it
             if not isinstance(doc, dict):
                 continue
+            matched = False
             for key, section in doc.items():
                 values = section.get("ros__parameters") if isinstance(section, dict) else None
-                if str(key) in sections and isinstance(values, dict):
+                if _names_node(str(key), node_name, full_name) and isinstance(values, dict):
+                    matched = True
                     for name, value in _flattened(values):
                         given[name] = (value, f"--params-file {path}")
-    return given
+            if not matched:
+                unmatched.append((path, [str(key) for key in doc]))
+    return given, unmatched
+
+
+def _names_node(key: str, node_name: str, full_name: str) -> bool:
+    """Whether a params file's section key applies to the node: its full name, its name, or a
+    pattern of them (``*`` one namespace level, ``**`` any number), as rcl matches them."""
+    import re
+
+    if not key.startswith("/"):
+        return key in (node_name, full_name.lstrip("/"))
+    pattern = "".join(".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part)
+                      for part in re.split(r"(\*\*|\*)", key))
+    return re.fullmatch(pattern.replace("/.*/", "(/.*)?/"), full_name) is not None \
+        or re.fullmatch(pattern, full_name) is not None
 
 
 def _flattened(values: dict, prefix: str = "") -> list[tuple[str, object]]:

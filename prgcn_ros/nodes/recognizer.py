@@ -342,11 +342,17 @@ class RecognizerNode(Node):
         if self._argv is not None:
             # A value given last whose type differs from an earlier one's: rcl kept the
             # earlier value without a word. The last one is what the user asked for: checked.
-            given = given_parameters(self._argv, self.get_name(),
-                                     self.get_fully_qualified_name())
+            given, unmatched = given_parameters(self._argv, self.get_name(),
+                                                self.get_fully_qualified_name())
             for name, (value, _) in given.items():
                 if name in overrides and _value_kind(value) != _value_kind(overrides[name]):
                     overrides[name] = value
+            for path, keys in unmatched:     # a misspelt node name: none of it applies
+                self.get_logger().warning(
+                    f"parameter file {clip_text(path, LOG_TEXT_LIMIT)} has no section for "
+                    f"this node ({self.get_fully_qualified_name()}; its sections: "
+                    f"{clip_text(', '.join(keys), LOG_TEXT_LIMIT)}): none of its values apply "
+                    f"(key a section /** or {self.get_name()})")
         try:
             params, node_params, unknown = parse_parameters(overrides)
         except ParameterError as error:

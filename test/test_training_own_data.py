@@ -132,6 +132,8 @@ def test_models_by_name_or_path(tmp_path, monkeypatch):
     assert "neither a shipped model name nor a file" in str(error.value)   # a typo, not "gone"
     with pytest.raises(ModelFileError, match="file is missing.*msr_action3d"):
         resolve_model(tmp_path / "gone.safetensors")
+    with pytest.raises(ModelFileError, match="a folder, not a model file.*msr_action3d"):
+        resolve_model(tmp_path)                 # model:=<the models folder>
     for name in SHIPPED_MODELS:
         if not (REPO / "models" / f"prgcn_{name}.safetensors").is_file():
             with pytest.raises(ModelFileError, match=f"{name}.*shipped models: .*msr_action3d"):

@@ -94,6 +94,10 @@ def _resolve(text: str) -> Path:
         if not path.exists():
             raise ModelFileError(f"model {path}: file is missing (give a model file or the "
                                  f"name of a shipped model: {_shipped_listing()})")
+        if path.is_dir():
+            raise ModelFileError(f"model {path}: a folder, not a model file (give its "
+                                 f".safetensors file or the name of a shipped model: "
+                                 f"{_shipped_listing()})")
         return path.resolve()
     shared = paths.share_file(*path.parts)
     if shared.exists():
@@ -278,7 +282,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     except OSError as error:
         raise ModelFileError(f"model {path}: {_one_line(error)}") from None
     if not found:
-        raise ModelFileError(f"model {path}: file is missing")
+        raise ModelFileError(f"model {path}: "
+                             + ("a folder, not a model file" if path.is_dir() else
+                                "file is missing"))
     meta = read_metadata(path)
     arch = meta["architecture"]
     try:

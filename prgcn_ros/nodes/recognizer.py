@@ -8,6 +8,7 @@ Run: ``prgcn-recognizer --ros-args --params-file config/recognizer.yaml [-p name
 """
 from __future__ import annotations
 
+import array
 import ctypes
 import os
 import signal
@@ -673,7 +674,7 @@ def _value_kind(value: Any) -> str:
         for number in (int, float):
             with suppress(ValueError):
                 return type(number(value)).__name__
-    if isinstance(value, list | tuple) or type(value).__name__ == "array":
+    if isinstance(value, list | tuple | array.array):     # rclpy's numeric arrays: array
         return "list"
     return type(value).__name__
 

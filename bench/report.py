@@ -38,6 +38,13 @@ def fmt(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+def num(value: Any, spec: str, unit: str = "", scale: float = 1.0) -> str:
+    """A number in ``spec`` format (times ``scale``), or a dash when it was not measured."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "—"
+    return f"{scale * value:{spec}}{unit}"
+
+
 def _date(section: dict) -> str:
     return str(section.get("date") or get(section, "measured.date") or "not recorded")
 
@@ -79,17 +86,21 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
             continue
         key, goal, ok = goals[n]
         value = p50 if key == "p50_ms" else p99
+        if value is None or dropped == 0:
+            judged = verdict(value, ok)
+        elif dropped is None:
+            judged = f"{verdict(value, ok)} (drops not recorded)"
+        else:
+            judged = "**missed** (dropped)"
         out.append((f"Live, {who}: latency p50 / p99; dropped; /action rate",
-                    f"{key[:3]} {goal}, 0 dropped", measured,
-                    verdict(value, ok) if value is None or dropped == 0
-                    else "**missed** (dropped)"))
+                    f"{key[:3]} {goal}, 0 dropped", measured, judged))
     capped, one = get(data, "schedule.capped"), get(data, "schedule.one_pass")
     if capped and one:
         out.append(("Live, 10 people: passes of max_batch (auto) vs one pass of everyone: "
                     "p50 / p99; updates per person", "—",
-                    f"{fmt(capped['p50_ms'])} / {fmt(capped['p99_ms'])} ms, "
-                    f"{fmt(capped['person_update_hz'])} Hz vs {fmt(one['p50_ms'])} / "
-                    f"{fmt(one['p99_ms'])} ms, {fmt(one['person_update_hz'])} Hz", "—"))
+                    f"{fmt(capped.get('p50_ms'))} / {fmt(capped.get('p99_ms'))} ms, "
+                    f"{fmt(capped.get('person_update_hz'))} Hz vs {fmt(one.get('p50_ms'))} / "
+                    f"{fmt(one.get('p99_ms'))} ms, {fmt(one.get('person_update_hz'))} Hz", "—"))
     growth = get(data, "soak.rss_growth_pct")
     frames = get(data, "soak.person_frames")
     out.append((f"Soak, {fmt(frames)} person-frames, people coming and going: RSS growth",
@@ -111,18 +122,20 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
     if ratio is not None:
         out.append(("Refinement, corrupted test windows: MPJPE refined / corrupted "
                     "(Savitzky-Golay's)", "≤ 0.6 and below the filter's",
-                    f"{ratio:.3f} ({sg:.3f})", verdict(ratio, lambda v: v <= 0.6 and v < sg)))
+                    f"{num(ratio, '.3f')} ({num(sg, '.3f')})",
+                    verdict(ratio if sg is not None else None,
+                            lambda v: v <= 0.6 and v < sg)))
         offset = get(data, "refine.clean_mean_offset_cm")
         out.append(("Refinement, clean test windows: mean offset per joint", "≤ 2 cm",
-                    fmt(round(offset, 2), " cm"), verdict(offset, lambda v: v <= 2)))
+                    num(offset, ".2f", " cm"), verdict(offset, lambda v: v <= 2)))
         cv_in, cv_out = (get(data, f"refine.clean_bone_cv.{k}") for k in ("input", "refined"))
         if cv_in is not None:
             out.append(("Refinement, clean test windows: bone-length variation (CV), refined vs "
-                        "input", "no higher", f"{cv_out:.4f} vs {cv_in:.4f}",
+                        "input", "no higher", f"{num(cv_out, '.4f')} vs {num(cv_in, '.4f')}",
                         verdict(cv_out, lambda v: v <= cv_in)))
         spikes = get(data, "refine.label_change_one_spike.default")
         out.append(("One 0.5 m spike in one frame: windows whose label changes", "≤ 10 %",
-                    fmt(round(100 * spikes, 1), " %"), verdict(spikes, lambda v: v <= 0.1)))
+                    num(spikes, ".1f", " %", 100), verdict(spikes, lambda v: v <= 0.1)))
         corrupted = get(data, "refine.top1_corrupted") or {}
         default, no_prm = (get(corrupted, f"{k}.1") for k in ("default", "no_prm"))
         if default is not None and no_prm is not None:
@@ -134,50 +147,62 @@ def rows(data: dict) -> list[tuple[str, str, str, str]]:
                         verdict(default - no_prm, lambda v: v >= 0.02)))
         seeds = get(data, "refine.seeds")
         if seeds:
-            five = len(seeds["top1"]) == 5 and seeds.get("sd") is not None
-            spread = f" ± {100 * seeds['sd']:.2f}" if seeds.get("sd") is not None else ""
-            out.append((f"MSR Action3D top-1, seeds {', '.join(seeds['top1'])}: mean ± sd",
-                        "≥ 90 % over 5 seeds", f"{100 * seeds['mean']:.2f}{spread} %",
-                        verdict(seeds["mean"], lambda v: v >= 0.90) if five
-                        else f"not measured ({len(seeds['top1'])} of 5 seeds)"))
+            top1 = seeds.get("top1") or {}
+            five = len(top1) == 5 and seeds.get("sd") is not None
+            spread = f" ± {num(seeds.get('sd'), '.2f', '', 100)}" \
+                if seeds.get("sd") is not None else ""
+            out.append((f"MSR Action3D top-1, seeds {', '.join(top1)}: mean ± sd",
+                        "≥ 90 % over 5 seeds", f"{num(seeds.get('mean'), '.2f', '', 100)}"
+                        f"{spread} %",
+                        verdict(seeds.get("mean"), lambda v: v >= 0.90) if five
+                        else f"not measured ({len(top1)} of 5 seeds)"))
     at_goal = get(data, "unknown.at_goal_kept")
     goal = get(data, "unknown.goal") or {}
 
     def unknown_row(figure: str, point: dict) -> tuple[str, str, str, str]:
-        """An 'unknown' operating point (foreign clips unknown, right answers kept) by the goal."""
-        return (figure, f"≥ {100 * goal['foreign_unknown']:.0f} % / ≥ "
-                        f"{100 * goal['in_domain_kept']:.0f} %",
-                f"{100 * point['foreign_unknown']:.1f} / {100 * point['in_domain_kept']:.1f} %",
-                verdict(point, lambda v: v["foreign_unknown"] >= goal["foreign_unknown"]
-                        and v["in_domain_kept"] >= goal["in_domain_kept"]))
+        """An 'unknown' operating point (foreign clips unknown, right answers kept) by the goal
+        (not measured where the run had no foreign clips or no goal was recorded)."""
+        foreign, kept = point.get("foreign_unknown"), point.get("in_domain_kept")
+        wanted = (goal.get("foreign_unknown"), goal.get("in_domain_kept"))
+        figures = (foreign, kept, *wanted)
+        measured = all(isinstance(v, int | float) for v in figures)
+        return (figure, f"≥ {num(wanted[0], '.0f', '', 100)} % / ≥ "
+                        f"{num(wanted[1], '.0f', '', 100)} %",
+                f"{num(foreign, '.1f', '', 100)} / {num(kept, '.1f', '', 100)} %",
+                verdict(point if measured else None,
+                        lambda v: foreign >= wanted[0] and kept >= wanted[1]))
 
     if at_goal:
-        scores = (f"calibrated, T = {get(data, 'unknown.temperature'):.3g}"
+        temperature = get(data, "unknown.temperature")
+        scores = (f"calibrated, T = {num(temperature, '.3g')}"
                   if get(data, "unknown.calibrated") else "T = 1")
         out.append(unknown_row(f"'unknown' (MSR model, {scores}, at min_confidence "
-                               f"{at_goal['threshold']:.3f}): foreign UTD-MHAD clips unknown; "
-                               f"right MSR answers kept", at_goal))
+                               f"{num(at_goal.get('threshold'), '.3f')}): foreign UTD-MHAD clips "
+                               f"unknown; right MSR answers kept", at_goal))
     held_out = get(data, "unknown.at_goal_kept_held_out")
-    if held_out and goal:
+    if held_out and goal and len(held_out.get("thresholds") or ()) == 2:
         low, high = held_out["thresholds"]
         out.append(unknown_row(f"'unknown', the threshold chosen on the other MSR test subjects "
                                f"({low:.2f}-{high:.2f}): foreign clips unknown; each held-out "
                                f"subject's right answers kept", held_out))
     live = get(data, "unknown.live.at_goal_kept")
-    if live and goal:
+    if live and goal and live.get("threshold") is not None:
         out.append(unknown_row(f"'unknown' live (smoothing "
                                f"{get(data, 'unknown.live.settings.smoothing')}, a pass on every "
                                f"30 Hz frame; threshold {live['threshold']:.3f}, which keeps 95 % "
                                f"there): foreign clips unknown; right answers kept", live))
     gpu = data.get("gpu_check")
-    if gpu:
-        diff = gpu["max_abs_diff_vs_cpu"]
-        out.append((f"GPU check on {gpu['card']} ({gpu['date']}): logits vs CPU, float32 / TF32;"
-                    f" model per window, N = 1 / 10", "gpu_check.py's checks pass",
-                    f"{diff['float32']:.1e} / {diff['default']:.1e}; "
-                    f"{gpu['streaming']['live_model_T48_N1_ms']:.1f} / "
-                    f"{gpu['streaming']['live_model_T48_N10_ms']:.1f} ms",
-                    "met" if not gpu["failures"] else "**missed**"))
+    if isinstance(gpu, dict):
+        failures = gpu.get("failures")
+        out.append((f"GPU check on {gpu.get('card', '?')} ({gpu.get('date', '?')}): logits vs "
+                    f"CPU, float32 / TF32; model per window, N = 1 / 10",
+                    "gpu_check.py's checks pass",
+                    f"{num(get(gpu, 'max_abs_diff_vs_cpu.float32'), '.1e')} / "
+                    f"{num(get(gpu, 'max_abs_diff_vs_cpu.default'), '.1e')}; "
+                    f"{num(get(gpu, 'streaming.live_model_T48_N1_ms'), '.1f')} / "
+                    f"{num(get(gpu, 'streaming.live_model_T48_N10_ms'), '.1f')} ms",
+                    "not measured" if failures is None else
+                    "met" if not failures else "**missed**"))
     return out
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import livekit  # noqa: E402
@@ -110,3 +111,29 @@ def test_the_report_shows_a_goal_it_could_not_measure():
     for live in ("Live, 1 person at 30 Hz, onnxruntime", "Soak, "):
         assert any(name.startswith(live) and row[3] in ("met", "**missed**")
                    for name, row in full.items()), live
+
+
+@pytest.mark.parametrize("missing", [
+    "refine.savgol_ratio", "refine.clean_mean_offset_cm", "refine.label_change_one_spike",
+    "refine.seeds.mean", "unknown.goal", "unknown.temperature",
+    "unknown.at_goal_kept.foreign_unknown", "gpu_check.streaming", "schedule.capped.p50_ms",
+    "live.persons_1.dropped_frames"])
+def test_the_report_says_not_measured_for_any_missing_figure(missing):
+    """Each of these raised (TypeError, KeyError) instead of a row without the figure; a live
+    phase without its drop count was marked missed for drops."""
+    import report
+
+    data = json.loads((Path(report.__file__).parent / "results.json").read_text())
+    *keys, last = missing.split(".")
+    section = data
+    for key in keys:
+        section = section[key]
+    section[last] = None
+    rows = report.rows(data)
+    assert rows
+    if missing == "live.persons_1.dropped_frames":
+        [live] = [row for row in rows if row[0].startswith("Live, 1 person")]
+        assert "(dropped)" not in live[3] and "drops not recorded" in live[3]
+    if missing == "unknown.at_goal_kept.foreign_unknown":
+        [row] = [row for row in rows if row[0].startswith("'unknown' (MSR model")]
+        assert row[3] == "not measured"

@@ -7,11 +7,11 @@ on each network backend (torch, onnxruntime).
 One recognizer process (config/recognizer.yaml, as a user starts it), one skeleton source and
 one action sink (bench/peers/), over real DDS on loopback. Each person replays a different
 MSR Action3D recording, looped, at 30 Hz, stamped with the time of sending. The phases
-alternate 1, 4, 10 people, repeated; between phases the source pauses long enough for every
-track to time out and the diagnostics to settle. Per phase: latency of each input (stamp ->
-first /action covering it) p50/p99 after a warm-up, dropped frames (not buffered by the
-recognizer + never covered by an action; the recognizer's drop counters by reason), /action
-rate. Figures are medians over the repeats (dropped frames: the sum).
+follow each other, 1, 4, 10 and 20 people, in each run; between phases the source pauses long
+enough for every track to time out and the diagnostics to settle. Per phase: latency of each
+input (stamp -> first /action covering it) p50/p99 after a warm-up, dropped frames (not
+buffered by the recognizer + never covered by an action; the recognizer's drop counters by
+reason), /action rate. Figures are medians over the repeats (dropped frames: the sum).
 
 Backends: one recognizer run per backend and repeat (the backend is a start-up parameter),
 the backends alternating so load from other processes hits both alike. ``live.backends.<name>.

@@ -234,9 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     at_kept = operating_point(in_probs, in_labels, foreign_probs)
     if at_kept is not None:
         at_kept["foreign_unknown_by_action"] = by_action(at_kept["threshold"])
-    meeting = [r for r in rows if r["foreign_unknown"] is not None
-               and r["in_domain_kept"] is not None and r["foreign_unknown"] >= GOAL_UNKNOWN
-               and r["in_domain_kept"] >= GOAL_KEPT]
+    # The sweep's thresholds (0.05 steps) and the operating point's, where they meet the goal:
+    # the goal can be met between two steps of the sweep (0.805 and none of 0.80, 0.85).
+    meeting = [r for r in [*rows, *([at_kept] if at_kept else [])]
+               if r["foreign_unknown"] is not None and r["in_domain_kept"] is not None
+               and r["foreign_unknown"] >= GOAL_UNKNOWN and r["in_domain_kept"] >= GOAL_KEPT]
     subjects = [calibration.subject_of(name, cfg["data"]["kind"]) or "?"
                 for name in in_domain.names]
     held_out = held_out_operating_point(in_probs, in_labels, subjects, foreign_probs)
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "at_goal_kept": at_kept,
         # at_goal_kept's threshold is chosen on the clips it is scored on; this one is not.
         "at_goal_kept_held_out": held_out,
-        "thresholds_meeting_goal": [r["threshold"] for r in meeting],
+        "thresholds_meeting_goal": sorted(r["threshold"] for r in meeting),
         "limit": args.limit,
         "kept_by_model": kept_by_model(OTHER_MODELS, args.limit),
     }

@@ -70,7 +70,7 @@ def main() -> int:
                 f"when sent), between 30 Hz phases; recognizer max_input_hz {limit:g}",
         "date": livekit.today(), "machine": livekit.machine(),
         "load_average_start": load_start, "load_average_end": livekit.load_average(),
-        "model_kind": model_kind, "torch_threads": run.torch_threads,
+        "model_kind": model_kind, "backend": run.backend, "torch_threads": run.torch_threads,
         "alive": bool(run.alive and answering),
         "process_alive": run.alive, "labels_after_flood": answering,
         "persons": n, "flood_input_hz": flood["input_hz"], "flood_seconds": args.seconds,

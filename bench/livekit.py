@@ -286,6 +286,9 @@ class Run:
     alive: bool                           # recognizer still running when the sources stopped
     recognizer_log: str
     torch_threads: int | None = None
+    # The network's backend the recognizer ran, from its start-up line ("torch" where `auto`
+    # fell back from onnxruntime: the log says why).
+    backend: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- slicing
@@ -574,4 +577,10 @@ def run_scenario(name: str, scenario: dict[str, Any], model: Path,
     return Run(workdir=workdir, phases=phases, inputs=inputs, actions=actions,
                diagnostics=diags, samples=samples, alive=alive, recognizer_log=log,
                torch_threads=int(match.group(1)) if match else None,
-               extra={"end_ns": end_ns})
+               backend=started_backend(log), extra={"end_ns": end_ns})
+
+
+def started_backend(log: str) -> str | None:
+    """The backend of the recognizer's start-up line (None: no such line)."""
+    found = re.search(r", backend (\w+)", log)
+    return found.group(1) if found else None

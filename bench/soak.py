@@ -62,7 +62,7 @@ def main() -> int:
                 "every 4th without an id; recognizer RSS sampled every 0.25 s",
         "date": livekit.today(), "machine": livekit.machine(),
         "load_average_start": load_start, "load_average_end": livekit.load_average(),
-        "model_kind": model_kind, "torch_threads": run.torch_threads,
+        "model_kind": model_kind, "backend": run.backend, "torch_threads": run.torch_threads,
         **memory,
         "person_frames": int(phase["person_frames_sent"]), "messages": int(phase["messages"]),
         "warmup_person_frames": warmup, "duration_s": phase["elapsed_s"],

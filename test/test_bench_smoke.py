@@ -137,3 +137,15 @@ def test_the_report_says_not_measured_for_any_missing_figure(missing):
     if missing == "unknown.at_goal_kept.foreign_unknown":
         [row] = [row for row in rows if row[0].startswith("'unknown' (MSR model")]
         assert row[3] == "not measured"
+
+
+def test_a_live_run_records_the_backend_the_recognizer_started_with():
+    """soak and flood start backend auto: a fallback to torch was not recorded anywhere."""
+    line = ("[INFO] [1.0] [prgcn_recognizer]: model m.safetensors: layout kinect20, 20 classes, "
+            "window 96 frames resampled to 48, one person a sample, confidence temperature 0.49, "
+            "device cpu, backend {}, 1 thread(s), at most 4 samples per pass; inputs "
+            "(best_effort): /skeletons")
+    assert livekit.started_backend(line.format("torch")) == "torch"
+    assert livekit.started_backend(line.format(
+        "onnxruntime (cached graph /x.onnx, max abs difference to torch 1e-06)")) == "onnxruntime"
+    assert livekit.started_backend("no start-up line") is None

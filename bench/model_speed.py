@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -167,13 +166,6 @@ def run(threads: int, repeats: int) -> dict:
     return cases
 
 
-def merge_results(key: str, value: dict) -> None:
-    """Replace ``key`` in bench/results.json, keeping what other benches wrote."""
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results[key] = value
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
@@ -236,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = result["speed_ratio_stgcn_over_prgcn"]
     print(f"per-clip speed ratio ST-GCN / PR-GCN: {ratio:.2f}x (goal >= 3.5x, 1 thread)")
     if not args.no_write and not args.quick:
-        merge_results("model", result)
+        livekit.update_results({"model": result}, RESULTS)   # under the other benches' lock
         print(f"written to {RESULTS} under 'model'")
     return 0
 

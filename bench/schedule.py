@@ -115,6 +115,11 @@ def main() -> int:
                                        .items() if k != "runs"} for n in persons}
                for name in settings}
     print(json.dumps({"settings": summary, "best": out["best"]}, indent=2))
+    for key in ("p50_ms", "p99_ms"):
+        ratio = out.get(f"ratio_{key}_one_pass_over_capped")
+        if ratio is not None:
+            print(f"10 people, one pass of everyone / passes of max_batch, {key[:3]}: "
+                  f"{ratio:.2f}x (median of neighbouring runs)")
     if not args.no_results:
         livekit.update_results({"schedule": out})
     return 0 if alive else 1

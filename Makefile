@@ -15,14 +15,15 @@ setup: $(STAMPS)/project
 check-tools:
 	@PYTHON=$(PYTHON) tools/check_tools.sh
 
-$(STAMPS)/requirements: requirements.txt | check-tools
+$(STAMPS)/requirements: requirements.txt tools/fix_ros_wheel_paths.py | check-tools
 	@test -x $(VENV)/bin/pip || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } || { rm -rf $(VENV); \
 	  echo "make setup: $(PYTHON) -m venv failed (Debian: apt-get install python3.11-venv)" >&2; exit 1; }
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	$(PY) tools/fix_ros_wheel_paths.py $(VENV)
 	@mkdir -p $(STAMPS) && touch $@
 
-$(STAMPS)/msgs: $(STAMPS)/requirements prgcn_msgs/CMakeLists.txt prgcn_msgs/package.xml $(wildcard prgcn_msgs/msg/*.msg)
+$(STAMPS)/msgs: $(STAMPS)/requirements tools/build_msgs.sh prgcn_msgs/CMakeLists.txt prgcn_msgs/package.xml \
+		$(wildcard prgcn_msgs/msg/*.msg)
 	tools/build_msgs.sh $(VENV) build/prgcn_msgs
 	@touch $@
 

@@ -15,7 +15,10 @@ setup(
         (f"share/{package_name}/launch", glob("launch/*.launch.py")),
         (f"share/{package_name}/config", glob("config/*.yaml")),
         (f"share/{package_name}/rviz", glob("rviz/*.rviz")),
-        (f"share/{package_name}/models", glob("models/*.safetensors") + glob("models/*.json")),
+        # Each shipped model: its weights and their metadata (not other JSON there, e.g. an
+        # exported graph's).
+        (f"share/{package_name}/models", [file for weights in glob("models/*.safetensors")
+                                          for file in (weights, weights[:-12] + ".json")]),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -91,7 +91,10 @@ def generate_launch_description() -> LaunchDescription:
         return LaunchConfiguration(name)
 
     def recognizer(context: LaunchContext) -> list[Node]:
-        given = {name: value for name in OVERRIDES if (value := arg(name).perform(context))}
+        # Strings as given: launch_ros reads a plain value as YAML (a model named 1e3 would be
+        # a number, device "on" a boolean).
+        given = {name: ParameterValue(value, value_type=str)
+                 for name in OVERRIDES if (value := arg(name).perform(context))}
         return [Node(
             package=PACKAGE,
             executable=EXECUTABLE,

@@ -399,12 +399,15 @@ def test_a_stop_between_the_two_renames_leaves_a_pair_that_loads(saved, monkeypa
         raise SystemExit(143)
 
     monkeypatch.setattr(os, "replace", replace)
-    previous = signal.signal(signal.SIGTERM, stopped)
+    # Python's own handlers, whatever an earlier test of the session left installed.
+    previous = (signal.signal(signal.SIGTERM, stopped),
+                signal.signal(signal.SIGINT, signal.default_int_handler))
     try:
         with pytest.raises((KeyboardInterrupt, SystemExit)):
             save_model(path, changed, META)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
     monkeypatch.undo()
     loaded, _ = load_model(path)
     for key, value in changed.state_dict().items():

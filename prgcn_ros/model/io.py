@@ -152,17 +152,24 @@ def write_atomic_together(files: Sequence[tuple[str | Path, Callable[[Path], Any
 
 @contextlib.contextmanager
 def _stops_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block ends (their handlers run then). Only the main
-    thread runs Python's handlers; elsewhere a stop cannot land in the block anyway."""
-    if threading.current_thread() is not threading.main_thread() \
-            or not hasattr(signal, "pthread_sigmask"):
+    """SIGINT and SIGTERM that arrive inside the block are noted and raised again when it
+    ends, to the handlers that were there. (Python runs every handler in the main thread, so
+    only a block there can be broken into; blocking the signals there would not do, as the
+    process's other threads, torch's among them, would take them.)"""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    arrived: list[int] = []
+    stops = (signal.SIGINT, signal.SIGTERM)
+    handlers = {stop: signal.signal(stop, lambda signum, frame: arrived.append(signum))
+                for stop in stops}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for stop, handler in handlers.items():
+            signal.signal(stop, handler)
+        for stop in dict.fromkeys(arrived):
+            signal.raise_signal(stop)
 
 
 def _sync(path: Path, directory: bool = False) -> None:

@@ -766,11 +766,13 @@ def _terminate(signum: int, frame: Any) -> None:
     raise _Terminated
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_sigterm() -> Any:
     """SIGTERM (a sweep, a job scheduler, torchrun stopping its workers) ends the run the way
-    Ctrl-C does, through the files' clean-up, not at once with temporary files left."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    Ctrl-C does, through the files' clean-up, not at once with temporary files left. Returns
+    the handler it replaced (None: none replaced), for :func:`main` to put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -802,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="let the model file overwrite a shipped model or a tracked file")
     args = parser.parse_args(argv)
     where = distributed.DistInfo()
-    _stop_on_sigterm()
+    replaced = _stop_on_sigterm()
     try:
         overrides = parse_set(args.set)
         for key, value in (("seed", args.seed), ("threads", args.threads),
@@ -843,6 +845,8 @@ def main(argv: list[str] | None = None) -> int:
         return 143 if isinstance(stop, _Terminated) else 130
     finally:
         distributed.teardown()
+        if replaced is not None:       # called in-process (tests, a notebook): as it was
+            signal.signal(signal.SIGTERM, replaced)
     if where.is_main:
         print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
     return 0

@@ -42,10 +42,18 @@ def setup(device: str = "auto") -> DistInfo:
     """Join the process group torchrun describes (no-op for a single process).
 
     ``device`` ``auto``: this process's GPU (``LOCAL_RANK``) with nccl when CUDA is there,
-    else the CPU with gloo.
+    else the CPU with gloo; ``cuda``: that GPU (ValueError where there is no CUDA, as for one
+    process); ``cpu``: gloo. ``cuda:N`` is refused: each process takes its own GPU.
     """
     if not launched() or dist.is_initialized():
         return info(device)
+    if device.startswith("cuda:"):
+        raise ValueError(f"device {device!r}: under torchrun each process takes its own GPU "
+                         f"(LOCAL_RANK); use device cuda or auto (CUDA_VISIBLE_DEVICES chooses "
+                         f"which GPUs)")
+    if device != "auto":
+        from prgcn_ros.model.backends import resolve_device
+        resolve_device(device)          # CUDA asked for where there is none: refused
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
     if use_cuda:

@@ -221,6 +221,10 @@ def mixup_draw(n: int, alpha: float, generator: torch.Generator) -> tuple[float,
     return float(rng.beta(alpha, alpha)), torch.randperm(n, generator=generator)
 
 
+# Every loss term a step can return (step checks): summed over the ranks by these names.
+LOSS_NAMES = ("classification", "view", "outlier", "restore", "offset", "loss")
+
+
 class Trainer:
     """One training run: model, optimizer and data, stepped epoch by epoch."""
 
@@ -270,13 +274,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step / one epoch
     def step(self, batch: batching.Batch, generator: torch.Generator | None = None,
-             pairs: torch.Tensor | None = None) -> dict[str, float]:
+             pairs: torch.Tensor | None = None, share: float = 1.0) -> dict[str, float]:
         """One optimiser step on ``batch``; returns its losses (``loss`` is their sum).
 
         With the "restore" objective a random part of the batch is corrupted by the driver
         noise model first (drawn from ``generator``), and the refined window is pulled towards
         the clean one. ``pairs`` (P, 2): batch positions of two recordings of one performance,
-        whose pooled features the view-consistency term pulls together.
+        whose pooled features the view-consistency term pulls together. ``share``: the loss's
+        weight in the gradient, under DDP this shard's size over an even shard's (DDP averages
+        the ranks' gradients: uneven shards would weigh their clips unevenly).
         """
         self.model.train()
         refine = self.cfg["refine"]
@@ -334,9 +340,10 @@ class Trainer:
             own = slice(None) if everyone else ~foreign
             losses.update(self.restore_losses(output[1][own], x[own], batch.x[own],
                                               batch.present[own], batch.dims))
+        assert set(losses) <= set(LOSS_NAMES), losses.keys()     # (summed by name over ranks)
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * share if share != 1.0 else loss).backward()
         clip = self.cfg["optim"].get("grad_clip")
         if clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
@@ -382,20 +389,26 @@ class Trainer:
             # its windows and augmentation from a generator of its own.
             # A last batch smaller than the group would leave a rank without a step (DDP needs
             # every rank in every step): it is left out.
-            batches = [distributed.shard(b, self.dist) for b in batches
-                       if len(b) >= self.dist.world]
+            kept = [b for b in batches if len(b) >= self.dist.world]
+            batches = [distributed.shard(b, self.dist) for b in kept]
+            # The gradient of the global batch's mean: each shard weighs by its size (a batch
+            # of 16 over 3 processes is 6, 5 and 5 clips).
+            shares = [self.dist.world * len(s) / len(b) for s, b in zip(batches, kept,
+                                                                         strict=True)]
             own = rank_seed(seed, self.dist.rank)
             gen = torch.Generator().manual_seed(own)
             # Dropout too: with the epoch's seed every rank would drop the same units of its
             # own clips, as if one mask served the whole global batch.
             torch.manual_seed(own)
             progress = progress and self.dist.is_main
+        else:
+            shares = [1.0] * len(batches)
         totals: dict[str, float] = {}
         seen = 0
         started = time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{self.cfg['optim']['epochs']}",
                    disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
-        for index in bar:
+        for index, share in zip(bar, shares, strict=True):
             clips = [self.train_set[i] for i in index]
             pairs = self.view_pairs(index, gen)
             if pairs is not None:
@@ -407,16 +420,22 @@ class Trainer:
                 labels = batch.labels.clone()
                 labels[len(clips):] = -1
                 batch = batch._replace(labels=labels)
-            losses = self.step(batch, gen, pairs)
+            losses = self.step(batch, gen, pairs, share)
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + value * len(index)
             seen += len(index)
             bar.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{lr:.2g}")
         elapsed = time.perf_counter() - started
         if self.dist.enabled:
-            names = sorted(totals)
-            *sums, seen = distributed.sum_all([totals[n] for n in names] + [seen], self.dist)
-            totals, seen = dict(zip(names, sums)), int(seen)
+            # By a fixed list of names, each with whether the rank had it: a term only some
+            # ranks had (view consistency without a pair in one shard) would give the ranks
+            # lists of other lengths, and the all-reduce would hang or mix them up.
+            summed = distributed.sum_all([totals.get(n, 0.0) for n in LOSS_NAMES]
+                                         + [float(n in totals) for n in LOSS_NAMES] + [seen],
+                                         self.dist)
+            had = summed[len(LOSS_NAMES):-1]
+            totals = {n: v for n, v, h in zip(LOSS_NAMES, summed, had, strict=False) if h}
+            seen = int(summed[-1])
         self.train_time_s += elapsed
         self.epoch += 1
         stats = {"epoch": self.epoch, "lr": lr,

@@ -215,3 +215,32 @@ def test_a_file_that_breaks_the_reader_unexpectedly_is_skipped_and_the_stream_go
     assert [Path(s.source).name for s in follower.poll()] == ["b_2_keypoints.json"]
     assert follower.skipped == 1 and len(reports) == 1 and "RuntimeError: a reader bug" in \
         reports[0]
+
+
+def test_two_person_recordings_played_at_once_pair_within_their_own_recording():
+    """SBU films every pair at the same place: four recordings at once in one message stood
+    in each other, and the recognizer paired one recording's first person with another's (the
+    labels then came out 'hugging' for a kick). Each plays in a lane of its own, 5 m apart."""
+    from prgcn_ros.model.io import load_model, resolve_model
+    from prgcn_ros.paths import data_dir
+    from prgcn_ros.recognition import InputFrame, Recognizer, RecognizerParams
+    from prgcn_ros.skeleton.readers import read_sbu_interaction
+
+    files = sorted((data_dir() / "sbu_interaction" / "s01s02").glob("*/001/skeleton_pos.txt"))
+    if len(files) < 4:
+        pytest.skip("SBU Kinect Interaction data missing")
+    recordings = [read_sbu_interaction(f) for f in files[:4]]
+    model, meta = load_model(resolve_model("sbu_interaction"))
+    recognizer = Recognizer(model, meta, RecognizerParams.from_dict({}), "cpu")
+    partners: set[tuple[int, int]] = set()
+    for t, tick in enumerate(ticks(recordings, parallel=4)):
+        for layout, (ids, coords, conf) in tick.frames.items():
+            recognizer.ingest(InputFrame(stamp_ns=(t + 1) * 66_666_667, frame_id="camera",
+                                         layout=layout, ids=list(ids), coords=list(coords),
+                                         confidence=list(conf), arrival=100.0 + t / 15))
+        tracks = recognizer.ingestion.tracks
+        for key, track in tracks.items():
+            other = recognizer.ingestion.partner_of(key)
+            if other in tracks:
+                partners.add((track.local_id, tracks[other].local_id))
+    assert partners and all(a // 100 == b // 100 for a, b in partners), sorted(partners)

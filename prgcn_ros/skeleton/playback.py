@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .bags import person_ids
+from .layouts import TWO_D_LAYOUTS
 from .readers import RecordingError, natural_key, openpose_frame_files, read_recording
 from .sequence import SkeletonSequence, frame_people
 
@@ -41,13 +42,26 @@ class Tick:
     frames: dict[str, People] = field(default_factory=dict)
 
 
+# Recordings of several people played at once stand this far apart along x (metres), lane by
+# lane: two-person datasets film every pair at the same place, and one camera's people within
+# the recognizer's pair gate (2 m; parted beyond 2.5) would pair across recordings.
+LANE_SPACING_M = 5.0
+
+
 @dataclass
 class _Playing:
     index: int                 # place in the argument list (for bags.person_ids)
     seq: SkeletonSequence
     step: float                # frames of this recording per tick of the clock
+    lane: int = 0              # its place among the recordings playing at once
     phase: float = 0.0
     next_frame: int = 0
+
+    @property
+    def offset_x(self) -> float:
+        """Where its people stand along x: recordings of several people in 3D by lane."""
+        several = self.seq.num_persons >= 2 and self.seq.layout not in TWO_D_LAYOUTS
+        return self.lane * LANE_SPACING_M if several else 0.0
 
 
 def tick_period(recordings: list[SkeletonSequence], rate: float) -> float:
@@ -58,7 +72,8 @@ def tick_period(recordings: list[SkeletonSequence], rate: float) -> float:
 def ticks(recordings: list[SkeletonSequence], parallel: int = 1) -> Iterator[Tick]:
     """One round through ``recordings``, up to ``parallel`` at once, on one clock ticking at
     the fastest one's frame rate: a slower recording's frames fall on fewer ticks. People
-    have the ids :func:`.bags.person_ids` gives recording k (its place in the list)."""
+    have the ids :func:`.bags.person_ids` gives recording k (its place in the list); a 3D
+    recording of several people stands LANE_SPACING_M along x per lane it plays in."""
     tick_hz = max(seq.fps for seq in recordings)
     queue = deque(enumerate(recordings))
     playing: list[_Playing] = []
@@ -67,7 +82,8 @@ def ticks(recordings: list[SkeletonSequence], parallel: int = 1) -> Iterator[Tic
         while queue and len(playing) < parallel:
             index, seq = queue.popleft()
             step = seq.fps / tick_hz
-            playing.append(_Playing(index, seq, step, phase=1.0 - step))
+            lane = min(set(range(parallel)) - {p.lane for p in playing})
+            playing.append(_Playing(index, seq, step, lane, phase=1.0 - step))
             tick.started.append((index, seq))
         groups: dict[str, tuple[list, list, list]] = {}
         for p in playing:
@@ -76,6 +92,9 @@ def ticks(recordings: list[SkeletonSequence], parallel: int = 1) -> Iterator[Tic
                 continue
             p.phase -= 1.0
             ids, coords, conf = frame_people(p.seq, p.next_frame, person_ids(p.index, p.seq))
+            if ids and p.offset_x:
+                coords = coords.copy()
+                coords[..., 0] += np.where(conf > 0, p.offset_x, 0.0)   # missing joints stay
             if ids:
                 group = groups.setdefault(p.seq.layout, ([], [], []))
                 group[0].extend(ids)

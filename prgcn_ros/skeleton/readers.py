@@ -190,7 +190,9 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 def _finite32(values: Any) -> bool:
     """Whether every value is a number that stays finite as the float32 it is read into (a
-    value like 1e39 becomes inf there)."""
+    value like 1e39 becomes inf there). NaN compares false."""
+    if isinstance(values, list):     # a text line's numbers: no array for a dozen of them
+        return all(abs(v) <= FLOAT32_MAX for v in values)
     return bool(np.all(np.abs(np.asarray(values, dtype=np.float64)) <= FLOAT32_MAX))
 
 

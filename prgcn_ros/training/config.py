@@ -296,7 +296,7 @@ def _checked(default: Any, value: Any, where: str, name: str = "") -> Any:
         if name not in _NULLABLE:
             return value
         check, kind = _NULLABLE[name]
-        if isinstance(value, str) and check in (_is_number, _is_whole):
+        if isinstance(value, str) and check is _is_number:
             value = _number(value)
         if not check(value):
             raise ConfigError(f"{where}: expected {kind}, got {value!r}")

@@ -79,17 +79,23 @@ def test_more_processes_than_clips_in_a_batch_is_refused(tmp_path):
     """Each process takes its share of every batch: 2 processes and batches of 1 trained on
     nothing, wrote the untrained model and exited 0 (loss 0.0 in every epoch's line)."""
     require_data()
+    _refused_under_torchrun(tmp_path, "2 processes need a batch (optim.batch_size 1)",
+                            "--set", "optim.batch_size=1", "--set", "data.train_subjects=[1]",
+                            "--set", "threads=1")
+
+
+def _refused_under_torchrun(tmp_path: Path, words: str, *args: str) -> None:
+    """prgcn-train under 2 processes with ``args`` stops with ``words``, writing no model."""
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
          "2", "-m", "prgcn_ros.training.train", "--config", str(MSR_CONFIG), "--epochs", "1",
          "--no-eval", "--no-progress", "--out-dir", str(tmp_path / "run"),
-         "--output", str(tmp_path / "run" / "model.safetensors"), "--set",
-         "optim.batch_size=1", "--set", "data.train_subjects=[1]", "--set", "threads=1",
-         "--set", "calibration.cross_fit=null"],
+         "--output", str(tmp_path / "run" / "model.safetensors"),
+         "--set", "calibration.cross_fit=null", *args],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
     assert done.returncode != 0
-    assert "2 processes need a batch (optim.batch_size 1)" in done.stderr, done.stderr[-2000:]
+    assert words in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
@@ -232,14 +238,5 @@ def test_a_cuda_device_where_there_is_none_is_refused_under_torchrun_too(tmp_pat
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     require_data()
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-         "2", "-m", "prgcn_ros.training.train", "--config", str(MSR_CONFIG), "--epochs", "1",
-         "--no-eval", "--no-progress", "--device", "cuda", "--out-dir", str(tmp_path / "run"),
-         "--output", str(tmp_path / "run" / "model.safetensors"),
-         "--set", "calibration.cross_fit=null"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
-    assert done.returncode != 0
-    assert "CUDA is not available here" in done.stderr, done.stderr[-2000:]
-    assert not (tmp_path / "run" / "model.safetensors").exists()
+    _refused_under_torchrun(tmp_path, "CUDA is not available here", "--device", "cuda")
+    _refused_under_torchrun(tmp_path, "each process takes its own GPU", "--device", "cuda:0")

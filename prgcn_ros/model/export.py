@@ -1,6 +1,7 @@
 """Export a network to TorchScript or ONNX (the prgcn-export command line calls export_model)."""
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -53,9 +54,17 @@ def _export_onnx(model: nn.Module, path: Path, example: torch.Tensor) -> None:
     # (channels-last strides, view-ability) and demands T >= 7, although the graph is the same
     # for every T. Exporting here, not inside torch.onnx.export, also stops the ONNX exporter from
     # silently falling back to a graph fixed to the example's T.
-    with fx_config.patch(backed_size_oblivious=True), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        program = torch.export.export(model, (trace_input,),
-                                      dynamic_shapes={"x": {0: auto, 2: auto, 4: auto}})
-        torch.onnx.export(program, (trace_input,), str(path), input_names=[INPUT_NAME],
-                          output_names=output_names(model), verbose=False)
+    # The exporter warns four times that torchvision is not installed (its detection operators,
+    # which no network here uses): a first start looked like a missing dependency.
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with fx_config.patch(backed_size_oblivious=True), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            program = torch.export.export(model, (trace_input,),
+                                          dynamic_shapes={"x": {0: auto, 2: auto, 4: auto}})
+            torch.onnx.export(program, (trace_input,), str(path), input_names=[INPUT_NAME],
+                              output_names=output_names(model), verbose=False)
+    finally:
+        registration.setLevel(level)

@@ -174,8 +174,8 @@ def test_the_view_term_is_its_weight_times_one_minus_the_centred_cosine():
         lambda _, args: pooled.append(args[0].detach()))
     step = trainer.step
 
-    def recording_step(batch, generator, pairs):
-        steps.append((pairs.clone(), step(batch, generator, pairs)))
+    def recording_step(batch, generator, pairs, *rest):
+        steps.append((pairs.clone(), step(batch, generator, pairs, *rest)))
         return steps[-1][1]
 
     trainer.step = recording_step

@@ -117,7 +117,8 @@ def test_the_report_shows_a_goal_it_could_not_measure():
     "refine.savgol_ratio", "refine.clean_mean_offset_cm", "refine.label_change_one_spike",
     "refine.seeds.mean", "unknown.goal", "unknown.temperature",
     "unknown.at_goal_kept.foreign_unknown", "gpu_check.streaming", "schedule.capped.p50_ms",
-    "live.persons_1.dropped_frames"])
+    "live.persons_1.dropped_frames", "unknown.at_goal_kept_held_out.thresholds",
+    "unknown.live.at_goal_kept.threshold", "gpu_check.failures"])
 def test_the_report_says_not_measured_for_any_missing_figure(missing):
     """Each of these raised (TypeError, KeyError) instead of a row without the figure; a live
     phase without its drop count was marked missed for drops."""
@@ -134,6 +135,9 @@ def test_the_report_says_not_measured_for_any_missing_figure(missing):
     if missing == "live.persons_1.dropped_frames":
         [live] = [row for row in rows if row[0].startswith("Live, 1 person")]
         assert "(dropped)" not in live[3] and "drops not recorded" in live[3]
+    if missing == "gpu_check.failures":
+        [row] = [row for row in rows if row[0].startswith("GPU check")]
+        assert row[3] == "not measured"
     if missing == "unknown.at_goal_kept.foreign_unknown":
         [row] = [row for row in rows if row[0].startswith("'unknown' (MSR model")]
         assert row[3] == "not measured"
@@ -149,3 +153,12 @@ def test_a_live_run_records_the_backend_the_recognizer_started_with():
     assert livekit.started_backend(line.format(
         "onnxruntime (cached graph /x.onnx, max abs difference to torch 1e-06)")) == "onnxruntime"
     assert livekit.started_backend("no start-up line") is None
+
+
+def test_the_report_prints_shares_as_percentages():
+    import report
+
+    data = json.loads((Path(report.__file__).parent / "results.json").read_text())
+    spikes = data["refine"]["label_change_one_spike"]["default"]
+    [row] = [row for row in report.rows(data) if row[0].startswith("One 0.5 m spike")]
+    assert row[2] == f"{100 * spikes:.1f} %"

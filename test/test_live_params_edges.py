@@ -260,10 +260,36 @@ def test_qos_overrides_apply_to_the_inputs_and_outputs(tiny_model):
         assert sub.qos_profile.depth == 7
         assert node.action_pub.qos_profile.history == HistoryPolicy.KEEP_ALL
         assert node.refined_pub.qos_profile.history == HistoryPolicy.KEEP_LAST
-    with pytest.raises(StartupError, match="invalid qos_overrides parameter"), \
-            recognizer_node(tiny_model,
-                            "qos_overrides./skeletons.subscription.reliability:=sometimes"):
-        pass
+    for bad in ("qos_overrides./skeletons.subscription.reliability:=sometimes",
+                "qos_overrides./skeletons.subscription.depth:=abc"):
+        with pytest.raises(StartupError, match="invalid qos_overrides parameter"), \
+                recognizer_node(tiny_model, bad):
+            pass
+
+
+@pytest.mark.ros
+def test_a_number_yaml_reads_as_text_is_a_number_of_the_files_type(tiny_model):
+    """rcl reads -p min_confidence:=5e-1 as a double (YAML 1.1 leaves it text): no mismatch."""
+    with recognizer_node(tiny_model, "min_confidence:=5e-1") as node:
+        assert node.params.min_confidence == 0.5
+
+
+def test_params_file_sections_match_the_node_as_rcl_matches_them(tmp_path):
+    from prgcn_ros.nodes import given_parameters
+
+    for key, full, applies in [("/**/prgcn_recognizer", "/prgcn_recognizer", True),
+                               ("/**/prgcn_recognizer", "/a/b/prgcn_recognizer", True),
+                               ("robot1/prgcn_recognizer", "/robot1/prgcn_recognizer", True),
+                               ("/*/prgcn_recognizer", "/robot1/prgcn_recognizer", True),
+                               ("/*/prgcn_recognizer", "/a/b/prgcn_recognizer", False),
+                               ("/robot2/prgcn_recognizer", "/robot1/prgcn_recognizer", False),
+                               ("/robot1/*", "/robot1/prgcn_recognizer", True)]:
+        path = tmp_path / "p.yaml"
+        path.write_text(f"{key}:\n  ros__parameters:\n    window: 64\n")
+        given, unmatched = given_parameters(["x", "--ros-args", "--params-file", str(path)],
+                                            "prgcn_recognizer", full)
+        assert (given == {"window": (64, f"--params-file {path}")}) == applies, (key, full)
+        assert (unmatched == []) == applies, (key, full)
 
 
 @pytest.mark.ros

@@ -1,6 +1,7 @@
 """Export parity: TorchScript and ONNX (run with onnxruntime) give eager mode's outputs."""
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -116,6 +117,8 @@ def test_pair_model_exports(tmp_path, fmt, caplog):
                             15, persons=2)
     path = export_model(model, tmp_path / f"m.{fmt}", fmt, torch.randn(1, 3, 48, 15, 2))
     assert not [r for r in caplog.records if "torchvision" in r.getMessage()]
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    assert registration.level == logging.NOTSET          # as it was: held back for the export
     if fmt == "onnx":
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         run = lambda x: session.run(None, {"skeletons": x.numpy()})  # noqa: E731

@@ -422,6 +422,28 @@ def test_weights_named_like_their_metadata_are_refused(saved):
     load_model(path)                      # the pair that was there is untouched
 
 
+def test_a_write_whose_data_cannot_reach_the_disk_fails_and_leaves_nothing(tmp_path,
+                                                                           monkeypatch):
+    """An fsync error (an I/O error, a full disk at write-back) is the write's failure: the
+    file is not renamed into place as though it were written."""
+    import os
+
+    from prgcn_ros.model.io import write_atomic
+
+    def fails(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fails)
+    with pytest.raises(OSError, match="Input/output"):
+        write_atomic(tmp_path / "x.json", lambda tmp: tmp.write_text("{}"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_model_says_a_folder_is_a_folder(tmp_path):
+    with pytest.raises(ModelFileError, match="a folder, not a model file"):
+        load_model(tmp_path)
+
+
 def test_the_saved_architecture_is_the_models_own(saved):
     """A caller's stale architecture entry never replaces it: the file would not load."""
     from prgcn_ros.model.io import read_metadata

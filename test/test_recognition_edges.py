@@ -149,6 +149,18 @@ def test_a_person_whose_output_was_suppressed_was_never_shown():
     assert [d.labelled for d in rec.expire_people(now=1000.0)] == [True]
 
 
+def test_the_latency_of_a_pass_counts_only_the_people_it_published():
+    """Two people, the first one's outputs non-finite: only the other's frame (a first label:
+    its newest) is in the pass's latency."""
+    from test_recognition import _PoisonFirstSample
+
+    rec = tiny_recognizer(backend=lambda model: _PoisonFirstSample(model, "logits"))
+    for t in range(5):
+        rec.ingest(frame(t, {0: pose(seed=t), 1: pose(1.0, t)}))
+    result = rec.infer()
+    assert len(result.people) == 1 and len(result.arrivals) == 1
+
+
 def test_refined_offsets_are_in_the_inputs_units():
     """The same motion at twice the size (and moved): preprocessing (first-frame centre, torso
     scale) shows the model the same input, so its refinement is the same in model units and

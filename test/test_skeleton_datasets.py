@@ -353,9 +353,12 @@ def _overflowing(data_dir: Path, tmp_path: Path, kind: str) -> Path:
         parts[0] = "1e39"
         return written("S001C001P001R001A011.skeleton",
                        "".join(lines[:4]) + " ".join(parts) + "\n" + "".join(lines[5:]))
-    if kind == "kinetics":
+    if kind.startswith("kinetics"):
         clip = json.loads((data_dir / "kinetics_skeleton" / "--33Lscn6sk.json").read_text())
-        clip["data"][3]["skeleton"][0]["pose"][4] = 1e39
+        if kind == "kinetics":
+            clip["data"][3]["skeleton"][0]["pose"][4] = 1e39
+        else:                                           # a confidence, not a coordinate
+            clip["data"][3]["skeleton"][0]["score"][2] = 1e39
         return written("kinetics.json", json.dumps(clip))
     if kind == "nw_ucla":
         clip = json.loads((data_dir / "nw_ucla" / "a12_s06_e04_v03.json").read_text())
@@ -376,7 +379,8 @@ def _overflowing(data_dir: Path, tmp_path: Path, kind: str) -> Path:
                    "".join(lines[:2]) + ",".join(row) + "".join(lines[3:]))
 
 
-@pytest.mark.parametrize("kind", ["msr", "ntu", "kinetics", "nw_ucla", "utd_mhad", "sbu"])
+@pytest.mark.parametrize("kind", ["msr", "ntu", "kinetics", "kinetics_score", "nw_ucla",
+                                  "utd_mhad", "sbu"])
 def test_a_value_beyond_float32s_range_is_a_damaged_file_not_an_inf_joint(
         data_dir, tmp_path, kind):
     """Checked as float64, 1e39 passed and came out inf, a confident joint at infinity."""

@@ -244,3 +244,50 @@ def test_two_person_recordings_played_at_once_pair_within_their_own_recording():
             if other in tracks:
                 partners.add((track.local_id, tracks[other].local_id))
     assert partners and all(a // 100 == b // 100 for a, b in partners), sorted(partners)
+
+
+def test_a_file_that_changed_once_and_stays_broken_is_skipped_after_its_tries(folder):
+    """The settle time counts from its last change, and only READ_TRIES tries or more skip."""
+    clock = _Clock()
+    reports: list[str] = []
+    follower = FrameFolder(folder, report=reports.append, clock=clock)
+    path = folder / "a_1_keypoints.json"
+    path.write_text('{"people": [')
+    assert list(follower.poll()) == []
+    path.write_text('{"people": [{')                    # grew once, still broken
+    for _ in range(READ_TRIES - 2):
+        clock.now += SETTLE_S
+        assert list(follower.poll()) == []              # fewer tries than READ_TRIES
+    clock.now += SETTLE_S
+    assert list(follower.poll()) == [] and follower.skipped == 1 and len(reports) == 1
+
+
+def test_lanes_stay_apart_as_recordings_end_and_start_and_only_for_3d_pairs():
+    """A recording that starts when another ends takes the free lane, not one in use; a
+    one-person recording and a 2D one keep their x, and a missing joint stays where it is."""
+    def two_people(frames: int, layout: str = "kinect20", dims: int = 3) -> SkeletonSequence:
+        coords = np.ones((frames, 2, 20 if layout == "kinect20" else 18, dims), np.float32)
+        conf = np.ones(coords.shape[:3], np.float32)
+        coords[:, 1, 0], conf[:, 1, 0] = 0.0, 0.0       # person 2's first joint missing
+        return SkeletonSequence(coords=coords, confidence=conf, layout=layout, fps=30.0,
+                                person_ids=[1, 2])
+
+    recordings = [two_people(3), two_people(6), two_people(4)]
+    xs = {}
+    for t, tick in enumerate(ticks(recordings, parallel=2)):
+        ids, coords, _ = tick.frames["kinect20"]
+        lanes = {}
+        for pid, person in zip(ids, coords):
+            lanes.setdefault(pid // 100, set()).add(round(float(person[1, 0]), 3))
+            if pid % 100 == 1:
+                assert float(person[0, 0]) == 0.0            # missing: not moved
+        assert len({min(x) for x in lanes.values()}) == len(lanes), (t, lanes)
+        xs.update({k: min(v) for k, v in lanes.items()})
+    assert sorted(xs.values()) == [1.0, 1.0, 6.0]            # lanes 0, 1, then 0 again
+    flat = [SkeletonSequence(coords=np.ones((2, 1, 20, 3), np.float32),
+                             confidence=np.ones((2, 1, 20), np.float32), layout="kinect20",
+                             fps=30.0) for _ in range(2)]
+    image = [two_people(2, "coco18", 2) for _ in range(2)]
+    for group, layout in ((flat, "kinect20"), (image, "coco18")):
+        for tick in ticks(group, parallel=2):
+            assert np.all(tick.frames[layout][1][..., 0] <= 1.0)   # no lane offset

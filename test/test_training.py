@@ -137,6 +137,14 @@ def test_numbers_yaml_reads_as_strings_are_numbers(tmp_path):
     ("optim: {grad_clip: abc}\n", "optim.grad_clip: expected a number, got 'abc'"),
     ("optim: {schedule: {every: 2.5}}\n", "optim.schedule.every must be a whole number"),
     ("data: {max_persons: 3}\n", "data.max_persons must be 1 or 2"),
+    ("optim: {schedule: {every: 0}}\n", "optim.schedule.every must be a whole number"),
+    ("optim: {schedule: {start: -1}}\n", "optim.schedule.start must be a whole number"),
+    ("outliers: {data: {kind: nw_ucla, dir: 5}, per_batch: 1}\n",
+     "outliers.data.dir: expected a path, got 5"),
+    ("data: {class_names: 5}\n", "data.class_names: expected a list or a file's path"),
+    ("calibration: {cross_fit: 5}\n", "calibration.cross_fit: expected a list"),
+    ("outliers: {classes: 5}\n", "outliers.classes: expected a list of class numbers"),
+    ("eval: {confusion_png: 5}\n", "eval.confusion_png: expected a path, got 5"),
 ])
 def test_config_mistakes_are_one_line_naming_the_key(tmp_path, text, words):
     bad = tmp_path / "bad.yaml"
@@ -144,6 +152,14 @@ def test_config_mistakes_are_one_line_naming_the_key(tmp_path, text, words):
     with pytest.raises(ConfigError, match=re.escape(words)) as error:
         load_config(bad)
     assert str(bad) in str(error.value)
+
+
+def test_nullable_numbers_and_schedule_bounds_that_are_right_load(tmp_path):
+    config = tmp_path / "ok.yaml"
+    config.write_text("optim: {grad_clip: 1e1, schedule: {start: 0, every: 1}}\n")
+    cfg = load_config(config)
+    assert cfg["optim"]["grad_clip"] == 10.0
+    assert (cfg["optim"]["schedule"]["start"], cfg["optim"]["schedule"]["every"]) == (0, 1)
 
 
 def test_an_override_is_checked_against_the_default_not_the_configs_null(tmp_path):

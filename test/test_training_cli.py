@@ -232,6 +232,14 @@ def test_a_stop_while_a_checkpoint_is_written_leaves_no_temporary_file(tmp_path,
     assert not os.path.exists(tmp_path / "model.safetensors")
 
 
+def test_main_in_process_leaves_the_callers_sigterm_handler_as_it_was(tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert train_cli.main(["--config", str(tmp_path / "nope.yaml")]) == 2
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_train_writes_the_weight_average(tmp_path):
     from safetensors.torch import load_file
 

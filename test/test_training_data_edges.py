@@ -342,3 +342,9 @@ def test_a_split_whose_subject_or_pair_has_no_clips_stops_with_its_name(tmp_path
         utd_mhad(utd, [1, 3, 5, 7])
     with pytest.raises(ConfigError, match="no NW-UCLA clips of subject 11 under"):
         nw_ucla(data / "nw_ucla", [1, 2], subjects=[1, 11])
+    views = tmp_path / "nw_ucla"
+    views.mkdir()
+    for clip in (data / "nw_ucla").glob("*_v0[12].json"):
+        (views / clip.name).symlink_to(clip)
+    with pytest.raises(ConfigError, match="no NW-UCLA clips of view 3 under"):
+        nw_ucla(views, [1, 3])

@@ -142,7 +142,7 @@ def test_numbers_yaml_reads_as_strings_are_numbers(tmp_path):
     ("outliers: {data: {kind: nw_ucla, dir: 5}, per_batch: 1}\n",
      "outliers.data.dir: expected a path, got 5"),
     ("data: {class_names: 5}\n", "data.class_names: expected a list or a file's path"),
-    ("calibration: {cross_fit: 5}\n", "calibration.cross_fit: expected a list"),
+    ("calibration: {cross_fit: 5}\n", "calibration.cross_fit must list at least two"),
     ("outliers: {classes: 5}\n", "outliers.classes: expected a list of class numbers"),
     ("eval: {confusion_png: 5}\n", "eval.confusion_png: expected a path, got 5"),
 ])

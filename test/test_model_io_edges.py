@@ -356,3 +356,65 @@ def test_a_network_in_training_mode_is_exported_for_inference(tmp_path):
     with torch.no_grad():
         assert torch.allclose(scripted(x), model.eval()(x), atol=1e-5)
 
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_prgcn_export_never_overwrites_a_shipped_model_without_force(tmp_path, capsys):
+    """`--output models/prgcn_msr_action3d.safetensors` wrote ONNX over the shipped weights."""
+    shipped = resolve_model("msr_action3d")
+    before = _sha(shipped), _sha(metadata_path(shipped))
+    model = make_tiny_model(tmp_path / "tiny.safetensors")
+    assert export_cli.main(["--model", str(model), "--format", "onnx",
+                            "--output", str(shipped)]) == 2
+    err = capsys.readouterr().err
+    assert "is a shipped model" in err and "--force" in err and err.count("\n") == 1
+    assert (_sha(shipped), _sha(metadata_path(shipped))) == before
+
+
+def test_prgcn_export_over_a_tracked_file_needs_force(tmp_path, capsys):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    notes = repo / "notes.pt"
+    notes.write_text("mine\n")
+    subprocess.run(["git", "-C", str(repo), "add", "notes.pt"], check=True)
+    model = make_tiny_model(tmp_path / "tiny.safetensors")
+    args = ["--model", str(model), "--format", "torchscript", "--output", str(notes)]
+    assert export_cli.main(args) == 2
+    assert "tracked by git" in capsys.readouterr().err and notes.read_text() == "mine\n"
+    assert export_cli.main([*args, "--force"]) == 0
+    assert notes.read_bytes() != b"mine\n" and (repo / "notes.pt.json").is_file()
+
+
+def test_prgcn_export_output_that_is_the_model_itself_is_refused_even_with_force(tmp_path,
+                                                                                   capsys):
+    model = make_tiny_model(tmp_path / "tiny.safetensors")
+    before = _sha(model)
+    for output in (model, metadata_path(model).with_suffix("")):
+        assert export_cli.main(["--model", str(model), "--format", "onnx", "--output",
+                                str(output), "--force"]) == 2
+        assert "would replace the model it exports" in capsys.readouterr().err
+    assert _sha(model) == before
+
+
+def test_prgcn_export_in_an_installed_share_writes_exports_only(tmp_path, monkeypatch, capsys):
+    """Beside an installed model an export is written (and written again); an installed file
+    that is not an export is not overwritten without --force."""
+    share = tmp_path / "share" / "prgcn_ros"
+    (share / "models").mkdir(parents=True)
+    model = make_tiny_model(share / "models" / "tiny.safetensors")
+    monkeypatch.setattr(paths, "source_root", lambda: None)
+    monkeypatch.setattr(paths, "share_dir", lambda: share)
+    for _ in range(2):
+        assert export_cli.main(["--model", str(model), "--format", "onnx"]) == 0
+    assert model.with_suffix(".onnx").is_file()
+    config = share / "recognizer.yaml"
+    config.write_text("a: 1\n")
+    assert export_cli.main(["--model", str(model), "--format", "torchscript",
+                            "--output", str(config)]) == 2
+    assert "installed file" in capsys.readouterr().err and config.read_text() == "a: 1\n"

@@ -41,10 +41,13 @@ def default_output(model_path: Path, fmt: str) -> Path:
 
 
 def export(model_path: str | Path, fmt: str, output: str | Path | None = None,
-           frames: int | None = None) -> dict[str, Any]:
-    """Export ``model_path`` to ``fmt``; returns where the files went."""
+           frames: int | None = None, force: bool = False) -> dict[str, Any]:
+    """Export ``model_path`` to ``fmt``; returns where the files went. Refuses (ValueError) to
+    overwrite a shipped model, a tracked file or an installed one unless ``force``."""
     from prgcn_ros.model.export import INPUT_NAME, export_model, output_names
-    from prgcn_ros.model.io import load_model, resolve_model
+    from prgcn_ros.model.io import load_model, metadata_path, resolve_model
+
+    from .outputs import export_protection
 
     if fmt not in SUFFIX:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {sorted(SUFFIX)}")
@@ -52,10 +55,16 @@ def export(model_path: str | Path, fmt: str, output: str | Path | None = None,
     model, metadata = load_model(model_path, device="cpu")
     model.eval()
     out = Path(output) if output else default_output(model_path, fmt)
+    meta_path = out.with_name(out.name + ".json")
+    sources = {model_path.resolve(), metadata_path(model_path).resolve()}
+    if {out.resolve(), meta_path.resolve()} & sources:     # not even with --force
+        raise ValueError(f"--output {out} would replace the model it exports ({model_path})")
+    reason = None if force else export_protection(out, meta_path)
+    if reason:
+        raise ValueError(f"{reason}; pass --force to overwrite it or choose another --output")
     out.parent.mkdir(parents=True, exist_ok=True)
     x = example_input(metadata, frames=frames)
     export_model(model, out, fmt, x)
-    meta_path = out.with_name(out.name + ".json")
     doc = dict(metadata)
     doc["export"] = {
         "format": fmt,
@@ -79,9 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="exported file (default: beside the model, .onnx/.pt)")
     parser.add_argument("--frames", type=int,
                         help="window length of the example input (default: the model's)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite the output even when it is a shipped model, a file "
+                             "tracked by git or an installed file")
     args = parser.parse_args(argv)
     try:
-        result = export(args.model, args.format, args.output, args.frames)
+        result = export(args.model, args.format, args.output, args.frames, args.force)
     except (FileNotFoundError, OSError, RuntimeError, ValueError) as exc:
         print(f"prgcn-export: error: {exc}", file=sys.stderr)
         return 2

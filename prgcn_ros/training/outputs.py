@@ -15,6 +15,9 @@ from pathlib import Path
 
 from prgcn_ros import paths
 
+# what prgcn-export writes: the graph, its external weights, and the metadata beside them
+EXPORT_SUFFIXES = (".onnx", ".onnx.data", ".onnx.json", ".pt", ".pt.json")
+
 
 def _existing_parent(path: Path) -> Path:
     for parent in path.parents:
@@ -35,24 +38,44 @@ def is_git_tracked(path: str | Path) -> bool:
     return done.returncode == 0
 
 
+def _file_protection(file: Path, exempt_in_share: Callable[[Path], bool] | None = None
+                     ) -> str | None:
+    """Why writing exactly ``file`` would overwrite something the package ships, or None.
+    ``exempt_in_share``: files in the installed share directory that may be written."""
+    from prgcn_ros.model.io import SHIPPED_MODELS, metadata_path, shipped_model_file
+
+    resolved = file.resolve()
+    for shipped in {shipped_model_file(name) for name in SHIPPED_MODELS} - {None}:
+        if resolved in (shipped.resolve(), metadata_path(shipped).resolve()):
+            return f"{file} is a shipped model"
+    share = paths.share_dir().resolve()
+    if (paths.source_root() is None and share in resolved.parents
+            and not (exempt_in_share and exempt_in_share(file))):
+        return f"{file} is an installed file of the package"
+    if file.exists() and is_git_tracked(file):
+        return f"{file} is a file tracked by git"
+    return None
+
+
 def protection(path: str | Path) -> str | None:
     """Why writing ``path`` (or the metadata JSON beside it) would overwrite something the
     package ships, or None when it is free to write."""
-    path = Path(path).expanduser().absolute()
-    from prgcn_ros.model.io import SHIPPED_MODELS, shipped_model_file
+    from prgcn_ros.model.io import metadata_path
 
-    shipped = {shipped_model_file(name) for name in SHIPPED_MODELS} - {None}
-    for candidate in {path, path.with_suffix(".json")}:
-        resolved = candidate.resolve()
-        if any(resolved == s.resolve() or resolved == s.with_suffix(".json").resolve()
-               for s in shipped):
-            return f"{candidate} is a shipped model"
-        share = paths.share_dir().resolve()
-        if paths.source_root() is None and share in resolved.parents:
-            return f"{candidate} is an installed file of the package"
-        if candidate.exists() and is_git_tracked(candidate):
-            return f"{candidate} is a file tracked by git"
-    return None
+    path = Path(path).expanduser().absolute()
+    return next(filter(None, (_file_protection(file)
+                              for file in (path, metadata_path(path)))), None)
+
+
+def export_protection(*files: str | Path) -> str | None:
+    """Why writing an export's ``files`` would overwrite something the package ships: a
+    shipped model, a tracked file, or an installed file that is not itself an export (a new file
+    or an earlier export in the share directory may be written)."""
+    def export_or_new(file: Path) -> bool:
+        return not file.exists() or file.name.endswith(EXPORT_SUFFIXES)
+
+    return next(filter(None, (_file_protection(Path(file).expanduser().absolute(), export_or_new)
+                              for file in files)), None)
 
 
 def default_model_path(cfg: dict) -> Path:

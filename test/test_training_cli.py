@@ -381,3 +381,15 @@ def test_eval_never_overwrites_a_tracked_figure_without_force(tiny_model, tmp_pa
     result = json.loads(capsys.readouterr().out)
     assert tracked.read_bytes() == before
     assert Path(result["confusion_png"]) == tmp_path / "run" / tracked.name
+
+
+def test_a_run_that_cannot_start_leaves_no_run_folder(tmp_path, capsys):
+    """A calibration split with no clip stopped the run after its (empty) folder was made."""
+    require_data()
+    run = tmp_path / "run" / "deeper"
+    assert train_cli.main(["--config", str(MSR_CONFIG), "--out-dir", str(run),
+                           "--set", "calibration.subjects=[99]",
+                           "--set", "calibration.cross_fit=null"]) == 2
+    err = capsys.readouterr().err
+    assert "calibration.subjects" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

@@ -276,7 +276,7 @@ def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
     those scores together. ``dataset``: the training split, if the caller has it already."""
     from prgcn_ros.model.io import load_model, read_metadata, resolve_model
 
-    from .checkpoint import CheckpointError, checkpoint_state
+    from .checkpoint import STATE, CheckpointError, checkpoint_state
     from .datasets import build_dataset
     from .evaluate import predict
     from .train import train
@@ -294,7 +294,7 @@ def cross_fit(cfg: dict, out_dir: str | Path, progress: bool = False,
         def say(msg: str, s: Any = subject) -> None:
             log(f"cross-fit, subject {s}: {msg}")
         unfinished = None
-        if resume and (fold_dir / "checkpoint.json").is_file():
+        if resume and (fold_dir / STATE).is_file():
             with contextlib.suppress(CheckpointError, OSError, ValueError):
                 unfinished = checkpoint_state(fold_dir)
         if model_file.is_file() and _same_run(read_metadata(model_file).get("training", {}),

@@ -44,7 +44,13 @@ from prgcn_ros import paths
 from prgcn_ros.model.build import logits_of
 
 from . import batching, calibration, distributed, noise, outliers
-from .checkpoint import checkpoint_state, load_checkpoint, refined_channels, save_checkpoint
+from .checkpoint import (
+    STATE,
+    checkpoint_state,
+    load_checkpoint,
+    refined_channels,
+    save_checkpoint,
+)
 from .config import (
     ConfigError,
     deep_update,
@@ -623,8 +629,6 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
         progress = False
     cfg = resolve_outputs(cfg, force=force, figure=False,
                           log=log or (lambda msg: print(msg, file=sys.stderr, flush=True)))
-    if where.is_main:
-        check_writable(cfg["output"]["model"], Path(cfg["output"]["dir"]) / "checkpoint.json")
     trainer = Trainer(cfg, log=log)
     if where.enabled and min(int(cfg["optim"]["batch_size"]), len(trainer.train_set)) < \
             where.world:
@@ -656,9 +660,12 @@ def train(cfg: dict, resume: str | os.PathLike | None = None, progress: bool = T
     if resume is not None:
         trainer.resume(resume)
         trainer.log(f"resumed from {resume} after epoch {trainer.epoch}")
-    elif (out_dir / "checkpoint.json").is_file():
+    elif (out_dir / STATE).is_file():
         trainer.log(f"{out_dir} holds a checkpoint of an earlier run: starting over, it will "
                     f"be replaced (--resume continues it instead)")
+    if where.is_main:
+        # After the data and the start are read: a run that cannot start leaves no folder.
+        check_writable(cfg["output"]["model"], out_dir / STATE)
     epochs = int(cfg["optim"]["epochs"])
     every = max(int(cfg["output"].get("checkpoint_every") or 1), 1)
     trainer.log(f"training {cfg['name']}: {len(trainer.train_set)} clips "

@@ -5,15 +5,12 @@ read with safetensors. Every problem raises ModelFileError with one line naming 
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import signal
 import tempfile
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from torch import nn
 from prgcn_ros import paths
 from prgcn_ros.model.build import build_model, model_arch
 from prgcn_ros.model.graph import layout_name
+from prgcn_ros.signals import stops_held
 from prgcn_ros.skeleton.preprocess import window_setting
 
 FORMAT = "prgcn_ros-model/1"
@@ -134,7 +132,7 @@ def write_atomic_together(files: Sequence[tuple[str | Path, Callable[[Path], Any
             write(tmp)
             os.chmod(tmp, mode)      # like any installed file: a node of another user reads it
             _sync(tmp)
-        with _stops_held():
+        with stops_held():
             for tmp, path in staged:
                 os.replace(tmp, path)
     except SafetensorError as error:
@@ -148,28 +146,6 @@ def write_atomic_together(files: Sequence[tuple[str | Path, Callable[[Path], Any
     for folder in dict.fromkeys(path.parent for _, path in staged):
         _sync(folder, directory=True)
     return [path for _, path in staged]
-
-
-@contextlib.contextmanager
-def _stops_held() -> Iterator[None]:
-    """SIGINT and SIGTERM that arrive inside the block are noted and raised again when it
-    ends, to the handlers that were there. (Python runs every handler in the main thread, so
-    only a block there can be broken into; blocking the signals there would not do, as the
-    process's other threads, torch's among them, would take them.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    arrived: list[int] = []
-    stops = (signal.SIGINT, signal.SIGTERM)
-    handlers = {stop: signal.signal(stop, lambda signum, frame: arrived.append(signum))
-                for stop in stops}
-    try:
-        yield
-    finally:
-        for stop, handler in handlers.items():
-            signal.signal(stop, handler)
-        for stop in dict.fromkeys(arrived):
-            signal.raise_signal(stop)
 
 
 def _sync(path: Path, directory: bool = False) -> None:

@@ -16,8 +16,9 @@ import sys
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from prgcn_ros.signals import STOP_SIGNALS, stops_held
+
 _interrupt_received = False
-_stop_deferred = False
 
 
 def _interrupted(signum, frame) -> None:
@@ -29,25 +30,7 @@ def _interrupted(signum, frame) -> None:
     _interrupt_received = True
     for stop in STOP_SIGNALS:
         signal.signal(stop, signal.SIG_IGN)
-    if not _stop_deferred:
-        raise SystemExit(0)
-
-
-@contextmanager
-def _stop_signals_deferred():
-    """A stop signal inside takes effect when the block ends: an object whose constructor it
-    broke into (rclpy's Executor) would print a traceback from its ``__del__``."""
-    global _stop_deferred
-    _stop_deferred = True
-    try:
-        yield
-    finally:
-        _stop_deferred = False
-    if _interrupt_received:
-        raise SystemExit(0)
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    raise SystemExit(0)
 
 
 def _handle_stop_signals() -> None:
@@ -708,8 +691,10 @@ def main(args: list[str] | None = None) -> int:
         except StartupError as error:
             print(f"prgcn-recognizer: {error}", file=sys.stderr, flush=True)
             return 2
-        # The executor runs ingestion; inference has the node's own thread.
-        with _stop_signals_deferred():
+        # The executor runs ingestion; inference has the node's own thread. A stop signal
+        # inside its constructor would leave a half-built object that prints a traceback from
+        # its __del__: it takes effect once the executor is built.
+        with stops_held():
             executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

@@ -36,6 +36,8 @@ CASES = {
                         ["skeleton_topic 'my skeletons' is not a valid topic name",
                          "action_topic 'action/' is not a valid topic name (topic name must "
                          "not end with a forward slash)"]),
+    # rcl reads the params file's 96 over a -p of another type: the program checks its argv.
+    "value_of_another_type": (None, ["window:=64.0"], ["window must be int, got float 64.0"]),
     "missing_model": ("missing", [], ["missing"]),
     "corrupt_model": (corrupt, [], ["corrupt"]),
     "mismatched_model": (wrong_classes, [], ["do not match"]),

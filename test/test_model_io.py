@@ -338,6 +338,26 @@ def test_a_pair_torn_by_an_interrupted_write_is_refused(saved, tmp_path, monkeyp
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_set_whose_second_file_fails_leaves_the_old_set_and_no_temporary_file(tmp_path):
+    """Every staged file goes, whichever of the set fails (safetensors' own error too)."""
+    from safetensors import SafetensorError
+
+    from prgcn_ros.model.io import write_atomic_together
+
+    first, second = tmp_path / "a.safetensors", tmp_path / "a.json"
+    for path in (first, second):
+        path.write_text("old")
+
+    def fails(path: Path) -> None:
+        raise SafetensorError("No space left on device (os error 28)")
+    for error in (fails, lambda path: path.write_text(1)):     # (a TypeError: not a str)
+        with pytest.raises((OSError, TypeError)):
+            write_atomic_together([(first, lambda path: path.write_text("new")),
+                                   (second, error)])
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.safetensors"]
+        assert first.read_text() == second.read_text() == "old"
+
+
 def test_a_model_file_is_written_in_its_own_folder_then_renamed(tmp_path):
     """The temporary file sits beside the target: a rename across file systems would fail at
     the end of a long training, and the write would no longer be atomic."""

@@ -5,9 +5,11 @@ people of an interaction in one sample. Live, the recognizer pairs people of one
 sensor: the same frame_id, so their coordinates compare) by the distance between their mean
 joint positions in the newest frame:
 
-- two unpaired people of the newest frame within the gate become a pair, the closest two
-  first (someone missing from it, out of view or occluded, pairs with nobody new: their last
-  position is old);
+- unpaired people of the newest frame within the gate of each other become pairs: as many
+  pairs as the gate allows, and of those the closest (least total distance). Closest-first
+  alone would pair the middle two of two pairs standing side by side and leave the outer two
+  alone. Someone missing from the frame, out of view or occluded, pairs with nobody new:
+  their last position is old;
 - each person is in at most one pair;
 - a pair stays while both stay: it parts only when one of them leaves (the track ends) or they
   are more than ``RELEASE_FACTOR`` x the gate apart. Without that margin two people standing
@@ -24,6 +26,10 @@ import numpy as np
 
 # A pair parts beyond gate x this (hysteresis; see the module docstring).
 RELEASE_FACTOR = 1.25
+
+# Unpaired people within reach of each other, at most this many in one group, get the best
+# pairs by an exact search (2^12 subsets at most); a larger crowd, closest first.
+EXACT_GROUP = 12
 
 # pair_gate 0: these. SBU Kinect Interaction's partners are 0.1-1.9 m apart (mean joint
 # positions, every frame of its 282 clips), approaching and departing included.
@@ -84,14 +90,68 @@ class Pairing:
             return
         points = np.stack([self._positions[p] for p in alone])
         distance = np.linalg.norm(points[:, None] - points[None], axis=-1)
-        first, second = np.triu_indices(len(alone), k=1)
-        near = distance[first, second] <= self.gate
-        # Closest first; ties in key order (deterministic).
-        order = sorted(zip(distance[first, second][near], first[near], second[near]))
-        for _, i, j in order:
+        near = distance <= self.gate
+        for i, j in best_pairs(distance, near):
             a, b = alone[i], alone[j]
-            if a not in self._partner and b not in self._partner:
-                self._partner[a], self._partner[b] = b, a
+            self._partner[a], self._partner[b] = b, a
 
     def _distance(self, a: int, b: int) -> float:
         return float(np.linalg.norm(self._positions[a] - self._positions[b]))
+
+
+def best_pairs(distance: np.ndarray, near: np.ndarray) -> list[tuple[int, int]]:
+    """Disjoint pairs (i, j), i < j, among n people with pairwise ``distance`` (n, n), where
+    ``near`` allows a pair: the most pairs, then the least total distance, then the lowest
+    indices; within a group of people linked by ``near`` larger than EXACT_GROUP, closest
+    first."""
+    n = len(distance)
+    pairs: list[tuple[int, int]] = []
+    unseen = set(range(n))
+    while unseen:                      # groups of people linked through the gate
+        group, todo = [], [min(unseen)]
+        unseen.discard(todo[0])
+        while todo:
+            i = todo.pop()
+            group.append(i)
+            linked = {j for j in unseen if near[i, j]}
+            unseen -= linked
+            todo.extend(sorted(linked))
+        group.sort()
+        pairs += (_exact_pairs if len(group) <= EXACT_GROUP else _closest_first)(
+            group, distance, near)
+    return sorted(pairs)
+
+
+def _exact_pairs(group: list[int], distance: np.ndarray, near: np.ndarray
+                 ) -> list[tuple[int, int]]:
+    memo: dict[tuple[int, ...], tuple[int, float, list[tuple[int, int]]]] = {}
+
+    def best(left: tuple[int, ...]) -> tuple[int, float, list[tuple[int, int]]]:
+        # (-pairs, total distance, pairs) of the best pairing of ``left``, least first
+        if len(left) < 2:
+            return 0, 0.0, []
+        if left not in memo:
+            first, rest = left[0], left[1:]
+            options = [best(rest)]                                   # ``first`` alone
+            for k, other in enumerate(rest):
+                if near[first, other]:
+                    count, total, chosen = best(rest[:k] + rest[k + 1:])
+                    options.append((count - 1, total + float(distance[first, other]),
+                                    [(first, other), *chosen]))
+            memo[left] = min(options)
+        return memo[left]
+
+    return best(tuple(group))[2]
+
+
+def _closest_first(group: list[int], distance: np.ndarray, near: np.ndarray
+                   ) -> list[tuple[int, int]]:
+    candidates = sorted((float(distance[i, j]), i, j) for a, i in enumerate(group)
+                        for j in group[a + 1:] if near[i, j])
+    taken: set[int] = set()
+    pairs = []
+    for _, i, j in candidates:
+        if i not in taken and j not in taken:
+            taken |= {i, j}
+            pairs.append((i, j))
+    return pairs

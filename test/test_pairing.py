@@ -2,10 +2,12 @@
 person, stable pairs (hysteresis). numpy only, no torch, no ROS (test_imports.py holds it)."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
-from prgcn_ros.pairing import RELEASE_FACTOR, Pairing, mean_positions
+from prgcn_ros.pairing import EXACT_GROUP, RELEASE_FACTOR, Pairing, best_pairs, mean_positions
 
 
 def at(x: float, z: float = 2.0) -> np.ndarray:
@@ -30,6 +32,53 @@ def test_each_person_is_in_one_pair_at_most_and_the_closest_pair_first():
     pairs = pairing.pairs()
     assert pairs == [(1, 2), (3, 4)]
     assert sorted(k for pair in pairs for k in pair) == [1, 2, 3, 4]
+
+
+def test_two_pairs_side_by_side_pair_as_two_not_the_middle_two():
+    """Partners 1 m apart, the pairs 0.5 m from each other: closest first paired the middle
+    two and left the outer two alone (3 m apart, beyond the gate)."""
+    pairing = Pairing(gate=2.0)
+    pairing.update({1: at(0.0), 2: at(1.0), 3: at(1.5), 4: at(2.5)})
+    assert pairing.pairs() == [(1, 2), (3, 4)]
+
+
+def _brute_force(distance: np.ndarray, near: np.ndarray) -> tuple[int, float]:
+    """(pairs, total distance) of the best pairing, over every set of disjoint pairs."""
+    n = len(distance)
+    edges = [(i, j) for i in range(n) for j in range(i + 1, n) if near[i, j]]
+    best = (0, 0.0)
+    for chosen in itertools.chain.from_iterable(
+            itertools.combinations(edges, k) for k in range(1, n // 2 + 1)):
+        people = [p for edge in chosen for p in edge]
+        if len(set(people)) == len(people):
+            score = (len(chosen), sum(distance[i, j] for i, j in chosen))
+            best = min(best, score, key=lambda s: (-s[0], s[1]))
+    return best
+
+
+def test_the_pairs_chosen_are_the_most_and_then_the_closest():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(2, 8))
+        points = rng.uniform(0.0, 4.0, (n, 2))
+        distance = np.linalg.norm(points[:, None] - points[None], axis=-1)
+        pairs = best_pairs(distance, distance <= 2.0)
+        people = [p for pair in pairs for p in pair]
+        assert len(set(people)) == len(people) and all(i < j for i, j in pairs)
+        count, total = _brute_force(distance, distance <= 2.0)
+        assert len(pairs) == count
+        assert sum(distance[i, j] for i, j in pairs) == pytest.approx(total)
+
+
+def test_a_crowd_beyond_the_exact_search_pairs_closest_first():
+    """More people linked through the gate than EXACT_GROUP: still disjoint pairs, every
+    one within the gate, quickly."""
+    x = np.arange(EXACT_GROUP + 4) * 1.0      # (whole metres: ties broken by index alone)
+    distance = np.abs(x[:, None] - x[None])
+    pairs = best_pairs(distance, distance <= 2.0)
+    assert pairs == [(i, i + 1) for i in range(0, EXACT_GROUP + 4, 2)]
+    people = [p for pair in pairs for p in pair]
+    assert len(set(people)) == len(people)
 
 
 def test_a_pair_holds_until_the_margin_beyond_the_gate_then_parts():

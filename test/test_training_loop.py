@@ -421,6 +421,10 @@ def test_a_resumed_run_goes_on_in_its_unfinished_fold_and_folds_keep_their_start
                     init="msr_action3d")
     assert not any("using the finished fold model" in line for line in log), log
     assert sum("without this subject" in line for line in log) == 2
+    log.clear()       # the same start given by name again: its folds are used again
+    train_cli.train(cfg, progress=False, max_steps=1, evaluate_at_end=False, log=log.append,
+                    init="msr_action3d")
+    assert sum("using the finished fold model" in line for line in log) == 2, log
 
 
 def test_cross_fit_holds_out_a_group_of_subjects_per_fold(tmp_path):

@@ -65,6 +65,7 @@ def test_two_processes_follow_the_single_process_loss_curve(tmp_path):
     assert len(two_summary) == 1                            # and prints the summary
     for a, b in zip(one, two):
         assert a["clips"] == b["clips"] == 32                # the same global data per epoch
+        assert a.keys() == b.keys()                          # the terms the run computes
         assert abs(a["loss"] - b["loss"]) / a["loss"] < 0.05, (a, b)
     for curve in (one, two):
         assert curve[-1]["loss"] < 0.85 * curve[0]["loss"]   # it is a learning curve

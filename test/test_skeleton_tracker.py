@@ -328,8 +328,9 @@ def test_frames_of_unknown_capture_time_are_timed_by_the_node_clock():
 ONE = np.ones((1, 1))
 
 
-def _at(x: float) -> np.ndarray:
-    return np.array([[[x, 0.0]]])
+def _at(*xs: float) -> np.ndarray:
+    """People (P, 1, 2) at these places on the line."""
+    return np.array([[[x, 0.0]] for x in xs])
 
 
 def test_an_id_less_person_never_takes_the_id_a_driver_gives_in_the_same_frame():
@@ -374,3 +375,47 @@ def test_a_person_exactly_at_the_gate_keeps_their_track_and_bad_settings_are_ref
                    {"gate": 0.5, "timeout_s": 1.0, "id_limit": 0}):
         with pytest.raises(ValueError, match="positive"):
             Tracker(**kwargs)
+
+
+def test_two_people_equally_near_a_hidden_persons_track_get_two_ids():
+    """A hidden for a frame, then two people 0.1 m either side of A's place: one of them may
+    be A again, never both."""
+    tracker = Tracker(gate=0.5, timeout_s=1.0)
+    assert tracker.update(_at(0.0, 5.0), np.ones((2, 1)), 0.0) == [0, 1]
+    assert tracker.update(_at(5.0), ONE, 0.1) == [1]
+    ids = tracker.update(_at(-0.1, 0.1, 5.0), np.ones((3, 1)), 0.2)
+    assert len(set(ids)) == 3 and ids[2] == 1 and 0 in ids
+
+
+def test_a_returning_person_keeps_their_id_beside_a_newcomer_while_another_hides():
+    """A (0) and S (0.4); A hidden, then S hidden while A is back 0.1 m off their place and
+    someone new stands 0.2 m on A's other side: A's id goes to A (each the other's nearest),
+    not S's to A and A's to the newcomer."""
+    tracker = Tracker(gate=0.5, timeout_s=10.0)
+    assert tracker.update(_at(0.0, 0.4), np.ones((2, 1)), 0.0) == [0, 1]
+    assert tracker.update(_at(0.4), ONE, 0.1) == [1]
+    a, newcomer = tracker.update(_at(0.1, -0.2), np.ones((2, 1)), 0.2)
+    assert a == 0 and newcomer not in (0, 1)
+
+
+def test_a_person_without_a_confident_joint_does_not_disturb_the_others():
+    """A driver's all-zero entry in every frame (no joint shared with any track): the two close
+    people seen in turn still keep their ids."""
+    tracker = Tracker(gate=0.5, timeout_s=1.0)
+    ghost = _at(5.0)
+    ids = tracker.update(np.concatenate([_at(0.0, 0.3), ghost]),
+                         np.array([[1.0], [1.0], [0.0]]), 0.0)
+    assert ids[:2] == [0, 1]
+    for f in range(1, 7):
+        who = 0.0 if f % 2 else 0.3
+        ids = tracker.update(np.concatenate([_at(who), ghost]), np.array([[1.0], [0.0]]), f / 30)
+        assert ids[0] == (0 if f % 2 else 1), f
+
+
+def test_a_capture_clock_that_steps_back_predicts_no_motion_backwards():
+    """A walks at 1 m/s; the capture clock steps back 10 s (a bag played again) and someone
+    appears 10 m behind A: A's track is not carried 10 m back to them."""
+    tracker = Tracker(gate=0.5, timeout_s=5.0)
+    for k in range(11):
+        assert tracker.update(_at(-1.0 + k / 10), ONE, k / 10) == [0]
+    assert tracker.update(_at(-10.0), ONE, stamp_s=1.1, capture_s=-9.0) != [0]

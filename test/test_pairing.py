@@ -165,8 +165,9 @@ def test_mean_positions_use_the_confident_joints_only():
 
 
 def test_a_gate_must_be_positive():
-    with pytest.raises(ValueError, match="positive"):
-        Pairing(gate=0.0)
+    for gate in (0.0, -1.0, float("nan")):      # (a NaN gate would never pair anyone)
+        with pytest.raises(ValueError, match="positive"):
+            Pairing(gate=gate)
 
 
 

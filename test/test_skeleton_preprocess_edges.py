@@ -161,6 +161,43 @@ def test_window_setting_of_models_from_before_the_settings():
     assert window_setting(32) == ("resample", 32, "nearest")
     assert window_setting({"mode": "crop"}) == ("crop", 48, "nearest")
     assert window_setting({"length": 20, "interpolation": "linear"}) == ("resample", 20, "linear")
+    for fractional in ({"length": 47.9}, 64.5):      # a hand-edited metadata: refused, not cut
+        with pytest.raises(ValueError, match="not a whole number of frames"):
+            window_setting(fractional)
+
+
+def _facing_the_sensor() -> tuple[torch.Tensor, list[int]]:
+    """(1, 4, 1, 25, 3): a person 3 m in front of the sensor, hips along +x, 4 frames."""
+    layout = get_layout("ntu25")
+    rng = np.random.default_rng(0)
+    body = rng.normal(0.0, 0.2, (25, 3))
+    body[:, 2] += 3.0
+    for name, place in (("spine_base", [0, 0, 3]), ("left_hip", [-0.1, 0, 3]),
+                        ("right_hip", [0.1, 0, 3]), ("spine_shoulder", [0, 0.5, 3])):
+        body[layout.index(name)] = place
+    coords = torch.tensor(np.broadcast_to(body, (1, 4, 1, 25, 3)).copy(), dtype=torch.float32)
+    return coords, [layout.index("left_hip"), layout.index("right_hip")]
+
+
+def test_view_alignment_votes_only_with_frames_that_see_both_hips():
+    """A left hip lost in half the frames (its coordinates zero there) turned the person by
+    44 degrees; one never seen collapsed x and z to 0 (cos = sin = 0). Facing the sensor
+    already, the person is not turned in either case."""
+    coords, (left, _) = _facing_the_sensor()
+    config = PreprocessConfig(align_view="hips")
+    expected, turn = preprocess(coords, torch.ones(1, 4, 1, 25), "ntu25", config)
+    assert float(turn.cos[0, 0]) == pytest.approx(1.0) and abs(float(turn.sin[0, 0])) < 1e-6
+    for lost in (slice(2, None), slice(None)):
+        confidence = torch.ones(1, 4, 1, 25)
+        confidence[0, lost, 0, left] = 0
+        coords_lost = coords.clone()
+        coords_lost[0, lost, 0, left] = 0
+        out, turn = preprocess(coords_lost, confidence, "ntu25", config)
+        assert float(turn.cos[0, 0]) == pytest.approx(1.0), lost
+        assert abs(float(turn.sin[0, 0])) < 1e-6, lost
+        keep = torch.ones(25, dtype=torch.bool)
+        keep[left] = False
+        assert torch.allclose(out[0, :, 0, keep], expected[0, :, 0, keep], atol=1e-5), lost
 
 
 def test_linear_resampling_breaks_a_tie_to_the_later_frame_as_nearest_does():

@@ -61,6 +61,8 @@ def test_min_frames_subsets_and_stamps():
     batch, ids, stamps, used = buf.gather(track_ids=[2, 99], length=5)
     assert ids == [2] and used == [3] and stamps.tolist() == [[500, 500, 500, 501, 502]]
     assert batch[0, :, 0, 0].tolist() == [200_000] * 3 + [200_001, 200_002]
+    batch, ids, _, _ = buf.gather(track_ids=[2, 1], length=2)      # in the order asked for
+    assert ids == [2, 1] and batch[:, -1, 0, 0].tolist() == [200_002, 100_011]
     assert buf.num_frames(1) == 8 and buf.total_frames(1) == 12 and buf.num_frames(2) == 3
     empty, ids, _, _ = buf.gather(track_ids=[])
     assert empty.shape == (0, 8, V, C) and ids == []

@@ -252,6 +252,18 @@ def test_the_label_is_above_the_head_along_the_persons_up():
     assert label.pose.position.z > 2.0                   # the model's up, input rotated
 
 
+def test_markers_are_sized_by_the_person_in_metres_or_pixels():
+    """A 1.7 m person and a 400 px one: the label's text and the joints scale with the body
+    (a fixed 0.08 would be 0.08 px, invisible, on an image)."""
+    standing = np.zeros((15, 3))
+    standing[:, 1] = np.linspace(0.0, 1.7, 15)
+    standing[:, 2] = 2.0
+    for scale in (1.0, 400 / 1.7):
+        markers = _by_key(markers_msg(_result(_person(1, refined=standing * scale))))
+        assert markers[("label", 1)].scale.z == pytest.approx(1.7 * scale * 0.08)
+        assert markers[("bones", 1)].scale.x == pytest.approx(1.7 * scale * 0.015)
+
+
 def test_deletes_reach_every_marker_of_the_departed_in_their_own_frame_and_stamp():
     msg = delete_markers_msg([(SOURCE_1 + 3, "cam_b", NS), (3, "cam_a", 5)])
     got = {(m.ns, m.id): (m.header.frame_id, stamp_to_ns(m.header.stamp), m.action)

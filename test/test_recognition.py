@@ -398,6 +398,8 @@ def test_the_shipped_model_labels_azure32_clips_as_kinect_ones_also_from_a_pitch
 BAD_FRAMES = {
     "unknown_layout": lambda t: frame(t, layout="kinect21"),
     "wrong_joint_count": lambda t: frame(t, {0: pose(seed=t)[:15]}),
+    # Built off-robot (InputFrame): 20 joints and 19 confidences.
+    "wrong_confidence_count": lambda t: _confidences(frame(t), 19),
     "non_finite": lambda t: frame(t, {0: np.where(np.arange(20)[:, None] == 3, np.nan,
                                                   pose(seed=t))}),
     "stamp_backwards": lambda t: frame(t - 3),
@@ -419,7 +421,13 @@ BAD_FRAMES = {
 }
 # Skeletons dropped per bad message where more than one.
 PER_MESSAGE = {"duplicate_id": 2}
-REASON = {"non_finite_after_cast": "non_finite", "stamp_negative": "stamp_out_of_range"}
+REASON = {"non_finite_after_cast": "non_finite", "stamp_negative": "stamp_out_of_range",
+          "wrong_confidence_count": "wrong_joint_count"}
+
+
+def _confidences(f: InputFrame, count: int) -> InputFrame:
+    f.confidence = [np.ones(count)]
+    return f
 
 
 def _duplicate(f: InputFrame) -> InputFrame:
@@ -430,6 +438,16 @@ def _duplicate(f: InputFrame) -> InputFrame:
 def _shifted(f: InputFrame, seconds: float) -> InputFrame:
     f.stamp_ns += int(seconds * 1e9)
     return f
+
+
+def test_the_newest_stamp_a_ros_time_holds_is_taken():
+    """sec 2**31 - 1 and nanosec 999999999: a valid stamp (one nanosecond more is none)."""
+    from prgcn_ros.ingestion import MAX_STAMP_NS
+
+    assert MAX_STAMP_NS == (2**31 - 1) * 10**9 + 999_999_999
+    rec = tiny_recognizer()
+    assert rec.ingest(InputFrame(**{**frame(0).__dict__, "stamp_ns": MAX_STAMP_NS})) == []
+    assert rec.frames == 1 and not any(rec.dropped.values())
 
 
 @pytest.mark.parametrize("reason", sorted(BAD_FRAMES))
@@ -548,6 +566,29 @@ def test_a_missing_joints_coordinates_whatever_they_are_do_not_drop_the_skeleton
     assert rec.stats()["dropped_total"] == 0
     [person] = rec.infer().people
     assert person.joint_confidence[3] == 0.0
+
+
+def test_a_person_turned_away_leaves_no_track_that_takes_the_next_one():
+    """max_people 1, skeletons without driver ids: A is recognised; A hidden while B, 0.7 m
+    away, is turned away; B gone, A comes back near B's spot. A is followed again, not matched
+    to a track B left behind and turned away in turn."""
+    def message(t: int, people: list[np.ndarray]) -> InputFrame:
+        return InputFrame(stamp_ns=1_000_000_000 + t * 33_000_000, frame_id="cam",
+                          layout="kinect20", ids=[-1] * len(people), coords=people,
+                          confidence=[np.ones(20) for _ in people], arrival=100.0 + t / 30)
+
+    rec = tiny_recognizer(max_people=1)
+    for t in range(5):
+        rec.ingest(message(t, [beside(0.0, t)]))
+    rec.infer()
+    for t in range(5, 8):
+        assert rec.ingest(message(t, [beside(0.7, t + 50)])) in (["too_many_people"], [])
+    assert rec.dropped["too_many_people"] == 3
+    frames = rec.frames
+    assert rec.ingest(message(12, [beside(0.45, 12)])) == []
+    assert rec.frames == frames + 1 and rec.dropped["too_many_people"] == 3
+    [person] = rec.infer().people
+    assert person.num_frames == 6
 
 
 def test_notices_count_only_what_was_kept():
@@ -1501,6 +1542,7 @@ def test_an_early_delivered_longer_step_is_kept():
 @pytest.mark.parametrize(("ahead_s", "next_t"), [
     pytest.param(0.5, 21, id="beyond-the-tolerance-the-next-message-later"),
     pytest.param(0.2, 155, id="its-person-gone-for-5-s"),
+    pytest.param(0.2, 50, id="its-person-gone-for-1.5-track-time-outs"),
 ])
 def test_a_stray_stamp_followed_by_the_timeline_is_dropped_as_an_outlier(ahead_s, next_t):
     """A message stamped ahead, then one on the timeline: the stray one was alone, dropped.
@@ -1508,7 +1550,7 @@ def test_a_stray_stamp_followed_by_the_timeline_is_dropped_as_an_outlier(ahead_s
     beyond stamp_tolerance_s 0.3: not a step the source took); and when nobody came for 5 s
     (longer than track_timeout_s): not put first into the returning person's window with a
     5 s old arrival."""
-    rec = tiny_recognizer()
+    rec = tiny_recognizer(track_timeout_s=1.0)
     for t in range(5):
         rec.ingest(frame(t))
     rec.ingest(_shifted(frame(5), ahead_s))
@@ -1915,6 +1957,13 @@ def test_a_pair_whose_stamps_go_back_is_lined_up_newest_with_newest():
     for pid, x, seed in ((1, 0.0, 7), (2, 1.0, 57)):
         np.testing.assert_allclose(people[pid].refined - people[pid].offsets, beside(x, seed),
                                    atol=1e-5)
+    # A partner seen in the last 4 frames only: the first person's window keeps its 8.
+    rec = pair_recognizer(min_frames=4)
+    for t in range(8):
+        people = {1: beside(0.0, t), **({2: beside(1.0, t + 50)} if t >= 4 else {})}
+        rec.ingest(frame(t % 4, people, stamped=False, arrival=100.0 + t / 30))
+    people = {p.person_id: p for p in rec.infer().people}
+    assert people[1].num_frames == 8 and people[1].partner_id == 2
 
 
 def test_a_refined_pose_carries_its_own_frames_confidences_with_linear_steps():

@@ -965,3 +965,30 @@ def test_a_layout_that_does_not_fit_the_datasets_clips_is_refused(override, name
     count, after the data had loaded."""
     with pytest.raises(ConfigError, match=re.escape(named)):
         load_config(MSR_CONFIG, override)
+
+
+def test_random_transforms_cover_their_ranges_on_both_sides():
+    """Each augmentation draws over its whole range, both signs: rotations of +-rotate_deg
+    about the vertical, tilts of +-tilt_deg about each horizontal axis, scales over [lo, hi],
+    shifts of +-translate along each axis (a one-sided or halved range trains on other poses
+    than the recipe says)."""
+    from prgcn_ros.training.augment import random_transforms
+
+    aug = {"rotate_deg": 30, "tilt_deg": 10, "scale": [0.9, 1.1], "translate": 0.2,
+           "vertical_axis": 1}
+    mat, offset = random_transforms(4000, 3, aug, torch.Generator().manual_seed(0))
+    mat, offset = mat.double(), offset.double()
+    scale = torch.linalg.det(mat).abs() ** (1 / 3)
+    assert scale.min() < 0.905 and scale.max() > 1.095 and scale.min() >= 0.9 - 1e-5
+    rot = mat / scale[:, None, None]
+    # The vertical axis's image: tilted by up to the tilt each way about x and z.
+    up = rot[:, :, 1]
+    for horizontal in (0, 2):
+        tilt = torch.rad2deg(torch.asin(up[:, horizontal].clamp(-1, 1)))
+        assert tilt.min() < -8 and tilt.max() > 8 and tilt.abs().max() < 15
+    # The heading: x's image in the horizontal plane, up to 30 degrees each way.
+    heading = torch.rad2deg(torch.atan2(rot[:, 2, 0], rot[:, 0, 0]))
+    assert heading.min() < -27 and heading.max() > 27 and heading.abs().max() < 33
+    assert offset.min() < -0.19 and offset.max() > 0.19 and offset.abs().max() <= 0.2 + 1e-6
+    for axis in range(3):
+        assert offset[:, axis].min() < -0.15 and offset[:, axis].max() > 0.15

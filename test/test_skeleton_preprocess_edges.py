@@ -307,7 +307,9 @@ def test_a_clip_without_a_label_is_labelled_minus_one():
     assert batch.labels.tolist() == [-1, 3]
 
 
-@pytest.mark.parametrize("setting", [{"drop_limb": 1.0}, {"path_scale": [0.5, 0.5]}])
+@pytest.mark.parametrize("setting", [{"drop_limb": 1.0}, {"path_scale": [0.5, 0.5]},
+                                     {"mirror": 1.0}, {"body_shape": 0.2},
+                                     {"scale": [1.0, 1.2]}, {"scale": [0.8, 1.0]}])
 def test_an_augmentation_set_alone_is_applied(setting):
     """Any one augmentation setting alone makes training augment (not only rotate/scale)."""
     still = {"rotate_deg": 0.0, "scale": [1.0, 1.0], "translate": 0.0, "mirror": 0.0}
@@ -319,6 +321,22 @@ def test_an_augmentation_set_alone_is_applied(setting):
     batch = batching.build_batch(clips, cfg, train=True,
                                  generator=torch.Generator().manual_seed(0))
     assert not torch.equal(batch.x, plain.x)
+
+
+def test_an_evaluation_batch_is_the_same_whatever_the_generator():
+    """Evaluation takes the newest window of each clip, unaugmented: no random window, thinning
+    or augmentation, whatever generator is passed."""
+    clips = [_walker(60, seed=i) for i in range(3)]
+    for window in ({"mode": "crop", "length": 32}, {"train_min_fraction": 0.5,
+                                                      "train_frame_step": [1, 3]}):
+        cfg = small_cfg(window=window, augment={"rotate_deg": 30.0, "mirror": 0.5})
+        one, two = (batching.build_batch(clips, cfg, train=False,
+                                         generator=torch.Generator().manual_seed(seed))
+                    for seed in (0, 1))
+        assert torch.equal(one.x, two.x) and torch.equal(one.present, two.present)
+        trained = batching.build_batch(clips, cfg, train=True,
+                                       generator=torch.Generator().manual_seed(0))
+        assert not torch.equal(trained.x, one.x)
 
 
 def test_swap_persons_at_one_half_exchanges_about_half_of_the_pairs():

@@ -56,6 +56,30 @@ def test_noise_is_repeatable_and_leaves_missing_joints_alone(clean_batch):
     assert not (present_a & missing).any()                     # nothing reappears
 
 
+def test_strength_scales_each_kind_of_noise(clean_batch):
+    """``strength`` multiplies every level and probability (the measurement's two strengths):
+    twice the strength, twice the spikes, each twice as large, twice the dropped joints and
+    twice the spread of the bone lengths."""
+    def spikes(strength: float) -> tuple[int, float]:
+        noisy, _ = _corrupt(clean_batch, 5, spike_prob=0.05, strength=strength)
+        moved = (noisy - clean_batch.x)[:, :3].norm(dim=1)
+        jumps = moved[moved > 1e-6]
+        return len(jumps), float(jumps.mean())
+
+    def dropped(strength: float) -> int:
+        _, still = _corrupt(clean_batch, 5, drop_prob=0.02, strength=strength)
+        return int((clean_batch.present & ~still).sum())
+
+    def bone_spread(strength: float) -> float:
+        noisy, _ = _corrupt(clean_batch, 5, bone_noise=0.03, strength=strength)
+        return float((noisy - clean_batch.x)[:, :3].norm(dim=1).mean())
+
+    (count_1, size_1), (count_2, size_2) = spikes(1.0), spikes(2.0)
+    assert 1.6 < count_2 / count_1 < 2.4 and 1.7 < size_2 / size_1 < 2.3
+    assert 1.6 < dropped(2.0) / dropped(1.0) < 2.4
+    assert 1.7 < bone_spread(2.0) / bone_spread(1.0) < 2.3
+
+
 def test_jitter_has_its_level_in_sensor_units(clean_batch):
     noisy, _ = _corrupt(clean_batch, jitter=0.02)
     diff = (noisy - clean_batch.x) * clean_batch.scale[:, None, None, None, :]   # metres

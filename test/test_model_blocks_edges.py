@@ -22,7 +22,7 @@ from prgcn_ros.model.norm import DataNorm, FoldableBatchNorm2d
 from prgcn_ros.model.prm import PRM
 from prgcn_ros.model.tam import TAM
 from prgcn_ros.model.tcn import MultiScaleTemporalConv, TemporalConv
-from prgcn_ros.skeleton.layouts import Layout
+from prgcn_ros.skeleton.layouts import Layout, get_layout
 
 # a - b - c - d, centre b: a small graph whose groups are not symmetric.
 STICK = Layout(name="stick4_edges", joints=("a", "b", "c", "d"), bones=((0, 1), (1, 2), (2, 3)),
@@ -425,6 +425,18 @@ def test_rigid_bone_lengths_are_means_over_the_weighted_frames_only():
     rebuilt = rigid(coords, torch.tensor([1.0, 1.0, 0.0]).view(1, 1, 3, 1))
     torch.testing.assert_close(rebuilt[0, 0, :, 1], torch.full((3,), 2.0))
     assert torch.isfinite(rigid(coords, torch.zeros(1, 1, 3, 1))).all()
+
+
+def test_a_bone_of_zero_length_in_a_frame_keeps_the_joints_beyond_it_finite():
+    """A child joint at its parent's place in one frame (a driver's collapsed joint): its
+    direction is 0/0; the joints beyond it stay finite."""
+    layout = get_layout("kinect20")
+    rigid = RigidBones(layout)
+    parent, child = next(bone for bone, held in zip(layout.tree(), rigid.held.tolist()) if held)
+    torch.manual_seed(0)
+    coords = torch.randn(1, 3, 6, 20)
+    coords[0, :, 2, child] = coords[0, :, 2, parent]
+    assert torch.isfinite(rigid(coords, torch.ones(1, 1, 6, 1))).all()
 
 
 def test_rigid_bones_train_with_an_empty_person_slot():

@@ -500,3 +500,55 @@ def test_a_model_is_loaded_onto_the_device_asked_for(saved):
     path, _ = saved
     model, _ = load_model(path, device="meta")     # a device every machine has
     assert {p.device.type for p in model.parameters()} == {"meta"}
+
+
+def _saved_with(tmp_path: Path, edit) -> Path:
+    """A small model file whose metadata ``edit`` changed in place."""
+    path = tmp_path / "m.safetensors"
+    save_model(path, PRGCN(5, "kinect20"), {"class_names": list("abcde")})
+    meta = json.loads(metadata_path(path).read_text())
+    edit(meta)
+    metadata_path(path).write_text(json.dumps(meta))
+    return path
+
+
+def test_metadata_without_a_format_key_loads_as_the_current_format(tmp_path):
+    """Model files written before the key existed."""
+    load_model(_saved_with(tmp_path, lambda meta: meta.pop("format")))
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda meta: meta["architecture"].update(layout={"name": "mine", "bones": [],
+                                                       "center": 0}), "cannot be built"),
+    (lambda meta: meta.update(architecture=[1, 2]), 'no "architecture" object'),
+])
+def test_an_architecture_that_cannot_be_built_is_one_line(tmp_path, edit, words):
+    """A layout without its joints, an architecture that is no object: the file is named,
+    no bare KeyError or TypeError (loading, or fine-tuning from it)."""
+    from prgcn_ros.training.finetune import init_from_model
+
+    path = _saved_with(tmp_path, edit)
+    assert words in _error(path)
+    with pytest.raises(ModelFileError, match="m.safetensors"):
+        init_from_model(PRGCN(5, "kinect20"), path)
+
+
+def test_a_custom_layout_named_like_a_built_in_one_is_refused(tmp_path):
+    """A layout with kinect20's name and other bones: saved with its name alone it came back
+    with the built-in graph (other logits) without a word."""
+    from prgcn_ros.skeleton.layouts import Layout, get_layout
+
+    built_in = get_layout("kinect20")
+    bones = (*built_in.bones[:-1], (built_in.bones[-1][0], 0))
+    custom = Layout(name="kinect20", joints=built_in.joints, bones=bones, center=built_in.center)
+    path = tmp_path / "m.safetensors"
+    save_model(path, PRGCN(5, custom), {"class_names": list("abcde")})
+    assert "differs from the built-in layout" in _error(path)
+
+
+def test_more_refined_channels_than_input_channels_are_refused_when_built():
+    from prgcn_ros.model.build import build_model
+
+    with pytest.raises(ValueError, match="refine_channels must be in 1..3, not 4"):
+        build_model({"name": "prgcn", "num_classes": 5, "layout": "kinect20",
+                     "in_channels": 3, "refine_channels": 4})

@@ -134,6 +134,15 @@ def test_a_cuda_index_one_past_the_last_device_is_error(monkeypatch):
         resolve_device("cuda:")
 
 
+def test_auto_is_the_gpu_where_cuda_is_and_cuda_without_it_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available here"):
+        resolve_device("cuda")
+
+
 def test_the_cache_key_covers_the_exporter_and_the_architecture(model_file, monkeypatch):
     """A graph another torch exported, or one of another architecture under the same weights
     (an option without weights of its own), is not served from the cache."""

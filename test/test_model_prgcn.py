@@ -203,6 +203,17 @@ def test_bone_input_adds_each_joints_vector_from_its_parent():
     assert torch.equal(seen[:, 3:, :, layout.center], torch.zeros(2, 3, 9))
 
 
+def test_bone_input_of_image_keypoints_adds_the_refined_coordinates_bones_only():
+    """2D keypoints (x, y, confidence): the PRM refines x and y, and the bones are of those two
+    (no bone of the confidence): 3 + 2 channels into the GFM."""
+    torch.manual_seed(4)
+    model = PRGCN(20, "coco18", bone_input=True).eval()
+    x = torch.randn(2, 3, 9, 18, 1)
+    assert _gfm_input(model, x).shape == (2, 5, 9, 18)
+    with torch.no_grad():
+        assert model(x)[0].shape == (2, 20)
+
+
 def test_partner_input_shows_each_person_the_other_and_a_lone_person_nobody():
     torch.manual_seed(5)
     model = PRGCN(8, "openni15", use_prm=False, partner_input=True).eval()

@@ -153,6 +153,45 @@ def test_limb_swap_exchanges_left_and_right():
     assert torch.equal(noisy[:, 2], x[:, 2])                     # confidence untouched
 
 
+def test_a_limb_swap_moves_only_pairs_it_sees_and_exchanges_them_exactly():
+    """Both joints of a pair seen: they exchange places (both of them); one missing: neither
+    moves (a missing joint's zeros would land on the seen one)."""
+    lay = get_layout("coco18")
+    left, right = lay.index("left_wrist"), lay.index("right_wrist")
+    x = torch.randn(1, 3, 40, 18, 1)
+    x[:, 2] = 1.0
+    present = torch.ones(1, 40, 18, 1, dtype=torch.bool)
+    present[0, :, left] = False
+    x[0, :2, :, left] = 0.0
+    noisy, _ = corrupt(x, present, torch.ones(1, 1), "coco18", _noise(swap_prob=1.0),
+                       torch.Generator().manual_seed(0), dims=2)
+    assert torch.equal(noisy[0, :2, :, [left, right]], x[0, :2, :, [left, right]])
+    elbows = lay.index("left_elbow"), lay.index("right_elbow")
+    moved = [t for t in range(40) if not torch.equal(noisy[0, :2, t, elbows[0]],
+                                                     x[0, :2, t, elbows[0]])]
+    assert moved
+    for t in moved:
+        assert torch.equal(noisy[0, :2, t, elbows[0]], x[0, :2, t, elbows[1]])
+        assert torch.equal(noisy[0, :2, t, elbows[1]], x[0, :2, t, elbows[0]])
+
+
+def test_a_dropped_2d_joint_gets_confidence_zero_and_mpjpe_counts_seen_joints_only():
+    x = torch.randn(2, 3, 10, 18, 1)
+    x[:, 2] = 1.0
+    present = torch.ones(2, 10, 18, 1, dtype=torch.bool)
+    noisy, still = corrupt(x, present, torch.ones(2, 1), "coco18", _noise(drop_prob=0.3),
+                           torch.Generator().manual_seed(0), dims=2)
+    gone = present & ~still
+    assert gone.any()
+    assert torch.equal(noisy[:, 2][gone], torch.zeros(int(gone.sum())))
+    assert torch.equal(noisy[:, 2][still], torch.ones(int(still.sum())))
+    # The error over the seen joints only: a joint off by 1 beside a missing one far away.
+    a, b = torch.zeros(1, 2, 1, 2, 1), torch.zeros(1, 2, 1, 2, 1)
+    a[0, 0, 0, 0, 0], a[0, 0, 0, 1, 0] = 1.0, 100.0
+    seen = torch.tensor([True, False]).view(1, 1, 2, 1)
+    assert float(mpjpe(a, b, seen, 2)[0]) == pytest.approx(1.0)
+
+
 # --------------------------------------------------------------------------- one builder path
 def test_model_section_is_the_architecture_dict(tmp_path):
     cfg = load_config(MSR_CONFIG)
